@@ -1,0 +1,198 @@
+"""Training: the epoch loop of one run, with validation, sample grids and checkpoints.
+
+Reproducible by construction: every epoch draws its shuffling and noise from a generator seeded
+by (seed, epoch), so a run resumed from the checkpoint of epoch k continues exactly as an
+uninterrupted run would.
+"""
+from __future__ import annotations
+
+import math
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+
+from . import data as datasets
+from . import nets, samplers
+from .config import RunSpec
+from .degradations import Gaussian
+from .runs import EventLog, Run, atomic_save
+from .schedules import from_spec
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"training.device = {name!r} but no CUDA device is available")
+    return dev
+
+
+def autocast(device: torch.device, amp: str):
+    """Mixed precision on CUDA (bf16 by default); full precision on the CPU."""
+    if device.type != "cuda" or amp == "off":
+        return nullcontext()
+    return torch.autocast("cuda", dtype=torch.float16 if amp == "fp16" else torch.bfloat16)
+
+
+def epoch_generator(seed: int, epoch: int, device: torch.device) -> torch.Generator:
+    return torch.Generator(device=device).manual_seed(seed * 1_000_003 + epoch)
+
+
+@dataclass
+class Prepared:
+    """Everything a run trains with, built from its spec."""
+
+    spec: RunSpec
+    device: torch.device
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    deg: Gaussian
+    train_x: torch.Tensor  # (N, 1, 28, 28) model space, on the device
+    val_x: torch.Tensor
+    source: str
+
+
+def prepare(spec: RunSpec) -> Prepared:
+    device = resolve_device(spec.training["device"])
+    d = spec.data
+    ds = datasets.load(d["dataset"], "train", idx_dir=d["idx_dir"] or None,
+                       torchvision_root=d["torchvision_root"] or None, download=d["download"])
+    seed = spec.training["seed"]
+    images = ds.images
+    if d["train_subset"] and d["train_subset"] < len(images):
+        pick = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))
+        images = images[pick[: d["train_subset"]]]
+    train_idx, val_idx = datasets.split_train_val(len(images), d["val_fraction"], seed)
+    x = datasets.to_model(images)
+    torch.manual_seed(seed)
+    model = nets.build(spec.network).to(device)
+    return Prepared(
+        spec=spec, device=device, model=model,
+        optimizer=torch.optim.Adam(model.parameters(), lr=spec.training["lr"]),
+        deg=Gaussian(from_spec(spec.schedule), device),
+        train_x=x[train_idx].to(device), val_x=x[val_idx].to(device), source=ds.source,
+    )
+
+
+def train_epoch(p: Prepared, epoch: int, should_stop: Callable[[], bool] = lambda: False,
+                on_step: Callable[[int, int, float], None] | None = None,
+                scaler: torch.amp.GradScaler | None = None) -> float | None:
+    """One pass over the training set; the mean loss, or None when stopped part-way."""
+    tr = p.spec.training
+    g = epoch_generator(tr["seed"], epoch, p.device)
+    n, bs = len(p.train_x), tr["batch_size"]
+    perm = torch.randperm(n, generator=g, device=p.device)
+    steps = math.ceil(n / bs)
+    total = torch.zeros((), device=p.device)
+    p.model.train()
+    for step in range(steps):
+        if should_stop():
+            return None
+        x = p.train_x[perm[step * bs:(step + 1) * bs]]
+        with autocast(p.device, tr["amp"]):
+            loss = p.deg.loss(p.model, x, g)
+        p.optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(p.optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            p.optimizer.step()
+        total += loss.detach() * len(x)
+        if on_step is not None:
+            on_step(step + 1, steps, loss)
+    return total.item() / n
+
+
+@torch.no_grad()
+def validation_loss(p: Prepared, batch: int = 1000) -> float:
+    """Mean loss on the held-out split with noise fixed by the seed (comparable across epochs)."""
+    g = torch.Generator(device=p.device).manual_seed(p.spec.training["seed"] + 7919)
+    p.model.eval()
+    total = 0.0
+    for start in range(0, len(p.val_x), batch):
+        x = p.val_x[start:start + batch]
+        with autocast(p.device, p.spec.training["amp"]):
+            total += p.deg.loss(p.model, x, g).item() * len(x)
+    p.model.train()
+    return total / len(p.val_x)
+
+
+def save_samples(run: Run, stem: str, images: torch.Tensor) -> tuple[str, str]:
+    """``samples/<stem>.png`` (a grid) and ``samples/<stem>.npy`` (N x 28 x 28 float32 in [0, 1])."""
+    from PIL import Image
+    from torchvision.utils import make_grid
+
+    imgs = datasets.from_model(images.float().cpu())
+    arr = imgs[:, 0].numpy().astype(np.float32)
+    nrow = max(1, round(math.sqrt(len(imgs))))
+    grid = make_grid(imgs, nrow=nrow, padding=2, pad_value=1.0)[0]
+    png = Image.fromarray((grid.numpy() * 255).round().astype(np.uint8), mode="L")
+    run.samples_dir.mkdir(exist_ok=True)
+    atomic_save(lambda f: np.save(f, arr), run.samples_dir / f"{stem}.npy")
+    atomic_save(lambda f: png.save(f, format="PNG"), run.samples_dir / f"{stem}.png")
+    return f"samples/{stem}.png", f"samples/{stem}.npy"
+
+
+def draw_samples(p: Prepared, run: Run, log: EventLog, stem: str, epoch: int, sampler: str) -> None:
+    ev = p.spec.evaluation
+    t0 = time.time()
+    g = torch.Generator(device=p.device).manual_seed(p.spec.training["seed"] + 104729)
+    with autocast(p.device, p.spec.training["amp"]):
+        imgs = samplers.sample(p.model, p.deg, sampler, ev["n_grid"], ev["steps"], g, p.device)
+    png, npy = save_samples(run, stem, imgs)
+    log.emit("samples", epoch=epoch, png=png, npy=npy, n=len(imgs),
+             sampler=samplers.describe(sampler, ev["steps"], p.deg.T),
+             seconds=round(time.time() - t0, 3))
+
+
+def run_training(run: Run, log: EventLog, should_stop: Callable[[], bool]) -> str:
+    """Train ``run`` from its checkpoint (if any) to the end. Returns 'finished' or 'stopped'."""
+    spec = run.spec()
+    p = prepare(spec)
+    tr, ev = spec.training, spec.evaluation
+    scaler = torch.amp.GradScaler("cuda") if p.device.type == "cuda" and tr["amp"] == "fp16" else None
+    start_epoch = 0
+    if run.checkpoint_path.exists():
+        ck = torch.load(run.checkpoint_path, map_location=p.device, weights_only=True)
+        p.model.load_state_dict(ck["model"])
+        p.optimizer.load_state_dict(ck["optimizer"])
+        start_epoch = ck["epoch"]
+    log.emit("start", epoch=start_epoch, epochs=tr["epochs"], device=str(p.device),
+             data_source=p.source, train_size=len(p.train_x), val_size=len(p.val_x),
+             parameters=sum(x.numel() for x in p.model.parameters()), resumed=start_epoch > 0)
+
+    last_progress = [time.time()]
+
+    for epoch in range(start_epoch + 1, tr["epochs"] + 1):
+        t0 = time.time()
+
+        def on_step(step: int, steps: int, loss: torch.Tensor, epoch=epoch) -> None:
+            now = time.time()
+            if now - last_progress[0] >= tr["progress_every"] or step == steps:
+                last_progress[0] = now
+                log.emit("progress", epoch=epoch, step=step, steps=steps, loss=loss.item())
+
+        train_loss = train_epoch(p, epoch, should_stop, on_step, scaler)
+        if train_loss is None:
+            return "stopped"
+        seconds = time.time() - t0
+        log.emit("epoch", epoch=epoch, epochs=tr["epochs"], train_loss=train_loss,
+                 val_loss=validation_loss(p), seconds=round(seconds, 3),
+                 images_per_s=round(len(p.train_x) / max(seconds, 1e-9), 1))
+        if epoch in ev["grid_epochs"] and epoch != tr["epochs"]:
+            draw_samples(p, run, log, f"epoch-{epoch:04d}", epoch, ev["sampler"])
+        atomic_save(lambda f: torch.save({"model": p.model.state_dict(),
+                                          "optimizer": p.optimizer.state_dict(),
+                                          "epoch": epoch}, f), run.checkpoint_path)
+        if should_stop():
+            return "stopped"
+    # the last epoch's grid uses the final sampler (the study's ancestral DDPM by default)
+    draw_samples(p, run, log, f"epoch-{tr['epochs']:04d}", tr["epochs"], ev["final_sampler"])
+    return "finished"

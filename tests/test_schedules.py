@@ -1,0 +1,146 @@
+import csv
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from engine.ks import first_indistinguishable, ks_pvalues, write_schedule_study
+from engine.schedules import KINDS, from_spec, make_schedule
+
+
+def toy_images(N=500, seed=0):
+    """MNIST-like: -0.5 background with some +0.5 pixels."""
+    g = torch.Generator().manual_seed(seed)
+    images = torch.full((N, 1, 28, 28), -0.5)
+    images[torch.rand(images.shape, generator=g) < 0.15] = 0.5
+    return images
+
+
+def cosine_f(t, T, s=0.008):
+    return math.cos((t / T + s) / (1 + s) * math.pi / 2) ** 2
+
+
+def test_linear_endpoints_and_spacing():
+    sch = make_schedule("linear", 1000)
+    assert sch.betas.dtype == torch.float64 and sch.betas.shape == (1001,)
+    assert sch.betas[0] == 0 and sch.alpha_bar[0] == 1
+    assert sch.betas[1].item() == pytest.approx(1e-4, abs=1e-15)
+    assert sch.betas[1000].item() == pytest.approx(0.02, abs=1e-15)
+    steps = sch.betas[2:] - sch.betas[1:-1]
+    assert torch.allclose(steps, torch.full_like(steps, (0.02 - 1e-4) / 999), rtol=0, atol=1e-15)
+    assert torch.allclose(sch.alphas, 1 - sch.betas)
+    assert torch.allclose(sch.alpha_bar, torch.cumprod(sch.alphas, 0))
+
+
+def test_inverse_linear_is_linear_reversed():
+    lin, inv = make_schedule("linear", 1000), make_schedule("inverse_linear", 1000)
+    assert inv.betas[0] == 0
+    assert torch.equal(inv.betas[1:], lin.betas[1:].flip(0))
+    assert inv.betas[1].item() == pytest.approx(0.02) and inv.betas[-1].item() == pytest.approx(1e-4)
+
+
+def test_constant():
+    sch = make_schedule("constant", 1000)
+    assert torch.all(sch.betas[1:] == 0.01)
+    assert sch.alpha_bar[-1].item() == pytest.approx(0.99**1000, rel=1e-12)
+
+
+@pytest.mark.parametrize("max_beta", [0.1, 0.999])
+def test_cosine_betas_capped(max_beta):
+    sch = make_schedule("cosine", 1000, max_beta=max_beta)
+    assert sch.betas.max().item() <= max_beta
+
+
+def test_cosine_paper_cap_matches_closed_form():
+    sch = make_schedule("cosine", 1000, max_beta=0.999)
+    for t in (100, 300, 500, 700, 900):
+        assert sch.alpha_bar[t].item() == pytest.approx(cosine_f(t, 1000) / cosine_f(0, 1000), rel=1e-9)
+
+
+def test_cosine_study_cap_changes_alpha_bar_near_T():
+    capped = make_schedule("cosine", 1000, max_beta=0.1)
+    paper = make_schedule("cosine", 1000, max_beta=0.999)
+    assert capped.betas[-1].item() == 0.1
+    assert torch.equal(capped.alpha_bar[:500], paper.alpha_bar[:500])
+    assert capped.alpha_bar[-1].item() > 10 * paper.alpha_bar[-1].item()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("T", [1, 10, 1000])
+def test_any_T_and_monotone(kind, T):
+    sch = make_schedule(kind, T)
+    assert sch.T == T and sch.betas.shape == sch.alphas.shape == sch.alpha_bar.shape == (T + 1,)
+    assert sch.betas[0] == 0 and sch.alpha_bar[0] == 1
+    assert torch.all(sch.betas[1:] > 0)
+    assert torch.all(sch.alpha_bar[1:] < sch.alpha_bar[:-1])
+
+
+def test_unknown_kind():
+    with pytest.raises(ValueError, match="inverse_linear"):
+        make_schedule("sigmoid")
+
+
+def test_from_spec():
+    cfg = {"kind": "cosine", "T": 20, "beta_min": 1e-4, "beta_max": 0.02, "s": 0.008, "max_beta": 0.5, "beta": 0.01}
+    sch = from_spec(cfg)
+    assert torch.equal(sch.betas, make_schedule("cosine", 20, max_beta=0.5).betas)
+
+
+def test_ks_pvalues_clean_vs_noised():
+    images = toy_images()
+    p = ks_pvalues(make_schedule("linear", 1000), images[:, 0], n=500, seed=1)  # (N, 28, 28) works too
+    assert p.shape == (1000,)
+    assert p[0] < 1e-10
+    assert p[-50:].mean() > 0.01
+    assert np.array_equal(p, ks_pvalues(make_schedule("linear", 1000), images, n=500, seed=1))
+
+
+def test_ks_pvalues_few_images_draws_with_replacement():
+    p = ks_pvalues(make_schedule("constant", 30, beta=0.5), toy_images(N=10), n=100)
+    assert p.shape == (30,) and p[-1] > 1e-3
+
+
+def test_first_indistinguishable():
+    assert first_indistinguishable(np.array([0.0, 0.01, 0.2, 0.01, 0.9])) == 3
+    assert first_indistinguishable(np.array([0.0, 0.05])) is None
+    assert first_indistinguishable([0.5]) == 1
+    assert first_indistinguishable([0.0, 0.02], alpha=0.01) == 2
+
+
+def read_csv(path):
+    with open(path, newline="") as fh:
+        return list(csv.reader(fh))
+
+
+def test_write_schedule_study(tmp_path):
+    out = tmp_path / "study"
+    schedules = [make_schedule(kind, 50) for kind in KINDS]
+    names = ["lin", "cos", "const", "inv"]
+    first = write_schedule_study(schedules, toy_images(), out, n=200, names=names)
+    assert list(first) == names
+    assert all(v is None or 1 <= v <= 50 for v in first.values())
+
+    rows = read_csv(out / "schedules.csv")
+    assert rows[0] == ["schedule", "t", "beta", "alpha_bar"] and len(rows) == 1 + 4 * 50
+    assert rows[1][:2] == ["lin", "1"] and float(rows[1][2]) == schedules[0].betas[1].item()
+    assert float(rows[50][3]) == schedules[0].alpha_bar[50].item()
+    rows = read_csv(out / "ks.csv")
+    assert rows[0] == ["schedule", "t", "p_value", "n"] and len(rows) == 1 + 4 * 50
+    assert rows[-1] == ["inv", "50", rows[-1][2], "200"]
+    rows = read_csv(out / "ks_summary.csv")
+    assert rows[0] == ["schedule", "first_t_indistinguishable", "alpha"] and len(rows) == 5
+    assert [r[1] for r in rows[1:]] == ["" if first[n] is None else str(first[n]) for n in names]
+
+    for png in ("schedules.png", "ks.png"):
+        with Image.open(out / png) as im:
+            im.verify()
+        with Image.open(out / png) as im:
+            assert im.width > 0 and im.height > 0
+
+
+def test_write_schedule_study_defaults_to_kind_names(tmp_path):
+    first = write_schedule_study([make_schedule("constant", 5, beta=0.001)], toy_images(50), tmp_path, n=50)
+    assert first == {"constant": None}
+    assert read_csv(tmp_path / "ks_summary.csv")[1] == ["constant", "", "0.05"]

@@ -1,0 +1,84 @@
+"""``diffui --batch``: run the queue headless with a rich progress bar per run."""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn
+from rich.table import Table
+
+from engine.queue import Progress as RunProgress
+from engine.queue import Queue
+from engine.runs import Run
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def _fmt(x: float | None, spec: str = ".4f") -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def _eta(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def run_batch(runs: list[Run], jobs: int = 1, console: Console | None = None,
+              poll_every: float = 0.25) -> int:
+    console = console or Console()
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    queue = Queue(runs, jobs=jobs, threads=threads)
+    for name in queue.skipped:
+        console.print(f"[dim]{name}: finished already, skipped[/dim]")
+    interrupted = False
+    live = console.is_terminal
+    bars = Progress(TextColumn("{task.description:<24}"), BarColumn(),
+                    TextColumn("{task.fields[status]}"), console=console, disable=not live)
+    tasks = {r.name: bars.add_task(r.name, total=1.0, status="")
+             for r in runs if r.name not in queue.skipped}
+    logged: dict[str, int] = {}
+    try:
+        with bars:
+            while queue.poll():
+                for name, task in tasks.items():
+                    p = queue.progress[name]
+                    bars.update(task, completed=p.fraction, status=_status_text(p))
+                    if not live and p.epoch > logged.get(name, 0):  # plain log lines for files/CI
+                        logged[name] = p.epoch
+                        console.print(f"{name}: epoch {p.epoch}/{p.epochs} train {_fmt(p.train_loss)}"
+                                      f" val {_fmt(p.val_loss)} eta {_eta(p.eta())}")
+                time.sleep(poll_every)
+    except KeyboardInterrupt:
+        interrupted = True
+        console.print("[yellow]interrupted: stopping workers (runs stay resumable)...[/yellow]")
+        queue.stop()
+    console.print(summary_table(runs, queue.progress))
+    if interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_FAILED if any(queue.progress[r.name].state != "finished" for r in runs) else EXIT_OK
+
+
+def _status_text(p: RunProgress) -> str:
+    if p.state != "running":
+        return p.state
+    text = f"epoch {p.epoch}/{p.epochs}"
+    if p.loss is not None:
+        text += f"  loss {p.loss:.4f}"
+    return text + f"  eta {_eta(p.eta())}"
+
+
+def summary_table(runs: list[Run], progress: dict[str, RunProgress]) -> Table:
+    table = Table(title="diffui runs")
+    for col in ("run", "status", "epochs", "train loss", "val loss", "folder"):
+        table.add_column(col)
+    for run in runs:
+        p = progress[run.name]
+        status = p.state + (f" ({p.detail})" if p.state == "failed" and p.detail else "")
+        table.add_row(run.name, status, f"{p.epoch}/{p.epochs}", _fmt(p.train_loss),
+                      _fmt(p.val_loss), str(Path(os.path.relpath(run.path))))
+    return table

@@ -1,0 +1,110 @@
+"""The ``diffui`` command line.
+
+    diffui --batch [FILE] [--profile NAME] [--only NAME ...] [--runs-dir DIR] [--jobs N]
+    diffui schedules [FILE] --out DIR [--profile NAME] [--n N] [--seed S]
+
+FILE defaults to ./experiments.toml. Runs go to ``runs/`` beside FILE (``runs-<profile>/`` for
+a profile) unless --runs-dir says otherwise. Bad input prints one line and exits with 2.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from engine.config import ConfigError, load_study, select
+
+EXIT_USAGE = 2
+
+
+def default_runs_dir(file: Path, profile: str | None) -> Path:
+    return file.resolve().parent / (f"runs-{profile}" if profile else "runs")
+
+
+def _main_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="diffui", description="Diffusion experiment manager.",
+                                epilog="Also: diffui schedules [FILE] --out DIR")
+    p.add_argument("file", nargs="?", default="experiments.toml", help="the experiments file")
+    p.add_argument("--batch", action="store_true", help="run the queue with no UI")
+    p.add_argument("--profile", help="a named profile of the file, e.g. quick")
+    p.add_argument("--only", nargs="+", metavar="NAME", help="run only these experiments or runs")
+    p.add_argument("--runs-dir", type=Path, help="where run folders go")
+    p.add_argument("--jobs", type=int, default=1, help="runs at once (default 1)")
+    return p
+
+
+def _schedules_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="diffui schedules",
+                                description="Schedule values and the KS test of z_t against N(0, 1).")
+    p.add_argument("file", nargs="?", default="experiments.toml")
+    p.add_argument("--out", type=Path, required=True, help="folder for the CSV and PNG files")
+    p.add_argument("--profile")
+    p.add_argument("--n", type=int, default=2000, help="samples per KS test (default 2000)")
+    p.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        if argv[:1] == ["schedules"]:
+            return cmd_schedules(_schedules_parser().parse_args(argv[1:]))
+        args = _main_parser().parse_args(argv)
+        if not args.batch:
+            print("diffui: the terminal UI is not built yet; use diffui --batch", file=sys.stderr)
+            return EXIT_USAGE
+        return cmd_batch(args)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    from engine.queue import prepare_runs
+    from .batch import run_batch
+
+    if args.jobs < 1:
+        raise ConfigError(f"--jobs: expected an integer >= 1, got {args.jobs}")
+    file = Path(args.file)
+    study = load_study(file, args.profile)
+    specs = select(study, args.only)
+    runs_dir = args.runs_dir or default_runs_dir(file, args.profile)
+    runs = prepare_runs(specs, runs_dir)
+    return run_batch(runs, jobs=args.jobs)
+
+
+def cmd_schedules(args: argparse.Namespace) -> int:
+    from engine import data
+    from engine.ks import write_schedule_study
+    from engine.schedules import from_spec
+
+    if args.n < 2:
+        raise ConfigError(f"--n: expected an integer >= 2, got {args.n}")
+    study = load_study(Path(args.file), args.profile)
+    schedules, names = [], []
+    for run in study.runs:
+        sched = from_spec(run.schedule)
+        name = sched.kind
+        if any(s.kind == sched.kind and not (s.betas.equal(sched.betas)) for s in schedules):
+            name = f"{sched.kind}-{run.name}"
+        if name not in names:
+            schedules.append(sched)
+            names.append(name)
+    d = study.runs[0].data
+    try:
+        ds = data.load(d["dataset"], "train", idx_dir=d["idx_dir"] or None,
+                       torchvision_root=d["torchvision_root"] or None, download=d["download"])
+    except data.DataUnavailable as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    first = write_schedule_study(schedules, data.to_model(ds.images), args.out, n=args.n,
+                                 seed=args.seed, names=names)
+    for name, t in first.items():
+        when = f"t = {t}" if t is not None else "never"
+        print(f"{name}: z_t indistinguishable from N(0, 1) (KS, p > 0.05) first at {when}")
+    print(f"wrote schedules.csv, ks.csv, ks_summary.csv, schedules.png, ks.png to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
