@@ -194,7 +194,8 @@ class _Ctx:
         msg = f"{self.path.name}: {key}: expected {expected}"
         if show_got:
             msg += f", got {_show(got)}"
-        raise ConfigError(msg)
+        # keys come from the file and a quoted TOML key may hold a line break: keep one line
+        raise ConfigError(msg.replace("\r", "\\r").replace("\n", "\\n"))
 
 
 def _show(v: Any) -> str:
@@ -235,7 +236,7 @@ def _cross_checks(ctx: _Ctx, where: str, spec: RunSpec) -> None:
         ctx.fail(f"{where}.schedule.beta_min", f"a number <= beta_max ({sch['beta_max']})",
                  sch["beta_min"])
     ev = spec.evaluation
-    if ev["sampler"] == "ddim" and ev["steps"] > sch["T"]:
+    if "ddim" in (ev["sampler"], ev["final_sampler"]) and ev["steps"] > sch["T"]:
         ctx.fail(f"{where}.evaluation.steps", f"at most schedule.T ({sch['T']})", ev["steps"])
     if spec.network["kind"] == "cnn" and len(spec.network["channels"]) < 1:
         ctx.fail(f"{where}.network.channels", "at least one channel count", spec.network["channels"])
@@ -270,6 +271,10 @@ def _expand_sweep(ctx: _Ctx, where: str, exp: dict) -> list[tuple[str, dict]]:
                      show_got=False)
         if not isinstance(values, list) or not values:
             ctx.fail(f"{where}.sweep.{key}", "a non-empty list of values", values)
+        for value in values:  # before the value becomes part of a run name
+            problem = SCHEMA[parts[0]][parts[1]][1](value)
+            if problem:
+                ctx.fail(f"{where}.sweep.{key}", problem, value)
         axes.append((parts[0], parts[1], key, values))
     out = []
     for combo in itertools.product(*(a[3] for a in axes)):
@@ -371,10 +376,11 @@ def parse_study(text: str, path: Path, profile: str | None = None) -> Study:
                            **sections)
             _cross_checks(ctx, where, spec)
             runs.append(spec)
-    if "experiments" in ptable:
-        for n in ptable["experiments"]:
+    for pname, pt in profiles.items():  # every profile, not only the one selected
+        for n in pt.get("experiments", []):
             if n not in exp_names:
-                ctx.fail(f"profiles.{profile}.experiments", "names of experiments in this file", n)
+                ctx.fail(f"profiles.{pname}.experiments", "names of experiments in this file", n)
+    if "experiments" in ptable:
         runs = [r for r in runs if r.experiment in ptable["experiments"]]
     return Study(path=path, runs=runs, profiles=list(profiles))
 

@@ -15,7 +15,34 @@ from pathlib import Path
 
 from .runs import HEARTBEAT_EVERY, EventLog, Run
 
-EXIT_FINISHED, EXIT_FAILED, EXIT_STOPPED = 0, 1, 3
+EXIT_CODES = {"finished": 0, "failed": 1, "stopped": 3}
+
+
+def execute(run: Run, stop: threading.Event) -> str:
+    """Train ``run`` as one attempt, keeping its worker records; 'finished', 'stopped' or
+    'failed'. ``stop`` asks it to stop at the next optimizer step."""
+    attempt = run.begin_attempt()
+    done = threading.Event()
+
+    def heartbeat() -> None:
+        while not done.wait(HEARTBEAT_EVERY):
+            run.beat()
+
+    threading.Thread(target=heartbeat, daemon=True).start()
+    log = EventLog(run.events_path)
+    error = ""
+    try:
+        from .training import run_training
+        status = run_training(run, log, stop.is_set)
+    except Exception as e:  # the run failed: record why, keep the traceback in worker.log
+        traceback.print_exc()
+        status, error = "failed", f"{type(e).__name__}: {e}".splitlines()[0]
+    finally:
+        done.set()
+    log.emit("end", status=status, **({"error": error} if error else {}))
+    log.close()
+    run.end_attempt(attempt, status, error)
+    return status
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,38 +54,13 @@ def main(argv: list[str] | None = None) -> int:
     if not run.exists():
         print(f"error: {run.path}: not a run folder (no config.toml)", file=sys.stderr)
         return 2
-    threads = os.environ.get("DIFFUI_THREADS")
-    if threads:
+    if os.environ.get("DIFFUI_THREADS"):
         import torch
-        torch.set_num_threads(int(threads))
-
+        torch.set_num_threads(int(os.environ["DIFFUI_THREADS"]))
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    attempt = run.begin_attempt()
-    done = threading.Event()
-
-    def heartbeat() -> None:
-        while not done.wait(HEARTBEAT_EVERY):
-            run.beat()
-
-    threading.Thread(target=heartbeat, daemon=True).start()
-    log = EventLog(run.events_path)
-    try:
-        from .training import run_training
-        status = run_training(run, log, stop.is_set)
-    except Exception as e:  # the run failed: record why, keep the traceback in worker.log
-        traceback.print_exc()
-        error = f"{type(e).__name__}: {e}".splitlines()[0]
-        log.emit("end", status="failed", error=error)
-        run.end_attempt(attempt, "failed", error)
-        return EXIT_FAILED
-    finally:
-        done.set()
-    log.emit("end", status=status)
-    run.end_attempt(attempt, status)
-    log.close()
-    return EXIT_FINISHED if status == "finished" else EXIT_STOPPED
+    return EXIT_CODES[execute(run, stop)]
 
 
 if __name__ == "__main__":

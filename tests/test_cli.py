@@ -1,0 +1,143 @@
+"""The diffui command line: batch mode's exit codes, resume/skip, Ctrl-C, and `diffui schedules`."""
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from engine.runs import Run
+from tui.cli import main
+
+from conftest import tiny_study, wait_for
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_batch_runs_then_skips_finished(tmp_path, study_file, capsys):
+    runs_dir = tmp_path / "out"
+    assert main(["--batch", str(study_file), "--runs-dir", str(runs_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "tiny" in out and "finished" in out
+    run = Run(runs_dir / "tiny")
+    assert run.status().state == "finished"
+    n_events = len(run.events())
+
+    assert main(["--batch", str(study_file), "--runs-dir", str(runs_dir)]) == 0
+    assert "tiny: finished already, skipped" in capsys.readouterr().out
+    assert len(run.events()) == n_events  # nothing re-ran
+
+
+def test_default_runs_dir_is_beside_the_file_per_profile(tmp_path):
+    from tui.cli import default_runs_dir
+    f = tmp_path / "sub" / "exp.toml"
+    assert default_runs_dir(f, None) == (tmp_path / "sub" / "runs").resolve()
+    assert default_runs_dir(f, "quick") == (tmp_path / "sub" / "runs-quick").resolve()
+
+
+def test_bad_file_exits_2_with_one_line_and_writes_nothing(tmp_path, capsys):
+    f = tmp_path / "exp.toml"
+    f.write_text('[[experiments]]\nname = "a"\nschedule = { kind = "cosin" }\n')
+    assert main(["--batch", str(f)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0
+    assert err.startswith("error: exp.toml: experiments[0] (a).schedule.kind: expected one of")
+    assert "'cosine'" in err and "'cosin'" in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_missing_file_unknown_only_and_bad_jobs_exit_2(tmp_path, study_file, capsys):
+    assert main(["--batch", str(tmp_path / "nope.toml")]) == 2
+    assert "nope.toml: no such file" in capsys.readouterr().err
+    assert main(["--batch", str(study_file), "--only", "zzz"]) == 2
+    assert "--only zzz" in capsys.readouterr().err
+    assert main(["--batch", str(study_file), "--jobs", "0"]) == 2
+    assert "--jobs" in capsys.readouterr().err
+    assert main(["--batch", str(study_file), "--profile", "quick"]) == 2
+    assert "profiles.quick: no such profile" in capsys.readouterr().err
+
+
+def test_run_folder_with_other_settings_is_refused_and_kept(tmp_path, capsys):
+    runs_dir = tmp_path / "runs"
+    first = tiny_study(tmp_path / "a.toml", epochs=1)
+    second = tiny_study(tmp_path / "b.toml", epochs=5)
+    from engine.config import load_study
+    from engine.queue import prepare_runs
+    run = prepare_runs(load_study(first).runs, runs_dir)[0]
+    before = run.config_path.read_bytes()
+    assert main(["--batch", str(second), "--runs-dir", str(runs_dir)]) == 2
+    err = capsys.readouterr().err
+    assert "holds a run with other settings" in err and "training.epochs is 1 there, 5 here" in err
+    assert run.config_path.read_bytes() == before
+
+
+def test_failed_run_exits_1(tmp_path, capsys):
+    bad = tmp_path / "idx"
+    bad.mkdir()
+    (bad / "train-images-idx3-ubyte").write_bytes(b"garbage")
+    (bad / "train-labels-idx1-ubyte").write_bytes(b"garbage")
+    f = tiny_study(tmp_path / "exp.toml")
+    f.write_text(f.read_text().replace("[defaults.data]", f'[defaults.data]\nidx_dir = "{bad}"'))
+    assert main(["--batch", str(f), "--runs-dir", str(tmp_path / "runs")]) == 1
+    out = capsys.readouterr().out
+    assert "failed" in out
+    assert Run(tmp_path / "runs" / "tiny").status().state == "failed"
+
+
+def test_ctrl_c_stops_cleanly_and_rerun_resumes(tmp_path):
+    f = tiny_study(tmp_path / "exp.toml", epochs=4, subset=512)
+    runs_dir = tmp_path / "runs"
+    cmd = [sys.executable, "-m", "tui.cli", "--batch", str(f), "--runs-dir", str(runs_dir)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    run = Run(runs_dir / "tiny")
+    try:
+        wait_for(run.checkpoint_path.exists)
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, out
+    assert b"interrupted" in out
+    st = run.status()
+    assert st.state == "resumable" and st.detail == "stopped"
+
+    done = subprocess.run(cmd, env=env, capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    starts = [e for e in run.events() if e["type"] == "start"]
+    assert [s["resumed"] for s in starts] == [False, True] and starts[1]["epoch"] >= 1
+    assert run.status().state == "finished"
+
+
+def test_schedules_command_writes_tables_and_figures(tmp_path, capsys):
+    f = tmp_path / "exp.toml"
+    f.write_text("""
+[defaults.schedule]
+T = 60
+[[experiments]]
+name = "lin"
+[[experiments]]
+name = "cos"
+schedule = { kind = "cosine" }
+[[experiments]]
+name = "cos-paper"
+schedule = { kind = "cosine", max_beta = 0.999 }
+""")
+    out = tmp_path / "sched"
+    assert main(["schedules", str(f), "--out", str(out), "--n", "300"]) == 0
+    printed = capsys.readouterr().out
+    assert "linear:" in printed and "first at" in printed
+    for name in ("schedules.csv", "ks.csv", "ks_summary.csv", "schedules.png", "ks.png"):
+        assert (out / name).stat().st_size > 0, name
+    with open(out / "schedules.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert {r["schedule"] for r in rows} == {"linear", "cosine", "cosine-cos-paper"}
+    lin = [r for r in rows if r["schedule"] == "linear"]
+    assert [int(r["t"]) for r in lin] == list(range(1, 61))
+    assert float(lin[0]["beta"]) == 1e-4 and float(lin[-1]["beta"]) == 0.02
+    with open(out / "ks.csv") as fh:
+        ks = list(csv.DictReader(fh))
+    assert len(ks) == 3 * 60 and all(r["n"] == "300" for r in ks)

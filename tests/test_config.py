@@ -1,0 +1,357 @@
+"""experiments.toml -> validated run specs (engine/config.py): the repo's study, every kind of
+bad input (one line naming the file, the key path and what was expected), sweeps, profiles,
+precedence, selection and the RunSpec round trip. Pure parsing: no processes, no torch."""
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from engine.config import (ConfigError, RunSpec, load_study, parse_study, select, spec_from_toml,
+                           spec_to_toml)
+
+REPO_STUDY = Path(__file__).resolve().parent.parent / "experiments.toml"
+P = Path("exp.toml")
+ONE = '[[experiments]]\nname = "a"\n'
+SAFE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+STUDY_NAMES = ["ddpm-linear", "ddpm-cosine", "ddpm-constant", "ddpm-inverse-linear"]
+STUDY_KINDS = ["linear", "cosine", "constant", "inverse_linear"]
+
+
+def error(text: str, profile: str | None = None, path: Path = P) -> str:
+    """The message of the ConfigError that parsing ``text`` raises; it must be one line that
+    starts with the file's name."""
+    with pytest.raises(ConfigError) as info:
+        parse_study(text, path, profile)
+    msg = str(info.value)
+    assert "\n" not in msg and "\r" not in msg, msg
+    assert msg.startswith(f"{path.name}: "), msg
+    return msg
+
+
+def assert_names(msg: str, key: str, *expected: str) -> None:
+    """``msg`` names ``key`` as the key path (followed by what was expected) and every fragment
+    of ``expected``."""
+    assert f"{P.name}: {key}: expected " in msg, msg
+    for frag in expected:
+        assert frag in msg, (frag, msg)
+
+
+def runs(text: str, profile: str | None = None) -> dict[str, RunSpec]:
+    return {r.name: r for r in parse_study(text, P, profile).runs}
+
+
+# --- the repo's study --------------------------------------------------------------------
+
+
+def repo_runs(profile=None):
+    return load_study(REPO_STUDY, profile).runs
+
+
+def test_repo_study_is_the_four_schedule_runs_at_the_study_settings():
+    study = load_study(REPO_STUDY)
+    assert [r.name for r in study.runs] == STUDY_NAMES
+    assert [r.schedule["kind"] for r in study.runs] == STUDY_KINDS
+    for r in study.runs:
+        assert r.experiment == r.name and r.profile == ""
+        assert r.degradation == "gaussian"
+        assert r.training["epochs"] == 50
+        assert r.training["lr"] == 2e-4
+        assert r.training["batch_size"] == 128
+        assert r.schedule["T"] == 1000
+        assert r.network["kind"] == "cnn"
+        assert r.network["channels"] == [16, 32, 32, 16]
+        assert r.schedule["beta_min"] == 1e-4 and r.schedule["beta_max"] == 0.02
+    cosine = study.runs[STUDY_NAMES.index("ddpm-cosine")]
+    assert cosine.schedule["max_beta"] == 0.1
+    assert {"quick", "digits"} <= set(study.profiles)
+
+
+def test_repo_quick_profile_keeps_all_four_runs_and_lowers_epochs():
+    quick = repo_runs("quick")
+    assert [r.name for r in quick] == STUDY_NAMES
+    assert [r.schedule["kind"] for r in quick] == STUDY_KINDS
+    for r in quick:
+        assert r.profile == "quick"
+        assert 1 <= r.training["epochs"] < 50
+        # what the profile does not touch stays at the study's settings
+        assert r.training["lr"] == 2e-4 and r.schedule["T"] == 1000
+        assert r.network["channels"] == [16, 32, 32, 16]
+
+
+def test_repo_digits_profile_selects_its_listed_experiments():
+    listed = tomllib.loads(REPO_STUDY.read_text())["profiles"]["digits"]["experiments"]
+    assert listed and set(listed) < set(STUDY_NAMES)
+    digits = repo_runs("digits")
+    assert [r.experiment for r in digits] == [n for n in STUDY_NAMES if n in listed]
+    assert all(r.profile == "digits" and r.network["kind"] == "unet" for r in digits)
+
+
+# --- bad input: one line, file name, key path, what was expected ---------------------------
+
+BAD = [
+    # unknown keys
+    ("bogus = 1\n" + ONE, "bogus", "top-level tables defaults, experiments, profiles"),
+    ("[defaults]\nfoo = 1\n" + ONE, "defaults.foo", "degradation", "training"),
+    ("[defaults.training]\nlearning_rate = 1e-3\n" + ONE, "defaults.training.learning_rate",
+     "one of the keys", "lr"),
+    (ONE + "epochs = 3\n", "experiments[0] (a).epochs", "one of the keys", "training"),
+    (ONE + "training = { nope = 1 }\n", "experiments[0] (a).training.nope", "lr", "epochs"),
+    (ONE + "[profiles.quick]\nfoo = 1\n", "profiles.quick.foo", "one of the keys", "experiments"),
+    (ONE + "[profiles.quick]\nschedule = { kind = \"linear\", tee = 5 }\n",
+     "profiles.quick.schedule.tee", "one of the keys", "T"),
+    ("[defaults]\ntraining = 5\n" + ONE, "defaults.training", "a table", "got 5"),
+    # wrong types
+    (ONE + 'training = { epochs = "10" }\n', "experiments[0] (a).training.epochs",
+     "an integer", "got '10'"),
+    (ONE + "training = { epochs = true }\n", "experiments[0] (a).training.epochs",
+     "an integer", "got True"),
+    (ONE + "training = { batch_size = 64.0 }\n", "experiments[0] (a).training.batch_size",
+     "an integer", "got 64.0"),
+    (ONE + 'training = { lr = "fast" }\n', "experiments[0] (a).training.lr", "a number"),
+    (ONE + 'network = { channels = ["a", "b"] }\n', "experiments[0] (a).network.channels",
+     "a list of integers"),
+    (ONE + 'data = { download = "yes" }\n', "experiments[0] (a).data.download", "true or false"),
+    # out of range
+    (ONE + "training = { lr = 0 }\n", "experiments[0] (a).training.lr", "a number in (0, 10]"),
+    (ONE + "training = { lr = -1e-3 }\n", "experiments[0] (a).training.lr", "(0, 10]", "-0.001"),
+    (ONE + "training = { epochs = 0 }\n", "experiments[0] (a).training.epochs",
+     "an integer in [1, 100000]", "got 0"),
+    (ONE + "data = { val_fraction = 0.9 }\n", "experiments[0] (a).data.val_fraction",
+     "(0, 0.5]", "got 0.9"),
+    (ONE + "schedule = { T = 0 }\n", "experiments[0] (a).schedule.T", "[1, 100000]", "got 0"),
+    ("[defaults.training]\nepochs = -5\n" + ONE, "defaults.training.epochs", "an integer in"),
+    # a profile that is not selected is still validated
+    (ONE + "[profiles.quick]\ntraining = { epochs = 0 }\n", "profiles.quick.training.epochs",
+     "an integer in [1, 100000]"),
+    # unknown schedule
+    ('[defaults.schedule]\nkind = "sigmoid"\n' + ONE, "defaults.schedule.kind",
+     "'linear', 'cosine', 'constant', 'inverse_linear'", "got 'sigmoid'"),
+    (ONE + 'schedule = { kind = "quadratic" }\n', "experiments[0] (a).schedule.kind",
+     "'linear', 'cosine', 'constant', 'inverse_linear'", "got 'quadratic'"),
+    # names
+    (ONE + ONE, "experiments[1] (a).name", "a name used once", '"a"', "experiments[0] (a)"),
+    (ONE + 'sweep = { "training.lr" = [1e-3, 1e-3] }\n', "experiments[0] (a).name",
+     "a name used once", "a-lr0.001"),
+    ('[[experiments]]\nname = "a-lr0.001"\n' + ONE + 'sweep = { "training.lr" = [1e-3] }\n',
+     "experiments[1] (a).name", "a name used once", "a-lr0.001", "experiments[0] (a-lr0.001)"),
+    ('[[experiments]]\nschedule = { kind = "linear" }\n', "experiments[0].name", "a name"),
+    ("[[experiments]]\nname = 3\n", "experiments[0].name", "a safe folder name", "got 3"),
+    ("[defaults]\n", "experiments", "at least one [[experiments]] table"),
+    ("experiments = []\n", "experiments", "at least one [[experiments]] table", "got []"),
+    ("experiments = 3\n", "experiments", "at least one [[experiments]] table", "got 3"),
+    # profiles restricting to an unknown experiment
+    (ONE + '[profiles.p]\nexperiments = ["zzz"]\n', "profiles.p.experiments",
+     "names of experiments in this file", "'zzz'"),
+    (ONE + "[profiles.p]\nexperiments = []\n", "profiles.p.experiments",
+     "a non-empty list of experiment names"),
+    # sweeps
+    (ONE + 'sweep = { "training.nope" = [1, 2] }\n', "experiments[0] (a).sweep.training.nope",
+     "section.key"),
+    (ONE + 'sweep = { "lr" = [1e-3, 2e-4] }\n', "experiments[0] (a).sweep.lr", "section.key"),
+    (ONE + 'sweep = { "training.lr" = [] }\n', "experiments[0] (a).sweep.training.lr",
+     "a non-empty list of values"),
+    (ONE + 'sweep = { "training.lr" = 1e-3 }\n', "experiments[0] (a).sweep.training.lr",
+     "a non-empty list of values"),
+    (ONE + "sweep = {}\n", "experiments[0] (a).sweep", "at least one"),
+    (ONE + 'sweep = { "training.lr" = [1e-3, -1e-3] }\n', "experiments[0] (a).sweep.training.lr",
+     "a number in (0, 10]", "got -0.001"),
+    (ONE + 'sweep = { "training.epochs" = ["ten epochs"] }\n',
+     "experiments[0] (a).sweep.training.epochs", "an integer", "got 'ten epochs'"),
+    (ONE + 'sweep = { "data.idx_dir" = ["../x"] }\n', "experiments[0] (a).sweep",
+     "safe folder name", "a-idx_dir../x"),
+    # cross-checks
+    (ONE + 'schedule = { kind = "linear", beta_min = 0.05, beta_max = 0.02 }\n',
+     "experiments[0] (a).schedule.beta_min", "<= beta_max (0.02)", "got 0.05"),
+    (ONE + 'schedule = { kind = "inverse_linear", beta_min = 0.05, beta_max = 0.02 }\n',
+     "experiments[0] (a).schedule.beta_min", "<= beta_max"),
+    (ONE + "schedule = { T = 10 }\nevaluation = { steps = 50 }\n",
+     "experiments[0] (a).evaluation.steps", "at most schedule.T (10)", "got 50"),
+    (ONE + 'schedule = { T = 10 }\nevaluation = { sampler = "ddpm", final_sampler = "ddim", '
+     "steps = 50 }\n", "experiments[0] (a).evaluation.steps", "at most schedule.T (10)"),
+    (ONE + 'network = { kind = "unet", channels = [32, 64] }\n',
+     "experiments[0] (a).network.channels", "three channel counts", "got [32, 64]"),
+    (ONE + '[profiles.u]\nnetwork = { kind = "unet", channels = [32, 64, 128, 256] }\n',
+     "experiments[0] (a).network.channels", "three channel counts"),
+]
+
+
+@pytest.mark.parametrize("case", BAD, ids=[f"{i}-{c[1]}" for i, c in enumerate(BAD)])
+def test_bad_input_gives_one_line_naming_file_key_and_expectation(case):
+    text, key, *expected = case
+    profile = "u" if "[profiles.u]" in text else None
+    assert_names(error(text, profile), key, *expected)
+
+
+@pytest.mark.parametrize("name", ["../x", "/", "", ".hidden", "a/b", "..", "-a", "a b", "x" * 101])
+def test_unsafe_names_are_rejected(name):
+    msg = error(f'[[experiments]]\nname = "{name}"\n')
+    assert_names(msg, "experiments[0].name", "a safe folder name")
+    assert f"got {name!r}"[:40] in msg
+
+
+@pytest.mark.parametrize("name", ["a", "ddpm-linear", "A.b_c-9", "x" * 100])
+def test_safe_names_are_accepted(name):
+    assert list(runs(f'[[experiments]]\nname = "{name}"\n')) == [name]
+
+
+def test_a_profile_restricting_to_an_unknown_experiment_fails_when_selected_too():
+    text = ONE + '[[experiments]]\nname = "b"\n[profiles.p]\nexperiments = ["b", "c"]\n'
+    assert_names(error(text, "p"), "profiles.p.experiments", "names of experiments", "got 'c'")
+
+
+def test_boundary_values_are_accepted():
+    r = runs(ONE + "data = { val_fraction = 0.5 }\ntraining = { epochs = 1, lr = 10 }\n"
+             "schedule = { T = 1 }\nevaluation = { steps = 1 }\n")["a"]
+    assert (r.data["val_fraction"], r.training["epochs"], r.training["lr"]) == (0.5, 1, 10)
+    # beta_min > beta_max only matters for the schedules that use them
+    assert runs(ONE + 'schedule = { kind = "cosine", beta_min = 0.05, beta_max = 0.02 }\n')
+
+
+def test_invalid_toml_names_the_file_and_the_place():
+    msg = error(ONE + "training = { lr = \n")
+    assert "not valid TOML" in msg and "line 3" in msg
+
+
+def test_a_line_break_in_a_quoted_key_still_gives_one_line():
+    msg = error('"x\\ny" = 1\n' + ONE)
+    assert "top-level tables" in msg
+
+
+def test_unknown_profile_lists_the_defined_ones():
+    text = ONE + "[profiles.quick]\ntraining = { epochs = 1 }\n[profiles.digits]\n"
+    msg = error(text, "fast")
+    assert "profiles.fast" in msg and "quick, digits" in msg
+    assert "none defined" in error(ONE, "quick")
+
+
+def test_load_study_error_names_the_actual_file(tmp_path):
+    f = tmp_path / "my-study.toml"
+    f.write_text(ONE + "training = { epochs = 0 }\n")
+    with pytest.raises(ConfigError) as info:
+        load_study(f)
+    assert str(info.value).startswith("my-study.toml: experiments[0] (a).training.epochs: ")
+
+
+def test_load_study_on_a_missing_file(tmp_path):
+    f = tmp_path / "nope" / "exp.toml"
+    with pytest.raises(ConfigError) as info:
+        load_study(f)
+    msg = str(info.value)
+    assert "\n" not in msg and msg.startswith(f"{f}: ") and "no such file" in msg
+
+
+# --- sweeps ------------------------------------------------------------------------------
+
+
+SWEEP = (ONE + "training = { epochs = 7 }\n"
+         'sweep = { "training.lr" = [1e-3, 2e-4], "training.batch_size" = [32, 64] }\n'
+         '[[experiments]]\nname = "b"\n')
+
+
+def test_a_2x2_sweep_gives_four_runs_with_distinct_safe_names_and_their_settings():
+    study = parse_study(SWEEP, P)
+    swept = [r for r in study.runs if r.experiment == "a"]
+    assert len(swept) == 4 and len({r.name for r in swept}) == 4
+    assert {(r.training["lr"], r.training["batch_size"]) for r in swept} == {
+        (1e-3, 32), (1e-3, 64), (2e-4, 32), (2e-4, 64)}
+    for r in swept:
+        assert SAFE.fullmatch(r.name) and r.name.startswith("a-"), r.name
+        assert f"lr{r.training['lr']:g}" in r.name and f"batch_size{r.training['batch_size']}" in r.name
+        assert r.training["epochs"] == 7  # the experiment's own setting is kept
+    # the sweep belongs to its experiment only
+    b = [r for r in study.runs if r.experiment == "b"]
+    assert [r.name for r in b] == ["b"] and b[0].training["lr"] == 2e-4
+    assert b[0].training["batch_size"] == 128
+
+
+def test_a_sweep_over_lists_gives_distinct_runs():
+    rs = runs(ONE + 'sweep = { "network.channels" = [[8, 16], [16, 32, 64]] }\n')
+    assert len(rs) == 2
+    assert sorted(r.network["channels"] for r in rs.values()) == [[8, 16], [16, 32, 64]]
+    assert all(SAFE.fullmatch(n) for n in rs)
+
+
+def test_a_swept_combination_is_cross_checked():
+    text = ONE + 'schedule = { T = 20 }\nsweep = { "evaluation.steps" = [10, 30] }\n'
+    assert_names(error(text), "experiments[0] (a).evaluation.steps", "at most schedule.T (20)")
+
+
+def test_a_profile_restricts_by_experiment_so_sweeps_come_whole():
+    rs = runs(SWEEP + '[profiles.p]\nexperiments = ["a"]\n', "p")
+    assert len(rs) == 4 and {r.experiment for r in rs.values()} == {"a"}
+
+
+# --- precedence: defaults < experiment < profile -----------------------------------------
+
+
+PRECEDENCE = """
+[defaults.training]
+epochs = 10
+lr = 1e-3
+batch_size = 16
+[[experiments]]
+name = "a"
+training = { lr = 5e-4, batch_size = 32 }
+[[experiments]]
+name = "b"
+[profiles.p]
+training = { batch_size = 8 }
+"""
+
+
+def test_precedence_defaults_then_experiment_then_profile():
+    plain = runs(PRECEDENCE)
+    assert (plain["a"].training["epochs"], plain["a"].training["lr"],
+            plain["a"].training["batch_size"]) == (10, 5e-4, 32)
+    assert (plain["b"].training["epochs"], plain["b"].training["lr"],
+            plain["b"].training["batch_size"]) == (10, 1e-3, 16)
+    assert plain["a"].training["seed"] == 0  # untouched keys keep the built-in default
+    prof = runs(PRECEDENCE, "p")
+    assert (prof["a"].training["lr"], prof["a"].training["batch_size"]) == (5e-4, 8)
+    assert (prof["b"].training["lr"], prof["b"].training["batch_size"]) == (1e-3, 8)
+    assert prof["a"].training["epochs"] == 10
+    assert {r.profile for r in prof.values()} == {"p"}
+
+
+def test_a_profile_overrides_do_not_leak_between_parses():
+    runs(PRECEDENCE, "p")
+    assert runs(PRECEDENCE)["b"].training["batch_size"] == 16
+
+
+# --- select ------------------------------------------------------------------------------
+
+
+def test_select_by_run_name_and_by_experiment_name():
+    study = parse_study(SWEEP, P)
+    assert select(study, None) == study.runs and select(study, []) == study.runs
+    one = study.runs[1].name
+    assert [r.name for r in select(study, [one])] == [one]
+    assert [r.name for r in select(study, ["a"])] == [r.name for r in study.runs[:4]]
+    assert [r.name for r in select(study, ["b", one])] == [one, "b"]
+
+
+def test_select_an_unknown_name_lists_the_known_ones():
+    study = parse_study(SWEEP, P)
+    with pytest.raises(ConfigError) as info:
+        select(study, ["a", "zzz"])
+    msg = str(info.value)
+    assert "\n" not in msg and msg.startswith("exp.toml: ") and "zzz" in msg
+    for known in ["a", "b", *(r.name for r in study.runs)]:
+        assert known in msg
+
+
+# --- RunSpec <-> TOML --------------------------------------------------------------------
+
+
+def test_spec_toml_round_trip_is_exact():
+    specs = repo_runs() + repo_runs("digits") + list(runs(SWEEP).values())
+    for spec in specs:
+        back = spec_from_toml(spec_to_toml(spec))
+        assert back == spec
+        assert repr(back.to_dict()) == repr(spec.to_dict())  # types too (1e-3 vs 1, lists)
+    # the round trip carries what differs between specs
+    a, b = specs[0], specs[1]
+    assert spec_from_toml(spec_to_toml(a)) != spec_from_toml(spec_to_toml(b))

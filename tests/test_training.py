@@ -1,0 +1,140 @@
+"""Training runs: files written, reproducibility, derived status, resume after SIGKILL."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from engine.config import load_study
+from engine.queue import LocalExecutor, prepare_runs
+from engine.runs import Run, latest_by_epoch
+from engine.worker import execute
+
+from conftest import tiny_study, wait_for
+
+
+def make_run(tmp_path, name="tiny", **kw) -> Run:
+    f = tiny_study(tmp_path / f"{name}.toml", name=name, **kw)
+    return prepare_runs(load_study(f).runs, tmp_path / "runs")[0]
+
+
+def epoch_losses(run: Run) -> list[tuple[int, float, float]]:
+    return [(e, ev["train_loss"], ev["val_loss"])
+            for e, ev in latest_by_epoch(run.events(), "epoch").items()]
+
+
+def test_tiny_run_writes_every_file(tmp_path):
+    run = make_run(tmp_path)
+    assert run.status().state == "pending"
+    assert execute(run, threading.Event()) == "finished"
+
+    assert run.status().state == "finished"
+    assert run.config_path.is_file() and run.checkpoint_path.is_file()
+    types = [e["type"] for e in run.events()]
+    assert types[0] == "start" and types[-1] == "end"
+    assert {"progress", "epoch", "samples"} <= set(types)
+    assert [e for e, _, _ in epoch_losses(run)] == [1, 2]
+    samples = latest_by_epoch(run.events(), "samples")
+    assert sorted(samples) == [1, 2]  # the configured grid epoch and the final one
+    assert samples[1]["sampler"] == "DDIM-4" and samples[2]["sampler"] == "DDPM-40"
+    for epoch in (1, 2):
+        arr = np.load(run.samples_dir / f"epoch-{epoch:04d}.npy")
+        assert arr.shape == (4, 28, 28) and arr.dtype == np.float32
+        assert 0.0 <= arr.min() and arr.max() <= 1.0
+        png = Image.open(run.samples_dir / f"epoch-{epoch:04d}.png")
+        assert png.size == (2 * 28 + 3 * 2, 2 * 28 + 3 * 2)  # a 2x2 grid with 2-pixel padding
+    ck = torch.load(run.checkpoint_path, weights_only=True)
+    assert ck["epoch"] == 2 and "model" in ck and "optimizer" in ck
+    assert json.loads(run.exit_path.read_text())["status"] == "finished"
+    start = run.events()[0]
+    assert start["train_size"] + start["val_size"] == 256 and start["device"] == "cpu"
+
+
+def test_same_seed_gives_same_losses_other_seed_differs(tmp_path):
+    a, b = make_run(tmp_path, "a", epochs=1), make_run(tmp_path, "b", epochs=1)
+    c = make_run(tmp_path, "c", epochs=1, seed=1)
+    for run in (a, b, c):
+        execute(run, threading.Event())
+    assert epoch_losses(a) == epoch_losses(b)
+    assert epoch_losses(a) != epoch_losses(c)
+    np.testing.assert_array_equal(np.load(a.samples_dir / "epoch-0001.npy"),
+                                  np.load(b.samples_dir / "epoch-0001.npy"))
+
+
+def test_stop_request_leaves_run_resumable(tmp_path):
+    run = make_run(tmp_path, epochs=2)
+    stop = threading.Event()
+    original = run.checkpoint_path
+
+    # ask to stop once the first checkpoint exists
+    threading.Thread(target=lambda: (wait_for(original.exists), stop.set()), daemon=True).start()
+    assert execute(run, stop) == "stopped"
+    st = run.status()
+    assert st.state == "resumable" and st.detail == "stopped"
+    assert execute(run, threading.Event()) == "finished"
+    assert run.status().state == "finished"
+
+
+def test_dead_worker_reads_as_resumable_or_failed_never_running(tmp_path):
+    run = make_run(tmp_path)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    run.worker_path.write_text(json.dumps({"pid": dead.pid, "host": os.uname().nodename,
+                                           "started": 1.0}))
+    assert run.status().state == "failed"  # died before writing a checkpoint
+    run.checkpoint_path.write_bytes(b"")
+    st = run.status()
+    assert st.state == "resumable" and "died" in st.detail
+    # a live process that is not this run's worker (pid reuse) does not count as running
+    run.worker_path.write_text(json.dumps({"pid": os.getpid(), "host": os.uname().nodename,
+                                           "started": 1.0}))
+    assert run.status().state == "resumable"
+
+
+def test_resume_after_sigkill_continues_exactly(tmp_path):
+    killed = make_run(tmp_path, "killed", epochs=3, subset=512)
+    reference = make_run(tmp_path, "reference", epochs=3, subset=512)
+    proc = LocalExecutor().start(killed, threads=1)
+    try:
+        wait_for(killed.checkpoint_path.exists)
+        assert killed.status().state == "running"
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    st = killed.status()
+    assert st.state == "resumable", st
+    done_before = torch.load(killed.checkpoint_path, weights_only=True)["epoch"]
+    assert 1 <= done_before < 3
+
+    assert execute(killed, threading.Event()) == "finished"
+    assert [e["resumed"] for e in killed.events() if e["type"] == "start"] == [False, True]
+    execute(reference, threading.Event())
+    # same seed, resumed from the checkpoint: the losses of every epoch match an unbroken run
+    got, want = epoch_losses(killed), epoch_losses(reference)
+    assert [e for e, _, _ in got] == [1, 2, 3]
+    assert np.array(got) == pytest.approx(np.array(want), rel=1e-4)
+
+
+def test_failed_run_records_the_error(tmp_path):
+    bad = tmp_path / "idx"
+    bad.mkdir()
+    (bad / "train-images-idx3-ubyte").write_bytes(b"not an idx file")
+    (bad / "train-labels-idx1-ubyte").write_bytes(b"nope")
+    run = make_run(tmp_path)
+    spec = run.spec()
+    spec.data["idx_dir"] = str(bad)
+    Run.create(run.path, spec)
+    assert execute(run, threading.Event()) == "failed"
+    st = run.status()
+    assert st.state == "failed" and "train-images-idx3-ubyte" in st.detail
+    assert run.events()[-1]["type"] == "end" and run.events()[-1]["status"] == "failed"
