@@ -169,8 +169,8 @@ class Run:
             st = exit_rec.get("status")
             if st == "finished":
                 return RunStatus("finished", pid=pid, host=host)
-            if st == "stopped":
-                return RunStatus(self._unfinished(), "stopped", pid=pid, host=host)
+            if st == "stopped":  # resumes from its checkpoint, or starts again without one
+                return RunStatus("resumable", "stopped", pid=pid, host=host)
             return RunStatus("failed", exit_rec.get("error", "") or "worker failed", pid, host)
         if self._alive(pid, host):
             return RunStatus("running", pid=pid, host=host)

@@ -4,6 +4,8 @@ Both return images in model space ([-0.5, 0.5]) and draw all randomness from ``g
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 from .degradations import Gaussian
@@ -12,20 +14,21 @@ LO, HI = -0.5, 0.5  # the data range in model space
 
 
 def _times(n: int, t: int, device) -> torch.Tensor:
-    return torch.full((n,), t / 1.0, device=device)
+    return torch.full((n,), float(t), device=device)
 
 
 @torch.no_grad()
 def ddpm(model, deg: Gaussian, n: int, generator: torch.Generator, device="cpu") -> torch.Tensor:
     """Ancestral sampling over all T steps (Ho et al. 2020, sigma_t^2 = beta_t)."""
     T = deg.T
+    betas, alpha_bar = deg.betas.tolist(), deg.alpha_bar.tolist()  # Python floats: no tiny kernels
     z = torch.randn((n, 1, 28, 28), generator=generator, device=device)
     for t in range(T, 0, -1):
-        beta, a_bar = deg.betas[t], deg.alpha_bar[t]
+        beta, a_bar = betas[t], alpha_bar[t]
         eps = model(z, _times(n, t, device) / T)
-        z = (z - beta / (1 - a_bar).sqrt() * eps) / (1 - beta).sqrt()
+        z = (z - beta / math.sqrt(1 - a_bar) * eps) / math.sqrt(1 - beta)
         if t > 1:
-            z = z + beta.sqrt() * torch.randn(z.shape, generator=generator, device=device)
+            z = z + math.sqrt(beta) * torch.randn(z.shape, generator=generator, device=device)
     return z
 
 
@@ -41,14 +44,15 @@ def ddim(model, deg: Gaussian, n: int, steps: int, generator: torch.Generator,
     """Deterministic DDIM (Song et al. 2021) with ``steps`` network evaluations; the predicted
     clean image is clipped to the data range at each step."""
     T = deg.T
+    alpha_bar = deg.alpha_bar.tolist()
     z = torch.randn((n, 1, 28, 28), generator=generator, device=device)
     ts = ddim_timesteps(T, steps)
     for t, t_prev in zip(ts[:-1], ts[1:]):
-        a, a_prev = deg.alpha_bar[t], deg.alpha_bar[t_prev]
+        a, a_prev = alpha_bar[t], alpha_bar[t_prev]
         eps = model(z, _times(n, t, device) / T)
-        x0 = ((z - (1 - a).sqrt() * eps) / a.sqrt()).clamp(LO, HI)
-        eps = (z - a.sqrt() * x0) / (1 - a).sqrt()
-        z = a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps
+        x0 = ((z - math.sqrt(1 - a) * eps) / math.sqrt(a)).clamp(LO, HI)
+        eps = (z - math.sqrt(a) * x0) / math.sqrt(1 - a)
+        z = math.sqrt(a_prev) * x0 + math.sqrt(1 - a_prev) * eps
     return z
 
 

@@ -59,6 +59,7 @@ class Prepared:
 
 def prepare(spec: RunSpec) -> Prepared:
     device = resolve_device(spec.training["device"])
+    torch.backends.cudnn.benchmark = device.type == "cuda"  # fixed 28x28 shapes: let cuDNN tune
     d = spec.data
     ds = datasets.load(d["dataset"], "train", idx_dir=d["idx_dir"] or None,
                        torchvision_root=d["torchvision_root"] or None, download=d["download"])

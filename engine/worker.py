@@ -36,7 +36,7 @@ def execute(run: Run, stop: threading.Event) -> str:
         status = run_training(run, log, stop.is_set)
     except Exception as e:  # the run failed: record why, keep the traceback in worker.log
         traceback.print_exc()
-        status, error = "failed", f"{type(e).__name__}: {e}".splitlines()[0]
+        status, error = "failed", " ".join(f"{type(e).__name__}: {e}".split())  # one line
     finally:
         done.set()
     log.emit("end", status=status, **({"error": error} if error else {}))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -42,6 +43,11 @@ def run_batch(runs: list[Run], jobs: int = 1, console: Console | None = None,
     tasks = {r.name: bars.add_task(r.name, total=1.0, status="")
              for r in runs if r.name not in queue.skipped}
     logged: dict[str, int] = {}
+
+    def on_term(*_):  # a job scheduler's SIGTERM stops the runs like Ctrl-C does
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_term)
     try:
         with bars:
             while queue.poll():
@@ -57,6 +63,8 @@ def run_batch(runs: list[Run], jobs: int = 1, console: Console | None = None,
         interrupted = True
         console.print("[yellow]interrupted: stopping workers (runs stay resumable)...[/yellow]")
         queue.stop()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     console.print(summary_table(runs, queue.progress))
     if interrupted:
         return EXIT_INTERRUPTED
