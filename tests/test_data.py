@@ -14,8 +14,8 @@ DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
 
 
 @pytest.fixture(autouse=True)
-def fresh_cache(monkeypatch):
-    monkeypatch.delenv("DIFFUI_MNIST_DIR", raising=False)
+def fresh_cache(monkeypatch, tmp_path):
+    monkeypatch.setenv("DIFFUI_DATA_DIR", str(tmp_path / "diffui-data"))  # empty
     data._load.cache_clear()
     yield
     data._load.cache_clear()
@@ -106,11 +106,14 @@ def test_idx_dir_wins_over_debian(tmp_path, monkeypatch):
     assert len(data.load("fashion_mnist").images) == 2
 
 
-def test_env_dir_for_mnist(tmp_path, monkeypatch):
-    tiny_set(tmp_path, "t10k", n=4)
-    monkeypatch.setenv("DIFFUI_MNIST_DIR", str(tmp_path))
-    monkeypatch.setattr(data, "DEBIAN_DIR", tmp_path / "none")
+def test_diffui_data_folder(tmp_path, monkeypatch):
+    tiny_set(tmp_path / "mine" / "mnist", "t10k", n=4)
+    tiny_set(tmp_path / "mine" / "fashion-mnist", "t10k", n=3)
+    tiny_set(tmp_path / "debian" / "fashion-mnist", "t10k", n=2)
+    monkeypatch.setenv("DIFFUI_DATA_DIR", str(tmp_path / "mine"))
+    monkeypatch.setattr(data, "DEBIAN_DIR", tmp_path / "debian")
     assert len(data.load("mnist", "test").images) == 4
+    assert len(data.load("fashion_mnist", "test").images) == 3  # before Debian's folder
 
 
 def test_bad_shape_names_file(tmp_path):

@@ -4,7 +4,6 @@ from __future__ import annotations
 import os
 import signal
 import time
-from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn
@@ -12,6 +11,7 @@ from rich.table import Table
 
 from engine.queue import Progress as RunProgress
 from engine.queue import Queue
+from engine.report import COLUMNS, summarize
 from engine.runs import Run
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -31,7 +31,10 @@ def _eta(seconds: float | None) -> str:
 
 def run_batch(runs: list[Run], jobs: int = 1, console: Console | None = None,
               poll_every: float = 0.25) -> int:
-    console = console or Console()
+    if console is None:
+        console = Console()
+        if not console.is_terminal:  # a log file: room for the whole table
+            console = Console(width=200)
     threads = max(1, (os.cpu_count() or 1) // jobs)
     queue = Queue(runs, jobs=jobs, threads=threads)
     for name in queue.skipped:
@@ -65,7 +68,7 @@ def run_batch(runs: list[Run], jobs: int = 1, console: Console | None = None,
         queue.stop()
     finally:
         signal.signal(signal.SIGTERM, previous)
-    console.print(summary_table(runs, queue.progress))
+    console.print(summary_table(runs))
     if interrupted:
         return EXIT_INTERRUPTED
     return EXIT_FAILED if any(queue.progress[r.name].state != "finished" for r in runs) else EXIT_OK
@@ -80,13 +83,12 @@ def _status_text(p: RunProgress) -> str:
     return text + f"  eta {_eta(p.eta())}"
 
 
-def summary_table(runs: list[Run], progress: dict[str, RunProgress]) -> Table:
+def summary_table(runs: list[Run]) -> Table:
+    """The report's table of final numbers, with each run's folder."""
     table = Table(title="diffui runs")
-    for col in ("run", "status", "epochs", "train loss", "val loss", "folder"):
+    for col in (*COLUMNS, "folder"):
         table.add_column(col)
     for run in runs:
-        p = progress[run.name]
-        status = p.state + (f" ({p.detail})" if p.state == "failed" and p.detail else "")
-        table.add_row(run.name, status, f"{p.epoch}/{p.epochs}", _fmt(p.train_loss),
-                      _fmt(p.val_loss), str(Path(os.path.relpath(run.path))))
+        s = summarize(run)
+        table.add_row(*s.row(), os.path.relpath(run.path))
     return table

@@ -2,6 +2,7 @@
 
     diffui --batch [FILE] [--profile NAME] [--only NAME ...] [--runs-dir DIR] [--jobs N]
     diffui schedules [FILE] --out DIR [--profile NAME] [--n N] [--seed S]
+    diffui report [--runs-dir DIR] [RUN ...] --out DIR
 
 FILE defaults to ./experiments.toml. Runs go to ``runs/`` beside FILE (``runs-<profile>/`` for
 a profile) unless --runs-dir says otherwise. Bad input prints one line and exits with 2.
@@ -23,7 +24,8 @@ def default_runs_dir(file: Path, profile: str | None) -> Path:
 
 def _main_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="diffui", description="Diffusion experiment manager.",
-                                epilog="Also: diffui schedules [FILE] --out DIR")
+                                epilog="Also: diffui schedules [FILE] --out DIR; "
+                                       "diffui report [--runs-dir DIR] [RUN ...] --out DIR")
     p.add_argument("file", nargs="?", default="experiments.toml", help="the experiments file")
     p.add_argument("--batch", action="store_true", help="run the queue with no UI")
     p.add_argument("--profile", help="a named profile of the file, e.g. quick")
@@ -44,11 +46,23 @@ def _schedules_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _report_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="diffui report",
+                                description="Figures (PNG) and a Markdown report of runs.")
+    p.add_argument("runs", nargs="*", metavar="RUN", help="run names (default: every run)")
+    p.add_argument("--runs-dir", type=Path, default=Path("runs"),
+                   help="the folder holding the run folders (default ./runs)")
+    p.add_argument("--out", type=Path, required=True, help="folder for the report")
+    return p
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
         if argv[:1] == ["schedules"]:
             return cmd_schedules(_schedules_parser().parse_args(argv[1:]))
+        if argv[:1] == ["report"]:
+            return cmd_report(_report_parser().parse_args(argv[1:]))
         args = _main_parser().parse_args(argv)
         if not args.batch:
             print("diffui: the terminal UI is not built yet; use diffui --batch", file=sys.stderr)
@@ -70,6 +84,15 @@ def cmd_batch(args: argparse.Namespace) -> int:
     specs = select(study, args.only)
     runs_dir = args.runs_dir or default_runs_dir(file, args.profile)
     runs = prepare_runs(specs, runs_dir)
+    evaluated = [r.spec() for r in runs if r.status().state != "finished"
+                 and r.spec().evaluation["every"] > 0]
+    if evaluated:  # train the FID classifier here, once, rather than in several workers at once
+        from engine.data import DataUnavailable
+        from engine.metrics import load_classifier
+        try:
+            load_classifier(data_cfg=evaluated[0].data, log=print)
+        except DataUnavailable:
+            pass  # the runs fail with the full message
     return run_batch(runs, jobs=args.jobs)
 
 
@@ -90,10 +113,8 @@ def cmd_schedules(args: argparse.Namespace) -> int:
         if name not in names:
             schedules.append(sched)
             names.append(name)
-    d = study.runs[0].data
     try:
-        ds = data.load(d["dataset"], "train", idx_dir=d["idx_dir"] or None,
-                       torchvision_root=d["torchvision_root"] or None, download=d["download"])
+        ds = data.load_configured(study.runs[0].data)
     except data.DataUnavailable as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -103,6 +124,25 @@ def cmd_schedules(args: argparse.Namespace) -> int:
         when = f"t = {t}" if t is not None else "never"
         print(f"{name}: z_t indistinguishable from N(0, 1) (KS, p > 0.05) first at {when}")
     print(f"wrote schedules.csv, ks.csv, ks_summary.csv, schedules.png, ks.png to {args.out}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from engine.report import write_report
+    from engine.runs import Run, iter_runs
+
+    if args.runs:
+        runs = [Run(args.runs_dir / name) for name in args.runs]
+        missing = [r.name for r in runs if not r.exists()]
+        if missing:
+            raise ConfigError(f"{args.runs_dir}: no run folder {', '.join(missing)} "
+                              "(expected folders holding a config.toml)")
+    else:
+        runs = list(iter_runs(args.runs_dir))
+        if not runs:
+            raise ConfigError(f"{args.runs_dir}: no run folders in it (use --runs-dir)")
+    path = write_report(runs, args.out)
+    print(f"wrote {path} and {len(list(args.out.glob('*.png')))} figures")
     return 0
 
 

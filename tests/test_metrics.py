@@ -1,0 +1,103 @@
+"""FID with the cached MNIST classifier, its floor, class histograms, and evaluation in a run."""
+from __future__ import annotations
+
+import math
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from engine import metrics
+from engine.config import load_study
+from engine.queue import prepare_runs
+from engine.report import write_report
+from engine.runs import latest_by_epoch
+from engine.worker import execute
+
+from conftest import tiny_study
+
+
+@pytest.fixture(scope="module")
+def fid():
+    """The real FID scorer: trains the classifier once into the session's cache folder."""
+    return metrics.FID("lenet")
+
+
+def test_classifier_reaches_98_percent_on_the_mnist_test_set(fid):
+    assert fid.info.test_accuracy >= metrics.MIN_ACCURACY
+    assert "t10k" in fid.info.test_source or "IDX" in fid.info.test_source
+    assert fid.info.path.exists() and fid.info.path.with_suffix(".json").exists()
+
+
+def test_classifier_cache_is_reused(fid, monkeypatch):
+    def no_training(*a, **k):
+        raise AssertionError("retrained although a cached classifier exists")
+
+    monkeypatch.setattr(metrics, "train_classifier", no_training)
+    clf, info = metrics.load_classifier()
+    assert info.path == fid.info.path and info.test_accuracy == fid.info.test_accuracy
+    for a, b in zip(clf.state_dict().values(), fid.clf.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_fid_of_the_reference_against_itself_is_near_zero_and_noise_is_large(fid):
+    assert fid.score(fid.reference) == pytest.approx(0.0, abs=1e-2)
+    noise = torch.rand((1000, 28, 28), generator=torch.Generator().manual_seed(0))
+    real = fid.reference[torch.randperm(len(fid.reference))[:1000]]
+    floor = fid.floor(1000)
+    assert 0 < floor < fid.score(real) * 3 + 1  # real data sits near its floor
+    assert fid.score(noise) > 50 * max(floor, 1.0)
+    assert fid.floor(1000) == floor  # cached and reproducible
+
+
+def test_histogram_of_one_class_is_one_hot_and_entropy(fid):
+    threes = fid.reference[torch.as_tensor(reference_labels(fid) == 3)]
+    hist = fid.class_histogram(threes)
+    assert hist.sum() == len(threes) and hist.argmax() == 3
+    assert hist[3] / hist.sum() >= 0.97
+    full = fid.class_histogram(fid.reference)
+    assert metrics.entropy_bits(full) > 3.2  # all ten digits, nearly uniform
+    assert metrics.entropy_bits(hist) < 0.3
+    assert metrics.entropy_bits([5, 0, 0]) == 0.0
+    assert metrics.entropy_bits([1] * 10) == pytest.approx(math.log2(10))
+
+
+def reference_labels(fid) -> np.ndarray:
+    return metrics.reference_set().labels.numpy()
+
+
+def test_inception_backbone_fails_with_one_clear_line(monkeypatch):
+    import torchmetrics.image.fid as tm
+
+    def offline(*a, **k):
+        raise RuntimeError("could not download weights\nURLError: no network")
+
+    monkeypatch.setattr(tm, "FrechetInceptionDistance", offline)
+    with pytest.raises(metrics.MetricsError) as e:
+        metrics._inception_metric()
+    msg = str(e.value)
+    assert "\n" not in msg and "backbone = 'lenet'" in msg and "inception" in msg
+
+
+def test_tiny_run_evaluates_and_report_writes_files(tmp_path, fid, capsys):
+    f = tiny_study(tmp_path / "exp.toml", epochs=2, every=1)
+    run = prepare_runs(load_study(f).runs, tmp_path / "runs")[0]
+    assert execute(run, threading.Event()) == "finished"
+    evals = latest_by_epoch(run.events(), "eval")
+    assert sorted(evals) == [1, 2]
+    for e in evals.values():
+        assert e["n"] == 200 and e["fid"] > 0 and e["floor"] > 0
+        assert sum(e["histogram"]) == 200 and 0 <= e["entropy"] <= math.log2(10)
+    assert evals[1]["sampler"] == "DDIM-4" and evals[2]["sampler"] == "DDPM-40"
+    assert evals[2]["floor"] == pytest.approx(fid.floor(200))
+
+    from tui.cli import main
+    out = tmp_path / "report"
+    assert main(["report", "--runs-dir", str(tmp_path / "runs"), "--out", str(out)]) == 0
+    for name in ("report.md", "tiny-loss.png", "tiny-fid.png", "tiny-grids.png", "tiny-diffusion.png"):
+        assert (out / name).stat().st_size > 0, name
+    md = (out / "report.md").read_text()
+    assert "| tiny | finished | 2/2 |" in md and f"{evals[2]['fid']:.2f}" in md
+    assert main(["report", "--runs-dir", str(tmp_path / "runs"), "nope", "--out", str(out)]) == 2
+    assert "no run folder nope" in capsys.readouterr().err
