@@ -1,0 +1,65 @@
+"""One evaluation pass of a trained run: N samples with DDIM-S and with DDPM-T, timed, and the FID
+(with its floor and class entropy) each gives.
+
+    python benchmarks/bench_eval.py RUN_DIR [--n 1000] [--steps 50] [--device auto|cpu|cuda]
+
+RUN_DIR is a finished (or resumable) run folder with a checkpoint, e.g. runs-quick/ddpm-linear.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from engine import data, samplers  # noqa: E402
+from engine.metrics import FID, entropy_bits  # noqa: E402
+from engine.runs import Run  # noqa: E402
+from engine.training import load_model, resolve_device  # noqa: E402
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("run", type=Path)
+    ap.add_argument("--n", type=int, default=1000)
+    ap.add_argument("--steps", type=int, default=50)
+    ap.add_argument("--device", default="auto")
+    args = ap.parse_args()
+    run = Run(args.run)
+    if not run.checkpoint_path.exists():
+        print(f"error: {run.path}: no checkpoint.pt (expected a trained run folder)", file=sys.stderr)
+        return 2
+    device = resolve_device(args.device)
+    model, deg = load_model(run, str(device))
+    fid = FID("lenet", run.spec().data)
+    console = Console()
+    console.print(f"run {run.name} ({run.spec().network['kind']}, {deg.T} steps) | device {device}"
+                  f" | torch {torch.__version__} | threads {torch.get_num_threads()} | N = {args.n}")
+    table = Table(title=f"evaluation pass, N = {args.n}")
+    for col in ("sampler", "sampling s", "scoring s", "FID", "floor", "class entropy (bits)"):
+        table.add_column(col, justify="right")
+    for sampler in ("ddim", "ddpm"):
+        g = torch.Generator(device=device).manual_seed(0)
+        t0 = time.perf_counter()
+        imgs = samplers.sample(model, deg, sampler, args.n, args.steps, g, device)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t1 = time.perf_counter()
+        x = data.from_model(imgs.float().cpu())[:, 0]
+        score, floor = fid.score(x), fid.floor(len(x))
+        ent = entropy_bits(fid.class_histogram(x))
+        t2 = time.perf_counter()
+        table.add_row(samplers.describe(sampler, args.steps, deg.T), f"{t1 - t0:.1f}",
+                      f"{t2 - t1:.1f}", f"{score:.2f}", f"{floor:.2f}", f"{ent:.2f}")
+    console.print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
