@@ -120,7 +120,7 @@ def train_classifier(train: datasets.Dataset, epochs: int = 30, seed: int = 0,
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=steps)
     x = train.images.float()[:, None] / 255
     y = train.labels
-    for epoch in range(epochs):
+    for _ in range(epochs):
         clf.train()
         perm = torch.randperm(len(x), generator=g)
         for i in range(0, len(x), batch):

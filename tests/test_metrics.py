@@ -11,7 +11,6 @@ import torch
 from engine import metrics
 from engine.config import load_study
 from engine.queue import prepare_runs
-from engine.report import write_report
 from engine.runs import latest_by_epoch
 from engine.worker import execute
 
