@@ -200,7 +200,7 @@ def reference_set(data_cfg: dict | None = None) -> datasets.Dataset:
 
 # --- FID -----------------------------------------------------------------------------------------
 
-def _inception_metric():
+def inception_metric():
     from torchmetrics.image.fid import FrechetInceptionDistance
     try:
         return FrechetInceptionDistance(feature=2048, normalize=True)
@@ -228,7 +228,7 @@ class FID:
         self.reference = ref.images.float() / 255  # (N, 28, 28) in [0, 1]
         self.reference_source = ref.source
         if backbone == "inception":
-            self._make = _inception_metric
+            self._make = inception_metric
             self._prep = lambda x: (x if x.dim() == 4 else x[:, None]).expand(-1, 3, -1, -1)
         else:
             self._make = lambda: FrechetInceptionDistance(feature=_Features(self.clf),

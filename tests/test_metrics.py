@@ -74,9 +74,25 @@ def test_inception_backbone_fails_with_one_clear_line(monkeypatch):
 
     monkeypatch.setattr(tm, "FrechetInceptionDistance", offline)
     with pytest.raises(metrics.MetricsError) as e:
-        metrics._inception_metric()
+        metrics.inception_metric()
     msg = str(e.value)
     assert "\n" not in msg and "backbone = 'lenet'" in msg and "inception" in msg
+
+
+def test_batch_refuses_an_unloadable_inception_backbone_before_training(tmp_path, monkeypatch,
+                                                                       capsys):
+    import torchmetrics.image.fid as tm
+    from tui.cli import main
+
+    def offline(*a, **k):
+        raise RuntimeError("no network")
+
+    monkeypatch.setattr(tm, "FrechetInceptionDistance", offline)
+    f = tiny_study(tmp_path / "exp.toml", every=1, extra='backbone = "inception"')
+    assert main(["--batch", str(f), "--runs-dir", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: exp.toml: evaluation.backbone:") and "\n" not in err
+    assert not (tmp_path / "runs" / "tiny" / "events.jsonl").exists()  # nothing was trained
 
 
 def test_tiny_run_evaluates_and_report_writes_files(tmp_path, fid, capsys):

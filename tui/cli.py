@@ -88,7 +88,12 @@ def cmd_batch(args: argparse.Namespace) -> int:
                  and r.spec().evaluation["every"] > 0]
     if evaluated:  # train the FID classifier here, once, rather than in several workers at once
         from engine.data import DataUnavailable
-        from engine.metrics import load_classifier
+        from engine.metrics import MetricsError, inception_metric, load_classifier
+        if any(s.evaluation["backbone"] == "inception" for s in evaluated):
+            try:  # fail now, not after hours of training
+                inception_metric()
+            except MetricsError as e:
+                raise ConfigError(f"{file.name}: evaluation.backbone: {e}") from None
         try:
             load_classifier(data_cfg=evaluated[0].data, log=print)
         except DataUnavailable:
