@@ -109,7 +109,7 @@ class Progress:
         within = self.step / self.steps if self.steps else 0.0
         return min(1.0, (self.epoch + within) / self.epochs)
 
-    def eta(self, now: float | None = None) -> float | None:
+    def eta(self) -> float | None:
         """Seconds left, from the mean epoch time so far (None before the first epoch ends)."""
         if self.state != "running" or not self.epoch_seconds:
             return None

@@ -11,10 +11,10 @@ from rich.table import Table
 
 from engine.queue import Progress as RunProgress
 from engine.queue import Queue
-from engine.report import COLUMNS, summarize
+from engine.report import COLUMNS, format_seconds, summarize
 from engine.runs import Run
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 
 
 def _fmt(x: float | None, spec: str = ".4f") -> str:
@@ -22,11 +22,7 @@ def _fmt(x: float | None, spec: str = ".4f") -> str:
 
 
 def _eta(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    m, s = divmod(int(seconds), 60)
-    h, m = divmod(m, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+    return "-" if seconds is None else format_seconds(seconds)
 
 
 def run_batch(runs: list[Run], jobs: int = 1, console: Console | None = None,

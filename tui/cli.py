@@ -74,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_batch(args: argparse.Namespace) -> int:
+    from engine.metrics import MetricsError, prepare_evaluation
     from engine.queue import prepare_runs
     from .batch import run_batch
 
@@ -84,20 +85,10 @@ def cmd_batch(args: argparse.Namespace) -> int:
     specs = select(study, args.only)
     runs_dir = args.runs_dir or default_runs_dir(file, args.profile)
     runs = prepare_runs(specs, runs_dir)
-    evaluated = [r.spec() for r in runs if r.status().state != "finished"
-                 and r.spec().evaluation["every"] > 0]
-    if evaluated:  # train the FID classifier here, once, rather than in several workers at once
-        from engine.data import DataUnavailable
-        from engine.metrics import MetricsError, inception_metric, load_classifier
-        if any(s.evaluation["backbone"] == "inception" for s in evaluated):
-            try:  # fail now, not after hours of training
-                inception_metric()
-            except MetricsError as e:
-                raise ConfigError(f"{file.name}: evaluation.backbone: {e}") from None
-        try:
-            load_classifier(data_cfg=evaluated[0].data, log=print)
-        except DataUnavailable:
-            pass  # the runs fail with the full message
+    try:
+        prepare_evaluation([r.spec() for r in runs if r.status().state != "finished"], log=print)
+    except MetricsError as e:
+        raise ConfigError(f"{file.name}: evaluation.backbone: {e}") from None
     return run_batch(runs, jobs=args.jobs)
 
 
