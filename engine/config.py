@@ -24,10 +24,13 @@ from pathlib import Path
 from typing import Any
 
 SCHEDULE_KINDS = ("linear", "cosine", "constant", "inverse_linear")
-DEGRADATIONS = ("gaussian",)
+DEGRADATIONS = ("gaussian", "morph")
 NETWORKS = ("cnn", "unet")
 DATASETS = ("mnist", "fashion_mnist")
-SAMPLERS = ("ddim", "ddpm")
+# the samplers of each degradation; "same" (final_sampler only) repeats evaluation.sampler
+DEGRADATION_SAMPLERS = {"gaussian": ("ddim", "ddpm"), "morph": ("iterative", "direct")}
+SAMPLERS = tuple(s for group in DEGRADATION_SAMPLERS.values() for s in group)
+MORPH_LATENTS = ("start", "estimate")
 SECTIONS = ("data", "schedule", "network", "training", "evaluation")
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
@@ -100,6 +103,12 @@ def _int_list(lo=None, min_len=0):
     return check
 
 
+def _three_widths(v):
+    if _int_list(1)(v) or len(v) != 3:
+        return "three integers >= 1 (e.g. [32, 64, 128])"
+    return None
+
+
 def _device(v):
     if isinstance(v, str) and (v in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", v)):
         return None
@@ -126,7 +135,8 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
     },
     "network": {
         "kind": ("cnn", _choice(NETWORKS)),
-        "channels": ([16, 32, 32, 16], _int_list(1, min_len=1)),
+        "channels": ([16, 32, 32, 16], _int_list(1, min_len=1)),  # the CNN's block widths
+        "unet_channels": ([32, 64, 128], _three_widths),  # the UNet's widths, 28, 14 and 7 pixels
         "time_embedding": (16, _int(1, 1024)),
     },
     "training": {
@@ -140,10 +150,11 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
     },
     "evaluation": {
         "sampler": ("ddim", _choice(SAMPLERS)),
-        "steps": (50, _int(1, 100_000)),  # DDIM steps
+        "steps": (50, _int(1, 100_000)),  # DDIM steps, or iterative morph steps
         "grid_epochs": ([5, 10, 20, 30, 40], _int_list(1)),
         "n_grid": (25, _int(1, 1024)),  # images per grid (a square number draws a square grid)
-        "final_sampler": ("ddpm", _choice(SAMPLERS)),  # samples after the last epoch
+        "final_sampler": ("ddpm", _choice((*SAMPLERS, "same"))),  # samples after the last epoch
+        "morph_latent": ("start", _choice(MORPH_LATENTS)),  # the latent D uses in the iterative loop
         "every": (5, _int(0, 100_000)),  # FID every k epochs and after the last (0 = never)
         "n_eval": (1000, _int(2, 100_000)),  # samples per FID evaluation
         "backbone": ("lenet", _choice(("lenet", "inception"))),  # FID feature network
@@ -242,13 +253,13 @@ def _cross_checks(ctx: _Ctx, where: str, spec: RunSpec) -> None:
         ctx.fail(f"{where}.schedule.beta_min", f"a number <= beta_max ({sch['beta_max']})",
                  sch["beta_min"])
     ev = spec.evaluation
-    if "ddim" in (ev["sampler"], ev["final_sampler"]) and ev["steps"] > sch["T"]:
+    allowed = DEGRADATION_SAMPLERS[spec.degradation]
+    for key, ok in (("sampler", allowed), ("final_sampler", (*allowed, "same"))):
+        if ev[key] not in ok:
+            ctx.fail(f"{where}.evaluation.{key}", f"one of {', '.join(map(repr, ok))} for the "
+                     f"{spec.degradation} degradation", ev[key])
+    if {"ddim", "iterative"} & {ev["sampler"], ev["final_sampler"]} and ev["steps"] > sch["T"]:
         ctx.fail(f"{where}.evaluation.steps", f"at most schedule.T ({sch['T']})", ev["steps"])
-    if spec.network["kind"] == "cnn" and len(spec.network["channels"]) < 1:
-        ctx.fail(f"{where}.network.channels", "at least one channel count", spec.network["channels"])
-    if spec.network["kind"] == "unet" and len(spec.network["channels"]) != 3:
-        ctx.fail(f"{where}.network.channels", "three channel counts for the unet (e.g. [32, 64, 128])",
-                 spec.network["channels"])
 
 
 def _sweep_label(key: str, value: Any) -> str:
@@ -380,14 +391,13 @@ def parse_study(text: str, path: Path, profile: str | None = None) -> Study:
             spec = RunSpec(name=run_name, experiment=name, profile=profile or "",
                            degradation=ptable.get("degradation", e.get("degradation", degradation)),
                            **sections)
-            _cross_checks(ctx, where, spec)
-            runs.append(spec)
+            if name in ptable.get("experiments", [name]):  # a profile's own runs only
+                _cross_checks(ctx, where, spec)
+                runs.append(spec)
     for pname, pt in profiles.items():  # every profile, not only the one selected
         for n in pt.get("experiments", []):
             if n not in exp_names:
                 ctx.fail(f"profiles.{pname}.experiments", "names of experiments in this file", n)
-    if "experiments" in ptable:
-        runs = [r for r in runs if r.experiment in ptable["experiments"]]
     return Study(path=path, runs=runs, profiles=list(profiles))
 
 

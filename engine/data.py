@@ -79,6 +79,14 @@ def load_configured(data_cfg: dict | None, split: str = "train", name: str | Non
                 download=d.get("download", False))
 
 
+def load_latents(data_cfg: dict | None, split: str = "train") -> Dataset:
+    """FashionMNIST, the latents of the morph degradation, from ``data.torchvision_root``,
+    diffui's data folder or Debian's; not from ``data.idx_dir``, which holds the digits."""
+    d = data_cfg or {}
+    return load("fashion_mnist", split, torchvision_root=d.get("torchvision_root") or None,
+                download=d.get("download", False))
+
+
 def data_dir() -> Path:
     """diffui's own data folder: ``$DIFFUI_DATA_DIR``, else the platformdirs user data folder."""
     if os.environ.get("DIFFUI_DATA_DIR"):

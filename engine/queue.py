@@ -21,7 +21,9 @@ ENGINE_ROOT = Path(__file__).resolve().parent.parent
 
 def prepare_runs(specs: list[RunSpec], runs_dir: Path) -> list[Run]:
     """The run folder of every spec, created when new. A folder that already holds a run with
-    other settings is an error (nothing in it is touched): resuming it would mix two studies."""
+    other settings is an error (nothing in it is touched): resuming it would mix two studies.
+    So is missing input that a run cannot train without (checked before any folder is made)."""
+    check_inputs(specs)
     runs = []
     for spec in specs:
         run = Run(Path(runs_dir) / spec.name)
@@ -35,6 +37,21 @@ def prepare_runs(specs: list[RunSpec], runs_dir: Path) -> list[Run]:
             Run.create(run.path, spec)
         runs.append(run)
     return runs
+
+
+def check_inputs(specs: list[RunSpec]) -> None:
+    """A :class:`ConfigError` when a morph run's latents (FashionMNIST) cannot be loaded."""
+    from . import data
+
+    for spec in specs:
+        if spec.degradation != "morph":
+            continue
+        try:
+            for split in ("train", "test"):
+                data.load_latents(spec.data, split)
+        except data.DataUnavailable as e:
+            raise ConfigError(f"{spec.experiment}: degradation = 'morph' needs FashionMNIST (its "
+                              f"latents): {' '.join(str(e).split())}") from None
 
 
 def _first_difference(old: dict, new: dict, prefix: str = "") -> str:

@@ -2,7 +2,8 @@
 
 Per run: loss curves (train and validation), FID against epoch (with its floor), the sequence of
 sample grids across epochs, and the forward and backward diffusion of a few images every 200
-steps. Across runs: the same curves overlaid. ``write_report`` adds a Markdown page with the table
+steps (Gaussian runs) or, for morph runs, the restoration of one digit from several t and direct
+against iterative restoration of ten digits. Across runs: the same curves overlaid. ``write_report`` adds a Markdown page with the table
 of final numbers.
 """
 from __future__ import annotations
@@ -150,10 +151,29 @@ def _tile(imgs: np.ndarray) -> np.ndarray:
     return out
 
 
+def _image_rows(rows: list[tuple[str, torch.Tensor]], titles: list[str], path: Path) -> Path:
+    """A figure of image rows: each row (label, images in model space, one per column)."""
+    from . import data as datasets
+
+    fig = Figure(figsize=(1.1 * len(titles) + 0.4, 1.15 * len(rows) + 0.5))
+    for i, (label, imgs) in enumerate(rows):
+        for j, img in enumerate(imgs):
+            ax = fig.add_subplot(len(rows), len(titles), i * len(titles) + j + 1)
+            ax.imshow(datasets.from_model(img.reshape(28, 28)).numpy(), cmap="gray", vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0 and titles[j]:
+                ax.set_title(titles[j], fontsize=7)
+            if j == 0:
+                ax.set_ylabel(label, fontsize=7)
+    return _save(fig, path)
+
+
 def plot_diffusion(run: Run, path: Path, n: int = 4, every: int = 200) -> Path | None:
     """Forward diffusion of ``n`` training images and backward (DDPM) diffusion of ``n``
     samples, shown every ``every`` steps."""
     from . import data as datasets
+    from .samplers import ddpm
     from .training import load_model
 
     if not run.checkpoint_path.exists():
@@ -166,25 +186,54 @@ def plot_diffusion(run: Run, path: Path, n: int = 4, every: int = 200) -> Path |
     g = torch.Generator().manual_seed(0)
     x0 = datasets.to_model(ds.images[torch.randperm(len(ds.images), generator=g)[:n]])
     eps = torch.randn(x0.shape, generator=g)
-    forward = [x0 if t == 0 else deg.degrade(x0, torch.full((n,), t), eps) for t in shown]
-    from .samplers import ddpm
+    forward = torch.stack([deg.degrade(x0, torch.full((n,), t), eps) for t in shown], 1)
     backward: dict[int, torch.Tensor] = {}
     ddpm(model, deg, n, g, on_step=lambda t, z: backward.__setitem__(t, z) if t in shown else None)
-    fig = Figure(figsize=(1.1 * len(shown), 1.2 * 2 * n + 0.8))
-    rows = [("forward", [forward[i] for i in range(len(shown))]),
-            ("backward", [backward[t] for t in shown])]
-    for block, (label, cols) in enumerate(rows):
-        for i in range(n):
-            for j, t in enumerate(shown):
-                ax = fig.add_subplot(2 * n, len(shown), (block * n + i) * len(shown) + j + 1)
-                ax.imshow(datasets.from_model(cols[j][i, 0]).numpy(), cmap="gray", vmin=0, vmax=1)
-                ax.set_xticks([])
-                ax.set_yticks([])
-                if i == 0:
-                    ax.set_title(f"t={t}", fontsize=7)
-                if j == 0:
-                    ax.set_ylabel(label if i == 0 else "", fontsize=7)
-    return _save(fig, path)
+    backward_rows = torch.stack([backward[t] for t in shown], 1)
+    rows = [("forward" if i == 0 else "", forward[i]) for i in range(n)]
+    rows += [("backward" if i == 0 else "", backward_rows[i]) for i in range(n)]
+    return _image_rows(rows, [f"t={t}" for t in shown], path)
+
+
+@torch.no_grad()
+def plot_restoration(run: Run, path: Path, columns: int = 8) -> Path | None:
+    """Morph: one held-out digit degraded to ``columns`` times t from 0 to T (top row) and its
+    direct restoration R(z_t, t) (bottom row)."""
+    from .training import load_model, training_data
+
+    if not run.checkpoint_path.exists():
+        return None
+    model, deg = load_model(run)
+    x = training_data(run.spec())[1][:1]
+    z = deg.latents(1, torch.Generator().manual_seed(0), held_out=True)
+    ts = torch.linspace(0, deg.T, columns).round().long()
+    degraded = torch.cat([deg.degrade(x, t.view(1), z) for t in ts])
+    restored = model(degraded, ts / deg.T).clamp(-0.5, 0.5)
+    return _image_rows([("degraded z_t", degraded), ("restored R(z_t, t)", restored)],
+                       [f"t={t}" for t in ts.tolist()], path)
+
+
+@torch.no_grad()
+def plot_direct_vs_iterative(run: Run, path: Path, n: int = 10) -> Path | None:
+    """Morph: ``n`` held-out digits, degraded to t = T, restored directly (R(z_T, T)) and with
+    the iterative sampler of the run's evaluation settings."""
+    from . import samplers
+    from .training import load_model, training_data
+
+    if not run.checkpoint_path.exists():
+        return None
+    spec = run.spec()
+    ev = spec.evaluation
+    model, deg = load_model(run)
+    x = training_data(spec)[1][:n]
+    z = deg.latents(len(x), torch.Generator().manual_seed(0), held_out=True)
+    z_T = deg.degrade(x, torch.full((len(x),), deg.T), z)
+    name = samplers.describe("iterative", ev["steps"], deg.T)
+    rows = [("digit x", x), (f"z_T (t={deg.T})", z_T),
+            ("direct", samplers.direct(model, deg, z_T).clamp(-0.5, 0.5)),
+            (f"{name}\n({ev['morph_latent']} latent)",
+             samplers.iterative(model, deg, z_T, z, ev["steps"], ev["morph_latent"]).clamp(-0.5, 0.5))]
+    return _image_rows(rows, [""] * len(x), path)
 
 
 def write_run_figures(run: Run, out: Path) -> list[Path]:
@@ -192,7 +241,11 @@ def write_run_figures(run: Run, out: Path) -> list[Path]:
     made = [plot_losses([run], out / f"{run.name}-loss.png")]
     if latest_by_epoch(run.events(), "eval"):
         made.append(plot_fid([run], out / f"{run.name}-fid.png"))
-    for fn, name in ((plot_grid_sequence, "grids"), (plot_diffusion, "diffusion")):
+    if run.spec().degradation == "morph":
+        process = ((plot_restoration, "restoration"), (plot_direct_vs_iterative, "direct-vs-iterative"))
+    else:
+        process = ((plot_diffusion, "diffusion"),)
+    for fn, name in ((plot_grid_sequence, "grids"), *process):
         p = fn(run, out / f"{run.name}-{name}.png")
         if p:
             made.append(p)

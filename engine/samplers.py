@@ -1,6 +1,8 @@
-"""Samplers for the Gaussian degradation: the study's ancestral DDPM sampler and DDIM (eta = 0).
+"""Samplers. Gaussian degradation: the study's ancestral DDPM sampler and DDIM (eta = 0).
+Morph degradation (cold diffusion): direct restoration R(z_T, T) and the iterative sampler
+z_{t-1} = z_t - D(x̂, t) + D(x̂, t - 1) of Bansal et al. (2022), from a held-out FashionMNIST image.
 
-Both return images in model space ([-0.5, 0.5]) and draw all randomness from ``generator``.
+All return images in model space ([-0.5, 0.5]) and draw all randomness from ``generator``.
 """
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import math
 
 import torch
 
-from .degradations import Gaussian
+from .degradations import Degradation, Gaussian
 
 LO, HI = -0.5, 0.5  # the data range in model space
 
@@ -62,9 +64,38 @@ def ddim(model, deg: Gaussian, n: int, steps: int, generator: torch.Generator,
     return z
 
 
-def sample(model, deg: Gaussian, sampler: str, n: int, steps: int, generator: torch.Generator,
-           device="cpu", batch: int = 500) -> torch.Tensor:
-    """``n`` images in model space with the named sampler, in batches of ``batch``."""
+@torch.no_grad()
+def direct(model, deg: Degradation, z: torch.Tensor) -> torch.Tensor:
+    """Direct restoration x̂ = R(z_T, T)."""
+    return model(z, _times(len(z), deg.T, z.device) / deg.T)
+
+
+@torch.no_grad()
+def iterative(model, deg: Degradation, z: torch.Tensor, latent: torch.Tensor, steps: int,
+              mode: str = "start") -> torch.Tensor:
+    """The cold-diffusion sampler from z = z_T down to z_0 in ``steps`` strides (every step
+    when ``steps`` = T): x̂ = R(z_t, t), clipped to the data range;
+    z_s = z_t - D(x̂, t) + D(x̂, s). D's latent is ``latent`` (``mode`` "start", the image the
+    sampler started from) or the one re-estimated from z_t and x̂ (``mode`` "estimate":
+    (z_t - sqrt(a_t) x̂) / sqrt(1 - a_t), which makes the step DDIM's with a predicted x)."""
+    T = deg.T
+    alpha_bar = deg.alpha_bar.tolist()
+    n = len(z)
+    ts = ddim_timesteps(T, steps)
+    for t, s in zip(ts[:-1], ts[1:]):
+        a, a_s = alpha_bar[t], alpha_bar[s]
+        x = model(z, _times(n, t, z.device) / T).clamp(LO, HI)
+        if mode == "estimate":
+            latent = (z - math.sqrt(a) * x) / math.sqrt(1 - a)
+        z = (z + (math.sqrt(a_s) - math.sqrt(a)) * x
+             + (math.sqrt(1 - a_s) - math.sqrt(1 - a)) * latent)
+    return z
+
+
+def sample(model, deg: Degradation, sampler: str, n: int, steps: int, generator: torch.Generator,
+           device="cpu", batch: int = 500, latent: str = "start") -> torch.Tensor:
+    """``n`` images in model space with the named sampler, in batches of ``batch``. The morph
+    samplers start from held-out FashionMNIST images (z_T = z)."""
     was_training = model.training
     model.eval()
     out = []
@@ -75,12 +106,22 @@ def sample(model, deg: Gaussian, sampler: str, n: int, steps: int, generator: to
                 out.append(ddpm(model, deg, m, generator, device))
             elif sampler == "ddim":
                 out.append(ddim(model, deg, m, steps, generator, device))
+            elif sampler == "direct":
+                out.append(direct(model, deg, deg.latents(m, generator, held_out=True)))
+            elif sampler == "iterative":
+                z = deg.latents(m, generator, held_out=True)
+                out.append(iterative(model, deg, z, z, steps, latent))
             else:
-                raise ValueError(f"unknown sampler {sampler!r} (expected 'ddpm' or 'ddim')")
+                raise ValueError(f"unknown sampler {sampler!r}")
     finally:
         model.train(was_training)
     return torch.cat(out).clamp(LO, HI)
 
 
 def describe(sampler: str, steps: int, T: int) -> str:
-    return f"DDPM-{T}" if sampler == "ddpm" else f"DDIM-{len(ddim_timesteps(T, steps)) - 1}"
+    if sampler == "ddpm":
+        return f"DDPM-{T}"
+    if sampler == "direct":
+        return "direct"
+    name = "DDIM" if sampler == "ddim" else "iterative"
+    return f"{name}-{len(ddim_timesteps(T, steps)) - 1}"

@@ -16,11 +16,10 @@ import numpy as np
 import torch
 
 from . import data as datasets
-from . import nets, samplers
+from . import degradations, nets, samplers
 from .config import RunSpec
-from .degradations import Gaussian
+from .degradations import Degradation
 from .runs import EventLog, Run, atomic_save
-from .schedules import from_spec
 
 
 def resolve_device(name: str) -> torch.device:
@@ -51,15 +50,15 @@ class Prepared:
     device: torch.device
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
-    deg: Gaussian
+    deg: Degradation
     train_x: torch.Tensor  # (N, 1, 28, 28) model space, on the device
     val_x: torch.Tensor
     source: str
 
 
-def prepare(spec: RunSpec) -> Prepared:
-    device = resolve_device(spec.training["device"])
-    torch.backends.cudnn.benchmark = device.type == "cuda"  # fixed 28x28 shapes: let cuDNN tune
+def training_data(spec: RunSpec) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """(train_x, val_x, source) of a run: its subset of the training images, split by its seed,
+    in model space."""
     d = spec.data
     ds = datasets.load_configured(d)
     seed = spec.training["seed"]
@@ -69,13 +68,20 @@ def prepare(spec: RunSpec) -> Prepared:
         images = images[pick[: d["train_subset"]]]
     train_idx, val_idx = datasets.split_train_val(len(images), d["val_fraction"], seed)
     x = datasets.to_model(images)
-    torch.manual_seed(seed)
+    return x[train_idx], x[val_idx], ds.source
+
+
+def prepare(spec: RunSpec) -> Prepared:
+    device = resolve_device(spec.training["device"])
+    torch.backends.cudnn.benchmark = device.type == "cuda"  # fixed 28x28 shapes: let cuDNN tune
+    train_x, val_x, source = training_data(spec)
+    torch.manual_seed(spec.training["seed"])
     model = nets.build(spec.network).to(device)
     return Prepared(
         spec=spec, device=device, model=model,
         optimizer=torch.optim.Adam(model.parameters(), lr=spec.training["lr"]),
-        deg=Gaussian(from_spec(spec.schedule), device),
-        train_x=x[train_idx].to(device), val_x=x[val_idx].to(device), source=ds.source,
+        deg=degradations.build(spec, device),
+        train_x=train_x.to(device), val_x=val_x.to(device), source=source,
     )
 
 
@@ -112,14 +118,15 @@ def train_epoch(p: Prepared, epoch: int, should_stop: Callable[[], bool] = lambd
 
 @torch.no_grad()
 def validation_loss(p: Prepared, batch: int = 1000) -> float:
-    """Mean loss on the held-out split with noise fixed by the seed (comparable across epochs)."""
+    """Mean loss on the held-out split (and held-out latents) with noise fixed by the seed
+    (comparable across epochs)."""
     g = torch.Generator(device=p.device).manual_seed(p.spec.training["seed"] + 7919)
     p.model.eval()
     total = 0.0
     for start in range(0, len(p.val_x), batch):
         x = p.val_x[start:start + batch]
         with autocast(p.device, p.spec.training["amp"]):
-            total += p.deg.loss(p.model, x, g).item() * len(x)
+            total += p.deg.loss(p.model, x, g, held_out=True).item() * len(x)
     p.model.train()
     return total / len(p.val_x)
 
@@ -161,13 +168,14 @@ class Evaluator:
         score = ev["every"] > 0 and (epoch % ev["every"] == 0 or last)
         if not (grid or score):
             return
-        sampler = ev["final_sampler"] if last else ev["sampler"]
+        sampler = final_sampler(ev) if last else ev["sampler"]
         name = samplers.describe(sampler, ev["steps"], p.deg.T)
         n = max(ev["n_grid"] if grid else 0, ev["n_eval"] if score else 0)
         t0 = time.time()
         g = torch.Generator(device=p.device).manual_seed(p.spec.training["seed"] + 104729 + epoch)
         with autocast(p.device, p.spec.training["amp"]):
-            imgs = samplers.sample(p.model, p.deg, sampler, n, ev["steps"], g, p.device)
+            imgs = samplers.sample(p.model, p.deg, sampler, n, ev["steps"], g, p.device,
+                                   latent=ev["morph_latent"])
         seconds = round(time.time() - t0, 3)
         if grid:
             png, npy = save_samples(self.run, f"epoch-{epoch:04d}", imgs[:ev["n_grid"]])
@@ -185,13 +193,20 @@ class Evaluator:
                           score_seconds=round(time.time() - t1, 3))
 
 
-def load_model(run: Run, device: str = "cpu") -> tuple[torch.nn.Module, Gaussian]:
+def final_sampler(evaluation: dict) -> str:
+    """The sampler of the last epoch's samples (``final_sampler``, where "same" means
+    ``sampler``)."""
+    final = evaluation["final_sampler"]
+    return evaluation["sampler"] if final == "same" else final
+
+
+def load_model(run: Run, device: str = "cpu") -> tuple[torch.nn.Module, Degradation]:
     """The model of ``run``'s last checkpoint and its degradation, ready to sample."""
     spec = run.spec()
     model = nets.build(spec.network)
     ck = torch.load(run.checkpoint_path, map_location=device, weights_only=True)
     model.load_state_dict(ck["model"])
-    return model.to(device).eval(), Gaussian(from_spec(spec.schedule), device)
+    return model.to(device).eval(), degradations.build(spec, device)
 
 
 def run_training(run: Run, log: EventLog, should_stop: Callable[[], bool]) -> str:

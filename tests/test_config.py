@@ -18,6 +18,7 @@ ONE = '[[experiments]]\nname = "a"\n'
 SAFE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 STUDY_NAMES = ["ddpm-linear", "ddpm-cosine", "ddpm-constant", "ddpm-inverse-linear"]
 STUDY_KINDS = ["linear", "cosine", "constant", "inverse_linear"]
+ALL_NAMES = STUDY_NAMES + ["ddpm-unet-cosine", "morph-linear", "morph-cosine"]
 
 
 def error(text: str, profile: str | None = None, path: Path = P) -> str:
@@ -50,35 +51,52 @@ def repo_runs(profile=None):
     return load_study(REPO_STUDY, profile).runs
 
 
-def test_repo_study_is_the_four_schedule_runs_at_the_study_settings():
+def test_repo_study_is_the_whole_study_at_its_settings():
     study = load_study(REPO_STUDY)
-    assert [r.name for r in study.runs] == STUDY_NAMES
-    assert [r.schedule["kind"] for r in study.runs] == STUDY_KINDS
+    assert [r.name for r in study.runs] == ALL_NAMES
+    by_name = {r.name: r for r in study.runs}
     for r in study.runs:
         assert r.experiment == r.name and r.profile == ""
-        assert r.degradation == "gaussian"
         assert r.training["epochs"] == 50
         assert r.training["lr"] == 2e-4
         assert r.training["batch_size"] == 128
         assert r.schedule["T"] == 1000
-        assert r.network["kind"] == "cnn"
-        assert r.network["channels"] == [16, 32, 32, 16]
         assert r.schedule["beta_min"] == 1e-4 and r.schedule["beta_max"] == 0.02
-    cosine = study.runs[STUDY_NAMES.index("ddpm-cosine")]
-    assert cosine.schedule["max_beta"] == 0.1
+        assert r.schedule["max_beta"] == 0.1
+    for name, kind in zip(STUDY_NAMES, STUDY_KINDS):  # DDPM with the study's CNN
+        r = by_name[name]
+        assert r.degradation == "gaussian" and r.schedule["kind"] == kind
+        assert r.network["kind"] == "cnn" and r.network["channels"] == [16, 32, 32, 16]
+        assert (r.evaluation["sampler"], r.evaluation["final_sampler"]) == ("ddim", "ddpm")
+    unet = by_name["ddpm-unet-cosine"]  # DDPM with the UNet
+    assert unet.degradation == "gaussian" and unet.schedule["kind"] == "cosine"
+    assert unet.network["kind"] == "unet" and unet.network["unet_channels"] == [32, 64, 128]
+    for name, kind in (("morph-linear", "linear"), ("morph-cosine", "cosine")):  # cold diffusion
+        r = by_name[name]
+        assert r.degradation == "morph" and r.schedule["kind"] == kind
+        assert r.network["kind"] == "unet" and r.network["unet_channels"] == [32, 64, 128]
+        ev = r.evaluation
+        assert (ev["sampler"], ev["final_sampler"], ev["morph_latent"]) == ("iterative", "iterative",
+                                                                            "start")
+        assert ev["steps"] == 1000  # all T steps: the exact iterative algorithm
     assert {"quick", "digits"} <= set(study.profiles)
 
 
-def test_repo_quick_profile_keeps_all_four_runs_and_lowers_epochs():
+def test_repo_quick_profile_keeps_every_run_and_lowers_epochs():
     quick = repo_runs("quick")
-    assert [r.name for r in quick] == STUDY_NAMES
-    assert [r.schedule["kind"] for r in quick] == STUDY_KINDS
+    study = {r.name: r for r in repo_runs()}
+    assert [r.name for r in quick] == ALL_NAMES
     for r in quick:
+        full = study[r.name]
         assert r.profile == "quick"
         assert 1 <= r.training["epochs"] < 50
         # what the profile does not touch stays at the study's settings
-        assert r.training["lr"] == 2e-4 and r.schedule["T"] == 1000
+        assert r.training["lr"] == 2e-4 and r.schedule == full.schedule
+        assert r.degradation == full.degradation and r.network["kind"] == full.network["kind"]
         assert r.network["channels"] == [16, 32, 32, 16]
+        assert r.network["unet_channels"] == [16, 32, 64]  # half the study's UNet
+        assert r.evaluation["sampler"] == full.evaluation["sampler"]
+        assert r.evaluation["final_sampler"] == "same" and r.evaluation["steps"] == 20
 
 
 def test_repo_digits_profile_selects_its_listed_experiments():
@@ -171,10 +189,26 @@ BAD = [
      "experiments[0] (a).evaluation.steps", "at most schedule.T (10)", "got 50"),
     (ONE + 'schedule = { T = 10 }\nevaluation = { sampler = "ddpm", final_sampler = "ddim", '
      "steps = 50 }\n", "experiments[0] (a).evaluation.steps", "at most schedule.T (10)"),
-    (ONE + 'network = { kind = "unet", channels = [32, 64] }\n',
-     "experiments[0] (a).network.channels", "three channel counts", "got [32, 64]"),
-    (ONE + '[profiles.u]\nnetwork = { kind = "unet", channels = [32, 64, 128, 256] }\n',
-     "experiments[0] (a).network.channels", "three channel counts"),
+    (ONE + 'network = { kind = "unet", unet_channels = [32, 64] }\n',
+     "experiments[0] (a).network.unet_channels", "three integers >= 1", "got [32, 64]"),
+    (ONE + '[profiles.u]\nnetwork = { kind = "unet", unet_channels = [32, 64, 128, 256] }\n',
+     "profiles.u.network.unet_channels", "three integers"),
+    # samplers and latents of each degradation
+    (ONE + 'degradation = "morph"\n', "experiments[0] (a).evaluation.sampler",
+     "one of 'iterative', 'direct' for the morph degradation", "got 'ddim'"),
+    (ONE + 'degradation = "morph"\nevaluation = { sampler = "direct" }\n',
+     "experiments[0] (a).evaluation.final_sampler",
+     "one of 'iterative', 'direct', 'same' for the morph degradation", "got 'ddpm'"),
+    (ONE + 'evaluation = { sampler = "iterative" }\n', "experiments[0] (a).evaluation.sampler",
+     "one of 'ddim', 'ddpm' for the gaussian degradation", "got 'iterative'"),
+    (ONE + 'evaluation = { final_sampler = "direct" }\n',
+     "experiments[0] (a).evaluation.final_sampler", "'ddim', 'ddpm', 'same' for the gaussian"),
+    (ONE + 'evaluation = { morph_latent = "end" }\n', "experiments[0] (a).evaluation.morph_latent",
+     "one of 'start', 'estimate'", "got 'end'"),
+    (ONE + 'degradation = "cold"\n', "experiments[0] (a).degradation", "'gaussian', 'morph'"),
+    (ONE + 'degradation = "morph"\nschedule = { T = 10 }\nevaluation = { sampler = "iterative", '
+     'final_sampler = "same", steps = 50 }\n', "experiments[0] (a).evaluation.steps",
+     "at most schedule.T (10)"),
 ]
 
 
@@ -355,3 +389,14 @@ def test_spec_toml_round_trip_is_exact():
     # the round trip carries what differs between specs
     a, b = specs[0], specs[1]
     assert spec_from_toml(spec_to_toml(a)) != spec_from_toml(spec_to_toml(b))
+
+
+def test_a_profile_of_some_experiments_is_checked_against_those_only():
+    text = (ONE + '[[experiments]]\nname = "m"\ndegradation = "morph"\n'
+            'evaluation = { sampler = "iterative", final_sampler = "same" }\n'
+            '[profiles.p]\nexperiments = ["a"]\nevaluation = { final_sampler = "ddpm" }\n')
+    assert list(runs(text)) == ["a", "m"]
+    assert runs(text)["m"].evaluation["morph_latent"] == "start"  # the default
+    assert list(runs(text, "p")) == ["a"]  # 'ddpm' would not do for the morph run m
+    assert_names(error(text.replace('["a"]', '["a", "m"]'), "p"),
+                 "experiments[1] (m).evaluation.final_sampler", "for the morph degradation")

@@ -12,7 +12,7 @@ def build(network: dict, in_channels: int = 1) -> nn.Module:
     if network["kind"] == "cnn":
         return CNN(tuple(network["channels"]), network["time_embedding"], in_channels)
     if network["kind"] == "unet":
-        return UNet(tuple(network["channels"]), network["time_embedding"], in_channels)
+        return UNet(tuple(network["unet_channels"]), network["time_embedding"], in_channels)
     raise ValueError(f"unknown network kind {network['kind']!r} (expected 'cnn' or 'unet')")
 
 
