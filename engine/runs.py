@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import tempfile
 import time
@@ -177,6 +178,18 @@ class Run:
         return RunStatus(self._unfinished(), f"worker {pid} on {host} died without an exit record",
                          pid, host)
 
+    def request_stop(self) -> bool:
+        """Ask this run's live worker on this machine to stop (SIGTERM): it stops between two
+        optimizer steps and stays resumable. False when no such worker runs here."""
+        st = self.status()
+        if st.state != "running" or st.host != socket.gethostname() or not st.pid:
+            return False
+        try:
+            os.kill(st.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return False
+        return True
+
     def _unfinished(self) -> str:
         return "resumable" if self.checkpoint_path.exists() else "failed"
 
@@ -221,6 +234,13 @@ def iter_runs(runs_dir: Path) -> Iterator[Run]:
     for p in sorted(Path(runs_dir).iterdir()):
         if (p / "config.toml").is_file():
             yield Run(p)
+
+
+def format_seconds(s: float) -> str:
+    """1:02:03 or 2:03."""
+    m, sec = divmod(int(round(s)), 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
 
 
 def latest_by_epoch(events: list[dict], type: str) -> dict[int, dict]:

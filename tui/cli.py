@@ -1,5 +1,6 @@
 """The ``diffui`` command line.
 
+    diffui [FILE] [--profile NAME] [--runs-dir DIR] [--jobs N] [--images MODE]   (the terminal UI)
     diffui --batch [FILE] [--profile NAME] [--only NAME ...] [--runs-dir DIR] [--jobs N]
     diffui schedules [FILE] --out DIR [--profile NAME] [--n N] [--seed S]
     diffui report [--runs-dir DIR] [RUN ...] --out DIR
@@ -31,7 +32,10 @@ def _main_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", help="a named profile of the file, e.g. quick")
     p.add_argument("--only", nargs="+", metavar="NAME", help="run only these experiments or runs")
     p.add_argument("--runs-dir", type=Path, help="where run folders go")
-    p.add_argument("--jobs", type=int, default=1, help="runs at once (default 1)")
+    p.add_argument("--jobs", type=int, help="runs at once (default 1; the UI keeps the last value)")
+    p.add_argument("--images", choices=("auto", "halfcell", "sixel", "tgp"), default="auto",
+                   help="how the UI draws sample grids: half-block characters (any terminal) or "
+                        "a graphics protocol; auto asks the terminal (default)")
     return p
 
 
@@ -64,10 +68,9 @@ def main(argv: list[str] | None = None) -> int:
         if argv[:1] == ["report"]:
             return cmd_report(_report_parser().parse_args(argv[1:]))
         args = _main_parser().parse_args(argv)
-        if not args.batch:
-            print("diffui: the terminal UI is not built yet; use diffui --batch", file=sys.stderr)
-            return EXIT_USAGE
-        return cmd_batch(args)
+        if args.jobs is not None and args.jobs < 1:
+            raise ConfigError(f"--jobs: expected an integer >= 1, got {args.jobs}")
+        return cmd_batch(args) if args.batch else cmd_ui(args)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -78,8 +81,6 @@ def cmd_batch(args: argparse.Namespace) -> int:
     from engine.queue import prepare_runs
     from .batch import run_batch
 
-    if args.jobs < 1:
-        raise ConfigError(f"--jobs: expected an integer >= 1, got {args.jobs}")
     file = Path(args.file)
     study = load_study(file, args.profile)
     specs = select(study, args.only)
@@ -89,7 +90,20 @@ def cmd_batch(args: argparse.Namespace) -> int:
         prepare_evaluation([r.spec() for r in runs if r.status().state != "finished"], log=print)
     except MetricsError as e:
         raise ConfigError(f"{file.name}: evaluation.backbone: {e}") from None
-    return run_batch(runs, jobs=args.jobs)
+    return run_batch(runs, jobs=args.jobs or 1)
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    """The terminal UI. A broken experiments file is shown inside it, not refused here."""
+    from .widgets import image_widget_class
+    image_class = image_widget_class(args.images)  # may query the terminal: before the app runs
+    from .app import DiffuiApp
+
+    file = Path(args.file)
+    app = DiffuiApp(file, args.runs_dir or default_runs_dir(file, args.profile),
+                    profile=args.profile, image_class=image_class, jobs=args.jobs)
+    app.run()
+    return app.return_code or 0
 
 
 def cmd_schedules(args: argparse.Namespace) -> int:

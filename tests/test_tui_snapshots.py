@@ -1,0 +1,68 @@
+"""What the UI looks like at fixed terminal sizes (SVG snapshots in tests/__snapshots__).
+
+Update them after an intended change of the UI with ``pytest tests/test_tui_snapshots.py
+--snapshot-update`` and look at the SVG files before committing them."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from textual_image.widget import HalfcellImage
+
+from tui.app import DiffuiApp
+from tui.screens import CompareScreen, RunScreen
+from tui.widgets import RunsTable
+
+from test_tui import until
+from tui_runs import make_runs
+
+
+@pytest.fixture
+def app(tmp_path, monkeypatch):
+    """The app over two finished runs with fixed numbers, its folders named relative to the
+    test's folder and times shown in UTC, so that every pixel is the same on each run."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    make_runs(Path("runs"))
+    yield DiffuiApp(Path("experiments.toml"), Path("runs"), image_class=HalfcellImage,
+                    poll_every=0.1)
+    monkeypatch.undo()
+    time.tzset()
+
+
+async def rows_shown(pilot):
+    await until(pilot, lambda: pilot.app.query_one(RunsTable).row_count == 2)
+
+
+def test_runs_view_80x24(snap_compare, app):
+    assert snap_compare(app, terminal_size=(80, 24), run_before=rows_shown)
+
+
+def test_run_view_80x24(snap_compare, app):
+    async def open_run(pilot):
+        await rows_shown(pilot)
+        await pilot.press("enter")
+        await until(pilot, lambda: getattr(pilot.app.screen, "ready", False))
+        await pilot.press("left_square_bracket")
+    assert snap_compare(app, terminal_size=(80, 24), run_before=open_run)
+
+
+def test_run_view_zoomed_grid_120x40(snap_compare, app):
+    async def zoom(pilot):
+        await rows_shown(pilot)
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(pilot.app.screen, RunScreen) and pilot.app.screen.ready)
+        await pilot.press("z")
+        await pilot.pause(0.3)
+    assert snap_compare(app, terminal_size=(120, 40), run_before=zoom)
+
+
+def test_compare_view_100x30(snap_compare, app):
+    async def compare(pilot):
+        await rows_shown(pilot)
+        await pilot.press("c")
+        await until(pilot, lambda: isinstance(pilot.app.screen, CompareScreen)
+                    and pilot.app.screen.query_one("#compare-table").row_count == 2)
+    assert snap_compare(app, terminal_size=(100, 30), run_before=compare)

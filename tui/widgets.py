@@ -1,0 +1,175 @@
+"""Widgets of the diffui app: the runs table, curve charts and the sample-grid viewer.
+
+They only display what they are handed (progress snapshots, events, PNG files); reading run
+folders and driving the queue is the app's work.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from PIL import Image as PILImage
+from textual.widget import Widget
+from textual.widgets import DataTable
+from textual_plotext import PlotextPlot
+
+from engine.queue import Progress
+from engine.runs import format_seconds
+
+IMAGE_MODES = ("auto", "halfcell", "sixel", "tgp")
+
+
+def image_widget_class(mode: str = "halfcell") -> type[Widget]:
+    """The widget class that draws sample grids: half-block characters (``halfcell``, works in
+    any 256-colour terminal), or a graphics protocol. ``auto`` asks the terminal (call it before
+    the app starts: the query needs the terminal) and falls back to half blocks."""
+    from textual_image import widget as timg
+    if mode == "sixel":
+        return timg.SixelImage
+    if mode == "tgp":
+        return timg.TGPImage
+    if mode == "auto" and timg.Image not in (timg.UnicodeImage, timg.HalfcellImage):
+        return timg.Image
+    return timg.HalfcellImage
+
+
+def fmt(x: float | None, spec: str = ".4f") -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def status_text(p: Progress, queued_at: int | None) -> str:
+    if queued_at is not None and p.state != "running":
+        return f"queued #{queued_at + 1}"
+    if p.state == "running":
+        return f"running {p.fraction:4.0%}"
+    return p.state
+
+
+class RunsTable(DataTable):
+    """Every run of the runs folder: its state, progress and latest numbers. Space marks runs
+    for the compare view."""
+
+    COLUMNS = ("run", "status", "epoch", "train", "val", "FID", "elapsed", "ETA", "where")
+
+    def __init__(self, **kw):
+        super().__init__(cursor_type="row", zebra_stripes=True, **kw)
+        self.marked: set[str] = set()
+
+    def on_mount(self) -> None:
+        for col in self.COLUMNS:
+            self.add_column(col, key=col)
+
+    def selected(self) -> str | None:
+        if not self.row_count:
+            return None
+        return self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
+
+    def toggle_mark(self) -> None:
+        name = self.selected()
+        if name:
+            self.marked ^= {name}
+
+    def show(self, progress: dict[str, Progress], queued: list[str], here: str,
+             now: float | None = None) -> None:
+        """Redraw from a progress snapshot; the cursor stays on the same run."""
+        now = now or time.time()
+        keep = self.selected()
+        order = [n for n in queued] + sorted(n for n in progress if n not in queued)
+        self.clear()
+        for name in order:
+            p = progress[name]
+            q = queued.index(name) if name in queued else None
+            epoch = f"{p.epoch}/{p.epochs}" if p.epochs else "-"
+            eta = p.eta()
+            where = "" if not p.host else ("local" if p.host == here else p.host)
+            label = ("● " if name in self.marked else "") + name
+            self.add_row(label, status_text(p, q), epoch, fmt(p.train_loss), fmt(p.val_loss),
+                         fmt(p.fid, ".1f"), format_seconds(p.elapsed(now)) if p.started else "-",
+                         "-" if eta is None else format_seconds(eta), where, key=name)
+        if keep in order:
+            self.move_cursor(row=order.index(keep))
+
+
+class Chart(PlotextPlot):
+    """Curves against epoch: ``series`` is a list of (label, xs, ys, marker)."""
+
+    def __init__(self, title: str, ylabel: str, **kw):
+        super().__init__(**kw)
+        self.title, self.ylabel = title, ylabel
+        self.series: list[tuple[str, list, list]] = []
+
+    def show(self, series: list[tuple[str, list, list]], logy: bool = False) -> None:
+        self.series = series
+        plt = self.plt
+        plt.clear_figure()
+        plt.title(self.title)
+        plt.xlabel("epoch")
+        drawn = [(label, xs, ys) for label, xs, ys in series if xs]
+        for label, xs, ys in drawn:
+            plt.plot(xs, ys, label=label, marker="braille" if len(xs) > 1 else "dot")
+        if not drawn:
+            plt.title(f"{self.title}: nothing yet")
+        elif logy and all(y > 0 for _, _, ys in drawn for y in ys):
+            plt.yscale("log")
+        self.refresh()
+
+
+class GridView(Widget):
+    """The sample grids of a run, one epoch at a time; step with :meth:`step`."""
+
+    DEFAULT_CSS = "GridView { height: 1fr; width: 1fr; }"
+
+    def __init__(self, image_class: type[Widget], **kw):
+        super().__init__(**kw)
+        self.image_class = image_class
+        self.grids: list[tuple[int, Path, str]] = []  # (epoch, png, sampler)
+        self.index = -1  # -1: follow the newest grid
+
+    def compose(self):
+        yield self.image_class(None, id="grid-image")
+
+    @property
+    def current(self) -> tuple[int, Path, str] | None:
+        if not self.grids:
+            return None
+        return self.grids[self.index if self.index >= 0 else len(self.grids) - 1]
+
+    def set_grids(self, grids: list[tuple[int, Path, str]]) -> None:
+        before = self.current
+        self.grids = grids
+        if self.current != before:
+            self._draw()
+
+    def step(self, delta: int | None = None, to: int | None = None) -> None:
+        """Move ``delta`` grids back or forward, or ``to`` an index (-1: the newest)."""
+        if not self.grids:
+            return
+        i = self.index if self.index >= 0 else len(self.grids) - 1
+        i = to if to is not None else min(max(i + (delta or 0), 0), len(self.grids) - 1)
+        self.index = -1 if i == len(self.grids) - 1 or i < 0 else i
+        self._draw()
+
+    def label(self) -> str:
+        cur = self.current
+        if cur is None:
+            return "no sample grid yet"
+        pos = self.grids.index(cur) + 1
+        return f"epoch {cur[0]} · {cur[2]} · grid {pos} of {len(self.grids)}"
+
+    def on_resize(self) -> None:
+        self._draw()
+
+    def _draw(self) -> None:
+        """Draw the current grid as large as the widget allows, keeping its aspect ratio (a
+        terminal cell is about twice as tall as wide: two half-block pixels)."""
+        img = self.query_one("#grid-image")
+        cur = self.current
+        if cur is None:
+            img.image = None
+            return
+        pil = PILImage.open(cur[1]).convert("RGB")
+        if self.size.width and self.size.height:
+            scale = min(self.size.width / pil.width, 2 * (self.size.height) / pil.height)
+            img.styles.width = max(1, int(pil.width * scale))
+            img.styles.height = max(1, int(pil.height * scale / 2))
+        img.image = pil
