@@ -59,6 +59,20 @@ def test_missing_file_unknown_only_and_bad_jobs_exit_2(tmp_path, study_file, cap
     assert "profiles.quick: no such profile" in capsys.readouterr().err
 
 
+def test_ui_refuses_bad_jobs_before_opening(study_file, capsys):
+    assert main([str(study_file), "--jobs", "0"]) == 2
+    assert capsys.readouterr().err == "error: --jobs: expected an integer >= 1, got 0\n"
+
+
+def test_ui_draws_grids_with_half_blocks_unless_told_or_the_terminal_says_otherwise():
+    from textual_image.widget import HalfcellImage, SixelImage, TGPImage
+
+    from tui.widgets import image_widget_class
+    assert image_widget_class("auto") is HalfcellImage  # pytest's stdout is not a terminal
+    assert image_widget_class("halfcell") is HalfcellImage
+    assert image_widget_class("sixel") is SixelImage and image_widget_class("tgp") is TGPImage
+
+
 def test_run_folder_with_other_settings_is_refused_and_kept(tmp_path, capsys):
     runs_dir = tmp_path / "runs"
     first = tiny_study(tmp_path / "a.toml", epochs=1)

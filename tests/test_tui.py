@@ -160,6 +160,23 @@ async def test_bad_file_shows_the_batch_error_and_changes_nothing(tmp_path):
     assert (runs_dir / "queue.json").read_bytes() == queue_before
 
 
+async def test_damaged_queue_file_is_shown_and_kept(tmp_path):
+    runs_dir = tmp_path / "runs"
+    make_runs(runs_dir)
+    (runs_dir / "queue.json").write_text("[oops")
+    app = make_app(tmp_path / "missing.toml", runs_dir)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: app.query_one(RunsTable).row_count == 2)
+        lines = str(app.query_one("#error", Static).render()).splitlines()
+        assert lines == [f"error: {runs_dir / 'queue.json'}: not valid JSON (the saved queue); "
+                         "remove it to start afresh",
+                         f"error: {tmp_path / 'missing.toml'}: no such file (expected an "
+                         "experiments file, e.g. experiments.toml)"]
+        await pilot.press("j", "3", "enter")  # the queue works for this session...
+        assert app.queue.jobs == 3
+    assert (runs_dir / "queue.json").read_text() == "[oops"  # ...and the file is left for the user
+
+
 async def test_run_view_steps_through_grids(tmp_path):
     runs_dir = tmp_path / "runs"
     make_runs(runs_dir)

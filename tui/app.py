@@ -17,6 +17,7 @@ from pathlib import Path
 from textual import work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
+from textual.css.query import NoMatches
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Header, Static
 from textual.worker import get_current_worker
@@ -88,11 +89,11 @@ class DiffuiApp(App):
         self.poll_every = poll_every
         self.here = socket.gethostname()
         self.study: Study | None = None
-        self.error = ""
+        self.errors: dict[str, str] = {}  # "file" and "queue": one line each
         try:
             self.queue = Queue.open(self.runs_dir, executor)
         except ConfigError as e:  # a damaged queue.json: show it, and leave the file alone
-            self.error = f"error: {e}"
+            self.errors["queue"] = f"error: {e}"
             self.queue = Queue(list(iter_runs(self.runs_dir)), queued=[], executor=executor)
         if jobs:
             self.queue.set_jobs(jobs)
@@ -110,45 +111,54 @@ class DiffuiApp(App):
     def on_mount(self) -> None:
         self.sub_title = f"{self.file.name}{f' · profile {self.profile}' if self.profile else ''}" \
                          f" · {self.runs_dir}"
-        self.load_file(keep_error=bool(self.error))
+        self.load_file()
         self.poll_loop()
 
     def on_unmount(self) -> None:
         self._wake.set()
 
-    def load_file(self, keep_error: bool = False) -> bool:
+    def load_file(self) -> bool:
         """Read the experiments file; a problem shows as one line and changes nothing else."""
         try:
             self.study = load_study(self.file, self.profile)
         except ConfigError as e:
-            self.show_error(f"error: {e}")
+            self.show_error("file", f"error: {e}")
             return False
-        if not keep_error:
-            self.show_error("")
+        self.show_error("file", "")
         return True
 
-    def show_error(self, text: str) -> None:
-        self.error = text
-        box = self.query_one("#error", Static)
-        box.update(text)
-        box.set_class(bool(text), "shown")
+    def show_error(self, kind: str, text: str) -> None:
+        self.errors[kind] = text
+        lines = [t for t in self.errors.values() if t]
+        try:
+            box = self.runs_view.query_one("#error", Static)
+        except NoMatches:  # the app is closing
+            return
+        box.update("\n".join(lines))
+        box.set_class(bool(lines), "shown")
 
     @work(thread=True, exclusive=True, group="poll")
     def poll_loop(self) -> None:
         worker = get_current_worker()
         scanned = 0.0
         while not worker.is_cancelled:
-            with self.queue.lock:
-                if time.time() - scanned > 2.0:
-                    self.queue.rescan()
-                    scanned = time.time()
-                self.queue.poll()
-                snap = {n: copy.copy(p) for n, p in self.queue.progress.items()}
-                state = (self.queue.queued(), self.queue.jobs, self.queue.paused)
+            try:
+                with self.queue.lock:
+                    if time.time() - scanned > 2.0:
+                        self.queue.rescan()
+                        scanned = time.time()
+                    self.queue.poll()
+                    snap = {n: copy.copy(p) for n, p in self.queue.progress.items()}
+                    state = (self.queue.queued(), self.queue.jobs, self.queue.paused)
+                problem = ""
+            except OSError as e:  # a run folder we cannot read: say so, keep following the rest
+                problem = f"error: following the runs: {e}"
             if worker.is_cancelled:
                 break
             try:
-                self.call_from_thread(self.show_snapshot, snap, *state)
+                self.call_from_thread(self.show_error, "poll", problem)
+                if not problem:
+                    self.call_from_thread(self.show_snapshot, snap, *state)
             except RuntimeError:  # the app is closing
                 break
             self._wake.wait(self.poll_every)
@@ -157,20 +167,29 @@ class DiffuiApp(App):
     def poll_now(self) -> None:
         self._wake.set()
 
+    @property
+    def runs_view(self):
+        return self.screen_stack[0]
+
+    @property
+    def table(self) -> RunsTable:
+        return self.runs_view.query_one(RunsTable)
+
     def show_snapshot(self, snap: dict, queued: list[str], jobs: int, paused: bool) -> None:
         self.snapshot = snap
         running = sum(p.state == "running" for p in snap.values())
         state = "paused (s to start)" if paused else "started"
-        self.query_one("#queue-line", Static).update(
-            f"queue {state} · {jobs} at once · {running} running · {len(queued)} queued")
-        self.query_one(RunsTable).show(snap, queued, self.here)
-        screen = self.screen
-        if not getattr(screen, "ready", False):
-            return
-        if isinstance(screen, RunScreen):
-            screen.refresh_data(snap.get(screen.run.name))
-        elif isinstance(screen, CompareScreen):
-            screen.refresh_data(snap)
+        try:
+            self.runs_view.query_one("#queue-line", Static).update(
+                f"queue {state} · {jobs} at once · {running} running · {len(queued)} queued")
+            self.table.show(snap, queued, self.here)
+            screen = self.screen
+            if isinstance(screen, RunScreen) and screen.ready:
+                screen.refresh_data(snap.get(screen.run.name))
+            elif isinstance(screen, CompareScreen) and screen.ready:
+                screen.refresh_data(snap)
+        except NoMatches:  # the app is closing: its widgets are gone
+            pass
 
     # -- the command palette and which actions apply where --
     def get_system_commands(self, screen):
@@ -194,7 +213,7 @@ class DiffuiApp(App):
         screen = self.screen
         if isinstance(screen, RunScreen):
             return screen.run
-        name = self.query_one(RunsTable).selected()
+        name = self.table.selected()
         return next((r for r in self.queue.runs if r.name == name), None)
 
     def _with_run(self, fn) -> None:
@@ -213,8 +232,8 @@ class DiffuiApp(App):
 
     # -- actions --
     def action_add(self) -> None:
-        if self.study is None or self.error:
-            self.notify(self.error or "no experiments file loaded", severity="error")
+        if self.study is None or self.errors.get("file"):
+            self.notify(self.errors.get("file") or "no experiments file loaded", severity="error")
             return
         states = {r.name: p.state for r in self.queue.runs if (p := self.snapshot.get(r.name))}
         self.push_screen(PickScreen(self.study.runs, states), self._queue_picked)
@@ -285,12 +304,12 @@ class DiffuiApp(App):
             self.action_open()
 
     def action_mark(self) -> None:
-        table = self.query_one(RunsTable)
+        table = self.table
         table.toggle_mark()
         table.show(self.snapshot, self.queue.queued(), self.here)
 
     def action_compare(self) -> None:
-        marked = self.query_one(RunsTable).marked
+        marked = self.table.marked
         runs = [r for r in self.queue.runs if r.name in marked] or \
                [r for r in self.queue.runs if r.events_path.exists()]
         if not runs:

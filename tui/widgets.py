@@ -23,14 +23,11 @@ def image_widget_class(mode: str = "halfcell") -> type[Widget]:
     """The widget class that draws sample grids: half-block characters (``halfcell``, works in
     any 256-colour terminal), or a graphics protocol. ``auto`` asks the terminal (call it before
     the app starts: the query needs the terminal) and falls back to half blocks."""
+    from textual_image import renderable
     from textual_image import widget as timg
-    if mode == "sixel":
-        return timg.SixelImage
-    if mode == "tgp":
-        return timg.TGPImage
-    if mode == "auto" and timg.Image not in (timg.UnicodeImage, timg.HalfcellImage):
-        return timg.Image
-    return timg.HalfcellImage
+    if mode == "auto":  # what the terminal answered when textual_image was imported
+        mode = {renderable.SixelImage: "sixel", renderable.TGPImage: "tgp"}.get(renderable.Image, "")
+    return {"sixel": timg.SixelImage, "tgp": timg.TGPImage}.get(mode, timg.HalfcellImage)
 
 
 def fmt(x: float | None, spec: str = ".4f") -> str:
