@@ -15,7 +15,7 @@ from tui.screens import CompareScreen, RunScreen
 from tui.widgets import RunsTable
 
 from test_tui import until
-from tui_runs import make_runs
+from tui_runs import STUDY, make_runs
 
 
 @pytest.fixture
@@ -26,6 +26,7 @@ def app(tmp_path, monkeypatch):
     monkeypatch.setenv("TZ", "UTC")
     time.tzset()
     make_runs(Path("runs"))
+    Path("experiments.toml").write_text(STUDY)
     yield DiffuiApp(Path("experiments.toml"), Path("runs"), image_class=HalfcellImage,
                     poll_every=0.1)
     monkeypatch.undo()

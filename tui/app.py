@@ -106,7 +106,7 @@ class DiffuiApp(App):
         yield Static("", id="error")
         yield Static("", id="queue-line")
         yield RunsTable(id="runs")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.sub_title = f"{self.file.name}{f' · profile {self.profile}' if self.profile else ''}" \

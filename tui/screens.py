@@ -110,8 +110,8 @@ class RunScreen(Screen):
         with Horizontal(id="bottom"):
             with VerticalScroll(id="settings"):
                 yield Static(self._settings_text(), id="settings-text")
-            yield RichLog(id="events", max_lines=500, wrap=False)
-        yield Footer()
+            yield RichLog(id="events", max_lines=500, wrap=True)
+        yield Footer(compact=True)
 
     def _settings_text(self) -> str:
         try:
@@ -172,7 +172,7 @@ class CompareScreen(Screen):
             yield Chart("validation loss", "MSE", id="loss-chart")
             yield Chart("FID", "FID", id="fid-chart")
         yield DataTable(id="compare-table", cursor_type="row")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.sub_title = "compare " + ", ".join(h.run.name for h in self.histories)
