@@ -103,8 +103,8 @@ class DiffuiApp(App):
     # -- layout and refresh --
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Static("", id="error")
-        yield Static("", id="queue-line")
+        yield Static("", id="error", markup=False)
+        yield Static("", id="queue-line", markup=False)
         yield RunsTable(id="runs")
         yield Footer(compact=True)
 
@@ -219,21 +219,25 @@ class DiffuiApp(App):
     def _with_run(self, fn) -> None:
         run = self.selected()
         if run is None:
-            self.notify("no run selected", severity="warning")
+            self.say("no run selected", severity="warning")
             return
         try:
             message = fn(run)
         except QueueError as e:
-            self.notify(str(e), severity="warning")
+            self.say(str(e), severity="warning")
             return
         if message:
-            self.notify(message)
+            self.say(message)
         self.poll_now()
+
+    def say(self, message: str, **kw) -> None:
+        """A notification shown as plain text (run names and file keys hold brackets)."""
+        self.notify(message, markup=False, **kw)
 
     # -- actions --
     def action_add(self) -> None:
         if self.study is None or self.errors.get("file"):
-            self.notify(self.errors.get("file") or "no experiments file loaded", severity="error")
+            self.say(self.errors.get("file") or "no experiments file loaded", severity="error")
             return
         states = {r.name: p.state for r in self.queue.runs if (p := self.snapshot.get(r.name))}
         self.push_screen(PickScreen(self.study.runs, states), self._queue_picked)
@@ -245,7 +249,7 @@ class DiffuiApp(App):
         try:
             runs = prepare_runs(specs, self.runs_dir)
         except ConfigError as e:
-            self.notify(f"error: {e}", severity="error", timeout=10)
+            self.say(f"error: {e}", severity="error", timeout=10)
             return
         self.queue.add(runs)
         queued, skipped = [], []
@@ -258,12 +262,12 @@ class DiffuiApp(App):
         text = f"queued {len(queued)} run{'s' * (len(queued) != 1)}"
         if self.queue.paused and queued:
             text += "; press s to start the queue"
-        self.notify("; ".join([text, *skipped]))
+        self.say("; ".join([text, *skipped]))
         self.poll_now()
 
     def action_toggle_queue(self) -> None:
         self.queue.set_paused(not self.queue.paused)
-        self.notify("queue paused: running runs go on, nothing new starts" if self.queue.paused
+        self.say("queue paused: running runs go on, nothing new starts" if self.queue.paused
                     else f"queue started: up to {self.queue.jobs} at once")
         self.poll_now()
 
@@ -271,7 +275,7 @@ class DiffuiApp(App):
         def set_jobs(n: int | None) -> None:
             if n:
                 self.queue.set_jobs(n)
-                self.notify(f"{n} run{'s' * (n != 1)} at once")
+                self.say(f"{n} run{'s' * (n != 1)} at once")
                 self.poll_now()
         self.push_screen(JobsScreen(self.queue.jobs), set_jobs)
 
@@ -313,7 +317,7 @@ class DiffuiApp(App):
         runs = [r for r in self.queue.runs if r.name in marked] or \
                [r for r in self.queue.runs if r.events_path.exists()]
         if not runs:
-            self.notify("no runs to compare yet: mark runs with space", severity="warning")
+            self.say("no runs to compare yet: mark runs with space", severity="warning")
             return
         screen = CompareScreen(runs)
         self.push_screen(screen)
@@ -321,9 +325,9 @@ class DiffuiApp(App):
     def action_report(self) -> None:
         runs = [r for r in self.queue.runs if r.events_path.exists()]
         if not runs:
-            self.notify("no run has started yet: nothing to report", severity="warning")
+            self.say("no run has started yet: nothing to report", severity="warning")
             return
-        self.notify(f"writing the report of {len(runs)} runs...")
+        self.say(f"writing the report of {len(runs)} runs...")
         self._write_report(runs, self.runs_dir / "report")
 
     @work(thread=True, group="report")
@@ -332,14 +336,14 @@ class DiffuiApp(App):
         try:
             path = write_report(runs, out)
         except Exception as e:  # shown to the user; the runs are untouched
-            self.call_from_thread(self.notify, f"report failed: {type(e).__name__}: {e}",
+            self.call_from_thread(self.say, f"report failed: {type(e).__name__}: {e}",
                                   severity="error")
             return
-        self.call_from_thread(self.notify, f"wrote {path}", timeout=10)
+        self.call_from_thread(self.say, f"wrote {path}", timeout=10)
 
     def action_edit(self) -> None:
         if not self.file.is_file():
-            self.notify(f"{self.file}: no such file", severity="error")
+            self.say(f"{self.file}: no such file", severity="error")
             return
         run = self.selected()
         target = f"experiments.{run.spec().experiment}" if run else "defaults"
@@ -347,12 +351,12 @@ class DiffuiApp(App):
         def saved(message: str | None) -> None:
             if message:
                 self.load_file()
-                self.notify(message)
+                self.say(message)
         self.push_screen(EditScreen(self.file, self.profile, target), saved)
 
     def action_reload(self) -> None:
         if self.load_file():
-            self.notify(f"read {self.file.name}: {len(self.study.runs)} runs")
+            self.say(f"read {self.file.name}: {len(self.study.runs)} runs")
 
     def action_quit(self) -> None:
         running = sum(p.state == "running" for p in self.snapshot.values())

@@ -105,11 +105,11 @@ class RunScreen(Screen):
                 yield Chart("loss", "MSE", id="loss-chart")
                 yield Chart("FID", "FID", id="fid-chart")
             with Vertical(id="grid-box"):
-                yield Label("", id="grid-label")
+                yield Label("", id="grid-label", markup=False)
                 yield GridView(self.image_class, id="grid")
         with Horizontal(id="bottom"):
             with VerticalScroll(id="settings"):
-                yield Static(self._settings_text(), id="settings-text")
+                yield Static(self._settings_text(), id="settings-text", markup=False)
             yield RichLog(id="events", max_lines=500, wrap=True)
         yield Footer(compact=True)
 
@@ -220,7 +220,7 @@ class PickScreen(ModalScreen[list[str]]):
             for s in self.specs:
                 label = s.name if s.name == s.experiment else f"{s.name}  (sweep of {s.experiment})"
                 state = self.states.get(s.name)
-                label += f"  [{state}]" if state else ""
+                label += f"  ({state})" if state else ""
                 items.append((label, s.name, state not in ("finished", "running")))
             yield SelectionList[str](*items, id="pick")
 
@@ -247,7 +247,7 @@ class JobsScreen(ModalScreen[int]):
         with Vertical(classes="dialog"):
             yield Label("Runs at once (enter to set, escape to cancel):")
             yield Input(str(self.jobs), type="integer", id="jobs")
-            yield Label("", id="jobs-error", classes="error")
+            yield Label("", id="jobs-error", classes="error", markup=False)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         value = int(event.value) if event.value.strip().lstrip("-").isdigit() else 0
@@ -277,7 +277,7 @@ class EditScreen(ModalScreen[str]):
                          id="target")
             yield Input(placeholder="training.epochs", id="key")
             yield Input(placeholder="value, e.g. 20 or \"cosine\"", id="value")
-            yield Label("", id="edit-error", classes="error")
+            yield Label("", id="edit-error", classes="error", markup=False)
 
     def on_input_changed(self, event: Input.Changed) -> None:
         if event.input.id == "key":

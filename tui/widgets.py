@@ -68,23 +68,32 @@ class RunsTable(DataTable):
 
     def show(self, progress: dict[str, Progress], queued: list[str], here: str,
              now: float | None = None) -> None:
-        """Redraw from a progress snapshot; the cursor stays on the same run."""
+        """Redraw from a progress snapshot: cells change in place; when runs come, go or change
+        order, the rows are rebuilt with the cursor kept on the same run."""
         now = now or time.time()
+        order = list(queued) + sorted(n for n in progress if n not in queued)
+        rows = {name: self._cells(progress[name], queued, here, now) for name in order}
+        if [k.value for k in self.rows] == order:
+            for name, cells in rows.items():
+                for col, value in zip(self.COLUMNS, cells):
+                    if self.get_cell(name, col) != value:
+                        self.update_cell(name, col, value)
+            return
         keep = self.selected()
-        order = [n for n in queued] + sorted(n for n in progress if n not in queued)
         self.clear()
-        for name in order:
-            p = progress[name]
-            q = queued.index(name) if name in queued else None
-            epoch = f"{p.epoch}/{p.epochs}" if p.epochs else "-"
-            eta = p.eta()
-            where = "" if not p.host else ("local" if p.host == here else p.host)
-            label = ("● " if name in self.marked else "") + name
-            self.add_row(label, status_text(p, q), epoch, fmt(p.train_loss), fmt(p.val_loss),
-                         fmt(p.fid, ".1f"), format_seconds(p.elapsed(now)) if p.started else "-",
-                         "-" if eta is None else format_seconds(eta), where, key=name)
+        for name, cells in rows.items():
+            self.add_row(*cells, key=name)
         if keep in order:
             self.move_cursor(row=order.index(keep))
+
+    def _cells(self, p: Progress, queued: list[str], here: str, now: float) -> list[str]:
+        q = queued.index(p.name) if p.name in queued else None
+        eta = p.eta()
+        return [("● " if p.name in self.marked else "") + p.name, status_text(p, q),
+                f"{p.epoch}/{p.epochs}" if p.epochs else "-", fmt(p.train_loss), fmt(p.val_loss),
+                fmt(p.fid, ".1f"), format_seconds(p.elapsed(now)) if p.started else "-",
+                "-" if eta is None else format_seconds(eta),
+                "" if not p.host else ("local" if p.host == here else p.host)]
 
 
 class Chart(PlotextPlot):

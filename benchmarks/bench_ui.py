@@ -1,0 +1,106 @@
+"""How fast the UI answers keys while trainings run: open a run view and go back, N times, with
+0 and then 2 training workers busy on this machine, headless (Textual's run_test).
+
+    python benchmarks/bench_ui.py [--presses 20] [--subset 2000]
+
+Each round trip is timed from the key press to the moment the new screen is drawn and ready.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+from textual_image.widget import HalfcellImage  # noqa: E402
+
+from tui.app import DiffuiApp  # noqa: E402
+from tui.screens import RunScreen  # noqa: E402
+
+STUDY = """
+[defaults.data]
+train_subset = {subset}
+[defaults.training]
+epochs = 50
+batch_size = 64
+[defaults.evaluation]
+grid_epochs = [1]
+n_grid = 16
+steps = 10
+every = 0
+[[experiments]]
+name = "one"
+[[experiments]]
+name = "two"
+schedule = {{ kind = "cosine" }}
+"""
+
+
+async def until(pilot, predicate, timeout=120.0):
+    deadline = time.time() + timeout
+    while not predicate():
+        if time.time() > deadline:
+            raise TimeoutError("condition not met")
+        await pilot.pause(0.01)
+
+
+async def round_trips(app, pilot, n: int) -> list[float]:
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        await pilot.press("o")
+        await until(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.ready)
+        await pilot.press("escape")
+        await until(pilot, lambda: not isinstance(app.screen, RunScreen))
+        times.append((time.perf_counter() - t0) * 1000)
+    return times
+
+
+async def bench(presses: int, subset: int) -> list[tuple[str, list[float]]]:
+    folder = Path(tempfile.mkdtemp(prefix="diffui-bench-ui-"))
+    (folder / "exp.toml").write_text(STUDY.format(subset=subset))
+    app = DiffuiApp(folder / "exp.toml", folder / "runs", image_class=HalfcellImage)
+    rows = []
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("a", "enter", "j", "2", "enter")
+        await until(pilot, lambda: app.table.row_count == 2)
+        rows.append(("idle (0 trainings)", await round_trips(app, pilot, presses)))
+        await pilot.press("s")
+        await until(pilot, lambda: sum(p.state == "running" and p.step > 0
+                                       for p in app.snapshot.values()) == 2)
+        rows.append(("2 trainings running", await round_trips(app, pilot, presses)))
+        running = sum(p.state == "running" for p in app.snapshot.values())
+        app.queue.stop()
+    if running != 2:
+        raise SystemExit(f"only {running} trainings were still running at the end: use a larger --subset")
+    return rows
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--presses", type=int, default=20)
+    ap.add_argument("--subset", type=int, default=2000)
+    args = ap.parse_args()
+    rows = asyncio.run(bench(args.presses, args.subset))
+    table = Table(title=f"UI round trip (open a run view and back), {args.presses} times")
+    for col in ("workers", "median ms", "95th pct ms", "max ms"):
+        table.add_column(col)
+    for name, ms in rows:
+        ms = sorted(ms)
+        table.add_row(name, f"{statistics.median(ms):.0f}", f"{ms[int(0.95 * (len(ms) - 1))]:.0f}",
+                      f"{ms[-1]:.0f}")
+    Console().print(table)
+    idle, busy = (statistics.median(ms) for _, ms in rows)
+    print(f"ratio busy/idle (median): {busy / idle:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
