@@ -1,0 +1,55 @@
+"""The README's screenshots of the UI, taken headless (Textual's run_test) over real run folders.
+
+    python docs/screenshots.py RUNS_DIR [--file experiments.toml] [--profile quick] [--out docs/ui]
+
+Writes runs.svg (the runs view, 100x30), run.svg (the first run's view, 100x30) and
+compare.svg (every run compared, 120x36).
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from textual_image.widget import HalfcellImage  # noqa: E402
+
+from tui.app import DiffuiApp  # noqa: E402
+from tui.screens import CompareScreen, RunScreen  # noqa: E402
+
+
+async def shoot(args, size, keys, ready, name) -> None:
+    app = DiffuiApp(args.file, args.runs_dir, profile=args.profile, image_class=HalfcellImage)
+    async with app.run_test(size=size) as pilot:
+        while app.table.row_count == 0:
+            await pilot.pause(0.1)
+        for key in keys:
+            await pilot.press(key)
+        while not ready(app):
+            await pilot.pause(0.1)
+        await pilot.pause(0.5)
+        app.save_screenshot(str(args.out / f"{name}.svg"))
+    print(f"wrote {args.out / name}.svg")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("runs_dir", type=Path)
+    ap.add_argument("--file", type=Path, default=Path("experiments.toml"))
+    ap.add_argument("--profile", default="quick")
+    ap.add_argument("--out", type=Path, default=Path("docs/ui"))
+    args = ap.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    asyncio.run(shoot(args, (100, 30), [], lambda app: True, "runs"))
+    asyncio.run(shoot(args, (100, 30), ["enter"],
+                      lambda app: isinstance(app.screen, RunScreen) and app.screen.ready, "run"))
+    asyncio.run(shoot(args, (120, 36), ["c"],
+                      lambda app: isinstance(app.screen, CompareScreen) and app.screen.ready,
+                      "compare"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
