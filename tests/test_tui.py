@@ -12,7 +12,7 @@ from textual.widgets import DataTable, Input, Static
 from textual_image.widget import HalfcellImage
 
 from engine.config import ConfigError, load_study
-from engine.queue import Queue
+from engine.queue import Queue, prepare_runs
 from engine.runs import Run, latest_by_epoch, pid_running
 from tui.app import DiffuiApp
 from tui.screens import CompareScreen, EditScreen, JobsScreen, PickScreen, RunScreen
@@ -134,6 +134,27 @@ async def test_cancel_quit_reattach_and_resume(tmp_path):
     starts = [e for e in run.events() if e["type"] == "start"]
     assert starts[-1]["resumed"] and starts[-1]["epoch"] >= stopped_at
     assert max(latest_by_epoch(run.events(), "epoch")) == 20
+
+
+async def test_failed_run_shows_why_and_retries(tmp_path):
+    """A worker that fails (here: an unreadable checkpoint) shows as failed with its error; once
+    the cause is gone, retry runs it to the end."""
+    file = tiny_study(tmp_path / "exp.toml", name="flaky", epochs=1)
+    runs_dir = tmp_path / "runs"
+    run = prepare_runs(load_study(file).runs, runs_dir)[0]
+    run.checkpoint_path.write_bytes(b"not a checkpoint")
+    app = make_app(file, runs_dir)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: app.table.row_count == 1)
+        await pilot.press("a", "enter", "s")
+        await until(pilot, lambda: states(app)["flaky"] == "failed")
+        assert app.snapshot["flaky"].detail.startswith("UnpicklingError")
+        await pilot.press("r")  # resume is for stopped runs only
+        assert app.queue.queued() == [] and states(app)["flaky"] == "failed"
+        run.checkpoint_path.unlink()
+        await pilot.press("t")
+        await until(pilot, lambda: states(app)["flaky"] == "finished")
+    assert [e["status"] for e in run.events() if e["type"] == "end"] == ["failed", "finished"]
 
 
 async def test_bad_file_shows_the_batch_error_and_changes_nothing(tmp_path):
