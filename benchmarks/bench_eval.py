@@ -1,5 +1,6 @@
-"""One evaluation pass of a trained run: N samples with DDIM-S and with DDPM-T, timed, and the FID
-(with its floor and class entropy) each gives.
+"""One evaluation pass of a trained run: N samples with DDIM-S and with DDPM-T (a morph run:
+direct, and iterative-S with either latent setting), timed, and the FID (with its floor and class
+entropy) each gives.
 
     python benchmarks/bench_eval.py RUN_DIR [--n 1000] [--steps 50] [--device auto|cpu|cuda]
 
@@ -19,6 +20,7 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from engine import data, samplers  # noqa: E402
+from engine.config import MORPH_LATENTS  # noqa: E402
 from engine.metrics import FID, entropy_bits  # noqa: E402
 from engine.runs import Run  # noqa: E402
 from engine.training import load_model, resolve_device  # noqa: E402
@@ -44,10 +46,15 @@ def main() -> int:
     table = Table(title=f"evaluation pass, N = {args.n}")
     for col in ("sampler", "sampling s", "scoring s", "FID", "floor", "class entropy (bits)"):
         table.add_column(col, justify="right")
-    for sampler in ("ddim", "ddpm"):
+    if run.spec().degradation == "morph":
+        cases = [("direct", "")] + [("iterative", latent) for latent in MORPH_LATENTS]
+    else:
+        cases = [("ddim", ""), ("ddpm", "")]
+    for sampler, latent in cases:
         g = torch.Generator(device=device).manual_seed(0)
         t0 = time.perf_counter()
-        imgs = samplers.sample(model, deg, sampler, args.n, args.steps, g, device)
+        imgs = samplers.sample(model, deg, sampler, args.n, args.steps, g, device,
+                               latent=latent or "estimate")
         if device.type == "cuda":
             torch.cuda.synchronize()
         t1 = time.perf_counter()
@@ -55,7 +62,8 @@ def main() -> int:
         score, floor = fid.score(x), fid.floor(len(x))
         ent = entropy_bits(fid.class_histogram(x))
         t2 = time.perf_counter()
-        table.add_row(samplers.describe(sampler, args.steps, deg.T), f"{t1 - t0:.1f}",
+        name = samplers.describe(sampler, args.steps, deg.T) + (f" ({latent} latent)" if latent else "")
+        table.add_row(name, f"{t1 - t0:.1f}",
                       f"{t2 - t1:.1f}", f"{score:.2f}", f"{floor:.2f}", f"{ent:.2f}")
     console.print(table)
     return 0

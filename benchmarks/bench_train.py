@@ -31,7 +31,7 @@ STUDY = """
 [[experiments]]
 name = "bench"
 data = {{ train_subset = {subset} }}
-network = {{ kind = "{network}"{channels} }}
+network = {{ kind = "{network}" }}
 training = {{ batch_size = {batch}, device = "{device}" }}
 """
 
@@ -40,9 +40,7 @@ def make_spec(args):
     # enough images for `steps` batches after the validation split (the data source may hold
     # fewer; the train set is then tiled below, which does not change the cost of a step)
     subset = math.ceil(args.batch * args.steps / (1 - 0.1)) + 1
-    channels = ', channels = [32, 64, 128]' if args.network == "unet" else ""
-    text = STUDY.format(subset=subset, network=args.network, channels=channels,
-                        batch=args.batch, device=args.device)
+    text = STUDY.format(subset=subset, network=args.network, batch=args.batch, device=args.device)
     return parse_study(text, Path("bench.toml")).runs[0]
 
 

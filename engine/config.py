@@ -30,7 +30,7 @@ DATASETS = ("mnist", "fashion_mnist")
 # the samplers of each degradation; "same" (final_sampler only) repeats evaluation.sampler
 DEGRADATION_SAMPLERS = {"gaussian": ("ddim", "ddpm"), "morph": ("iterative", "direct")}
 SAMPLERS = tuple(s for group in DEGRADATION_SAMPLERS.values() for s in group)
-MORPH_LATENTS = ("start", "estimate")
+MORPH_LATENTS = ("estimate", "start")
 SECTIONS = ("data", "schedule", "network", "training", "evaluation")
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
@@ -154,7 +154,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
         "grid_epochs": ([5, 10, 20, 30, 40], _int_list(1)),
         "n_grid": (25, _int(1, 1024)),  # images per grid (a square number draws a square grid)
         "final_sampler": ("ddpm", _choice((*SAMPLERS, "same"))),  # samples after the last epoch
-        "morph_latent": ("start", _choice(MORPH_LATENTS)),  # the latent D uses in the iterative loop
+        "morph_latent": ("estimate", _choice(MORPH_LATENTS)),  # the latent of D in the iterative loop
         "every": (5, _int(0, 100_000)),  # FID every k epochs and after the last (0 = never)
         "n_eval": (1000, _int(2, 100_000)),  # samples per FID evaluation
         "backbone": ("lenet", _choice(("lenet", "inception"))),  # FID feature network

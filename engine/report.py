@@ -88,8 +88,25 @@ def _save(fig: Figure, path: Path) -> Path:
     return path
 
 
+def _overlay_figure(runs: list[Run]) -> tuple[Figure, object]:
+    """A figure for curves of ``runs``, wider when several runs put their legend beside it."""
+    from matplotlib.ticker import MaxNLocator
+
+    fig = Figure(figsize=(10 if len(runs) > 1 else 7, 4))
+    ax = fig.add_subplot()
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs
+    return fig, ax
+
+
+def _legend(ax, runs: list[Run]) -> None:
+    if len(runs) > 1:
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
+    else:
+        ax.legend(fontsize=7)
+
+
 def plot_losses(runs: list[Run], path: Path) -> Path:
-    fig = Figure(figsize=(7, 4))
+    fig, ax = _overlay_figure(runs)
     ax = fig.add_subplot()
     for i, run in enumerate(runs):
         ep = latest_by_epoch(run.events(), "epoch")
@@ -100,16 +117,15 @@ def plot_losses(runs: list[Run], path: Path) -> Path:
         ax.plot(x, [e["val_loss"] for e in ep.values()], "--", color=color,
                 label=f"{run.name} validation" if len(runs) > 1 else "validation")
     ax.set_xlabel("epoch")
-    ax.set_ylabel("loss")
+    ax.set_ylabel("loss (MSE to the noise, or to x for morph runs)")
     ax.set_yscale("log")
     ax.set_title("training and validation loss")
-    ax.legend(fontsize=7)
+    _legend(ax, runs)
     return _save(fig, path)
 
 
 def plot_fid(runs: list[Run], path: Path) -> Path:
-    fig = Figure(figsize=(7, 4))
-    ax = fig.add_subplot()
+    fig, ax = _overlay_figure(runs)
     for i, run in enumerate(runs):
         ev = latest_by_epoch(run.events(), "eval")
         if not ev:
@@ -120,8 +136,9 @@ def plot_fid(runs: list[Run], path: Path) -> Path:
                 label=f"{run.name} floor (real vs real)")
     ax.set_xlabel("epoch")
     ax.set_ylabel("FID (MNIST classifier features)")
+    ax.set_yscale("log")
     ax.set_title("FID against epoch")
-    ax.legend(fontsize=7)
+    _legend(ax, runs)
     return _save(fig, path)
 
 
@@ -215,25 +232,26 @@ def plot_restoration(run: Run, path: Path, columns: int = 8) -> Path | None:
 
 @torch.no_grad()
 def plot_direct_vs_iterative(run: Run, path: Path, n: int = 10) -> Path | None:
-    """Morph: ``n`` held-out digits, degraded to t = T, restored directly (R(z_T, T)) and with
-    the iterative sampler of the run's evaluation settings."""
+    """Morph: ``n`` held-out digits degraded to t = T, restored directly (R(z_T, T)) and with
+    the iterative sampler of the run's ``steps``, with either latent setting."""
     from . import samplers
+    from .config import MORPH_LATENTS
     from .training import load_model, training_data
 
     if not run.checkpoint_path.exists():
         return None
     spec = run.spec()
-    ev = spec.evaluation
+    steps = spec.evaluation["steps"]
     model, deg = load_model(run)
     x = training_data(spec)[1][:n]
     z = deg.latents(len(x), torch.Generator().manual_seed(0), held_out=True)
     z_T = deg.degrade(x, torch.full((len(x),), deg.T), z)
-    name = samplers.describe("iterative", ev["steps"], deg.T)
-    rows = [("digit x", x), (f"z_T (t={deg.T})", z_T),
-            ("direct", samplers.direct(model, deg, z_T).clamp(-0.5, 0.5)),
-            (f"{name}\n({ev['morph_latent']} latent)",
-             samplers.iterative(model, deg, z_T, z, ev["steps"], ev["morph_latent"]).clamp(-0.5, 0.5))]
-    return _image_rows(rows, [""] * len(x), path)
+    name = samplers.describe("iterative", steps, deg.T)
+    rows = [("digit x", x), (f"z_T (t={deg.T})", z_T), ("direct", samplers.direct(model, deg, z_T))]
+    rows += [(f"{name}\n{mode} latent", samplers.iterative(model, deg, z_T, z, steps, mode))
+             for mode in MORPH_LATENTS]
+    return _image_rows([(label, imgs.clamp(-0.5, 0.5)) for label, imgs in rows], [""] * len(x),
+                       path)
 
 
 def write_run_figures(run: Run, out: Path) -> list[Path]:

@@ -72,7 +72,7 @@ def direct(model, deg: Degradation, z: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def iterative(model, deg: Degradation, z: torch.Tensor, latent: torch.Tensor, steps: int,
-              mode: str = "start") -> torch.Tensor:
+              mode: str = "estimate") -> torch.Tensor:
     """The cold-diffusion sampler from z = z_T down to z_0 in ``steps`` strides (every step
     when ``steps`` = T): x̂ = R(z_t, t), clipped to the data range;
     z_s = z_t - D(x̂, t) + D(x̂, s). D's latent is ``latent`` (``mode`` "start", the image the
@@ -93,7 +93,7 @@ def iterative(model, deg: Degradation, z: torch.Tensor, latent: torch.Tensor, st
 
 
 def sample(model, deg: Degradation, sampler: str, n: int, steps: int, generator: torch.Generator,
-           device="cpu", batch: int = 500, latent: str = "start") -> torch.Tensor:
+           device="cpu", batch: int = 500, latent: str = "estimate") -> torch.Tensor:
     """``n`` images in model space with the named sampler, in batches of ``batch``. The morph
     samplers start from held-out FashionMNIST images (z_T = z)."""
     was_training = model.training

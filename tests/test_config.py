@@ -77,7 +77,7 @@ def test_repo_study_is_the_whole_study_at_its_settings():
         assert r.network["kind"] == "unet" and r.network["unet_channels"] == [32, 64, 128]
         ev = r.evaluation
         assert (ev["sampler"], ev["final_sampler"], ev["morph_latent"]) == ("iterative", "iterative",
-                                                                            "start")
+                                                                            "estimate")
         assert ev["steps"] == 1000  # all T steps: the exact iterative algorithm
     assert {"quick", "digits"} <= set(study.profiles)
 
@@ -96,7 +96,7 @@ def test_repo_quick_profile_keeps_every_run_and_lowers_epochs():
         assert r.network["channels"] == [16, 32, 32, 16]
         assert r.network["unet_channels"] == [16, 32, 64]  # half the study's UNet
         assert r.evaluation["sampler"] == full.evaluation["sampler"]
-        assert r.evaluation["final_sampler"] == "same" and r.evaluation["steps"] == 20
+        assert r.evaluation["final_sampler"] == "same" and r.evaluation["steps"] == 10
 
 
 def test_repo_digits_profile_selects_its_listed_experiments():
@@ -204,7 +204,7 @@ BAD = [
     (ONE + 'evaluation = { final_sampler = "direct" }\n',
      "experiments[0] (a).evaluation.final_sampler", "'ddim', 'ddpm', 'same' for the gaussian"),
     (ONE + 'evaluation = { morph_latent = "end" }\n', "experiments[0] (a).evaluation.morph_latent",
-     "one of 'start', 'estimate'", "got 'end'"),
+     "one of 'estimate', 'start'", "got 'end'"),
     (ONE + 'degradation = "cold"\n', "experiments[0] (a).degradation", "'gaussian', 'morph'"),
     (ONE + 'degradation = "morph"\nschedule = { T = 10 }\nevaluation = { sampler = "iterative", '
      'final_sampler = "same", steps = 50 }\n', "experiments[0] (a).evaluation.steps",
@@ -396,7 +396,7 @@ def test_a_profile_of_some_experiments_is_checked_against_those_only():
             'evaluation = { sampler = "iterative", final_sampler = "same" }\n'
             '[profiles.p]\nexperiments = ["a"]\nevaluation = { final_sampler = "ddpm" }\n')
     assert list(runs(text)) == ["a", "m"]
-    assert runs(text)["m"].evaluation["morph_latent"] == "start"  # the default
+    assert runs(text)["m"].evaluation["morph_latent"] == "estimate"  # the default
     assert list(runs(text, "p")) == ["a"]  # 'ddpm' would not do for the morph run m
     assert_names(error(text.replace('["a"]', '["a", "m"]'), "p"),
                  "experiments[1] (m).evaluation.final_sampler", "for the morph degradation")

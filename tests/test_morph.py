@@ -41,7 +41,7 @@ def digits(n: int = 6) -> torch.Tensor:
     return data.to_model(fake_latents(n, 3))
 
 
-def morph_study(tmp_path, latent: str = "start", **kw):
+def morph_study(tmp_path, latent: str = "estimate", **kw):
     f = tiny_study(tmp_path / "exp.toml", **kw)
     f.write_text(f.read_text() + MORPH % latent)
     return f
