@@ -46,7 +46,17 @@ _UBYTE = 0x08
 
 
 class DataUnavailable(Exception):
-    """No source could provide a dataset; ``str()`` lists every source tried and the fixes."""
+    """No source could provide a dataset; ``str()`` lists every source tried and the fixes,
+    one per line; :meth:`one_line` says the same in one line."""
+
+    def __init__(self, what: str, tried: list[str], fixes: list[str]):
+        self.what, self.tried, self.fixes = what, tried, fixes
+        super().__init__("\n".join([f"{what}; tried:", *(f"  - {t}" for t in tried),
+                                     "to fix, one of: " + "; ".join(fixes)]))
+
+    def one_line(self) -> str:
+        return (f"{self.what} (tried: {'; '.join(self.tried)}); to fix: "
+                + ", or ".join(self.fixes))
 
 
 @dataclass
@@ -83,8 +93,15 @@ def load_latents(data_cfg: dict | None, split: str = "train") -> Dataset:
     """FashionMNIST, the latents of the morph degradation, from ``data.torchvision_root``,
     diffui's data folder or Debian's; not from ``data.idx_dir``, which holds the digits."""
     d = data_cfg or {}
-    return load("fashion_mnist", split, torchvision_root=d.get("torchvision_root") or None,
-                download=d.get("download", False))
+    try:
+        return load("fashion_mnist", split, torchvision_root=d.get("torchvision_root") or None,
+                    download=d.get("download", False))
+    except DataUnavailable as e:
+        raise DataUnavailable(
+            f"cannot load FashionMNIST ({split} split), the morph degradation's latents", e.tried,
+            ["apt-get install dataset-fashion-mnist",
+             f"copy its IDX files into {data_dir() / _DEBIAN_NAMES['fashion_mnist']}",
+             "set data.torchvision_root (with data.download = true when online)"]) from None
 
 
 def data_dir() -> Path:
@@ -123,10 +140,10 @@ def _load(name, split, idx_dir, torchvision_root, download, user_dir, debian_dir
             continue
         return Dataset(torch.from_numpy(np.ascontiguousarray(images, dtype=np.uint8)),
                        torch.from_numpy(np.asarray(labels, dtype=np.int64)), source)
-    raise DataUnavailable(_unavailable_message(name, split, tried, user))
+    raise DataUnavailable(f"cannot load {name} ({split} split)", tried, _fixes(name, split, user))
 
 
-def _unavailable_message(name, split, tried, user_folder: Path) -> str:
+def _fixes(name, split, user_folder: Path) -> list[str]:
     prefix = _IDX_PREFIX[split]
     fixes = []
     if name == "fashion_mnist":
@@ -137,10 +154,7 @@ def _unavailable_message(name, split, tried, user_folder: Path) -> str:
               f"{prefix}-labels-idx1-ubyte[.gz]",
               "set data.torchvision_root with data.download = true when online"]
     fixes.append(f"copy the IDX files into {user_folder}")
-    lines = [f"cannot load {name} ({split} split); tried:"]
-    lines += [f"  - {t}" for t in tried]
-    lines.append("to fix, one of: " + "; ".join(fixes))
-    return "\n".join(lines)
+    return fixes
 
 
 # --- sources -----------------------------------------------------------------------------

@@ -52,8 +52,7 @@ def check_inputs(specs: list[RunSpec]) -> None:
             for split in ("train", "test"):
                 data.load_latents(spec.data, split)
         except data.DataUnavailable as e:
-            raise ConfigError(f"{spec.experiment}: degradation = 'morph' needs FashionMNIST (its "
-                              f"latents): {' '.join(str(e).split())}") from None
+            raise ConfigError(f"{spec.experiment}: degradation = 'morph': {e.one_line()}") from None
 
 
 def _first_difference(old: dict, new: dict, prefix: str = "") -> str:

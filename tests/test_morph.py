@@ -240,9 +240,11 @@ def test_missing_fashion_mnist_is_one_line_and_exit_2(tmp_path, monkeypatch, cap
     f = morph_study(tmp_path)
     assert main(["--batch", str(f), "--runs-dir", str(tmp_path / "runs")]) == 2
     err = capsys.readouterr().err.strip()
-    assert "\n" not in err and err.startswith("error: tiny: degradation = 'morph' needs FashionMNIST")
-    assert str(tmp_path / "empty" / "fashion-mnist") in err
-    assert "apt-get install dataset-fashion-mnist" in err
+    assert "\n" not in err
+    assert err.startswith("error: tiny: degradation = 'morph': cannot load FashionMNIST (train split)")
+    assert f"Debian folder {tmp_path / 'empty' / 'fashion-mnist'}: no such folder" in err
+    assert "apt-get install dataset-fashion-mnist" in err and "copy its IDX files into" in err
+    assert "idx_dir" not in err  # data.idx_dir holds the digits, not the latents
     assert not (tmp_path / "runs").exists()  # nothing was written
 
 
@@ -251,4 +253,4 @@ def test_a_morph_run_whose_fashion_mnist_disappears_fails_with_the_reason(tmp_pa
     monkeypatch.setattr(data, "DEBIAN_DIR", tmp_path / "empty")
     assert execute(run, threading.Event()) == "failed"
     st = Run(run.path).status()
-    assert st.state == "failed" and "cannot load fashion_mnist" in st.detail
+    assert st.state == "failed" and "cannot load FashionMNIST (train split)" in st.detail
