@@ -2,7 +2,7 @@
 
     python docs/screenshots.py RUNS_DIR [--file experiments.toml] [--profile quick] [--out docs/ui]
 
-Writes runs.svg (the runs view, 100x30), run.svg (the first run's view, 100x30) and
+Writes runs.svg (the runs view, 100x30), run.svg (the view of --run, 100x30) and
 compare.svg (every run compared, 120x36).
 """
 from __future__ import annotations
@@ -25,6 +25,8 @@ async def shoot(args, size, keys, ready, name) -> None:
     async with app.run_test(size=size) as pilot:
         while app.table.row_count == 0:
             await pilot.pause(0.1)
+        if args.run:
+            app.table.move_cursor(row=app.table.get_row_index(args.run))
         for key in keys:
             await pilot.press(key)
         while not ready(app):
@@ -40,6 +42,7 @@ def main() -> int:
     ap.add_argument("--file", type=Path, default=Path("experiments.toml"))
     ap.add_argument("--profile", default="quick")
     ap.add_argument("--out", type=Path, default=Path("docs/ui"))
+    ap.add_argument("--run", default="morph-cosine", help="the run shown in run.svg")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     asyncio.run(shoot(args, (100, 30), [], lambda app: True, "runs"))

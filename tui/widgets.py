@@ -112,7 +112,7 @@ class Chart(PlotextPlot):
         plt.xlabel("epoch")
         drawn = [(label, xs, ys) for label, xs, ys in series if xs]
         for label, xs, ys in drawn:
-            plt.plot(xs, ys, label=label, marker="braille" if len(xs) > 1 else "dot")
+            plt.plot(xs, ys, label=label, marker="hd")  # quadrant blocks: in more fonts than braille
         if not drawn:
             plt.title(f"{self.title}: nothing yet")
         elif logy and all(y > 0 for _, _, ys in drawn for y in ys):
