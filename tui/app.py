@@ -268,7 +268,7 @@ class DiffuiApp(App):
     def action_toggle_queue(self) -> None:
         self.queue.set_paused(not self.queue.paused)
         self.say("queue paused: running runs go on, nothing new starts" if self.queue.paused
-                    else f"queue started: up to {self.queue.jobs} at once")
+                 else f"queue started: up to {self.queue.jobs} at once")
         self.poll_now()
 
     def action_jobs(self) -> None:
@@ -285,18 +285,18 @@ class DiffuiApp(App):
     def action_cancel(self) -> None:
         self._with_run(lambda run: self.queue.cancel(run.name))
 
-    def _requeue(self, run: Run, verb: str, state: str) -> str:
+    def _requeue(self, run: Run, done: str, state: str) -> str:
         now = run.status().state
         if now != state:
-            raise QueueError(f"{run.name} is {now}: only a {state} run can be {verb}d")
+            raise QueueError(f"{run.name} is {now}: only a {state} run can be {done}")
         self.queue.enqueue(run.name)
         return f"{run.name} queued" + ("; press s to start the queue" if self.queue.paused else "")
 
     def action_resume(self) -> None:
-        self._with_run(lambda run: self._requeue(run, "resume", "resumable"))
+        self._with_run(lambda run: self._requeue(run, "resumed", "resumable"))
 
     def action_retry(self) -> None:
-        self._with_run(lambda run: self._requeue(run, "retrie", "failed"))
+        self._with_run(lambda run: self._requeue(run, "retried", "failed"))
 
     def action_open(self) -> None:
         run = self.selected()
@@ -319,8 +319,7 @@ class DiffuiApp(App):
         if not runs:
             self.say("no runs to compare yet: mark runs with space", severity="warning")
             return
-        screen = CompareScreen(runs)
-        self.push_screen(screen)
+        self.push_screen(CompareScreen(runs))
 
     def action_report(self) -> None:
         runs = [r for r in self.queue.runs if r.events_path.exists()]
