@@ -7,7 +7,11 @@ The file has four kinds of table:
 * ``[[experiments]]`` lists experiments; each may override any default and may carry a
   ``sweep`` table of ``"section.key" = [values]`` that expands into a grid of runs;
 * ``[profiles.NAME]`` overrides settings of every experiment for a named profile (``quick``
-  for a smoke run) and may restrict the experiments with ``experiments = [...]``.
+  for a smoke run) and may restrict the experiments with ``experiments = [...]`` (the
+  profile's settings are then cross-checked against those experiments only).
+
+The samplers depend on the degradation: ``ddim`` / ``ddpm`` for ``gaussian``, ``iterative`` /
+``direct`` for ``morph``; ``final_sampler = "same"`` repeats ``sampler`` whatever it is.
 
 Everything is validated before anything runs; the first problem raises :class:`ConfigError`
 whose message is one line naming the file, the key path and what was expected.
