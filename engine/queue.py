@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import ConfigError, RunSpec
-from .runs import Run, atomic_write_json, read_events
+from .runs import Run, atomic_write_json, format_seconds, read_events
 
 ENGINE_ROOT = Path(__file__).resolve().parent.parent
 
@@ -169,6 +169,27 @@ def follow(run: Run, prog: Progress) -> Progress:
     st = run.status()
     prog.state, prog.detail, prog.host = st.state, st.detail, st.host
     return prog
+
+
+SUMMARY_COLUMNS = ("run", "status", "epochs", "final val loss", "FID", "floor", "class entropy",
+                   "sampler", "wall time")
+
+
+def summary(run: Run) -> Progress:
+    """A run's latest numbers, read from its folder (epochs from its settings before it starts)."""
+    p = follow(run, Progress(run.name))
+    p.epochs = p.epochs or run.spec().training["epochs"]
+    return p
+
+
+def fmt(x: float | None, spec: str = ".4f") -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def summary_row(p: Progress) -> list[str]:
+    """The row of the report's table (SUMMARY_COLUMNS): batch mode, report.md, the compare view."""
+    return [p.name, p.state, f"{p.epoch}/{p.epochs}", fmt(p.val_loss), fmt(p.fid, ".2f"),
+            fmt(p.floor, ".2f"), fmt(p.entropy, ".2f"), p.sampler or "-", format_seconds(p.elapsed())]
 
 
 class QueueError(Exception):

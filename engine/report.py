@@ -9,76 +9,14 @@ of final numbers.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from .queue import SUMMARY_COLUMNS, summary, summary_row
 from .runs import Run, latest_by_epoch
-
-COLUMNS = ("run", "status", "epochs", "final val loss", "FID", "floor", "class entropy",
-           "sampler", "wall time")
-
-
-@dataclass
-class Summary:
-    run: str
-    status: str
-    epoch: int
-    epochs: int
-    val_loss: float | None
-    fid: float | None
-    floor: float | None
-    entropy: float | None
-    sampler: str
-    wall_seconds: float
-    path: Path
-
-    def row(self) -> list[str]:
-        f = lambda x, spec: "-" if x is None else format(x, spec)  # noqa: E731
-        return [self.run, self.status, f"{self.epoch}/{self.epochs}", f(self.val_loss, ".4f"),
-                f(self.fid, ".2f"), f(self.floor, ".2f"), f(self.entropy, ".2f"), self.sampler or "-",
-                format_seconds(self.wall_seconds)]
-
-
-def format_seconds(s: float) -> str:
-    m, sec = divmod(int(round(s)), 60)
-    h, m = divmod(m, 60)
-    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
-
-
-def wall_seconds(events: list[dict]) -> float:
-    """Time spent in worker attempts: each start to its end (or to the last event seen)."""
-    total, begun, last = 0.0, None, None
-    for e in events:
-        if e["type"] == "start":
-            if begun is not None and last is not None:
-                total += last - begun  # an attempt that died without an end event
-            begun = e["time"]
-        last = e["time"]
-        if e["type"] == "end" and begun is not None:
-            total += e["time"] - begun
-            begun = None
-    if begun is not None and last is not None:
-        total += last - begun
-    return total
-
-
-def summarize(run: Run) -> Summary:
-    events = run.events()
-    epochs = latest_by_epoch(events, "epoch")
-    evals = latest_by_epoch(events, "eval")
-    last_epoch = epochs[max(epochs)] if epochs else {}
-    last_eval = evals[max(evals)] if evals else {}
-    spec = run.spec()
-    return Summary(
-        run=run.name, status=run.status().state, epoch=max(epochs, default=0),
-        epochs=spec.training["epochs"], val_loss=last_epoch.get("val_loss"),
-        fid=last_eval.get("fid"), floor=last_eval.get("floor"), entropy=last_eval.get("entropy"),
-        sampler=last_eval.get("sampler", ""), wall_seconds=wall_seconds(events), path=run.path)
-
 
 # --- figures -------------------------------------------------------------------------------------
 
@@ -274,7 +212,7 @@ def write_report(runs: list[Run], out: Path) -> Path:
     """Figures for every run, overlaid curves when there are several, and ``report.md``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    summaries = [summarize(r) for r in runs]
+    summaries = [summary(r) for r in runs]
     figures = {r.name: write_run_figures(r, out) for r in runs}
     overlays = []
     if len(runs) > 1:
@@ -291,7 +229,7 @@ def write_report(runs: list[Run], out: Path) -> Path:
     return path
 
 
-def markdown_table(summaries: list[Summary]) -> str:
-    rows = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    rows += ["| " + " | ".join(s.row()) + " |" for s in summaries]
+def markdown_table(summaries: list) -> str:
+    rows = ["| " + " | ".join(SUMMARY_COLUMNS) + " |", "|" + "---|" * len(SUMMARY_COLUMNS)]
+    rows += ["| " + " | ".join(summary_row(p)) + " |" for p in summaries]
     return "\n".join(rows)

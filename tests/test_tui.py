@@ -1,7 +1,6 @@
 """The terminal UI, driven with Textual's Pilot against real tiny runs (worker processes)."""
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 import tomllib

@@ -10,15 +10,10 @@ from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
 from engine.queue import Progress as RunProgress
-from engine.queue import Queue
-from engine.report import COLUMNS, format_seconds, summarize
-from engine.runs import Run
+from engine.queue import SUMMARY_COLUMNS, Queue, fmt, summary, summary_row
+from engine.runs import Run, format_seconds
 
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
-
-
-def _fmt(x: float | None, spec: str = ".4f") -> str:
-    return "-" if x is None else format(x, spec)
 
 
 def _eta(seconds: float | None) -> str:
@@ -55,8 +50,8 @@ def run_batch(runs: list[Run], jobs: int = 1, console: Console | None = None,
                     bars.update(task, completed=p.fraction, status=_status_text(p))
                     if not live and p.epoch > logged.get(name, 0):  # plain log lines for files/CI
                         logged[name] = p.epoch
-                        console.print(f"{name}: epoch {p.epoch}/{p.epochs} train {_fmt(p.train_loss)}"
-                                      f" val {_fmt(p.val_loss)} eta {_eta(p.eta())}")
+                        console.print(f"{name}: epoch {p.epoch}/{p.epochs} train {fmt(p.train_loss)}"
+                                      f" val {fmt(p.val_loss)} eta {_eta(p.eta())}")
                 time.sleep(poll_every)
     except KeyboardInterrupt:
         interrupted = True
@@ -82,9 +77,8 @@ def _status_text(p: RunProgress) -> str:
 def summary_table(runs: list[Run]) -> Table:
     """The report's table of final numbers, with each run's folder."""
     table = Table(title="diffui runs")
-    for col in (*COLUMNS, "folder"):
+    for col in (*SUMMARY_COLUMNS, "folder"):
         table.add_column(col)
     for run in runs:
-        s = summarize(run)
-        table.add_row(*s.row(), os.path.relpath(run.path))
+        table.add_row(*summary_row(summary(run)), os.path.relpath(run.path))
     return table

@@ -13,10 +13,10 @@ from textual.widgets import DataTable, Footer, Header, Input, Label, RichLog, Se
 
 from engine.config import ConfigError, RunSpec, spec_to_toml
 from engine.edit import get_setting, set_setting, targets
-from engine.queue import Progress
-from engine.runs import Run, format_seconds, latest_by_epoch, read_events
+from engine.queue import SUMMARY_COLUMNS, Progress, summary_row
+from engine.runs import Run, latest_by_epoch, read_events
 
-from .widgets import Chart, GridView, fmt
+from .widgets import Chart, GridView
 
 
 class History:
@@ -160,7 +160,6 @@ class CompareScreen(Screen):
 
     BINDINGS = [Binding("escape", "app.pop_screen", "back")]
     ready = False
-    COLUMNS = ("run", "status", "epochs", "val loss", "FID", "floor", "entropy", "sampler", "time")
 
     def __init__(self, runs: list[Run]):
         super().__init__()
@@ -176,7 +175,7 @@ class CompareScreen(Screen):
 
     def on_mount(self) -> None:
         self.sub_title = "compare " + ", ".join(h.run.name for h in self.histories)
-        self.query_one(DataTable).add_columns(*self.COLUMNS)
+        self.query_one(DataTable).add_columns(*SUMMARY_COLUMNS)
         self.refresh_data(self.app.snapshot)
         self.ready = True
 
@@ -194,9 +193,7 @@ class CompareScreen(Screen):
         table.clear()
         for h in self.histories:
             p = progress.get(h.run.name) or Progress(h.run.name)
-            table.add_row(h.run.name, p.state, f"{p.epoch}/{p.epochs}", fmt(p.val_loss),
-                          fmt(p.fid, ".2f"), fmt(p.floor, ".2f"), fmt(p.entropy, ".2f"),
-                          p.sampler or "-", format_seconds(p.elapsed()), key=h.run.name)
+            table.add_row(*summary_row(p), key=h.run.name)
 
 
 # --- dialogs --------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from textual.widget import Widget
 from textual.widgets import DataTable
 from textual_plotext import PlotextPlot
 
-from engine.queue import Progress
+from engine.queue import Progress, fmt
 from engine.runs import format_seconds
 
 IMAGE_MODES = ("auto", "halfcell", "sixel", "tgp")
@@ -28,10 +28,6 @@ def image_widget_class(mode: str = "halfcell") -> type[Widget]:
     if mode == "auto":  # what the terminal answered when textual_image was imported
         mode = {renderable.SixelImage: "sixel", renderable.TGPImage: "tgp"}.get(renderable.Image, "")
     return {"sixel": timg.SixelImage, "tgp": timg.TGPImage}.get(mode, timg.HalfcellImage)
-
-
-def fmt(x: float | None, spec: str = ".4f") -> str:
-    return "-" if x is None else format(x, spec)
 
 
 def status_text(p: Progress, queued_at: int | None) -> str:
