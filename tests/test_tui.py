@@ -52,6 +52,13 @@ def cell(app: DiffuiApp, run: str, column: str) -> str:
     return str(table.get_cell(run, column))
 
 
+@pytest.fixture
+def fixed_app(tmp_path):
+    """The app over two finished runs with fixed numbers (tests/tui_runs.py); no experiments file."""
+    make_runs(tmp_path / "runs")
+    return make_app(tmp_path / "missing.toml", tmp_path / "runs")
+
+
 async def select_row(pilot, app: DiffuiApp, name: str) -> None:
     table = app.query_one(RunsTable)
     table.move_cursor(row=table.get_row_index(name))
@@ -197,10 +204,8 @@ async def test_damaged_queue_file_is_shown_and_kept(tmp_path):
     assert (runs_dir / "queue.json").read_text() == "[oops"  # ...and the file is left for the user
 
 
-async def test_run_view_steps_through_grids(tmp_path):
-    runs_dir = tmp_path / "runs"
-    make_runs(runs_dir)
-    app = make_app(tmp_path / "missing.toml", runs_dir)
+async def test_run_view_steps_through_grids(fixed_app):
+    app = fixed_app
     async with app.run_test(size=(80, 24)) as pilot:
         await until(pilot, lambda: app.query_one(RunsTable).row_count == 2)
         await select_row(pilot, app, "ddpm-linear")
@@ -225,10 +230,8 @@ async def test_run_view_steps_through_grids(tmp_path):
         assert not isinstance(app.screen, RunScreen)
 
 
-async def test_compare_marked_runs(tmp_path):
-    runs_dir = tmp_path / "runs"
-    make_runs(runs_dir)
-    app = make_app(tmp_path / "missing.toml", runs_dir)
+async def test_compare_marked_runs(fixed_app):
+    app = fixed_app
     async with app.run_test(size=(100, 30)) as pilot:
         await until(pilot, lambda: app.query_one(RunsTable).row_count == 2)
         await select_row(pilot, app, "ddpm-cosine")
@@ -267,10 +270,8 @@ async def test_edit_saves_the_setting_and_keeps_comments(tmp_path):
     assert load_study(file).runs[0].training["epochs"] == 9
 
 
-async def test_palette_and_report(tmp_path):
-    runs_dir = tmp_path / "runs"
-    make_runs(runs_dir)
-    app = make_app(tmp_path / "missing.toml", runs_dir)
+async def test_palette_and_report(fixed_app):
+    app = fixed_app
     async with app.run_test(size=(100, 30)) as pilot:
         await until(pilot, lambda: app.query_one(RunsTable).row_count == 2)
         assert app.queue.paused
@@ -280,6 +281,6 @@ async def test_palette_and_report(tmp_path):
         await pilot.press("enter")
         await until(pilot, lambda: not app.queue.paused, timeout=5)
         await pilot.press("w")
-        report = runs_dir / "report" / "report.md"
+        report = app.runs_dir / "report" / "report.md"
         await until(pilot, report.exists, timeout=120)
     assert "ddpm-cosine" in report.read_text()
