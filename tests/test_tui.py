@@ -76,6 +76,7 @@ async def test_queue_reorder_jobs_start_and_finish(tmp_path):
         assert isinstance(app.screen, PickScreen)
         await pilot.press("enter")  # every run is selected at first
         assert not isinstance(app.screen, PickScreen)
+        await until(pilot, (runs_dir / "queue.json").exists, timeout=30)  # queued off the UI thread
         saved = json.loads((runs_dir / "queue.json").read_text())
         assert saved == {"queued": ["alpha", "beta"], "jobs": 1, "paused": True}
         await until(pilot, lambda: app.query_one(RunsTable).row_count == 2)

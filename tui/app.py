@@ -243,13 +243,17 @@ class DiffuiApp(App):
         self.push_screen(PickScreen(self.study.runs, states), self._queue_picked)
 
     def _queue_picked(self, names: list[str] | None) -> None:
-        if not names:
-            return
-        specs = [s for s in self.study.runs if s.name in names]
+        if names:
+            self._prepare_and_queue([s for s in self.study.runs if s.name in names])
+
+    @work(thread=True, group="queue")
+    def _prepare_and_queue(self, specs: list) -> None:
+        """Make the run folders and queue them, off the event loop: checking a morph run's
+        inputs reads FashionMNIST from disk."""
         try:
             runs = prepare_runs(specs, self.runs_dir)
         except ConfigError as e:
-            self.say(f"error: {e}", severity="error", timeout=10)
+            self.call_from_thread(self.say, f"error: {e}", severity="error", timeout=10)
             return
         self.queue.add(runs)
         queued, skipped = [], []
@@ -262,7 +266,7 @@ class DiffuiApp(App):
         text = f"queued {len(queued)} run{'s' * (len(queued) != 1)}"
         if self.queue.paused and queued:
             text += "; press s to start the queue"
-        self.say("; ".join([text, *skipped]))
+        self.call_from_thread(self.say, "; ".join([text, *skipped]))
         self.poll_now()
 
     def action_toggle_queue(self) -> None:

@@ -26,8 +26,7 @@ def run_batch(runs: list[Run], jobs: int = 1, console: Console | None = None,
         console = Console()
         if not console.is_terminal:  # a log file: room for the whole table
             console = Console(width=200)
-    threads = max(1, (os.cpu_count() or 1) // jobs)
-    queue = Queue(runs, jobs=jobs, threads=threads)
+    queue = Queue(runs, jobs=jobs)  # each worker gets the cores shared out by jobs
     for name in queue.skipped:
         console.print(f"[dim]{name}: finished already, skipped[/dim]")
     interrupted = False

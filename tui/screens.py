@@ -20,7 +20,8 @@ from .widgets import Chart, GridView
 
 
 class History:
-    """A run's events read incrementally: the curves, the evaluations and the grids."""
+    """A run's events read incrementally: the curves, the evaluations and the grids. The
+    frequent step-progress events are left out (the runs view shows those)."""
 
     def __init__(self, run: Run):
         self.run = run
@@ -29,6 +30,7 @@ class History:
 
     def update(self) -> list[dict]:
         new, self._offset = read_events(self.run.events_path, self._offset)
+        new = [e for e in new if e.get("type") != "progress"]
         self.events += new
         return new
 
@@ -164,6 +166,7 @@ class CompareScreen(Screen):
     def __init__(self, runs: list[Run]):
         super().__init__()
         self.histories = [History(r) for r in runs]
+        self.rows: list[list[str]] = []
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -190,10 +193,14 @@ class CompareScreen(Screen):
             self.query_one("#fid-chart", Chart).show(
                 [s for h in self.histories
                  for s in fid_series(h, f"{h.run.name} " if many else "", floor=not many)])
-        table.clear()
-        for h in self.histories:
-            p = progress.get(h.run.name) or Progress(h.run.name)
-            table.add_row(*summary_row(p), key=h.run.name)
+        rows = [summary_row(progress.get(h.run.name) or Progress(h.run.name))
+                for h in self.histories]
+        if rows != self.rows:
+            self.rows, row = rows, table.cursor_row
+            table.clear()
+            for cells in rows:
+                table.add_row(*cells, key=cells[0])
+            table.move_cursor(row=row)
 
 
 # --- dialogs --------------------------------------------------------------------------------
