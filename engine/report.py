@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from .queue import SUMMARY_COLUMNS, summary, summary_row
-from .runs import Run, latest_by_epoch
+from .events import SUMMARY_COLUMNS, Epoch, Eval, Samples, latest_by_epoch, summary, summary_row
+from .runs import Run
 
 # --- figures -------------------------------------------------------------------------------------
 
@@ -47,12 +47,12 @@ def plot_losses(runs: list[Run], path: Path) -> Path:
     fig, ax = _overlay_figure(runs)
     ax = fig.add_subplot()
     for i, run in enumerate(runs):
-        ep = latest_by_epoch(run.events(), "epoch")
+        ep = latest_by_epoch(run.events(), Epoch)
         x = list(ep)
         color = f"C{i % 10}"
-        ax.plot(x, [e["train_loss"] for e in ep.values()], "-", color=color,
+        ax.plot(x, [e.train_loss for e in ep.values()], "-", color=color,
                 label=f"{run.name} train" if len(runs) > 1 else "train")
-        ax.plot(x, [e["val_loss"] for e in ep.values()], "--", color=color,
+        ax.plot(x, [e.val_loss for e in ep.values()], "--", color=color,
                 label=f"{run.name} validation" if len(runs) > 1 else "validation")
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss (MSE to the noise, or to x for morph runs)")
@@ -65,12 +65,12 @@ def plot_losses(runs: list[Run], path: Path) -> Path:
 def plot_fid(runs: list[Run], path: Path) -> Path:
     fig, ax = _overlay_figure(runs)
     for i, run in enumerate(runs):
-        ev = latest_by_epoch(run.events(), "eval")
+        ev = latest_by_epoch(run.events(), Eval)
         if not ev:
             continue
         color = f"C{i % 10}"
-        ax.plot(list(ev), [e["fid"] for e in ev.values()], "o-", color=color, label=run.name)
-        ax.plot(list(ev), [e["floor"] for e in ev.values()], ":", color=color,
+        ax.plot(list(ev), [e.fid for e in ev.values()], "o-", color=color, label=run.name)
+        ax.plot(list(ev), [e.floor for e in ev.values()], ":", color=color,
                 label=f"{run.name} floor (real vs real)")
     ax.set_xlabel("epoch")
     ax.set_ylabel("FID (MNIST classifier features)")
@@ -81,8 +81,8 @@ def plot_fid(runs: list[Run], path: Path) -> Path:
 
 
 def plot_grid_sequence(run: Run, path: Path) -> Path | None:
-    samples = latest_by_epoch(run.events(), "samples")
-    grids = [(e, run.path / s["npy"]) for e, s in samples.items() if (run.path / s["npy"]).exists()]
+    samples = latest_by_epoch(run.events(), Samples)
+    grids = [(e, run.path / s.npy) for e, s in samples.items() if (run.path / s.npy).exists()]
     if not grids:
         return None
     fig = Figure(figsize=(2.2 * len(grids), 2.6))
@@ -90,7 +90,7 @@ def plot_grid_sequence(run: Run, path: Path) -> Path | None:
         imgs = np.load(npy)
         ax = fig.add_subplot(1, len(grids), i + 1)
         ax.imshow(_tile(imgs), cmap="gray", vmin=0, vmax=1)
-        ax.set_title(f"epoch {epoch}\n{samples[epoch]['sampler']}", fontsize=8)
+        ax.set_title(f"epoch {epoch}\n{samples[epoch].sampler}", fontsize=8)
         ax.axis("off")
     return _save(fig, path)
 
@@ -195,7 +195,7 @@ def plot_direct_vs_iterative(run: Run, path: Path, n: int = 10) -> Path | None:
 def write_run_figures(run: Run, out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     made = [plot_losses([run], out / f"{run.name}-loss.png")]
-    if latest_by_epoch(run.events(), "eval"):
+    if latest_by_epoch(run.events(), Eval):
         made.append(plot_fid([run], out / f"{run.name}-fid.png"))
     if run.spec().degradation == "morph":
         process = ((plot_restoration, "restoration"), (plot_direct_vs_iterative, "direct-vs-iterative"))
@@ -217,7 +217,7 @@ def write_report(runs: list[Run], out: Path) -> Path:
     overlays = []
     if len(runs) > 1:
         overlays.append(plot_losses(runs, out / "compare-loss.png"))
-        if any(latest_by_epoch(r.events(), "eval") for r in runs):
+        if any(latest_by_epoch(r.events(), Eval) for r in runs):
             overlays.append(plot_fid(runs, out / "compare-fid.png"))
     lines = ["# diffui report", "", markdown_table(summaries), ""]
     lines += [f"![{p.stem}]({p.name})" for p in overlays]

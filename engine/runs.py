@@ -1,13 +1,14 @@
 """The run directory: the single source of truth about a run.
 
     <run>/config.toml      the resolved settings (written once, before the worker starts)
-    <run>/events.jsonl     append-only events, one JSON object per line, flushed per line
+    <run>/events.jsonl     append-only events, one JSON object per line (engine/events.py)
     <run>/worker.json      pid, host and start time of the latest worker (its "attempt")
     <run>/heartbeat        touched every few seconds by a live worker
     <run>/exit.json        the exit record of an attempt: status finished | failed | stopped
     <run>/checkpoint.pt    the last completed epoch (written atomically)
     <run>/samples/         epoch-NNNN.png / .npy grids, final.png / .npy
     <run>/worker.log       the worker's stdout and stderr
+    <run>/.worker.lock     held (flock) by the live worker: a second worker of the run refuses
 
 Status is derived when read, never stored: a worker that was killed leaves no exit record, its
 pid is gone (or its heartbeat is stale), so it reads as resumable (or failed when it had not yet
@@ -25,7 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from .config import RunSpec, spec_from_toml, spec_to_toml
+from .config import ConfigError, RunSpec, spec_from_toml, spec_to_toml
+from .events import Event, read_events
 
 HEARTBEAT_EVERY = 5.0  # seconds between heartbeats of a live worker
 HEARTBEAT_STALE = 60.0  # a remote worker silent this long is taken for dead
@@ -66,44 +68,6 @@ def atomic_save(save_fn, path: Path) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-# --- events --------------------------------------------------------------------------------
-
-class EventLog:
-    """Appends events to ``events.jsonl``; each line is flushed as it is written."""
-
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        self._f = open(self.path, "a", encoding="utf-8")
-
-    def emit(self, type: str, **fields: Any) -> dict:
-        event = {"type": type, "time": round(time.time(), 3), **fields}
-        self._f.write(json.dumps(event) + "\n")
-        self._f.flush()
-        return event
-
-    def close(self) -> None:
-        self._f.close()
-
-
-def read_events(path: Path, offset: int = 0) -> tuple[list[dict], int]:
-    """Complete events from byte ``offset`` on, and the offset to continue from. A torn last
-    line (no newline yet, or not JSON) is left for the next read."""
-    try:
-        with open(path, "rb") as f:
-            f.seek(offset)
-            data = f.read()
-    except FileNotFoundError:
-        return [], offset
-    events = []
-    end = data.rfind(b"\n") + 1
-    for line in data[:end].splitlines():
-        try:
-            events.append(json.loads(line))
-        except ValueError:
-            continue  # a line torn by a crash mid-write, later completed by a newline
-    return events, offset + end
-
-
 # --- the run directory -----------------------------------------------------------------------
 
 @dataclass
@@ -141,8 +105,8 @@ class Run:
     def spec(self) -> RunSpec:
         return spec_from_toml(self.config_path.read_text(encoding="utf-8"))
 
-    def events(self) -> list[dict]:
-        return read_events(self.events_path)[0]
+    def events(self) -> list[Event]:
+        return read_events(self.events_path)
 
     # -- worker bookkeeping (called by the worker itself) --
     def begin_attempt(self) -> dict:
@@ -236,17 +200,50 @@ def iter_runs(runs_dir: Path) -> Iterator[Run]:
             yield Run(p)
 
 
-def format_seconds(s: float) -> str:
-    """1:02:03 or 2:03."""
-    m, sec = divmod(int(round(s)), 60)
-    h, m = divmod(m, 60)
-    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
+
+# --- making run folders ----------------------------------------------------------------------
+
+def prepare_runs(specs: list[RunSpec], runs_dir: Path) -> list[Run]:
+    """The run folder of every spec, created when new. A folder that already holds a run with
+    other settings is an error (nothing in it is touched): resuming it would mix two studies.
+    So is missing input that a run cannot train without (checked before any folder is made)."""
+    check_inputs(specs)
+    runs = []
+    for spec in specs:
+        run = Run(Path(runs_dir) / spec.name)
+        if run.exists():
+            diff = _first_difference(run.spec().to_dict(), spec.to_dict())
+            if diff:
+                raise ConfigError(
+                    f"{run.path}: holds a run with other settings ({diff}); "
+                    "use --runs-dir for a separate set of runs, or remove that folder")
+        else:
+            Run.create(run.path, spec)
+        runs.append(run)
+    return runs
 
 
-def latest_by_epoch(events: list[dict], type: str) -> dict[int, dict]:
-    """The last event of ``type`` for each epoch (a resumed run may repeat an epoch)."""
-    out: dict[int, dict] = {}
-    for e in events:
-        if e.get("type") == type and "epoch" in e:
-            out[e["epoch"]] = e
-    return dict(sorted(out.items()))
+def check_inputs(specs: list[RunSpec]) -> None:
+    """A :class:`ConfigError` when a morph run's latents (FashionMNIST) cannot be loaded."""
+    from . import data
+
+    for spec in specs:
+        if spec.degradation != "morph":
+            continue
+        try:
+            for split in ("train", "test"):
+                data.load_latents(spec.data, split)
+        except data.DataUnavailable as e:
+            raise ConfigError(f"{spec.experiment}: degradation = 'morph': {e.one_line()}") from None
+
+
+def _first_difference(old: dict, new: dict, prefix: str = "") -> str:
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            d = _first_difference(a, b, f"{prefix}{key}.")
+            if d:
+                return d
+        elif a != b and key != "profile":
+            return f"{prefix}{key} is {a!r} there, {b!r} here"
+    return ""

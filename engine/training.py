@@ -19,7 +19,8 @@ from . import data as datasets
 from . import degradations, nets, samplers
 from .config import RunSpec
 from .degradations import Degradation
-from .runs import EventLog, Run, atomic_save
+from .events import Checkpoint, Epoch, Eval, EventLog, Progress, Samples, Start
+from .runs import Run, atomic_save
 
 
 def resolve_device(name: str) -> torch.device:
@@ -179,18 +180,18 @@ class Evaluator:
         seconds = round(time.time() - t0, 3)
         if grid:
             png, npy = save_samples(self.run, f"epoch-{epoch:04d}", imgs[:ev["n_grid"]])
-            self.log.emit("samples", epoch=epoch, png=png, npy=npy, n=ev["n_grid"],
-                          sampler=name, seconds=seconds)
+            self.log.emit(Samples(epoch=epoch, png=png, npy=npy, n=ev["n_grid"], sampler=name,
+                                  seconds=seconds))
         if score:
             from .metrics import entropy_bits
             t1 = time.time()
             fid = self.fid()
             x = datasets.from_model(imgs.float().cpu())[:, 0]
             hist = fid.class_histogram(x)
-            self.log.emit("eval", epoch=epoch, sampler=name, n=len(x), backbone=ev["backbone"],
-                          fid=fid.score(x), floor=fid.floor(len(x)), histogram=hist.tolist(),
-                          entropy=entropy_bits(hist), sample_seconds=seconds,
-                          score_seconds=round(time.time() - t1, 3))
+            self.log.emit(Eval(epoch=epoch, sampler=name, n=len(x), backbone=ev["backbone"],
+                               fid=fid.score(x), floor=fid.floor(len(x)), histogram=hist.tolist(),
+                               entropy=entropy_bits(hist), sample_seconds=seconds,
+                               score_seconds=round(time.time() - t1, 3)))
 
 
 def final_sampler(evaluation: dict) -> str:
@@ -221,9 +222,10 @@ def run_training(run: Run, log: EventLog, should_stop: Callable[[], bool]) -> st
         p.model.load_state_dict(ck["model"])
         p.optimizer.load_state_dict(ck["optimizer"])
         start_epoch = ck["epoch"]
-    log.emit("start", epoch=start_epoch, epochs=tr["epochs"], device=str(p.device),
-             data_source=p.source, train_size=len(p.train_x), val_size=len(p.val_x),
-             parameters=sum(x.numel() for x in p.model.parameters()), resumed=start_epoch > 0)
+    log.emit(Start(epoch=start_epoch, epochs=tr["epochs"], device=str(p.device),
+                   data_source=p.source, train_size=len(p.train_x), val_size=len(p.val_x),
+                   parameters=sum(x.numel() for x in p.model.parameters()),
+                   resumed=start_epoch > 0))
 
     last_progress = [time.time()]
     evaluate = Evaluator(p, run, log)
@@ -235,20 +237,21 @@ def run_training(run: Run, log: EventLog, should_stop: Callable[[], bool]) -> st
             now = time.time()
             if now - last_progress[0] >= tr["progress_every"] or step == steps:
                 last_progress[0] = now
-                log.emit("progress", epoch=epoch, step=step, steps=steps, loss=loss.item())
+                log.emit(Progress(epoch=epoch, step=step, steps=steps, loss=loss.item()))
 
         train_loss = train_epoch(p, epoch, should_stop, on_step, scaler)
         if train_loss is None:
             return "stopped"
         seconds = time.time() - t0
-        log.emit("epoch", epoch=epoch, epochs=tr["epochs"], train_loss=train_loss,
-                 val_loss=validation_loss(p), seconds=round(seconds, 3),
-                 images_per_s=round(len(p.train_x) / max(seconds, 1e-9), 1))
+        log.emit(Epoch(epoch=epoch, epochs=tr["epochs"], train_loss=train_loss,
+                       val_loss=validation_loss(p), seconds=round(seconds, 3),
+                       images_per_s=round(len(p.train_x) / max(seconds, 1e-9), 1)))
         if epoch != tr["epochs"]:
             evaluate(epoch, last=False)
         atomic_save(lambda f: torch.save({"model": p.model.state_dict(),
                                           "optimizer": p.optimizer.state_dict(),
                                           "epoch": epoch}, f), run.checkpoint_path)
+        log.emit(Checkpoint(epoch=epoch))
         if should_stop():
             return "stopped"
     # the last epoch uses the final sampler (the study's ancestral DDPM by default)

@@ -1,11 +1,15 @@
-"""The worker process: ``python -m engine.worker RUN_DIR`` trains one run to its end.
+"""The worker process: ``python -m engine.worker RUN_DIR`` runs one job to its end.
 
-It records itself in the run folder (worker.json, heartbeat, exit.json) so that anyone can tell
-its state from the folder alone. SIGTERM or SIGINT stop it cleanly between two optimizer steps;
-the run stays resumable from its last checkpoint.
+A job is whatever its run folder holds: a training run today (``engine.training``), a study
+later; the executor that started the worker does not know which. The worker records itself in
+the run folder (worker.json, heartbeat, exit.json, events.jsonl) so that anyone can tell its
+state from the folder alone, and holds ``.worker.lock`` while it lives, so that a second worker
+of the same run refuses to start rather than train it twice. SIGTERM or SIGINT stop it cleanly
+between two optimizer steps; the run stays resumable from its last checkpoint.
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import sys
@@ -13,14 +17,22 @@ import threading
 import traceback
 from pathlib import Path
 
-from .runs import HEARTBEAT_EVERY, EventLog, Run
+from .events import End, EventLog
+from .runs import HEARTBEAT_EVERY, Run
 
 EXIT_CODES = {"finished": 0, "failed": 1, "stopped": 3}
+EXIT_BUSY = 4  # another worker holds the run
+
+
+def job_function(run: Run):
+    """What the worker runs for this folder: ``fn(run, log, should_stop) -> status``."""
+    from .training import run_training
+    return run_training
 
 
 def execute(run: Run, stop: threading.Event) -> str:
-    """Train ``run`` as one attempt, keeping its worker records; 'finished', 'stopped' or
-    'failed'. ``stop`` asks it to stop at the next optimizer step."""
+    """Run ``run``'s job as one attempt, keeping its worker records; 'finished', 'stopped' or
+    'failed'. ``stop`` asks it to stop at the next safe point."""
     attempt = run.begin_attempt()
     done = threading.Event()
 
@@ -32,17 +44,28 @@ def execute(run: Run, stop: threading.Event) -> str:
     log = EventLog(run.events_path)
     error = ""
     try:
-        from .training import run_training
-        status = run_training(run, log, stop.is_set)
+        status = job_function(run)(run, log, stop.is_set)
     except Exception as e:  # the run failed: record why, keep the traceback in worker.log
         traceback.print_exc()
         status, error = "failed", " ".join(f"{type(e).__name__}: {e}".split())  # one line
     finally:
         done.set()
-    log.emit("end", status=status, **({"error": error} if error else {}))
+    log.emit(End(status=status, error=error))
     log.close()
     run.end_attempt(attempt, status, error)
     return status
+
+
+def hold_run(run: Run):
+    """The open lock file of ``run`` once this process holds it; None when another worker
+    does. Keep the returned file open for as long as the worker lives."""
+    f = open(run.path / ".worker.lock", "a")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.close()
+        return None
+    return f
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,6 +77,11 @@ def main(argv: list[str] | None = None) -> int:
     if not run.exists():
         print(f"error: {run.path}: not a run folder (no config.toml)", file=sys.stderr)
         return 2
+    lock = hold_run(run)
+    if lock is None:
+        print(f"error: {run.path}: another worker runs it already; not starting a second",
+              file=sys.stderr)
+        return EXIT_BUSY
     if os.environ.get("DIFFUI_THREADS"):
         import torch
         torch.set_num_threads(int(os.environ["DIFFUI_THREADS"]))

@@ -51,6 +51,26 @@ def tiny_study(path: Path, name: str = "tiny", epochs: int = 2, subset: int = 25
     return path
 
 
+@pytest.fixture(autouse=True)
+def no_leftover_processes(tmp_path):
+    """Queue services and workers are detached (they outlive their diffui by design): kill any
+    a test leaves behind in its folders, so that a failed test cannot load the next ones."""
+    yield
+    import signal
+
+    from engine.runs import Run, pid_running
+    from engine.service import running_pid
+    for lock in tmp_path.rglob("service.lock"):
+        pid = running_pid(lock.parent)
+        if pid:
+            os.kill(pid, signal.SIGKILL)
+    for worker in tmp_path.rglob("worker.json"):
+        run = Run(worker.parent)
+        st = run.status()
+        if st.state == "running" and st.pid and pid_running(st.pid, run.path):
+            os.kill(st.pid, signal.SIGKILL)
+
+
 def wait_for(predicate, timeout: float = 60.0, every: float = 0.05):
     """Poll ``predicate`` until it is truthy; fail the test after ``timeout`` seconds."""
     deadline = time.time() + timeout

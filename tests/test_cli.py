@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from engine.events import End, Epoch, Start
 from engine.runs import Run
 from tui.cli import main
 
@@ -78,7 +79,7 @@ def test_run_folder_with_other_settings_is_refused_and_kept(tmp_path, capsys):
     first = tiny_study(tmp_path / "a.toml", epochs=1)
     second = tiny_study(tmp_path / "b.toml", epochs=5)
     from engine.config import load_study
-    from engine.queue import prepare_runs
+    from engine.runs import prepare_runs
     run = prepare_runs(load_study(first).runs, runs_dir)[0]
     before = run.config_path.read_bytes()
     assert main(["--batch", str(second), "--runs-dir", str(runs_dir)]) == 2
@@ -100,30 +101,60 @@ def test_failed_run_exits_1(tmp_path, capsys):
     assert Run(tmp_path / "runs" / "tiny").status().state == "failed"
 
 
-def test_ctrl_c_stops_cleanly_and_rerun_resumes(tmp_path):
-    f = tiny_study(tmp_path / "exp.toml", epochs=4, subset=512)
-    runs_dir = tmp_path / "runs"
-    cmd = [sys.executable, "-m", "tui.cli", "--batch", str(f), "--runs-dir", str(runs_dir)]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    run = Run(runs_dir / "tiny")
+def _interrupt_when(proc: subprocess.Popen, predicate) -> bytes:
+    """SIGINT ``proc`` once ``predicate()`` holds; its output."""
     try:
-        wait_for(run.checkpoint_path.exists)
+        wait_for(predicate, timeout=120)
         proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=60)
+        out, _ = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
+    return out
+
+
+def test_ctrl_c_stops_cleanly_and_rerun_resumes(tmp_path):
+    # 1000 epochs: the run cannot end on its own before the signal lands, however busy the
+    # machine; the test interrupts it at states it waits for, never after some seconds
+    f = tiny_study(tmp_path / "exp.toml", epochs=1000, subset=256)
+    runs_dir = tmp_path / "runs"
+    cmd = [sys.executable, "-m", "tui.cli", "--batch", str(f), "--runs-dir", str(runs_dir)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    run = Run(runs_dir / "tiny")
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    out = _interrupt_when(proc, run.checkpoint_path.exists)
     assert proc.returncode == 130, out
     assert b"interrupted" in out
     st = run.status()
     assert st.state == "resumable" and st.detail == "stopped"
 
-    done = subprocess.run(cmd, env=env, capture_output=True, timeout=120)
-    assert done.returncode == 0, done.stdout + done.stderr
-    starts = [e for e in run.events() if e["type"] == "start"]
-    assert [s["resumed"] for s in starts] == [False, True] and starts[1]["epoch"] >= 1
-    assert run.status().state == "finished"
+    def resumed():
+        return [e for e in run.events() if isinstance(e, Start) and e.resumed]
+
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    out = _interrupt_when(proc, resumed)
+    assert proc.returncode == 130, out
+    starts = [e for e in run.events() if isinstance(e, Start)]
+    assert [s.resumed for s in starts] == [False, True] and starts[1].epoch >= 1
+    assert run.status().state == "resumable"
+
+
+def test_two_batch_processes_on_one_runs_folder_train_each_run_once(tmp_path):
+    f = tiny_study(tmp_path / "exp.toml", name="a", epochs=2, subset=256)
+    f.write_text(f.read_text() + '\n[[experiments]]\nname = "b"\n')
+    runs_dir = tmp_path / "runs"
+    cmd = [sys.executable, "-m", "tui.cli", "--batch", str(f), "--runs-dir", str(runs_dir),
+           "--jobs", "2"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    for name in ("a", "b"):
+        events = Run(runs_dir / name).events()
+        assert [type(e).__name__ for e in events if isinstance(e, (Start, End))] == ["Start", "End"]
+        assert [e.epoch for e in events if isinstance(e, Epoch)] == [1, 2]
+        assert Run(runs_dir / name).status().state == "finished"
 
 
 def test_schedules_command_writes_tables_and_figures(tmp_path, capsys):

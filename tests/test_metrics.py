@@ -10,8 +10,8 @@ import torch
 
 from engine import metrics
 from engine.config import load_study
-from engine.queue import prepare_runs
-from engine.runs import latest_by_epoch
+from engine.events import Eval, latest_by_epoch
+from engine.runs import prepare_runs
 from engine.worker import execute
 
 from conftest import tiny_study
@@ -99,11 +99,11 @@ def test_tiny_run_evaluates_and_report_writes_files(tmp_path, fid, capsys):
     f = tiny_study(tmp_path / "exp.toml", epochs=2, every=1)
     run = prepare_runs(load_study(f).runs, tmp_path / "runs")[0]
     assert execute(run, threading.Event()) == "finished"
-    evals = latest_by_epoch(run.events(), "eval")
+    evals = latest_by_epoch(run.events(), Eval)
     assert sorted(evals) == [1, 2]
     for e in evals.values():
-        assert e["n"] == 200 and e["fid"] > 0 and e["floor"] > 0
-        assert sum(e["histogram"]) == 200 and 0 <= e["entropy"] <= math.log2(10)
+        assert e.n == 200 and e.fid > 0 and e.floor > 0
+        assert sum(e.histogram) == 200 and 0 <= e.entropy <= math.log2(10)
     assert evals[1]["sampler"] == "DDIM-4" and evals[2]["sampler"] == "DDPM-40"
     assert evals[2]["floor"] == pytest.approx(fid.floor(200))
 

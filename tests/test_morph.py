@@ -14,8 +14,8 @@ from engine import data, samplers
 from engine.config import load_study
 from engine.degradations import Gaussian, Morph
 from engine.nets import UNet, build
-from engine.queue import prepare_runs
-from engine.runs import Run, latest_by_epoch
+from engine.events import Epoch, Eval, Samples, latest_by_epoch
+from engine.runs import Run, prepare_runs
 from engine.schedules import make_schedule
 from engine.worker import execute
 
@@ -189,13 +189,13 @@ def test_tiny_morph_run_evaluates_and_writes_its_figures(tmp_path):
     assert spec.degradation == "morph" and spec.network["kind"] == "unet"
     assert execute(run, threading.Event()) == "finished", run.status()
     start = run.events()[0]
-    assert start["train_size"] + start["val_size"] == 256
-    epochs = latest_by_epoch(run.events(), "epoch")
+    assert start.train_size + start.val_size == 256
+    epochs = latest_by_epoch(run.events(), Epoch)
     assert sorted(epochs) == [1, 2]
-    assert epochs[2]["val_loss"] < 0.2  # MSE to x in [-0.5, 0.5] of a network that learns
-    samples = latest_by_epoch(run.events(), "samples")
-    assert {e: s["sampler"] for e, s in samples.items()} == {1: "iterative-4", 2: "iterative-4"}
-    evals = latest_by_epoch(run.events(), "eval")
+    assert epochs[2].val_loss < 0.2  # MSE to x in [-0.5, 0.5] of a network that learns
+    samples = latest_by_epoch(run.events(), Samples)
+    assert {e: s.sampler for e, s in samples.items()} == {1: "iterative-4", 2: "iterative-4"}
+    evals = latest_by_epoch(run.events(), Eval)
     assert sorted(evals) == [2]
     ev = evals[2]
     assert ev["sampler"] == "iterative-4" and ev["n"] == 200 and ev["fid"] > ev["floor"] > 0

@@ -1,30 +1,57 @@
-"""The queue a runs folder keeps for the UI: order, runs at once, pause, saved in queue.json."""
+"""The queue of a runs folder (order, runs at once, pause; queue.json shared by every diffui) and
+its service (the one process that starts work, on the executors' slots)."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
-from engine.config import ConfigError, load_study
-from engine.queue import Queue, QueueError, prepare_runs
-from engine.runs import Run, atomic_write_json
+from engine import service
+from engine.config import load_study
+from engine.executors import Job
+from engine.queue import Queue, QueueError, QueueFile
+from engine.runs import Run, atomic_write_json, prepare_runs
+from engine.service import Service
 
 from conftest import tiny_study
 
 
 class RecordingExecutor:
-    """Starts nothing: records which runs the queue would start, as live processes."""
+    """Starts nothing: records which runs the service starts; they live until marked done."""
+
+    name = "local"
 
     def __init__(self):
         self.started: list[str] = []
+        self.done: set[str] = set()
+        self.stopped: list[str] = []
 
-    def start(self, run: Run, threads=None):
-        self.started.append(run.name)
+    def slots(self, jobs):
+        return [f"local:{i}" for i in range(jobs)]
 
-        class Alive:
-            def poll(self):
-                return None
-        return Alive()
+    def start(self, job: Job, slot, threads=None):
+        self.started.append(job.name)
+        return {"slot": slot}
+
+    def alive(self, job, handle):
+        return job.name not in self.done
+
+    def stop(self, job, handle):
+        self.stopped.append(job.name)
+
+    kill = stop
+
+
+def serve(runs_dir, ex) -> Service:
+    return Service(runs_dir, {"local": ex}, log=lambda msg: None)
+
+
+def step(s: Service) -> None:
+    with s.file.edit() as st:
+        s.step(st)
 
 
 @pytest.fixture
@@ -36,14 +63,14 @@ def runs_dir(tmp_path):
 
 
 def test_a_new_queue_is_paused_and_empty(runs_dir):
-    q = Queue.open(runs_dir)
+    q = Queue.open(runs_dir, start_service=False)
     assert q.paused and q.jobs == 1 and q.queued() == []
     assert sorted(r.name for r in q.runs) == ["a", "b", "c"]
     assert not (runs_dir / "queue.json").exists()  # nothing written until something changes
 
 
 def test_order_jobs_and_pause_are_saved_and_restored(runs_dir):
-    q = Queue.open(runs_dir)
+    q = Queue.open(runs_dir, start_service=False)
     for name in ("a", "b", "c"):
         q.enqueue(name)
     q.move("c", -2)
@@ -51,37 +78,80 @@ def test_order_jobs_and_pause_are_saved_and_restored(runs_dir):
     q.set_jobs(2)
     q.set_paused(False)
     assert json.loads((runs_dir / "queue.json").read_text()) == \
-        {"queued": ["c", "b", "a"], "jobs": 2, "paused": False}
-    again = Queue.open(runs_dir)
+        {"queued": ["c", "b", "a"], "jobs": 2, "paused": False, "active": {}, "stop": []}
+    again = Queue.open(runs_dir, start_service=False)
     assert again.queued() == ["c", "b", "a"] and again.jobs == 2 and not again.paused
     assert again.cancel("b") == "b taken off the queue"
-    assert Queue.open(runs_dir).queued() == ["c", "a"]
+    assert Queue.open(runs_dir, start_service=False).queued() == ["c", "a"]
 
 
-def test_poll_starts_in_order_up_to_jobs_and_not_while_paused(runs_dir):
+def test_the_service_starts_in_order_up_to_jobs_and_not_while_paused(runs_dir):
     ex = RecordingExecutor()
-    q = Queue.open(runs_dir, executor=ex)
+    q = Queue.open(runs_dir, start_service=False)
+    s = serve(runs_dir, ex)
     for name in ("b", "a", "c"):
         q.enqueue(name)
-    q.poll()
+    step(s)
     assert ex.started == []  # paused
     q.set_jobs(2)
     q.set_paused(False)
+    step(s)
+    assert ex.started == ["b", "a"]
     q.poll()
-    assert ex.started == ["b", "a"] and q.queued() == ["c"]
-    q.poll()
+    assert q.queued() == ["c"] and q.active() == ["b", "a"]
+    step(s)
     assert ex.started == ["b", "a"]  # both slots still busy
-    assert Queue.open(runs_dir).queued() == ["c"]
+    ex.done.add("a")
+    step(s)
+    q.poll()
+    assert ex.started == ["b", "a", "c"] and q.active() == ["b", "c"] and q.queued() == []
+
+
+def test_cancel_of_a_running_run_is_carried_out_by_the_service(runs_dir):
+    ex = RecordingExecutor()
+    q = Queue.open(runs_dir, start_service=False)
+    s = serve(runs_dir, ex)
+    q.enqueue("a")
+    q.set_paused(False)
+    step(s)
+    assert q.cancel("a") == "a: stopping (resumable from its last checkpoint)"
+    step(s)
+    assert ex.stopped == ["a"]
+    ex.done.add("a")
+    step(s)
+    st = QueueFile(runs_dir).read()
+    assert st.active == {} and st.stop == [] and not st.busy()
+
+
+def test_a_restarted_service_requeues_runs_whose_worker_died(runs_dir):
+    """After a reboot: queue.json says a run was active; its worker is gone without an exit
+    record. It goes back to the front of the queue to resume from its checkpoint."""
+    run = Run(runs_dir / "b")
+    run.checkpoint_path.write_bytes(b"x")  # it had saved an epoch
+    atomic_write_json(run.worker_path, {"pid": 999_999_999, "host": "h", "started": 1.0})
+    with QueueFile(runs_dir).edit() as st:
+        st.queued, st.paused = ["c"], True
+        st.active = {"b": {"executor": "local", "slot": "local:0",
+                           "handle": {"pid": 999_999_999}}}
+    serve(runs_dir, RecordingExecutor()).reconcile()  # the recorder says no worker lives...
+    st = QueueFile(runs_dir).read()
+    assert st.active == {"b": {"executor": "local", "slot": "local:0",
+                               "handle": {"pid": 999_999_999}}}  # ...unless told it died:
+    ex = RecordingExecutor()
+    ex.done.add("b")
+    serve(runs_dir, ex).reconcile()
+    st = QueueFile(runs_dir).read()
+    assert st.queued == ["b", "c"] and st.active == {}
 
 
 def test_refusals_are_one_line(runs_dir):
-    q = Queue.open(runs_dir)
+    q = Queue.open(runs_dir, start_service=False)
     q.enqueue("a")
     with pytest.raises(QueueError, match="^a is queued already$"):
         q.enqueue("a")
     with pytest.raises(QueueError, match="^b is not queued: only queued runs can be reordered$"):
         q.move("b", 1)
-    with pytest.raises(QueueError, match="^b is neither queued nor running here$"):
+    with pytest.raises(QueueError, match="^b is neither queued nor running$"):
         q.cancel("b")
     with pytest.raises(QueueError, match="^no run named zz$"):
         q.enqueue("zz")
@@ -96,8 +166,29 @@ def test_refusals_are_one_line(runs_dir):
 
 def test_a_damaged_queue_file_is_reported_and_kept(runs_dir):
     (runs_dir / "queue.json").write_text("{not json")
-    with pytest.raises(ConfigError) as err:
-        Queue.open(runs_dir)
-    assert str(err.value) == (f"{runs_dir / 'queue.json'}: not valid JSON (the saved queue); "
-                              "remove it to start afresh")
+    q = Queue.open(runs_dir, start_service=False)
+    assert q.error == (f"{runs_dir / 'queue.json'}: not valid JSON (the saved queue); "
+                       "remove it to start afresh")
+    with pytest.raises(QueueError, match="not valid JSON"):
+        q.enqueue("a")
     assert (runs_dir / "queue.json").read_text() == "{not json"
+    (runs_dir / "queue.json").write_text('{"queued": "a"}')
+    assert Queue.open(runs_dir, start_service=False).error == (
+        f"{runs_dir / 'queue.json'}: queued: expected a list of run names (the saved queue); "
+        "fix or remove it to start afresh")
+    assert (runs_dir / "queue.json").read_text() == '{"queued": "a"}'
+
+
+def test_two_services_on_one_runs_folder_one_wins(runs_dir):
+    first = serve(runs_dir, RecordingExecutor())
+    first.acquire()
+    try:
+        assert service.running_pid(runs_dir) is None  # this test process is not a service...
+        cmd = [sys.executable, "-m", "engine.service", str(runs_dir)]
+        second = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        assert second.returncode == 1
+        assert second.stderr == f"error: a queue service already runs for {runs_dir.resolve()}\n"
+        assert (runs_dir / "service.lock").read_text() == f"{os.getpid()}\n"  # ...but holds it
+    finally:
+        first.release()
+    assert (runs_dir / "service.lock").read_text() == ""

@@ -14,8 +14,10 @@ import torch
 from PIL import Image
 
 from engine.config import load_study
-from engine.queue import LocalExecutor, prepare_runs
-from engine.runs import Run, latest_by_epoch
+from engine.events import End, Epoch, Samples, Start, latest_by_epoch
+from engine.executors import Job
+from engine.executors.local import LocalExecutor
+from engine.runs import Run, prepare_runs
 from engine.worker import execute
 
 from conftest import tiny_study, wait_for
@@ -27,8 +29,8 @@ def make_run(tmp_path, name="tiny", **kw) -> Run:
 
 
 def epoch_losses(run: Run) -> list[tuple[int, float, float]]:
-    return [(e, ev["train_loss"], ev["val_loss"])
-            for e, ev in latest_by_epoch(run.events(), "epoch").items()]
+    return [(e, ev.train_loss, ev.val_loss)
+            for e, ev in latest_by_epoch(run.events(), Epoch).items()]
 
 
 def test_tiny_run_writes_every_file(tmp_path):
@@ -38,13 +40,13 @@ def test_tiny_run_writes_every_file(tmp_path):
 
     assert run.status().state == "finished"
     assert run.config_path.is_file() and run.checkpoint_path.is_file()
-    types = [e["type"] for e in run.events()]
+    types = [e.type for e in run.events()]
     assert types[0] == "start" and types[-1] == "end"
     assert {"progress", "epoch", "samples"} <= set(types)
     assert [e for e, _, _ in epoch_losses(run)] == [1, 2]
-    samples = latest_by_epoch(run.events(), "samples")
+    samples = latest_by_epoch(run.events(), Samples)
     assert sorted(samples) == [1, 2]  # the configured grid epoch and the final one
-    assert samples[1]["sampler"] == "DDIM-4" and samples[2]["sampler"] == "DDPM-40"
+    assert samples[1].sampler == "DDIM-4" and samples[2].sampler == "DDPM-40"
     for epoch in (1, 2):
         arr = np.load(run.samples_dir / f"epoch-{epoch:04d}.npy")
         assert arr.shape == (4, 28, 28) and arr.dtype == np.float32
@@ -55,7 +57,7 @@ def test_tiny_run_writes_every_file(tmp_path):
     assert ck["epoch"] == 2 and "model" in ck and "optimizer" in ck
     assert json.loads(run.exit_path.read_text())["status"] == "finished"
     start = run.events()[0]
-    assert start["train_size"] + start["val_size"] == 256 and start["device"] == "cpu"
+    assert start.train_size + start.val_size == 256 and start.device == "cpu"
 
 
 def test_same_seed_gives_same_losses_other_seed_differs(tmp_path):
@@ -102,22 +104,22 @@ def test_dead_worker_reads_as_resumable_or_failed_never_running(tmp_path):
 def test_resume_after_sigkill_continues_exactly(tmp_path):
     killed = make_run(tmp_path, "killed", epochs=3, subset=512)
     reference = make_run(tmp_path, "reference", epochs=3, subset=512)
-    proc = LocalExecutor().start(killed, threads=1)
+    executor, job = LocalExecutor(), Job(killed.path)
+    handle = executor.start(job, "local:0", threads=1)
     try:
         wait_for(killed.checkpoint_path.exists)
         assert killed.status().state == "running"
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(10)
+        executor.kill(job, handle)
+        wait_for(lambda: not executor.alive(job, handle), timeout=10)
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        executor.kill(job, handle)
     st = killed.status()
     assert st.state == "resumable", st
     done_before = torch.load(killed.checkpoint_path, weights_only=True)["epoch"]
     assert 1 <= done_before < 3
 
     assert execute(killed, threading.Event()) == "finished"
-    assert [e["resumed"] for e in killed.events() if e["type"] == "start"] == [False, True]
+    assert [e.resumed for e in killed.events() if isinstance(e, Start)] == [False, True]
     execute(reference, threading.Event())
     # same seed, resumed from the checkpoint: the losses of every epoch match an unbroken run
     got, want = epoch_losses(killed), epoch_losses(reference)
@@ -137,4 +139,4 @@ def test_failed_run_records_the_error(tmp_path):
     assert execute(run, threading.Event()) == "failed"
     st = run.status()
     assert st.state == "failed" and "train-images-idx3-ubyte" in st.detail
-    assert run.events()[-1]["type"] == "end" and run.events()[-1]["status"] == "failed"
+    assert isinstance(run.events()[-1], End) and run.events()[-1].status == "failed"

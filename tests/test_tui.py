@@ -11,8 +11,9 @@ from textual.widgets import DataTable, Input, Static
 from textual_image.widget import HalfcellImage
 
 from engine.config import ConfigError, load_study
-from engine.queue import Queue, prepare_runs
-from engine.runs import Run, latest_by_epoch, pid_running
+from engine.events import End, Epoch, Start, latest_by_epoch
+from engine.queue import Queue
+from engine.runs import Run, pid_running, prepare_runs
 from tui.app import DiffuiApp
 from tui.screens import CompareScreen, EditScreen, JobsScreen, PickScreen, RunScreen
 from tui.widgets import GridView, RunsTable
@@ -106,7 +107,7 @@ async def test_queue_reorder_jobs_start_and_finish(tmp_path):
         assert cell(app, "alpha", "epoch") == "3/3"
         assert cell(app, "alpha", "val") == f"{app.snapshot['alpha'].val_loss:.4f}"
     for name in ("alpha", "beta"):
-        assert [e for e in latest_by_epoch(Run(runs_dir / name).events(), "epoch")] == [1, 2, 3]
+        assert [e for e in latest_by_epoch(Run(runs_dir / name).events(), Epoch)] == [1, 2, 3]
     assert json.loads((runs_dir / "queue.json").read_text())["queued"] == []
 
 
@@ -138,9 +139,9 @@ async def test_cancel_quit_reattach_and_resume(tmp_path):
         await pilot.press("r")  # the queue is still started (saved in queue.json): it runs again
         await until(pilot, lambda: states(app)["long"] == "running")
         await until(pilot, lambda: states(app)["long"] == "finished", timeout=240)
-    starts = [e for e in run.events() if e["type"] == "start"]
-    assert starts[-1]["resumed"] and starts[-1]["epoch"] >= stopped_at
-    assert max(latest_by_epoch(run.events(), "epoch")) == 20
+    starts = [e for e in run.events() if isinstance(e, Start)]
+    assert starts[-1].resumed and starts[-1].epoch >= stopped_at
+    assert max(latest_by_epoch(run.events(), Epoch)) == 20
 
 
 async def test_failed_run_shows_why_and_retries(tmp_path):
@@ -161,7 +162,7 @@ async def test_failed_run_shows_why_and_retries(tmp_path):
         run.checkpoint_path.unlink()
         await pilot.press("t")
         await until(pilot, lambda: states(app)["flaky"] == "finished")
-    assert [e["status"] for e in run.events() if e["type"] == "end"] == ["failed", "finished"]
+    assert [e.status for e in run.events() if isinstance(e, End)] == ["failed", "finished"]
 
 
 async def test_bad_file_shows_the_batch_error_and_changes_nothing(tmp_path):

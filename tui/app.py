@@ -23,8 +23,8 @@ from textual.widgets import Footer, Header, Static
 from textual.worker import get_current_worker
 
 from engine.config import ConfigError, Study, load_study
-from engine.queue import Queue, QueueError, prepare_runs
-from engine.runs import Run, iter_runs
+from engine.queue import Queue, QueueError
+from engine.runs import Run, prepare_runs
 
 from .screens import CompareScreen, EditScreen, JobsScreen, PickScreen, RunScreen
 from .widgets import RunsTable
@@ -78,8 +78,7 @@ class DiffuiApp(App):
     BINDINGS = [Binding(k, a, label) for k, a, label, _, _ in ACTIONS]
 
     def __init__(self, file: Path, runs_dir: Path, profile: str | None = None,
-                 image_class=None, poll_every: float = 0.5, jobs: int | None = None,
-                 executor=None):
+                 image_class=None, poll_every: float = 0.5, jobs: int | None = None):
         super().__init__()
         if image_class is None:
             from .widgets import image_widget_class
@@ -90,12 +89,10 @@ class DiffuiApp(App):
         self.here = socket.gethostname()
         self.study: Study | None = None
         self.errors: dict[str, str] = {}  # "file" and "queue": one line each
-        try:
-            self.queue = Queue.open(self.runs_dir, executor)
-        except ConfigError as e:  # a damaged queue.json: show it, and leave the file alone
-            self.errors["queue"] = f"error: {e}"
-            self.queue = Queue(list(iter_runs(self.runs_dir)), queued=[], executor=executor)
-        if jobs:
+        self.queue = Queue.open(self.runs_dir)
+        if self.queue.error:  # a damaged queue.json: show it, and leave the file alone
+            self.errors["queue"] = f"error: {self.queue.error}"
+        elif jobs:
             self.queue.set_jobs(jobs)
         self.snapshot: dict = {}
         self._wake = threading.Event()
@@ -148,6 +145,7 @@ class DiffuiApp(App):
                         self.queue.rescan()
                         scanned = time.time()
                     self.queue.poll()
+                    queue_error = f"error: {self.queue.error}" if self.queue.error else ""
                     snap = {n: copy.copy(p) for n, p in self.queue.progress.items()}
                     state = (self.queue.queued(), self.queue.jobs, self.queue.paused)
                 problem = ""
@@ -157,6 +155,8 @@ class DiffuiApp(App):
                 break
             try:
                 self.call_from_thread(self.show_error, "poll", problem)
+                self.call_from_thread(self.show_error, "queue", queue_error if not problem else
+                                      self.errors.get("queue", ""))
                 if not problem:
                     self.call_from_thread(self.show_snapshot, snap, *state)
             except RuntimeError:  # the app is closing

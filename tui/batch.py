@@ -1,4 +1,5 @@
-"""``diffui --batch``: run the queue headless with a rich progress bar per run."""
+"""``diffui --batch``: queue the runs, let the queue service run them, and follow them with a
+rich progress bar per run (one line per epoch when the output is not a terminal)."""
 from __future__ import annotations
 
 import os
@@ -9,9 +10,9 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
-from engine.queue import Progress as RunProgress
-from engine.queue import SUMMARY_COLUMNS, Queue, fmt, summary, summary_row
-from engine.runs import Run, format_seconds
+from engine.events import SUMMARY_COLUMNS, RunProgress, fmt, format_seconds, summary, summary_row
+from engine.queue import Queue
+from engine.runs import Run
 
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 
@@ -20,22 +21,25 @@ def _eta(seconds: float | None) -> str:
     return "-" if seconds is None else format_seconds(seconds)
 
 
-def run_batch(runs: list[Run], jobs: int = 1, console: Console | None = None,
-              poll_every: float = 0.25) -> int:
+def run_batch(queue: Queue, runs: list[Run], jobs: int | None = None,
+              console: Console | None = None, poll_every: float = 0.25) -> int:
+    """Run ``runs`` (folders of ``queue``'s runs folder) to their end through the queue."""
     if console is None:
         console = Console()
         if not console.is_terminal:  # a log file: room for the whole table
             console = Console(width=200)
-    queue = Queue(runs, jobs=jobs)  # each worker gets the cores shared out by jobs
-    for name in queue.skipped:
-        console.print(f"[dim]{name}: finished already, skipped[/dim]")
+    names = [r.name for r in runs]
+    queue.poll()
+    for name in names:
+        if queue.progress[name].state == "finished":
+            console.print(f"[dim]{name}: finished already, skipped[/dim]")
+    todo = [n for n in names if queue.progress[n].state != "finished"]
     interrupted = False
     live = console.is_terminal
     bars = Progress(TextColumn("{task.description:<24}"), BarColumn(),
                     TextColumn("{task.fields[status]}"), console=console, disable=not live)
-    tasks = {r.name: bars.add_task(r.name, total=1.0, status="")
-             for r in runs if r.name not in queue.skipped}
-    logged: dict[str, int] = {}
+    tasks = {n: bars.add_task(n, total=1.0, status="") for n in todo}
+    logged: dict[str, tuple] = {}
 
     def on_term(*_):  # a job scheduler's SIGTERM stops the runs like Ctrl-C does
         raise KeyboardInterrupt
@@ -43,31 +47,46 @@ def run_batch(runs: list[Run], jobs: int = 1, console: Console | None = None,
     previous = signal.signal(signal.SIGTERM, on_term)
     try:
         with bars:
-            while queue.poll():
+            queue.submit(todo, jobs)
+            while True:
+                queue.poll()
                 for name, task in tasks.items():
                     p = queue.progress[name]
-                    bars.update(task, completed=p.fraction, status=_status_text(p))
-                    if not live and p.epoch > logged.get(name, 0):  # plain log lines for files/CI
-                        logged[name] = p.epoch
-                        console.print(f"{name}: epoch {p.epoch}/{p.epochs} train {fmt(p.train_loss)}"
-                                      f" val {fmt(p.val_loss)} eta {_eta(p.eta())}")
+                    status = "queued" if name in queue.queued() else _status_text(p)
+                    bars.update(task, completed=p.fraction, status=status)
+                    if not live:
+                        _log_line(console, p, logged)
+                if queue.settled(todo):
+                    break
                 time.sleep(poll_every)
     except KeyboardInterrupt:
         interrupted = True
         console.print("[yellow]interrupted: stopping workers (runs stay resumable)...[/yellow]")
-        queue.stop()
+        queue.stop(todo)
     finally:
         signal.signal(signal.SIGTERM, previous)
     console.print(summary_table(runs))
     if interrupted:
         return EXIT_INTERRUPTED
-    return EXIT_FAILED if any(queue.progress[r.name].state != "finished" for r in runs) else EXIT_OK
+    return EXIT_FAILED if any(summary(r).state != "finished" for r in runs) else EXIT_OK
+
+
+def _log_line(console: Console, p: RunProgress, logged: dict[str, tuple]) -> None:
+    """Plain lines for log files and CI: each epoch, and each long task as it starts."""
+    if p.epoch > logged.get(p.name, (0, ""))[0]:
+        console.print(f"{p.name}: epoch {p.epoch}/{p.epochs} train {fmt(p.train_loss)}"
+                      f" val {fmt(p.val_loss)} eta {_eta(p.eta())}")
+    elif p.task and p.task != logged.get(p.name, (0, ""))[1]:
+        console.print(f"{p.name}: {p.task}...")
+    logged[p.name] = (p.epoch, p.task)
 
 
 def _status_text(p: RunProgress) -> str:
     if p.state != "running":
         return p.state
     text = f"epoch {p.epoch}/{p.epochs}"
+    if p.task:
+        return text + "  " + p.task_text()
     if p.loss is not None:
         text += f"  loss {p.loss:.4f}"
     return text + f"  eta {_eta(p.eta())}"

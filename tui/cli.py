@@ -2,6 +2,8 @@
 
     diffui [FILE] [--profile NAME] [--runs-dir DIR] [--jobs N] [--images MODE]   (the terminal UI)
     diffui --batch [FILE] [--profile NAME] [--only NAME ...] [--runs-dir DIR] [--jobs N]
+    diffui queue add [FILE] [--profile NAME] [--only NAME ...] [--runs-dir DIR]
+    diffui queue start|pause|stop|status [--profile NAME] [--runs-dir DIR] [--jobs N]
     diffui schedules [FILE] --out DIR [--profile NAME] [--n N] [--seed S]
     diffui report [--runs-dir DIR] [RUN ...] --out DIR
 
@@ -23,9 +25,16 @@ def default_runs_dir(file: Path, profile: str | None) -> Path:
     return file.resolve().parent / (f"runs-{profile}" if profile else "runs")
 
 
+def runs_dir_of(args: argparse.Namespace, file: Path = Path("experiments.toml")) -> Path:
+    """The runs folder a command works on, resolved here once (workers and the queue service
+    run in other folders)."""
+    return (args.runs_dir or default_runs_dir(file, args.profile)).expanduser().resolve()
+
+
 def _main_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="diffui", description="Diffusion experiment manager.",
-                                epilog="Also: diffui schedules [FILE] --out DIR; "
+                                epilog="Also: diffui queue add|start|pause|stop|status; "
+                                       "diffui schedules [FILE] --out DIR; "
                                        "diffui report [--runs-dir DIR] [RUN ...] --out DIR")
     p.add_argument("file", nargs="?", default="experiments.toml", help="the experiments file")
     p.add_argument("--batch", action="store_true", help="run the queue with no UI")
@@ -50,6 +59,30 @@ def _schedules_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _queue_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="diffui queue", description="The queue of a runs folder, from a shell. Its service "
+        "(one detached process per runs folder) starts the queued runs and goes on when the "
+        "terminal closes.")
+    sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add = sub.add_parser("add", help="queue runs of an experiments file (the queue stays "
+                                     "paused or started as it was)")
+    add.add_argument("file", nargs="?", default="experiments.toml")
+    add.add_argument("--only", nargs="+", metavar="NAME", help="only these experiments or runs")
+    for name, text in (("start", "start the queue (starts its service)"),
+                       ("pause", "start nothing new; running runs go on"),
+                       ("stop", "pause, and stop the running runs (resumable; they go back "
+                                "to the front of the queue)"),
+                       ("status", "the queue and its runs as a table")):
+        sub.add_parser(name, help=text)
+    for action in sub.choices.values():
+        action.add_argument("--profile", help="the runs of this profile (runs-PROFILE/)")
+        action.add_argument("--runs-dir", type=Path, help="the runs folder (default: runs/ "
+                            "beside the experiments file)")
+        action.add_argument("--jobs", type=int, help="runs at once (kept in the queue)")
+    return p
+
+
 def _report_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="diffui report",
                                 description="Figures (PNG) and a Markdown report of runs.")
@@ -67,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_schedules(_schedules_parser().parse_args(argv[1:]))
         if argv[:1] == ["report"]:
             return cmd_report(_report_parser().parse_args(argv[1:]))
+        if argv[:1] == ["queue"]:
+            return cmd_queue(_queue_parser().parse_args(argv[1:]))
         args = _main_parser().parse_args(argv)
         if args.jobs is not None and args.jobs < 1:
             raise ConfigError(f"--jobs: expected an integer >= 1, got {args.jobs}")
@@ -78,19 +113,111 @@ def main(argv: list[str] | None = None) -> int:
 
 def cmd_batch(args: argparse.Namespace) -> int:
     from engine.metrics import MetricsError, prepare_evaluation
-    from engine.queue import prepare_runs
+    from engine.runs import prepare_runs
     from .batch import run_batch
 
     file = Path(args.file)
     study = load_study(file, args.profile)
     specs = select(study, args.only)
-    runs_dir = args.runs_dir or default_runs_dir(file, args.profile)
+    runs_dir = runs_dir_of(args, file)
+    queue = _open_queue(runs_dir)
     runs = prepare_runs(specs, runs_dir)
     try:
         prepare_evaluation([r.spec() for r in runs if r.status().state != "finished"], log=print)
     except MetricsError as e:
         raise ConfigError(f"{file.name}: evaluation.backbone: {e}") from None
-    return run_batch(runs, jobs=args.jobs or 1)
+    queue.rescan()
+    return run_batch(queue, runs, jobs=args.jobs)
+
+
+def _open_queue(runs_dir: Path):
+    from engine.queue import Queue
+    queue = Queue.open(runs_dir)
+    if queue.error:
+        raise ConfigError(queue.error)
+    return queue
+
+
+def cmd_queue(args: argparse.Namespace) -> int:
+    from engine import service
+    from engine.events import format_seconds
+    from engine.queue import QueueError
+    from engine.runs import prepare_runs
+    from rich.console import Console
+    from rich.table import Table
+
+    if args.jobs is not None and args.jobs < 1:
+        raise ConfigError(f"--jobs: expected an integer >= 1, got {args.jobs}")
+    file = Path(getattr(args, "file", "experiments.toml"))
+    runs_dir = runs_dir_of(args, file)
+    queue = _open_queue(runs_dir)
+    try:
+        if args.jobs:
+            queue.set_jobs(args.jobs)
+        if args.action == "add":
+            runs = prepare_runs(select(load_study(file, args.profile), args.only), runs_dir)
+            queue.rescan()
+            added, skipped = [], []
+            for run in runs:
+                try:
+                    queue.enqueue(run.name)
+                    added.append(run.name)
+                except QueueError as e:
+                    skipped.append(str(e))
+            for line in skipped:
+                print(line)
+            print(f"queued {len(added)} run{'s' * (len(added) != 1)} in {runs_dir}"
+                  + ("; the queue is paused: diffui queue start" if queue.paused else ""))
+        elif args.action == "start":
+            queue.set_paused(False)
+            pid = _wait_for_service(runs_dir) if queue.queued() else None
+            print(f"queue started: {len(queue.queued())} queued, {queue.jobs} at once"
+                  + (f"; service pid {pid}" if pid else ""))
+        elif args.action == "pause":
+            queue.set_paused(True)
+            print("queue paused: nothing new starts; running runs go on")
+        elif args.action == "stop":
+            stopped = queue.stop_all()
+            print(f"queue paused; stopping {len(stopped)} run{'s' * (len(stopped) != 1)}"
+                  + (f" ({', '.join(stopped)}): resumable, queued again at the front"
+                     if stopped else ""))
+        else:
+            queue.poll()
+            pid = service.running_pid(runs_dir)
+            console = Console()
+            console.print(f"{runs_dir}: queue {'paused' if queue.paused else 'started'}, "
+                          f"{queue.jobs} at once, service "
+                          + (f"running (pid {pid})" if pid else "not running"))
+            table = Table()
+            for col in ("run", "status", "epoch", "val loss", "FID", "elapsed", "where"):
+                table.add_column(col)
+            queued = queue.queued()
+            order = queued + sorted(n for n in queue.progress if n not in queued)
+            for name in order:
+                p = queue.progress[name]
+                status = f"queued #{queued.index(name) + 1}" if name in queued else p.state
+                if p.state == "running":
+                    status = f"running {p.fraction:.0%}" + (f" ({p.task_text()})" if p.task else "")
+                table.add_row(name, status, f"{p.epoch}/{p.epochs or '-'}",
+                              "-" if p.val_loss is None else f"{p.val_loss:.4f}",
+                              "-" if p.fid is None else f"{p.fid:.2f}",
+                              format_seconds(p.elapsed()), p.host or "-")
+            console.print(table)
+    except QueueError as e:
+        raise ConfigError(str(e)) from None
+    return 0
+
+
+def _wait_for_service(runs_dir: Path, timeout: float = 10.0) -> int | None:
+    import time
+    from engine import service
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        pid = service.running_pid(runs_dir)
+        if pid:
+            return pid
+        time.sleep(0.05)
+    return None
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
@@ -100,7 +227,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
     from .app import DiffuiApp
 
     file = Path(args.file)
-    app = DiffuiApp(file, args.runs_dir or default_runs_dir(file, args.profile),
+    app = DiffuiApp(file, runs_dir_of(args, file),
                     profile=args.profile, image_class=image_class, jobs=args.jobs)
     app.run()
     return app.return_code or 0

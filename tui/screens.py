@@ -13,8 +13,11 @@ from textual.widgets import DataTable, Footer, Header, Input, Label, RichLog, Se
 
 from engine.config import ConfigError, RunSpec, spec_to_toml
 from engine.edit import get_setting, set_setting, targets
-from engine.queue import SUMMARY_COLUMNS, Progress, summary_row
-from engine.runs import Run, latest_by_epoch, read_events
+from engine.events import SUMMARY_COLUMNS, Epoch, Eval, EventReader, Samples, summary_row
+from engine.events import Progress as StepProgress
+from engine.events import RunProgress as Progress
+from engine.events import End, Start, latest_by_epoch
+from engine.runs import Run
 
 from .widgets import Chart, GridView
 
@@ -25,59 +28,57 @@ class History:
 
     def __init__(self, run: Run):
         self.run = run
-        self.events: list[dict] = []
-        self._offset = 0
+        self.events: list = []
+        self._reader = EventReader(run.events_path)
 
-    def update(self) -> list[dict]:
-        new, self._offset = read_events(self.run.events_path, self._offset)
-        new = [e for e in new if e.get("type") != "progress"]
+    def update(self) -> list:
+        new = [e for e in self._reader.read() if not isinstance(e, StepProgress)]
         self.events += new
         return new
 
     def epochs(self) -> dict[int, dict]:
-        return latest_by_epoch(self.events, "epoch")
+        return latest_by_epoch(self.events, Epoch)
 
     def evals(self) -> dict[int, dict]:
-        return latest_by_epoch(self.events, "eval")
+        return latest_by_epoch(self.events, Eval)
 
     def grids(self) -> list[tuple[int, Path, str]]:
-        return [(epoch, self.run.path / e["png"], e["sampler"])
-                for epoch, e in latest_by_epoch(self.events, "samples").items()
-                if (self.run.path / e["png"]).exists()]
+        return [(epoch, self.run.path / e.png, e.sampler)
+                for epoch, e in latest_by_epoch(self.events, Samples).items()
+                if (self.run.path / e.png).exists()]
 
 
-def describe_event(e: dict) -> str | None:
+def describe_event(e) -> str | None:
     """One line of a run's event log (None for the frequent progress events)."""
-    t = e.get("type")
-    if t == "start":
-        return (f"start at epoch {e['epoch']}/{e['epochs']} on {e.get('device', '?')}"
-                + (" (resumed)" if e.get("resumed") else ""))
-    if t == "epoch":
-        return (f"epoch {e['epoch']}/{e['epochs']}  train {e['train_loss']:.4f}  "
-                f"val {e['val_loss']:.4f}  ({e['seconds']:.1f} s)")
-    if t == "samples":
-        return f"grid of epoch {e['epoch']} ({e['sampler']}, {e['n']} images)"
-    if t == "eval":
-        return (f"FID {e['fid']:.2f} (floor {e['floor']:.2f}, n {e['n']}, {e['sampler']}), "
-                f"class entropy {e['entropy']:.2f} bits")
-    if t == "end":
-        return f"end: {e['status']}" + (f": {e['error']}" if e.get("error") else "")
+    if isinstance(e, Start):
+        return (f"start at epoch {e.epoch}/{e.epochs} on {e.device or '?'}"
+                + (" (resumed)" if e.resumed else ""))
+    if isinstance(e, Epoch):
+        return (f"epoch {e.epoch}/{e.epochs}  train {e.train_loss:.4f}  "
+                f"val {e.val_loss:.4f}  ({e.seconds:.1f} s)")
+    if isinstance(e, Samples):
+        return f"grid of epoch {e.epoch} ({e.sampler}, {e.n} images)"
+    if isinstance(e, Eval):
+        return (f"FID {e.fid:.2f} (floor {e.floor:.2f}, n {e.n}, {e.sampler}), "
+                f"class entropy {e.entropy or 0:.2f} bits")
+    if isinstance(e, End):
+        return f"end: {e.status}" + (f": {e.error}" if e.error else "")
     return None
 
 
 def loss_series(h: History, prefix: str = "", train: bool = True) -> list[tuple[str, list, list]]:
     ep = h.epochs()
-    out = [(f"{prefix}val", list(ep), [e["val_loss"] for e in ep.values()])]
+    out = [(f"{prefix}val", list(ep), [e.val_loss for e in ep.values()])]
     if train:
-        out.insert(0, (f"{prefix}train", list(ep), [e["train_loss"] for e in ep.values()]))
+        out.insert(0, (f"{prefix}train", list(ep), [e.train_loss for e in ep.values()]))
     return out
 
 
 def fid_series(h: History, prefix: str = "", floor: bool = True) -> list[tuple[str, list, list]]:
     ev = h.evals()
-    out = [(f"{prefix}FID", list(ev), [e["fid"] for e in ev.values()])]
+    out = [(f"{prefix}FID", list(ev), [e.fid for e in ev.values()])]
     if floor:
-        out.append((f"{prefix}floor", list(ev), [e["floor"] for e in ev.values()]))
+        out.append((f"{prefix}floor", list(ev), [e.floor for e in ev.values()]))
     return out
 
 
@@ -136,7 +137,7 @@ class RunScreen(Screen):
         for e in new:
             line = describe_event(e)
             if line:
-                log.write(time.strftime("%H:%M:%S ", time.localtime(e["time"])) + line)
+                log.write(time.strftime("%H:%M:%S ", time.localtime(e.time)) + line)
         self.query_one("#loss-chart", Chart).show(loss_series(self.history), logy=True)
         self.query_one("#fid-chart", Chart).show(fid_series(self.history))
         self.query_one("#grid", GridView).set_grids(self.history.grids())

@@ -13,8 +13,8 @@ from textual.widget import Widget
 from textual.widgets import DataTable
 from textual_plotext import PlotextPlot
 
-from engine.queue import Progress, fmt
-from engine.runs import format_seconds
+from engine.events import RunProgress as Progress
+from engine.events import fmt, format_seconds
 
 IMAGE_MODES = ("auto", "halfcell", "sixel", "tgp")
 

@@ -1,0 +1,445 @@
+"""The run folder's event schema: ``events.jsonl``, one typed record per line.
+
+A run folder's ``events.jsonl`` is an interface: the worker appends to it, a remote host streams
+it byte for byte, the queue, batch mode, the UI and the report read it, and other tools may too.
+Every line is one JSON object with ``type`` (below) and ``time`` (seconds since the epoch), and
+the fields of its type. This module owns the types (:data:`TYPES`), the one writer
+(:class:`EventLog`), the one reader (:class:`EventReader`) and the one fold of a run's events
+into what a front end shows (:class:`Progress`).
+
+Rules a reader can rely on:
+
+* lines are appended and flushed one at a time; a torn last line (a worker killed mid-write)
+  is left for the next read, and a writer that finds one starts a fresh line;
+* a line that is not a JSON object of a known shape is skipped and reported in
+  :attr:`EventReader.problems` (file and line named), never fatal;
+* types this version does not know are read as :class:`Other` and ignored by the fold, so
+  newer workers stay readable;
+* a resumed run appends a new ``start`` and may repeat epochs: the latest event of an epoch
+  wins (:func:`latest_by_epoch`).
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+import typing
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, ClassVar, Iterable
+
+# --- the event types -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class Event:
+    type: ClassVar[str] = ""
+    time: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, **{k: v for k, v in asdict(self).items()
+                                      if v is not None or k in _REQUIRED[type(self)]}}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Start(Event):
+    """A worker attempt begins (training from ``epoch``, 0 for a fresh run)."""
+    type: ClassVar[str] = "start"
+    epoch: int
+    epochs: int
+    device: str = ""
+    data_source: str = ""  # where the training images came from, in words
+    train_size: int = 0
+    val_size: int = 0
+    parameters: int = 0  # the network's parameter count
+    resumed: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class Progress(Event):
+    """Progress within a step: training steps of an epoch (``task`` "train", with ``epoch`` and
+    the step ``loss``), or a long task (``task`` names it: "FID classifier", "reference
+    statistics", "FID floor", "final samples", ...) that is ``step`` of ``steps`` done."""
+    type: ClassVar[str] = "progress"
+    step: int
+    steps: int
+    task: str = "train"
+    epoch: int | None = None
+    loss: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Epoch(Event):
+    """An epoch ended: mean training loss, held-out validation loss."""
+    type: ClassVar[str] = "epoch"
+    epoch: int
+    epochs: int
+    train_loss: float
+    val_loss: float
+    seconds: float
+    images_per_s: float = 0.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class Samples(Event):
+    """A sample grid: ``png`` (the grid) and ``npy`` (N x 28 x 28 float32 in [0, 1]), paths
+    relative to the run folder."""
+    type: ClassVar[str] = "samples"
+    epoch: int
+    png: str
+    npy: str
+    n: int
+    sampler: str
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class Eval(Event):
+    """FID of ``n`` samples, its real-vs-real floor at that n, the class histogram and entropy."""
+    type: ClassVar[str] = "eval"
+    epoch: int
+    sampler: str
+    n: int
+    fid: float
+    floor: float
+    backbone: str = "lenet"
+    histogram: list = field(default_factory=list)
+    entropy: float | None = None
+    sample_seconds: float = 0.0
+    score_seconds: float = 0.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class Checkpoint(Event):
+    """``checkpoint.pt`` now holds the end of ``epoch`` (a resumed run starts after it)."""
+    type: ClassVar[str] = "checkpoint"
+    epoch: int
+    path: str = "checkpoint.pt"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Figure(Event):
+    """Arrays for one of the report's figures, written by the worker (paths relative to the run
+    folder), so that the report draws from the folder alone."""
+    type: ClassVar[str] = "figure"
+    name: str
+    files: list = field(default_factory=list)
+
+
+@dataclass(frozen=True, kw_only=True)
+class End(Event):
+    """A worker attempt ended: ``finished``, ``stopped`` (resumable) or ``failed`` (``error``)."""
+    type: ClassVar[str] = "end"
+    status: str
+    error: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Other(Event):
+    """An event of a type this version does not know (kept whole in ``data``)."""
+    type: ClassVar[str] = "other"
+    data: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.data)
+
+
+TYPES: dict[str, type[Event]] = {c.type: c for c in (Start, Progress, Epoch, Samples, Eval,
+                                                     Checkpoint, Figure, End)}
+_REQUIRED = {c: {f.name for f in fields(c) if f.default is MISSING and f.default_factory is MISSING}
+             for c in (*TYPES.values(), Other)}
+
+
+class BadEvent(ValueError):
+    """A line that is JSON but not an event of a known shape; ``str()`` says why."""
+
+
+def _expected(tp) -> tuple[type, ...]:
+    """The JSON value types a field of annotation ``tp`` accepts."""
+    args = typing.get_args(tp)
+    if args:  # X | None
+        return tuple(t for a in args for t in _expected(a))
+    if tp is float:
+        return (int, float)
+    return {type(None): (type(None),)}.get(tp, (tp,))
+
+
+_HINTS = {c: typing.get_type_hints(c) for c in (*TYPES.values(), Other)}
+
+
+def from_dict(d: Any) -> Event:
+    """The typed record of one decoded line; :class:`BadEvent` when its shape is wrong."""
+    if not isinstance(d, dict):
+        raise BadEvent(f"expected a JSON object, got {type(d).__name__}")
+    name = d.get("type")
+    cls = TYPES.get(name)
+    if cls is None:
+        if not isinstance(name, str):
+            raise BadEvent("no \"type\" field")
+        return Other(time=_num(d.get("time", 0.0)), data=d)
+    hints = _HINTS[cls]
+    kw = {}
+    for f in fields(cls):
+        if f.name not in d:
+            if f.name in _REQUIRED[cls]:
+                raise BadEvent(f"{name} event without {f.name!r}")
+            continue
+        v = d[f.name]
+        ok = _expected(hints[f.name])
+        if isinstance(v, bool) and bool not in ok or not isinstance(v, ok):
+            raise BadEvent(f"{name} event: {f.name} = {json.dumps(v)[:40]} is not "
+                           f"{' or '.join(t.__name__ for t in ok)}")
+        kw[f.name] = v
+    return cls(**kw)
+
+
+def _num(v: Any) -> float:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else 0.0
+
+
+# --- writing ---------------------------------------------------------------------------------------
+
+
+class EventLog:
+    """Appends events to ``events.jsonl``; each line is flushed as it is written. A torn last
+    line left by a killed writer is ended first, so it cannot swallow the next event."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._f = open(self.path, "a+b")
+        if self._f.tell() > 0:
+            self._f.seek(-1, os.SEEK_END)
+            if self._f.read(1) != b"\n":
+                self._f.write(b"\n")
+        self._f.seek(0, os.SEEK_END)
+
+    def emit(self, event: Event) -> Event:
+        """Write ``event`` (stamped with the current time when it has none) and return it."""
+        if not event.time:
+            event = replace(event, time=round(time.time(), 3))
+        self._f.write(json.dumps(event.to_dict()).encode() + b"\n")
+        self._f.flush()
+        return event
+
+    def close(self) -> None:
+        self._f.close()
+
+
+# --- reading ---------------------------------------------------------------------------------------
+
+
+class EventReader:
+    """Reads a run's events incrementally from a byte offset (a follower calls :meth:`read`
+    again for what was appended since). Bad lines are skipped and named in :attr:`problems`."""
+
+    def __init__(self, path: Path, offset: int = 0):
+        self.path = Path(path)
+        self.offset = offset
+        self.line = 0  # complete lines read so far (for messages)
+        self.problems: list[str] = []
+
+    def read(self) -> list[Event]:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                data = f.read()
+        except FileNotFoundError:
+            return []
+        end = data.rfind(b"\n") + 1  # a torn last line waits for its newline
+        self.offset += end
+        out = []
+        for raw in data[:end].split(b"\n")[:-1]:
+            self.line += 1
+            if not raw.strip():
+                continue
+            try:
+                out.append(from_dict(json.loads(raw)))
+            except (ValueError, BadEvent) as e:
+                reason = str(e) if isinstance(e, BadEvent) else "not JSON"
+                self.problems.append(f"{self.path}: line {self.line}: {reason}")
+        return out
+
+
+def read_events(path: Path) -> list[Event]:
+    """Every complete, well-formed event of ``path`` (a run's ``events.jsonl``)."""
+    return EventReader(path).read()
+
+
+def latest_by_epoch(events: Iterable[Event], kind: type[Event]) -> dict[int, Event]:
+    """The last event of class ``kind`` for each epoch (a resumed run may repeat an epoch)."""
+    out: dict[int, Event] = {}
+    for e in events:
+        if isinstance(e, kind) and getattr(e, "epoch", None) is not None:
+            out[e.epoch] = e
+    return dict(sorted(out.items()))
+
+
+# --- the fold --------------------------------------------------------------------------------------
+
+
+@dataclass
+class RunProgress:
+    """What a front end shows about one run, folded from its events (:meth:`fold`) and its
+    derived status (:func:`engine.runs.Run.status`, set by the follower)."""
+
+    name: str
+    state: str = "pending"
+    detail: str = ""
+    host: str = ""  # where the latest worker runs (or ran)
+    epoch: int = 0  # last completed epoch
+    epochs: int = 0
+    step: int = 0
+    steps: int = 0
+    loss: float | None = None  # latest training step loss
+    train_loss: float | None = None  # last epoch's mean
+    val_loss: float | None = None
+    fid: float | None = None  # latest evaluation
+    floor: float | None = None
+    entropy: float | None = None
+    sampler: str = ""
+    data_source: str = ""
+    task: str = ""  # a long task under way besides training ("" when none)
+    task_step: int = 0
+    task_steps: int = 0
+    task_started: float | None = None
+    started: float | None = None  # this attempt's start time
+    epoch_started: float | None = None
+    epoch_seconds: list[float] = field(default_factory=list)
+    wall_seconds: float = 0.0  # time in attempts that have ended
+    last_time: float | None = None  # time of the latest event
+    problems: list[str] = field(default_factory=list)  # bad lines of events.jsonl
+    reader: EventReader | None = field(default=None, repr=False, compare=False)
+    _open: bool = False  # an attempt has started and not ended
+
+    def fold(self, e: Event) -> None:
+        if isinstance(e, Start):
+            if self._open and self.started is not None:  # an attempt that died without an end
+                self.wall_seconds += (self.last_time or self.started) - self.started
+            self.started = self.epoch_started = e.time
+            self.epoch, self.epochs = e.epoch, e.epochs
+            self.data_source = e.data_source
+            self.step, self._open, self.task = 0, True, ""
+        elif isinstance(e, Progress):
+            if e.task == "train":
+                self.step, self.steps, self.loss, self.task = e.step, e.steps, e.loss, ""
+            else:
+                if e.task != self.task or e.step == 0:
+                    self.task_started = e.time
+                self.task, self.task_step, self.task_steps = e.task, e.step, e.steps
+                if e.step >= e.steps:
+                    self.task = ""
+        elif isinstance(e, Epoch):
+            self.epoch, self.epochs = e.epoch, e.epochs
+            self.train_loss, self.val_loss = e.train_loss, e.val_loss
+            self.epoch_seconds.append(e.seconds)
+            self.epoch_started, self.step, self.task = e.time, 0, ""
+        elif isinstance(e, Eval):
+            self.fid, self.floor, self.entropy = e.fid, e.floor, e.entropy
+            self.sampler, self.task = e.sampler, ""
+        elif isinstance(e, End):
+            if self._open and self.started is not None:
+                self.wall_seconds += e.time - self.started
+            self._open, self.task = False, ""
+        if not isinstance(e, Other) or e.time:
+            self.last_time = e.time
+
+    def elapsed(self, now: float | None = None) -> float:
+        """Seconds spent in worker attempts, the current one counted up to ``now`` while it runs
+        (up to its last event when it died)."""
+        if not self._open or self.started is None:
+            return self.wall_seconds
+        end = (now or time.time()) if self.state == "running" else (self.last_time or self.started)
+        return self.wall_seconds + max(0.0, end - self.started)
+
+    @property
+    def fraction(self) -> float:
+        if not self.epochs:
+            return 0.0
+        within = self.step / self.steps if self.steps else 0.0
+        return min(1.0, (self.epoch + within) / self.epochs)
+
+    def eta(self) -> float | None:
+        """Seconds left, from the mean epoch time so far (None before the first epoch ends)."""
+        if self.state != "running" or not self.epoch_seconds:
+            return None
+        per_epoch = sum(self.epoch_seconds[-5:]) / len(self.epoch_seconds[-5:])
+        within = self.step / self.steps if self.steps else 0.0
+        return max(0.0, per_epoch * (self.epochs - self.epoch - within))
+
+    def task_text(self, now: float | None = None) -> str:
+        """The long task under way, e.g. "FID classifier 40% eta 1:10" ("" when none)."""
+        if not self.task or self.state != "running":
+            return ""
+        text = self.task
+        if self.task_steps:
+            text += f" {self.task_step / self.task_steps:.0%}"
+            if self.task_step and self.task_started is not None:
+                spent = (now or time.time()) - self.task_started
+                left = spent / self.task_step * (self.task_steps - self.task_step)
+                text += f" eta {format_seconds(left)}"
+        return text
+
+
+# --- following a run folder ----------------------------------------------------------------------------
+
+def follow(run, prog: RunProgress) -> RunProgress:
+    """Fold the new events of ``run`` (an :class:`engine.runs.Run`) into ``prog`` and refresh
+    its derived state."""
+    if prog.reader is None:
+        prog.reader = EventReader(run.events_path)
+    reader = prog.reader
+    for e in reader.read():
+        prog.fold(e)
+    prog.problems = reader.problems
+    st = run.status()
+    prog.state, prog.detail, prog.host = st.state, st.detail, st.host
+    return prog
+
+
+SUMMARY_COLUMNS = ("run", "status", "epochs", "final val loss", "FID", "floor", "class entropy",
+                   "sampler", "wall time")
+
+
+def summary(run) -> RunProgress:
+    """A run's latest numbers, read from its folder (epochs from its settings before it starts)."""
+    p = follow(run, RunProgress(run.name))
+    p.epochs = p.epochs or run.spec().training["epochs"]
+    return p
+
+
+def fmt(x: float | None, spec: str = ".4f") -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def summary_row(p: RunProgress) -> list[str]:
+    """The row of the report's table (SUMMARY_COLUMNS): batch mode, report.md, the compare view."""
+    return [p.name, p.state, f"{p.epoch}/{p.epochs}", fmt(p.val_loss), fmt(p.fid, ".2f"),
+            fmt(p.floor, ".2f"), fmt(p.entropy, ".2f"), p.sampler or "-", format_seconds(p.elapsed())]
+
+
+
+def format_seconds(s: float) -> str:
+    """1:02:03 or 2:03."""
+    m, sec = divmod(int(round(s)), 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
+
+
+# --- reporting long tasks from a worker ---------------------------------------------------------
+
+
+class TaskProgress:
+    """A callable ``progress(done, total)`` for one long task that writes :class:`Progress`
+    events, at most one every ``every`` seconds (and always the first and the last)."""
+
+    def __init__(self, log: EventLog | None, task: str, every: float = 1.0):
+        self.log, self.task, self.every = log, task, every
+        self._last = 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.time()
+        if self.log is None:
+            return
+        if done in (0, total) or now - self._last >= self.every:
+            self._last = now
+            self.log.emit(Progress(task=self.task, step=done, steps=total))
