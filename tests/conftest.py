@@ -107,5 +107,5 @@ def fake_torchvision_download(monkeypatch, sizes=(6, 4), error: str | None = Non
     return calls
 
 
-OFFLINE = ("Error downloading train-images-idx3-ubyte.gz:\nTried https://ossci-datasets.s3.amazonaws"
-           ".com/mnist/, got:\n<urlopen error [Errno -2] Name or service not known>\n")
+OFFLINE = ("Error downloading train-images-idx3-ubyte.gz:\nTried https://ossci-datasets.s3"
+           ".amazonaws.com/mnist/, got:\n<urlopen error [Errno -2] Name or service not known>\n")
