@@ -301,7 +301,8 @@ class RunProgress:
     task: str = ""  # a long task under way besides training ("" when none)
     task_step: int = 0
     task_steps: int = 0
-    task_started: float | None = None
+    task_started: float | None = None  # time and step of the task's first event
+    task_base: int = 0
     started: float | None = None  # this attempt's start time
     epoch_started: float | None = None
     epoch_seconds: list[float] = field(default_factory=list)
@@ -323,8 +324,8 @@ class RunProgress:
             if e.task == "train":
                 self.step, self.steps, self.loss, self.task = e.step, e.steps, e.loss, ""
             else:
-                if e.task != self.task or e.step == 0:
-                    self.task_started = e.time
+                if e.task != self.task or e.step < self.task_step:  # a new task begins
+                    self.task_started, self.task_base = e.time, e.step
                 self.task, self.task_step, self.task_steps = e.task, e.step, e.steps
                 if e.step >= e.steps:
                     self.task = ""
@@ -373,9 +374,9 @@ class RunProgress:
         text = self.task
         if self.task_steps:
             text += f" {self.task_step / self.task_steps:.0%}"
-            if self.task_step and self.task_started is not None:
-                spent = (now or time.time()) - self.task_started
-                left = spent / self.task_step * (self.task_steps - self.task_step)
+            spent = (now or time.time()) - (self.task_started or 0.0)
+            if self.task_step > self.task_base and spent > 0:
+                left = spent / (self.task_step - self.task_base) * (self.task_steps - self.task_step)
                 text += f" eta {format_seconds(left)}"
         return text
 

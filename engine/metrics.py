@@ -111,7 +111,8 @@ def accuracy(clf: Classifier, images: torch.Tensor, labels: torch.Tensor) -> flo
 
 
 def train_classifier(train: datasets.Dataset, epochs: int = 30, seed: int = 0,
-                     batch: int = 128) -> Classifier:
+                     batch: int = 128, progress=None) -> Classifier:
+    """``progress(done, total)`` hears of every optimizer step."""
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     clf = Classifier()
@@ -120,6 +121,7 @@ def train_classifier(train: datasets.Dataset, epochs: int = 30, seed: int = 0,
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=steps)
     x = train.images.float()[:, None] / 255
     y = train.labels
+    done = 0
     for _ in range(epochs):
         clf.train()
         perm = torch.randperm(len(x), generator=g)
@@ -130,6 +132,9 @@ def train_classifier(train: datasets.Dataset, epochs: int = 30, seed: int = 0,
             loss.backward()
             opt.step()
             sched.step()
+            done += 1
+            if progress:
+                progress(done, steps)
     return clf.eval()
 
 
@@ -148,10 +153,12 @@ def _data_key(ds: datasets.Dataset) -> str:
     return h.hexdigest()[:16]
 
 
-def load_classifier(epochs: int = 30, data_cfg: dict | None = None,
-                    log=None) -> tuple[Classifier, ClassifierInfo]:
+def load_classifier(epochs: int = 30, data_cfg: dict | None = None, log=None,
+                    tasks=None) -> tuple[Classifier, ClassifierInfo]:
     """The cached MNIST classifier, trained on first use. Keyed by code version, training
-    settings and the training data itself, so a different data source trains a new one."""
+    settings and the training data itself, so a different data source trains a new one.
+    ``tasks(name)`` gives the ``progress(done, total)`` callback of a long task (see
+    :class:`engine.events.TaskProgress`)."""
     train = datasets.load_configured(data_cfg, "train", name="mnist")
     key = hashlib.sha256(f"{CLASSIFIER_VERSION}|{epochs}|{_data_key(train)}".encode()).hexdigest()[:16]
     path = cache_dir() / f"classifier-{key}.pt"
@@ -159,7 +166,8 @@ def load_classifier(epochs: int = 30, data_cfg: dict | None = None,
     with open(path.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one process trains; the others wait and reuse it
         if not path.with_suffix(".json").exists():
-            _train_and_cache(train, epochs, data_cfg, path, log)
+            _train_and_cache(train, epochs, data_cfg, path, log,
+                             tasks("FID classifier") if tasks else None)
     meta = json.loads(path.with_suffix(".json").read_text())
     clf = Classifier()
     clf.load_state_dict(torch.load(path, weights_only=True))
@@ -168,11 +176,11 @@ def load_classifier(epochs: int = 30, data_cfg: dict | None = None,
 
 
 def _train_and_cache(train: datasets.Dataset, epochs: int, data_cfg: dict | None, path: Path,
-                     log) -> None:
+                     log, progress) -> None:
     if log:
         log(f"training the FID classifier on {train.source} (once; cached in {path.parent})")
     t0 = time.time()
-    clf = train_classifier(train, epochs=epochs)
+    clf = train_classifier(train, epochs=epochs, progress=progress)
     seconds = time.time() - t0
     try:
         test = reference_set(data_cfg)
@@ -189,7 +197,7 @@ def _train_and_cache(train: datasets.Dataset, epochs: int, data_cfg: dict | None
             else f"FID classifier trained ({seconds:.0f} s); no MNIST test set to measure it on")
 
 
-def prepare_evaluation(specs: list, log=None) -> None:
+def prepare_evaluation(specs: list, log=None, tasks=None) -> None:
     """Before runs start: fail now on an Inception backbone that cannot load (not after hours of
     training), and train the FID classifier here once rather than in several workers at once."""
     evaluated = [s for s in specs if s.evaluation["every"] > 0]
@@ -198,7 +206,7 @@ def prepare_evaluation(specs: list, log=None) -> None:
     if any(s.evaluation["backbone"] == "inception" for s in evaluated):
         inception_metric()
     try:
-        load_classifier(data_cfg=evaluated[0].data, log=log)
+        load_classifier(data_cfg=evaluated[0].data, log=log, tasks=tasks)
     except datasets.DataUnavailable:
         pass  # the runs fail, each with the full message
 
@@ -231,13 +239,15 @@ class FID:
     Reference statistics and floors are cached beside the classifier, so each is computed once.
     """
 
-    def __init__(self, backbone: str = "lenet", data_cfg: dict | None = None, log=None):
+    def __init__(self, backbone: str = "lenet", data_cfg: dict | None = None, log=None,
+                 tasks=None):
         from torchmetrics.image.fid import FrechetInceptionDistance
 
         if backbone not in BACKBONES:
             raise MetricsError(f"unknown FID backbone {backbone!r} (expected one of {BACKBONES})")
         self.backbone = backbone
-        self.clf, self.info = load_classifier(data_cfg=data_cfg, log=log)
+        self.tasks = tasks or (lambda name: None)
+        self.clf, self.info = load_classifier(data_cfg=data_cfg, log=log, tasks=tasks)
         ref = reference_set(data_cfg)
         self.reference = ref.images.float() / 255  # (N, 28, 28) in [0, 1]
         self.reference_source = ref.source
@@ -253,9 +263,12 @@ class FID:
         self._key = f"{backbone}-{self.info.path.stem}-{_data_key(ref)}"
         self._load_or_compute_reference()
 
-    def _update(self, metric, images: torch.Tensor, real: bool, batch: int = 500) -> None:
+    def _update(self, metric, images: torch.Tensor, real: bool, batch: int = 500,
+                progress=None) -> None:
         for i in range(0, len(images), batch):
             metric.update(self._prep(images[i:i + batch].float()), real=real)
+            if progress:
+                progress(min(i + batch, len(images)), len(images))
 
     def _load_or_compute_reference(self) -> None:
         path = cache_dir() / f"fid-reference-{self._key}.pt"
@@ -265,7 +278,8 @@ class FID:
             for n in names:
                 setattr(self.metric, n, state[n])
             return
-        self._update(self.metric, self.reference, real=True)
+        self._update(self.metric, self.reference, real=True,
+                     progress=self.tasks("FID reference statistics"))
         atomic_save(lambda f: torch.save({n: getattr(self.metric, n) for n in names}, f), path)
 
     def score(self, images: torch.Tensor) -> float:
@@ -288,8 +302,11 @@ class FID:
             return cached[f"{n}:{seed}"]
         perm = torch.randperm(len(self.reference), generator=torch.Generator().manual_seed(seed))
         metric = self._make()
-        self._update(metric, self.reference[perm[:n]], real=True)
-        self._update(metric, self.reference[perm[n:2 * n]], real=False)
+        progress = self.tasks("FID floor")
+        self._update(metric, self.reference[perm[:n]], real=True,
+                     progress=progress and (lambda done, total: progress(done, 2 * total)))
+        self._update(metric, self.reference[perm[n:2 * n]], real=False,
+                     progress=progress and (lambda done, total: progress(total + done, 2 * total)))
         cached[f"{n}:{seed}"] = value = float(metric.compute())
         atomic_write_json(path, cached)
         return value

@@ -19,7 +19,7 @@ from . import data as datasets
 from . import degradations, nets, samplers
 from .config import RunSpec
 from .degradations import Degradation
-from .events import Checkpoint, Epoch, Eval, EventLog, Progress, Samples, Start
+from .events import Checkpoint, Epoch, Eval, EventLog, Progress, Samples, Start, TaskProgress
 from .runs import Run, atomic_save
 
 
@@ -160,7 +160,8 @@ class Evaluator:
     def fid(self):
         if self._fid is None:
             from .metrics import FID
-            self._fid = FID(self.ev["backbone"], self.p.spec.data)
+            self._fid = FID(self.ev["backbone"], self.p.spec.data,
+                            tasks=lambda task: TaskProgress(self.log, task))
         return self._fid
 
     def __call__(self, epoch: int, last: bool) -> None:

@@ -79,7 +79,8 @@ async def test_queue_reorder_jobs_start_and_finish(tmp_path):
         assert not isinstance(app.screen, PickScreen)
         await until(pilot, (runs_dir / "queue.json").exists, timeout=30)  # queued off the UI thread
         saved = json.loads((runs_dir / "queue.json").read_text())
-        assert saved == {"queued": ["alpha", "beta"], "jobs": 1, "paused": True}
+        assert saved == {"queued": ["alpha", "beta"], "jobs": 1, "paused": True, "active": {},
+                         "stop": []}
         await until(pilot, lambda: app.query_one(RunsTable).row_count == 2)
         assert cell(app, "alpha", "status") == "queued #1"
 
@@ -109,6 +110,35 @@ async def test_queue_reorder_jobs_start_and_finish(tmp_path):
     for name in ("alpha", "beta"):
         assert [e for e in latest_by_epoch(Run(runs_dir / name).events(), Epoch)] == [1, 2, 3]
     assert json.loads((runs_dir / "queue.json").read_text())["queued"] == []
+
+
+async def test_the_queue_goes_on_after_the_ui_quits(tmp_path):
+    """Queue a long run and a short one, one at a time, start and quit: with no UI open, the
+    queue service runs the queue on (here: a shell client stops the long run, the service then
+    starts the short one), and exits when nothing is left; a new UI shows where things are."""
+    from engine.service import running_pid
+    from conftest import wait_for
+
+    file = tiny_study(tmp_path / "exp.toml", name="long", epochs=1000, subset=256)
+    file.write_text(file.read_text() + '[[experiments]]\nname = "short"\n'
+                    'training = { epochs = 1 }\n')
+    runs_dir = tmp_path / "runs"
+    app = make_app(file, runs_dir)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("a", "enter")
+        await until(pilot, lambda: app.queue.queued() == ["long", "short"])
+        await pilot.press("s")
+        await until(pilot, lambda: states(app).get("long") == "running")
+        await pilot.press("q")
+    short = Run(runs_dir / "short")
+    assert short.status().state == "pending" and running_pid(runs_dir)  # it waits its turn
+    assert Queue.open(runs_dir).cancel("long") == "long: stopping (resumable from its last checkpoint)"
+    wait_for(lambda: short.status().state == "finished", timeout=300)
+    wait_for(lambda: running_pid(runs_dir) is None, timeout=30)  # nothing left: it exits
+
+    app = make_app(file, runs_dir)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: states(app) == {"long": "resumable", "short": "finished"})
 
 
 async def test_cancel_quit_reattach_and_resume(tmp_path):

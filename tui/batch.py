@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 import signal
 import time
+from contextlib import contextmanager
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from engine.events import SUMMARY_COLUMNS, RunProgress, fmt, format_seconds, summary, summary_row
@@ -69,6 +70,25 @@ def run_batch(queue: Queue, runs: list[Run], jobs: int | None = None,
     if interrupted:
         return EXIT_INTERRUPTED
     return EXIT_FAILED if any(summary(r).state != "finished" for r in runs) else EXIT_OK
+
+
+@contextmanager
+def task_bars(console: Console):
+    """A ``tasks(name)`` factory for long steps of the front end itself (the FID classifier):
+    each task a rich bar with its ETA in a terminal, one line as it starts otherwise."""
+    with Progress(TextColumn("{task.description:<24}"), BarColumn(), TaskProgressColumn(),
+                  TimeRemainingColumn(), console=console, disable=not console.is_terminal) as bars:
+        ids: dict[str, int] = {}
+
+        def tasks(name: str):
+            def update(done: int, total: int) -> None:
+                if name not in ids:
+                    ids[name] = bars.add_task(name, total=total)
+                    if not console.is_terminal:
+                        console.print(f"{name}...")
+                bars.update(ids[name], completed=done, total=total)
+            return update
+        yield tasks
 
 
 def _log_line(console: Console, p: RunProgress, logged: dict[str, tuple]) -> None:

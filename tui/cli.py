@@ -144,7 +144,9 @@ def cmd_batch(args: argparse.Namespace) -> int:
     from engine.data import fallback_notes
     from engine.metrics import MetricsError, prepare_evaluation
     from engine.runs import prepare_runs
-    from .batch import run_batch
+    from rich.console import Console
+
+    from .batch import run_batch, task_bars
 
     file = Path(args.file)
     study = load_study(file, args.profile)
@@ -155,7 +157,9 @@ def cmd_batch(args: argparse.Namespace) -> int:
     for note in fallback_notes([r.spec().data for r in runs if r.status().state != "finished"]):
         print(note)
     try:
-        prepare_evaluation([r.spec() for r in runs if r.status().state != "finished"], log=print)
+        with task_bars(Console()) as tasks:
+            prepare_evaluation([r.spec() for r in runs if r.status().state != "finished"],
+                               log=print, tasks=tasks)
     except MetricsError as e:
         raise ConfigError(f"{file.name}: evaluation.backbone: {e}") from None
     queue.rescan()
