@@ -290,3 +290,47 @@ def test_data_import_bad_input(data_folder, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "train-labels-idx1-ubyte.gz" in err
     assert not (data_folder / "mnist").exists()
+
+
+def test_queue_commands_add_start_stop_and_status(tmp_path, capsys):
+    from engine.service import running_pid
+    f = tiny_study(tmp_path / "exp.toml", name="long", epochs=1000, subset=256)
+    runs_dir = tmp_path / "runs"
+    rd = ["--runs-dir", str(runs_dir)]
+    assert main(["queue", "add", str(f), *rd]) == 0
+    assert capsys.readouterr().out == (f"queued 1 run in {runs_dir}; the queue is paused: "
+                                       "diffui queue start\n")
+    assert main(["queue", "add", str(f), *rd]) == 0
+    assert capsys.readouterr().out.startswith("long is queued already\nqueued 0 runs")
+    assert main(["queue", "status", *rd]) == 0
+    out = capsys.readouterr().out
+    assert "queue paused, 1 at once, service not running" in out and "queued #1" in out
+
+    run = Run(runs_dir / "long")
+    assert main(["queue", "start", *rd, "--jobs", "1"]) == 0
+    assert capsys.readouterr().out.startswith("queue started: ")
+    wait_for(lambda: run.checkpoint_path.exists() and run.status().state == "running", timeout=120)
+    assert main(["queue", "status", *rd]) == 0
+    out = capsys.readouterr().out
+    assert f"service running (pid {running_pid(runs_dir)})" in out and "running" in out
+
+    assert main(["queue", "stop", *rd]) == 0
+    assert capsys.readouterr().out == ("queue paused; stopping 1 run (long): resumable, queued "
+                                       "again at the front\n")
+    wait_for(lambda: run.status().state == "resumable", timeout=120)
+    assert run.status().detail == "stopped"
+    wait_for(lambda: running_pid(runs_dir) is None, timeout=30)  # paused, nothing runs: it exits
+    assert main(["queue", "status", *rd]) == 0
+    assert "queued #1" in capsys.readouterr().out
+
+
+def test_queue_commands_refuse_bad_input_in_one_line(tmp_path, capsys):
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "queue.json").write_text("[1]")
+    assert main(["queue", "start", "--runs-dir", str(tmp_path / "runs")]) == 2
+    assert capsys.readouterr().err == (f"error: {tmp_path / 'runs' / 'queue.json'}: (top): "
+                                       "expected a JSON object (the saved queue); fix or remove it "
+                                       "to start afresh\n")
+    assert main(["queue", "start", "--runs-dir", str(tmp_path / "r2"), "--jobs", "0"]) == 2
+    assert capsys.readouterr().err == "error: --jobs: expected an integer >= 1, got 0\n"
+    assert (tmp_path / "runs" / "queue.json").read_text() == "[1]"

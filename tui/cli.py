@@ -220,10 +220,8 @@ def cmd_queue(args: argparse.Namespace) -> int:
         else:
             queue.poll()
             pid = service.running_pid(runs_dir)
-            console = Console()
-            console.print(f"{runs_dir}: queue {'paused' if queue.paused else 'started'}, "
-                          f"{queue.jobs} at once, service "
-                          + (f"running (pid {pid})" if pid else "not running"))
+            print(f"{runs_dir}: queue {'paused' if queue.paused else 'started'}, "
+                  f"{queue.jobs} at once, service " + (f"running (pid {pid})" if pid else "not running"))
             table = Table()
             for col in ("run", "status", "epoch", "val loss", "FID", "elapsed", "where"):
                 table.add_column(col)
@@ -234,11 +232,11 @@ def cmd_queue(args: argparse.Namespace) -> int:
                 status = f"queued #{queued.index(name) + 1}" if name in queued else p.state
                 if p.state == "running":
                     status = f"running {p.fraction:.0%}" + (f" ({p.task_text()})" if p.task else "")
-                table.add_row(name, status, f"{p.epoch}/{p.epochs or '-'}",
+                table.add_row(name, status, f"{p.epoch}/{p.epochs}" if p.epochs else "-",
                               "-" if p.val_loss is None else f"{p.val_loss:.4f}",
                               "-" if p.fid is None else f"{p.fid:.2f}",
                               format_seconds(p.elapsed()), p.host or "-")
-            console.print(table)
+            Console().print(table)
     except QueueError as e:
         raise ConfigError(str(e)) from None
     return 0
