@@ -184,7 +184,7 @@ class Queue:
         with self.lock, self._edit() as st:
             for name in names:
                 state = self._run(name).status().state
-                if state in ("finished", "running") or name in st.queued or name in st.active:
+                if state in ("finished", "running") or name in st.queued:
                     continue
                 st.queued.append(name)
                 added.append(name)
@@ -202,7 +202,7 @@ class Queue:
             if state in ("finished", "running"):
                 raise QueueError(f"{name} is {state}: nothing to queue")
             with self._edit() as st:
-                if name in st.queued or name in st.active:
+                if name in st.queued:  # (a stopped run still in `active` is started once gone)
                     raise QueueError(f"{name} is queued already")
                 st.queued.append(name)
             self._ensure_service()

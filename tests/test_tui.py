@@ -231,8 +231,8 @@ async def test_damaged_queue_file_is_shown_and_kept(tmp_path):
                          "remove it to start afresh",
                          f"error: {tmp_path / 'missing.toml'}: no such file (expected an "
                          "experiments file, e.g. experiments.toml)"]
-        await pilot.press("j", "3", "enter")  # the queue works for this session...
-        assert app.queue.jobs == 3
+        await pilot.press("j", "3", "enter")  # the queue cannot be changed until it is fixed...
+        assert app.queue.jobs == 1 and app.is_running
     assert (runs_dir / "queue.json").read_text() == "[oops"  # ...and the file is left for the user
 
 

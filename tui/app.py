@@ -46,7 +46,7 @@ ACTIONS = [
     ("w", "report", "report", "Write report", "figures and report.md of every run, in RUNS/report"),
     ("e", "edit", "edit", "Edit a setting", "change a setting of the experiments file and save it"),
     ("l", "reload", "reload", "Reload experiments file", "read the experiments file again"),
-    ("q", "quit", "quit", "Quit", "close the UI; runs keep going and the queue waits for diffui"),
+    ("q", "quit", "quit", "Quit", "close the UI; the queue service and its runs go on"),
 ]
 ACTION_NAMES = {a.partition("(")[0] for _, a, *_ in ACTIONS}
 TABLE_ACTIONS = {"move", "open", "mark"}  # need the runs table under them
@@ -270,7 +270,11 @@ class DiffuiApp(App):
         self.poll_now()
 
     def action_toggle_queue(self) -> None:
-        self.queue.set_paused(not self.queue.paused)
+        try:
+            self.queue.set_paused(not self.queue.paused)
+        except QueueError as e:
+            self.say(str(e), severity="error")
+            return
         self.say("queue paused: running runs go on, nothing new starts" if self.queue.paused
                  else f"queue started: up to {self.queue.jobs} at once")
         self.poll_now()
@@ -278,7 +282,11 @@ class DiffuiApp(App):
     def action_jobs(self) -> None:
         def set_jobs(n: int | None) -> None:
             if n:
-                self.queue.set_jobs(n)
+                try:
+                    self.queue.set_jobs(n)
+                except QueueError as e:
+                    self.say(str(e), severity="error")
+                    return
                 self.say(f"{n} run{'s' * (n != 1)} at once")
                 self.poll_now()
         self.push_screen(JobsScreen(self.queue.jobs), set_jobs)
@@ -363,5 +371,7 @@ class DiffuiApp(App):
 
     def action_quit(self) -> None:
         running = sum(p.state == "running" for p in self.snapshot.values())
-        self.exit(message=f"diffui: {running} run{'s' * (running != 1)} still running; "
-                          "open diffui again to follow them" if running else None)
+        queued = 0 if self.queue.paused else len(self.queue.queued())
+        self.exit(message=f"diffui: {running} run{'s' * (running != 1)} running, {queued} queued; "
+                          "the queue service goes on: open diffui again (or diffui queue status) "
+                          "to follow them" if running or queued else None)
