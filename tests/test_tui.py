@@ -47,6 +47,11 @@ def states(app: DiffuiApp) -> dict[str, str]:
     return {n: p.state for n, p in app.snapshot.items()}
 
 
+def said(app: DiffuiApp, text: str) -> bool:
+    """Whether a notification holding ``text`` is shown."""
+    return any(text in n.message for n in app._notifications)
+
+
 def cell(app: DiffuiApp, run: str, column: str) -> str:
     table = app.query_one(RunsTable)
     return str(table.get_cell(run, column))
@@ -57,6 +62,11 @@ def fixed_app(tmp_path):
     """The app over two finished runs with fixed numbers (tests/tui_runs.py); no experiments file."""
     make_runs(tmp_path / "runs")
     return make_app(tmp_path / "missing.toml", tmp_path / "runs")
+
+
+async def file_read(pilot, app: DiffuiApp) -> None:
+    """Wait for the experiments file, which the app reads in a worker when it starts."""
+    await until(pilot, lambda: app.study is not None, timeout=30)
 
 
 async def select_row(pilot, app: DiffuiApp, name: str) -> None:
@@ -72,28 +82,30 @@ async def test_queue_reorder_jobs_start_and_finish(tmp_path):
     runs_dir = tmp_path / "runs"
     app = make_app(file, runs_dir)
     async with app.run_test(size=(100, 30)) as pilot:
+        await file_read(pilot, app)
         await pilot.press("a")
         assert isinstance(app.screen, PickScreen)
         await pilot.press("enter")  # every run is selected at first
         assert not isinstance(app.screen, PickScreen)
-        await until(pilot, (runs_dir / "queue.json").exists, timeout=30)  # queued off the UI thread
-        saved = json.loads((runs_dir / "queue.json").read_text())
-        assert saved == {"queued": ["alpha", "beta"], "jobs": 1, "paused": True}
+        saved = lambda: json.loads((runs_dir / "queue.json").read_text())  # noqa: E731
+        await until(pilot, lambda: (runs_dir / "queue.json").exists()  # queued off the UI thread
+                    and saved()["queued"] == ["alpha", "beta"], timeout=30)
+        assert saved() == {"queued": ["alpha", "beta"], "jobs": 1, "paused": True}
         await until(pilot, lambda: app.query_one(RunsTable).row_count == 2)
-        assert cell(app, "alpha", "status") == "queued #1"
+        await until(pilot, lambda: cell(app, "alpha", "status") == "queued #1")
 
         await select_row(pilot, app, "alpha")
         await pilot.press("J")  # alpha goes behind beta
-        assert json.loads((runs_dir / "queue.json").read_text())["queued"] == ["beta", "alpha"]
+        await until(pilot, lambda: saved()["queued"] == ["beta", "alpha"], timeout=10)
         await until(pilot, lambda: cell(app, "beta", "status") == "queued #1")
 
         await pilot.press("j")
         assert isinstance(app.screen, JobsScreen)
         await pilot.press("2", "enter")
-        assert app.queue.jobs == 2
+        await until(pilot, lambda: app.queue.jobs == 2, timeout=10)
 
         await pilot.press("s")
-        assert not app.queue.paused
+        await until(pilot, lambda: not app.queue.paused, timeout=10)
         await until(pilot, lambda: sum(s == "running" for s in states(app).values()) == 2)
         # the UI answers keys while both trainings run: open a run view and come back
         t0 = time.time()
@@ -118,6 +130,7 @@ async def test_cancel_quit_reattach_and_resume(tmp_path):
     run = Run(runs_dir / "long")
     app = make_app(file, runs_dir)
     async with app.run_test(size=(100, 30)) as pilot:
+        await file_read(pilot, app)
         await pilot.press("a", "enter", "s")
         await until(pilot, lambda: run.checkpoint_path.exists() and run.status().state == "running")
         await pilot.press("q")
@@ -134,6 +147,7 @@ async def test_cancel_quit_reattach_and_resume(tmp_path):
         stopped_at = app.snapshot["long"].epoch
         assert 0 < stopped_at < 20
         await pilot.press("t")  # retry is for failed runs only: nothing changes
+        await until(pilot, lambda: said(app, "only a failed run can be retried"), timeout=10)
         assert app.queue.queued() == []
         await pilot.press("r")  # the queue is still started (saved in queue.json): it runs again
         await until(pilot, lambda: states(app)["long"] == "running")
@@ -153,10 +167,12 @@ async def test_failed_run_shows_why_and_retries(tmp_path):
     app = make_app(file, runs_dir)
     async with app.run_test(size=(100, 30)) as pilot:
         await until(pilot, lambda: app.table.row_count == 1)
+        await file_read(pilot, app)
         await pilot.press("a", "enter", "s")
         await until(pilot, lambda: states(app)["flaky"] == "failed")
         assert app.snapshot["flaky"].detail.startswith("UnpicklingError")
         await pilot.press("r")  # resume is for stopped runs only
+        await until(pilot, lambda: said(app, "only a resumable run can be resumed"), timeout=10)
         assert app.queue.queued() == [] and states(app)["flaky"] == "failed"
         run.checkpoint_path.unlink()
         await pilot.press("t")
@@ -184,7 +200,7 @@ async def test_bad_file_shows_the_batch_error_and_changes_nothing(tmp_path):
         await until(pilot, lambda: app.query_one(RunsTable).row_count == 2)  # runs still shown
         file.write_text(file.read_text().replace("epochs = 0", "epochs = 2"))
         await pilot.press("l")
-        assert not app.query_one("#error").has_class("shown")
+        await until(pilot, lambda: not app.query_one("#error").has_class("shown"), timeout=10)
     assert (runs_dir / "queue.json").read_bytes() == queue_before
 
 
@@ -201,7 +217,7 @@ async def test_damaged_queue_file_is_shown_and_kept(tmp_path):
                          f"error: {tmp_path / 'missing.toml'}: no such file (expected an "
                          "experiments file, e.g. experiments.toml)"]
         await pilot.press("j", "3", "enter")  # the queue works for this session...
-        assert app.queue.jobs == 3
+        await until(pilot, lambda: app.queue.jobs == 3, timeout=10)
     assert (runs_dir / "queue.json").read_text() == "[oops"  # ...and the file is left for the user
 
 
@@ -217,7 +233,7 @@ async def test_run_view_steps_through_grids(fixed_app):
         assert label() == "epoch 4 · DDPM-40 · grid 3 of 3"  # the newest first
         await pilot.press("left_square_bracket")
         assert label() == "epoch 2 · DDIM-4 · grid 2 of 3"
-        assert grid.current[1].name == "epoch-0002.png"
+        assert grid.current.png.name == "epoch-0002.png"
         assert app.screen.query_one("#grid-image").image.size == (62, 62)
         await pilot.press("home")
         assert label().startswith("epoch 1 ·")
@@ -255,16 +271,18 @@ async def test_edit_saves_the_setting_and_keeps_comments(tmp_path):
     file.write_text("# my study, do not lose this comment\n" + file.read_text())
     app = make_app(file, tmp_path / "runs")
     async with app.run_test(size=(100, 30)) as pilot:
+        await file_read(pilot, app)
         await pilot.press("e")
         assert isinstance(app.screen, EditScreen)
         await pilot.click("#key")
         await pilot.press(*"training.epochs", "enter")
         await pilot.press(*"nine", "enter")  # not a TOML value: the file is left alone
-        assert "expected a TOML value" in str(app.screen.query_one("#edit-error").render())
+        await until(pilot, lambda: "expected a TOML value" in
+                    str(app.screen.query_one("#edit-error").render()), timeout=10)
         assert "epochs = 2" in file.read_text()
         app.screen.query_one("#value", Input).value = "9"
         await pilot.press("enter")
-        assert not isinstance(app.screen, EditScreen)
+        await until(pilot, lambda: not isinstance(app.screen, EditScreen), timeout=10)
     text = file.read_text()
     assert text.startswith("# my study, do not lose this comment\n")
     assert tomllib.loads(text)["defaults"]["training"]["epochs"] == 9
