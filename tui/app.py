@@ -198,6 +198,9 @@ class DiffuiApp(App):
 
     def open_run(self, name: str) -> None:
         """Show the run view of ``name``: the kept one when it was opened lately."""
+        if self.RUN_SCREENS_KEPT < 1:
+            self.push_screen(RunScreen(name, self.image_class))
+            return
         key = f"run:{name}"
         if not self.is_screen_installed(key):
             self.install_screen(RunScreen(name, self.image_class), key)

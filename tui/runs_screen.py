@@ -6,10 +6,10 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Static
+from textual.widgets import Header, Static
 
 from .messages import Snapshot
-from .widgets import RunsTable
+from .widgets import KeyBar, RunsTable
 
 # (key, action, footer label, palette title, palette help): the actions of this screen's table
 RUNS_ACTIONS = [
@@ -35,7 +35,7 @@ class RunsScreen(Screen):
         yield Static("", id="error", markup=False)
         yield Static("", id="queue-line", markup=False)
         yield RunsTable(id="runs")
-        yield Footer(compact=True)
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self.app.poller.subscribe(self)

@@ -15,12 +15,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
-from textual.widgets import DataTable, Footer, Header, Input, Label, RichLog, Select, SelectionList, Static
+from textual.widgets import DataTable, Header, Input, Label, RichLog, Select, SelectionList, Static
 
 from .messages import RunEvents, Snapshot
 from .model import (SUMMARY_COLUMNS, ConfigError, Progress, RunSpec, get_setting, latest_by_epoch,
                     set_setting, summary_row, targets)
-from .widgets import Chart, GridView
+from .widgets import Chart, GridView, KeyBar
 
 CURVE_EVENTS = {"epoch", "eval"}  # the events that change a chart
 
@@ -97,7 +97,7 @@ class RunScreen(Screen):
             with VerticalScroll(id="settings"):
                 yield Static("", id="settings-text", markup=False)
             yield RichLog(id="events", max_lines=500, wrap=True)
-        yield Footer(compact=True)
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self.sub_title = self.run_name
@@ -172,7 +172,7 @@ class CompareScreen(Screen):
             yield Chart("validation loss", "MSE", id="loss-chart")
             yield Chart("FID", "FID", id="fid-chart")
         yield DataTable(id="compare-table", cursor_type="row")
-        yield Footer(compact=True)
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self.sub_title = "compare " + ", ".join(self.names)

@@ -6,6 +6,8 @@ reading run folders is the poll thread's work (:mod:`tui.model`), driving the qu
 from __future__ import annotations
 
 import time
+from rich.style import Style
+from rich.text import Text
 from textual.widget import Widget
 from textual.widgets import DataTable
 from textual_plotext import PlotextPlot
@@ -176,3 +178,55 @@ class GridView(Widget):
             img.styles.width = max(1, int(pil.width * scale))
             img.styles.height = max(1, int(pil.height * scale / 2))
         img.image = pil
+
+
+class KeyBar(Widget):
+    """The keys that apply on this screen, in one line at the bottom, drawn like Textual's compact
+    Footer. The Footer mounts one widget per key and mounts them all again whenever the bindings
+    change, on every screen switch: that was most of the time it took to open a run view and go
+    back. This draws the same keys as one line of text (keyboard only: keys are not clickable)."""
+
+    ALLOW_SELECT = False
+    COMPONENT_CLASSES = {"keybar--key", "keybar--description", "keybar--disabled"}
+    DEFAULT_CSS = """
+    KeyBar {
+        dock: bottom; height: 1; text-wrap: nowrap; text-overflow: clip;
+        color: $footer-foreground; background: $footer-background;
+        & > .keybar--key { color: $footer-key-foreground; background: $footer-key-background;
+                           text-style: bold; }
+        & > .keybar--description { color: $footer-description-foreground;
+                                   background: $footer-description-background; }
+        & > .keybar--disabled { text-style: dim; }
+    }
+    """
+
+    def on_mount(self) -> None:
+        self.screen.bindings_updated_signal.subscribe(self, lambda _screen: self.refresh())
+
+    def on_unmount(self) -> None:
+        self.screen.bindings_updated_signal.unsubscribe(self)
+
+    def render(self) -> Text:
+        key_style = self.get_component_rich_style("keybar--key")
+        desc_style = self.get_component_rich_style("keybar--description")
+        dim = self.get_component_rich_style("keybar--disabled")
+        active = self.screen.active_bindings
+        palette = self.app.COMMAND_PALETTE_BINDING if self.app.ENABLE_COMMAND_PALETTE else None
+        text, seen = Text(no_wrap=True, overflow="crop"), set()
+        for _node, binding, enabled, _tip in active.values():
+            if not binding.show or binding.action in seen or binding.key == palette:
+                continue
+            seen.add(binding.action)
+            extra = Style() if enabled else dim
+            text.append(self.app.get_key_display(binding), key_style + extra)
+            text.append(f" {binding.description}", desc_style + extra)
+            text.append(" ")
+        if palette in active:
+            binding = active[palette][1]
+            tail = Text.assemble("▏", (self.app.get_key_display(binding), key_style),
+                                 (f" {binding.description}", desc_style))
+            width = self.size.width
+            text.truncate(max(0, width - tail.cell_len))
+            text.pad_right(max(0, width - tail.cell_len - text.cell_len))
+            text.append_text(tail)
+        return text
