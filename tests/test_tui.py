@@ -1,7 +1,10 @@
 """The terminal UI, driven with Textual's Pilot against real tiny runs (worker processes)."""
 from __future__ import annotations
 
+import builtins
+import io
 import json
+import threading
 import time
 import tomllib
 from pathlib import Path
@@ -14,6 +17,7 @@ from engine.config import ConfigError, load_study
 from engine.queue import Queue, prepare_runs
 from engine.runs import Run, latest_by_epoch, pid_running
 from tui.app import DiffuiApp
+from tui.messages import RunEvents
 from tui.screens import CompareScreen, EditScreen, JobsScreen, PickScreen, RunScreen
 from tui.widgets import GridView, RunsTable
 
@@ -114,7 +118,15 @@ async def test_queue_reorder_jobs_start_and_finish(tmp_path):
         await pilot.press("escape")
         await until(pilot, lambda: not isinstance(app.screen, RunScreen), timeout=5)
         assert time.time() - t0 < 5
+        await pilot.press("o")  # the run view (kept from before) follows its run to the end
+        await until(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.ready, timeout=5)
+        screen = app.screen
         await until(pilot, lambda: states(app) == {"alpha": "finished", "beta": "finished"})
+        loss = screen.query_one("#loss-chart")
+        await until(pilot, lambda: len(loss.series[1][1]) == 3, timeout=30)
+        epochs = latest_by_epoch(Run(runs_dir / screen.run_name).events(), "epoch")
+        assert loss.series[1][1:] == ([1, 2, 3], [e["val_loss"] for e in epochs.values()])
+        await pilot.press("escape")
         assert cell(app, "alpha", "epoch") == "3/3"
         assert cell(app, "alpha", "val") == f"{app.snapshot['alpha'].val_loss:.4f}"
     for name in ("alpha", "beta"):
@@ -274,6 +286,7 @@ async def test_edit_saves_the_setting_and_keeps_comments(tmp_path):
         await file_read(pilot, app)
         await pilot.press("e")
         assert isinstance(app.screen, EditScreen)
+        app.screen.query_one("#target").value = "defaults"
         await pilot.click("#key")
         await pilot.press(*"training.epochs", "enter")
         await pilot.press(*"nine", "enter")  # not a TOML value: the file is left alone
@@ -303,3 +316,113 @@ async def test_palette_and_report(fixed_app):
         report = app.runs_dir / "report" / "report.md"
         await until(pilot, report.exists, timeout=120)
     assert "ddpm-cosine" in report.read_text()
+
+
+async def test_first_screen_lists_every_experiment_of_the_file(tmp_path):
+    """Before anything runs, the runs view lists every run of the file (each run of a sweep too)
+    as not queued, then the other run folders of the runs folder; enter on a not-queued run says
+    how to queue it."""
+    file = two_run_study(tmp_path / "exp.toml")
+    file.write_text(file.read_text() + '\n[[experiments]]\nname = "gamma"\n'
+                    '[experiments.sweep]\n"training.lr" = [1e-3, 2e-4]\n')
+    names = [s.name for s in load_study(file).runs]
+    assert names == ["alpha", "beta", "gamma-lr0.001", "gamma-lr0.0002"]
+    runs_dir = tmp_path / "runs"
+    make_runs(runs_dir)  # two finished runs of another study
+    app = make_app(file, runs_dir)
+    async with app.run_test(size=(100, 30)) as pilot:
+        table = app.query_one(RunsTable)
+        await until(pilot, lambda: table.row_count == 6, timeout=30)
+        rows = [table.coordinate_to_cell_key((i, 0)).row_key.value for i in range(6)]
+        assert rows == [*names, "ddpm-cosine", "ddpm-linear"]
+        assert [cell(app, n, "status") for n in names] == ["not queued"] * 4
+        assert cell(app, "ddpm-linear", "status") == "finished"
+        assert cell(app, "alpha", "epoch") == "-"
+        await select_row(pilot, app, "gamma-lr0.0002")
+        await pilot.press("enter")
+        await until(pilot, lambda: said(app, "gamma-lr0.0002 is not queued yet: press a"),
+                    timeout=10)
+        assert not isinstance(app.screen, RunScreen)
+    assert sorted(p.name for p in runs_dir.iterdir()) == ["ddpm-cosine", "ddpm-linear"]
+
+
+async def test_run_view_follows_new_events_through_messages(tmp_path, monkeypatch):
+    """A run view fills from the poll thread's RunEvents messages: the run's history first, then
+    each event the worker appends (here written as a worker writes them); no file is opened on
+    the event loop (the test's thread) meanwhile."""
+    runs_dir = tmp_path / "runs"
+    run = make_runs(runs_dir)[0]
+    lines = run.events_path.read_text().splitlines(keepends=True)
+    cut = next(i for i, line in enumerate(lines) if json.loads(line).get("epoch") == 3)
+    run.events_path.write_text("".join(lines[:cut]))  # the run as it was after epoch 2
+    got: list[RunEvents] = []
+    on_run_events = RunScreen.on_run_events
+
+    def record(screen, message):
+        got.append(message)
+        on_run_events(screen, message)
+    monkeypatch.setattr(RunScreen, "on_run_events", record)
+    app = make_app(tmp_path / "missing.toml", runs_dir)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: app.snapshot.get(run.name))
+        main = threading.current_thread()
+        opened: list[str] = []
+        real_open = io.open
+
+        def watch(file, mode="r", *a, **kw):  # reads on the event loop (the test appends)
+            if threading.current_thread() is main and not set(mode) & set("wax+"):
+                opened.append(str(file))
+            return real_open(file, mode, *a, **kw)
+        monkeypatch.setattr(io, "open", watch)
+        monkeypatch.setattr(builtins, "open", watch)
+        await select_row(pilot, app, run.name)
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.ready)
+        loss = app.screen.query_one("#loss-chart")
+        assert loss.series[1][1:] == ([1, 2], [0.45, 0.225])
+        assert 'name = "ddpm-linear"' in str(app.screen.query_one("#settings-text").render())
+        assert str(app.screen.query_one("#grid-label").render()) == "epoch 2 · DDIM-4 · grid 2 of 2"
+        with run.events_path.open("a") as f:  # the worker goes on to the end
+            f.write("".join(lines[cut:]))
+        await until(pilot, lambda: len(loss.series[1][1]) == 4, timeout=30)
+        assert loss.series[1][1:] == ([1, 2, 3, 4], [0.45, 0.225, 0.15, 0.1125])
+        assert app.screen.query_one("#fid-chart").series[0][1:] == ([2, 4], [150.0, 75.0])
+        await until(pilot, lambda: "grid 3 of 3" in str(app.screen.query_one("#grid-label").render()))
+        assert app.screen.query_one("#grid-image").image.size == (62, 62)
+        await pilot.press("escape")
+        monkeypatch.setattr(io, "open", real_open)
+        monkeypatch.setattr(builtins, "open", real_open)
+    assert [e["type"] for e in got[0].events][:2] == ["start", "epoch"]  # the history first...
+    assert got[0].settings and got[0].grids and len(got[0].grids) == 2
+    assert [e["type"] for m in got[1:] for e in m.events] == \
+        [json.loads(line)["type"] for line in lines[cut:]]  # ...then only the new events
+    assert not [f for f in opened if f.startswith(str(tmp_path))], opened
+
+
+async def test_edit_dialog_reads_the_file_once(tmp_path, monkeypatch):
+    """The edit dialog shows the current value of the key as it is typed, from the text the app
+    read in a worker: typing reads no file."""
+    file = tiny_study(tmp_path / "exp.toml")
+    reads: list[bool] = []
+    read_text = Path.read_text
+
+    def counting(self, *a, **kw):
+        if self == file:
+            reads.append(threading.current_thread() is threading.main_thread())
+        return read_text(self, *a, **kw)
+    monkeypatch.setattr(Path, "read_text", counting)
+    app = make_app(file, tmp_path / "runs")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await file_read(pilot, app)
+        assert reads == [False], reads  # once, by the worker
+        await until(pilot, lambda: app.table.row_count == 1)
+        await pilot.press("e")
+        assert isinstance(app.screen, EditScreen)
+        assert app.screen.query_one("#target").value == "experiments.tiny"  # the selected run's
+        app.screen.query_one("#target").value = "defaults"
+        await pilot.click("#key")
+        await pilot.press(*"training.epochs")
+        await until(pilot, lambda: str(app.screen.query_one("#edit-error").render()) == "now: 2",
+                    timeout=10)
+        await pilot.press("escape")
+    assert reads == [False], reads
