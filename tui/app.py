@@ -199,11 +199,11 @@ class DiffuiApp(App):
     def open_run(self, name: str) -> None:
         """Show the run view of ``name``: the kept one when it was opened lately."""
         if self.RUN_SCREENS_KEPT < 1:
-            self.push_screen(RunScreen(name, self.image_class))
+            self.push_screen(RunScreen(name, self.image_class, self.poller.history(name)))
             return
         key = f"run:{name}"
         if not self.is_screen_installed(key):
-            self.install_screen(RunScreen(name, self.image_class), key)
+            self.install_screen(RunScreen(name, self.image_class, self.poller.history(name)), key)
         self._run_screens = [k for k in self._run_screens if k != key] + [key]
         while len(self._run_screens) > self.RUN_SCREENS_KEPT:
             old = self.get_screen(self._run_screens.pop(0))

@@ -38,7 +38,10 @@ class Grid:
 
 class RunHistory:
     """A run's events read incrementally, on the poll thread: the curves, evaluations and grids.
-    The frequent step-progress events are left out (the runs view shows those)."""
+    The frequent step-progress events are left out (the runs view shows those).
+
+    ``state`` is (events, grids, grids version, settings) as of the last :meth:`update`: a tuple
+    of objects that are replaced, never changed, so the event loop may read it as it is."""
 
     def __init__(self, run: Run):
         self.run = run
@@ -46,6 +49,7 @@ class RunHistory:
         self.grids: list[Grid] = []
         self.grids_version = 0
         self.settings: str | None = None
+        self.state: tuple[list[dict], list[Grid], int, str | None] | None = None
         self._offset = 0
         self._images: dict[Path, PILImage.Image] = {}
 
@@ -58,10 +62,12 @@ class RunHistory:
                 self.settings = f"cannot read {self.run.config_path}: {e}"
         new, self._offset = read_events(self.run.events_path, self._offset)
         new = [e for e in new if e.get("type") != "progress"]
-        self.events += new
+        if new:
+            self.events = self.events + new  # a new list: ``state`` keeps the old one
         if any(e.get("type") == "samples" for e in new) or \
                 (self.grids_version == 0 and self._grid_events()):
             self._load_grids()
+        self.state = (self.events, self.grids, self.grids_version, self.settings)
         return bool(new)
 
     def _grid_events(self) -> dict[int, dict]:
@@ -103,13 +109,24 @@ class Poller:
         self._lock = threading.Lock()
         self._scanned = 0.0
 
-    def subscribe(self, target, runs: tuple[str, ...] = (), snapshots: bool = True) -> None:
-        """``target`` (a screen or the app) gets a :class:`Snapshot` every round when
-        ``snapshots``, and the events of ``runs`` (all of them at first, then the new ones)."""
+    def subscribe(self, target, runs: tuple[str, ...] = (), snapshots: bool = True,
+                  have: dict[str, tuple[int, int]] | None = None) -> None:
+        """``target`` (a screen) gets a :class:`Snapshot` every round when ``snapshots``, and
+        the events of ``runs``: all of them at first, then the new ones. ``have`` says what it
+        holds already (from :meth:`history`): run name -> (events, grids version)."""
         with self._lock:
             self._subs[target] = (tuple(runs), snapshots)
             for name in runs:
                 self._sent.pop((id(target), name), None)
+            for name, held in (have or {}).items():
+                self._sent[(id(target), name)] = held
+
+    def history(self, name: str) -> tuple[list[dict], list[Grid], int, str | None] | None:
+        """What the poll thread has read of a run so far (its ``RunHistory.state``), or None:
+        a screen opening on the run draws it in its first frame. Safe on the event loop: no
+        file is read, and the objects handed out are never changed."""
+        history = self._histories.get(name)
+        return history.state if history is not None else None
 
     def unsubscribe(self, target) -> None:
         with self._lock:
@@ -143,7 +160,10 @@ class Poller:
                 self._post(target, Snapshot(progress, queued, jobs, paused, planned, problem))
 
     def _feed(self, subs) -> None:
-        names = {name for _, (runs, _) in subs for name in runs}
+        """Read the new events of every run (so that a screen opening on one has its history at
+        hand) and post them to the screens following it."""
+        names = {r.name for r in list(self.queue.runs)} | \
+                {name for _, (runs, _) in subs for name in runs}
         for name in names:
             history = self._histories.get(name)
             if history is None:
@@ -154,20 +174,21 @@ class Poller:
                 continue  # shown by the queue's poll below
         for target, (runs, _) in subs:
             for name in runs:
-                h = self._histories[name]
+                if self._histories[name].state is None:
+                    continue  # not read yet (a folder we could not read)
+                events, grids, version, settings = self._histories[name].state
                 key = (id(target), name)
                 with self._lock:
                     if target not in self._subs:
                         continue
                     sent = self._sent.get(key)
-                    if sent == (len(h.events), h.grids_version):
+                    if sent == (len(events), version):
                         continue
-                    self._sent[key] = (len(h.events), h.grids_version)
+                    self._sent[key] = (len(events), version)
                 n_sent, grids_sent = sent or (0, 0)
-                self._post(target, RunEvents(
-                    name, h.events[n_sent:],
-                    list(h.grids) if h.grids_version != grids_sent else None,
-                    h.settings if sent is None else None))
+                self._post(target, RunEvents(name, events[n_sent:],
+                                             list(grids) if version != grids_sent else None,
+                                             settings if sent is None else None))
 
     def _post(self, target, message) -> None:
         if not target.post_message(message):  # closing or closed

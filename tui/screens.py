@@ -77,12 +77,15 @@ class RunScreen(Screen):
         Binding("escape", "app.pop_screen", "back"),
     ]
 
-    def __init__(self, name: str, image_class):
+    def __init__(self, name: str, image_class, history=None):
+        """``history``: what the poll thread has read of the run so far
+        (:meth:`Poller.history`), drawn in the first frame; the rest comes as messages."""
         super().__init__()
         self.run_name = name
         self.events: list[dict] = []
         self.state = ""
         self.image_class = image_class
+        self.history = history
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -103,8 +106,15 @@ class RunScreen(Screen):
         self.sub_title = self.run_name
         if self.app.last_snapshot is not None:
             self.on_snapshot(self.app.last_snapshot)
-        self.app.poller.subscribe(self, runs=(self.run_name,))
-        self.app.poll_now()
+        have = {}
+        if self.history is not None:
+            events, grids, version, settings = self.history
+            self.on_run_events(RunEvents(self.run_name, events, grids, settings))
+            have[self.run_name] = (len(events), version)
+            self.history = None
+        self.app.poller.subscribe(self, runs=(self.run_name,), have=have)
+        if not have:
+            self.app.poll_now()
 
     def on_unmount(self) -> None:
         self.app.poller.unsubscribe(self)
@@ -123,7 +133,7 @@ class RunScreen(Screen):
             return
         if message.settings is not None:
             self.query_one("#settings-text", Static).update(message.settings)
-        self.events += message.events
+        self.events = self.events + message.events
         log = self.query_one("#events", RichLog)
         for e in message.events:
             line = describe_event(e)
