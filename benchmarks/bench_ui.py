@@ -3,7 +3,9 @@
 
     python benchmarks/bench_ui.py [--presses 20] [--subset 2000]
 
-Each round trip is timed from the key press to the moment the new screen is drawn and ready.
+Each round trip is timed from the key press to the moment the run view has drawn the run's
+history, and back to the runs view. The first opening of a run view composes it (the app keeps it
+for the next ones): it is printed apart, and counted in max.
 """
 from __future__ import annotations
 
@@ -69,15 +71,17 @@ async def bench(presses: int, subset: int) -> list[tuple[str, list[float]]]:
     app = DiffuiApp(folder / "exp.toml", folder / "runs", image_class=HalfcellImage)
     rows = []
     async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: app.study is not None)  # read by a worker
         await pilot.press("a", "enter", "j", "2", "enter")
-        await until(pilot, lambda: app.table.row_count == 2)
+        await until(pilot, lambda: len(app.queue.queued()) == 2 and app.queue.jobs == 2)
+        await until(pilot, lambda: app.table.row_count == 2 and app.snapshot)
         rows.append(("idle (0 trainings)", await round_trips(app, pilot, presses)))
         await pilot.press("s")
         await until(pilot, lambda: sum(p.state == "running" and p.step > 0
                                        for p in app.snapshot.values()) == 2)
         rows.append(("2 trainings running", await round_trips(app, pilot, presses)))
         running = sum(p.state == "running" for p in app.snapshot.values())
-        app.queue.stop()
+        app.queue.stop(["one", "two"])
     if running != 2:
         raise SystemExit(f"only {running} trainings were still running at the end: use a larger --subset")
     return rows
@@ -90,12 +94,12 @@ def main() -> int:
     args = ap.parse_args()
     rows = asyncio.run(bench(args.presses, args.subset))
     table = Table(title=f"UI round trip (open a run view and back), {args.presses} times")
-    for col in ("workers", "median ms", "95th pct ms", "max ms"):
+    for col in ("workers", "p50 ms", "p95 ms", "max ms", "first ms"):
         table.add_column(col)
-    for name, ms in rows:
-        ms = sorted(ms)
+    for name, times in rows:
+        ms = sorted(times)
         table.add_row(name, f"{statistics.median(ms):.0f}", f"{ms[int(0.95 * (len(ms) - 1))]:.0f}",
-                      f"{ms[-1]:.0f}")
+                      f"{ms[-1]:.0f}", f"{times[0]:.0f}")
     Console().print(table)
     idle, busy = (statistics.median(ms) for _, ms in rows)
     print(f"ratio busy/idle (median): {busy / idle:.2f}")

@@ -1,7 +1,10 @@
 """The terminal UI, driven with Textual's Pilot against real tiny runs (worker processes)."""
 from __future__ import annotations
 
+import builtins
+import io
 import json
+import threading
 import time
 import tomllib
 from pathlib import Path
@@ -15,6 +18,7 @@ from engine.events import End, Epoch, Start, latest_by_epoch
 from engine.queue import Queue
 from engine.runs import Run, pid_running, prepare_runs
 from tui.app import DiffuiApp
+from tui.messages import RunEvents
 from tui.screens import CompareScreen, EditScreen, JobsScreen, PickScreen, RunScreen
 from tui.widgets import GridView, RunsTable
 
@@ -48,6 +52,11 @@ def states(app: DiffuiApp) -> dict[str, str]:
     return {n: p.state for n, p in app.snapshot.items()}
 
 
+def said(app: DiffuiApp, text: str) -> bool:
+    """Whether a notification holding ``text`` is shown."""
+    return any(text in n.message for n in app._notifications)
+
+
 def cell(app: DiffuiApp, run: str, column: str) -> str:
     table = app.query_one(RunsTable)
     return str(table.get_cell(run, column))
@@ -58,6 +67,11 @@ def fixed_app(tmp_path):
     """The app over two finished runs with fixed numbers (tests/tui_runs.py); no experiments file."""
     make_runs(tmp_path / "runs")
     return make_app(tmp_path / "missing.toml", tmp_path / "runs")
+
+
+async def file_read(pilot, app: DiffuiApp) -> None:
+    """Wait for the experiments file, which the app reads in a worker when it starts."""
+    await until(pilot, lambda: app.study is not None, timeout=30)
 
 
 async def select_row(pilot, app: DiffuiApp, name: str) -> None:
@@ -73,29 +87,31 @@ async def test_queue_reorder_jobs_start_and_finish(tmp_path):
     runs_dir = tmp_path / "runs"
     app = make_app(file, runs_dir)
     async with app.run_test(size=(100, 30)) as pilot:
+        await file_read(pilot, app)
         await pilot.press("a")
         assert isinstance(app.screen, PickScreen)
         await pilot.press("enter")  # every run is selected at first
         assert not isinstance(app.screen, PickScreen)
-        await until(pilot, (runs_dir / "queue.json").exists, timeout=30)  # queued off the UI thread
-        saved = json.loads((runs_dir / "queue.json").read_text())
-        assert saved == {"queued": ["alpha", "beta"], "jobs": 1, "paused": True, "active": {},
-                         "stop": []}
+        saved = lambda: json.loads((runs_dir / "queue.json").read_text())  # noqa: E731
+        await until(pilot, lambda: (runs_dir / "queue.json").exists()  # queued off the UI thread
+                    and saved()["queued"] == ["alpha", "beta"], timeout=30)
+        assert saved() == {"queued": ["alpha", "beta"], "jobs": 1, "paused": True, "active": {},
+                           "stop": []}
         await until(pilot, lambda: app.query_one(RunsTable).row_count == 2)
-        assert cell(app, "alpha", "status") == "queued #1"
+        await until(pilot, lambda: cell(app, "alpha", "status") == "queued #1")
 
         await select_row(pilot, app, "alpha")
         await pilot.press("J")  # alpha goes behind beta
-        assert json.loads((runs_dir / "queue.json").read_text())["queued"] == ["beta", "alpha"]
+        await until(pilot, lambda: saved()["queued"] == ["beta", "alpha"], timeout=30)
         await until(pilot, lambda: cell(app, "beta", "status") == "queued #1")
 
         await pilot.press("j")
         assert isinstance(app.screen, JobsScreen)
         await pilot.press("2", "enter")
-        assert app.queue.jobs == 2
+        await until(pilot, lambda: app.queue.jobs == 2, timeout=30)
 
         await pilot.press("s")
-        assert not app.queue.paused
+        await until(pilot, lambda: not app.queue.paused, timeout=30)
         await until(pilot, lambda: sum(s == "running" for s in states(app).values()) == 2)
         # the UI answers keys while both trainings run: open a run view and come back
         t0 = time.time()
@@ -104,7 +120,15 @@ async def test_queue_reorder_jobs_start_and_finish(tmp_path):
         await pilot.press("escape")
         await until(pilot, lambda: not isinstance(app.screen, RunScreen), timeout=5)
         assert time.time() - t0 < 5
+        await pilot.press("o")  # the run view (kept from before) follows its run to the end
+        await until(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.ready, timeout=5)
+        screen = app.screen
         await until(pilot, lambda: states(app) == {"alpha": "finished", "beta": "finished"})
+        loss = screen.query_one("#loss-chart")
+        await until(pilot, lambda: len(loss.series[1][1]) == 3, timeout=30)
+        epochs = latest_by_epoch(Run(runs_dir / screen.run_name).events(), Epoch)
+        assert loss.series[1][1:] == ([1, 2, 3], [e.val_loss for e in epochs.values()])
+        await pilot.press("escape")
         assert cell(app, "alpha", "epoch") == "3/3"
         assert cell(app, "alpha", "val") == f"{app.snapshot['alpha'].val_loss:.4f}"
     for name in ("alpha", "beta"):
@@ -149,6 +173,7 @@ async def test_cancel_quit_reattach_and_resume(tmp_path):
     run = Run(runs_dir / "long")
     app = make_app(file, runs_dir)
     async with app.run_test(size=(100, 30)) as pilot:
+        await file_read(pilot, app)
         await pilot.press("a", "enter", "s")
         await until(pilot, lambda: run.checkpoint_path.exists() and run.status().state == "running")
         await pilot.press("q")
@@ -165,10 +190,11 @@ async def test_cancel_quit_reattach_and_resume(tmp_path):
         stopped_at = app.snapshot["long"].epoch
         assert 0 < stopped_at < 20
         await pilot.press("t")  # retry is for failed runs only: nothing changes
+        await until(pilot, lambda: said(app, "only a failed run can be retried"), timeout=30)
         assert app.queue.queued() == []
         await pilot.press("r")  # the queue is still started (saved in queue.json): it runs again
         await until(pilot, lambda: states(app)["long"] == "running")
-        await until(pilot, lambda: states(app)["long"] == "finished", timeout=240)
+        await until(pilot, lambda: states(app)["long"] == "finished", timeout=600)
     starts = [e for e in run.events() if isinstance(e, Start)]
     assert starts[-1].resumed and starts[-1].epoch >= stopped_at
     assert max(latest_by_epoch(run.events(), Epoch)) == 20
@@ -184,10 +210,12 @@ async def test_failed_run_shows_why_and_retries(tmp_path):
     app = make_app(file, runs_dir)
     async with app.run_test(size=(100, 30)) as pilot:
         await until(pilot, lambda: app.table.row_count == 1)
+        await file_read(pilot, app)
         await pilot.press("a", "enter", "s")
         await until(pilot, lambda: states(app)["flaky"] == "failed")
         assert app.snapshot["flaky"].detail.startswith("UnpicklingError")
         await pilot.press("r")  # resume is for stopped runs only
+        await until(pilot, lambda: said(app, "only a resumable run can be resumed"), timeout=30)
         assert app.queue.queued() == [] and states(app)["flaky"] == "failed"
         run.checkpoint_path.unlink()
         await pilot.press("t")
@@ -215,7 +243,7 @@ async def test_bad_file_shows_the_batch_error_and_changes_nothing(tmp_path):
         await until(pilot, lambda: app.query_one(RunsTable).row_count == 2)  # runs still shown
         file.write_text(file.read_text().replace("epochs = 0", "epochs = 2"))
         await pilot.press("l")
-        assert not app.query_one("#error").has_class("shown")
+        await until(pilot, lambda: not app.query_one("#error").has_class("shown"), timeout=30)
     assert (runs_dir / "queue.json").read_bytes() == queue_before
 
 
@@ -231,7 +259,9 @@ async def test_damaged_queue_file_is_shown_and_kept(tmp_path):
                          "remove it to start afresh",
                          f"error: {tmp_path / 'missing.toml'}: no such file (expected an "
                          "experiments file, e.g. experiments.toml)"]
-        await pilot.press("j", "3", "enter")  # the queue cannot be changed until it is fixed...
+        await pilot.press("j", "3", "enter")  # the queue refuses changes until it is fixed...
+        await until(pilot, lambda: any("not valid JSON" in n.message for n in app._notifications),
+                    timeout=30)
         assert app.queue.jobs == 1 and app.is_running
     assert (runs_dir / "queue.json").read_text() == "[oops"  # ...and the file is left for the user
 
@@ -248,7 +278,7 @@ async def test_run_view_steps_through_grids(fixed_app):
         assert label() == "epoch 4 · DDPM-40 · grid 3 of 3"  # the newest first
         await pilot.press("left_square_bracket")
         assert label() == "epoch 2 · DDIM-4 · grid 2 of 3"
-        assert grid.current[1].name == "epoch-0002.png"
+        assert grid.current.png.name == "epoch-0002.png"
         assert app.screen.query_one("#grid-image").image.size == (62, 62)
         await pilot.press("home")
         assert label().startswith("epoch 1 ·")
@@ -286,16 +316,19 @@ async def test_edit_saves_the_setting_and_keeps_comments(tmp_path):
     file.write_text("# my study, do not lose this comment\n" + file.read_text())
     app = make_app(file, tmp_path / "runs")
     async with app.run_test(size=(100, 30)) as pilot:
+        await file_read(pilot, app)
         await pilot.press("e")
         assert isinstance(app.screen, EditScreen)
+        app.screen.query_one("#target").value = "defaults"
         await pilot.click("#key")
         await pilot.press(*"training.epochs", "enter")
         await pilot.press(*"nine", "enter")  # not a TOML value: the file is left alone
-        assert "expected a TOML value" in str(app.screen.query_one("#edit-error").render())
+        await until(pilot, lambda: "expected a TOML value" in
+                    str(app.screen.query_one("#edit-error").render()), timeout=30)
         assert "epochs = 2" in file.read_text()
         app.screen.query_one("#value", Input).value = "9"
         await pilot.press("enter")
-        assert not isinstance(app.screen, EditScreen)
+        await until(pilot, lambda: not isinstance(app.screen, EditScreen), timeout=30)
     text = file.read_text()
     assert text.startswith("# my study, do not lose this comment\n")
     assert tomllib.loads(text)["defaults"]["training"]["epochs"] == 9
@@ -316,3 +349,113 @@ async def test_palette_and_report(fixed_app):
         report = app.runs_dir / "report" / "report.md"
         await until(pilot, report.exists, timeout=120)
     assert "ddpm-cosine" in report.read_text()
+
+
+async def test_first_screen_lists_every_experiment_of_the_file(tmp_path):
+    """Before anything runs, the runs view lists every run of the file (each run of a sweep too)
+    as not queued, then the other run folders of the runs folder; enter on a not-queued run says
+    how to queue it."""
+    file = two_run_study(tmp_path / "exp.toml")
+    file.write_text(file.read_text() + '\n[[experiments]]\nname = "gamma"\n'
+                    '[experiments.sweep]\n"training.lr" = [1e-3, 2e-4]\n')
+    names = [s.name for s in load_study(file).runs]
+    assert names == ["alpha", "beta", "gamma-lr0.001", "gamma-lr0.0002"]
+    runs_dir = tmp_path / "runs"
+    make_runs(runs_dir)  # two finished runs of another study
+    app = make_app(file, runs_dir)
+    async with app.run_test(size=(100, 30)) as pilot:
+        table = app.query_one(RunsTable)
+        await until(pilot, lambda: table.row_count == 6, timeout=30)
+        rows = [table.coordinate_to_cell_key((i, 0)).row_key.value for i in range(6)]
+        assert rows == [*names, "ddpm-cosine", "ddpm-linear"]
+        assert [cell(app, n, "status") for n in names] == ["not queued"] * 4
+        assert cell(app, "ddpm-linear", "status") == "finished"
+        assert cell(app, "alpha", "epoch") == "-"
+        await select_row(pilot, app, "gamma-lr0.0002")
+        await pilot.press("enter")
+        await until(pilot, lambda: said(app, "gamma-lr0.0002 is not queued yet: press a"),
+                    timeout=30)
+        assert not isinstance(app.screen, RunScreen)
+    assert sorted(p.name for p in runs_dir.iterdir()) == ["ddpm-cosine", "ddpm-linear"]
+
+
+async def test_run_view_follows_new_events_through_messages(tmp_path, monkeypatch):
+    """A run view fills from the poll thread's RunEvents messages: the run's history first, then
+    each event the worker appends (here written as a worker writes them); no file is opened on
+    the event loop (the test's thread) meanwhile."""
+    runs_dir = tmp_path / "runs"
+    run = make_runs(runs_dir)[0]
+    lines = run.events_path.read_text().splitlines(keepends=True)
+    cut = next(i for i, line in enumerate(lines) if json.loads(line).get("epoch") == 3)
+    run.events_path.write_text("".join(lines[:cut]))  # the run as it was after epoch 2
+    got: list[RunEvents] = []
+    on_run_events = RunScreen.on_run_events
+
+    def record(screen, message):
+        got.append(message)
+        on_run_events(screen, message)
+    monkeypatch.setattr(RunScreen, "on_run_events", record)
+    app = make_app(tmp_path / "missing.toml", runs_dir)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: app.snapshot.get(run.name))
+        main = threading.current_thread()
+        opened: list[str] = []
+        real_open = io.open
+
+        def watch(file, mode="r", *a, **kw):  # reads on the event loop (the test appends)
+            if threading.current_thread() is main and not set(mode) & set("wax+"):
+                opened.append(str(file))
+            return real_open(file, mode, *a, **kw)
+        monkeypatch.setattr(io, "open", watch)
+        monkeypatch.setattr(builtins, "open", watch)
+        await select_row(pilot, app, run.name)
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.ready)
+        loss = app.screen.query_one("#loss-chart")
+        assert loss.series[1][1:] == ([1, 2], [0.45, 0.225])
+        assert 'name = "ddpm-linear"' in str(app.screen.query_one("#settings-text").render())
+        assert str(app.screen.query_one("#grid-label").render()) == "epoch 2 · DDIM-4 · grid 2 of 2"
+        with run.events_path.open("a") as f:  # the worker goes on to the end
+            f.write("".join(lines[cut:]))
+        await until(pilot, lambda: len(loss.series[1][1]) == 4, timeout=30)
+        assert loss.series[1][1:] == ([1, 2, 3, 4], [0.45, 0.225, 0.15, 0.1125])
+        assert app.screen.query_one("#fid-chart").series[0][1:] == ([2, 4], [150.0, 75.0])
+        await until(pilot, lambda: "grid 3 of 3" in str(app.screen.query_one("#grid-label").render()))
+        assert app.screen.query_one("#grid-image").image.size == (62, 62)
+        await pilot.press("escape")
+        monkeypatch.setattr(io, "open", real_open)
+        monkeypatch.setattr(builtins, "open", real_open)
+    assert [e.type for e in got[0].events][:2] == ["start", "epoch"]  # the history first...
+    assert got[0].settings and got[0].grids and len(got[0].grids) == 2
+    assert [e.type for m in got[1:] for e in m.events] == \
+        [json.loads(line)["type"] for line in lines[cut:]]  # ...then only the new events
+    assert not [f for f in opened if f.startswith(str(tmp_path))], opened
+
+
+async def test_edit_dialog_reads_the_file_once(tmp_path, monkeypatch):
+    """The edit dialog shows the current value of the key as it is typed, from the text the app
+    read in a worker: typing reads no file."""
+    file = tiny_study(tmp_path / "exp.toml")
+    reads: list[bool] = []
+    read_text = Path.read_text
+
+    def counting(self, *a, **kw):
+        if self == file:
+            reads.append(threading.current_thread() is threading.main_thread())
+        return read_text(self, *a, **kw)
+    monkeypatch.setattr(Path, "read_text", counting)
+    app = make_app(file, tmp_path / "runs")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await file_read(pilot, app)
+        assert reads == [False], reads  # once, by the worker
+        await until(pilot, lambda: app.table.row_count == 1)
+        await pilot.press("e")
+        assert isinstance(app.screen, EditScreen)
+        assert app.screen.query_one("#target").value == "experiments.tiny"  # the selected run's
+        app.screen.query_one("#target").value = "defaults"
+        await pilot.click("#key")
+        await pilot.press(*"training.epochs")
+        await until(pilot, lambda: str(app.screen.query_one("#edit-error").render()) == "now: 2",
+                    timeout=30)
+        await pilot.press("escape")
+    assert reads == [False], reads

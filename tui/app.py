@@ -1,55 +1,49 @@
-"""The diffui terminal app: the runs view, and the actions on the queue and its runs.
+"""The diffui terminal app: the shell around the screens. It holds the queue, the poll thread and
+the bindings that apply on every screen; the runs view is :class:`tui.runs_screen.RunsScreen`.
 
 The queue lives in the runs folder (``queue.json``) and every run in its own folder, so the app
 holds no state of its own: closing it (or losing the SSH connection) leaves the workers running,
 and opening it again picks everything up from the folders. A thread polls the queue and the run
-folders; the event loop only draws what it hands over, so key presses never wait on a worker.
+folders and posts typed messages to the screens (:mod:`tui.messages`); another thread carries out
+the actions on the queue in the order of the key presses; the event loop only draws, so key
+presses never wait on a worker or a file.
 """
 from __future__ import annotations
 
-import copy
 import socket
 import threading
-import time
 from functools import partial
 from pathlib import Path
+from queue import Empty, SimpleQueue
 
 from textual import work
-from textual.app import App, ComposeResult, SystemCommand
+from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.css.query import NoMatches
 from textual.screen import ModalScreen
-from textual.widgets import Footer, Header, Static
 from textual.worker import get_current_worker
 
-from engine.config import ConfigError, Study, load_study
-from engine.queue import Queue, QueueError
-from engine.runs import Run, prepare_runs
-
-from .screens import CompareScreen, EditScreen, JobsScreen, PickScreen, RunScreen
+from .messages import FileLoaded, Snapshot
+from .model import ConfigError, Poller, Queue, QueueError, Study, prepare_runs, read_study
+from .runs_screen import RUNS_ACTIONS, RunsScreen
+from .screens import EditScreen, JobsScreen, PickScreen, RunScreen
 from .widgets import RunsTable
 
-# (key, action, footer label, palette title, palette help)
-ACTIONS = [
+# (key, action, footer label, palette title, palette help): the actions of every screen
+APP_ACTIONS = [
     ("a", "add", "add", "Queue experiments", "pick runs of the experiments file to queue"),
     ("s", "toggle_queue", "start/pause", "Start or pause the queue",
      "a paused queue starts nothing new; running runs go on"),
     ("j", "jobs", "jobs", "Runs at once", "how many runs the queue runs at the same time"),
-    ("K", "move(-1)", "up", "Move run up", "move the selected queued run towards the front"),
-    ("J", "move(1)", "down", "Move run down", "move the selected queued run towards the back"),
     ("x", "cancel", "cancel", "Cancel run", "take a queued run off the queue, or stop a running one"),
     ("r", "resume", "resume", "Resume run", "queue a stopped run again; it goes on from its checkpoint"),
     ("t", "retry", "retry", "Retry run", "queue a failed run again (from its checkpoint if it has one)"),
-    ("o", "open", "open", "Open run", "charts, sample grids, settings and events of the selected run"),
-    ("space", "mark", "mark", "Mark run", "mark or unmark the selected run for the compare view"),
-    ("c", "compare", "compare", "Compare runs", "curves and final numbers of the marked runs"),
     ("w", "report", "report", "Write report", "figures and report.md of every run, in RUNS/report"),
     ("e", "edit", "edit", "Edit a setting", "change a setting of the experiments file and save it"),
     ("l", "reload", "reload", "Reload experiments file", "read the experiments file again"),
     ("q", "quit", "quit", "Quit", "close the UI; the queue service and its runs go on"),
 ]
-ACTION_NAMES = {a.partition("(")[0] for _, a, *_ in ACTIONS}
-TABLE_ACTIONS = {"move", "open", "mark"}  # need the runs table under them
+APP_ACTION_NAMES = {a.partition("(")[0] for _, a, *_ in APP_ACTIONS}
 
 
 class DiffuiApp(App):
@@ -75,7 +69,8 @@ class DiffuiApp(App):
     SelectionList { height: auto; max-height: 16; }
     .error { color: $error; }
     """
-    BINDINGS = [Binding(k, a, label) for k, a, label, _, _ in ACTIONS]
+    BINDINGS = [Binding(k, a, label) for k, a, label, _, _ in APP_ACTIONS]
+    RUN_SCREENS_KEPT = 8  # run views kept composed (and following their runs) for a quick reopen
 
     def __init__(self, file: Path, runs_dir: Path, profile: str | None = None,
                  image_class=None, poll_every: float = 0.5, jobs: int | None = None):
@@ -88,147 +83,179 @@ class DiffuiApp(App):
         self.poll_every = poll_every
         self.here = socket.gethostname()
         self.study: Study | None = None
-        self.errors: dict[str, str] = {}  # "file" and "queue": one line each
+        self.file_text: str | None = None  # the experiments file as last read (by a worker)
+        self.errors: dict[str, str] = {}  # "file", "queue" and "poll": one line each
         self.queue = Queue.open(self.runs_dir)
         if self.queue.error:  # a damaged queue.json: show it, and leave the file alone
             self.errors["queue"] = f"error: {self.queue.error}"
         elif jobs:
             self.queue.set_jobs(jobs)
-        self.snapshot: dict = {}
+        self.poller = Poller(self.queue, self.runs_dir)
         self._wake = threading.Event()
+        self._jobs: SimpleQueue = SimpleQueue()  # actions on the queue, run in order off the loop
+        self._run_screens: list[str] = []  # installed run views, least recently opened first
+        self._announce_load = False
 
-    # -- layout and refresh --
-    def compose(self) -> ComposeResult:
-        yield Header()
-        yield Static("", id="error", markup=False)
-        yield Static("", id="queue-line", markup=False)
-        yield RunsTable(id="runs")
-        yield Footer(compact=True)
+    # -- the shell: screens, threads, messages --
+    def get_default_screen(self) -> RunsScreen:
+        self.runs_screen = RunsScreen()
+        return self.runs_screen
 
     def on_mount(self) -> None:
         self.sub_title = f"{self.file.name}{f' · profile {self.profile}' if self.profile else ''}" \
                          f" · {self.runs_dir}"
+        self.show_error("queue", self.errors.get("queue", ""))
         self.load_file()
         self.poll_loop()
+        self.action_loop()
 
     def on_unmount(self) -> None:
         self._wake.set()
-
-    def load_file(self) -> bool:
-        """Read the experiments file; a problem shows as one line and changes nothing else."""
-        try:
-            self.study = load_study(self.file, self.profile)
-        except ConfigError as e:
-            self.show_error("file", f"error: {e}")
-            return False
-        self.show_error("file", "")
-        return True
-
-    def show_error(self, kind: str, text: str) -> None:
-        self.errors[kind] = text
-        lines = [t for t in self.errors.values() if t]
-        try:
-            box = self.runs_view.query_one("#error", Static)
-        except NoMatches:  # the app is closing
-            return
-        box.update("\n".join(lines))
-        box.set_class(bool(lines), "shown")
+        self._jobs.put(None)
 
     @work(thread=True, exclusive=True, group="poll")
     def poll_loop(self) -> None:
         worker = get_current_worker()
-        scanned = 0.0
         while not worker.is_cancelled:
-            try:
-                with self.queue.lock:
-                    if time.time() - scanned > 2.0:
-                        self.queue.rescan()
-                        scanned = time.time()
-                    self.queue.poll()
-                    queue_error = f"error: {self.queue.error}" if self.queue.error else ""
-                    snap = {n: copy.copy(p) for n, p in self.queue.progress.items()}
-                    state = (self.queue.queued(), self.queue.jobs, self.queue.paused)
-                problem = ""
-            except OSError as e:  # a run folder we cannot read: say so, keep following the rest
-                problem = f"error: following the runs: {e}"
-            if worker.is_cancelled:
-                break
-            try:
-                self.call_from_thread(self.show_error, "poll", problem)
-                self.call_from_thread(self.show_error, "queue", queue_error if not problem else
-                                      self.errors.get("queue", ""))
-                if not problem:
-                    self.call_from_thread(self.show_snapshot, snap, *state)
-            except RuntimeError:  # the app is closing
-                break
+            self.poller.poll()
             self._wake.wait(self.poll_every)
             self._wake.clear()
 
     def poll_now(self) -> None:
         self._wake.set()
 
+    @work(thread=True, exclusive=True, group="actions")
+    def action_loop(self) -> None:
+        """Carry out the actions on the queue and its run folders (they take the queue's lock
+        and write queue.json), one at a time in the order they were asked for."""
+        worker = get_current_worker()
+        while not worker.is_cancelled:
+            try:
+                job = self._jobs.get(timeout=0.5)
+            except Empty:
+                continue
+            if job is None:
+                break
+            try:
+                job()
+            except QueueError as e:  # e.g. a damaged queue.json: say so, change nothing
+                self.tell(str(e), severity="error")
+            self.poll_now()
+
+    def in_background(self, job) -> None:
+        self._jobs.put(job)
+
+    def tell(self, message: str, **kw) -> None:
+        """:meth:`say` from a worker thread."""
+        try:
+            self.call_from_thread(self.say, message, **kw)
+        except RuntimeError:  # the app is closing
+            pass
+
+    def load_file(self) -> None:
+        """Read the experiments file in a worker; a problem shows as one line and changes
+        nothing else."""
+        self._load_file()
+
+    @work(thread=True, exclusive=True, group="file")
+    def _load_file(self) -> None:
+        study, text, error = read_study(self.file, self.profile)
+        if study is not None:
+            self.poller.planned = [s.name for s in study.runs]
+        self.post_message(FileLoaded(study, text, error))
+        self.poll_now()
+
+    def on_file_loaded(self, message: FileLoaded) -> None:
+        self.file_text = message.text
+        self.show_error("file", message.error)
+        if message.study is not None:
+            self.study = message.study
+        if self._announce_load:
+            self._announce_load = False
+            if message.study is not None:
+                self.say(f"read {self.file.name}: {len(message.study.runs)} runs")
+
     @property
-    def runs_view(self):
-        return self.screen_stack[0]
+    def last_snapshot(self) -> Snapshot | None:
+        """The latest good :class:`Snapshot`, as the runs view shows it."""
+        return self.runs_screen.snapshot
+
+    @property
+    def snapshot(self) -> dict:
+        """Run name -> Progress of every run folder, as the runs view shows it."""
+        return self.last_snapshot.progress if self.last_snapshot else {}
+
+    def show_error(self, kind: str, text: str) -> None:
+        self.errors[kind] = text
+        try:
+            self.runs_screen.show_errors([t for t in self.errors.values() if t])
+        except NoMatches:  # not composed yet, or the app is closing
+            pass
 
     @property
     def table(self) -> RunsTable:
-        return self.runs_view.query_one(RunsTable)
+        return self.runs_screen.table
 
-    def show_snapshot(self, snap: dict, queued: list[str], jobs: int, paused: bool) -> None:
-        self.snapshot = snap
-        running = sum(p.state == "running" for p in snap.values())
-        state = "paused (s to start)" if paused else "started"
-        try:
-            self.runs_view.query_one("#queue-line", Static).update(
-                f"queue {state} · {jobs} at once · {running} running · {len(queued)} queued")
-            self.table.show(snap, queued, self.here)
-            screen = self.screen
-            if isinstance(screen, RunScreen) and screen.ready:
-                screen.refresh_data(snap.get(screen.run.name))
-            elif isinstance(screen, CompareScreen) and screen.ready:
-                screen.refresh_data(snap)
-        except NoMatches:  # the app is closing: its widgets are gone
-            pass
+    def open_run(self, name: str) -> None:
+        """Show the run view of ``name``: the kept one when it was opened lately."""
+        if self.RUN_SCREENS_KEPT < 1:
+            self.push_screen(RunScreen(name, self.image_class, self.poller.history(name)))
+            return
+        key = f"run:{name}"
+        if not self.is_screen_installed(key):
+            self.install_screen(RunScreen(name, self.image_class, self.poller.history(name)), key)
+        self._run_screens = [k for k in self._run_screens if k != key] + [key]
+        while len(self._run_screens) > self.RUN_SCREENS_KEPT:
+            old = self.get_screen(self._run_screens.pop(0))
+            self.uninstall_screen(old)
+            old.remove()
+        self.push_screen(key)
 
     # -- the command palette and which actions apply where --
     def get_system_commands(self, screen):
         yield from super().get_system_commands(screen)
-        for key, action, _, title, help in ACTIONS:
+        for key, action, _, title, help in APP_ACTIONS + RUNS_ACTIONS:
             name, _, arg = action.partition("(")
-            if self._applies(name, screen) and name != "quit":
-                call = partial(getattr(self, f"action_{name}"), *([int(arg[:-1])] if arg else []))
-                yield SystemCommand(f"{title}  [{key}]", help, call)
+            args = [int(arg[:-1])] if arg else []
+            if name in APP_ACTION_NAMES and self._applies(name, screen) and name != "quit":
+                yield SystemCommand(f"{title}  [{key}]", help,
+                                    partial(getattr(self, f"action_{name}"), *args))
+            elif name not in APP_ACTION_NAMES and isinstance(screen, RunsScreen):
+                yield SystemCommand(f"{title}  [{key}]", help,
+                                    partial(getattr(screen, f"action_{name}"), *args))
 
     def check_action(self, action: str, parameters) -> bool | None:
         return self._applies(action, self.screen)
 
     def _applies(self, action: str, screen) -> bool:
-        """Our actions wait while a dialog is open; the table's need the runs view."""
-        if isinstance(screen, ModalScreen) and action in ACTION_NAMES:
-            return False
-        return not (action in TABLE_ACTIONS and screen is not self.screen_stack[0])
+        """Our actions wait while a dialog is open."""
+        return not (isinstance(screen, ModalScreen) and action in APP_ACTION_NAMES)
 
-    def selected(self) -> Run | None:
-        screen = self.screen
-        if isinstance(screen, RunScreen):
-            return screen.run
-        name = self.table.selected()
-        return next((r for r in self.queue.runs if r.name == name), None)
+    def selected_run(self) -> str | None:
+        """The run the current screen is about (the runs table's cursor, the open run)."""
+        selected = getattr(self.screen, "selected_run", None)
+        return selected() if selected else None
 
-    def _with_run(self, fn) -> None:
-        run = self.selected()
-        if run is None:
+    def with_run(self, fn) -> None:
+        """``fn(queue, name)`` on the selected run, off the event loop; its answer or refusal is
+        shown."""
+        name = self.selected_run()
+        if name is None:
             self.say("no run selected", severity="warning")
             return
-        try:
-            message = fn(run)
-        except QueueError as e:
-            self.say(str(e), severity="warning")
+        if name not in self.snapshot:
+            self.say(f"{name} is not queued yet: press a to pick the runs to queue", severity="warning")
             return
-        if message:
-            self.say(message)
-        self.poll_now()
+
+        def job() -> None:
+            try:
+                message = fn(self.queue, name)
+            except QueueError as e:
+                self.tell(str(e), severity="warning")
+                return
+            if message:
+                self.tell(message)
+        self.in_background(job)
 
     def say(self, message: str, **kw) -> None:
         """A notification shown as plain text (run names and file keys hold brackets)."""
@@ -239,21 +266,21 @@ class DiffuiApp(App):
         if self.study is None or self.errors.get("file"):
             self.say(self.errors.get("file") or "no experiments file loaded", severity="error")
             return
-        states = {r.name: p.state for r in self.queue.runs if (p := self.snapshot.get(r.name))}
+        states = {n: p.state for n, p in self.snapshot.items()}
         self.push_screen(PickScreen(self.study.runs, states), self._queue_picked)
 
     def _queue_picked(self, names: list[str] | None) -> None:
         if names:
-            self._prepare_and_queue([s for s in self.study.runs if s.name in names])
+            specs = [s for s in self.study.runs if s.name in names]
+            self.in_background(partial(self._prepare_and_queue, specs))
 
-    @work(thread=True, group="queue")
     def _prepare_and_queue(self, specs: list) -> None:
-        """Make the run folders and queue them, off the event loop: checking a morph run's
-        inputs reads FashionMNIST from disk."""
+        """Make the run folders and queue them (on the action thread: checking a morph run's
+        inputs reads FashionMNIST from disk)."""
         try:
             runs = prepare_runs(specs, self.runs_dir)
         except ConfigError as e:
-            self.call_from_thread(self.say, f"error: {e}", severity="error", timeout=10)
+            self.tell(f"error: {e}", severity="error", timeout=10)
             return
         self.queue.add(runs)
         queued, skipped = [], []
@@ -266,75 +293,46 @@ class DiffuiApp(App):
         text = f"queued {len(queued)} run{'s' * (len(queued) != 1)}"
         if self.queue.paused and queued:
             text += "; press s to start the queue"
-        self.call_from_thread(self.say, "; ".join([text, *skipped]))
-        self.poll_now()
+        self.tell("; ".join([text, *skipped]))
 
     def action_toggle_queue(self) -> None:
-        try:
-            self.queue.set_paused(not self.queue.paused)
-        except QueueError as e:
-            self.say(str(e), severity="error")
-            return
-        self.say("queue paused: running runs go on, nothing new starts" if self.queue.paused
-                 else f"queue started: up to {self.queue.jobs} at once")
-        self.poll_now()
+        def toggle() -> None:
+            queue = self.queue
+            queue.set_paused(not queue.paused)
+            self.tell("queue paused: running runs go on, nothing new starts" if queue.paused
+                      else f"queue started: up to {queue.jobs} at once")
+        self.in_background(toggle)
 
     def action_jobs(self) -> None:
         def set_jobs(n: int | None) -> None:
             if n:
-                try:
+                def job() -> None:
                     self.queue.set_jobs(n)
-                except QueueError as e:
-                    self.say(str(e), severity="error")
-                    return
-                self.say(f"{n} run{'s' * (n != 1)} at once")
-                self.poll_now()
-        self.push_screen(JobsScreen(self.queue.jobs), set_jobs)
-
-    def action_move(self, delta: int) -> None:
-        self._with_run(lambda run: self.queue.move(run.name, delta))
+                    self.tell(f"{n} run{'s' * (n != 1)} at once")
+                self.in_background(job)
+        jobs = self.last_snapshot.jobs if self.last_snapshot else self.queue.jobs
+        self.push_screen(JobsScreen(jobs), set_jobs)
 
     def action_cancel(self) -> None:
-        self._with_run(lambda run: self.queue.cancel(run.name))
+        self.with_run(lambda queue, name: queue.cancel(name))
 
-    def _requeue(self, run: Run, done: str, state: str) -> str:
+    def _requeue(self, queue: Queue, name: str, done: str, state: str) -> str:
+        run = next(r for r in queue.runs if r.name == name)
         now = run.status().state
         if now != state:
-            raise QueueError(f"{run.name} is {now}: only a {state} run can be {done}")
-        self.queue.enqueue(run.name)
-        return f"{run.name} queued" + ("; press s to start the queue" if self.queue.paused else "")
+            raise QueueError(f"{name} is {now}: only a {state} run can be {done}")
+        queue.enqueue(name)
+        return f"{name} queued" + ("; press s to start the queue" if queue.paused else "")
 
     def action_resume(self) -> None:
-        self._with_run(lambda run: self._requeue(run, "resumed", "resumable"))
+        self.with_run(lambda queue, name: self._requeue(queue, name, "resumed", "resumable"))
 
     def action_retry(self) -> None:
-        self._with_run(lambda run: self._requeue(run, "retried", "failed"))
-
-    def action_open(self) -> None:
-        run = self.selected()
-        if run is not None:
-            self.push_screen(RunScreen(run, self.image_class))
-
-    def on_data_table_row_selected(self, event) -> None:
-        if isinstance(event.data_table, RunsTable):
-            self.action_open()
-
-    def action_mark(self) -> None:
-        table = self.table
-        table.toggle_mark()
-        table.show(self.snapshot, self.queue.queued(), self.here)
-
-    def action_compare(self) -> None:
-        marked = self.table.marked
-        runs = [r for r in self.queue.runs if r.name in marked] or \
-               [r for r in self.queue.runs if r.events_path.exists()]
-        if not runs:
-            self.say("no runs to compare yet: mark runs with space", severity="warning")
-            return
-        self.push_screen(CompareScreen(runs))
+        self.with_run(lambda queue, name: self._requeue(queue, name, "retried", "failed"))
 
     def action_report(self) -> None:
-        runs = [r for r in self.queue.runs if r.events_path.exists()]
+        started = [n for n, p in self.snapshot.items() if p.last_time is not None]
+        runs = [r for r in self.queue.runs if r.name in started]
         if not runs:
             self.say("no run has started yet: nothing to report", severity="warning")
             return
@@ -342,32 +340,32 @@ class DiffuiApp(App):
         self._write_report(runs, self.runs_dir / "report")
 
     @work(thread=True, group="report")
-    def _write_report(self, runs: list[Run], out: Path) -> None:
+    def _write_report(self, runs: list, out: Path) -> None:
         from engine.report import write_report
         try:
             path = write_report(runs, out)
         except Exception as e:  # shown to the user; the runs are untouched
-            self.call_from_thread(self.say, f"report failed: {type(e).__name__}: {e}",
-                                  severity="error")
+            self.tell(f"report failed: {type(e).__name__}: {e}", severity="error")
             return
-        self.call_from_thread(self.say, f"wrote {path}", timeout=10)
+        self.tell(f"wrote {path}", timeout=10)
 
     def action_edit(self) -> None:
-        if not self.file.is_file():
-            self.say(f"{self.file}: no such file", severity="error")
+        if self.file_text is None:
+            self.say(self.errors.get("file") or f"{self.file}: not read yet", severity="error")
             return
-        run = self.selected()
-        target = f"experiments.{run.spec().experiment}" if run else "defaults"
+        name = self.selected_run()
+        spec = next((s for s in self.study.runs if s.name == name), None) if self.study else None
+        target = f"experiments.{spec.experiment}" if spec else "defaults"
 
         def saved(message: str | None) -> None:
             if message:
                 self.load_file()
                 self.say(message)
-        self.push_screen(EditScreen(self.file, self.profile, target), saved)
+        self.push_screen(EditScreen(self.file, self.profile, self.file_text, target), saved)
 
     def action_reload(self) -> None:
-        if self.load_file():
-            self.say(f"read {self.file.name}: {len(self.study.runs)} runs")
+        self._announce_load = True
+        self.load_file()
 
     def action_quit(self) -> None:
         running = sum(p.state == "running" for p in self.snapshot.values())

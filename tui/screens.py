@@ -1,58 +1,38 @@
 """The screens of the diffui app besides the runs view: one run, several runs compared, and the
-modal dialogs (pick experiments, runs at once, edit a setting)."""
+modal dialogs (pick experiments, runs at once, edit a setting).
+
+The run and compare views subscribe to the poll thread (:class:`tui.model.Poller`) for their runs'
+events and draw the :class:`RunEvents` and :class:`Snapshot` messages it posts; none of these
+screens reads a file on the event loop (the edit dialog is handed the file's text and saves in a
+worker)."""
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
-from textual.widgets import DataTable, Footer, Header, Input, Label, RichLog, Select, SelectionList, Static
+from textual.widgets import DataTable, Header, Input, Label, RichLog, Select, SelectionList, Static
 
-from engine.config import ConfigError, RunSpec, spec_to_toml
-from engine.edit import get_setting, set_setting, targets
-from engine.events import SUMMARY_COLUMNS, Epoch, Eval, EventReader, Samples, summary_row
-from engine.events import Progress as StepProgress
-from engine.events import RunProgress as Progress
-from engine.events import End, Start, latest_by_epoch
-from engine.runs import Run
+from .messages import RunEvents, Snapshot
+from .model import (SUMMARY_COLUMNS, ConfigError, End, Epoch, Eval, Progress, RunSpec, Samples,
+                    Start, fallback_note, get_setting, latest_by_epoch, set_setting, summary_row,
+                    targets)
+from .widgets import Chart, GridView, KeyBar
 
-from .widgets import Chart, GridView
-
-
-class History:
-    """A run's events read incrementally: the curves, the evaluations and the grids. The
-    frequent step-progress events are left out (the runs view shows those)."""
-
-    def __init__(self, run: Run):
-        self.run = run
-        self.events: list = []
-        self._reader = EventReader(run.events_path)
-
-    def update(self) -> list:
-        new = [e for e in self._reader.read() if not isinstance(e, StepProgress)]
-        self.events += new
-        return new
-
-    def epochs(self) -> dict[int, dict]:
-        return latest_by_epoch(self.events, Epoch)
-
-    def evals(self) -> dict[int, dict]:
-        return latest_by_epoch(self.events, Eval)
-
-    def grids(self) -> list[tuple[int, Path, str]]:
-        return [(epoch, self.run.path / e.png, e.sampler)
-                for epoch, e in latest_by_epoch(self.events, Samples).items()
-                if (self.run.path / e.png).exists()]
+CURVE_EVENTS = (Epoch, Eval)  # the events that change a chart
 
 
 def describe_event(e) -> str | None:
     """One line of a run's event log (None for the frequent progress events)."""
     if isinstance(e, Start):
-        return (f"start at epoch {e.epoch}/{e.epochs} on {e.device or '?'}"
+        line = (f"start at epoch {e.epoch}/{e.epochs} on {e.device or '?'}"
                 + (" (resumed)" if e.resumed else ""))
+        note = fallback_note(e.data_source)
+        return line + (f"; {note}" if note else "")
     if isinstance(e, Epoch):
         return (f"epoch {e.epoch}/{e.epochs}  train {e.train_loss:.4f}  "
                 f"val {e.val_loss:.4f}  ({e.seconds:.1f} s)")
@@ -66,16 +46,16 @@ def describe_event(e) -> str | None:
     return None
 
 
-def loss_series(h: History, prefix: str = "", train: bool = True) -> list[tuple[str, list, list]]:
-    ep = h.epochs()
+def loss_series(events: list, prefix: str = "", train: bool = True) -> list[tuple[str, list, list]]:
+    ep = latest_by_epoch(events, Epoch)
     out = [(f"{prefix}val", list(ep), [e.val_loss for e in ep.values()])]
     if train:
         out.insert(0, (f"{prefix}train", list(ep), [e.train_loss for e in ep.values()]))
     return out
 
 
-def fid_series(h: History, prefix: str = "", floor: bool = True) -> list[tuple[str, list, list]]:
-    ev = h.evals()
+def fid_series(events: list, prefix: str = "", floor: bool = True) -> list[tuple[str, list, list]]:
+    ev = latest_by_epoch(events, Eval)
     out = [(f"{prefix}FID", list(ev), [e.fid for e in ev.values()])]
     if floor:
         out.append((f"{prefix}floor", list(ev), [e.floor for e in ev.values()]))
@@ -83,9 +63,13 @@ def fid_series(h: History, prefix: str = "", floor: bool = True) -> list[tuple[s
 
 
 class RunScreen(Screen):
-    """One run: live loss and FID charts, its sample grids epoch by epoch, settings and events."""
+    """One run: live loss and FID charts, its sample grids epoch by epoch, settings and events.
 
-    ready = False  # composed and mounted: the app may refresh it
+    It composes empty and fills from the poll thread's :class:`RunEvents`: the whole history in
+    the first message, then only new events; charts redraw only on new epochs and evaluations.
+    The app keeps a few of these installed, so that opening a run again shows it at once."""
+
+    ready = False  # the run's history has been drawn
     BINDINGS = [
         Binding("left,left_square_bracket", "grid(-1)", "◀ grid", key_display="[", priority=True),
         Binding("right,right_square_bracket", "grid(1)", "grid ▶", key_display="]", priority=True),
@@ -95,11 +79,15 @@ class RunScreen(Screen):
         Binding("escape", "app.pop_screen", "back"),
     ]
 
-    def __init__(self, run: Run, image_class):
+    def __init__(self, name: str, image_class, history=None):
+        """``history``: what the poll thread has read of the run so far
+        (:meth:`Poller.history`), drawn in the first frame; the rest comes as messages."""
         super().__init__()
-        self.run = run
-        self.history = History(run)
+        self.run_name = name
+        self.events: list[dict] = []
+        self.state = ""
         self.image_class = image_class
+        self.history = history
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -112,36 +100,56 @@ class RunScreen(Screen):
                 yield GridView(self.image_class, id="grid")
         with Horizontal(id="bottom"):
             with VerticalScroll(id="settings"):
-                yield Static(self._settings_text(), id="settings-text", markup=False)
+                yield Static("", id="settings-text", markup=False)
             yield RichLog(id="events", max_lines=500, wrap=True)
-        yield Footer(compact=True)
-
-    def _settings_text(self) -> str:
-        try:
-            return spec_to_toml(self.run.spec())
-        except (OSError, ValueError) as e:
-            return f"cannot read {self.run.config_path}: {e}"
+        yield KeyBar()
 
     def on_mount(self) -> None:
-        self.sub_title = self.run.name
-        self.refresh_data()
-        self.ready = True
+        self.sub_title = self.run_name
+        if self.app.last_snapshot is not None:
+            self.on_snapshot(self.app.last_snapshot)
+        have = {}
+        if self.history is not None:
+            events, grids, version, settings = self.history
+            self.on_run_events(RunEvents(self.run_name, events, grids, settings))
+            have[self.run_name] = (len(events), version)
+            self.history = None
+        self.app.poller.subscribe(self, runs=(self.run_name,), have=have)
+        if not have:
+            self.app.poll_now()
 
-    def refresh_data(self, progress: Progress | None = None) -> None:
-        new = self.history.update()
-        if progress is not None:
-            self.sub_title = f"{self.run.name} · {progress.state}"
-        if not new and self.query_one("#loss-chart", Chart).series:
+    def on_unmount(self) -> None:
+        self.app.poller.unsubscribe(self)
+
+    def selected_run(self) -> str:
+        return self.run_name
+
+    def on_snapshot(self, message: Snapshot) -> None:
+        p = message.progress.get(self.run_name)
+        if p is not None and p.state != self.state:
+            self.state = p.state
+            self.sub_title = f"{self.run_name} · {p.state}"
+
+    def on_run_events(self, message: RunEvents) -> None:
+        if message.name != self.run_name:
             return
+        if message.settings is not None:
+            self.query_one("#settings-text", Static).update(message.settings)
+        self.events = self.events + message.events
         log = self.query_one("#events", RichLog)
-        for e in new:
+        for e in message.events:
             line = describe_event(e)
             if line:
                 log.write(time.strftime("%H:%M:%S ", time.localtime(e.time)) + line)
-        self.query_one("#loss-chart", Chart).show(loss_series(self.history), logy=True)
-        self.query_one("#fid-chart", Chart).show(fid_series(self.history))
-        self.query_one("#grid", GridView).set_grids(self.history.grids())
-        self._label()
+        if not self.ready or any(isinstance(e, CURVE_EVENTS) for e in message.events):
+            self.query_one("#loss-chart", Chart).show(loss_series(self.events), logy=True)
+            self.query_one("#fid-chart", Chart).show(fid_series(self.events))
+        if message.grids is not None:
+            self.query_one("#grid", GridView).set_grids(message.grids)
+            self._label()
+        elif not self.ready:
+            self._label()
+        self.ready = True
 
     def _label(self) -> None:
         self.query_one("#grid-label", Label).update(self.query_one("#grid", GridView).label())
@@ -162,11 +170,12 @@ class CompareScreen(Screen):
     """Several runs: validation loss and FID overlaid, final numbers side by side."""
 
     BINDINGS = [Binding("escape", "app.pop_screen", "back")]
-    ready = False
+    ready = False  # every run's history has been drawn
 
-    def __init__(self, runs: list[Run]):
+    def __init__(self, names: list[str]):
         super().__init__()
-        self.histories = [History(r) for r in runs]
+        self.names = list(names)
+        self.events: dict[str, list[dict]] = {}
         self.rows: list[list[str]] = []
 
     def compose(self) -> ComposeResult:
@@ -175,33 +184,53 @@ class CompareScreen(Screen):
             yield Chart("validation loss", "MSE", id="loss-chart")
             yield Chart("FID", "FID", id="fid-chart")
         yield DataTable(id="compare-table", cursor_type="row")
-        yield Footer(compact=True)
+        yield KeyBar()
 
     def on_mount(self) -> None:
-        self.sub_title = "compare " + ", ".join(h.run.name for h in self.histories)
+        self.sub_title = "compare " + ", ".join(self.names)
         self.query_one(DataTable).add_columns(*SUMMARY_COLUMNS)
-        self.refresh_data(self.app.snapshot)
-        self.ready = True
+        if self.app.last_snapshot is not None:
+            self.on_snapshot(self.app.last_snapshot)
+        self.app.poller.subscribe(self, runs=tuple(self.names))
+        self.app.poll_now()
 
-    def refresh_data(self, progress: dict[str, Progress]) -> None:
-        changed = [h.update() for h in self.histories]
+    def on_unmount(self) -> None:
+        self.app.poller.unsubscribe(self)
+
+    def selected_run(self) -> str | None:
         table = self.query_one(DataTable)
-        if any(changed) or not table.row_count:
-            many = len(self.histories) > 1
-            self.query_one("#loss-chart", Chart).show(
-                [s for h in self.histories
-                 for s in loss_series(h, f"{h.run.name} " if many else "", train=not many)], logy=True)
-            self.query_one("#fid-chart", Chart).show(
-                [s for h in self.histories
-                 for s in fid_series(h, f"{h.run.name} " if many else "", floor=not many)])
-        rows = [summary_row(progress.get(h.run.name) or Progress(h.run.name))
-                for h in self.histories]
+        if not table.row_count:
+            return None
+        return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+
+    def on_run_events(self, message: RunEvents) -> None:
+        first = message.name not in self.events
+        events = self.events.setdefault(message.name, [])
+        events += message.events
+        if not first and not any(isinstance(e, CURVE_EVENTS) for e in message.events):
+            return
+        many = len(self.names) > 1
+        shown = [n for n in self.names if n in self.events]
+        self.query_one("#loss-chart", Chart).show(
+            [s for n in shown for s in loss_series(self.events[n], f"{n} " if many else "",
+                                                  train=not many)], logy=True)
+        self.query_one("#fid-chart", Chart).show(
+            [s for n in shown for s in fid_series(self.events[n], f"{n} " if many else "",
+                                                 floor=not many)])
+        self.ready = len(shown) == len(self.names) and bool(self.rows)
+
+    def on_snapshot(self, message: Snapshot) -> None:
+        if message.problem:
+            return
+        rows = [summary_row(message.progress.get(n) or Progress(n)) for n in self.names]
         if rows != self.rows:
+            table = self.query_one(DataTable)
             self.rows, row = rows, table.cursor_row
             table.clear()
             for cells in rows:
                 table.add_row(*cells, key=cells[0])
             table.move_cursor(row=row)
+        self.ready = len(self.events) == len(self.names)
 
 
 # --- dialogs --------------------------------------------------------------------------------
@@ -263,14 +292,17 @@ class JobsScreen(ModalScreen[int]):
 
 
 class EditScreen(ModalScreen[str]):
-    """Change one setting of the experiments file and save it (comments and layout are kept)."""
+    """Change one setting of the experiments file and save it (comments and layout are kept).
+
+    It is handed the file's text (the app read it off the event loop) and shows the current
+    value of the key from that text; saving (which reads, checks and writes the file) runs in a
+    worker."""
 
     BINDINGS = [Binding("escape", "dismiss", "cancel")]
 
-    def __init__(self, path: Path, profile: str | None, target: str = "defaults"):
+    def __init__(self, path: Path, profile: str | None, text: str, target: str = "defaults"):
         super().__init__()
-        self.path, self.profile = path, profile
-        text = path.read_text(encoding="utf-8")
+        self.path, self.profile, self.text = path, profile, text
         self.targets = targets(text)
         self.target = target if target in self.targets else "defaults"
 
@@ -295,8 +327,8 @@ class EditScreen(ModalScreen[str]):
         key = self.query_one("#key", Input).value.strip()
         err = self.query_one("#edit-error", Label)
         try:
-            value = get_setting(self.path.read_text(encoding="utf-8"), self.path,
-                                str(self.query_one("#target", Select).value), key)
+            value = get_setting(self.text, self.path, str(self.query_one("#target", Select).value),
+                                key)
         except ConfigError:
             err.update("")
             return
@@ -309,9 +341,14 @@ class EditScreen(ModalScreen[str]):
         target = str(self.query_one("#target", Select).value)
         key = self.query_one("#key", Input).value.strip()
         value = self.query_one("#value", Input).value.strip()
+        self._save(target, key, value)
+
+    @work(thread=True, exclusive=True, group="edit")
+    def _save(self, target: str, key: str, value: str) -> None:
         try:
             set_setting(self.path, target, key, value, self.profile)
         except ConfigError as e:
-            self.query_one("#edit-error", Label).update(f"error: {e}")
+            self.app.call_from_thread(self.query_one("#edit-error", Label).update, f"error: {e}")
             return
-        self.dismiss(f"saved {key} = {value} at {target} in {self.path.name}")
+        self.app.call_from_thread(self.dismiss,
+                                  f"saved {key} = {value} at {target} in {self.path.name}")

@@ -1,20 +1,18 @@
 """Widgets of the diffui app: the runs table, curve charts and the sample-grid viewer.
 
-They only display what they are handed (progress snapshots, events, PNG files); reading run
-folders and driving the queue is the app's work.
+They only display what they are handed (progress snapshots, events, decoded sample grids);
+reading run folders is the poll thread's work (:mod:`tui.model`), driving the queue the app's.
 """
 from __future__ import annotations
 
 import time
-from pathlib import Path
-
-from PIL import Image as PILImage
+from rich.style import Style
+from rich.text import Text
 from textual.widget import Widget
 from textual.widgets import DataTable
 from textual_plotext import PlotextPlot
 
-from engine.events import RunProgress as Progress
-from engine.events import fmt, format_seconds
+from .model import Grid, Progress, fmt, format_seconds
 
 IMAGE_MODES = ("auto", "halfcell", "sixel", "tgp")
 
@@ -35,12 +33,14 @@ def status_text(p: Progress, queued_at: int | None) -> str:
         return f"queued #{queued_at + 1}"
     if p.state == "running":
         return f"running {p.fraction:4.0%}"
+    if p.state == "pending":  # no worker has started it, and it is not queued
+        return "not queued"
     return p.state
 
 
 class RunsTable(DataTable):
-    """Every run of the runs folder: its state, progress and latest numbers. Space marks runs
-    for the compare view."""
+    """Every run of the experiments file and of the runs folder: its state, progress and latest
+    numbers. Space marks runs for the compare view."""
 
     COLUMNS = ("run", "status", "epoch", "train", "val", "FID", "elapsed", "ETA", "where")
 
@@ -63,12 +63,15 @@ class RunsTable(DataTable):
             self.marked ^= {name}
 
     def show(self, progress: dict[str, Progress], queued: list[str], here: str,
-             now: float | None = None) -> None:
-        """Redraw from a progress snapshot: cells change in place; when runs come, go or change
-        order, the rows are rebuilt with the cursor kept on the same run."""
+             planned: list[str] = (), now: float | None = None) -> None:
+        """Redraw from a progress snapshot: the queued runs in queue order, then the runs of
+        the experiments file (``planned``) in its order, then other run folders by name. A run
+        of the file with no folder yet shows as not queued. Cells change in place; when runs
+        come, go or change order, the rows are rebuilt with the cursor kept on the same run."""
         now = now or time.time()
-        order = list(queued) + sorted(n for n in progress if n not in queued)
-        rows = {name: self._cells(progress[name], queued, here, now) for name in order}
+        order = list(dict.fromkeys([*queued, *planned, *sorted(progress)]))
+        rows = {name: self._cells(progress.get(name) or Progress(name), queued, here, now)
+                for name in order}
         if [k.value for k in self.rows] == order:
             for name, cells in rows.items():
                 for col, value in zip(self.COLUMNS, cells):
@@ -124,19 +127,19 @@ class GridView(Widget):
     def __init__(self, image_class: type[Widget], **kw):
         super().__init__(**kw)
         self.image_class = image_class
-        self.grids: list[tuple[int, Path, str]] = []  # (epoch, png, sampler)
+        self.grids: list[Grid] = []
         self.index = -1  # -1: follow the newest grid
 
     def compose(self):
         yield self.image_class(None, id="grid-image")
 
     @property
-    def current(self) -> tuple[int, Path, str] | None:
+    def current(self) -> Grid | None:
         if not self.grids:
             return None
         return self.grids[self.index if self.index >= 0 else len(self.grids) - 1]
 
-    def set_grids(self, grids: list[tuple[int, Path, str]]) -> None:
+    def set_grids(self, grids: list[Grid]) -> None:
         before = self.current
         self.grids = grids
         if self.current != before:
@@ -156,7 +159,7 @@ class GridView(Widget):
         if cur is None:
             return "no sample grid yet"
         pos = self.grids.index(cur) + 1
-        return f"epoch {cur[0]} · {cur[2]} · grid {pos} of {len(self.grids)}"
+        return f"epoch {cur.epoch} · {cur.sampler} · grid {pos} of {len(self.grids)}"
 
     def on_resize(self) -> None:
         self._draw()
@@ -169,9 +172,61 @@ class GridView(Widget):
         if cur is None:
             img.image = None
             return
-        pil = PILImage.open(cur[1]).convert("RGB")
+        pil = cur.image
         if self.size.width and self.size.height:
             scale = min(self.size.width / pil.width, 2 * (self.size.height) / pil.height)
             img.styles.width = max(1, int(pil.width * scale))
             img.styles.height = max(1, int(pil.height * scale / 2))
         img.image = pil
+
+
+class KeyBar(Widget):
+    """The keys that apply on this screen, in one line at the bottom, drawn like Textual's compact
+    Footer. The Footer mounts one widget per key and mounts them all again whenever the bindings
+    change, on every screen switch: that was most of the time it took to open a run view and go
+    back. This draws the same keys as one line of text (keyboard only: keys are not clickable)."""
+
+    ALLOW_SELECT = False
+    COMPONENT_CLASSES = {"keybar--key", "keybar--description", "keybar--disabled"}
+    DEFAULT_CSS = """
+    KeyBar {
+        dock: bottom; height: 1; text-wrap: nowrap; text-overflow: clip;
+        color: $footer-foreground; background: $footer-background;
+        & > .keybar--key { color: $footer-key-foreground; background: $footer-key-background;
+                           text-style: bold; }
+        & > .keybar--description { color: $footer-description-foreground;
+                                   background: $footer-description-background; }
+        & > .keybar--disabled { text-style: dim; }
+    }
+    """
+
+    def on_mount(self) -> None:
+        self.screen.bindings_updated_signal.subscribe(self, lambda _screen: self.refresh())
+
+    def on_unmount(self) -> None:
+        self.screen.bindings_updated_signal.unsubscribe(self)
+
+    def render(self) -> Text:
+        key_style = self.get_component_rich_style("keybar--key")
+        desc_style = self.get_component_rich_style("keybar--description")
+        dim = self.get_component_rich_style("keybar--disabled")
+        active = self.screen.active_bindings
+        palette = self.app.COMMAND_PALETTE_BINDING if self.app.ENABLE_COMMAND_PALETTE else None
+        text, seen = Text(no_wrap=True, overflow="crop"), set()
+        for _node, binding, enabled, _tip in active.values():
+            if not binding.show or binding.action in seen or binding.key == palette:
+                continue
+            seen.add(binding.action)
+            extra = Style() if enabled else dim
+            text.append(self.app.get_key_display(binding), key_style + extra)
+            text.append(f" {binding.description}", desc_style + extra)
+            text.append(" ")
+        if palette in active:
+            binding = active[palette][1]
+            tail = Text.assemble("▏", (self.app.get_key_display(binding), key_style),
+                                 (f" {binding.description}", desc_style))
+            width = self.size.width
+            text.truncate(max(0, width - tail.cell_len))
+            text.pad_right(max(0, width - tail.cell_len - text.cell_len))
+            text.append_text(tail)
+        return text

@@ -1,0 +1,44 @@
+"""The typed messages the poll thread posts to the screens (and the workers to the app).
+
+They carry plain data read off the event loop; handlers (``on_snapshot``, ``on_run_events``,
+``on_file_loaded``) only draw it. None bubbles: each is posted to the screen that subscribed."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from textual.message import Message
+
+if TYPE_CHECKING:
+    from .model import Grid, Progress, Study
+
+
+class Snapshot(Message, bubble=False):
+    """The queue and every run folder, one poll round: ``progress`` by run name (copies),
+    ``queued`` in queue order, ``planned`` the runs of the experiments file in its order, and
+    ``problem`` a one-line error when the runs could not be followed (then ``progress`` is
+    empty), ``queue_error`` the one line of a damaged queue.json ("" when it is fine)."""
+
+    def __init__(self, progress: dict[str, "Progress"], queued: list[str], jobs: int,
+                 paused: bool, planned: list[str], problem: str = "", queue_error: str = ""):
+        super().__init__()
+        self.progress, self.queued, self.jobs, self.paused = progress, queued, jobs, paused
+        self.planned, self.problem, self.queue_error = planned, problem, queue_error
+
+
+class RunEvents(Message, bubble=False):
+    """New events of one followed run (its whole history in the first message to a screen),
+    without the step-progress ones. ``grids`` is the run's sample grids when they changed
+    (else None), ``settings`` its resolved settings as TOML in the first message (else None)."""
+
+    def __init__(self, name: str, events: list[dict], grids: list["Grid"] | None,
+                 settings: str | None):
+        super().__init__()
+        self.name, self.events, self.grids, self.settings = name, events, grids, settings
+
+
+class FileLoaded(Message, bubble=False):
+    """The experiments file as read by a worker: its study and text, or the one-line error."""
+
+    def __init__(self, study: "Study | None", text: str | None, error: str):
+        super().__init__()
+        self.study, self.text, self.error = study, text, error

@@ -1,0 +1,217 @@
+"""What the UI knows about the runs, kept apart from the widgets: the engine names it uses (imported
+here only, so that moving them in the engine changes one file) and the poll service.
+
+:class:`Poller` does every file read the screens need, on the poll thread: the queue's poll (run
+folders' events and status), each followed run's events, settings text and sample grids (PNG files
+decoded once). It posts what it found to the screens that subscribed, as the typed messages of
+:mod:`tui.messages`; the event loop only draws.
+"""
+from __future__ import annotations
+
+import copy
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image as PILImage
+
+from engine.config import (ConfigError, RunSpec, Study, load_study, parse_study,  # noqa: F401
+                           spec_to_toml)
+from engine.edit import get_setting, set_setting, targets  # noqa: F401
+from engine.data import fallback_note  # noqa: F401
+from engine.events import (SUMMARY_COLUMNS, End, Epoch, Eval, EventReader, Samples,  # noqa: F401
+                           Start, fmt, format_seconds, latest_by_epoch, summary_row)
+from engine.events import Progress as StepProgress
+from engine.events import RunProgress as Progress  # noqa: F401
+from engine.queue import Queue, QueueError  # noqa: F401
+from engine.runs import Run, iter_runs, prepare_runs  # noqa: F401
+
+from .messages import RunEvents, Snapshot
+
+
+@dataclass(frozen=True)
+class Grid:
+    """One sample grid of a run: its epoch, PNG file, sampler and the decoded image."""
+
+    epoch: int
+    png: Path
+    sampler: str
+    image: PILImage.Image = field(compare=False, repr=False)
+
+
+class RunHistory:
+    """A run's events read incrementally, on the poll thread: the curves, evaluations and grids.
+    The frequent step-progress events are left out (the runs view shows those).
+
+    ``state`` is (events, grids, grids version, settings) as of the last :meth:`update`: a tuple
+    of objects that are replaced, never changed, so the event loop may read it as it is."""
+
+    def __init__(self, run: Run):
+        self.run = run
+        self.events: list = []
+        self.grids: list[Grid] = []
+        self.grids_version = 0
+        self.settings: str | None = None
+        self.state: tuple[list, list[Grid], int, str | None] | None = None
+        self._reader = EventReader(run.events_path)
+        self._images: dict[Path, PILImage.Image] = {}
+
+    def update(self) -> bool:
+        """Read new events; True when there were any."""
+        if self.settings is None:
+            try:
+                self.settings = spec_to_toml(self.run.spec())
+            except (OSError, ValueError) as e:
+                self.settings = f"cannot read {self.run.config_path}: {e}"
+        new = [e for e in self._reader.read() if not isinstance(e, StepProgress)]
+        if new:
+            self.events = self.events + new  # a new list: ``state`` keeps the old one
+        if any(isinstance(e, Samples) for e in new) or \
+                (self.grids_version == 0 and self._grid_events()):
+            self._load_grids()
+        self.state = (self.events, self.grids, self.grids_version, self.settings)
+        return bool(new)
+
+    def _grid_events(self) -> dict[int, Samples]:
+        return latest_by_epoch(self.events, Samples)
+
+    def _load_grids(self) -> None:
+        grids = []
+        for epoch, e in self._grid_events().items():
+            png = self.run.path / e.png
+            image = self._images.get(png)
+            if image is None:
+                try:
+                    with PILImage.open(png) as f:
+                        image = f.convert("RGB")
+                except OSError:
+                    continue  # not written yet (or removed): try again on the next grid event
+                self._images[png] = image
+            grids.append(Grid(epoch, png, e.sampler, image))
+        if grids != self.grids or not self.grids_version:
+            self.grids = grids
+            self.grids_version += 1
+
+
+class Poller:
+    """The poll thread's work, one :meth:`poll` per round: follow the queue and the run folders,
+    and post a :class:`Snapshot` to every subscriber and the new :class:`RunEvents` of the runs
+    each follows. Screens subscribe on mount and unsubscribe on unmount; every method is safe
+    to call from any thread."""
+
+    RESCAN_EVERY = 2.0  # seconds between looks for run folders another diffui made
+
+    def __init__(self, queue: Queue, runs_dir: Path):
+        self.queue = queue
+        self.runs_dir = Path(runs_dir)
+        self.planned: list[str] = []  # the runs of the experiments file, in its order
+        self._subs: dict[object, tuple[tuple[str, ...], bool]] = {}
+        self._sent: dict[tuple[int, str], tuple[int, int]] = {}  # (events, grids version) sent
+        self._histories: dict[str, RunHistory] = {}
+        self._lock = threading.Lock()
+        self._scanned = 0.0
+
+    def subscribe(self, target, runs: tuple[str, ...] = (), snapshots: bool = True,
+                  have: dict[str, tuple[int, int]] | None = None) -> None:
+        """``target`` (a screen) gets a :class:`Snapshot` every round when ``snapshots``, and
+        the events of ``runs``: all of them at first, then the new ones. ``have`` says what it
+        holds already (from :meth:`history`): run name -> (events, grids version)."""
+        with self._lock:
+            self._subs[target] = (tuple(runs), snapshots)
+            for name in runs:
+                self._sent.pop((id(target), name), None)
+            for name, held in (have or {}).items():
+                self._sent[(id(target), name)] = held
+
+    def history(self, name: str) -> tuple[list, list[Grid], int, str | None] | None:
+        """What the poll thread has read of a run so far (its ``RunHistory.state``), or None:
+        a screen opening on the run draws it in its first frame. Safe on the event loop: no
+        file is read, and the objects handed out are never changed."""
+        history = self._histories.get(name)
+        return history.state if history is not None else None
+
+    def unsubscribe(self, target) -> None:
+        with self._lock:
+            if self._subs.pop(target, None) is not None:
+                for key in [k for k in self._sent if k[0] == id(target)]:
+                    del self._sent[key]
+
+    def poll(self) -> None:
+        """One round (on the poll thread). The followed runs' events go out first, so that a run
+        view that has just opened fills without waiting for the whole queue's poll."""
+        with self._lock:
+            subs = list(self._subs.items())
+        self._feed(subs)
+        problem = ""
+        try:
+            with self.queue.lock:
+                if time.time() - self._scanned > self.RESCAN_EVERY:
+                    self.queue.rescan()
+                    self._scanned = time.time()
+                self.queue.poll()
+                progress = {n: copy.copy(p) for n, p in self.queue.progress.items()}
+                queued, jobs, paused = self.queue.queued(), self.queue.jobs, self.queue.paused
+                queue_error = f"error: {self.queue.error}" if self.queue.error else ""
+        except OSError as e:  # a run folder we cannot read: say so, keep following the rest
+            problem = f"error: following the runs: {e}"
+            progress, queued, jobs, paused = {}, [], self.queue.jobs, self.queue.paused
+            queue_error = ""
+        planned = list(self.planned)
+        with self._lock:
+            subs = list(self._subs.items())
+        for target, (_, snapshots) in subs:
+            if snapshots:
+                self._post(target, Snapshot(progress, queued, jobs, paused, planned, problem,
+                                            queue_error))
+
+    def _feed(self, subs) -> None:
+        """Read the new events of every run (so that a screen opening on one has its history at
+        hand) and post them to the screens following it."""
+        names = {r.name for r in list(self.queue.runs)} | \
+                {name for _, (runs, _) in subs for name in runs}
+        for name in names:
+            history = self._histories.get(name)
+            if history is None:
+                history = self._histories[name] = RunHistory(Run(self.runs_dir / name))
+            try:
+                history.update()
+            except OSError:
+                continue  # shown by the queue's poll below
+        for target, (runs, _) in subs:
+            for name in runs:
+                if self._histories[name].state is None:
+                    continue  # not read yet (a folder we could not read)
+                events, grids, version, settings = self._histories[name].state
+                key = (id(target), name)
+                with self._lock:
+                    if target not in self._subs:
+                        continue
+                    sent = self._sent.get(key)
+                    if sent == (len(events), version):
+                        continue
+                    self._sent[key] = (len(events), version)
+                n_sent, grids_sent = sent or (0, 0)
+                self._post(target, RunEvents(name, events[n_sent:],
+                                             list(grids) if version != grids_sent else None,
+                                             settings if sent is None else None))
+
+    def _post(self, target, message) -> None:
+        if not target.post_message(message):  # closing or closed
+            self.unsubscribe(target)
+
+
+def read_study(file: Path, profile: str | None) -> tuple[Study | None, str | None, str]:
+    """The experiments file's study and text, or the one-line error of batch mode (call it off
+    the event loop)."""
+    try:
+        text = file.read_text(encoding="utf-8")
+        return parse_study(text, file, profile), text, ""
+    except (OSError, UnicodeDecodeError):
+        text = None
+    except ConfigError as e:
+        return None, text, f"error: {e}"
+    try:  # unreadable: load_study words it as batch mode does
+        return load_study(file, profile), None, ""
+    except ConfigError as e:
+        return None, None, f"error: {e}"

@@ -1,0 +1,112 @@
+"""The runs view, diffui's first screen: every run of the experiments file and of the runs folder,
+with the queue's state above. It draws the :class:`Snapshot` messages of the poll thread; the
+actions on the queue are the app's."""
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import Header, Static
+
+from .messages import Snapshot
+from .widgets import KeyBar, RunsTable
+
+# (key, action, footer label, palette title, palette help): the actions of this screen's table
+RUNS_ACTIONS = [
+    ("K", "move(-1)", "up", "Move run up", "move the selected queued run towards the front"),
+    ("J", "move(1)", "down", "Move run down", "move the selected queued run towards the back"),
+    ("o", "open", "open", "Open run", "charts, sample grids, settings and events of the selected run"),
+    ("space", "mark", "mark", "Mark run", "mark or unmark the selected run for the compare view"),
+    ("c", "compare", "compare", "Compare runs", "curves and final numbers of the marked runs"),
+]
+
+
+class RunsScreen(Screen):
+    """The runs table, the queue line and the one-line errors (file, queue, poll)."""
+
+    BINDINGS = [Binding(k, a, label) for k, a, label, _, _ in RUNS_ACTIONS]
+
+    def __init__(self):
+        super().__init__()
+        self.snapshot: Snapshot | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("", id="error", markup=False)
+        yield Static("", id="queue-line", markup=False)
+        yield RunsTable(id="runs")
+        yield KeyBar()
+
+    def on_mount(self) -> None:
+        self.app.poller.subscribe(self)
+
+    def on_unmount(self) -> None:
+        self.app.poller.unsubscribe(self)
+
+    @property
+    def table(self) -> RunsTable:
+        return self.query_one(RunsTable)
+
+    def show_errors(self, lines: list[str]) -> None:
+        box = self.query_one("#error", Static)
+        box.update("\n".join(lines))
+        box.set_class(bool(lines), "shown")
+
+    def on_snapshot(self, message: Snapshot) -> None:
+        if self.app.errors.get("poll", "") != message.problem:
+            self.app.show_error("poll", message.problem)
+        if not message.problem and self.app.errors.get("queue", "") != message.queue_error:
+            self.app.show_error("queue", message.queue_error)
+        if message.problem:
+            return  # the table keeps the last good snapshot
+        self.snapshot = message
+        running = sum(p.state == "running" for p in message.progress.values())
+        state = "paused (s to start)" if message.paused else "started"
+        self.query_one("#queue-line", Static).update(
+            f"queue {state} · {message.jobs} at once · {running} running · "
+            f"{len(message.queued)} queued")
+        self._show()
+
+    def _show(self) -> None:
+        m = self.snapshot
+        if m is not None:
+            self.table.show(m.progress, m.queued, self.app.here, m.planned)
+
+    def selected_run(self) -> str | None:
+        return self.table.selected()
+
+    def is_folder(self, name: str) -> bool:
+        """Whether the run has a run folder (else it is a run of the file not queued yet)."""
+        return self.snapshot is not None and name in self.snapshot.progress
+
+    # -- the table's actions --
+    def action_move(self, delta: int) -> None:
+        self.app.with_run(lambda queue, name: queue.move(name, delta))
+
+    def action_open(self) -> None:
+        name = self.selected_run()
+        if name is None:
+            return
+        if not self.is_folder(name):
+            self.app.say(f"{name} is not queued yet: press a to pick the runs to queue "
+                         "(it is in the list)")
+            return
+        self.app.open_run(name)
+
+    def on_data_table_row_selected(self, event: RunsTable.RowSelected) -> None:
+        if isinstance(event.data_table, RunsTable):
+            self.action_open()
+
+    def action_mark(self) -> None:
+        self.table.toggle_mark()
+        self._show()
+
+    def action_compare(self) -> None:
+        progress = self.snapshot.progress if self.snapshot else {}
+        marked = [n for n in self.table.marked if n in progress]
+        names = marked or [n for n, p in progress.items() if p.last_time is not None]
+        if not names:
+            self.app.say("no runs to compare yet: mark runs with space", severity="warning")
+            return
+        from .screens import CompareScreen
+        self.app.push_screen(CompareScreen(sorted(names)))
