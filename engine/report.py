@@ -36,7 +36,7 @@ def _overlay_figure(runs: list[Run]) -> tuple[Figure, object]:
 
     fig = Figure(figsize=(10 if len(runs) > 1 else 7, 4))
     ax = fig.add_subplot()
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # epochs
     return fig, ax
 
 
