@@ -122,8 +122,12 @@ class Figure(Event):
     """Arrays for one of the report's figures, written by the worker (paths relative to the run
     folder), so that the report draws from the folder alone."""
     type: ClassVar[str] = "figure"
-    name: str
-    files: list = field(default_factory=list)
+    name: str  # "diffusion", "restoration", "direct-vs-iterative"
+    files: list = field(default_factory=list)  # .npy (rows, columns, 28, 28) in [0, 1], stacked
+    epoch: int | None = None
+    rows: list = field(default_factory=list)  # a label per row, across the files
+    columns: list = field(default_factory=list)  # a title per column ("" for none)
+    t: list = field(default_factory=list)  # the columns' times, where they are times
 
 
 @dataclass(frozen=True, kw_only=True)

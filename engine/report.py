@@ -1,29 +1,34 @@
 """The study's figures and numbers as files, from run folders alone.
 
 Per run: loss curves (train and validation), FID against epoch (with its floor), the sequence of
-sample grids across epochs, and the forward and backward diffusion of a few images every 200
-steps (Gaussian runs) or, for morph runs, the restoration of one digit from several t and direct
-against iterative restoration of ten digits. Across runs: the same curves overlaid. ``write_report`` adds a Markdown page with the table
-of final numbers.
+sample grids across epochs, and the process figures whose arrays the worker wrote when training
+ended (``engine.figures``): the forward and backward diffusion of a few images (Gaussian runs) or,
+for morph runs, the restoration of one digit from several t and direct against iterative
+restoration of ten digits. Across runs: the same curves overlaid. ``write_report`` adds a
+Markdown page with the table of final numbers.
+
+Nothing here loads a checkpoint, a dataset or a network (nor imports torch): a run trained on a
+remote GPU box reports from a copy of its folder without its checkpoint. A run folder without the
+arrays (made before diffui wrote them, or not finished) gets those figures skipped.
+
+Each figure is built as a matplotlib ``Figure`` by a function of the run folders (``*_figure``)
+and saved by ``write_report``; ``plan`` lists what a report will draw, so progress can count it.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
-import torch
 from matplotlib.figure import Figure
 
-from .events import SUMMARY_COLUMNS, Epoch, Eval, Samples, latest_by_epoch, summary, summary_row
+from .events import (SUMMARY_COLUMNS, Epoch, Eval, Figure as FigureEvent, Samples,
+                     latest_by_epoch, summary, summary_row)
 from .runs import Run
 
 # --- figures -------------------------------------------------------------------------------------
-
-def _save(fig: Figure, path: Path) -> Path:
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    return path
 
 
 def _overlay_figure(runs: list[Run]) -> tuple[Figure, object]:
@@ -32,7 +37,7 @@ def _overlay_figure(runs: list[Run]) -> tuple[Figure, object]:
 
     fig = Figure(figsize=(10 if len(runs) > 1 else 7, 4))
     ax = fig.add_subplot()
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # epochs
     return fig, ax
 
 
@@ -43,9 +48,8 @@ def _legend(ax, runs: list[Run]) -> None:
         ax.legend(fontsize=7)
 
 
-def plot_losses(runs: list[Run], path: Path) -> Path:
+def losses_figure(runs: list[Run]) -> Figure:
     fig, ax = _overlay_figure(runs)
-    ax = fig.add_subplot()
     for i, run in enumerate(runs):
         ep = latest_by_epoch(run.events(), Epoch)
         x = list(ep)
@@ -59,10 +63,10 @@ def plot_losses(runs: list[Run], path: Path) -> Path:
     ax.set_yscale("log")
     ax.set_title("training and validation loss")
     _legend(ax, runs)
-    return _save(fig, path)
+    return fig
 
 
-def plot_fid(runs: list[Run], path: Path) -> Path:
+def fid_figure(runs: list[Run]) -> Figure:
     fig, ax = _overlay_figure(runs)
     for i, run in enumerate(runs):
         ev = latest_by_epoch(run.events(), Eval)
@@ -77,22 +81,25 @@ def plot_fid(runs: list[Run], path: Path) -> Path:
     ax.set_yscale("log")
     ax.set_title("FID against epoch")
     _legend(ax, runs)
-    return _save(fig, path)
+    return fig
 
 
-def plot_grid_sequence(run: Run, path: Path) -> Path | None:
+def sample_grids(run: Run) -> list[tuple[int, Path, str]]:
+    """(epoch, npy path, sampler) of every sample grid of ``run`` whose file is there."""
     samples = latest_by_epoch(run.events(), Samples)
-    grids = [(e, run.path / s.npy) for e, s in samples.items() if (run.path / s.npy).exists()]
-    if not grids:
-        return None
+    return [(e, run.path / s.npy, s.sampler) for e, s in samples.items()
+            if (run.path / s.npy).exists()]
+
+
+def grids_figure(run: Run) -> Figure:
+    grids = sample_grids(run)
     fig = Figure(figsize=(2.2 * len(grids), 2.6))
-    for i, (epoch, npy) in enumerate(grids):
-        imgs = np.load(npy)
+    for i, (epoch, npy, sampler) in enumerate(grids):
         ax = fig.add_subplot(1, len(grids), i + 1)
-        ax.imshow(_tile(imgs), cmap="gray", vmin=0, vmax=1)
-        ax.set_title(f"epoch {epoch}\n{samples[epoch].sampler}", fontsize=8)
+        ax.imshow(_tile(np.load(npy)), cmap="gray", vmin=0, vmax=1)
+        ax.set_title(f"epoch {epoch}\n{sampler}", fontsize=8)
         ax.axis("off")
-    return _save(fig, path)
+    return fig
 
 
 def _tile(imgs: np.ndarray) -> np.ndarray:
@@ -106,124 +113,102 @@ def _tile(imgs: np.ndarray) -> np.ndarray:
     return out
 
 
-def _image_rows(rows: list[tuple[str, torch.Tensor]], titles: list[str], path: Path) -> Path:
-    """A figure of image rows: each row (label, images in model space, one per column)."""
-    from . import data as datasets
+def process_figures(run: Run) -> dict[str, FigureEvent]:
+    """The latest ``figure`` event of each name whose array files are all in the run folder."""
+    out = {e.name: e for e in run.events() if isinstance(e, FigureEvent)}
+    return {name: e for name, e in out.items()
+            if all((run.path / f).is_file() for f in e.files)}
 
-    fig = Figure(figsize=(1.1 * len(titles) + 0.4, 1.15 * len(rows) + 0.5))
-    for i, (label, imgs) in enumerate(rows):
-        for j, img in enumerate(imgs):
-            ax = fig.add_subplot(len(rows), len(titles), i * len(titles) + j + 1)
-            ax.imshow(datasets.from_model(img.reshape(28, 28)).numpy(), cmap="gray", vmin=0, vmax=1)
+
+def process_table(run: Run, event: FigureEvent) -> np.ndarray:
+    """The images of a ``figure`` event: (rows, columns, 28, 28) in [0, 1], files stacked."""
+    return np.concatenate([np.load(run.path / f) for f in event.files])
+
+
+def process_figure(run: Run, event: FigureEvent) -> Figure:
+    """A figure of image rows (one image per panel) with the event's row labels and column
+    titles."""
+    table = process_table(run, event)
+    rows, cols = table.shape[:2]
+    labels, titles = event.rows or [""] * rows, event.columns or [""] * cols
+    fig = Figure(figsize=(1.1 * cols + 0.4, 1.15 * rows + 0.5))
+    for i in range(rows):
+        for j in range(cols):
+            ax = fig.add_subplot(rows, cols, i * cols + j + 1)
+            ax.imshow(table[i, j], cmap="gray", vmin=0, vmax=1)
             ax.set_xticks([])
             ax.set_yticks([])
             if i == 0 and titles[j]:
                 ax.set_title(titles[j], fontsize=7)
             if j == 0:
-                ax.set_ylabel(label, fontsize=7)
-    return _save(fig, path)
+                ax.set_ylabel(labels[i], fontsize=7)
+    return fig
 
 
-def plot_diffusion(run: Run, path: Path, n: int = 4, every: int = 200) -> Path | None:
-    """Forward diffusion of ``n`` training images and backward (DDPM) diffusion of ``n``
-    samples, shown every ``every`` steps."""
-    from . import data as datasets
-    from .samplers import ddpm
-    from .training import load_model
-
-    if not run.checkpoint_path.exists():
-        return None
-    spec = run.spec()
-    model, deg = load_model(run)
-    T = deg.T
-    shown = sorted(set(list(range(0, T + 1, every)) + [T]))
-    ds = datasets.load_configured(spec.data)
-    g = torch.Generator().manual_seed(0)
-    x0 = datasets.to_model(ds.images[torch.randperm(len(ds.images), generator=g)[:n]])
-    eps = torch.randn(x0.shape, generator=g)
-    forward = torch.stack([deg.degrade(x0, torch.full((n,), t), eps) for t in shown], 1)
-    backward: dict[int, torch.Tensor] = {}
-    ddpm(model, deg, n, g, on_step=lambda t, z: backward.__setitem__(t, z) if t in shown else None)
-    backward_rows = torch.stack([backward[t] for t in shown], 1)
-    rows = [("forward" if i == 0 else "", forward[i]) for i in range(n)]
-    rows += [("backward" if i == 0 else "", backward_rows[i]) for i in range(n)]
-    return _image_rows(rows, [f"t={t}" for t in shown], path)
+# --- the report ----------------------------------------------------------------------------------
 
 
-@torch.no_grad()
-def plot_restoration(run: Run, path: Path, columns: int = 8) -> Path | None:
-    """Morph: one held-out digit degraded to ``columns`` times t from 0 to T (top row) and its
-    direct restoration R(z_t, t) (bottom row)."""
-    from .training import load_model, training_data
+@dataclass
+class Planned:
+    """One figure file of a report, drawn when ``draw()`` is called."""
 
-    if not run.checkpoint_path.exists():
-        return None
-    model, deg = load_model(run)
-    x = training_data(run.spec())[1][:1]
-    z = deg.latents(1, torch.Generator().manual_seed(0), held_out=True)
-    ts = torch.linspace(0, deg.T, columns).round().long()
-    degraded = torch.cat([deg.degrade(x, t.view(1), z) for t in ts])
-    restored = model(degraded, ts / deg.T).clamp(-0.5, 0.5)
-    return _image_rows([("degraded z_t", degraded), ("restored R(z_t, t)", restored)],
-                       [f"t={t}" for t in ts.tolist()], path)
+    file: str  # its name in the report folder
+    draw: Callable[[], Figure]
 
 
-@torch.no_grad()
-def plot_direct_vs_iterative(run: Run, path: Path, n: int = 10) -> Path | None:
-    """Morph: ``n`` held-out digits degraded to t = T, restored directly (R(z_T, T)) and with
-    the iterative sampler of the run's ``steps``, with either latent setting."""
-    from . import samplers
-    from .config import MORPH_LATENTS
-    from .training import load_model, training_data
-
-    if not run.checkpoint_path.exists():
-        return None
-    spec = run.spec()
-    steps = spec.evaluation["steps"]
-    model, deg = load_model(run)
-    x = training_data(spec)[1][:n]
-    z = deg.latents(len(x), torch.Generator().manual_seed(0), held_out=True)
-    z_T = deg.degrade(x, torch.full((len(x),), deg.T), z)
-    name = samplers.describe("iterative", steps, deg.T)
-    rows = [("digit x", x), (f"z_T (t={deg.T})", z_T), ("direct", samplers.direct(model, deg, z_T))]
-    rows += [(f"{name}\n{mode} latent", samplers.iterative(model, deg, z_T, z, steps, mode))
-             for mode in MORPH_LATENTS]
-    return _image_rows([(label, imgs.clamp(-0.5, 0.5)) for label, imgs in rows], [""] * len(x),
-                       path)
-
-
-def write_run_figures(run: Run, out: Path) -> list[Path]:
-    out.mkdir(parents=True, exist_ok=True)
-    made = [plot_losses([run], out / f"{run.name}-loss.png")]
+def plan_run(run: Run) -> list[Planned]:
+    """The figures of one run that its folder has the data for."""
+    made = [Planned(f"{run.name}-loss.png", lambda: losses_figure([run]))]
     if latest_by_epoch(run.events(), Eval):
-        made.append(plot_fid([run], out / f"{run.name}-fid.png"))
-    if run.spec().degradation == "morph":
-        process = ((plot_restoration, "restoration"), (plot_direct_vs_iterative, "direct-vs-iterative"))
-    else:
-        process = ((plot_diffusion, "diffusion"),)
-    for fn, name in ((plot_grid_sequence, "grids"), *process):
-        p = fn(run, out / f"{run.name}-{name}.png")
-        if p:
-            made.append(p)
+        made.append(Planned(f"{run.name}-fid.png", lambda: fid_figure([run])))
+    if sample_grids(run):
+        made.append(Planned(f"{run.name}-grids.png", lambda: grids_figure(run)))
+    for name, event in process_figures(run).items():
+        made.append(Planned(f"{run.name}-{name}.png", lambda e=event: process_figure(run, e)))
     return made
 
 
-def write_report(runs: list[Run], out: Path) -> Path:
-    """Figures for every run, overlaid curves when there are several, and ``report.md``."""
+def plan(runs: list[Run]) -> tuple[dict[str, list[Planned]], list[Planned]]:
+    """(figures of each run by name, figures overlaying the runs) of a report."""
+    per_run = {r.name: plan_run(r) for r in runs}
+    overlays = []
+    if len(runs) > 1:
+        overlays.append(Planned("compare-loss.png", lambda: losses_figure(runs)))
+        if any(latest_by_epoch(r.events(), Eval) for r in runs):
+            overlays.append(Planned("compare-fid.png", lambda: fid_figure(runs)))
+    return per_run, overlays
+
+
+def save_figure(fig: Figure, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def write_report(runs: list[Run], out: Path,
+                 progress: Callable[[int, int], None] | None = None) -> Path:
+    """Figures for every run, overlaid curves when there are several, and ``report.md``.
+    ``progress(done, total)`` is called before the first figure and after each one."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     summaries = [summary(r) for r in runs]
-    figures = {r.name: write_run_figures(r, out) for r in runs}
-    overlays = []
-    if len(runs) > 1:
-        overlays.append(plot_losses(runs, out / "compare-loss.png"))
-        if any(latest_by_epoch(r.events(), Eval) for r in runs):
-            overlays.append(plot_fid(runs, out / "compare-fid.png"))
+    per_run, overlays = plan(runs)
+    todo = [p for r in runs for p in per_run[r.name]] + overlays
+    if progress:
+        progress(0, len(todo))
+    for done, p in enumerate(todo, 1):
+        save_figure(p.draw(), out / p.file)
+        if progress:
+            progress(done, len(todo))
     lines = ["# diffui report", "", markdown_table(summaries), ""]
-    lines += [f"![{p.stem}]({p.name})" for p in overlays]
+    lines += [f"![{Path(p.file).stem}]({p.file})" for p in overlays]
     for r in runs:
         lines += ["", f"## {r.name}", "", f"Run folder: `{r.path}`", ""]
-        lines += [f"![{p.stem}]({p.name})" for p in figures[r.name]]
+        lines += [f"![{Path(p.file).stem}]({p.file})" for p in per_run[r.name]]
+        if not process_figures(r):
+            lines += ["", "No diffusion or restoration figures: the run folder has none of their "
+                          "arrays (the run has not finished, or finished before diffui wrote "
+                          "them)."]
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n")
     return path

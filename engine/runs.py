@@ -7,6 +7,7 @@
     <run>/exit.json        the exit record of an attempt: status finished | failed | stopped
     <run>/checkpoint.pt    the last completed epoch (written atomically)
     <run>/samples/         epoch-NNNN.png / .npy grids, final.png / .npy
+    <run>/figures/         *.npy images of the report's process figures (engine.figures)
     <run>/worker.log       the worker's stdout and stderr
     <run>/.worker.lock     held (flock) by the live worker: a second worker of the run refuses
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from . import data as datasets
-from . import degradations, nets, samplers
+from . import degradations, figures, nets, samplers
 from .config import RunSpec
 from .degradations import Degradation
 from .events import Checkpoint, Epoch, Eval, EventLog, Progress, Samples, Start, TaskProgress
@@ -257,4 +257,5 @@ def run_training(run: Run, log: EventLog, should_stop: Callable[[], bool]) -> st
             return "stopped"
     # the last epoch uses the final sampler (the study's ancestral DDPM by default)
     evaluate(tr["epochs"], last=True)
+    figures.write_arrays(p, run, log)  # the report draws its process figures from these
     return "finished"

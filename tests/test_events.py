@@ -24,7 +24,8 @@ EXAMPLES = [
     Eval(time=5.0, epoch=1, sampler="DDIM-4", n=200, backbone="lenet", fid=80.5, floor=12.0,
          histogram=[20] * 10, entropy=3.32, sample_seconds=1.0, score_seconds=0.5),
     Checkpoint(time=6.0, epoch=1),
-    Figure(time=7.0, name="diffusion", files=["figures/diffusion-forward.npy"]),
+    Figure(time=7.0, name="diffusion", files=["figures/diffusion-forward.npy"], epoch=3,
+           rows=["forward", ""], columns=["t=0", "t=40"], t=[0, 40]),
     End(time=8.0, status="failed", error="RuntimeError: boom"),
 ]
 

@@ -362,9 +362,33 @@ def cmd_report(args: argparse.Namespace) -> int:
         runs = list(iter_runs(args.runs_dir))
         if not runs:
             raise ConfigError(f"{args.runs_dir}: no run folders in it (use --runs-dir)")
-    path = write_report(runs, args.out)
+    if sys.stdout.isatty():
+        with _FigureBar() as bar:
+            path = write_report(runs, args.out, progress=bar)
+    else:  # a log file or a pipe: the one line below only
+        path = write_report(runs, args.out)
     print(f"wrote {path} and {len(list(args.out.glob('*.png')))} figures")
     return 0
+
+
+class _FigureBar:
+    """A rich progress bar (figures done / total, ETA) as a ``progress(done, total)`` callback."""
+
+    def __enter__(self):
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                                   TimeRemainingColumn)
+
+        self.bar = Progress(TextColumn("report figures"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("eta"), TimeRemainingColumn())
+        self.task = self.bar.add_task("figures", total=None)
+        self.bar.start()
+        return self
+
+    def __call__(self, done: int, total: int) -> None:
+        self.bar.update(self.task, completed=done, total=total)
+
+    def __exit__(self, *exc) -> None:
+        self.bar.stop()
 
 
 if __name__ == "__main__":
