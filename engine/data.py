@@ -36,6 +36,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .config import DataSection
+
 DEBIAN_DIR = Path("/usr/share/datasets")
 DATASETS = ("mnist", "fashion_mnist")
 SPLITS = ("train", "test")
@@ -81,21 +83,22 @@ def load(name: str, split: str = "train", *, idx_dir: str | Path | None = None,
                  str(data_dir()), str(DEBIAN_DIR))
 
 
-def load_configured(data_cfg: dict | None, split: str = "train", name: str | None = None) -> Dataset:
-    """:func:`load` with a run's ``[data]`` settings (``name`` overrides ``data.dataset``)."""
-    d = data_cfg or {}
-    return load(name or d.get("dataset", "mnist"), split, idx_dir=d.get("idx_dir") or None,
-                torchvision_root=d.get("torchvision_root") or None,
-                download=d.get("download", False))
+def load_configured(data_cfg: DataSection | None, split: str = "train",
+                    name: str | None = None) -> Dataset:
+    """:func:`load` with a run's ``data`` section (``name`` overrides ``data.dataset``; None: the
+    defaults)."""
+    d = data_cfg or DataSection()
+    return load(name or d.dataset, split, idx_dir=d.idx_dir or None,
+                torchvision_root=d.torchvision_root or None, download=d.download)
 
 
-def load_latents(data_cfg: dict | None, split: str = "train") -> Dataset:
+def load_latents(data_cfg: DataSection | None, split: str = "train") -> Dataset:
     """FashionMNIST, the latents of the morph degradation, from ``data.torchvision_root``,
     diffui's data folder or Debian's; not from ``data.idx_dir``, which holds the digits."""
-    d = data_cfg or {}
+    d = data_cfg or DataSection()
     try:
-        return load("fashion_mnist", split, torchvision_root=d.get("torchvision_root") or None,
-                    download=d.get("download", False))
+        return load("fashion_mnist", split, torchvision_root=d.torchvision_root or None,
+                    download=d.download)
     except DataUnavailable as e:
         raise DataUnavailable(
             f"cannot load FashionMNIST ({split} split), the morph degradation's latents", e.tried,
@@ -245,11 +248,15 @@ def split_train_val(n: int, val_fraction: float, seed: int) -> tuple[torch.Tenso
     return perm[n_val:], perm[:n_val]
 
 
+IMAGE_SHAPE = (1, 28, 28)  # (channels, height, width) of one image in model space
+LO, HI = -0.5, 0.5  # the data range in model space: pixel 0 -> LO, pixel 255 -> HI
+
+
 def to_model(images_uint8: torch.Tensor) -> torch.Tensor:
-    """(N, 28, 28) uint8 -> (N, 1, 28, 28) float32 in [-0.5, 0.5] (x / 255 - 0.5)."""
-    return (images_uint8.to(torch.float32) / 255 - 0.5).unsqueeze(1)
+    """(N, 28, 28) uint8 -> (N, *IMAGE_SHAPE) float32 in [LO, HI] (x / 255 + LO)."""
+    return (images_uint8.to(torch.float32) / 255 + LO).unsqueeze(1)
 
 
 def from_model(x: torch.Tensor) -> torch.Tensor:
     """Inverse of :func:`to_model`: float32 in [0, 1], shape kept."""
-    return (x.to(torch.float32) + 0.5).clamp(0, 1)
+    return (x.to(torch.float32) - LO).clamp(0, 1)

@@ -192,10 +192,10 @@ def _train_and_cache(train: datasets.Dataset, epochs: int, data_cfg: dict | None
 def prepare_evaluation(specs: list, log=None) -> None:
     """Before runs start: fail now on an Inception backbone that cannot load (not after hours of
     training), and train the FID classifier here once rather than in several workers at once."""
-    evaluated = [s for s in specs if s.evaluation["every"] > 0]
+    evaluated = [s for s in specs if s.evaluation.every > 0]
     if not evaluated:
         return
-    if any(s.evaluation["backbone"] == "inception" for s in evaluated):
+    if any(s.evaluation.backbone == "inception" for s in evaluated):
         inception_metric()
     try:
         load_classifier(data_cfg=evaluated[0].data, log=log)

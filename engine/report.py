@@ -179,7 +179,7 @@ def plot_direct_vs_iterative(run: Run, path: Path, n: int = 10) -> Path | None:
     if not run.checkpoint_path.exists():
         return None
     spec = run.spec()
-    steps = spec.evaluation["steps"]
+    steps = spec.evaluation.steps
     model, deg = load_model(run)
     x = training_data(spec)[1][:n]
     z = deg.latents(len(x), torch.Generator().manual_seed(0), held_out=True)

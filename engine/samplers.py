@@ -2,7 +2,7 @@
 Morph degradation (cold diffusion): direct restoration R(z_T, T) and the iterative sampler
 z_{t-1} = z_t - D(x̂, t) + D(x̂, t - 1) of Bansal et al. (2022), from a held-out FashionMNIST image.
 
-All return images in model space ([-0.5, 0.5]) and draw all randomness from ``generator``.
+All return images in model space ([data.LO, data.HI]) and draw all randomness from ``generator``.
 """
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import math
 
 import torch
 
+from .components import SAMPLERS
+from .data import HI, IMAGE_SHAPE, LO
 from .degradations import Degradation, Gaussian
-
-LO, HI = -0.5, 0.5  # the data range in model space
 
 
 def _times(n: int, t: int, device) -> torch.Tensor:
@@ -26,7 +26,7 @@ def ddpm(model, deg: Gaussian, n: int, generator: torch.Generator, device="cpu",
     ``on_step(t, z_t)`` sees every state from z_T down to z_0."""
     T = deg.T
     betas, alpha_bar = deg.betas.tolist(), deg.alpha_bar.tolist()  # Python floats: no tiny kernels
-    z = torch.randn((n, 1, 28, 28), generator=generator, device=device)
+    z = torch.randn((n, *IMAGE_SHAPE), generator=generator, device=device)
     if on_step:
         on_step(T, z)
     for t in range(T, 0, -1):
@@ -53,7 +53,7 @@ def ddim(model, deg: Gaussian, n: int, steps: int, generator: torch.Generator,
     clean image is clipped to the data range at each step."""
     T = deg.T
     alpha_bar = deg.alpha_bar.tolist()
-    z = torch.randn((n, 1, 28, 28), generator=generator, device=device)
+    z = torch.randn((n, *IMAGE_SHAPE), generator=generator, device=device)
     ts = ddim_timesteps(T, steps)
     for t, t_prev in zip(ts[:-1], ts[1:]):
         a, a_prev = alpha_bar[t], alpha_bar[t_prev]
@@ -92,36 +92,52 @@ def iterative(model, deg: Degradation, z: torch.Tensor, latent: torch.Tensor, st
     return z
 
 
+# The registered samplers (engine/components.py) share one signature:
+# run(model, deg, n, *, steps, generator, device, latent) -> n images in model space.
+
+def run_ddpm(model, deg, n, *, steps, generator, device, latent):
+    return ddpm(model, deg, n, generator, device)
+
+
+def run_ddim(model, deg, n, *, steps, generator, device, latent):
+    return ddim(model, deg, n, steps, generator, device)
+
+
+def run_direct(model, deg, n, *, steps, generator, device, latent):
+    return direct(model, deg, deg.latents(n, generator, held_out=True))
+
+
+def run_iterative(model, deg, n, *, steps, generator, device, latent):
+    z = deg.latents(n, generator, held_out=True)
+    return iterative(model, deg, z, z, steps, latent)
+
+
+def describe_ddim(steps: int, T: int) -> str:
+    return f"DDIM-{len(ddim_timesteps(T, steps)) - 1}"
+
+
+def describe_iterative(steps: int, T: int) -> str:
+    return f"iterative-{len(ddim_timesteps(T, steps)) - 1}"
+
+
 def sample(model, deg: Degradation, sampler: str, n: int, steps: int, generator: torch.Generator,
            device="cpu", batch: int = 500, latent: str = "estimate") -> torch.Tensor:
-    """``n`` images in model space with the named sampler, in batches of ``batch``. The morph
-    samplers start from held-out FashionMNIST images (z_T = z)."""
+    """``n`` images in model space with the named (registered) sampler, in batches of
+    ``batch``. The morph samplers start from held-out FashionMNIST images (z_T = z)."""
+    run = SAMPLERS.get(sampler).run
     was_training = model.training
     model.eval()
     out = []
     try:
         for start in range(0, n, batch):
             m = min(batch, n - start)
-            if sampler == "ddpm":
-                out.append(ddpm(model, deg, m, generator, device))
-            elif sampler == "ddim":
-                out.append(ddim(model, deg, m, steps, generator, device))
-            elif sampler == "direct":
-                out.append(direct(model, deg, deg.latents(m, generator, held_out=True)))
-            elif sampler == "iterative":
-                z = deg.latents(m, generator, held_out=True)
-                out.append(iterative(model, deg, z, z, steps, latent))
-            else:
-                raise ValueError(f"unknown sampler {sampler!r}")
+            out.append(run(model, deg, m, steps=steps, generator=generator, device=device,
+                           latent=latent))
     finally:
         model.train(was_training)
     return torch.cat(out).clamp(LO, HI)
 
 
 def describe(sampler: str, steps: int, T: int) -> str:
-    if sampler == "ddpm":
-        return f"DDPM-{T}"
-    if sampler == "direct":
-        return "direct"
-    name = "DDIM" if sampler == "ddim" else "iterative"
-    return f"{name}-{len(ddim_timesteps(T, steps)) - 1}"
+    """The sampler's name for tables and events, e.g. "DDIM-50" or "DDPM-1000"."""
+    return SAMPLERS.get(sampler).describe(steps, T)

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from engine import data, samplers
-from engine.config import load_study
+from engine.config import load_study, make_section
 from engine.degradations import Gaussian, Morph
 from engine.nets import UNet, build
 from engine.queue import prepare_runs
@@ -170,7 +170,7 @@ def test_unet_structure_and_28x28_output_for_both_degradations():
 
 
 def test_cnn_restores_with_the_morph_degradation():
-    model = build({"kind": "cnn", "channels": [4, 4], "time_embedding": 4})
+    model = build(make_section("network", {"kind": "cnn", "channels": [4, 4], "time_embedding": 4}))
     deg = morph()
     x = digits(2)
     assert model(deg.degrade(x, torch.full((2,), 5), deg.latents(2, None)),
@@ -186,7 +186,7 @@ def test_tiny_morph_run_evaluates_and_writes_its_figures(tmp_path):
     f = morph_study(tmp_path, epochs=2, every=2)
     run = prepare_runs(load_study(f).runs, tmp_path / "runs")[0]
     spec = run.spec()
-    assert spec.degradation == "morph" and spec.network["kind"] == "unet"
+    assert spec.degradation == "morph" and spec.network.kind == "unet"
     assert execute(run, threading.Event()) == "finished", run.status()
     start = run.events()[0]
     assert start["train_size"] + start["val_size"] == 256

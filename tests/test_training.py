@@ -1,6 +1,7 @@
 """Training runs: files written, reproducibility, derived status, resume after SIGKILL."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -132,7 +133,7 @@ def test_failed_run_records_the_error(tmp_path):
     (bad / "train-labels-idx1-ubyte").write_bytes(b"nope")
     run = make_run(tmp_path)
     spec = run.spec()
-    spec.data["idx_dir"] = str(bad)
+    spec.data = dataclasses.replace(spec.data, idx_dir=str(bad))
     Run.create(run.path, spec)
     assert execute(run, threading.Event()) == "failed"
     st = run.status()

@@ -268,7 +268,7 @@ async def test_edit_saves_the_setting_and_keeps_comments(tmp_path):
     text = file.read_text()
     assert text.startswith("# my study, do not lose this comment\n")
     assert tomllib.loads(text)["defaults"]["training"]["epochs"] == 9
-    assert load_study(file).runs[0].training["epochs"] == 9
+    assert load_study(file).runs[0].training.epochs == 9
 
 
 async def test_palette_and_report(fixed_app):
