@@ -18,6 +18,8 @@ from matplotlib.figure import Figure
 from .queue import SUMMARY_COLUMNS, summary, summary_row
 from .runs import Run, latest_by_epoch
 
+FIGURE_SEED = 0  # the images, noise and latents the figures show (the same for every run)
+
 # --- figures -------------------------------------------------------------------------------------
 
 def _save(fig: Figure, path: Path) -> Path:
@@ -114,7 +116,8 @@ def _image_rows(rows: list[tuple[str, torch.Tensor]], titles: list[str], path: P
     for i, (label, imgs) in enumerate(rows):
         for j, img in enumerate(imgs):
             ax = fig.add_subplot(len(rows), len(titles), i * len(titles) + j + 1)
-            ax.imshow(datasets.from_model(img.reshape(28, 28)).numpy(), cmap="gray", vmin=0, vmax=1)
+            ax.imshow(datasets.from_model(img.reshape(datasets.IMAGE_SHAPE[1:])).numpy(),
+                      cmap="gray", vmin=0, vmax=1)
             ax.set_xticks([])
             ax.set_yticks([])
             if i == 0 and titles[j]:
@@ -138,7 +141,7 @@ def plot_diffusion(run: Run, path: Path, n: int = 4, every: int = 200) -> Path |
     T = deg.T
     shown = sorted(set(list(range(0, T + 1, every)) + [T]))
     ds = datasets.load_configured(spec.data)
-    g = torch.Generator().manual_seed(0)
+    g = torch.Generator().manual_seed(FIGURE_SEED)
     x0 = datasets.to_model(ds.images[torch.randperm(len(ds.images), generator=g)[:n]])
     eps = torch.randn(x0.shape, generator=g)
     forward = torch.stack([deg.degrade(x0, torch.full((n,), t), eps) for t in shown], 1)
@@ -154,16 +157,17 @@ def plot_diffusion(run: Run, path: Path, n: int = 4, every: int = 200) -> Path |
 def plot_restoration(run: Run, path: Path, columns: int = 8) -> Path | None:
     """Morph: one held-out digit degraded to ``columns`` times t from 0 to T (top row) and its
     direct restoration R(z_t, t) (bottom row)."""
+    from . import data as datasets
     from .training import load_model, training_data
 
     if not run.checkpoint_path.exists():
         return None
     model, deg = load_model(run)
     x = training_data(run.spec())[1][:1]
-    z = deg.latents(1, torch.Generator().manual_seed(0), held_out=True)
+    z = deg.latents(1, torch.Generator().manual_seed(FIGURE_SEED), held_out=True)
     ts = torch.linspace(0, deg.T, columns).round().long()
     degraded = torch.cat([deg.degrade(x, t.view(1), z) for t in ts])
-    restored = model(degraded, ts / deg.T).clamp(-0.5, 0.5)
+    restored = model(degraded, ts / deg.T).clamp(datasets.LO, datasets.HI)
     return _image_rows([("degraded z_t", degraded), ("restored R(z_t, t)", restored)],
                        [f"t={t}" for t in ts.tolist()], path)
 
@@ -172,6 +176,7 @@ def plot_restoration(run: Run, path: Path, columns: int = 8) -> Path | None:
 def plot_direct_vs_iterative(run: Run, path: Path, n: int = 10) -> Path | None:
     """Morph: ``n`` held-out digits degraded to t = T, restored directly (R(z_T, T)) and with
     the iterative sampler of the run's ``steps``, with either latent setting."""
+    from . import data as datasets
     from . import samplers
     from .config import MORPH_LATENTS
     from .training import load_model, training_data
@@ -182,14 +187,14 @@ def plot_direct_vs_iterative(run: Run, path: Path, n: int = 10) -> Path | None:
     steps = spec.evaluation.steps
     model, deg = load_model(run)
     x = training_data(spec)[1][:n]
-    z = deg.latents(len(x), torch.Generator().manual_seed(0), held_out=True)
+    z = deg.latents(len(x), torch.Generator().manual_seed(FIGURE_SEED), held_out=True)
     z_T = deg.degrade(x, torch.full((len(x),), deg.T), z)
     name = samplers.describe("iterative", steps, deg.T)
     rows = [("digit x", x), (f"z_T (t={deg.T})", z_T), ("direct", samplers.direct(model, deg, z_T))]
     rows += [(f"{name}\n{mode} latent", samplers.iterative(model, deg, z_T, z, steps, mode))
              for mode in MORPH_LATENTS]
-    return _image_rows([(label, imgs.clamp(-0.5, 0.5)) for label, imgs in rows], [""] * len(x),
-                       path)
+    return _image_rows([(label, imgs.clamp(datasets.LO, datasets.HI)) for label, imgs in rows],
+                       [""] * len(x), path)
 
 
 def write_run_figures(run: Run, out: Path) -> list[Path]:

@@ -38,8 +38,16 @@ def autocast(device: torch.device, amp: str):
     return torch.autocast("cuda", dtype=torch.float16 if amp == "fp16" else torch.bfloat16)
 
 
+# The seeds of a run's random streams, all derived from training.seed. Their values are part of
+# the results: changing one changes every run's losses and samples.
+EPOCH_SEED_STRIDE = 1_000_003  # epoch e of seed s draws from s * stride + e (a prime > any epoch)
+VALIDATION_SEED_OFFSET = 7919  # validation noise: seed + offset, the same every epoch
+SAMPLES_SEED_OFFSET = 104729  # an epoch's grid and FID samples: seed + offset + epoch
+
+
 def epoch_generator(seed: int, epoch: int, device: torch.device) -> torch.Generator:
-    return torch.Generator(device=device).manual_seed(seed * 1_000_003 + epoch)
+    """The generator of an epoch's shuffling and noise."""
+    return torch.Generator(device=device).manual_seed(seed * EPOCH_SEED_STRIDE + epoch)
 
 
 @dataclass
@@ -51,7 +59,7 @@ class Prepared:
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
     deg: Degradation
-    train_x: torch.Tensor  # (N, 1, 28, 28) model space, on the device
+    train_x: torch.Tensor  # (N, *data.IMAGE_SHAPE) model space, on the device
     val_x: torch.Tensor
     source: str
 
@@ -120,7 +128,7 @@ def train_epoch(p: Prepared, epoch: int, should_stop: Callable[[], bool] = lambd
 def validation_loss(p: Prepared, batch: int = 1000) -> float:
     """Mean loss on the held-out split (and held-out latents) with noise fixed by the seed
     (comparable across epochs)."""
-    g = torch.Generator(device=p.device).manual_seed(p.spec.training.seed + 7919)
+    g = torch.Generator(device=p.device).manual_seed(p.spec.training.seed + VALIDATION_SEED_OFFSET)
     p.model.eval()
     total = 0.0
     for start in range(0, len(p.val_x), batch):
@@ -172,7 +180,8 @@ class Evaluator:
         name = samplers.describe(sampler, ev.steps, p.deg.T)
         n = max(ev.n_grid if grid else 0, ev.n_eval if score else 0)
         t0 = time.time()
-        g = torch.Generator(device=p.device).manual_seed(p.spec.training.seed + 104729 + epoch)
+        g = torch.Generator(device=p.device).manual_seed(
+            p.spec.training.seed + SAMPLES_SEED_OFFSET + epoch)
         with autocast(p.device, p.spec.training.amp):
             imgs = samplers.sample(p.model, p.deg, sampler, n, ev.steps, g, p.device,
                                    latent=ev.morph_latent)

@@ -139,3 +139,14 @@ def test_failed_run_records_the_error(tmp_path):
     st = run.status()
     assert st.state == "failed" and "train-images-idx3-ubyte" in st.detail
     assert run.events()[-1]["type"] == "end" and run.events()[-1]["status"] == "failed"
+
+
+def test_seed_streams_are_pinned(tmp_path):
+    """The named seed offsets (training.EPOCH_SEED_STRIDE, VALIDATION_SEED_OFFSET,
+    SAMPLES_SEED_OFFSET) keep the values they had as literals: the tiny run's losses are the ones
+    it gave before they were named."""
+    run = make_run(tmp_path)
+    assert execute(run, threading.Event()) == "finished"
+    assert np.array(epoch_losses(run))[:, 1:] == pytest.approx(np.array(
+        [[1.0476007212763248, 0.9101762771606445], [0.8510852979577106, 0.7526090741157532]]),
+        rel=1e-5)
