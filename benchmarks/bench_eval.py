@@ -41,7 +41,7 @@ def main() -> int:
     model, deg = load_model(run, str(device))
     fid = FID("lenet", run.spec().data)
     console = Console()
-    console.print(f"run {run.name} ({run.spec().network['kind']}, {deg.T} steps) | device {device}"
+    console.print(f"run {run.name} ({run.spec().network.kind}, {deg.T} steps) | device {device}"
                   f" | torch {torch.__version__} | threads {torch.get_num_threads()} | N = {args.n}")
     table = Table(title=f"evaluation pass, N = {args.n}")
     for col in ("sampler", "sampling s", "scoring s", "FID", "floor", "class entropy (bits)"):

@@ -104,17 +104,17 @@ def main() -> int:
         x = x.repeat(math.ceil(need / len(x)), 1, 1, 1)
     p.train_x = x[:need].contiguous()  # one epoch = exactly `steps` batches
 
-    torch.manual_seed(tr["seed"])
+    torch.manual_seed(tr.seed)
     model = nets.build(spec.network).to(dev)
-    opt = torch.optim.Adam(model.parameters(), lr=tr["lr"])
+    opt = torch.optim.Adam(model.parameters(), lr=tr.lr)
     fp32 = nullcontext
-    engine_amp = lambda: training.autocast(dev, tr["amp"])  # noqa: E731  (what the engine uses)
+    engine_amp = lambda: training.autocast(dev, tr.amp)  # noqa: E731  (what the engine uses)
     on_cuda = dev.type == "cuda"
-    amp_name = ("fp16" if tr["amp"] == "fp16" else "bf16") if on_cuda and tr["amp"] != "off" else ""
+    amp_name = ("fp16" if tr.amp == "fp16" else "bf16") if on_cuda and tr.amp != "off" else ""
 
     con.print(f"device {dev}" + (f" ({torch.cuda.get_device_name(dev)})" if on_cuda else "")
               + f" | torch {torch.__version__} | threads {torch.get_num_threads()}")
-    con.print(f"network {spec.network['kind']} ({sum(q.numel() for q in model.parameters()):,} "
+    con.print(f"network {spec.network.kind} ({sum(q.numel() for q in model.parameters()):,} "
               f"parameters) | data {p.source}")
     con.print(f"{len(p.train_x):,} train images = batch {args.batch} x {args.steps} steps | "
               f"{args.repeats} interleaved rounds" + (f" | engine amp {amp_name}" if amp_name else ""))
@@ -159,8 +159,8 @@ def main() -> int:
     runs = [("ddpm", p.deg.T), ("ddim", 50), ("ddim", 100)]
 
     def draw(sampler: str, steps: int, count: int):
-        g = torch.Generator(device=dev).manual_seed(tr["seed"] + 104729)
-        with training.autocast(dev, tr["amp"]):  # as the engine's draw_samples does
+        g = torch.Generator(device=dev).manual_seed(tr.seed + training.SAMPLES_SEED_OFFSET)
+        with training.autocast(dev, tr.amp):  # as the engine's draw_samples does
             samplers.sample(p.model, p.deg, sampler, count, steps, g, dev)
 
     timed(lambda: draw("ddim", 5, n), dev)  # warm-up

@@ -10,8 +10,11 @@ The file has four kinds of table:
   for a smoke run) and may restrict the experiments with ``experiments = [...]`` (the
   profile's settings are then cross-checked against those experiments only).
 
-The samplers depend on the degradation: ``ddim`` / ``ddpm`` for ``gaussian``, ``iterative`` /
-``direct`` for ``morph``; ``final_sampler = "same"`` repeats ``sampler`` whatever it is.
+The sections are typed (:class:`DataSection`, :class:`ScheduleSection`, ...): their fields are
+the keys with their defaults, checkers and meanings. Schedule kinds, networks, degradations and
+samplers come from the registries of :mod:`engine.components`; each degradation's entry names its
+samplers (``ddim`` / ``ddpm`` for ``gaussian``, ``iterative`` / ``direct`` for ``morph``);
+``final_sampler = "same"`` repeats ``sampler`` whatever it is.
 
 Everything is validated before anything runs; the first problem raises :class:`ConfigError`
 whose message is one line naming the file, the key path and what was expected.
@@ -19,21 +22,21 @@ whose message is one line naming the file, the key path and what was expected.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
-import math
 import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-SCHEDULE_KINDS = ("linear", "cosine", "constant", "inverse_linear")
-DEGRADATIONS = ("gaussian", "morph")
-NETWORKS = ("cnn", "unet")
+from .components import DEGRADATIONS, NETWORKS, SAMPLERS, SCHEDULES
+from .registry import (boolean, choice, int_list, integer, key, keys_of, number, params_of,
+                       string)
+from .registry import device as device_check
+
 DATASETS = ("mnist", "fashion_mnist")
-# the samplers of each degradation; "same" (final_sampler only) repeats evaluation.sampler
-DEGRADATION_SAMPLERS = {"gaussian": ("ddim", "ddpm"), "morph": ("iterative", "direct")}
-SAMPLERS = tuple(s for group in DEGRADATION_SAMPLERS.values() for s in group)
 MORPH_LATENTS = ("estimate", "start")
 SECTIONS = ("data", "schedule", "network", "training", "evaluation")
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -43,128 +46,150 @@ class ConfigError(Exception):
     """A problem in an experiments file; ``str()`` is the one-line message for the user."""
 
 
-# --- the schema --------------------------------------------------------------------------
-# Each key: (default, checker). A checker returns None when the value is fine, otherwise the
-# text of "what was expected".
+# --- the schema: one typed section per table -----------------------------------------------
+# Each field is a key of the table, declared with registry.key(default, checker, meaning). The
+# [schedule] and [network] sections add the keys of every registered kind (engine.components).
 
 
-def _int(lo=None, hi=None):
-    def check(v):
-        if isinstance(v, bool) or not isinstance(v, int):
-            return _range_text("an integer", lo, hi)
-        if (lo is not None and v < lo) or (hi is not None and v > hi):
-            return _range_text("an integer", lo, hi)
-        return None
-    return check
+@dataclass(frozen=True)
+class Section:
+    """A validated table of a run's settings; read as attributes (``spec.training.epochs``)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: copy.deepcopy(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def keys(cls) -> dict[str, tuple[Any, Any]]:
+        """``{key: (default, checker)}`` in the table's order."""
+        return keys_of(cls)
+
+    @classmethod
+    def docs(cls) -> dict[str, str]:
+        return {f.name: f.metadata.get("doc", "") for f in dataclasses.fields(cls)}
 
 
-def _float(lo=None, hi=None, lo_open=False, hi_open=False):
-    def check(v):
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-            return _range_text("a number", lo, hi, lo_open, hi_open)
-        if lo is not None and (v < lo or (lo_open and v == lo)):
-            return _range_text("a number", lo, hi, lo_open, hi_open)
-        if hi is not None and (v > hi or (hi_open and v == hi)):
-            return _range_text("a number", lo, hi, lo_open, hi_open)
-        return None
-    return check
+@dataclass(frozen=True)
+class DataSection(Section):
+    dataset: str = key("mnist", choice(DATASETS), "`mnist` or `fashion_mnist`")
+    train_subset: int = key(0, integer(0), "use this many training images (0 = all)")
+    val_fraction: float = key(0.1, number(0, 0.5, lo_open=True), "held out for validation")
+    idx_dir: str = key("", string(), "a folder of IDX files (optional)")
+    torchvision_root: str = key("", string(), "torchvision's root folder (optional)")
+    download: bool = key(False, boolean(), "let torchvision download into torchvision_root")
+    fetch: bool = key(True, boolean(), "download the full set into diffui's data folder on "
+                      "first use when no local source has it")
 
 
-def _range_text(what, lo, hi, lo_open=False, hi_open=False):
-    if lo is not None and hi is not None:
-        return f"{what} in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
-    if lo is not None:
-        return f"{what} {'>' if lo_open else '>='} {lo}"
-    if hi is not None:
-        return f"{what} {'<' if hi_open else '<='} {hi}"
-    return what
+@dataclass(frozen=True)
+class ScheduleSection(Section):
+    """``kind`` and ``T``; the section of a spec is a subclass that also has every kind's keys
+    (see :func:`section_class`); :meth:`params` gives the ones ``kind`` reads."""
+
+    kind: str = key("linear", choice(SCHEDULES.names), "the beta schedule")
+    T: int = key(1000, integer(1, 100_000), "diffusion steps")
+
+    def params(self) -> Any:
+        return params_of(SCHEDULES.get(self.kind).params, self)
 
 
-def _choice(options):
-    def check(v):
-        if v not in options:
-            return "one of " + ", ".join(repr(o) for o in options)
-        return None
-    return check
+@dataclass(frozen=True)
+class NetworkSection(Section):
+    kind: str = key("cnn", choice(NETWORKS.names), "the denoising / restoration network")
+
+    def params(self) -> Any:
+        return params_of(NETWORKS.get(self.kind).params, self)
 
 
-def _str():
-    return lambda v: None if isinstance(v, str) else "a string"
+@dataclass(frozen=True)
+class TrainingSection(Section):
+    epochs: int = key(50, integer(1, 100_000))
+    batch_size: int = key(128, integer(1, 65_536))
+    lr: float = key(2e-4, number(0, 10, lo_open=True), "Adam's learning rate")
+    seed: int = key(0, integer(0, 2**31 - 1))
+    device: str = key("auto", device_check, "`auto`, `cpu`, `cuda`, `cuda:N`")
+    amp: str = key("auto", choice(("auto", "off", "bf16", "fp16")), "mixed precision")
+    progress_every: float = key(1.0, number(0, 3600, lo_open=True),
+                                "seconds between progress events")
 
 
-def _bool():
-    return lambda v: None if isinstance(v, bool) else "true or false"
+@dataclass(frozen=True)
+class EvaluationSection(Section):
+    sampler: str = key("ddim", choice(SAMPLERS.names), "sampler for grids and FID in training")
+    steps: int = key(50, integer(1, 100_000), "DDIM steps, or iterative morph steps")
+    grid_epochs: list[int] = key([5, 10, 20, 30, 40], int_list(1), "epochs that save a grid")
+    n_grid: int = key(25, integer(1, 1024), "images per grid")
+    final_sampler: str = key("ddpm", choice(lambda: (*SAMPLERS.names(), "same")),
+                             "samples after the last epoch (`same`: `sampler`)")
+    morph_latent: str = key("estimate", choice(MORPH_LATENTS),
+                            "the latent of D in the iterative morph sampler")
+    every: int = key(5, integer(0, 100_000), "FID every k epochs and after the last (0 = never)")
+    n_eval: int = key(1000, integer(2, 100_000), "samples per FID evaluation")
+    backbone: str = key("lenet", choice(("lenet", "inception")), "FID feature network")
 
 
-def _int_list(lo=None, min_len=0):
-    item = _int(lo)
-
-    def check(v):
-        what = f"a list of integers{'' if lo is None else f' >= {lo}'}"
-        if not isinstance(v, list) or len(v) < min_len or any(item(x) for x in v):
-            return what + (f" (at least {min_len})" if min_len else "")
-        return None
-    return check
+_STATIC = {"data": DataSection, "training": TrainingSection, "evaluation": EvaluationSection}
+_KINDED = {"schedule": (ScheduleSection, SCHEDULES), "network": (NetworkSection, NETWORKS)}
+_built: dict[str, tuple[int, type]] = {}
 
 
-def _three_widths(v):
-    if _int_list(1)(v) or len(v) != 3:
-        return "three integers >= 1 (e.g. [32, 64, 128])"
-    return None
+def section_class(section: str) -> type:
+    """The dataclass of a table. ``schedule`` and ``network``: the base's keys, then the keys of
+    each registered kind in registration order (rebuilt when the registry changes)."""
+    if section in _STATIC:
+        return _STATIC[section]
+    base, registry = _KINDED[section]
+    cached = _built.get(section)
+    if cached and cached[0] == registry.version:
+        return cached[1]
+    extra: dict[str, dataclasses.Field] = {}
+    for entry in registry:
+        for f in dataclasses.fields(entry.params):
+            if f.name in extra or f.name in {b.name for b in dataclasses.fields(base)}:
+                seen = extra.get(f.name)
+                if seen is not None and _default_of(seen) != _default_of(f):
+                    raise ValueError(f"{section}.{f.name}: {registry.what} {entry.name!r} "
+                                     "declares it with another default")
+                continue
+            extra[f.name] = f
+    cls = dataclasses.make_dataclass(
+        base.__name__, [(n, f.type, dataclasses.field(default=f.default,
+                                                      default_factory=f.default_factory,
+                                                      metadata=f.metadata))
+                        for n, f in extra.items()],
+        bases=(base,), frozen=True)
+    cls.__module__ = __name__
+    _built[section] = (registry.version, cls)
+    return cls
 
 
-def _device(v):
-    if isinstance(v, str) and (v in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", v)):
-        return None
-    return "'auto', 'cpu', 'cuda' or 'cuda:N'"
+def _default_of(f: dataclasses.Field) -> Any:
+    return f.default_factory() if f.default is dataclasses.MISSING else f.default
 
 
-SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
-    "data": {
-        "dataset": ("mnist", _choice(DATASETS)),
-        "train_subset": (0, _int(0)),  # 0 = every training image available
-        "val_fraction": (0.1, _float(0, 0.5, lo_open=True)),
-        "idx_dir": ("", _str()),  # a folder of IDX files (optional)
-        "torchvision_root": ("", _str()),  # torchvision's root folder (optional)
-        "download": (False, _bool()),  # let torchvision download into torchvision_root
-        "fetch": (True, _bool()),  # download into diffui's data folder when no local source has it
-    },
-    "schedule": {
-        "kind": ("linear", _choice(SCHEDULE_KINDS)),
-        "T": (1000, _int(1, 100_000)),
-        "beta_min": (1e-4, _float(0, 1, lo_open=True, hi_open=True)),  # linear, inverse_linear
-        "beta_max": (0.02, _float(0, 1, lo_open=True, hi_open=True)),  # linear, inverse_linear
-        "s": (0.008, _float(0, 1)),  # cosine offset
-        "max_beta": (0.1, _float(0, 1, lo_open=True)),  # cosine cap (0.999 in the paper)
-        "beta": (0.01, _float(0, 1, lo_open=True, hi_open=True)),  # constant
-    },
-    "network": {
-        "kind": ("cnn", _choice(NETWORKS)),
-        "channels": ([16, 32, 32, 16], _int_list(1, min_len=1)),  # the CNN's block widths
-        "unet_channels": ([32, 64, 128], _three_widths),  # the UNet's widths, 28, 14 and 7 pixels
-        "time_embedding": (16, _int(1, 1024)),
-    },
-    "training": {
-        "epochs": (50, _int(1, 100_000)),
-        "batch_size": (128, _int(1, 65_536)),
-        "lr": (2e-4, _float(0, 10, lo_open=True)),
-        "seed": (0, _int(0, 2**31 - 1)),
-        "device": ("auto", _device),
-        "amp": ("auto", _choice(("auto", "off", "bf16", "fp16"))),
-        "progress_every": (1.0, _float(0, 3600, lo_open=True)),  # seconds between progress events
-    },
-    "evaluation": {
-        "sampler": ("ddim", _choice(SAMPLERS)),
-        "steps": (50, _int(1, 100_000)),  # DDIM steps, or iterative morph steps
-        "grid_epochs": ([5, 10, 20, 30, 40], _int_list(1)),
-        "n_grid": (25, _int(1, 1024)),  # images per grid (a square number draws a square grid)
-        "final_sampler": ("ddpm", _choice((*SAMPLERS, "same"))),  # samples after the last epoch
-        "morph_latent": ("estimate", _choice(MORPH_LATENTS)),  # the latent of D in the iterative loop
-        "every": (5, _int(0, 100_000)),  # FID every k epochs and after the last (0 = never)
-        "n_eval": (1000, _int(2, 100_000)),  # samples per FID evaluation
-        "backbone": ("lenet", _choice(("lenet", "inception"))),  # FID feature network
-    },
-}
+def make_section(section: str, values: dict[str, Any]) -> Section:
+    """The typed section from a table (keys it does not have are ignored; missing keys get
+    their defaults)."""
+    cls = section_class(section)
+    known = cls.keys()
+    return cls(**{k: copy.deepcopy(v) for k, v in values.items() if k in known})
+
+
+class _Schema(Mapping):
+    """``SCHEMA[section]`` = ``{key: (default, checker)}``, read from the sections."""
+
+    def __getitem__(self, section: str) -> dict[str, tuple[Any, Any]]:
+        if section not in SECTIONS:
+            raise KeyError(section)
+        return section_class(section).keys()
+
+    def __iter__(self):
+        return iter(SECTIONS)
+
+    def __len__(self):
+        return len(SECTIONS)
+
+
+SCHEMA = _Schema()
 EXPERIMENT_KEYS = {"name", "degradation", "sweep", *SECTIONS}
 PROFILE_KEYS = {"experiments", "degradation", *SECTIONS}
 TOP_KEYS = {"defaults", "experiments", "profiles"}
@@ -176,11 +201,11 @@ class RunSpec:
 
     name: str
     degradation: str
-    data: dict[str, Any]
-    schedule: dict[str, Any]
-    network: dict[str, Any]
-    training: dict[str, Any]
-    evaluation: dict[str, Any]
+    data: DataSection
+    schedule: ScheduleSection
+    network: NetworkSection
+    training: TrainingSection
+    evaluation: EvaluationSection
     experiment: str = ""  # the experiment it came from (differs from name for sweeps)
     profile: str = ""
 
@@ -188,7 +213,7 @@ class RunSpec:
         d = {"name": self.name, "experiment": self.experiment or self.name,
              "profile": self.profile, "degradation": self.degradation}
         for s in SECTIONS:
-            d[s] = copy.deepcopy(getattr(self, s))
+            d[s] = getattr(self, s).to_dict()
         return d
 
     @classmethod
@@ -197,8 +222,7 @@ class RunSpec:
         defaults, so older run folders stay readable."""
         return cls(name=d["name"], degradation=d["degradation"],
                    experiment=d.get("experiment", d["name"]), profile=d.get("profile", ""),
-                   **{s: {**{k: copy.deepcopy(v[0]) for k, v in SCHEMA[s].items()}, **d.get(s, {})}
-                      for s in SECTIONS})
+                   **{s: make_section(s, d.get(s, {})) for s in SECTIONS})
 
 
 @dataclass
@@ -254,17 +278,21 @@ def _merge(base: dict, over: dict) -> dict:
 
 def _cross_checks(ctx: _Ctx, where: str, spec: RunSpec) -> None:
     sch = spec.schedule
-    if sch["kind"] in ("linear", "inverse_linear") and sch["beta_min"] > sch["beta_max"]:
-        ctx.fail(f"{where}.schedule.beta_min", f"a number <= beta_max ({sch['beta_max']})",
-                 sch["beta_min"])
+    check = SCHEDULES.get(sch.kind).check
+    problem = check(sch.params()) if check else None
+    if problem:
+        key_, expected, got = problem
+        ctx.fail(f"{where}.schedule.{key_}", expected, got)
     ev = spec.evaluation
-    allowed = DEGRADATION_SAMPLERS[spec.degradation]
-    for key, ok in (("sampler", allowed), ("final_sampler", (*allowed, "same"))):
-        if ev[key] not in ok:
-            ctx.fail(f"{where}.evaluation.{key}", f"one of {', '.join(map(repr, ok))} for the "
-                     f"{spec.degradation} degradation", ev[key])
-    if {"ddim", "iterative"} & {ev["sampler"], ev["final_sampler"]} and ev["steps"] > sch["T"]:
-        ctx.fail(f"{where}.evaluation.steps", f"at most schedule.T ({sch['T']})", ev["steps"])
+    allowed = DEGRADATIONS.get(spec.degradation).samplers
+    for name, ok in (("sampler", allowed), ("final_sampler", (*allowed, "same"))):
+        value = getattr(ev, name)
+        if value not in ok:
+            ctx.fail(f"{where}.evaluation.{name}", f"one of {', '.join(map(repr, ok))} for the "
+                     f"{spec.degradation} degradation", value)
+    used = {ev.sampler, ev.final_sampler} - {"same"}
+    if any(SAMPLERS.get(s).uses_steps for s in used) and ev.steps > sch.T:
+        ctx.fail(f"{where}.evaluation.steps", f"at most schedule.T ({sch.T})", ev.steps)
 
 
 def _sweep_label(key: str, value: Any) -> str:
@@ -327,7 +355,7 @@ def parse_study(text: str, path: Path, profile: str | None = None) -> Study:
     for key, value in dtable.items():
         if key == "degradation":
             if value not in DEGRADATIONS:
-                ctx.fail("defaults.degradation", "one of " + ", ".join(map(repr, DEGRADATIONS)), value)
+                ctx.fail("defaults.degradation", "one of " + ", ".join(map(repr, DEGRADATIONS.names())), value)
             degradation = value
         elif key in SECTIONS:
             defaults[key] = _merge(defaults[key], _check_section(ctx, f"defaults.{key}", key, value))
@@ -345,7 +373,7 @@ def parse_study(text: str, path: Path, profile: str | None = None) -> Study:
                     ctx.fail(where, "a non-empty list of experiment names", value)
             elif key == "degradation":
                 if value not in DEGRADATIONS:
-                    ctx.fail(where, "one of " + ", ".join(map(repr, DEGRADATIONS)), value)
+                    ctx.fail(where, "one of " + ", ".join(map(repr, DEGRADATIONS.names())), value)
             elif key in SECTIONS:
                 _check_section(ctx, where, key, value)
             else:
@@ -379,7 +407,7 @@ def parse_study(text: str, path: Path, profile: str | None = None) -> Study:
             if key in SECTIONS:
                 _check_section(ctx, f"{where}.{key}", key, value)
         if "degradation" in exp and exp["degradation"] not in DEGRADATIONS:
-            ctx.fail(f"{where}.degradation", "one of " + ", ".join(map(repr, DEGRADATIONS)),
+            ctx.fail(f"{where}.degradation", "one of " + ", ".join(map(repr, DEGRADATIONS.names())),
                      exp["degradation"])
         for run_name, e in _expand_sweep(ctx, where, exp):
             if run_name in seen:
@@ -395,7 +423,7 @@ def parse_study(text: str, path: Path, profile: str | None = None) -> Study:
                 _check_section(ctx, f"{where}.{s}", s, sections[s])
             spec = RunSpec(name=run_name, experiment=name, profile=profile or "",
                            degradation=ptable.get("degradation", e.get("degradation", degradation)),
-                           **sections)
+                           **{s: make_section(s, sections[s]) for s in SECTIONS})
             if name in ptable.get("experiments", [name]):  # a profile's own runs only
                 _cross_checks(ctx, where, spec)
                 runs.append(spec)

@@ -50,6 +50,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .config import DataSection
+
 DEBIAN_DIR = Path("/usr/share/datasets")
 DATASETS = ("mnist", "fashion_mnist")
 SPLITS = ("train", "test")
@@ -99,23 +101,22 @@ def load(name: str, split: str = "train", *, idx_dir: str | Path | None = None,
                  bool(fetch), str(data_dir()), str(DEBIAN_DIR))
 
 
-def load_configured(data_cfg: dict | None, split: str = "train", name: str | None = None,
+def load_configured(data_cfg: DataSection | None, split: str = "train", name: str | None = None,
                     fetch: bool | None = None) -> Dataset:
-    """:func:`load` with a run's ``[data]`` settings (``name`` overrides ``data.dataset``;
-    ``fetch``, when given, overrides :func:`fetch_enabled`)."""
-    d = data_cfg or {}
-    return load(name or d.get("dataset", "mnist"), split, idx_dir=d.get("idx_dir") or None,
-                torchvision_root=d.get("torchvision_root") or None,
-                download=d.get("download", False),
+    """:func:`load` with a run's ``data`` section (``name`` overrides ``data.dataset``;
+    ``fetch``, when given, overrides :func:`fetch_enabled`; None: the defaults)."""
+    d = data_cfg or DataSection()
+    return load(name or d.dataset, split, idx_dir=d.idx_dir or None,
+                torchvision_root=d.torchvision_root or None, download=d.download,
                 fetch=fetch_enabled(d) if fetch is None else fetch)
 
 
-def fetch_enabled(data_cfg: dict | None) -> bool:
+def fetch_enabled(data_cfg: DataSection | None) -> bool:
     """Whether loads with these ``[data]`` settings may download into diffui's data folder:
     ``data.fetch`` (default true), unless ``$DIFFUI_FETCH`` is 0/false/no/off."""
     if os.environ.get("DIFFUI_FETCH", "").strip().lower() in ("0", "false", "no", "off"):
         return False
-    return bool((data_cfg or {}).get("fetch", True))
+    return (data_cfg or DataSection()).fetch
 
 
 def fallback_note(source: str | None) -> str | None:
@@ -144,13 +145,15 @@ def fallback_notes(data_cfgs) -> list[str]:
     return notes
 
 
-def load_latents(data_cfg: dict | None, split: str = "train") -> Dataset:
+
+
+def load_latents(data_cfg: DataSection | None, split: str = "train") -> Dataset:
     """FashionMNIST, the latents of the morph degradation, from ``data.torchvision_root``,
     diffui's data folder or Debian's; not from ``data.idx_dir``, which holds the digits."""
-    d = data_cfg or {}
+    d = data_cfg or DataSection()
     try:
-        return load("fashion_mnist", split, torchvision_root=d.get("torchvision_root") or None,
-                    download=d.get("download", False), fetch=fetch_enabled(d))
+        return load("fashion_mnist", split, torchvision_root=d.torchvision_root or None,
+                    download=d.download, fetch=fetch_enabled(d))
     except DataUnavailable as e:
         raise DataUnavailable(
             f"cannot load FashionMNIST ({split} split), the morph degradation's latents", e.tried,
@@ -590,7 +593,7 @@ class SourceInfo:
     problem: str | None = None  # why nothing provides it (DataUnavailable or a bad file)
 
 
-def describe(data_cfg: dict | None = None) -> list[SourceInfo]:
+def describe(data_cfg: DataSection | None = None) -> list[SourceInfo]:
     """Every dataset and split: the source a run with these ``[data]`` settings would use (never
     downloading), its size and whether it is the full set."""
     out = []
@@ -624,11 +627,15 @@ def split_train_val(n: int, val_fraction: float, seed: int) -> tuple[torch.Tenso
     return perm[n_val:], perm[:n_val]
 
 
+IMAGE_SHAPE = (1, 28, 28)  # (channels, height, width) of one image in model space
+LO, HI = -0.5, 0.5  # the data range in model space: pixel 0 -> LO, pixel 255 -> HI
+
+
 def to_model(images_uint8: torch.Tensor) -> torch.Tensor:
-    """(N, 28, 28) uint8 -> (N, 1, 28, 28) float32 in [-0.5, 0.5] (x / 255 - 0.5)."""
-    return (images_uint8.to(torch.float32) / 255 - 0.5).unsqueeze(1)
+    """(N, 28, 28) uint8 -> (N, *IMAGE_SHAPE) float32 in [LO, HI] (x / 255 + LO)."""
+    return (images_uint8.to(torch.float32) / 255 + LO).unsqueeze(1)
 
 
 def from_model(x: torch.Tensor) -> torch.Tensor:
     """Inverse of :func:`to_model`: float32 in [0, 1], shape kept."""
-    return (x.to(torch.float32) + 0.5).clamp(0, 1)
+    return (x.to(torch.float32) - LO).clamp(0, 1)

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from . import data as datasets
+from .components import DEGRADATIONS
 from .schedules import Schedule, from_spec
 
 
@@ -50,7 +51,8 @@ class Gaussian(Degradation):
     name = "gaussian"
 
     def latents(self, n, generator, held_out=False):
-        return torch.randn((n, 1, 28, 28), device=self.alpha_bar.device, generator=generator)
+        return torch.randn((n, *datasets.IMAGE_SHAPE), device=self.alpha_bar.device,
+                           generator=generator)
 
     def target(self, x, z):
         return z
@@ -76,10 +78,22 @@ class Morph(Degradation):
         return x
 
 
-def build(spec, device: torch.device | str = "cpu") -> Degradation:
-    """The degradation of a run spec (``morph`` loads FashionMNIST, see ``data.load_latents``)."""
-    schedule = from_spec(spec.schedule)
-    if spec.degradation == "morph":
-        return Morph(schedule, datasets.load_latents(spec.data, "train").images,
-                     datasets.load_latents(spec.data, "test").images, device)
+def build_gaussian(schedule: Schedule, spec, device) -> Gaussian:
     return Gaussian(schedule, device)
+
+
+def build_morph(schedule: Schedule, spec, device) -> Morph:
+    return Morph(schedule, datasets.load_latents(spec.data, "train").images,
+                 datasets.load_latents(spec.data, "test").images, device)
+
+
+def check_morph_inputs(spec) -> None:
+    """Raises :class:`data.DataUnavailable` when FashionMNIST (both splits) cannot be loaded."""
+    for split in ("train", "test"):
+        datasets.load_latents(spec.data, split)
+
+
+def build(spec, device: torch.device | str = "cpu") -> Degradation:
+    """The degradation of a run spec, from its registry entry (``morph`` loads FashionMNIST,
+    see ``data.load_latents``)."""
+    return DEGRADATIONS.get(spec.degradation).build(from_spec(spec.schedule), spec, device)

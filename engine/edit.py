@@ -15,7 +15,7 @@ from typing import Any
 import tomlkit
 from tomlkit.exceptions import TOMLKitError
 
-from .config import SECTIONS, ConfigError, parse_study
+from .config import SECTIONS, ConfigError, parse_study, section_class
 from .runs import atomic_write_text
 
 
@@ -59,6 +59,20 @@ def get_setting(text: str, path: Path, target: str, key: str) -> Any:
             return None
         table = table[part]
     return table.unwrap() if hasattr(table, "unwrap") else table
+
+
+def key_help(key: str) -> str:
+    """What the schema (the component registry) says of ``section.key``: its default and
+    meaning; for a section alone, or a key it lacks, the keys it has ("" for anything else)."""
+    section, _, leaf = key.partition(".")
+    if section not in SECTIONS:
+        return ""
+    cls = section_class(section)
+    keys = cls.keys()
+    if leaf not in keys:
+        return f"keys of [{section}]: " + ", ".join(keys)
+    doc = cls.docs().get(leaf, "")
+    return f"default {keys[leaf][0]!r}" + (f" ({doc})" if doc else "")
 
 
 def parse_value(path: Path, key: str, text: str) -> Any:

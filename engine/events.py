@@ -408,7 +408,7 @@ SUMMARY_COLUMNS = ("run", "status", "epochs", "final val loss", "FID", "floor", 
 def summary(run) -> RunProgress:
     """A run's latest numbers, read from its folder (epochs from its settings before it starts)."""
     p = follow(run, RunProgress(run.name))
-    p.epochs = p.epochs or run.spec().training["epochs"]
+    p.epochs = p.epochs or run.spec().training.epochs
     return p
 
 

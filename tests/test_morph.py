@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from engine import data, samplers
-from engine.config import load_study
+from engine.config import load_study, make_section
 from engine.degradations import Gaussian, Morph
 from engine.nets import UNet, build
 from engine.events import Epoch, Eval, Samples, latest_by_epoch
@@ -170,7 +170,7 @@ def test_unet_structure_and_28x28_output_for_both_degradations():
 
 
 def test_cnn_restores_with_the_morph_degradation():
-    model = build({"kind": "cnn", "channels": [4, 4], "time_embedding": 4})
+    model = build(make_section("network", {"kind": "cnn", "channels": [4, 4], "time_embedding": 4}))
     deg = morph()
     x = digits(2)
     assert model(deg.degrade(x, torch.full((2,), 5), deg.latents(2, None)),
@@ -186,7 +186,7 @@ def test_tiny_morph_run_evaluates_and_writes_its_figures(tmp_path):
     f = morph_study(tmp_path, epochs=2, every=2)
     run = prepare_runs(load_study(f).runs, tmp_path / "runs")[0]
     spec = run.spec()
-    assert spec.degradation == "morph" and spec.network["kind"] == "unet"
+    assert spec.degradation == "morph" and spec.network.kind == "unet"
     assert execute(run, threading.Event()) == "finished", run.status()
     start = run.events()[0]
     assert start.train_size + start.val_size == 256
@@ -198,8 +198,8 @@ def test_tiny_morph_run_evaluates_and_writes_its_figures(tmp_path):
     evals = latest_by_epoch(run.events(), Eval)
     assert sorted(evals) == [2]
     ev = evals[2]
-    assert ev["sampler"] == "iterative-4" and ev["n"] == 200 and ev["fid"] > ev["floor"] > 0
-    assert sum(ev["histogram"]) == 200 and 0 <= ev["entropy"] <= math.log2(10)
+    assert ev.sampler == "iterative-4" and ev.n == 200 and ev.fid > ev.floor > 0
+    assert sum(ev.histogram) == 200 and 0 <= ev.entropy <= math.log2(10)
 
     out = tmp_path / "report"
     assert main(["report", "--runs-dir", str(tmp_path / "runs"), "--out", str(out)]) == 0
@@ -209,7 +209,7 @@ def test_tiny_morph_run_evaluates_and_writes_its_figures(tmp_path):
         assert (out / name).stat().st_size > 5000, name
     assert not (out / "tiny-diffusion.png").exists()  # the DDPM strip is for Gaussian runs
     md = (out / "report.md").read_text()
-    assert "| tiny | finished | 2/2 |" in md and f"{ev['fid']:.2f}" in md
+    assert "| tiny | finished | 2/2 |" in md and f"{ev.fid:.2f}" in md
     assert "iterative-4" in md and all(f"]({n})" in md for n in names)
 
 

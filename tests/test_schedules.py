@@ -7,7 +7,11 @@ import torch
 from PIL import Image
 
 from engine.ks import first_indistinguishable, ks_pvalues, write_schedule_study
-from engine.schedules import KINDS, from_spec, make_schedule
+from engine.components import SCHEDULES
+from engine.config import make_section
+from engine.schedules import from_spec, make_schedule
+
+KINDS = SCHEDULES.names()
 
 
 def toy_images(N=500, seed=0):
@@ -84,7 +88,7 @@ def test_unknown_kind():
 
 def test_from_spec():
     cfg = {"kind": "cosine", "T": 20, "beta_min": 1e-4, "beta_max": 0.02, "s": 0.008, "max_beta": 0.5, "beta": 0.01}
-    sch = from_spec(cfg)
+    sch = from_spec(make_section("schedule", cfg))
     assert torch.equal(sch.betas, make_schedule("cosine", 20, max_beta=0.5).betas)
 
 

@@ -1,6 +1,7 @@
 """Training runs: files written, reproducibility, derived status, resume after SIGKILL."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -14,7 +15,7 @@ import torch
 from PIL import Image
 
 from engine.config import load_study
-from engine.events import End, Epoch, Samples, Start, latest_by_epoch
+from engine.events import End, Epoch, Progress, Samples, Start, latest_by_epoch
 from engine.executors import Job
 from engine.executors.local import LocalExecutor
 from engine.runs import Run, prepare_runs
@@ -42,7 +43,12 @@ def test_tiny_run_writes_every_file(tmp_path):
     assert run.config_path.is_file() and run.checkpoint_path.is_file()
     types = [e.type for e in run.events()]
     assert types[0] == "start" and types[-1] == "end"
-    assert {"progress", "epoch", "samples"} <= set(types)
+    assert {"progress", "epoch", "samples", "checkpoint", "figure"} <= set(types)
+    # long steps report progress: the grids' sampling and the report figures' DDPM strip
+    tasks = {e.task for e in run.events() if isinstance(e, Progress)}
+    assert tasks == {"train", "DDIM-4 samples", "DDPM-40 samples", "report figures"}
+    last = [e for e in run.events() if isinstance(e, Progress) and e.task == "DDPM-40 samples"][-1]
+    assert last.step == last.steps == 40
     assert [e for e, _, _ in epoch_losses(run)] == [1, 2]
     samples = latest_by_epoch(run.events(), Samples)
     assert sorted(samples) == [1, 2]  # the configured grid epoch and the final one
@@ -134,9 +140,20 @@ def test_failed_run_records_the_error(tmp_path):
     (bad / "train-labels-idx1-ubyte").write_bytes(b"nope")
     run = make_run(tmp_path)
     spec = run.spec()
-    spec.data["idx_dir"] = str(bad)
+    spec.data = dataclasses.replace(spec.data, idx_dir=str(bad))
     Run.create(run.path, spec)
     assert execute(run, threading.Event()) == "failed"
     st = run.status()
     assert st.state == "failed" and "train-images-idx3-ubyte" in st.detail
     assert isinstance(run.events()[-1], End) and run.events()[-1].status == "failed"
+
+
+def test_seed_streams_are_pinned(tmp_path):
+    """The named seed offsets (training.EPOCH_SEED_STRIDE, VALIDATION_SEED_OFFSET,
+    SAMPLES_SEED_OFFSET) keep the values they had as literals: the tiny run's losses are the ones
+    it gave before they were named."""
+    run = make_run(tmp_path)
+    assert execute(run, threading.Event()) == "finished"
+    assert np.array(epoch_losses(run))[:, 1:] == pytest.approx(np.array(
+        [[1.0476007212763248, 0.9101762771606445], [0.8510852979577106, 0.7526090741157532]]),
+        rel=1e-5)

@@ -332,7 +332,7 @@ async def test_edit_saves_the_setting_and_keeps_comments(tmp_path):
     text = file.read_text()
     assert text.startswith("# my study, do not lose this comment\n")
     assert tomllib.loads(text)["defaults"]["training"]["epochs"] == 9
-    assert load_study(file).runs[0].training["epochs"] == 9
+    assert load_study(file).runs[0].training.epochs == 9
 
 
 async def test_palette_and_report(fixed_app):
@@ -455,7 +455,8 @@ async def test_edit_dialog_reads_the_file_once(tmp_path, monkeypatch):
         app.screen.query_one("#target").value = "defaults"
         await pilot.click("#key")
         await pilot.press(*"training.epochs")
-        await until(pilot, lambda: str(app.screen.query_one("#edit-error").render()) == "now: 2",
-                    timeout=30)
+        # the value the file sets there, and what the schema (the registry) says of the key
+        await until(pilot, lambda: str(app.screen.query_one("#edit-error").render())
+                    == "now: 2 · default 50", timeout=30)
         await pilot.press("escape")
     assert reads == [False], reads

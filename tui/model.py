@@ -18,7 +18,7 @@ from PIL import Image as PILImage
 
 from engine.config import (ConfigError, RunSpec, Study, load_study, parse_study,  # noqa: F401
                            spec_to_toml)
-from engine.edit import get_setting, set_setting, targets  # noqa: F401
+from engine.edit import get_setting, key_help, set_setting, targets  # noqa: F401
 from engine.data import fallback_note  # noqa: F401
 from engine.events import (SUMMARY_COLUMNS, End, Epoch, Eval, EventReader, Samples,  # noqa: F401
                            Start, fmt, format_seconds, latest_by_epoch, summary_row)

@@ -19,8 +19,8 @@ from textual.widgets import DataTable, Header, Input, Label, RichLog, Select, Se
 
 from .messages import RunEvents, Snapshot
 from .model import (SUMMARY_COLUMNS, ConfigError, End, Epoch, Eval, Progress, RunSpec, Samples,
-                    Start, fallback_note, get_setting, latest_by_epoch, set_setting, summary_row,
-                    targets)
+                    Start, fallback_note, get_setting, key_help, latest_by_epoch, set_setting,
+                    summary_row, targets)
 from .widgets import Chart, GridView, KeyBar
 
 CURVE_EVENTS = (Epoch, Eval)  # the events that change a chart
@@ -330,9 +330,10 @@ class EditScreen(ModalScreen[str]):
             value = get_setting(self.text, self.path, str(self.query_one("#target", Select).value),
                                 key)
         except ConfigError:
-            err.update("")
-            return
-        err.update("" if value is None else f"now: {value!r}")
+            value = None
+        info = [f"now: {value!r}"] if value is not None else []
+        info += [key_help(key)] if key_help(key) else []
+        err.update(" · ".join(info))
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id == "key":

@@ -1,19 +1,27 @@
-"""The denoising / restoration networks. Both take (x, t/T) and return an image-shaped tensor."""
+"""The denoising / restoration networks. Both take (x, t/T) and return an image-shaped tensor.
+
+Each is registered in engine/components.py with its parameters; :func:`build` looks it up.
+"""
 from __future__ import annotations
 
 from torch import nn
 
+from ..components import NETWORKS
 from .cnn import CNN
 from .unet import UNet
 
 
-def build(network: dict, in_channels: int = 1) -> nn.Module:
-    """A network from the ``[network]`` settings of a run."""
-    if network["kind"] == "cnn":
-        return CNN(tuple(network["channels"]), network["time_embedding"], in_channels)
-    if network["kind"] == "unet":
-        return UNet(tuple(network["unet_channels"]), network["time_embedding"], in_channels)
-    raise ValueError(f"unknown network kind {network['kind']!r} (expected 'cnn' or 'unet')")
+def build_cnn(p, in_channels: int = 1) -> nn.Module:
+    return CNN(tuple(p.channels), p.time_embedding, in_channels)
+
+
+def build_unet(p, in_channels: int = 1) -> nn.Module:
+    return UNet(tuple(p.unet_channels), p.time_embedding, in_channels)
+
+
+def build(network, in_channels: int = 1) -> nn.Module:
+    """A network from the ``network`` section of a run."""
+    return NETWORKS.get(network.kind).build(network.params(), in_channels)
 
 
 __all__ = ["CNN", "UNet", "build"]

@@ -1,0 +1,154 @@
+"""The components diffui knows, one registry entry each: schedules, networks, degradations and
+samplers.
+
+An entry names its parameters (a frozen dataclass of config keys, see :func:`registry.key`) and
+its code. Adding a schedule, network, degradation or sampler is one ``register(...)`` call here
+(or in a module or test of its own): config validation, the README's key table and the code
+that builds the component all read these entries.
+
+The ``[schedule]`` and ``[network]`` tables stay flat: their keys are ``kind`` (and ``T``) plus
+the keys of every kind's parameters, so existing experiments files and run folders keep working;
+a key shared by several kinds is declared by each with the same default.
+
+Torch-free: code that needs torch is referenced with :func:`registry.lazy`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from .registry import Registry, int_list, key, lazy, number, three_widths, integer
+
+
+@dataclass(frozen=True)
+class ScheduleEntry:
+    name: str
+    params: type  # dataclass of the [schedule] keys this kind reads
+    betas: Callable[[int, Any], Any]  # (T, params) -> float64 tensor of beta_1..beta_T
+    # cross-check of the parameters: None, or (key, what was expected, the value got)
+    check: Callable[[Any], "tuple[str, str, Any] | None"] | None = None
+    doc: str = ""
+
+
+@dataclass(frozen=True)
+class NetworkEntry:
+    name: str
+    params: type  # dataclass of the [network] keys this kind reads (time_embedding included)
+    build: Callable[[Any, int], Any]  # (params, in_channels) -> nn.Module taking (x, t/T)
+    doc: str = ""
+
+
+@dataclass(frozen=True)
+class DegradationEntry:
+    name: str
+    build: Callable[[Any, Any, Any], Any]  # (Schedule, RunSpec, device) -> Degradation
+    samplers: tuple[str, ...]  # the samplers that undo it (evaluation.sampler / final_sampler)
+    # before a run is queued: raises data.DataUnavailable when an input cannot be loaded
+    check_inputs: Callable[[Any], None] | None = None
+    figures: tuple[str, ...] = ()  # the report's figure kinds for its runs
+    doc: str = ""
+
+
+@dataclass(frozen=True)
+class SamplerEntry:
+    """``run(model, deg, n, *, steps, generator, device, latent)`` returns ``n`` images in model
+    space; ``describe(steps, T)`` names it for tables and events (e.g. "DDIM-50")."""
+
+    name: str
+    run: Callable[..., Any]
+    describe: Callable[[int, int], str]
+    uses_steps: bool = False  # takes evaluation.steps strides, so steps <= schedule.T
+    doc: str = ""
+
+
+SCHEDULES: Registry[ScheduleEntry] = Registry("schedule kind")
+NETWORKS: Registry[NetworkEntry] = Registry("network kind")
+DEGRADATIONS: Registry[DegradationEntry] = Registry("degradation")
+SAMPLERS: Registry[SamplerEntry] = Registry("sampler")
+
+
+# --- schedules -----------------------------------------------------------------------------
+
+_BETA = number(0, 1, lo_open=True, hi_open=True)
+
+
+@dataclass(frozen=True)
+class LinearParams:
+    beta_min: float = key(1e-4, _BETA, "linear and inverse linear")
+    beta_max: float = key(0.02, _BETA, "linear and inverse linear")
+
+
+@dataclass(frozen=True)
+class CosineParams:
+    s: float = key(0.008, number(0, 1), "cosine offset")
+    max_beta: float = key(0.1, number(0, 1, lo_open=True),
+                          "cosine beta cap (0.1 in the study, 0.999 in the paper)")
+
+
+@dataclass(frozen=True)
+class ConstantParams:
+    beta: float = key(0.01, _BETA, "constant")
+
+
+def _beta_min_at_most_max(p: LinearParams):
+    if p.beta_min > p.beta_max:
+        return "beta_min", f"a number <= beta_max ({p.beta_max})", p.beta_min
+    return None
+
+
+SCHEDULES.register(ScheduleEntry("linear", LinearParams, lazy("engine.schedules:linear_betas"),
+                                 _beta_min_at_most_max, "Ho et al. (2020)"))
+SCHEDULES.register(ScheduleEntry("cosine", CosineParams, lazy("engine.schedules:cosine_betas"),
+                                 doc="Nichol & Dhariwal (2021)"))
+SCHEDULES.register(ScheduleEntry("constant", ConstantParams,
+                                 lazy("engine.schedules:constant_betas")))
+SCHEDULES.register(ScheduleEntry("inverse_linear", LinearParams,
+                                 lazy("engine.schedules:inverse_linear_betas"),
+                                 _beta_min_at_most_max, "linear, reversed"))
+
+
+# --- networks ------------------------------------------------------------------------------
+
+_TIME_EMBEDDING = (16, integer(1, 1024), "sinusoidal frequencies of t/T")
+
+
+@dataclass(frozen=True)
+class CNNParams:
+    channels: list[int] = key([16, 32, 32, 16], int_list(1, min_len=1), "the CNN's block widths")
+    time_embedding: int = key(*_TIME_EMBEDDING)
+
+
+@dataclass(frozen=True)
+class UNetParams:
+    unet_channels: list[int] = key([32, 64, 128], three_widths,
+                                   "the UNet's widths at 28, 14 and 7 pixels")
+    time_embedding: int = key(*_TIME_EMBEDDING)
+
+
+NETWORKS.register(NetworkEntry("cnn", CNNParams, lazy("engine.nets:build_cnn"), "the study's"))
+NETWORKS.register(NetworkEntry("unet", UNetParams, lazy("engine.nets:build_unet"),
+                               "ConvNeXt blocks"))
+
+
+# --- samplers ------------------------------------------------------------------------------
+
+SAMPLERS.register(SamplerEntry("ddim", lazy("engine.samplers:run_ddim"),
+                               lazy("engine.samplers:describe_ddim"), uses_steps=True))
+SAMPLERS.register(SamplerEntry("ddpm", lazy("engine.samplers:run_ddpm"),
+                               lambda steps, T: f"DDPM-{T}"))
+SAMPLERS.register(SamplerEntry("iterative", lazy("engine.samplers:run_iterative"),
+                               lazy("engine.samplers:describe_iterative"), uses_steps=True))
+SAMPLERS.register(SamplerEntry("direct", lazy("engine.samplers:run_direct"),
+                               lambda steps, T: "direct"))
+
+
+# --- degradations --------------------------------------------------------------------------
+
+DEGRADATIONS.register(DegradationEntry(
+    "gaussian", lazy("engine.degradations:build_gaussian"), ("ddim", "ddpm"),
+    figures=("diffusion",), doc="DDPM's noise"))
+DEGRADATIONS.register(DegradationEntry(
+    "morph", lazy("engine.degradations:build_morph"), ("iterative", "direct"),
+    check_inputs=lazy("engine.degradations:check_morph_inputs"),
+    figures=("restoration", "direct-vs-iterative"),
+    doc="cold diffusion into FashionMNIST images"))
