@@ -371,18 +371,24 @@ class RunProgress:
         within = self.step / self.steps if self.steps else 0.0
         return max(0.0, per_epoch * (self.epochs - self.epoch - within))
 
-    def task_text(self, now: float | None = None) -> str:
+    def task_eta(self, now: float | None = None) -> float | None:
+        """Seconds left in the long task under way, from its pace so far (None when unknown)."""
+        if not self.task or self.state != "running" or not self.task_steps:
+            return None
+        spent = (now or time.time()) - (self.task_started or 0.0)
+        if self.task_step <= self.task_base or spent <= 0:
+            return None
+        return spent / (self.task_step - self.task_base) * (self.task_steps - self.task_step)
+
+    def task_text(self, now: float | None = None, eta: bool = True) -> str:
         """The long task under way, e.g. "FID classifier 40% eta 1:10" ("" when none)."""
         if not self.task or self.state != "running":
             return ""
         text = self.task
         if self.task_steps:
             text += f" {self.task_step / self.task_steps:.0%}"
-            spent = (now or time.time()) - (self.task_started or 0.0)
-            if self.task_step > self.task_base and spent > 0:
-                left = spent / (self.task_step - self.task_base) * (self.task_steps - self.task_step)
-                text += f" eta {format_seconds(left)}"
-        return text
+        left = self.task_eta(now) if eta else None
+        return text + (f" eta {format_seconds(left)}" if left is not None else "")
 
 
 # --- following a run folder ----------------------------------------------------------------------------

@@ -460,3 +460,18 @@ async def test_edit_dialog_reads_the_file_once(tmp_path, monkeypatch):
                     == "now: 2 · default 50", timeout=30)
         await pilot.press("escape")
     assert reads == [False], reads
+
+
+def test_a_long_step_shows_in_the_status_column_with_its_eta():
+    from engine.events import Progress as StepProgress
+    from engine.events import RunProgress
+    from tui.widgets import status_text
+
+    p = RunProgress("r", state="running")
+    p.fold(Start(time=100.0, epoch=0, epochs=2))
+    p.fold(StepProgress(time=100.0, task="DDPM-1000 samples", step=0, steps=1000))
+    p.fold(StepProgress(time=110.0, task="DDPM-1000 samples", step=250, steps=1000))
+    assert status_text(p, None) == "DDPM-1000 samples 25%"
+    assert p.task_eta(now=110.0) == 30.0  # 250 evaluations in 10 s, 750 to go
+    p.fold(Epoch(time=120.0, epoch=1, epochs=2, train_loss=1, val_loss=1, seconds=20))
+    assert status_text(p, None) == "running  50%"  # the task ended with the epoch

@@ -31,8 +31,8 @@ def image_widget_class(mode: str = "halfcell") -> type[Widget]:
 def status_text(p: Progress, queued_at: int | None) -> str:
     if queued_at is not None and p.state != "running":
         return f"queued #{queued_at + 1}"
-    if p.state == "running":
-        return f"running {p.fraction:4.0%}"
+    if p.state == "running":  # a long step besides training says what it is
+        return p.task_text(eta=False) or f"running {p.fraction:4.0%}"
     if p.state == "pending":  # no worker has started it, and it is not queued
         return "not queued"
     return p.state
@@ -87,7 +87,7 @@ class RunsTable(DataTable):
 
     def _cells(self, p: Progress, queued: list[str], here: str, now: float) -> list[str]:
         q = queued.index(p.name) if p.name in queued else None
-        eta = p.eta()
+        eta = p.task_eta(now) if p.task else p.eta()
         return [("● " if p.name in self.marked else "") + p.name, status_text(p, q),
                 f"{p.epoch}/{p.epochs}" if p.epochs else "-", fmt(p.train_loss), fmt(p.val_loss),
                 fmt(p.fid, ".1f"), format_seconds(p.elapsed(now)) if p.started else "-",
