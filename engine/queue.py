@@ -9,8 +9,9 @@ file, so any number of diffuis (UIs, batch processes, ``diffui queue``) can chan
      "active": {"c": {...}}, # started by the queue service: executor, slot, handle, since
      "stop": ["c"]}          # stop requests the service carries out
 
-The queue service (:mod:`engine.service`) is the only one that starts work: it takes runs off
-``queued`` and records them in ``active`` in one locked step, so a run is never started twice.
+:func:`next_jobs` decides what runs next on which slot. The queue service
+(:mod:`engine.service`) is the only one that starts work: it takes runs off ``queued`` and
+records them in ``active`` in one locked step, so a run is never started twice.
 Front ends are clients (:class:`Queue`): they change ``queued``, ``jobs``, ``paused`` and
 ``stop``, read the run folders, and make sure a service runs when there is work for it.
 """
@@ -49,6 +50,26 @@ class QueueState:
     def busy(self) -> bool:
         """Whether a queue service has work: runs to start, runs to follow or to stop."""
         return bool((self.queued and not self.paused) or self.active or self.stop)
+
+
+def next_jobs(st: QueueState, statuses: dict[str, str], slots: list[str],
+              foreign: int = 0) -> list[tuple[str, str | None]]:
+    """What to start now, in queue order: ``(name, slot)`` for each queued run that gets a free
+    slot, taking it off ``st.queued``; ``(name, None)`` for a run that ``statuses`` says another
+    diffui runs or ran to its end (taken off, not started). A slot is taken by each run of
+    ``st.active`` and by each of ``foreign`` runs running outside this queue. A run still in
+    ``st.active`` (stopped, and queued again) waits for its worker to be gone."""
+    used = {a.get("slot") for a in st.active.values()}
+    free = [s for s in slots if s not in used][:max(0, len(slots) - len(used) - foreign)]
+    out: list[tuple[str, str | None]] = []
+    for name in list(st.queued):
+        if not free:
+            break
+        if name in st.active:
+            continue
+        st.queued.remove(name)
+        out.append((name, None if statuses.get(name) in ("running", "finished") else free.pop(0)))
+    return out
 
 
 class QueueFile:

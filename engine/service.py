@@ -23,8 +23,8 @@ import time
 from pathlib import Path
 
 from .executors import Executor, Job, executors
-from .queue import QueueFile, QueueState
-from .runs import Run
+from .queue import QueueFile, QueueState, next_jobs
+from .runs import Run, iter_runs
 
 LOCK = "service.lock"
 LOG = "service.log"
@@ -178,9 +178,6 @@ class Service:
         if st.paused or self._quit:
             return
         local = self.executors["local"]
-        slots = local.slots(st.jobs)
-        used = {a.get("slot") for a in st.active.values()}
-        foreign = 0  # running runs some other diffui started also count towards jobs
         statuses = {}
         for name in list(st.queued):
             run = Run(self.runs_dir / name)
@@ -189,23 +186,13 @@ class Service:
                 self.log(f"{name}: no run folder any more; taken off the queue")
                 continue
             statuses[name] = run.status().state
-        for run_dir in self.runs_dir.iterdir():
-            if run_dir.name not in st.active and (run_dir / "worker.json").exists() \
-                    and Run(run_dir).status().state == "running":
-                foreign += 1
-        free = [s for s in slots if s not in used][:max(0, len(slots) - len(used) - foreign)]
+        foreign = sum(1 for run in iter_runs(self.runs_dir)  # some other diffui's workers
+                      if run.name not in st.active and run.status().state == "running")
         threads = max(1, (os.cpu_count() or 1) // st.jobs)
-        for name in list(st.queued):
-            if not free:
-                break
-            if name in st.active:  # stopped and queued again: starts once its worker is gone
+        for name, slot in next_jobs(st, statuses, local.slots(st.jobs), foreign):
+            if slot is None:
+                self.log(f"{name}: {statuses[name]} already (another diffui ran it); not started")
                 continue
-            st.queued.remove(name)
-            state = statuses.get(name)
-            if state in ("running", "finished"):
-                self.log(f"{name}: {state} already (another diffui ran it); not started")
-                continue
-            slot = free.pop(0)
             try:
                 handle = local.start(Job(self.runs_dir / name), slot, threads)
             except OSError as e:

@@ -192,3 +192,16 @@ def test_two_services_on_one_runs_folder_one_wins(runs_dir):
     finally:
         first.release()
     assert (runs_dir / "service.lock").read_text() == ""
+
+
+def test_next_jobs_fills_free_slots_in_order_and_drops_runs_done_elsewhere():
+    from engine.queue import QueueState, next_jobs
+    slots = ["local:0", "local:1", "local:2"]
+    st = QueueState(queued=["a", "b", "c", "d"], jobs=3,
+                    active={"x": {"slot": "local:1"}})
+    got = next_jobs(st, {"a": "pending", "b": "finished", "c": "resumable", "d": "pending"}, slots)
+    assert got == [("a", "local:0"), ("b", None), ("c", "local:2")] and st.queued == ["d"]
+    st = QueueState(queued=["a", "b"], jobs=2)
+    assert next_jobs(st, {}, slots[:2], foreign=1) == [("a", "local:0")]  # one slot taken outside
+    st = QueueState(queued=["a", "b"], jobs=1, active={"a": {"slot": "local:0"}})
+    assert next_jobs(st, {}, slots[:1]) == [] and st.queued == ["a", "b"]  # a still stopping
