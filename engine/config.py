@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from .components import DEGRADATIONS, NETWORKS, SAMPLERS, SCHEDULES
-from .registry import (boolean, choice, int_list, integer, key, keys_of, number, params_of,
-                       string)
+from .registry import boolean, choice, int_list, integer, keys_of, number, params_of, string
+from .registry import key as setting
 from .registry import device as device_check
 
 DATASETS = ("mnist", "fashion_mnist")
@@ -70,13 +70,13 @@ class Section:
 
 @dataclass(frozen=True)
 class DataSection(Section):
-    dataset: str = key("mnist", choice(DATASETS), "`mnist` or `fashion_mnist`")
-    train_subset: int = key(0, integer(0), "use this many training images (0 = all)")
-    val_fraction: float = key(0.1, number(0, 0.5, lo_open=True), "held out for validation")
-    idx_dir: str = key("", string(), "a folder of IDX files (optional)")
-    torchvision_root: str = key("", string(), "torchvision's root folder (optional)")
-    download: bool = key(False, boolean(), "let torchvision download into torchvision_root")
-    fetch: bool = key(True, boolean(), "download the full set into diffui's data folder on "
+    dataset: str = setting("mnist", choice(DATASETS), "`mnist` or `fashion_mnist`")
+    train_subset: int = setting(0, integer(0), "use this many training images (0 = all)")
+    val_fraction: float = setting(0.1, number(0, 0.5, lo_open=True), "held out for validation")
+    idx_dir: str = setting("", string(), "a folder of IDX files (optional)")
+    torchvision_root: str = setting("", string(), "torchvision's root folder (optional)")
+    download: bool = setting(False, boolean(), "let torchvision download into torchvision_root")
+    fetch: bool = setting(True, boolean(), "download the full set into diffui's data folder on "
                       "first use when no local source has it")
 
 
@@ -85,8 +85,8 @@ class ScheduleSection(Section):
     """``kind`` and ``T``; the section of a spec is a subclass that also has every kind's keys
     (see :func:`section_class`); :meth:`params` gives the ones ``kind`` reads."""
 
-    kind: str = key("linear", choice(SCHEDULES.names), "the beta schedule")
-    T: int = key(1000, integer(1, 100_000), "diffusion steps")
+    kind: str = setting("linear", choice(SCHEDULES.names), "the beta schedule")
+    T: int = setting(1000, integer(1, 100_000), "diffusion steps")
 
     def params(self) -> Any:
         return params_of(SCHEDULES.get(self.kind).params, self)
@@ -94,7 +94,7 @@ class ScheduleSection(Section):
 
 @dataclass(frozen=True)
 class NetworkSection(Section):
-    kind: str = key("cnn", choice(NETWORKS.names), "the denoising / restoration network")
+    kind: str = setting("cnn", choice(NETWORKS.names), "the denoising / restoration network")
 
     def params(self) -> Any:
         return params_of(NETWORKS.get(self.kind).params, self)
@@ -102,29 +102,29 @@ class NetworkSection(Section):
 
 @dataclass(frozen=True)
 class TrainingSection(Section):
-    epochs: int = key(50, integer(1, 100_000))
-    batch_size: int = key(128, integer(1, 65_536))
-    lr: float = key(2e-4, number(0, 10, lo_open=True), "Adam's learning rate")
-    seed: int = key(0, integer(0, 2**31 - 1))
-    device: str = key("auto", device_check, "`auto`, `cpu`, `cuda`, `cuda:N`")
-    amp: str = key("auto", choice(("auto", "off", "bf16", "fp16")), "mixed precision")
-    progress_every: float = key(1.0, number(0, 3600, lo_open=True),
+    epochs: int = setting(50, integer(1, 100_000))
+    batch_size: int = setting(128, integer(1, 65_536))
+    lr: float = setting(2e-4, number(0, 10, lo_open=True), "Adam's learning rate")
+    seed: int = setting(0, integer(0, 2**31 - 1))
+    device: str = setting("auto", device_check, "`auto`, `cpu`, `cuda`, `cuda:N`")
+    amp: str = setting("auto", choice(("auto", "off", "bf16", "fp16")), "mixed precision")
+    progress_every: float = setting(1.0, number(0, 3600, lo_open=True),
                                 "seconds between progress events")
 
 
 @dataclass(frozen=True)
 class EvaluationSection(Section):
-    sampler: str = key("ddim", choice(SAMPLERS.names), "sampler for grids and FID in training")
-    steps: int = key(50, integer(1, 100_000), "DDIM steps, or iterative morph steps")
-    grid_epochs: list[int] = key([5, 10, 20, 30, 40], int_list(1), "epochs that save a grid")
-    n_grid: int = key(25, integer(1, 1024), "images per grid")
-    final_sampler: str = key("ddpm", choice(lambda: (*SAMPLERS.names(), "same")),
+    sampler: str = setting("ddim", choice(SAMPLERS.names), "sampler for grids and FID in training")
+    steps: int = setting(50, integer(1, 100_000), "DDIM steps, or iterative morph steps")
+    grid_epochs: list[int] = setting([5, 10, 20, 30, 40], int_list(1), "epochs that save a grid")
+    n_grid: int = setting(25, integer(1, 1024), "images per grid")
+    final_sampler: str = setting("ddpm", choice(lambda: (*SAMPLERS.names(), "same")),
                              "samples after the last epoch (`same`: `sampler`)")
-    morph_latent: str = key("estimate", choice(MORPH_LATENTS),
+    morph_latent: str = setting("estimate", choice(MORPH_LATENTS),
                             "the latent of D in the iterative morph sampler")
-    every: int = key(5, integer(0, 100_000), "FID every k epochs and after the last (0 = never)")
-    n_eval: int = key(1000, integer(2, 100_000), "samples per FID evaluation")
-    backbone: str = key("lenet", choice(("lenet", "inception")), "FID feature network")
+    every: int = setting(5, integer(0, 100_000), "FID every k epochs and after the last (0 = never)")
+    n_eval: int = setting(1000, integer(2, 100_000), "samples per FID evaluation")
+    backbone: str = setting("lenet", choice(("lenet", "inception")), "FID feature network")
 
 
 _STATIC = {"data": DataSection, "training": TrainingSection, "evaluation": EvaluationSection}

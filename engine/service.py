@@ -151,7 +151,8 @@ class Service:
             if back:
                 self.log(f"requeued at the front (their workers died): {', '.join(back)}")
             st.queued[:0] = [n for n in back if n not in st.queued]
-            st.stop = [n for n in st.stop if n in st.active]
+            st.stop = [n for n in st.stop  # requests for workers that are gone are done
+                       if n in st.active or Run(self.runs_dir / n).status().state == "running"]
 
     def step(self, st: QueueState) -> None:
         """One pass over the queue, holding its lock: reap, stop, start what fits."""
