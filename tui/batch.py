@@ -8,7 +8,8 @@ import time
 from contextlib import contextmanager
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                           TimeRemainingColumn)
 from rich.table import Table
 
 from engine.events import SUMMARY_COLUMNS, RunProgress, fmt, format_seconds, summary, summary_row
@@ -74,10 +75,12 @@ def run_batch(queue: Queue, runs: list[Run], jobs: int | None = None,
 
 @contextmanager
 def task_bars(console: Console):
-    """A ``tasks(name)`` factory for long steps of the front end itself (the FID classifier):
-    each task a rich bar with its ETA in a terminal, one line as it starts otherwise."""
-    with Progress(TextColumn("{task.description:<24}"), BarColumn(), TaskProgressColumn(),
-                  TimeRemainingColumn(), console=console, disable=not console.is_terminal) as bars:
+    """A ``tasks(name)`` factory for long steps of the front end itself (the FID classifier,
+    the report's figures): each task a rich bar (done / total, ETA) in a terminal, one line as it
+    starts otherwise."""
+    with Progress(TextColumn("{task.description:<24}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("eta"), TimeRemainingColumn(), console=console,
+                  disable=not console.is_terminal) as bars:
         ids: dict[str, int] = {}
 
         def tasks(name: str):

@@ -363,32 +363,15 @@ def cmd_report(args: argparse.Namespace) -> int:
         if not runs:
             raise ConfigError(f"{args.runs_dir}: no run folders in it (use --runs-dir)")
     if sys.stdout.isatty():
-        with _FigureBar() as bar:
-            path = write_report(runs, args.out, progress=bar)
+        from rich.console import Console
+
+        from .batch import task_bars
+        with task_bars(Console(force_terminal=True)) as tasks:
+            path = write_report(runs, args.out, progress=tasks("report figures"))
     else:  # a log file or a pipe: the one line below only
         path = write_report(runs, args.out)
     print(f"wrote {path} and {len(list(args.out.glob('*.png')))} figures")
     return 0
-
-
-class _FigureBar:
-    """A rich progress bar (figures done / total, ETA) as a ``progress(done, total)`` callback."""
-
-    def __enter__(self):
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                   TimeRemainingColumn)
-
-        self.bar = Progress(TextColumn("report figures"), BarColumn(), MofNCompleteColumn(),
-                            TextColumn("eta"), TimeRemainingColumn())
-        self.task = self.bar.add_task("figures", total=None)
-        self.bar.start()
-        return self
-
-    def __call__(self, done: int, total: int) -> None:
-        self.bar.update(self.task, completed=done, total=total)
-
-    def __exit__(self, *exc) -> None:
-        self.bar.stop()
 
 
 if __name__ == "__main__":
