@@ -24,6 +24,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import itertools
+import math
 import re
 import tomllib
 from collections.abc import Mapping
@@ -191,8 +192,9 @@ class _Schema(Mapping):
 
 SCHEMA = _Schema()
 EXPERIMENT_KEYS = {"name", "degradation", "sweep", *SECTIONS}
-PROFILE_KEYS = {"experiments", "degradation", *SECTIONS}
-TOP_KEYS = {"defaults", "experiments", "profiles"}
+PROFILE_KEYS = {"experiments", "degradation", "studies", "study", *SECTIONS}
+TOP_KEYS = {"defaults", "experiments", "profiles", "studies"}
+STUDY_KEYS = {"name", "run", "kind", "values"}  # and those of StudyKeys
 
 
 @dataclass
@@ -225,11 +227,58 @@ class RunSpec:
                    **{s: make_section(s, d.get(s, {})) for s in SECTIONS})
 
 
+STUDY_KINDS = ("noise", "interpolation", "gmm")
+COVARIANCES = ("full", "diag", "tied", "spherical")  # scikit-learn's GaussianMixture
+
+
+@dataclass(frozen=True)
+class StudyKeys(Section):
+    """The keys of a ``[[studies]]`` table besides ``name``, ``run``, ``kind`` and ``values``."""
+
+    n: int = setting(1000, integer(2, 100_000), "samples per value (for the measurements)")
+    n_grid: int = setting(25, integer(1, 1024), "samples in each value's grid")
+    seed: int = setting(0, integer(0, 2**31 - 1), "seed of the latents and the sampler")
+    sampler: str = setting("", choice(lambda: ("", *SAMPLERS.names())),
+                           "the run's final sampler when empty")
+    steps: int = setting(0, integer(0, 100_000), "sampler steps (0: the run's evaluation.steps)")
+    covariance: str = setting("full", choice(COVARIANCES), "gmm: the mixture's covariance")
+    pca: int = setting(0, integer(0, 784), "gmm: fit in this many PCA components (0 = none)")
+
+
+@dataclass
+class StudySpec:
+    """One sampling study on a trained run: ``kind`` at each of ``values`` (λ for noise, N for
+    interpolation, components for gmm), resolved against the run it samples from."""
+
+    name: str
+    run: str
+    kind: str
+    values: list
+    keys: StudyKeys
+    degradation: str = "gaussian"  # the run's
+    profile: str = ""
+
+    job = "study"  # what the worker runs for a folder of this spec
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"job": self.job, "name": self.name, "run": self.run, "kind": self.kind,
+                "values": list(self.values), "degradation": self.degradation,
+                "profile": self.profile, "study": self.keys.to_dict()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "StudySpec":
+        return cls(name=d["name"], run=d["run"], kind=d["kind"], values=list(d["values"]),
+                   degradation=d.get("degradation", "gaussian"), profile=d.get("profile", ""),
+                   keys=StudyKeys(**{k: v for k, v in d.get("study", {}).items()
+                                     if k in StudyKeys.keys()}))
+
+
 @dataclass
 class Study:
     path: Path
     runs: list[RunSpec] = field(default_factory=list)
     profiles: list[str] = field(default_factory=list)
+    studies: list[StudySpec] = field(default_factory=list)
 
 
 class _Ctx:
@@ -374,6 +423,11 @@ def parse_study(text: str, path: Path, profile: str | None = None) -> Study:
             elif key == "degradation":
                 if value not in DEGRADATIONS:
                     ctx.fail(where, "one of " + ", ".join(map(repr, DEGRADATIONS.names())), value)
+            elif key == "studies":
+                if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
+                    ctx.fail(where, "a list of study names", value)
+            elif key == "study":
+                _check_keys(ctx, where, StudyKeys, _check_table(ctx, where, value))
             elif key in SECTIONS:
                 _check_section(ctx, where, key, value)
             else:
@@ -387,6 +441,7 @@ def parse_study(text: str, path: Path, profile: str | None = None) -> Study:
     if not isinstance(experiments, list) or not experiments:
         ctx.fail("experiments", "at least one [[experiments]] table", experiments)
     runs: list[RunSpec] = []
+    every_run: dict[str, RunSpec] = {}  # every run of the file, whatever the profile
     seen: dict[str, str] = {}
     exp_names = []
     for i, exp in enumerate(experiments):
@@ -424,6 +479,7 @@ def parse_study(text: str, path: Path, profile: str | None = None) -> Study:
             spec = RunSpec(name=run_name, experiment=name, profile=profile or "",
                            degradation=ptable.get("degradation", e.get("degradation", degradation)),
                            **{s: make_section(s, sections[s]) for s in SECTIONS})
+            every_run[run_name] = spec
             if name in ptable.get("experiments", [name]):  # a profile's own runs only
                 _cross_checks(ctx, where, spec)
                 runs.append(spec)
@@ -431,7 +487,81 @@ def parse_study(text: str, path: Path, profile: str | None = None) -> Study:
         for n in pt.get("experiments", []):
             if n not in exp_names:
                 ctx.fail(f"profiles.{pname}.experiments", "names of experiments in this file", n)
-    return Study(path=path, runs=runs, profiles=list(profiles))
+    studies = _parse_studies(ctx, doc.get("studies", []), ptable, profiles, every_run,
+                             {r.name for r in runs}, profile or "")
+    return Study(path=path, runs=runs, profiles=list(profiles), studies=studies)
+
+
+def _check_keys(ctx: _Ctx, where: str, cls: type, table: dict) -> None:
+    keys = cls.keys()
+    for key_, value in table.items():
+        if key_ not in keys:
+            ctx.fail(f"{where}.{key_}", "one of the keys " + ", ".join(keys), show_got=False)
+        problem = keys[key_][1](value)
+        if problem:
+            ctx.fail(f"{where}.{key_}", problem, value)
+
+
+def _parse_studies(ctx: _Ctx, tables: Any, ptable: dict, profiles: dict,
+                   every_run: dict[str, RunSpec], selected: set[str],
+                   profile: str) -> list[StudySpec]:
+    """The ``[[studies]]`` of the file (those of the profile, whose runs it has), checked
+    against the runs they sample from."""
+    if not isinstance(tables, list):
+        ctx.fail("studies", "a list of [[studies]] tables", tables)
+    out, names = [], []
+    for i, table in enumerate(tables):
+        where = f"studies[{i}]"
+        table = _check_table(ctx, where, table)
+        name = table.get("name")
+        if not isinstance(name, str) or not SAFE_NAME.match(name):
+            ctx.fail(f"{where}.name", "a safe folder name (letters, digits, '.', '_', '-'; "
+                     "not starting with '.' or '-')", name, show_got="name" in table)
+        where = f"studies[{i}] ({name})"
+        if name in names:
+            ctx.fail(f"{where}.name", "a name used once among the studies", show_got=False)
+        names.append(name)
+        extra = {k: v for k, v in table.items() if k not in STUDY_KEYS}
+        _check_keys(ctx, where, StudyKeys, extra)
+        run = table.get("run")
+        if run not in every_run:
+            ctx.fail(f"{where}.run", "the name of a run of this file"
+                     + (f" (have: {', '.join(every_run)})" if every_run else ""), run)
+        spec_run = every_run[run]
+        kind = table.get("kind")
+        allowed = STUDY_KINDS if spec_run.degradation == "morph" else STUDY_KINDS[:2]
+        if kind not in allowed:
+            ctx.fail(f"{where}.kind", "one of " + ", ".join(map(repr, allowed)) + (
+                f" for a run of the {spec_run.degradation} degradation (gmm fits a mixture to "
+                "FashionMNIST latents)" if kind == "gmm" else ""), kind)
+        values = table.get("values")
+        integer_values = kind != "noise"
+        ok = isinstance(values, list) and values and all(
+            not isinstance(v, bool) and (isinstance(v, int) and v >= 1 if integer_values
+                                         else isinstance(v, (int, float)) and 0 <= v < 1e6
+                                         and math.isfinite(v)) for v in values)
+        if not ok or len(set(values)) != len(values):
+            ctx.fail(f"{where}.values", "a non-empty list of distinct " + (
+                "integers >= 1 (N latents averaged)" if kind == "interpolation" else
+                "integers >= 1 (mixture components)" if kind == "gmm" else "numbers >= 0 (λ)"),
+                values)
+        merged = {**extra, **ptable.get("study", {})}
+        keys = StudyKeys(**merged)
+        samplers = DEGRADATIONS.get(spec_run.degradation).samplers
+        if keys.sampler and keys.sampler not in samplers:
+            ctx.fail(f"{where}.sampler", "one of " + ", ".join(map(repr, samplers))
+                     + f" for the {spec_run.degradation} degradation", keys.sampler)
+        if keys.steps > spec_run.schedule.T:
+            ctx.fail(f"{where}.steps", f"at most the run's schedule.T ({spec_run.schedule.T})",
+                     keys.steps)
+        if run in selected and name in ptable.get("studies", [name]):
+            out.append(StudySpec(name=name, run=run, kind=kind, values=list(values), keys=keys,
+                                 degradation=spec_run.degradation, profile=profile))
+    for pname, pt in profiles.items():
+        for n in pt.get("studies", []):
+            if n not in names:
+                ctx.fail(f"profiles.{pname}.studies", "names of studies in this file", n)
+    return out
 
 
 def load_study(path: str | Path, profile: str | None = None) -> Study:
@@ -463,5 +593,7 @@ def spec_to_toml(spec: RunSpec) -> str:
     return tomli_w.dumps(spec.to_dict())
 
 
-def spec_from_toml(text: str) -> RunSpec:
-    return RunSpec.from_dict(tomllib.loads(text))
+def spec_from_toml(text: str) -> "RunSpec | StudySpec":
+    """The spec in a run folder's (or a study folder's) config.toml."""
+    d = tomllib.loads(text)
+    return StudySpec.from_dict(d) if d.get("job") == StudySpec.job else RunSpec.from_dict(d)

@@ -131,6 +131,29 @@ class Figure(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
+class Value(Event):
+    """A sampling study finished one of its values: ``n`` samples (``npy``, and a grid
+    ``png``, paths relative to the study folder), their FID, floor, class histogram and
+    entropy, diversity (the share of distinct samples, the mean pairwise feature distance) and
+    novelty (the mean distance to the nearest training digit, the share of near-copies)."""
+    type: ClassVar[str] = "value"
+    value: float
+    n: int
+    sampler: str
+    png: str
+    npy: str
+    fid: float
+    floor: float
+    histogram: list = field(default_factory=list)
+    entropy: float | None = None
+    distinct_share: float | None = None
+    pairwise_distance: float | None = None
+    nearest_train_distance: float | None = None
+    near_copy_share: float | None = None
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True, kw_only=True)
 class End(Event):
     """A worker attempt ended: ``finished``, ``stopped`` (resumable) or ``failed`` (``error``)."""
     type: ClassVar[str] = "end"
@@ -149,7 +172,7 @@ class Other(Event):
 
 
 TYPES: dict[str, type[Event]] = {c.type: c for c in (Start, Progress, Epoch, Samples, Eval,
-                                                     Checkpoint, Figure, End)}
+                                                     Checkpoint, Figure, Value, End)}
 _REQUIRED = {c: {f.name for f in fields(c) if f.default is MISSING and f.default_factory is MISSING}
              for c in (*TYPES.values(), Other)}
 
@@ -341,6 +364,11 @@ class RunProgress:
         elif isinstance(e, Eval):
             self.fid, self.floor, self.entropy = e.fid, e.floor, e.entropy
             self.sampler, self.task = e.sampler, ""
+        elif isinstance(e, Value):  # a study's value counts like a run's epoch
+            self.epoch += 1
+            self.epoch_seconds.append(e.seconds)
+            self.fid, self.floor, self.entropy = e.fid, e.floor, e.entropy
+            self.sampler, self.task, self.epoch_started, self.step = e.sampler, "", e.time, 0
         elif isinstance(e, End):
             if self._open and self.started is not None:
                 self.wall_seconds += e.time - self.started
@@ -414,7 +442,8 @@ SUMMARY_COLUMNS = ("run", "status", "epochs", "final val loss", "FID", "floor", 
 def summary(run) -> RunProgress:
     """A run's latest numbers, read from its folder (epochs from its settings before it starts)."""
     p = follow(run, RunProgress(run.name))
-    p.epochs = p.epochs or run.spec().training.epochs
+    spec = run.spec()  # a run's epochs, or a study's values, before it starts
+    p.epochs = p.epochs or (len(spec.values) if hasattr(spec, "values") else spec.training.epochs)
     return p
 
 

@@ -172,7 +172,7 @@ class Queue:
 
     def rescan(self) -> None:
         """Follow run folders that appeared in the runs folder since (another diffui's)."""
-        self.add(list(iter_runs(self.runs_dir)))
+        self.add(list(iter_runs(self.runs_dir, studies=True)))
 
     def add(self, runs: list[Run]) -> None:
         with self.lock:

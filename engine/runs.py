@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from .config import ConfigError, RunSpec, spec_from_toml, spec_to_toml
+from .config import ConfigError, RunSpec, StudySpec, spec_from_toml, spec_to_toml
 from .events import Event, read_events
 
 HEARTBEAT_EVERY = 5.0  # seconds between heartbeats of a live worker
@@ -79,11 +79,19 @@ class RunStatus:
     host: str = ""
 
 
-class Run:
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
+STUDIES_DIR = "studies"  # RUNS/studies/NAME: the folders of sampling studies
 
-    name = property(lambda self: self.path.name)
+
+class Run:
+    """A run folder, or a study folder (the same files; its config.toml holds a StudySpec).
+    ``name`` is how the queue and the front ends call it: the folder's name for a run,
+    ``studies/NAME`` for a study."""
+
+    def __init__(self, path: str | Path, name: str | None = None):
+        self.path = Path(path)
+        self._name = name
+
+    name = property(lambda self: self._name or self.path.name)
     config_path = property(lambda self: self.path / "config.toml")
     events_path = property(lambda self: self.path / "events.jsonl")
     checkpoint_path = property(lambda self: self.path / "checkpoint.pt")
@@ -192,26 +200,38 @@ def _read_json(path: Path) -> dict | None:
         return None
 
 
-def iter_runs(runs_dir: Path) -> Iterator[Run]:
-    """Every run folder directly below ``runs_dir``, by name."""
+def iter_runs(runs_dir: Path, studies: bool = False) -> Iterator[Run]:
+    """Every run folder directly below ``runs_dir``, by name; with ``studies``, then every
+    study folder of ``runs_dir/studies``."""
     if not Path(runs_dir).is_dir():
         return
     for p in sorted(Path(runs_dir).iterdir()):
         if (p / "config.toml").is_file():
             yield Run(p)
+    if studies and (Path(runs_dir) / STUDIES_DIR).is_dir():
+        for p in sorted((Path(runs_dir) / STUDIES_DIR).iterdir()):
+            if (p / "config.toml").is_file():
+                yield Run(p, f"{STUDIES_DIR}/{p.name}")
+
+
+def study_run(runs_dir: Path, name: str) -> Run:
+    """The folder of study ``name`` in ``runs_dir``."""
+    return Run(Path(runs_dir) / STUDIES_DIR / name, f"{STUDIES_DIR}/{name}")
 
 
 
 # --- making run folders ----------------------------------------------------------------------
 
-def prepare_runs(specs: list[RunSpec], runs_dir: Path) -> list[Run]:
-    """The run folder of every spec, created when new. A folder that already holds a run with
-    other settings is an error (nothing in it is touched): resuming it would mix two studies.
-    So is missing input that a run cannot train without (checked before any folder is made)."""
-    check_inputs(specs)
+def prepare_runs(specs: list, runs_dir: Path) -> list[Run]:
+    """The run folder of every spec (a StudySpec's in ``runs_dir/studies``), created when new.
+    A folder that already holds a run with other settings is an error (nothing in it is
+    touched): resuming it would mix two studies. So is missing input that a run cannot train
+    without (checked before any folder is made)."""
+    check_inputs([s for s in specs if isinstance(s, RunSpec)])
     runs = []
     for spec in specs:
-        run = Run(Path(runs_dir) / spec.name)
+        run = (study_run(runs_dir, spec.name) if isinstance(spec, StudySpec)
+               else Run(Path(runs_dir) / spec.name))
         if run.exists():
             diff = _first_difference(run.spec().to_dict(), spec.to_dict())
             if diff:

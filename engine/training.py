@@ -10,6 +10,7 @@ import math
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -140,20 +141,25 @@ def validation_loss(p: Prepared, batch: int = 1000) -> float:
     return total / len(p.val_x)
 
 
-def save_samples(run: Run, stem: str, images: torch.Tensor) -> tuple[str, str]:
-    """``samples/<stem>.png`` (a grid) and ``samples/<stem>.npy`` (N x 28 x 28 float32 in [0, 1])."""
+def save_samples(run: Run, stem: str, images: torch.Tensor, folder: str = "samples",
+                 n_grid: int | None = None) -> tuple[str, str]:
+    """``<folder>/<stem>.png`` (a grid of the first ``n_grid``, default all) and
+    ``<folder>/<stem>.npy`` (all of them, N x 28 x 28 float32 in [0, 1]), in the run folder;
+    their paths relative to it."""
     from PIL import Image
     from torchvision.utils import make_grid
 
     imgs = datasets.from_model(images.float().cpu())
     arr = imgs[:, 0].numpy().astype(np.float32)
-    nrow = max(1, round(math.sqrt(len(imgs))))
-    grid = make_grid(imgs, nrow=nrow, padding=2, pad_value=1.0)[0]
+    shown = imgs[:n_grid]
+    nrow = max(1, round(math.sqrt(len(shown))))
+    grid = make_grid(shown, nrow=nrow, padding=2, pad_value=1.0)[0]
     png = Image.fromarray((grid.numpy() * 255).round().astype(np.uint8), mode="L")
-    run.samples_dir.mkdir(exist_ok=True)
-    atomic_save(lambda f: np.save(f, arr), run.samples_dir / f"{stem}.npy")
-    atomic_save(lambda f: png.save(f, format="PNG"), run.samples_dir / f"{stem}.png")
-    return f"samples/{stem}.png", f"samples/{stem}.npy"
+    rel = Path(folder)
+    (run.path / rel).mkdir(exist_ok=True)
+    atomic_save(lambda f: np.save(f, arr), run.path / rel / f"{stem}.npy")
+    atomic_save(lambda f: png.save(f, format="PNG"), run.path / rel / f"{stem}.png")
+    return str(rel / f"{stem}.png"), str(rel / f"{stem}.npy")
 
 
 class Evaluator:

@@ -25,7 +25,12 @@ EXIT_BUSY = 4  # another worker holds the run
 
 
 def job_function(run: Run):
-    """What the worker runs for this folder: ``fn(run, log, should_stop) -> status``."""
+    """What the worker runs for this folder: ``fn(run, log, should_stop) -> status``: a
+    sampling study for a study folder, training otherwise."""
+    from .config import StudySpec
+    if isinstance(run.spec(), StudySpec):
+        from .sampling_study import run_study
+        return run_study
     from .training import run_training
     return run_training
 

@@ -100,10 +100,12 @@ def test_failed_run_exits_1(tmp_path, capsys):
     (bad / "train-images-idx3-ubyte").write_bytes(b"garbage")
     (bad / "train-labels-idx1-ubyte").write_bytes(b"garbage")
     f = tiny_study(tmp_path / "exp.toml")
-    f.write_text(f.read_text().replace("[defaults.data]", f'[defaults.data]\nidx_dir = "{bad}"'))
+    f.write_text(f.read_text().replace("[defaults.data]", f'[defaults.data]\nidx_dir = "{bad}"')
+                 + STUDY)
     assert main(["--batch", str(f), "--runs-dir", str(tmp_path / "runs")]) == 1
     out = capsys.readouterr().out
     assert "failed" in out
+    assert "study tiny-noise waits: its run tiny is failed" in out  # a study needs a finished run
     assert Run(tmp_path / "runs" / "tiny").status().state == "failed"
 
 
@@ -117,6 +119,29 @@ def _interrupt_when(proc: subprocess.Popen, predicate) -> bytes:
         if proc.poll() is None:
             proc.kill()
     return out
+
+
+STUDY = """
+[[studies]]
+name = "tiny-noise"
+run = "tiny"
+kind = "noise"
+values = [0, 0.1]
+n = 16
+"""
+
+
+def test_a_study_of_a_run_not_finished_is_refused_in_one_line(tmp_path, capsys):
+    f = tiny_study(tmp_path / "exp.toml")
+    f.write_text(f.read_text() + STUDY)
+    assert main(["study", "tiny-noise", str(f), "--runs-dir", str(tmp_path / "runs")]) == 1
+    assert capsys.readouterr().err == (
+        "error: study tiny-noise samples from run tiny, which is not made yet: finish it first "
+        f"(diffui --batch {f} --only tiny)\n")
+    assert main(["study", "nope", str(f)]) == 2
+    assert capsys.readouterr().err == ("error: exp.toml: study nope: no such study "
+                                       "(studies: tiny-noise)\n")
+    assert not (tmp_path / "runs").exists()
 
 
 def test_ctrl_c_stops_cleanly_and_rerun_resumes(tmp_path):

@@ -400,3 +400,79 @@ def test_a_profile_of_some_experiments_is_checked_against_those_only():
     assert list(runs(text, "p")) == ["a"]  # 'ddpm' would not do for the morph run m
     assert_names(error(text.replace('["a"]', '["a", "m"]'), "p"),
                  "experiments[1] (m).evaluation.final_sampler", "for the morph degradation")
+
+
+STUDIES = """
+[defaults.schedule]
+T = 40
+[defaults.evaluation]
+steps = 4
+[[experiments]]
+name = "m"
+degradation = "morph"
+evaluation = { sampler = "iterative", final_sampler = "same" }
+[[experiments]]
+name = "g"
+[[studies]]
+name = "m-noise"
+run = "m"
+kind = "noise"
+values = [0, 0.01]
+n = 200
+[[studies]]
+name = "g-interp"
+run = "g"
+kind = "interpolation"
+values = [1, 5]
+[profiles.quick]
+experiments = ["m"]
+study = { n = 50 }
+"""
+
+
+def test_studies_are_read_resolved_against_their_runs_and_overridden_by_profiles(tmp_path):
+    from engine.config import StudySpec, spec_from_toml, spec_to_toml
+    f = tmp_path / "exp.toml"
+    f.write_text(STUDIES)
+    full = load_study(f)
+    assert [(s.name, s.run, s.kind, s.values, s.degradation, s.keys.n) for s in full.studies] == [
+        ("m-noise", "m", "noise", [0, 0.01], "morph", 200),
+        ("g-interp", "g", "interpolation", [1, 5], "gaussian", 1000)]
+    quick = load_study(f, "quick")  # its runs only, its study settings
+    assert [(s.name, s.keys.n, s.profile) for s in quick.studies] == [("m-noise", 50, "quick")]
+    s = quick.studies[0]
+    assert isinstance(s, StudySpec) and spec_from_toml(spec_to_toml(s)) == s
+
+
+@pytest.mark.parametrize("change, message", [
+    (('kind = "noise"', 'kind = "blur"'),
+     "studies[0] (m-noise).kind: expected one of 'noise', 'interpolation', 'gmm', got 'blur'"),
+    (('kind = "interpolation"', 'kind = "gmm"'),
+     "studies[1] (g-interp).kind: expected one of 'noise', 'interpolation' for a run of the "
+     "gaussian degradation (gmm fits a mixture to FashionMNIST latents), got 'gmm'"),
+    (('run = "m"', 'run = "zz"'),
+     "studies[0] (m-noise).run: expected the name of a run of this file (have: m, g), got 'zz'"),
+    (("values = [1, 5]", "values = [1.5]"),
+     "studies[1] (g-interp).values: expected a non-empty list of distinct integers >= 1 "
+     "(N latents averaged), got [1.5]"),
+    (("values = [0, 0.01]", "values = [-1]"),
+     "studies[0] (m-noise).values: expected a non-empty list of distinct numbers >= 0 (λ), "
+     "got [-1]"),
+    (("n = 200", "n = 1"), "studies[0] (m-noise).n: expected an integer in [2, 100000], got 1"),
+    (("n = 200", "sampler = \"ddim\""), "studies[0] (m-noise).sampler: expected one of "
+     "'iterative', 'direct' for the morph degradation, got 'ddim'"),
+    (("n = 200", "steps = 41"),
+     "studies[0] (m-noise).steps: expected at most the run's schedule.T (40), got 41"),
+    (("n = 200", "nn = 1"), "studies[0] (m-noise).nn: expected one of the keys n, n_grid, seed, "
+     "sampler, steps, covariance, pca"),
+    (('name = "g-interp"', 'name = "m-noise"'),
+     "studies[1] (m-noise).name: expected a name used once among the studies"),
+    (('experiments = ["m"]', 'studies = ["nope"]'),
+     "profiles.quick.studies: expected names of studies in this file, got 'nope'"),
+])
+def test_bad_study_tables_are_refused_in_one_line(tmp_path, change, message):
+    f = tmp_path / "exp.toml"
+    f.write_text(STUDIES.replace(*change))
+    with pytest.raises(ConfigError) as err:
+        load_study(f)
+    assert str(err.value) == f"exp.toml: {message}"

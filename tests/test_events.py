@@ -9,7 +9,7 @@ import pytest
 
 from engine import events as ev
 from engine.events import (TYPES, BadEvent, Checkpoint, End, Epoch, Eval, EventLog, EventReader,
-                           Figure, Other, Progress, RunProgress, Samples, Start, TaskProgress,
+                           Figure, Other, Progress, RunProgress, Samples, Start, TaskProgress, Value,
                            from_dict, latest_by_epoch, read_events)
 
 EXAMPLES = [
@@ -26,6 +26,10 @@ EXAMPLES = [
     Checkpoint(time=6.0, epoch=1),
     Figure(time=7.0, name="diffusion", files=["figures/diffusion-forward.npy"], epoch=3,
            rows=["forward", ""], columns=["t=0", "t=40"], t=[0, 40]),
+    Value(time=7.5, value=0.01, n=200, sampler="iterative-4", png="value-0.01.png",
+          npy="value-0.01.npy", fid=90.0, floor=12.0, histogram=[20] * 10, entropy=3.3,
+          distinct_share=1.0, pairwise_distance=4.5, nearest_train_distance=0.03,
+          near_copy_share=0.0, seconds=2.0),
     End(time=8.0, status="failed", error="RuntimeError: boom"),
 ]
 
@@ -101,7 +105,8 @@ def test_the_fold_follows_attempts_tasks_and_numbers():
     p.fold(Progress(time=4.5, task="FID classifier", step=50, steps=100))
     assert p.task_text(now=4.5).startswith("FID classifier 50% eta 0:02")
     for e in EXAMPLES[3:]:
-        p.fold(e)
+        if not isinstance(e, Value):  # a study's event (below)
+            p.fold(e)
     assert (p.epoch, p.train_loss, p.val_loss, p.fid, p.floor, p.entropy, p.sampler) == \
         (1, 0.5, 0.45, 80.5, 12.0, 3.32, "DDIM-4")
     assert p.task == "" and p.elapsed() == 7.0  # from start (1.0) to end (8.0)
@@ -125,3 +130,11 @@ def test_every_type_is_documented_in_the_readme():
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     for name, cls in ev.TYPES.items():
         assert f"`{name}`" in readme, name
+
+
+def test_a_studys_values_fold_like_epochs():
+    p = RunProgress("studies/s", state="running")
+    p.fold(Start(time=1.0, epoch=1, epochs=3))  # resumed with one value done
+    p.fold(EXAMPLES[-2])
+    assert (p.epoch, p.epochs, p.fid, p.floor, p.sampler) == (2, 3, 90.0, 12.0, "iterative-4")
+    assert p.fraction == pytest.approx(2 / 3) and p.eta() == pytest.approx(2.0)

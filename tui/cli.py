@@ -4,6 +4,7 @@
     diffui --batch [FILE] [--profile NAME] [--only NAME ...] [--runs-dir DIR] [--jobs N]
     diffui queue add [FILE] [--profile NAME] [--only NAME ...] [--runs-dir DIR]
     diffui queue start|pause|stop|status [--profile NAME] [--runs-dir DIR] [--jobs N]
+    diffui study NAME [FILE] [--profile NAME] [--runs-dir DIR] [--jobs N]
     diffui schedules [FILE] --out DIR [--profile NAME] [--n N] [--seed S]
     diffui report [--runs-dir DIR] [RUN ...] --out DIR
     diffui data [list] | data fetch [mnist|fashion_mnist] | data import DIR [--as NAME]
@@ -59,6 +60,17 @@ def _schedules_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile")
     p.add_argument("--n", type=int, default=2000, help="samples per KS test (default 2000)")
     p.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def _study_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="diffui study", description="Run one sampling study of the "
+                                "experiments file on its finished run, and follow it.")
+    p.add_argument("name", help="the study's name ([[studies]] name = ...)")
+    p.add_argument("file", nargs="?", default="experiments.toml")
+    p.add_argument("--profile")
+    p.add_argument("--runs-dir", type=Path)
+    p.add_argument("--jobs", type=int, help="runs at once (kept in the queue)")
     return p
 
 
@@ -131,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_report(_report_parser().parse_args(argv[1:]))
         if argv[:1] == ["queue"]:
             return cmd_queue(_queue_parser().parse_args(argv[1:]))
+        if argv[:1] == ["study"]:
+            return cmd_study(_study_parser().parse_args(argv[1:]))
         args = _main_parser().parse_args(argv)
         if args.jobs is not None and args.jobs < 1:
             raise ConfigError(f"--jobs: expected an integer >= 1, got {args.jobs}")
@@ -163,7 +177,56 @@ def cmd_batch(args: argparse.Namespace) -> int:
     except MetricsError as e:
         raise ConfigError(f"{file.name}: evaluation.backbone: {e}") from None
     queue.rescan()
-    return run_batch(queue, runs, jobs=args.jobs)
+    rc = run_batch(queue, runs, jobs=args.jobs)
+    if rc == 130:
+        return rc
+    return max(rc, run_studies(queue, [s for s in study.studies if s.run in
+                                       {r.name for r in specs}], runs_dir, args.jobs))
+
+
+def run_studies(queue, studies: list, runs_dir: Path, jobs: int | None) -> int:
+    """Batch mode after its runs: the studies whose runs have finished, through the queue like
+    the runs; the others wait, and say so. The batch exit code of the studies run."""
+    from engine.runs import Run, prepare_runs
+    from .batch import run_batch
+
+    ready, waiting = [], []
+    for s in studies:
+        run = Run(runs_dir / s.run)
+        state = run.status().state if run.exists() else "not made yet"
+        (ready if state == "finished" else waiting).append((s, state))
+    rc = 0
+    if ready:
+        folders = prepare_runs([s for s, _ in ready], runs_dir)
+        queue.rescan()
+        rc = run_batch(queue, folders, jobs=jobs)
+    for s, state in waiting:
+        print(f"study {s.name} waits: its run {s.run} is {state}")
+    return rc
+
+
+def cmd_study(args: argparse.Namespace) -> int:
+    """``diffui study NAME``: queue one study of the file and follow it to its end."""
+    from engine.runs import Run, prepare_runs
+    from .batch import run_batch
+
+    file = Path(args.file)
+    study = load_study(file, args.profile)
+    spec = next((s for s in study.studies if s.name == args.name), None)
+    if spec is None:
+        have = ", ".join(s.name for s in study.studies) or "none"
+        raise ConfigError(f"{file.name}: study {args.name}: no such study (studies: {have})")
+    runs_dir = runs_dir_of(args, file)
+    run = Run(runs_dir / spec.run)
+    state = run.status().state if run.exists() else "not made yet"
+    if state != "finished":
+        print(f"error: study {spec.name} samples from run {spec.run}, which is {state}: "
+              f"finish it first (diffui --batch {file} --only {spec.run})", file=sys.stderr)
+        return 1
+    queue = _open_queue(runs_dir)
+    folders = prepare_runs([spec], runs_dir)
+    queue.rescan()
+    return run_batch(queue, folders, jobs=args.jobs)
 
 
 def _open_queue(runs_dir: Path):
