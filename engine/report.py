@@ -26,6 +26,8 @@ from matplotlib.figure import Figure
 
 from .events import (SUMMARY_COLUMNS, Epoch, Eval, Figure as FigureEvent, Samples,
                      latest_by_epoch, summary, summary_row)
+from .config import StudySpec
+from .events import Value as ValueEvent
 from .runs import Run
 
 # --- figures -------------------------------------------------------------------------------------
@@ -185,15 +187,61 @@ def save_figure(fig: Figure, path: Path) -> Path:
     return path
 
 
+STUDY_VALUE = {"noise": "λ", "interpolation": "N", "gmm": "components"}
+
+
+def study_values(study: Run) -> list[ValueEvent]:
+    """The finished values of a study (their files on disk), in the study's order."""
+    done = {e.value: e for e in study.events() if isinstance(e, ValueEvent)
+            and (study.path / e.npy).is_file()}
+    return [done[v] for v in study.spec().values if v in done]
+
+
+def study_figure(study: Run) -> Figure:
+    """Each value's grid side by side, its numbers under it."""
+    spec, values = study.spec(), study_values(study)
+    fig = Figure(figsize=(2.3 * max(1, len(values)) + 0.4, 3.9))
+    for i, e in enumerate(values):
+        ax = fig.add_subplot(1, len(values), i + 1)
+        ax.imshow(_tile(np.load(study.path / e.npy)[:spec.keys.n_grid]), cmap="gray", vmin=0,
+                  vmax=1)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(f"{STUDY_VALUE[spec.kind]} = {e.value:g}", fontsize=9)
+        ax.set_xlabel(f"FID {e.fid:.0f} (floor {e.floor:.0f})\ndistinct {e.distinct_share:.0%}"
+                      f" · near-copies {e.near_copy_share:.0%}\nentropy {e.entropy or 0:.2f} bits",
+                      fontsize=7)
+    fig.suptitle(f"{spec.name}: {spec.kind} on {spec.run} ({values[0].sampler if values else ''},"
+                 f" n = {spec.keys.n})", fontsize=9)
+    return fig
+
+
+def study_table(study: Run) -> str:
+    """The study's numbers as a Markdown table (one row per finished value)."""
+    spec = study.spec()
+    rows = [f"| {STUDY_VALUE[spec.kind]} | FID | floor | entropy (bits) | distinct | pairwise "
+            "distance | nearest training digit | near-copies |", "|" + "---|" * 8]
+    rows += [f"| {e.value:g} | {e.fid:.1f} | {e.floor:.1f} | {e.entropy or 0:.2f} | "
+             f"{e.distinct_share:.0%} | {e.pairwise_distance:.2f} | "
+             f"{e.nearest_train_distance:.4f} | {e.near_copy_share:.0%} |"
+             for e in study_values(study)]
+    return "\n".join(rows)
+
+
 def write_report(runs: list[Run], out: Path,
                  progress: Callable[[int, int], None] | None = None) -> Path:
-    """Figures for every run, overlaid curves when there are several, and ``report.md``.
+    """Figures for every run, overlaid curves when there are several, and ``report.md``; a
+    section with the table and figure of every sampling study among ``runs``.
     ``progress(done, total)`` is called before the first figure and after each one."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    studies = [r for r in runs if isinstance(r.spec(), StudySpec)]
+    runs = [r for r in runs if r not in studies]
     summaries = [summary(r) for r in runs]
     per_run, overlays = plan(runs)
     todo = [p for r in runs for p in per_run[r.name]] + overlays
+    todo += [Planned(f"study-{s.path.name}.png", lambda s=s: study_figure(s)) for s in studies
+             if study_values(s)]
     if progress:
         progress(0, len(todo))
     for done, p in enumerate(todo, 1):
@@ -209,6 +257,14 @@ def write_report(runs: list[Run], out: Path,
             lines += ["", "No diffusion or restoration figures: the run folder has none of their "
                           "arrays (the run has not finished, or finished before diffui wrote "
                           "them)."]
+    if studies:
+        lines += ["", "## Sampling studies"]
+    for s in studies:
+        spec = s.spec()
+        lines += ["", f"### {spec.name}", "", f"{spec.kind} on run {spec.run}, n = {spec.keys.n} "
+                  f"samples per value; study folder: `{s.path}`", ""]
+        lines += [study_table(s), "", f"![study-{s.path.name}](study-{s.path.name}.png)"] \
+            if study_values(s) else ["No value has finished yet."]
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n")
     return path

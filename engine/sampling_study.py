@@ -63,7 +63,8 @@ def write_results(study: Run) -> Path:
 def run_study(study: Run, log: EventLog, should_stop: Callable[[], bool]) -> str:
     """Run the study's values that are not finished; 'finished' or 'stopped'."""
     from . import samplers, studies
-    from .metrics import FID, entropy_bits, sample_stats
+    from .measures import sample_stats
+    from .metrics import FID, entropy_bits
     from .training import final_sampler, load_model, resolve_device, training_data
 
     spec = study.spec()
@@ -89,12 +90,10 @@ def run_study(study: Run, log: EventLog, should_stop: Callable[[], bool]) -> str
         if should_stop():
             return "stopped"
         t0 = time.time()
-        z = studies.study_latents(spec.kind, value, deg, keys.n, keys.seed,
-                                  covariance=keys.covariance, pca=keys.pca)
-        g = torch.Generator(device=device).manual_seed(keys.seed)
-        imgs = studies.sample_from(model, deg, sampler, z.to(device), steps,
-                                   latent_mode=ev.morph_latent, generator=g,
-                                   progress=TaskProgress(log, f"{name} samples, {value:g}"))
+        imgs = studies.study_samples(model, deg, sampler, spec.kind, value, keys.n, steps,
+                                     keys.seed, latent_mode=ev.morph_latent,
+                                     covariance=keys.covariance, pca=keys.pca,
+                                     progress=TaskProgress(log, f"{name} samples, {value:g}"))
         png, npy = study_files(study, value, imgs, keys.n_grid)
         x = datasets.from_model(imgs.float().cpu())[:, 0]
         hist = fid.class_histogram(x)
@@ -102,12 +101,14 @@ def run_study(study: Run, log: EventLog, should_stop: Callable[[], bool]) -> str
         log.emit(Value(value=value, n=len(x), sampler=name, png=png, npy=npy, fid=fid.score(x),
                        floor=fid.floor(len(x)), histogram=hist.tolist(),
                        entropy=entropy_bits(hist), distinct_share=stats.distinct_share,
-                       pairwise_distance=stats.pairwise_distance,
-                       nearest_train_distance=stats.nearest_train_distance,
+                       pairwise_distance=stats.mean_pairwise_feature_distance,
+                       nearest_train_distance=stats.mean_nearest_train_distance,
                        near_copy_share=stats.near_copy_share,
                        seconds=round(time.time() - t0, 3)))
         write_results(study)
     write_results(study)
+    from .report import save_figure, study_figure
+    save_figure(study_figure(study), study.path / "study.png")
     return "finished"
 
 

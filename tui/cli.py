@@ -422,7 +422,7 @@ def cmd_report(args: argparse.Namespace) -> int:
             raise ConfigError(f"{args.runs_dir}: no run folder {', '.join(missing)} "
                               "(expected folders holding a config.toml)")
     else:
-        runs = list(iter_runs(args.runs_dir))
+        runs = list(iter_runs(args.runs_dir, studies=True))
         if not runs:
             raise ConfigError(f"{args.runs_dir}: no run folders in it (use --runs-dir)")
     if sys.stdout.isatty():
