@@ -51,8 +51,9 @@ class DegradationEntry:
 
 @dataclass(frozen=True)
 class SamplerEntry:
-    """``run(model, deg, n, *, steps, generator, device, latent)`` returns ``n`` images in model
-    space; ``describe(steps, T)`` names it for tables and events (e.g. "DDIM-50")."""
+    """``run(model, deg, n, *, steps, generator, device, latent, progress=None, z=None)`` returns
+    ``n`` images in model space, starting from the latents ``z`` when given (else drawn from
+    ``generator``); ``describe(steps, T)`` names it for tables and events (e.g. "DDIM-50")."""
 
     name: str
     run: Callable[..., Any]

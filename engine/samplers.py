@@ -19,15 +19,27 @@ def _times(n: int, t: int, device) -> torch.Tensor:
     return torch.full((n,), float(t), device=device)
 
 
+def _start(z: torch.Tensor | None, n: int, generator: torch.Generator, device) -> torch.Tensor:
+    """z_T of the Gaussian samplers: ``z`` when given (n of them), else standard noise drawn
+    from ``generator``."""
+    if z is None:
+        return torch.randn((n, *IMAGE_SHAPE), generator=generator, device=device)
+    if tuple(z.shape) != (n, *IMAGE_SHAPE):
+        raise ValueError(f"starting latents have shape {tuple(z.shape)}, "
+                         f"expected {(n, *IMAGE_SHAPE)}")
+    return z
+
+
 @torch.no_grad()
 def ddpm(model, deg: Gaussian, n: int, generator: torch.Generator, device="cpu",
-         on_step=None, progress=None) -> torch.Tensor:
+         on_step=None, progress=None, z: torch.Tensor | None = None) -> torch.Tensor:
     """Ancestral sampling over all T steps (Ho et al. 2020, sigma_t^2 = beta_t).
     ``on_step(t, z_t)`` sees every state from z_T down to z_0; ``progress(k, T)`` hears of
-    each of the T network evaluations."""
+    each of the T network evaluations. ``z``, when given, is z_T (n of them) instead of noise
+    drawn from ``generator``, which then draws only the per-step noise."""
     T = deg.T
     betas, alpha_bar = deg.betas.tolist(), deg.alpha_bar.tolist()  # Python floats: no tiny kernels
-    z = torch.randn((n, *IMAGE_SHAPE), generator=generator, device=device)
+    z = _start(z, n, generator, device)
     if on_step:
         on_step(T, z)
     for t in range(T, 0, -1):
@@ -51,12 +63,13 @@ def ddim_timesteps(T: int, steps: int) -> list[int]:
 
 @torch.no_grad()
 def ddim(model, deg: Gaussian, n: int, steps: int, generator: torch.Generator,
-         device="cpu", progress=None) -> torch.Tensor:
+         device="cpu", progress=None, z: torch.Tensor | None = None) -> torch.Tensor:
     """Deterministic DDIM (Song et al. 2021) with ``steps`` network evaluations; the predicted
-    clean image is clipped to the data range at each step."""
+    clean image is clipped to the data range at each step. ``z``, when given, is z_T (n of
+    them) instead of noise drawn from ``generator``."""
     T = deg.T
     alpha_bar = deg.alpha_bar.tolist()
-    z = torch.randn((n, *IMAGE_SHAPE), generator=generator, device=device)
+    z = _start(z, n, generator, device)
     ts = ddim_timesteps(T, steps)
     for k, (t, t_prev) in enumerate(zip(ts[:-1], ts[1:]), 1):
         a, a_prev = alpha_bar[t], alpha_bar[t_prev]
@@ -100,26 +113,30 @@ def iterative(model, deg: Degradation, z: torch.Tensor, latent: torch.Tensor, st
 
 
 # The registered samplers (engine/components.py) share one signature:
-# run(model, deg, n, *, steps, generator, device, latent, progress) -> n images in model space;
-# progress(k, K), when given, hears of each of the K network evaluations.
+# run(model, deg, n, *, steps, generator, device, latent, progress, z) -> n images in model space;
+# progress(k, K), when given, hears of each of the K network evaluations; z, when given, is the
+# n starting latents z_T (Gaussian noise for ddpm/ddim, a FashionMNIST-like image for the morph
+# samplers) instead of the ones the sampler draws from ``generator`` (which then draws only
+# ddpm's per-step noise). Without z, the draws are exactly those of the samplers before z existed.
 
-def run_ddpm(model, deg, n, *, steps, generator, device, latent, progress=None):
-    return ddpm(model, deg, n, generator, device, progress=progress)
+def run_ddpm(model, deg, n, *, steps, generator, device, latent, progress=None, z=None):
+    return ddpm(model, deg, n, generator, device, progress=progress, z=z)
 
 
-def run_ddim(model, deg, n, *, steps, generator, device, latent, progress=None):
-    return ddim(model, deg, n, steps, generator, device, progress=progress)
+def run_ddim(model, deg, n, *, steps, generator, device, latent, progress=None, z=None):
+    return ddim(model, deg, n, steps, generator, device, progress=progress, z=z)
 
 
-def run_direct(model, deg, n, *, steps, generator, device, latent, progress=None):
-    out = direct(model, deg, deg.latents(n, generator, held_out=True))
+def run_direct(model, deg, n, *, steps, generator, device, latent, progress=None, z=None):
+    out = direct(model, deg, deg.latents(n, generator, held_out=True) if z is None else z)
     if progress:
         progress(1, 1)
     return out
 
 
-def run_iterative(model, deg, n, *, steps, generator, device, latent, progress=None):
-    z = deg.latents(n, generator, held_out=True)
+def run_iterative(model, deg, n, *, steps, generator, device, latent, progress=None, z=None):
+    if z is None:
+        z = deg.latents(n, generator, held_out=True)
     return iterative(model, deg, z, z, steps, latent, progress=progress)
 
 
@@ -133,10 +150,14 @@ def describe_iterative(steps: int, T: int) -> str:
 
 def sample(model, deg: Degradation, sampler: str, n: int, steps: int, generator: torch.Generator,
            device="cpu", batch: int = 500, latent: str = "estimate",
-           progress=None) -> torch.Tensor:
+           progress=None, z: torch.Tensor | None = None) -> torch.Tensor:
     """``n`` images in model space with the named (registered) sampler, in batches of
     ``batch``. The morph samplers start from held-out FashionMNIST images (z_T = z).
-    ``progress(done, total)`` hears of every network evaluation of every batch."""
+    ``progress(done, total)`` hears of every network evaluation of every batch. ``z``, when
+    given, holds the ``n`` starting latents z_T (sliced per batch) instead of drawing them;
+    ``generator`` then draws only ddpm's per-step noise."""
+    if z is not None and len(z) != n:
+        raise ValueError(f"{len(z)} starting latents for {n} samples")
     run = SAMPLERS.get(sampler).run
     was_training = model.training
     model.eval()
@@ -146,8 +167,9 @@ def sample(model, deg: Degradation, sampler: str, n: int, steps: int, generator:
         for i, start in enumerate(range(0, n, batch)):
             m = min(batch, n - start)
             within = progress and (lambda k, K, i=i: progress(i * K + k, batches * K))
+            given = {} if z is None else {"z": z[start:start + m]}  # a sampler without z works
             out.append(run(model, deg, m, steps=steps, generator=generator, device=device,
-                           latent=latent, progress=within))
+                           latent=latent, progress=within, **given))
     finally:
         model.train(was_training)
     return torch.cat(out).clamp(LO, HI)
