@@ -36,11 +36,11 @@ import torch
 
 from . import data as datasets
 from . import samplers
+from .config import COVARIANCES  # GaussianMixture's covariance_type
+from .config import STUDY_KINDS as KINDS
 from .data import HI, IMAGE_SHAPE, LO
 from .degradations import Degradation
 
-KINDS = ("noise", "interpolation", "gmm")
-COVARIANCES = ("full", "tied", "diag", "spherical")  # GaussianMixture's covariance_type
 STUDY_SEED_OFFSET = 7919  # the generator of a study's own draws: seed + offset
 # FashionMNIST training images the GMM is fitted on (a seeded subsample of the 60,000): a full
 # covariance fit on all of them is far too slow. Measured on 2 CPU cores, 5,000 images, 784
