@@ -191,7 +191,7 @@ def test_gmm_on_a_gaussian_run_is_one_line(gauss_run):
     ("interpolation", 0, {}, "interpolation: N (latents averaged) must be an integer >= 1"),
     ("interpolation", 2.5, {}, "interpolation: N (latents averaged) must be an integer >= 1"),
     ("gmm", 0, {}, "gmm: components must be an integer >= 1"),
-    ("gmm", 2, {"covariance": "round"}, "gmm: covariance must be one of full, tied, diag"),
+    ("gmm", 2, {"covariance": "round"}, "gmm: covariance must be one of full, diag, tied, spherical"),
     ("gmm", 2, {"pca": 785}, "gmm: pca must be an integer from 0 (none) to 784"),
     ("mix", 1, {}, "unknown study kind 'mix'; expected one of noise, interpolation, gmm"),
 ])
