@@ -325,6 +325,7 @@ class RunProgress:
     entropy: float | None = None
     sampler: str = ""
     data_source: str = ""
+    unit: str = "epoch"  # what ``epoch`` counts: "value" for a sampling study
     task: str = ""  # a long task under way besides training ("" when none)
     task_step: int = 0
     task_steps: int = 0
@@ -365,7 +366,7 @@ class RunProgress:
             self.fid, self.floor, self.entropy = e.fid, e.floor, e.entropy
             self.sampler, self.task = e.sampler, ""
         elif isinstance(e, Value):  # a study's value counts like a run's epoch
-            self.epoch += 1
+            self.epoch, self.unit = self.epoch + 1, "value"
             self.epoch_seconds.append(e.seconds)
             self.fid, self.floor, self.entropy = e.fid, e.floor, e.entropy
             self.sampler, self.task, self.epoch_started, self.step = e.sampler, "", e.time, 0

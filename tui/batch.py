@@ -97,8 +97,9 @@ def task_bars(console: Console):
 def _log_line(console: Console, p: RunProgress, logged: dict[str, tuple]) -> None:
     """Plain lines for log files and CI: each epoch, and each long task as it starts."""
     if p.epoch > logged.get(p.name, (0, ""))[0]:
-        console.print(f"{p.name}: epoch {p.epoch}/{p.epochs} train {fmt(p.train_loss)}"
-                      f" val {fmt(p.val_loss)} eta {_eta(p.eta())}")
+        numbers = (f"FID {fmt(p.fid, '.1f')}" if p.unit == "value" else
+                   f"train {fmt(p.train_loss)} val {fmt(p.val_loss)}")
+        console.print(f"{p.name}: {p.unit} {p.epoch}/{p.epochs} {numbers} eta {_eta(p.eta())}")
     elif p.task and p.task != logged.get(p.name, (0, ""))[1]:
         console.print(f"{p.name}: {p.task}...")
     logged[p.name] = (p.epoch, p.task)
@@ -107,7 +108,7 @@ def _log_line(console: Console, p: RunProgress, logged: dict[str, tuple]) -> Non
 def _status_text(p: RunProgress) -> str:
     if p.state != "running":
         return p.state
-    text = f"epoch {p.epoch}/{p.epochs}"
+    text = f"{p.unit} {p.epoch}/{p.epochs}"
     if p.task:
         return text + "  " + p.task_text()
     if p.loss is not None:
