@@ -308,13 +308,7 @@ def _check_table(ctx: _Ctx, where: str, value: Any) -> dict:
 
 def _check_section(ctx: _Ctx, where: str, section: str, table: Any) -> dict:
     table = _check_table(ctx, where, table)
-    schema = SCHEMA[section]
-    for key, value in table.items():
-        if key not in schema:
-            ctx.fail(f"{where}.{key}", "one of the keys " + ", ".join(schema), show_got=False)
-        problem = schema[key][1](value)
-        if problem:
-            ctx.fail(f"{where}.{key}", problem, value)
+    _check_keys(ctx, where, section_class(section), table)
     return table
 
 
@@ -493,13 +487,14 @@ def parse_study(text: str, path: Path, profile: str | None = None) -> Study:
 
 
 def _check_keys(ctx: _Ctx, where: str, cls: type, table: dict) -> None:
+    """Every key of ``table`` is one of ``cls``'s (a Section) and passes its check."""
     keys = cls.keys()
-    for key_, value in table.items():
-        if key_ not in keys:
-            ctx.fail(f"{where}.{key_}", "one of the keys " + ", ".join(keys), show_got=False)
-        problem = keys[key_][1](value)
+    for name, value in table.items():
+        if name not in keys:
+            ctx.fail(f"{where}.{name}", "one of the keys " + ", ".join(keys), show_got=False)
+        problem = keys[name][1](value)
         if problem:
-            ctx.fail(f"{where}.{key_}", problem, value)
+            ctx.fail(f"{where}.{name}", problem, value)
 
 
 def _parse_studies(ctx: _Ctx, tables: Any, ptable: dict, profiles: dict,

@@ -15,8 +15,6 @@ import time
 from pathlib import Path
 from typing import Callable
 
-import torch
-
 from . import data as datasets
 from .events import EventLog, Start, TaskProgress, Value, read_events
 from .runs import Run, atomic_write_text
@@ -65,7 +63,7 @@ def run_study(study: Run, log: EventLog, should_stop: Callable[[], bool]) -> str
     from . import samplers, studies
     from .measures import sample_stats
     from .metrics import FID, entropy_bits
-    from .training import final_sampler, load_model, resolve_device, training_data
+    from .training import final_sampler, load_model, resolve_device, save_samples, training_data
 
     spec = study.spec()
     source = source_run(study)
@@ -94,7 +92,7 @@ def run_study(study: Run, log: EventLog, should_stop: Callable[[], bool]) -> str
                                      keys.seed, latent_mode=ev.morph_latent,
                                      covariance=keys.covariance, pca=keys.pca,
                                      progress=TaskProgress(log, f"{name} samples, {value:g}"))
-        png, npy = study_files(study, value, imgs, keys.n_grid)
+        png, npy = save_samples(study, value_stem(value), imgs, folder=".", n_grid=keys.n_grid)
         x = datasets.from_model(imgs.float().cpu())[:, 0]
         hist = fid.class_histogram(x)
         stats = sample_stats(x, datasets.from_model(train.cpu())[:, 0], fid.clf.features)
@@ -111,7 +109,3 @@ def run_study(study: Run, log: EventLog, should_stop: Callable[[], bool]) -> str
     save_figure(study_figure(study), study.path / "study.png")
     return "finished"
 
-
-def study_files(study: Run, value: float, imgs: torch.Tensor, n_grid: int) -> tuple[str, str]:
-    from .training import save_samples
-    return save_samples(study, value_stem(value), imgs, folder=".", n_grid=n_grid)

@@ -187,6 +187,8 @@ class Service:
                 self.log(f"{name}: no run folder any more; taken off the queue")
                 continue
             statuses[name] = run.status().state
+        if not st.queued:  # nothing to start: no need to count slots
+            return
         foreign = sum(1 for run in iter_runs(self.runs_dir, studies=True)  # others' workers
                       if run.name not in st.active and run.status().state == "running")
         threads = max(1, (os.cpu_count() or 1) // st.jobs)
