@@ -26,7 +26,7 @@ from matplotlib.figure import Figure
 
 from .events import (SUMMARY_COLUMNS, Epoch, Eval, Figure as FigureEvent, Samples,
                      latest_by_epoch, summary, summary_row)
-from .config import StudySpec
+from .config import STUDY_VALUE, StudySpec
 from .events import Value as ValueEvent
 from .runs import Run
 
@@ -185,9 +185,6 @@ def save_figure(fig: Figure, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     return path
-
-
-STUDY_VALUE = {"noise": "λ", "interpolation": "N", "gmm": "components"}
 
 
 def study_values(study: Run) -> list[ValueEvent]:

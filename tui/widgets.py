@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from rich.style import Style
 from rich.text import Text
+from textual.css.query import NoMatches
 from textual.widget import Widget
 from textual.widgets import DataTable
 from textual_plotext import PlotextPlot
@@ -96,21 +97,28 @@ class RunsTable(DataTable):
 
 
 class Chart(PlotextPlot):
-    """Curves against epoch: ``series`` is a list of (label, xs, ys, marker)."""
+    """Curves against epoch (or ``xlabel``): ``series`` is a list of (label, xs, ys)."""
 
-    def __init__(self, title: str, ylabel: str, **kw):
+    def __init__(self, title: str, ylabel: str, xlabel: str = "epoch", **kw):
         super().__init__(**kw)
-        self.title, self.ylabel = title, ylabel
+        self.title, self.ylabel, self.xlabel = title, ylabel, xlabel
         self.series: list[tuple[str, list, list]] = []
 
-    def show(self, series: list[tuple[str, list, list]], logy: bool = False) -> None:
+    def show(self, series: list[tuple[str, list, list]], logy: bool = False,
+             evenly: bool = False) -> None:
+        """Draw ``series``; with ``evenly`` the x values are set at even steps, labelled with
+        their values (a study's λ = 0, 0.001, 0.01, 0.1 apart)."""
         self.series = series
         plt = self.plt
         plt.clear_figure()
         plt.title(self.title)
-        plt.xlabel("epoch")
+        plt.xlabel(self.xlabel)
         drawn = [(label, xs, ys) for label, xs, ys in series if xs]
+        ticks = list(dict.fromkeys(x for _, xs, _ in drawn for x in xs)) if evenly else []
+        if ticks:
+            plt.xticks(list(range(len(ticks))), [f"{x:g}" for x in ticks])
         for label, xs, ys in drawn:
+            xs = [ticks.index(x) for x in xs] if evenly else xs
             plt.plot(xs, ys, label=label, marker="hd")  # quadrant blocks: in more fonts than braille
         if not drawn:
             plt.title(f"{self.title}: nothing yet")
@@ -167,7 +175,10 @@ class GridView(Widget):
     def _draw(self) -> None:
         """Draw the current grid as large as the widget allows, keeping its aspect ratio (a
         terminal cell is about twice as tall as wide: two half-block pixels)."""
-        img = self.query_one("#grid-image")
+        try:
+            img = self.query_one("#grid-image")
+        except NoMatches:  # not composed yet: drawn when it is (on its first resize)
+            return
         cur = self.current
         if cur is None:
             img.image = None
