@@ -579,6 +579,7 @@ async def test_S_queues_a_study_of_a_finished_run_which_runs_to_its_end(tmp_path
     runs it in a worker to its end; its study view then shows one grid per value and charts
     holding results.csv's numbers. S on a run that has not finished, or has no study, says so
     in one line and queues nothing."""
+    from engine.metrics import FID
     from engine.worker import execute
 
     file = tiny_study(tmp_path / "exp.toml", name="alpha", epochs=1)
@@ -586,6 +587,8 @@ async def test_S_queues_a_study_of_a_finished_run_which_runs_to_its_end(tmp_path
     runs_dir = tmp_path / "runs"
     alpha = prepare_runs(load_study(file).runs[:1], runs_dir)[0]
     assert execute(alpha, threading.Event()) == "finished"
+    FID("lenet", alpha.spec().data)  # the FID classifier, trained once a session (else by the
+    # study's worker: minutes on a busy machine, which the wait for the study below leaves out)
     app = make_app(file, runs_dir)
     async with app.run_test(size=(100, 30)) as pilot:
         await file_read(pilot, app)
@@ -596,7 +599,10 @@ async def test_S_queues_a_study_of_a_finished_run_which_runs_to_its_end(tmp_path
         await until(pilot, lambda: said(app, "beta is not queued: a study samples from a finished "
                                              "run (its studies: beta-noise)"), timeout=10)
         await select_row(pilot, app, "gamma")
-        await pilot.press("S")
+        await pilot.press("ctrl+p")  # the palette's entry does what S does
+        await pilot.press(*"Queue a study")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
         await until(pilot, lambda: said(app, 'exp.toml has no study of gamma: add a [[studies]] '
                                              'table with run = "gamma"'), timeout=10)
         assert not isinstance(app.screen, StudyPickScreen) and not (runs_dir / "studies").exists()

@@ -307,13 +307,13 @@ class DiffuiApp(App):
             self.say(f"{name} is {state}: a study samples from a finished run "
                      f"(its studies: {', '.join(s.name for s in studies)})", severity="warning")
         elif len(studies) == 1:
-            self._queue_studies(studies[0].name)
+            self._queue_study(studies[0].name)
         else:
-            states = {s.name: self.snapshot[study_run(self.runs_dir, s.name).name].state
-                      for s in studies if study_run(self.runs_dir, s.name).name in self.snapshot}
-            self.push_screen(StudyPickScreen(name, studies, states), self._queue_studies)
+            states = {s.name: p.state for s in studies  # of the studies that have a folder
+                      if (p := self.snapshot.get(study_run(self.runs_dir, s.name).name))}
+            self.push_screen(StudyPickScreen(name, studies, states), self._queue_study)
 
-    def _queue_studies(self, name: str | None) -> None:
+    def _queue_study(self, name: str | None) -> None:
         spec = next((s for s in self.study.studies if s.name == name), None)
         if spec is not None:
             self.in_background(partial(self._prepare_and_queue, [spec], f"study {name}"))

@@ -251,8 +251,9 @@ class StudyScreen(FollowScreen):
                 self.spec = spec
                 self._make_columns()
             else:
+                first = (message.settings.splitlines() or [""])[0]
                 self.query_one("#study-line", Static).update(
-                    f"{self.run_name}: not a study folder: {message.settings}")
+                    f"{self.run_name}: no study settings to show ({first})")
         self.events = self.events + message.events
         new_values = any(isinstance(e, Value) for e in message.events)
         if new_values:
