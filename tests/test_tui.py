@@ -380,6 +380,22 @@ async def test_first_screen_lists_every_experiment_of_the_file(tmp_path):
     assert sorted(p.name for p in runs_dir.iterdir()) == ["ddpm-cosine", "ddpm-linear"]
 
 
+def watch_reads(monkeypatch) -> list[str]:
+    """The files opened for reading on this thread (the event loop's) from now on, until
+    ``monkeypatch.undo()``."""
+    main = threading.current_thread()
+    opened: list[str] = []
+    real_open = io.open
+
+    def watch(file, mode="r", *a, **kw):
+        if threading.current_thread() is main and not set(mode) & set("wax+"):
+            opened.append(str(file))
+        return real_open(file, mode, *a, **kw)
+    monkeypatch.setattr(io, "open", watch)
+    monkeypatch.setattr(builtins, "open", watch)
+    return opened
+
+
 async def test_run_view_follows_new_events_through_messages(tmp_path, monkeypatch):
     """A run view fills from the poll thread's RunEvents messages: the run's history first, then
     each event the worker appends (here written as a worker writes them); no file is opened on
@@ -399,16 +415,7 @@ async def test_run_view_follows_new_events_through_messages(tmp_path, monkeypatc
     app = make_app(tmp_path / "missing.toml", runs_dir)
     async with app.run_test(size=(100, 30)) as pilot:
         await until(pilot, lambda: app.snapshot.get(run.name))
-        main = threading.current_thread()
-        opened: list[str] = []
-        real_open = io.open
-
-        def watch(file, mode="r", *a, **kw):  # reads on the event loop (the test appends)
-            if threading.current_thread() is main and not set(mode) & set("wax+"):
-                opened.append(str(file))
-            return real_open(file, mode, *a, **kw)
-        monkeypatch.setattr(io, "open", watch)
-        monkeypatch.setattr(builtins, "open", watch)
+        opened = watch_reads(monkeypatch)
         await select_row(pilot, app, run.name)
         await pilot.press("enter")
         await until(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.ready)
@@ -424,8 +431,7 @@ async def test_run_view_follows_new_events_through_messages(tmp_path, monkeypatc
         await until(pilot, lambda: "grid 3 of 3" in str(app.screen.query_one("#grid-label").render()))
         assert app.screen.query_one("#grid-image").image.size == (62, 62)
         await pilot.press("escape")
-        monkeypatch.setattr(io, "open", real_open)
-        monkeypatch.setattr(builtins, "open", real_open)
+        monkeypatch.undo()
     assert [e.type for e in got[0].events][:2] == ["start", "epoch"]  # the history first...
     assert got[0].settings and got[0].grids and len(got[0].grids) == 2
     assert [e.type for m in got[1:] for e in m.events] == \
@@ -507,10 +513,13 @@ def study_shown(screen: StudyScreen) -> dict:
     return {"columns": columns, "charts": charts}
 
 
-async def test_study_view_follows_a_study_value_by_value(tmp_path):
+async def test_study_view_follows_a_study_value_by_value(tmp_path, monkeypatch):
     """A study running on another host with one of its three values done: the study view shows
     that value's grid and numbers, says which value the study is on, and fills with the other
-    values as their events arrive; its charts hold the numbers of results.csv."""
+    values as their events arrive (read by the poll thread: no file is opened on the event
+    loop); its charts hold the numbers of results.csv."""
+    import asyncio
+
     runs_dir = tmp_path / "runs"
     make_runs(runs_dir)
     study = make_study(runs_dir, upto=1, host="gpu-box")
@@ -518,6 +527,7 @@ async def test_study_view_follows_a_study_value_by_value(tmp_path):
     async with app.run_test(size=(120, 40)) as pilot:
         await until(pilot, lambda: app.snapshot.get(STUDY_NAME))
         assert cell(app, STUDY_NAME, "status").startswith("running")
+        opened = watch_reads(monkeypatch)
         await select_row(pilot, app, STUDY_NAME)
         await pilot.press("enter")
         await until(pilot, lambda: isinstance(app.screen, StudyScreen) and app.screen.ready)
@@ -532,9 +542,11 @@ async def test_study_view_follows_a_study_value_by_value(tmp_path):
         assert shown["columns"][0.5] == ("λ = 0.5", None, "to do")
         assert shown["charts"]["fid-chart"] == [("FID", [0], [200.0]), ("floor", [0], [12.5])]
 
-        make_study(runs_dir, upto=3)  # the worker finishes the other two values
+        await asyncio.to_thread(make_study, runs_dir, 3)  # the worker finishes the other two
         await until(pilot, lambda: all(g for _, g, _ in study_shown(screen)["columns"].values()))
         await until(pilot, lambda: "finished" in str(line.render()))
+        monkeypatch.undo()  # (the test reads results.csv below)
+        assert not [f for f in opened if f.startswith(str(tmp_path))], opened
         shown = study_shown(screen)
         assert [g for _, g, _ in shown["columns"].values()] == \
             ["value-0.png", "value-0.1.png", "value-0.5.png"]
