@@ -224,3 +224,20 @@ def test_next_jobs_sends_each_run_to_the_first_of_its_hosts_with_a_free_slot():
     st = QueueState(queued=["a", "b"], where={"a": ["gpu1"]},
                     active={"x": {"executor": "gpu1", "slot": "0"}})
     assert next_jobs(st, {}, {"local": ["0"], "gpu1": ["0", "1"]}, foreign=1) == [("a", "gpu1", "1")]
+
+
+def test_service_sends_runs_to_their_hosts_and_fails_a_run_with_nowhere_to_go(runs_dir):
+    q = Queue.open(runs_dir, start_service=False)
+    q.place({"a": ["gpu1"], "c": ["ghost"]}, {})
+    for name in ("a", "b", "c"):
+        q.enqueue(name)
+    q.set_paused(False)
+    local, gpu1 = RecordingExecutor(), RecordingExecutor()
+    s = Service(runs_dir, {"local": local, "gpu1": gpu1}, log=lambda msg: None)
+    step(s)
+    assert gpu1.started == ["a"] and local.started == ["b"]
+    active = QueueFile(runs_dir).read().active
+    assert {n: a["executor"] for n, a in active.items()} == {"a": "gpu1", "b": "local"}
+    status = Run(runs_dir / "c").status()
+    assert status.state == "failed" and status.detail.startswith("no host to run on: ghost")
+    assert QueueFile(runs_dir).read().queued == []
