@@ -45,9 +45,10 @@ def slurm():
             os.environ["SLURM_CONF"] = old
 
 
-def cluster_study(tmp_path, names=("tiny",), epochs=2, time="00:10:00", sbatch=()):
+def cluster_study(tmp_path, names=("tiny",), epochs=2, time="00:10:00", sbatch=(),
+                  partition="debug"):
     """A study of tiny runs (FID off) whose runs all go to [hosts.cluster]."""
-    table = (f'\n[hosts.cluster]\nkind = "slurm"\npartition = "debug"\ncpus_per_job = 1\n'
+    table = (f'\n[hosts.cluster]\nkind = "slurm"\npartition = "{partition}"\ncpus_per_job = 1\n'
              f'mem_gb = 1\ntime = "{time}"\nsignal_delay_s = 30\nmax_jobs = 4\n'
              f'sbatch = {json.dumps(list(sbatch))}\n')
     f = tiny_study(tmp_path / "exp.toml", name=names[0], epochs=epochs, extra=table)
@@ -126,6 +127,15 @@ def test_a_sweep_goes_as_one_job_array(slurm, tmp_path, capsys):
     assert sacct(slurm, array) == ["COMPLETED", "COMPLETED"]
 
 
+def test_a_job_the_cluster_refuses_fails_with_one_line(slurm, tmp_path, capsys):
+    runs_dir = tmp_path / "runs"
+    queue_and_start(cluster_study(tmp_path, partition="nope"), runs_dir, capsys)
+    run = Run(runs_dir / "tiny")
+    wait_for(lambda: run.status().state == "failed", timeout=60)
+    assert run.status().detail == \
+        "cluster: sbatch: Batch job submission failed: Invalid partition name specified"
+
+
 def test_a_cancelled_job_stays_resumable_and_resumes_in_a_new_job(slurm, tmp_path, capsys):
     runs_dir = tmp_path / "runs"
     f = cluster_study(tmp_path, epochs=3)
@@ -145,6 +155,25 @@ def test_a_cancelled_job_stays_resumable_and_resumes_in_a_new_job(slurm, tmp_pat
     wait_for(lambda: run.status().state == "finished", timeout=180)
     starts = [e for e in run.events() if isinstance(e, Start)]
     assert [s.resumed for s in starts] == [False, True] and starts[1].epoch >= 1
+
+
+def test_a_preempted_job_is_requeued_and_resumes(slurm, tmp_path, capsys):
+    """Pre-emption as submitit simulates it (SlurmJob._interrupt): SIGTERM to the job's tasks,
+    then its checkpoint signal; a job far from its time limit counts it as pre-emption."""
+    runs_dir = tmp_path / "runs"
+    queue_and_start(cluster_study(tmp_path, epochs=2, time="01:00:00"), runs_dir, capsys)
+    run = Run(runs_dir / "tiny")
+    job_id = wait_for(lambda: handle(runs_dir, "tiny").get("job_id"), timeout=60)
+    freeze_after_first_checkpoint(run)
+    for sig in ("TERM", "USR2"):
+        subprocess.run(["scancel", f"--signal={sig}", job_id], check=True)
+    wait_for(lambda: run.status().state == "finished" and not handle(runs_dir, "tiny"),
+             timeout=180)
+    starts = [e for e in run.events() if isinstance(e, Start)]
+    assert [s.resumed for s in starts] == [False, True]
+    log = next((runs_dir / ".slurm" / "cluster").glob(f"*/{job_id}/{job_id}_0_log.out")).read_text()
+    assert "this job is preempted" in log and f"Requeued job {job_id}" in log
+    assert sacct(slurm, job_id, "--duplicates") == ["REQUEUED", "COMPLETED"]
 
 
 def test_a_job_at_its_time_limit_is_requeued_and_resumes_exactly(slurm, tmp_path, capsys):

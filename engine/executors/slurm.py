@@ -19,6 +19,7 @@ again. A sweep queued together goes as one job array (:meth:`SlurmExecutor.start
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -98,9 +99,11 @@ class WorkerJob(submitit.helpers.Checkpointable):
         self.run_dir = str(run_dir)
         self.stop_wait = stop_wait  # seconds the worker gets to stop before it is killed
         self._proc: subprocess.Popen | None = None
+        self._checkpointed = False
 
     def __getstate__(self) -> dict:  # the worker process stays behind
-        return {"run_dir": self.run_dir, "stop_wait": self.stop_wait, "_proc": None}
+        return {"run_dir": self.run_dir, "stop_wait": self.stop_wait, "_proc": None,
+                "_checkpointed": False}
 
     def __call__(self) -> str:
         env = dict(os.environ)
@@ -120,6 +123,10 @@ class WorkerJob(submitit.helpers.Checkpointable):
         while self._proc.poll() is None:  # (not wait(): checkpoint() waits from a signal handler)
             time.sleep(0.5)
         status = Run(Path(self.run_dir)).status()
+        if status.state == "resumable" and not self._checkpointed:
+            # stopped by a SIGTERM from Slurm: a scancel (Slurm ends this job in KillWait) or a
+            # pre-emption, whose signal to checkpoint and requeue may follow: wait for either
+            time.sleep(self.stop_wait)
         if status.state == "failed" or self._proc.returncode not in (0, 3):
             raise RuntimeError(f"worker exited with {self._proc.returncode}: "
                                f"{status.state} {status.detail}".strip())
@@ -127,6 +134,7 @@ class WorkerJob(submitit.helpers.Checkpointable):
 
     def checkpoint(self, *args, **kwargs) -> DelayedSubmission:
         """Stop the worker (its last epoch checkpoint stays) and resubmit a fresh job."""
+        self._checkpointed = True
         proc = self._proc
         if proc is not None and proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
@@ -213,7 +221,8 @@ class SlurmExecutor:
                                                  max(5.0, self.spec.signal_delay_s - 10.0)))
                              for job in jobs]
         except (FailedJobError, FailedSubmissionError, OSError, subprocess.SubprocessError) as e:
-            raise StartError(f"{self.name}: sbatch failed: {_last_line(e)}") from None
+            line = _last_line(e).removeprefix("sbatch: error: ")
+            raise StartError(f"{self.name}: sbatch: {line}") from None
         except StartError as e:
             raise StartError(f"{self.name}: {e}") from None
         now = round(time.time(), 3)
@@ -243,6 +252,24 @@ class SlurmExecutor:
         reason = info.get("Reason", "")
         handle.update(state=state, seen=round(now, 3),
                       reason=reason if state == "PENDING" and reason != "None" else "")
+        if state in ENDED and not handle.get("stopped"):
+            self._record_end(job, handle)
+
+    def _record_end(self, job: Job, handle: dict) -> None:
+        """A job that ended without its worker saying how (it failed before the worker ran, or
+        Slurm killed it: memory, a node failure, the time limit with no requeue left): the run
+        reads as failed, with Slurm's state and where its log is."""
+        run = Run(job.run_dir)
+        try:
+            worker = json.loads(run.worker_path.read_text(encoding="utf-8"))
+            ended = json.loads(run.exit_path.read_text(encoding="utf-8"))
+            if ended.get("started") == worker.get("started"):
+                return  # the worker recorded its own end
+        except (OSError, ValueError):
+            pass
+        log = Path(handle.get("folder", "")) / f"{handle['job_id']}_0_log.out"
+        run.record_failure(self.name, f"{self.name}: Slurm job {handle['job_id']} ended "
+                                      f"{handle['state']} (its log: {log})")
 
     def alive(self, job: Job, handle: dict) -> bool:
         """Whether the Slurm job is still queued, running or on its way back (requeued)."""
@@ -250,6 +277,7 @@ class SlurmExecutor:
 
     def stop(self, job: Job, handle: dict) -> None:
         """scancel: a pending job goes; a running one's worker gets SIGTERM and stops, resumable."""
+        handle["stopped"] = True  # its end is ours, not a failure
         self._scancel(handle)
 
     def kill(self, job: Job, handle: dict) -> None:
