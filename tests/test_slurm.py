@@ -157,6 +157,22 @@ def test_a_cancelled_job_stays_resumable_and_resumes_in_a_new_job(slurm, tmp_pat
     assert [s.resumed for s in starts] == [False, True] and starts[1].epoch >= 1
 
 
+def test_a_job_killed_under_its_worker_marks_the_run_failed_with_slurms_state(slurm, tmp_path,
+                                                                             capsys):
+    """As when the kernel's OOM killer ends the worker: no exit record from it."""
+    runs_dir = tmp_path / "runs"
+    queue_and_start(cluster_study(tmp_path, epochs=2), runs_dir, capsys)
+    run = Run(runs_dir / "tiny")
+    job_id = wait_for(lambda: handle(runs_dir, "tiny").get("job_id"), timeout=60)
+    os.kill(freeze_after_first_checkpoint(run), signal.SIGKILL)
+    wait_for(lambda: not handle(runs_dir, "tiny"), timeout=120)
+    st = run.status()
+    state = sacct(slurm, job_id)[0]
+    assert st.state == "failed" and state == "FAILED"
+    assert st.detail.startswith(f"cluster: Slurm job {job_id} ended {state} (its log: ")
+    assert run.checkpoint_path.is_file()  # a retry resumes from it
+
+
 def test_a_preempted_job_is_requeued_and_resumes(slurm, tmp_path, capsys):
     """Pre-emption as submitit simulates it (SlurmJob._interrupt): SIGTERM to the job's tasks,
     then its checkpoint signal; a job far from its time limit counts it as pre-emption."""

@@ -34,6 +34,7 @@ from submitit.core.utils import DelayedSubmission, FailedJobError, FailedSubmiss
 from submitit.slurm.slurm import SlurmInfoWatcher, SlurmJobEnvironment
 
 from ..runs import Run
+from ..worker import EXIT_CODES
 from . import Job, StartError
 
 ENGINE_ROOT = Path(__file__).resolve().parents[2]
@@ -122,14 +123,13 @@ class WorkerJob(submitit.helpers.Checkpointable):
                 preexec_fn=ignore_usr)
         while self._proc.poll() is None:  # (not wait(): checkpoint() waits from a signal handler)
             time.sleep(0.5)
-        status = Run(Path(self.run_dir)).status()
-        if status.state == "resumable" and not self._checkpointed:
+        status, rc = Run(Path(self.run_dir)).status(), self._proc.returncode
+        if rc == EXIT_CODES["stopped"] and not self._checkpointed:
             # stopped by a SIGTERM from Slurm: a scancel (Slurm ends this job in KillWait) or a
             # pre-emption, whose signal to checkpoint and requeue may follow: wait for either
             time.sleep(self.stop_wait)
-        if status.state == "failed" or self._proc.returncode not in (0, 3):
-            raise RuntimeError(f"worker exited with {self._proc.returncode}: "
-                               f"{status.state} {status.detail}".strip())
+        if status.state == "failed" or rc not in (EXIT_CODES["finished"], EXIT_CODES["stopped"]):
+            raise RuntimeError(f"worker exited with {rc}: {status.state} {status.detail}".strip())
         return status.state
 
     def checkpoint(self, *args, **kwargs) -> DelayedSubmission:
@@ -281,14 +281,14 @@ class SlurmExecutor:
         self._scancel(handle)
 
     def kill(self, job: Job, handle: dict) -> None:
-        self._scancel(handle, "--signal=KILL", "--full")
-        self._scancel(handle)
+        """scancel again: Slurm kills what is left of the job KillWait seconds after a cancel
+        (scancel --signal=KILL is a plain cancel too)."""
+        self.stop(job, handle)
 
-    def _scancel(self, handle: dict, *options: str) -> None:
+    def _scancel(self, handle: dict) -> None:
         if handle.get("job_id"):
             try:
-                subprocess.run(["scancel", *options, handle["job_id"]], capture_output=True,
-                               timeout=60)
+                subprocess.run(["scancel", handle["job_id"]], capture_output=True, timeout=60)
             except (OSError, subprocess.SubprocessError):
                 pass
 
