@@ -46,9 +46,10 @@ def slurm():
 
 
 def cluster_study(tmp_path, names=("tiny",), epochs=2, time="00:10:00", sbatch=(),
-                  partition="debug"):
+                  partition="debug", address=""):
     """A study of tiny runs (FID off) whose runs all go to [hosts.cluster]."""
-    table = (f'\n[hosts.cluster]\nkind = "slurm"\npartition = "{partition}"\ncpus_per_job = 1\n'
+    table = (f'\n[hosts.cluster]\nkind = "slurm"\naddress = "{address}"\n'
+             f'partition = "{partition}"\ncpus_per_job = 1\n'
              f'mem_gb = 1\ntime = "{time}"\nsignal_delay_s = 30\nmax_jobs = 4\n'
              f'sbatch = {json.dumps(list(sbatch))}\n')
     f = tiny_study(tmp_path / "exp.toml", name=names[0], epochs=epochs, extra=table)
@@ -87,6 +88,42 @@ def freeze_after_first_checkpoint(run: Run) -> int:
     pid = json.loads(run.worker_path.read_text())["pid"]
     os.kill(pid, signal.SIGSTOP)
     return pid
+
+
+def test_the_hosts_table_becomes_sbatch_options():
+    from engine.config import HostSpec
+    from engine.executors.slurm import SlurmExecutor, time_minutes
+    assert [time_minutes(t) for t in ("90", "1:30", "04:00:00", "1-12", "1-12:30", "0-00:00:30")] \
+        == [90, 2, 240, 2160, 2190, 1]
+    spec = HostSpec(kind="slurm", partition="gpu", gpus_per_job=2, cpus_per_job=8, mem_gb=32,
+                    time="1-00:00:00", account="lab", sbatch=["--constraint=a100", "--exclusive"],
+                    max_jobs=5, signal_delay_s=120)
+    p = SlurmExecutor._parameters(spec)
+    assert {k: p[k] for k in ("partition", "gpus_per_node", "cpus_per_task", "mem", "time",
+                              "account", "signal_delay_s", "array_parallelism")} == \
+        {"partition": "gpu", "gpus_per_node": 2, "cpus_per_task": 8, "mem": "32GB",
+         "time": 1440, "account": "lab", "signal_delay_s": 120, "array_parallelism": 5}
+    assert "qos" not in p and p["additional_parameters"] == {"constraint": "a100", "exclusive": True}
+    with pytest.raises(ValueError, match="sbatch: '-C a100': expected a long option"):
+        SlurmExecutor._parameters(HostSpec(kind="slurm", sbatch=["-C a100"]))
+
+
+def test_a_cluster_over_ssh_is_refused_with_one_line(tmp_path, capsys):
+    """Submitting over SSH to a login node is not built yet: said in the service's log and in
+    the run folder; nothing is submitted (no cluster needed)."""
+    from engine.service import Service
+    runs_dir = tmp_path / "runs"
+    assert main(["queue", "add", str(cluster_study(tmp_path, address="login.hpc")),
+                 "--runs-dir", str(runs_dir)]) == 0
+    lines = []
+    service = Service(runs_dir, log=lines.append)
+    with service.file.edit() as st:
+        st.paused = False
+        service.step(st)
+    assert lines[0].startswith("host cluster: cannot be used: a cluster reached over SSH is not "
+                               "supported yet: run diffui on the cluster's login node")
+    st = Run(runs_dir / "tiny").status()
+    assert st.state == "failed" and st.detail.startswith("no host to run on: cluster")
 
 
 def test_a_run_goes_to_the_cluster_and_is_followed_to_its_end(slurm, tmp_path, capsys,

@@ -260,6 +260,8 @@ class SlurmExecutor:
         Slurm killed it: memory, a node failure, the time limit with no requeue left): the run
         reads as failed, with Slurm's state and where its log is."""
         run = Run(job.run_dir)
+        if run.status().state == "running":  # another worker holds the run (ours refused)
+            return
         try:
             worker = json.loads(run.worker_path.read_text(encoding="utf-8"))
             ended = json.loads(run.exit_path.read_text(encoding="utf-8"))
