@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from engine.config import load_study
-from engine.events import Checkpoint, Epoch, Start, latest_by_epoch
+from engine.events import Checkpoint, End, Epoch, Start, latest_by_epoch
 from engine.queue import Queue
 from engine.runs import Run, prepare_runs
 from engine.worker import execute
@@ -224,6 +224,7 @@ def test_a_preempted_job_is_requeued_and_resumes(slurm, tmp_path, capsys):
              timeout=180)
     starts = [e for e in run.events() if isinstance(e, Start)]
     assert [s.resumed for s in starts] == [False, True]
+    assert [e.status for e in run.events() if isinstance(e, End)] == ["stopped", "finished"]
     log = next((runs_dir / ".slurm" / "cluster").glob(f"*/{job_id}/{job_id}_0_log.out")).read_text()
     assert "this job is preempted" in log and f"Requeued job {job_id}" in log
     assert sacct(slurm, job_id, "--duplicates") == ["REQUEUED", "COMPLETED"]
@@ -245,6 +246,8 @@ def test_a_job_at_its_time_limit_is_requeued_and_resumes_exactly(slurm, tmp_path
              timeout=240)
     starts = [e for e in run.events() if isinstance(e, Start)]
     assert [s.resumed for s in starts] == [False, True] and starts[1].epoch >= 1
+    # the checkpoint signal stopped the worker cleanly (an exit record), then Slurm requeued
+    assert [e.status for e in run.events() if isinstance(e, End)] == ["stopped", "finished"]
     assert sacct(slurm, job_id, "--duplicates") == ["REQUEUED", "COMPLETED"]  # one job, requeued
     log = next((runs_dir / ".slurm" / "cluster").glob(f"*/{job_id}/{job_id}_0_log.out")).read_text()
     assert "this job is timed-out" in log and f"Requeued job {job_id}" in log

@@ -121,7 +121,7 @@ class WorkerJob(submitit.helpers.Checkpointable):
                 [sys.executable, "-m", "engine.worker", self.run_dir], stdout=log,
                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=self.run_dir,
                 preexec_fn=ignore_usr)
-        while self._proc.poll() is None:  # (not wait(): checkpoint() waits from a signal handler)
+        while self._proc.poll() is None:
             time.sleep(0.5)
         status, rc = Run(Path(self.run_dir)).status(), self._proc.returncode
         if rc == EXIT_CODES["stopped"] and not self._checkpointed:
@@ -135,13 +135,16 @@ class WorkerJob(submitit.helpers.Checkpointable):
     def checkpoint(self, *args, **kwargs) -> DelayedSubmission:
         """Stop the worker (its last epoch checkpoint stays) and resubmit a fresh job."""
         self._checkpointed = True
-        proc = self._proc
-        if proc is not None and proc.poll() is None:
+        proc, run = self._proc, Run(Path(self.run_dir))
+        if proc is not None and proc.returncode is None:
             proc.send_signal(signal.SIGTERM)
             proc.send_signal(signal.SIGCONT)  # a stopped worker must run to stop
-            try:
-                proc.wait(self.stop_wait)
-            except subprocess.TimeoutExpired:
+            # wait for its exit record (not with proc.wait(): this runs in a signal handler,
+            # maybe inside the poll() of __call__, which holds the Popen's lock)
+            deadline = time.time() + self.stop_wait
+            while run.status().state == "running" and time.time() < deadline:
+                time.sleep(0.2)
+            if run.status().state == "running":
                 proc.kill()
         return DelayedSubmission(WorkerJob(self.run_dir, self.stop_wait))
 
