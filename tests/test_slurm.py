@@ -31,10 +31,10 @@ from slurm_cluster import SlurmCluster
 
 @pytest.fixture(scope="session")
 def slurm():
-    cluster = SlurmCluster().start()
-    old = os.environ.get("SLURM_CONF")
-    os.environ.update(cluster.env())  # sbatch, sacct, scancel, and the services the tests start
+    cluster, old = SlurmCluster(), os.environ.get("SLURM_CONF")
     try:
+        cluster.start()  # (stops what it started when a daemon fails to come up)
+        os.environ.update(cluster.env())  # sbatch, sacct, scancel, and the tests' services
         yield cluster
     finally:
         cluster.stop()
