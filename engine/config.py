@@ -132,7 +132,7 @@ class EvaluationSection(Section):
 HOST_KINDS = ("ssh", "slurm")
 LOCAL = "local"  # the host name of this machine (not a [hosts] table)
 _SLURM_KEYS = ("partition", "gpus_per_job", "cpus_per_job", "mem_gb", "time", "account", "qos",
-               "sbatch", "max_jobs")
+               "sbatch", "max_jobs", "signal_delay_s")
 _SSH_KEYS = ("gpus", "slots")
 
 
@@ -161,6 +161,8 @@ class HostSpec(Section):
     qos: str = setting("", string(), "slurm: --qos (\"\" = none)")
     sbatch: list[str] = setting([], string_list, "slurm: further sbatch options")
     max_jobs: int = setting(20, integer(1, 100_000), "slurm: our jobs queued or running at once")
+    signal_delay_s: int = setting(90, integer(10, 3600), "slurm: seconds before the time limit "
+                                  "at which a job saves its state and is requeued")
 
 
 _STATIC = {"data": DataSection, "training": TrainingSection, "evaluation": EvaluationSection}

@@ -228,18 +228,31 @@ class Service:
                       if run.name not in st.active and run.status().state == "running") \
             if "local" in slots else 0
         threads = max(1, (os.cpu_count() or 1) // st.jobs)
+        together: dict[str, list[tuple[str, str]]] = {}  # hosts that start many jobs at once
         for name, host, slot in next_jobs(st, statuses, slots, foreign):
             if slot is None:
                 self.log(f"{name}: {statuses[name]} already (another diffui ran it); not started")
-                continue
-            job = Job(self.runs_dir / name)
-            try:
-                handle = found[host].start(job, slot, threads if host == "local" else None)
-            except (OSError, StartError) as e:
-                line = str(e) if isinstance(e, StartError) else f"could not start a worker: {e}"
+            elif hasattr(found[host], "start_many"):
+                together.setdefault(host, []).append((name, slot))
+            else:
+                self._start(st, host, [(name, slot)], lambda jobs, slots: [found[host].start(
+                    jobs[0], slots[0], threads if host == "local" else None)], now)
+        for host, items in together.items():
+            self._start(st, host, items, found[host].start_many, now)
+
+    def _start(self, st: QueueState, host: str, items: list[tuple[str, str]], start, now: float):
+        """``start(jobs, slots) -> handles`` for the runs ``items`` (name, slot) on ``host``;
+        recorded as active, or as failed in their run folders."""
+        jobs = [Job(self.runs_dir / name) for name, _ in items]
+        try:
+            handles = start(jobs, [slot for _, slot in items])
+        except (OSError, StartError) as e:
+            line = str(e) if isinstance(e, StartError) else f"could not start a worker: {e}"
+            for job, (name, _) in zip(jobs, items):
                 self.log(f"{name}: {line}")
                 Run(job.run_dir).record_failure(host, line)
-                continue
+            return
+        for (name, slot), handle in zip(items, handles):
             st.active[name] = {"executor": host, "slot": slot, "handle": handle,
                                "since": round(now, 3)}
             self.log(f"{name}: started on {slot} ({handle})")

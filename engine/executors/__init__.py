@@ -18,6 +18,9 @@ Executors of other machines (``[hosts.NAME]`` tables: :func:`make`) also have
   ``handle`` in place, e.g. to record a byte offset or a Slurm state);
 * ``close()``: called when the service exits.
 
+An executor may also have ``start_many(jobs, slots)``: start several jobs at once (Slurm: one
+job array), one handle per job; the service calls it for the runs it starts there in one pass.
+
 ``start`` must return quickly (the service holds the queue's lock meanwhile): slow work, such
 as connecting and copying files, goes on in the executor's own thread, and ``alive`` is true
 while it does. A start that cannot be made raises :class:`StartError` with one line for the
@@ -68,6 +71,15 @@ def executors() -> dict[str, Executor]:
     return {"local": LocalExecutor()}
 
 
+def describe(handle: dict) -> str:
+    """A handle in words for ``diffui queue status``: ``job 12 PENDING (Resources)`` for a Slurm
+    job, "" for others."""
+    if not handle.get("job_id"):
+        return ""
+    reason = f" ({handle['reason']})" if handle.get("reason") else ""
+    return f"job {handle['job_id']} {handle.get('state', '')}{reason}"
+
+
 KINDS = {"ssh": "engine.executors.ssh:SSHExecutor", "slurm": "engine.executors.slurm:SlurmExecutor"}
 
 
@@ -81,4 +93,4 @@ def make(name: str, table: dict, runs_dir: Path) -> Executor:
     return getattr(importlib.import_module(module), cls)(name, spec, Path(runs_dir))
 
 
-__all__ = ["Executor", "Job", "StartError", "executors", "make"]
+__all__ = ["Executor", "Job", "StartError", "describe", "executors", "make"]
