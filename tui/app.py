@@ -24,8 +24,8 @@ from textual.screen import ModalScreen
 from textual.worker import get_current_worker
 
 from .messages import FileLoaded, Snapshot
-from .model import (ConfigError, Poller, Queue, QueueError, Study, is_study,
-                    prepare_runs, read_study, study_run)
+from .model import (ConfigError, Poller, Queue, QueueError, Study, is_study, read_study,
+                    study_run)
 from .runs_screen import RUNS_ACTIONS, RunsScreen
 from .screens import EditScreen, JobsScreen, PickScreen, RunScreen, StudyPickScreen, StudyScreen
 from .widgets import RunsTable
@@ -322,11 +322,10 @@ class DiffuiApp(App):
         """Make the run folders and queue them (on the action thread: checking a morph run's
         inputs reads FashionMNIST from disk); ``what`` names them in the answer."""
         try:
-            runs = prepare_runs(specs, self.runs_dir)
-        except ConfigError as e:
+            runs = self.queue.prepare(specs, self.study.hosts)
+        except (ConfigError, QueueError) as e:
             self.tell(f"error: {e}", severity="error", timeout=10)
             return
-        self.queue.add(runs)
         queued, skipped = [], []
         for run in runs:
             try:
