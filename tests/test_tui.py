@@ -97,7 +97,7 @@ async def test_queue_reorder_jobs_start_and_finish(tmp_path):
         await until(pilot, lambda: (runs_dir / "queue.json").exists()  # queued off the UI thread
                     and saved()["queued"] == ["alpha", "beta"], timeout=30)
         assert saved() == {"queued": ["alpha", "beta"], "jobs": 1, "paused": True, "active": {},
-                           "stop": []}
+                           "stop": [], "where": {}, "hosts": {}}
         await until(pilot, lambda: app.query_one(RunsTable).row_count == 2)
         await until(pilot, lambda: cell(app, "alpha", "status") == "queued #1")
 
