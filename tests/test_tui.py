@@ -19,7 +19,7 @@ from engine.queue import Queue
 from engine.runs import Run, pid_running, prepare_runs
 from tui.app import DiffuiApp
 from tui.messages import RunEvents
-from tui.screens import (CompareScreen, EditScreen, JobsScreen, PickScreen, RunScreen,
+from tui.screens import (CompareScreen, EditScreen, HostPickScreen, JobsScreen, PickScreen, RunScreen,
                          StudyPickScreen, StudyScreen)
 from tui.widgets import GridView, RunsTable
 
@@ -135,6 +135,27 @@ async def test_queue_reorder_jobs_start_and_finish(tmp_path):
     for name in ("alpha", "beta"):
         assert [e for e in latest_by_epoch(Run(runs_dir / name).events(), Epoch)] == [1, 2, 3]
     assert json.loads((runs_dir / "queue.json").read_text())["queued"] == []
+
+
+async def test_queueing_asks_where_when_the_file_has_hosts(tmp_path):
+    """With [hosts] in the file, picked runs go where the user says; the where column shows
+    the host a queued run waits for (the queue stays paused: nothing is started)."""
+    file = two_run_study(tmp_path / "exp.toml")
+    file.write_text(file.read_text() + '\n[hosts.gpu1]\naddress = "gpu1.lab"\ngpus = [0]\n')
+    runs_dir = tmp_path / "runs"
+    app = make_app(file, runs_dir)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await file_read(pilot, app)
+        await pilot.press("a", "enter")
+        await until(pilot, lambda: isinstance(app.screen, HostPickScreen), timeout=10)
+        await pilot.press("down", "down", "enter")  # as the file says, local, gpu1
+        saved = lambda: json.loads((runs_dir / "queue.json").read_text())  # noqa: E731
+        await until(pilot, lambda: (runs_dir / "queue.json").exists()
+                    and saved()["queued"] == ["alpha", "beta"], timeout=30)
+        assert saved()["where"] == {"alpha": ["gpu1"], "beta": ["gpu1"]}
+        assert saved()["hosts"]["gpu1"]["address"] == "gpu1.lab"
+        await until(pilot, lambda: cell(app, "alpha", "where") == "→ gpu1")
+        assert app.study.runs[0].host == ["local"]  # the file's own placement is unchanged
 
 
 async def test_the_queue_goes_on_after_the_ui_quits(tmp_path):

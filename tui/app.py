@@ -10,7 +10,8 @@ presses never wait on a worker or a file.
 """
 from __future__ import annotations
 
-import socket
+import dataclasses
+
 import threading
 from functools import partial
 from pathlib import Path
@@ -27,7 +28,8 @@ from .messages import FileLoaded, Snapshot
 from .model import (ConfigError, Poller, Queue, QueueError, Study, is_study, read_study,
                     study_run)
 from .runs_screen import RUNS_ACTIONS, RunsScreen
-from .screens import EditScreen, JobsScreen, PickScreen, RunScreen, StudyPickScreen, StudyScreen
+from .screens import (EditScreen, HostPickScreen, JobsScreen, PickScreen, RunScreen,
+                      StudyPickScreen, StudyScreen)
 from .widgets import RunsTable
 
 # (key, action, footer label, palette title, palette help): the actions of every screen
@@ -88,7 +90,6 @@ class DiffuiApp(App):
         self.file, self.runs_dir, self.profile = Path(file), Path(runs_dir), profile
         self.image_class = image_class
         self.poll_every = poll_every
-        self.here = socket.gethostname()
         self.study: Study | None = None
         self.file_text: str | None = None  # the experiments file as last read (by a worker)
         self.errors: dict[str, str] = {}  # "file", "queue" and "poll": one line each
@@ -280,9 +281,19 @@ class DiffuiApp(App):
         self.push_screen(PickScreen(self.study.runs, states), self._queue_picked)
 
     def _queue_picked(self, names: list[str] | None) -> None:
-        if names:
-            specs = [s for s in self.study.runs if s.name in names]
+        if not names:
+            return
+        specs = [s for s in self.study.runs if s.name in names]
+        if not self.study.hosts:
             self.in_background(partial(self._prepare_and_queue, specs))
+            return
+
+        def placed(host: list | None) -> None:
+            if host is None:
+                return
+            chosen = [dataclasses.replace(spec, host=host) for spec in specs] if host else specs
+            self.in_background(partial(self._prepare_and_queue, chosen))
+        self.push_screen(HostPickScreen(self.study.hosts), placed)
 
     def queue_study(self, name: str | None) -> None:
         """Queue a study of the experiments file on the finished run ``name``: the one study of

@@ -9,6 +9,7 @@ decoded once). It posts what it found to the screens that subscribed, as the typ
 from __future__ import annotations
 
 import copy
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -132,6 +133,7 @@ class Poller:
         self._histories: dict[str, RunHistory] = {}
         self._lock = threading.Lock()
         self._scanned = 0.0
+        self.here = socket.gethostname()  # "local" in the where column
 
     def subscribe(self, target, runs: tuple[str, ...] = (), snapshots: bool = True,
                   have: dict[str, tuple[int, int]] | None = None) -> None:
@@ -174,17 +176,19 @@ class Poller:
                 progress = {n: copy.copy(p) for n, p in self.queue.progress.items()}
                 queued, jobs, paused = self.queue.queued(), self.queue.jobs, self.queue.paused
                 queue_error = f"error: {self.queue.error}" if self.queue.error else ""
+                where = {n: self.queue.state.where_text(n, p.host, self.here) for n, p in
+                         progress.items()}
         except OSError as e:  # a run folder we cannot read: say so, keep following the rest
             problem = f"error: following the runs: {e}"
             progress, queued, jobs, paused = {}, [], self.queue.jobs, self.queue.paused
-            queue_error = ""
+            queue_error, where = "", {}
         planned = list(self.planned)
         with self._lock:
             subs = list(self._subs.items())
         for target, (_, snapshots) in subs:
             if snapshots:
                 self._post(target, Snapshot(progress, queued, jobs, paused, planned, problem,
-                                            queue_error))
+                                            queue_error, where))
 
     def _feed(self, subs) -> None:
         """Read the new events of every run (so that a screen opening on one has its history at

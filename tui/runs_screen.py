@@ -72,7 +72,7 @@ class RunsScreen(Screen):
     def _show(self) -> None:
         m = self.snapshot
         if m is not None:
-            self.table.show(m.progress, m.queued, self.app.here, m.planned)
+            self.table.show(m.progress, m.queued, m.where, m.planned)
 
     def selected_run(self) -> str | None:
         return self.table.selected()

@@ -436,6 +436,30 @@ class StudyPickScreen(ModalScreen[str]):
         self.dismiss(self.studies[event.option_index].name)
 
 
+class HostPickScreen(ModalScreen[list]):
+    """Where the picked runs go: where the experiments file says (their ``host`` keys), this
+    machine, or one of the file's ``[hosts]``. Dismisses with the host list (``[]``: as the
+    file says)."""
+
+    BINDINGS = [Binding("escape", "dismiss", "cancel")]
+
+    def __init__(self, hosts: dict):
+        super().__init__()
+        self.choices: list[list[str]] = [[], ["local"], *([h] for h in hosts)]
+        self.labels = ["as the experiments file says (each run's host)", "local (this machine)",
+                       *(f"{h}  ({spec.kind}: {spec.address or 'this machine'}"
+                         + (f", GPUs {spec.gpus}" if spec.kind == "ssh" and spec.gpus else "")
+                         + ")" for h, spec in hosts.items())]
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label("Run them where? enter: queue · escape: cancel", markup=False)
+            yield OptionList(*self.labels, id="pick-host", markup=False)
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        self.dismiss(self.choices[event.option_index])
+
+
 class JobsScreen(ModalScreen[int]):
     """How many runs the queue runs at once."""
 

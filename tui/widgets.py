@@ -63,7 +63,7 @@ class RunsTable(DataTable):
         if name:
             self.marked ^= {name}
 
-    def show(self, progress: dict[str, Progress], queued: list[str], here: str,
+    def show(self, progress: dict[str, Progress], queued: list[str], where: dict[str, str],
              planned: list[str] = (), now: float | None = None) -> None:
         """Redraw from a progress snapshot: the queued runs in queue order, then the runs of
         the experiments file (``planned``) in its order, then other run folders by name. A run
@@ -71,8 +71,8 @@ class RunsTable(DataTable):
         come, go or change order, the rows are rebuilt with the cursor kept on the same run."""
         now = now or time.time()
         order = list(dict.fromkeys([*queued, *planned, *sorted(progress)]))
-        rows = {name: self._cells(progress.get(name) or Progress(name), queued, here, now)
-                for name in order}
+        rows = {name: self._cells(progress.get(name) or Progress(name), queued,
+                                  where.get(name, ""), now) for name in order}
         if [k.value for k in self.rows] == order:
             for name, cells in rows.items():
                 for col, value in zip(self.COLUMNS, cells):
@@ -86,14 +86,13 @@ class RunsTable(DataTable):
         if keep in order:
             self.move_cursor(row=order.index(keep))
 
-    def _cells(self, p: Progress, queued: list[str], here: str, now: float) -> list[str]:
+    def _cells(self, p: Progress, queued: list[str], where: str, now: float) -> list[str]:
         q = queued.index(p.name) if p.name in queued else None
         eta = p.task_eta(now) if p.task else p.eta()
         return [("● " if p.name in self.marked else "") + p.name, status_text(p, q),
                 f"{p.epoch}/{p.epochs}" if p.epochs else "-", fmt(p.train_loss), fmt(p.val_loss),
                 fmt(p.fid, ".1f"), format_seconds(p.elapsed(now)) if p.started else "-",
-                "-" if eta is None else format_seconds(eta),
-                "" if not p.host else ("local" if p.host == here else p.host)]
+                "-" if eta is None else format_seconds(eta), where]
 
 
 class Chart(PlotextPlot):
