@@ -194,7 +194,8 @@ class Service:
         threads = max(1, (os.cpu_count() or 1) // st.jobs)
         for name, slot in next_jobs(st, statuses, local.slots(st.jobs), foreign):
             if slot is None:
-                self.log(f"{name}: {statuses[name]} already (another diffui ran it); not started")
+                self.log(f"{name}: damaged; not started" if statuses[name] == "damaged" else
+                         f"{name}: {statuses[name]} already (another diffui ran it); not started")
                 continue
             try:
                 handle = local.start(Job(self.runs_dir / name), slot, threads)
