@@ -22,7 +22,7 @@ from .config import RunSpec
 from .degradations import Degradation
 from .events import (Checkpoint, Epoch, Eval, EventLog, Progress, Samples, Start, TaskProgress,
                      read_events)
-from .runs import DamagedRun, Run, atomic_save, keep_file, one_line
+from .runs import DamagedRun, Run, RunError, atomic_save, keep_file, one_line
 
 
 def resolve_device(name: str) -> torch.device:
@@ -96,7 +96,7 @@ def prepare(spec: RunSpec) -> Prepared:
     )
 
 
-class Diverged(RuntimeError):
+class Diverged(RunError):
     """Training or sampling gave non-finite numbers (NaN or inf); ``str()`` says which and
     where, in one line. The run fails: going on would only report NaN as results."""
 
@@ -109,11 +109,12 @@ def check_finite(value: float, what: str, where: str) -> None:
 
 
 def train_epoch(p: Prepared, epoch: int, should_stop: Callable[[], bool] = lambda: False,
-                on_step: Callable[[int, int, float], None] | None = None,
+                on_step: Callable[[int, int, torch.Tensor], bool | None] | None = None,
                 scaler: torch.amp.GradScaler | None = None) -> float | None:
     """One pass over the training set; the mean loss, or None when stopped part-way.
-    :class:`Diverged` when a step's loss is not finite (checked where it is read anyway: at the
-    end of the epoch, with the first such step found on the device without waiting on it)."""
+    :class:`Diverged`, naming the first step, when a step's loss is not finite. The losses stay
+    on the device (no wait per step): they are checked at the end of the epoch, or earlier when
+    ``on_step(step, steps, loss)``, which reads some of them, returns True for a bad one."""
     tr = p.spec.training
     g = epoch_generator(tr.seed, epoch, p.device)
     n, bs = len(p.train_x), tr.batch_size
@@ -139,8 +140,8 @@ def train_epoch(p: Prepared, epoch: int, should_stop: Callable[[], bool] = lambd
         total += loss.detach() * len(x)
         first_bad = torch.where(torch.isfinite(loss.detach()), first_bad,
                                 first_bad.clamp(max=step + 1))
-        if on_step is not None:
-            on_step(step + 1, steps, loss)
+        if on_step is not None and on_step(step + 1, steps, loss):
+            break  # a non-finite loss: the epoch's mean is not finite either
     mean = total.item() / n
     if not math.isfinite(mean):
         check_finite(mean, "the training loss", f"epoch {epoch}, step {int(first_bad.item())} "
@@ -336,13 +337,15 @@ def run_training(run: Run, log: EventLog, should_stop: Callable[[], bool]) -> st
     for epoch in range(start_epoch + 1, tr.epochs + 1):
         t0 = time.time()
 
-        def on_step(step: int, steps: int, loss: torch.Tensor, epoch=epoch) -> None:
+        def on_step(step: int, steps: int, loss: torch.Tensor, epoch=epoch) -> bool:
             now = time.time()
             if now - last_progress[0] >= tr.progress_every or step == steps:
                 last_progress[0] = now
                 value = loss.item()
-                check_finite(value, "the training loss", f"epoch {epoch}, step {step} of {steps}")
+                if not math.isfinite(value):
+                    return True  # train_epoch says where it began
                 log.emit(Progress(epoch=epoch, step=step, steps=steps, loss=value))
+            return False
 
         train_loss = train_epoch(p, epoch, should_stop, on_step, scaler)
         if train_loss is None:
