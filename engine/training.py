@@ -303,6 +303,9 @@ def resume(run: Run, p: Prepared) -> tuple[int, str]:
         note = (f"{damaged[0].path.name} is {damaged[0].why}; resumed from {path.name} "
                 f"(epoch {ck['epoch']})") if damaged else ""
         return ck["epoch"], note
+    if len(damaged) > 1:
+        raise DamagedRun(damaged[0].path, f"{damaged[0].why}; so is {damaged[1].path.name}: "
+                                          "remove both to train the run from the start")
     if damaged:
         raise DamagedRun(damaged[0].path, f"{damaged[0].why}; no earlier checkpoint is kept: "
                                           "remove it to train the run from the start")
