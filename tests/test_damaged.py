@@ -151,13 +151,14 @@ def test_fid_refuses_non_finite_samples_in_one_line():
 # --- defect 5: a stop during the final evaluation and figures -----------------------------------
 
 def test_sigterm_during_the_final_sampling_is_a_clean_stop(tmp_path):
-    """The last epoch's samples (DDPM-1000 here) hear SIGTERM within a step: the worker writes
+    """The last epoch's samples (DDPM-400 here: long enough to be under way when the signal
+    comes, on a fast machine too) hear SIGTERM within a step: the worker writes
     its exit record; the resumed run does not train again and writes each file once."""
-    run = make_run(tmp_path, epochs=1, replace={"T = 40": "T = 1000"})
+    run = make_run(tmp_path, epochs=1, replace={"T = 40": "T = 400"})
     executor, job = LocalExecutor(), Job(run.path)
     handle = executor.start(job, "local:0", threads=1)
     try:
-        wait_for(lambda: any(isinstance(e, Progress) and e.task == "DDPM-1000 samples"
+        wait_for(lambda: any(isinstance(e, Progress) and e.task == "DDPM-400 samples"
                              for e in run.events()), timeout=180)
         executor.stop(job, handle)  # SIGTERM, as batch mode's queue does
         wait_for(lambda: not executor.alive(job, handle), timeout=120)
