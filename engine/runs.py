@@ -201,7 +201,7 @@ class Run:
     def record_failure(self, host: str, error: str) -> None:
         """An attempt that never got a worker (a host down, a refused key): the run reads as
         failed with ``error``, and a retry starts it again."""
-        attempt = {"pid": None, "host": host, "started": time.time()}
+        attempt = {"pid": 0, "host": host, "started": time.time()}  # 0: no process
         atomic_write_json(self.worker_path, attempt)
         self.end_attempt(attempt, "failed", error)
 
