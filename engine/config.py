@@ -41,9 +41,9 @@ DATASETS = ("mnist", "fashion_mnist")
 MORPH_LATENTS = ("estimate", "start")
 SECTIONS = ("data", "schedule", "network", "training", "evaluation")
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # always fullmatch (no "a\n")
-# what diffui writes in a runs folder itself (engine.queue, engine.service, engine.runs): no run
-# may be named so (tests/test_bad_input.py checks this list against those modules)
-RESERVED_NAMES = ("queue.json", "service.lock", "service.log", "studies")
+# what diffui writes in a runs folder itself (engine.queue, engine.service, engine.runs, the UI's
+# report folder): no run may be named so (tests/test_bad_input.py checks the list)
+RESERVED_NAMES = ("queue.json", "service.lock", "service.log", "studies", "report")
 NAME_EXPECTED = ("a safe folder name (letters, digits, '.', '_', '-'; not starting with '.' or "
                  "'-'; at most 100 characters)")
 MIN_TRAIN_SUBSET = 2  # one image to train on and one held out for validation

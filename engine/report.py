@@ -28,7 +28,7 @@ from .events import (SUMMARY_COLUMNS, Epoch, Eval, Figure as FigureEvent, Sample
                      latest_by_epoch, summary, summary_row)
 from .config import StudySpec
 from .events import Value as ValueEvent
-from .runs import Run
+from .runs import Run, atomic_save, atomic_write_text
 
 # --- figures -------------------------------------------------------------------------------------
 
@@ -150,6 +150,15 @@ def process_figure(run: Run, event: FigureEvent) -> Figure:
 # --- the report ----------------------------------------------------------------------------------
 
 
+# The report's own figures (runs overlaid, studies) start with this, which no run name can (run
+# names start with a letter or digit), so that a run's "<run>-loss.png" never overwrites them.
+OWN = "_"
+
+
+def study_file(study: Run) -> str:
+    return f"{OWN}study-{study.path.name}.png"
+
+
 @dataclass
 class Planned:
     """One figure file of a report, drawn when ``draw()`` is called."""
@@ -175,15 +184,16 @@ def plan(runs: list[Run]) -> tuple[dict[str, list[Planned]], list[Planned]]:
     per_run = {r.name: plan_run(r) for r in runs}
     overlays = []
     if len(runs) > 1:
-        overlays.append(Planned("compare-loss.png", lambda: losses_figure(runs)))
+        overlays.append(Planned(f"{OWN}compare-loss.png", lambda: losses_figure(runs)))
         if any(latest_by_epoch(r.events(), Eval) for r in runs):
-            overlays.append(Planned("compare-fid.png", lambda: fid_figure(runs)))
+            overlays.append(Planned(f"{OWN}compare-fid.png", lambda: fid_figure(runs)))
     return per_run, overlays
 
 
 def save_figure(fig: Figure, path: Path) -> Path:
+    """``fig`` as a PNG file, written whole or not at all."""
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    atomic_save(lambda f: fig.savefig(f, format="png", dpi=110), path)
     return path
 
 
@@ -240,7 +250,7 @@ def write_report(runs: list[Run], out: Path,
     summaries = [summary(r) for r in runs]
     per_run, overlays = plan(runs)
     todo = [p for r in runs for p in per_run[r.name]] + overlays
-    todo += [Planned(f"study-{s.path.name}.png", lambda s=s: study_figure(s)) for s in studies
+    todo += [Planned(study_file(s), lambda s=s: study_figure(s)) for s in studies
              if study_values(s)]
     if progress:
         progress(0, len(todo))
@@ -263,10 +273,10 @@ def write_report(runs: list[Run], out: Path,
         spec = s.spec()
         lines += ["", f"### {spec.name}", "", f"{spec.kind} on run {spec.run}, n = {spec.keys.n} "
                   f"samples per value; study folder: `{s.path}`", ""]
-        lines += [study_table(s), "", f"![study-{s.path.name}](study-{s.path.name}.png)"] \
+        lines += [study_table(s), "", f"![{Path(study_file(s)).stem}]({study_file(s)})"] \
             if study_values(s) else ["No value has finished yet."]
     path = out / "report.md"
-    path.write_text("\n".join(lines) + "\n")
+    atomic_write_text(path, "\n".join(lines) + "\n")
     return path
 
 

@@ -23,6 +23,8 @@ from textual.css.query import NoMatches
 from textual.screen import ModalScreen
 from textual.worker import get_current_worker
 
+from engine.runs import os_error_line
+
 from .messages import FileLoaded, Snapshot
 from .model import ConfigError, Poller, Queue, QueueError, Study, prepare_runs, read_study
 from .runs_screen import RUNS_ACTIONS, RunsScreen
@@ -140,6 +142,8 @@ class DiffuiApp(App):
                 job()
             except QueueError as e:  # e.g. a damaged queue.json: say so, change nothing
                 self.tell(str(e), severity="error")
+            except OSError as e:  # a full or read-only disk: queue.json is left as it was
+                self.tell(f"error: {os_error_line(e)}", severity="error", timeout=10)
             self.poll_now()
 
     def in_background(self, job) -> None:
@@ -344,6 +348,9 @@ class DiffuiApp(App):
         from engine.report import write_report
         try:
             path = write_report(runs, out)
+        except OSError as e:
+            self.tell(f"report failed: {os_error_line(e)}", severity="error", timeout=10)
+            return
         except Exception as e:  # shown to the user; the runs are untouched
             self.tell(f"report failed: {type(e).__name__}: {e}", severity="error")
             return
