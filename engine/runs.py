@@ -56,17 +56,26 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
         if isinstance(e, OSError) and e.errno is not None:
-            raise OSError(e.errno, e.strerror, str(path)) from None
+            raise write_error(e, path) from None
         raise
 
 
+def write_error(e: OSError, path: Path) -> OSError:
+    """``e`` (same class and errno) naming ``path``, marked as a failed write."""
+    err = OSError(e.errno, e.strerror, str(path))
+    err.writing = True
+    return err
+
+
 def os_error_line(e: OSError) -> str:
-    """A failed write in one line for the user: "no space left on the device of PATH" or
-    "cannot write PATH: REASON"."""
+    """An OSError in one line for the user: "no space left on the device of PATH", "cannot
+    write PATH: REASON" (a failed write, see :func:`write_error`) or "cannot use PATH: REASON"."""
     where = e.filename if e.filename is not None else "a file"
     if e.errno in (errno.ENOSPC, errno.EDQUOT):
         return f"no space left on the device of {where} ({e.strerror}): free some and run again"
-    return f"cannot write {where}: {e.strerror or e}"
+    if getattr(e, "writing", False) or e.errno == errno.EROFS:
+        return f"cannot write {where}: {e.strerror or e}"
+    return f"cannot use {where}: {e.strerror or e}"
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -131,7 +140,7 @@ class Run:
                     run.path.rmdir()
                 except OSError:
                     pass
-            raise OSError(e.errno, e.strerror, e.filename or str(run.path)) from None
+            raise write_error(e, e.filename or run.path) from None
         return run
 
     def exists(self) -> bool:

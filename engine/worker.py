@@ -55,7 +55,7 @@ def execute(run: Run, stop: threading.Event) -> str:
         status, error = "failed", " ".join(f"{type(e).__name__}: {e}".split())  # one line
     finally:
         done.set()
-    log.emit(End(status=status, error=error))
+    log.emit(End(status=status, error=error, started=attempt["started"]))
     log.close()
     run.end_attempt(attempt, status, error)
     return status
