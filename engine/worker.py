@@ -18,7 +18,7 @@ import traceback
 from pathlib import Path
 
 from .events import End, EventLog
-from .runs import HEARTBEAT_EVERY, Run
+from .runs import HEARTBEAT_EVERY, Run, os_error_line
 
 EXIT_CODES = {"finished": 0, "failed": 1, "stopped": 3}
 EXIT_BUSY = 4  # another worker holds the run
@@ -52,11 +52,15 @@ def execute(run: Run, stop: threading.Event) -> str:
         status = job_function(run)(run, log, stop.is_set)
     except Exception as e:  # the run failed: record why, keep the traceback in worker.log
         traceback.print_exc()
-        status, error = "failed", " ".join(f"{type(e).__name__}: {e}".split())  # one line
+        why = os_error_line(e) if isinstance(e, OSError) else f"{type(e).__name__}: {e}"
+        status, error = "failed", " ".join(why.split())  # one line
     finally:
         done.set()
-    log.emit(End(status=status, error=error, started=attempt["started"]))
-    log.close()
+    try:
+        log.emit(End(status=status, error=error, started=attempt["started"]))
+        log.close()
+    except OSError:  # a full disk: the small exit record below may still fit
+        traceback.print_exc()
     run.end_attempt(attempt, status, error)
     return status
 

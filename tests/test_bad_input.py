@@ -410,6 +410,26 @@ def test_schedules_and_report_on_a_full_disk_leave_no_file(place, capsys, disk_f
     assert list((tmp_path / "rep").iterdir()) == []
 
 
+def test_a_worker_whose_disk_fills_records_why(tmp_path, monkeypatch):
+    from engine.worker import execute
+
+    f = tiny_study(tmp_path / "exp.toml", epochs=1)
+    run = prepare_runs(load_study(f).runs, tmp_path / "runs")[0]
+    real_fsync = os.fsync
+
+    def fsync(fd):  # a disk with a few KB left: the first sample grid or checkpoint fills it
+        if os.fstat(fd).st_size > 4096:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    assert execute(run, threading.Event()) == "failed"
+    st = run.status()
+    assert st.state == "failed" and st.detail.startswith(
+        f"no space left on the device of {run.path}"), st
+    assert no_temp_files(run.path) and not run.checkpoint_path.exists()
+
+
 @pytest.fixture
 def shared_place():
     """place, in a folder that user nobody may enter (pytest's tmp_path is root's alone)."""
