@@ -58,7 +58,8 @@ def safe_name(name: Any) -> bool:
 
 def _name_problem(name: Any) -> str:
     if isinstance(name, str) and name in RESERVED_NAMES:
-        return f"a name other than {', '.join(RESERVED_NAMES)} (diffui's own files in a runs folder)"
+        return (f"a name other than {', '.join(RESERVED_NAMES)} (diffui's own files in a runs "
+                "folder)")
     return NAME_EXPECTED
 
 

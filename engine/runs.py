@@ -261,7 +261,11 @@ def prepare_runs(specs: list, runs_dir: Path) -> list[Run]:
     """The run folder of every spec (a StudySpec's in ``runs_dir/studies``), created when new,
     after :func:`check_runs` has found nothing wrong with any of them (so a refusal writes
     nothing)."""
-    runs = check_runs(specs, runs_dir)
+    return create_runs(specs, check_runs(specs, runs_dir))
+
+
+def create_runs(specs: list, runs: list[Run]) -> list[Run]:
+    """Make the folders of ``runs`` (from :func:`check_runs`) that do not exist yet."""
     for spec, run in zip(specs, runs):
         if not run.exists():
             Run.create(run.path, spec)

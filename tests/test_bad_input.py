@@ -155,7 +155,8 @@ FILES = [
     (ONE + "schedule = { beta_max = 1.0 }\n", "experiments[0] (a).schedule.beta_max"),
     (ONE + "schedule = { beta_min = 0.05, beta_max = 0.02 }\n",
      "experiments[0] (a).schedule.beta_min"),
-    (ONE + 'schedule = { kind = "cosine", max_beta = 0 }\n', "experiments[0] (a).schedule.max_beta"),
+    (ONE + 'schedule = { kind = "cosine", max_beta = 0 }\n',
+     "experiments[0] (a).schedule.max_beta"),
     (ONE + 'schedule = { kind = "constant", beta = -0.1 }\n', "experiments[0] (a).schedule.beta"),
     # network
     (ONE + 'network = { kind = "mlp" }\n', "experiments[0] (a).network.kind"),
@@ -344,7 +345,7 @@ def test_a_run_named_compare_keeps_its_figure_beside_the_overlay(tmp_path):
     runs = [finish(r, epochs=2) for r in prepare_runs(load_study(tmp_path / "exp.toml").runs,
                                                       tmp_path / "runs")]
     write_report(runs, tmp_path / "report")
-    own, overlay = tmp_path / "report" / "compare-loss.png", tmp_path / "report" / "_compare-loss.png"
+    own, overlay = (tmp_path / "report" / n for n in ("compare-loss.png", "_compare-loss.png"))
     assert own.is_file() and overlay.is_file() and own.read_bytes() != overlay.read_bytes()
     md = (tmp_path / "report" / "report.md").read_text()
     assert "(compare-loss.png)" in md and "(_compare-loss.png)" in md

@@ -25,6 +25,7 @@ EXIT_USAGE = 2
 EXIT_FAILED = 1  # a run failed, a download failed, or the disk refused a write
 EXIT_INTERRUPTED = 130
 MAX_KS_SAMPLES = 1_000_000  # diffui schedules --n (memory is bounded per chunk, time is not)
+MAX_JOBS = 256  # --jobs: the local executor makes a slot per job
 
 
 def default_runs_dir(file: Path, profile: str | None) -> Path:
@@ -68,10 +69,10 @@ class _OneLineParser(argparse.ArgumentParser):
 
 def _main_parser() -> argparse.ArgumentParser:
     p = _OneLineParser(prog="diffui", description="Diffusion experiment manager.",
-                                epilog="Also: diffui queue add|start|pause|stop|status; "
-                                       "diffui schedules [FILE] --out DIR; "
-                                       "diffui report [--runs-dir DIR] [RUN ...] --out DIR; "
-                                       "diffui data [list|fetch|import]")
+                       epilog="Also: diffui queue add|start|pause|stop|status; "
+                              "diffui schedules [FILE] --out DIR; "
+                              "diffui report [--runs-dir DIR] [RUN ...] --out DIR; "
+                              "diffui data [list|fetch|import]")
     p.add_argument("file", nargs="?", default="experiments.toml", help="the experiments file")
     p.add_argument("--batch", action="store_true", help="run the queue with no UI")
     p.add_argument("--profile", help="a named profile of the file, e.g. quick")
@@ -86,7 +87,7 @@ def _main_parser() -> argparse.ArgumentParser:
 
 def _schedules_parser() -> argparse.ArgumentParser:
     p = _OneLineParser(prog="diffui schedules",
-                                description="Schedule values and the KS test of z_t against N(0, 1).")
+                       description="Schedule values and the KS test of z_t against N(0, 1).")
     p.add_argument("file", nargs="?", default="experiments.toml")
     p.add_argument("--out", type=Path, required=True, help="folder for the CSV and PNG files")
     p.add_argument("--profile")
@@ -97,7 +98,7 @@ def _schedules_parser() -> argparse.ArgumentParser:
 
 def _study_parser() -> argparse.ArgumentParser:
     p = _OneLineParser(prog="diffui study", description="Run one sampling study of the "
-                                "experiments file on its finished run, and follow it.")
+                       "experiments file on its finished run, and follow it.")
     p.add_argument("name", help="the study's name ([[studies]] name = ...)")
     p.add_argument("file", nargs="?", default="experiments.toml")
     p.add_argument("--profile")
@@ -132,7 +133,7 @@ def _queue_parser() -> argparse.ArgumentParser:
 
 def _report_parser() -> argparse.ArgumentParser:
     p = _OneLineParser(prog="diffui report",
-                                description="Figures (PNG) and a Markdown report of runs.")
+                       description="Figures (PNG) and a Markdown report of runs.")
     p.add_argument("runs", nargs="*", metavar="RUN", help="run names (default: every run)")
     p.add_argument("--runs-dir", type=Path, default=Path("runs"),
                    help="the folder holding the run folders (default ./runs)")
@@ -185,9 +186,6 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
 
 
-MAX_JOBS = 256
-
-
 def check_jobs(args: argparse.Namespace) -> None:
     if getattr(args, "jobs", None) is not None:
         int_arg("--jobs", args.jobs, 1, MAX_JOBS)
@@ -196,7 +194,7 @@ def check_jobs(args: argparse.Namespace) -> None:
 def cmd_batch(args: argparse.Namespace) -> int:
     from engine.data import fallback_notes
     from engine.metrics import MetricsError, prepare_evaluation
-    from engine.runs import check_runs, prepare_runs
+    from engine.runs import check_runs, create_runs
     from rich.console import Console
 
     from .batch import run_batch, task_bars
@@ -207,7 +205,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
     runs_dir = runs_dir_of(args, file)
     queue = _open_queue(runs_dir)
     # everything that can refuse the input comes before the first folder is made
-    todo = [s for s, r in zip(specs, check_runs(specs, runs_dir))
+    checked = check_runs(specs, runs_dir)
+    todo = [s for s, r in zip(specs, checked)
             if not (r.exists() and r.status().state == "finished")]
     for note in fallback_notes([s.data for s in todo]):
         print(note)
@@ -216,7 +215,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
             prepare_evaluation(todo, log=print, tasks=tasks)
     except MetricsError as e:
         raise ConfigError(f"{file.name}: evaluation.backbone: {e}") from None
-    runs = prepare_runs(specs, runs_dir)
+    runs = create_runs(specs, checked)
     queue.rescan()
     rc = run_batch(queue, runs, jobs=args.jobs)
     if rc == 130:
