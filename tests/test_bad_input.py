@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -656,3 +657,32 @@ async def test_the_runs_table_widens_a_column_for_a_longer_status():
         status = next(c for c in table.columns.values() if c.label.plain == "status")
         assert status.content_width >= len("finished")
         assert table.get_cell("a", "status") == "finished"
+
+
+# --- defect 10 in the UI: starting the queue on a full disk -----------------------------------
+
+
+async def test_the_ui_says_a_full_disk_in_one_line_and_goes_on(tmp_path, monkeypatch):
+    from textual_image.widget import HalfcellImage
+
+    from tui.app import DiffuiApp
+    from tui_runs import make_runs
+
+    runs_dir = tmp_path / "runs"
+    make_runs(runs_dir)
+    app = DiffuiApp(tmp_path / "missing.toml", runs_dir, image_class=HalfcellImage,
+                    poll_every=0.1)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        before = snapshot(runs_dir)
+        fill_disk(monkeypatch)
+        await pilot.press("s")  # start the queue: queue.json cannot be written
+        line = f"error: no space left on the device of {runs_dir / 'queue.json'}"
+        deadline = time.time() + 30
+        while not any(n.message.startswith(line) for n in app._notifications):
+            assert time.time() < deadline, [n.message for n in app._notifications]
+            await pilot.pause(0.1)
+        assert app.is_running and app.queue.paused
+    after = snapshot(runs_dir)
+    assert after.pop(str(runs_dir / ".queue.lock")) == b""  # the lock of any queue change
+    assert after == before and no_temp_files(runs_dir)
