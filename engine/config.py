@@ -323,17 +323,20 @@ def one_line(msg: str) -> str:
 
 def _show(v: Any) -> str:
     """A value as the file writes it (``true``, not Python's ``True``), cut at 40 characters."""
-    text = _toml_text(v)
+    text = toml_text(v)
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def _toml_text(v: Any) -> str:
+def toml_text(v: Any) -> str:
+    """``v`` as a TOML file writes it (``true``, ``[1, 2]``, ``'a'``; a table in words)."""
     if isinstance(v, dict):
         return "a table"
+    if v is None:  # a key a file does not have
+        return "not set"
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, list):
-        return "[" + ", ".join(_toml_text(x) for x in v) + "]"
+        return "[" + ", ".join(toml_text(x) for x in v) + "]"
     if isinstance(v, float) and not math.isfinite(v):
         return "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")
     if hasattr(v, "isoformat"):  # TOML dates and times

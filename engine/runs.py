@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from .config import ConfigError, RunSpec, StudySpec, spec_from_toml, spec_to_toml
+from .config import (ConfigError, RunSpec, StudySpec, spec_from_toml, spec_to_toml,
+                     toml_text)
 from .events import Event, read_events
 
 HEARTBEAT_EVERY = 5.0  # seconds between heartbeats of a live worker
@@ -326,5 +327,5 @@ def _first_difference(old: dict, new: dict, prefix: str = "") -> str:
             if d:
                 return d
         elif a != b and key != "profile":
-            return f"{prefix}{key} is {a!r} there, {b!r} here"
+            return f"{prefix}{key} is {toml_text(a)} there, {toml_text(b)} here"
     return ""

@@ -225,6 +225,8 @@ FILES = [
     (TINY + "studies = 3\n", "studies"),
     # a run of the file whose folder holds a run with other settings: refused, kept
     (tiny_text(TINY_RUN, epochs=3), "training.epochs is 1 there, 3 here"),
+    (tiny_text(TINY_RUN).replace("[defaults.data]", "[defaults.data]\ndownload = true"),
+     "data.download is false there, true here"),
 ]
 BAD_FILES = [c for c in FILES if c[1] is not None]
 
