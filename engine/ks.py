@@ -12,7 +12,7 @@ import torch
 from matplotlib.figure import Figure
 from scipy import stats
 
-from engine.runs import atomic_save, atomic_write_text
+from engine.runs import atomic_save, atomic_write_text, make_dir
 from engine.schedules import Schedule
 
 _CHUNK = 1000  # at most this many steps noised at once...
@@ -70,8 +70,7 @@ def write_schedule_study(schedules: list[Schedule], images: torch.Tensor, out_di
 
     Every schedule is tested with the same seed. Returns {name: first t with p > alpha, or None}.
     """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_dir(out_dir)
     names = list(names) if names is not None else [s.kind for s in schedules]
     pvalues = [ks_pvalues(s, images, n=n, seed=seed) for s in schedules]
     first = {name: first_indistinguishable(p, alpha) for name, p in zip(names, pvalues)}

@@ -29,7 +29,7 @@ from typing import Iterator
 
 from .config import ConfigError
 from .events import RunProgress, follow
-from .runs import Run, atomic_write_json, iter_runs, write_error
+from .runs import Run, atomic_write_json, iter_runs, make_dir, write_error
 
 STATE_FILE = "queue.json"
 LOCK_FILE = ".queue.lock"
@@ -93,8 +93,8 @@ class QueueFile:
     @contextmanager
     def edit(self) -> Iterator[QueueState]:
         """The state to change in place; written back (atomically) when changed."""
+        make_dir(self.runs_dir)
         try:
-            self.runs_dir.mkdir(parents=True, exist_ok=True)
             lock = open(self.runs_dir / LOCK_FILE, "a")
         except OSError as e:  # a read-only or full disk: say which file, in one line
             raise write_error(e, e.filename or self.runs_dir) from None

@@ -28,7 +28,7 @@ from .events import (SUMMARY_COLUMNS, Epoch, Eval, Figure as FigureEvent, Sample
                      latest_by_epoch, summary, summary_row)
 from .config import StudySpec
 from .events import Value as ValueEvent
-from .runs import Run, atomic_save, atomic_write_text
+from .runs import Run, atomic_save, atomic_write_text, make_dir
 
 # --- figures -------------------------------------------------------------------------------------
 
@@ -243,8 +243,7 @@ def write_report(runs: list[Run], out: Path,
     """Figures for every run, overlaid curves when there are several, and ``report.md``; a
     section with the table and figure of every sampling study among ``runs``.
     ``progress(done, total)`` is called before the first figure and after each one."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_dir(out)
     studies = [r for r in runs if isinstance(r.spec(), StudySpec)]
     runs = [r for r in runs if r not in studies]
     summaries = [summary(r) for r in runs]

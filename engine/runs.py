@@ -46,7 +46,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
     tmp = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_dir(path.parent)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -59,6 +59,15 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         if isinstance(e, OSError) and e.errno is not None:
             raise write_error(e, path) from None
         raise
+
+
+def make_dir(path: Path) -> Path:
+    """``mkdir -p path``; a failure raises an OSError marked as a failed write."""
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise write_error(e, e.filename or path) from None
+    return Path(path)
 
 
 def write_error(e: OSError, path: Path) -> OSError:

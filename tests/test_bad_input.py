@@ -469,12 +469,15 @@ def test_a_read_only_runs_folder_is_one_line_and_unchanged(shared_place, capsys)
     f = top / "exp.toml"
     f.write_text(tiny_text("fresh"))
     f.chmod(0o644)
+    import engine.report  # noqa: F401 (matplotlib: imported as root, who may write its caches)
     before = snapshot(top)
     with read_only(runs_dir):
         refused(["queue", "add", str(f), "--runs-dir", str(runs_dir)], capsys, 1,
                 f"cannot write {runs_dir / 'fresh'}: Permission denied")
         refused(["queue", "start", "--runs-dir", str(runs_dir)], capsys, 1,
                 f"cannot write {runs_dir / '.queue.lock'}: Permission denied")
+        refused(["report", "--runs-dir", str(runs_dir), "--out", str(runs_dir / "rep")], capsys,
+                1, f"cannot write {runs_dir / 'rep'}: Permission denied")
     assert snapshot(top) == before
 
 
