@@ -34,6 +34,7 @@ from typing import Any
 
 from .components import DEGRADATIONS, NETWORKS, SAMPLERS, SCHEDULES
 from .registry import boolean, choice, int_list, integer, keys_of, number, params_of, string
+from .registry import slurm_time, string_list
 from .registry import key as setting
 from .registry import device as device_check
 
@@ -151,6 +152,42 @@ class EvaluationSection(Section):
     backbone: str = setting("lenet", choice(("lenet", "inception")), "FID feature network")
 
 
+HOST_KINDS = ("ssh", "slurm")
+LOCAL = "local"  # the host name of this machine (not a [hosts] table)
+_SLURM_KEYS = ("partition", "gpus_per_job", "cpus_per_job", "mem_gb", "time", "account", "qos",
+               "sbatch", "max_jobs", "signal_delay_s")
+_SSH_KEYS = ("gpus", "slots")
+
+
+@dataclass(frozen=True)
+class HostSpec(Section):
+    """A ``[hosts.NAME]`` table: where runs and studies may run besides this machine. ``kind =
+    "ssh"`` is a GPU box reached over SSH; ``kind = "slurm"`` a cluster's login node (reached
+    over SSH, or this machine when ``address`` is empty) that submits each job to Slurm."""
+
+    kind: str = setting("ssh", choice(HOST_KINDS), "`ssh` (a GPU box) or `slurm` (a cluster)")
+    address: str = setting("", string(), "host name, IP or ~/.ssh/config alias (slurm: \"\" = "
+                           "this machine is the login node)")
+    user: str = setting("", string(), "\"\" = ~/.ssh/config's or the local user")
+    port: int = setting(22, integer(1, 65535), "the SSH port")
+    python: str = setting("python3", string(), "the remote interpreter that has diffui installed")
+    workdir: str = setting("~/diffui", string(), "remote folder for run folders and data")
+    gpus: list[int] = setting([], int_list(0), "ssh: one job per listed GPU; [] = CPU")
+    slots: int = setting(1, integer(1, 1024), "ssh: jobs at once when gpus = []")
+    partition: str = setting("", string(), "slurm: the partition (\"\" = the cluster's default)")
+    gpus_per_job: int = setting(0, integer(0, 64), "slurm: GPUs per job")
+    cpus_per_job: int = setting(1, integer(1, 1024), "slurm: CPUs per job")
+    mem_gb: int = setting(4, integer(1, 100_000), "slurm: memory per job (GiB)")
+    time: str = setting("04:00:00", slurm_time, "slurm: time limit per job; a longer run "
+                        "resumes in the next job")
+    account: str = setting("", string(), "slurm: --account (\"\" = none)")
+    qos: str = setting("", string(), "slurm: --qos (\"\" = none)")
+    sbatch: list[str] = setting([], string_list, "slurm: further sbatch options")
+    max_jobs: int = setting(20, integer(1, 100_000), "slurm: our jobs queued or running at once")
+    signal_delay_s: int = setting(90, integer(10, 3600), "slurm: seconds before the time limit "
+                                  "at which a job saves its state and is requeued")
+
+
 _STATIC = {"data": DataSection, "training": TrainingSection, "evaluation": EvaluationSection}
 _KINDED = {"schedule": (ScheduleSection, SCHEDULES), "network": (NetworkSection, NETWORKS)}
 _built: dict[str, tuple[int, type]] = {}
@@ -214,10 +251,10 @@ class _Schema(Mapping):
 
 
 SCHEMA = _Schema()
-EXPERIMENT_KEYS = {"name", "degradation", "sweep", *SECTIONS}
-PROFILE_KEYS = {"experiments", "degradation", "studies", "study", *SECTIONS}
-TOP_KEYS = {"defaults", "experiments", "profiles", "studies"}
-STUDY_KEYS = {"name", "run", "kind", "values"}  # and those of StudyKeys
+EXPERIMENT_KEYS = {"name", "degradation", "sweep", "host", *SECTIONS}
+PROFILE_KEYS = {"experiments", "degradation", "studies", "study", "host", *SECTIONS}
+TOP_KEYS = {"defaults", "experiments", "profiles", "studies", "hosts"}
+STUDY_KEYS = {"name", "run", "kind", "values", "host"}  # and those of StudyKeys
 
 
 @dataclass
@@ -233,6 +270,8 @@ class RunSpec:
     evaluation: EvaluationSection
     experiment: str = ""  # the experiment it came from (differs from name for sweeps)
     profile: str = ""
+    host: list[str] = field(default_factory=lambda: [LOCAL])  # where it may run, in order
+    # (not in to_dict: where a run goes is the queue's business, not part of what it is)
 
     def to_dict(self) -> dict[str, Any]:
         d = {"name": self.name, "experiment": self.experiment or self.name,
@@ -280,6 +319,7 @@ class StudySpec:
     keys: StudyKeys
     degradation: str = "gaussian"  # the run's
     profile: str = ""
+    host: list[str] = field(default_factory=lambda: [LOCAL])  # where it may run (see RunSpec)
 
     job = "study"  # what the worker runs for a folder of this spec
 
@@ -302,6 +342,7 @@ class Study:
     runs: list[RunSpec] = field(default_factory=list)
     profiles: list[str] = field(default_factory=list)
     studies: list[StudySpec] = field(default_factory=list)
+    hosts: dict[str, HostSpec] = field(default_factory=dict)
 
 
 class _Ctx:
@@ -452,6 +493,7 @@ def parse_study(text: str, path: Path, profile: str | None = None) -> Study:
             ctx.fail(f"defaults.{key}", "one of the keys degradation, " + ", ".join(SECTIONS),
                      show_got=False)
 
+    hosts = _parse_hosts(ctx, doc.get("hosts", {}))
     profiles = _check_table(ctx, "profiles", doc.get("profiles", {}))
     for pname, ptable in profiles.items():
         if not safe_name(pname):  # it names the folder runs-PROFILE
@@ -471,6 +513,8 @@ def parse_study(text: str, path: Path, profile: str | None = None) -> Study:
                     ctx.fail(where, "a list of study names", value)
             elif key == "study":
                 _check_keys(ctx, where, StudyKeys, _check_table(ctx, where, value))
+            elif key == "host":
+                _host_list(ctx, where, value, hosts)
             elif key in SECTIONS:
                 _check_section(ctx, where, key, value)
             else:
@@ -507,6 +551,8 @@ def parse_study(text: str, path: Path, profile: str | None = None) -> Study:
         if "degradation" in exp and exp["degradation"] not in DEGRADATIONS:
             ctx.fail(f"{where}.degradation", "one of " + ", ".join(map(repr, DEGRADATIONS.names())),
                      exp["degradation"])
+        host = (_host_list(ctx, f"profiles.{profile}.host", ptable["host"], hosts) if "host" in ptable
+                else _host_list(ctx, f"{where}.host", exp.get("host", LOCAL), hosts))
         for run_name, e in _expand_sweep(ctx, where, exp):
             if seen.get(run_name) == where:  # two values of its own sweep print alike
                 ctx.fail(f"{where}.sweep", f"values that give distinct run names (\"{run_name}\" "
@@ -522,7 +568,7 @@ def parse_study(text: str, path: Path, profile: str | None = None) -> Study:
                         for s in SECTIONS}
             for s in SECTIONS:  # a sweep value is checked like any other value
                 _check_section(ctx, f"{where}.{s}", s, sections[s])
-            spec = RunSpec(name=run_name, experiment=name, profile=profile or "",
+            spec = RunSpec(name=run_name, experiment=name, profile=profile or "", host=host,
                            degradation=ptable.get("degradation", e.get("degradation", degradation)),
                            **{s: make_section(s, sections[s]) for s in SECTIONS})
             every_run[run_name] = spec
@@ -534,8 +580,45 @@ def parse_study(text: str, path: Path, profile: str | None = None) -> Study:
             if n not in exp_names:
                 ctx.fail(f"profiles.{pname}.experiments", "names of experiments in this file", n)
     studies = _parse_studies(ctx, doc.get("studies", []), ptable, profiles, every_run,
-                             {r.name for r in runs}, profile or "")
-    return Study(path=path, runs=runs, profiles=list(profiles), studies=studies)
+                             {r.name for r in runs}, profile or "", hosts)
+    return Study(path=path, runs=runs, profiles=list(profiles), studies=studies, hosts=hosts)
+
+
+def _parse_hosts(ctx: _Ctx, table: Any) -> dict[str, HostSpec]:
+    """The ``[hosts.NAME]`` tables: keys of their kind only; an ssh host needs an address."""
+    out = {}
+    for name, value in _check_table(ctx, "hosts", table).items():
+        where = f"hosts.{name}"
+        if name == LOCAL or not SAFE_NAME.fullmatch(name):
+            ctx.fail(where, "a host name of letters, digits, '.', '_', '-' other than "
+                     f"{LOCAL!r} (this machine)", name)
+        value = _check_table(ctx, where, value)
+        _check_keys(ctx, where, HostSpec, value)
+        spec = HostSpec(**value)
+        other = _SSH_KEYS if spec.kind == "slurm" else _SLURM_KEYS
+        for key in value:
+            if key in other:
+                ctx.fail(f"{where}.{key}", f"only the keys of a kind = {spec.kind!r} host (this "
+                         f"key is for kind = {'ssh' if spec.kind == 'slurm' else 'slurm'!r})",
+                         show_got=False)
+        if spec.kind == "ssh" and not spec.address:
+            ctx.fail(f"{where}.address", "the host's name, IP or ~/.ssh/config alias",
+                     spec.address, show_got="address" in value)
+        if len(set(spec.gpus)) != len(spec.gpus):
+            ctx.fail(f"{where}.gpus", "distinct GPU indices", spec.gpus)
+        out[name] = spec
+    return out
+
+
+def _host_list(ctx: _Ctx, where: str, value: Any, hosts: dict[str, HostSpec]) -> list[str]:
+    """``host = "gpu1"`` or ``["gpu1", "gpu2"]``: names of [hosts] tables, or ``"local"``."""
+    names = [value] if isinstance(value, str) else value
+    known = [LOCAL, *hosts]
+    if (not isinstance(names, list) or not names or len(set(map(str, names))) != len(names)
+            or any(n not in known for n in names)):
+        ctx.fail(where, "a host name or a list of distinct host names, each one of "
+                 + ", ".join(map(repr, known)), value)
+    return list(names)
 
 
 def _check_keys(ctx: _Ctx, where: str, cls: type, table: dict) -> None:
@@ -551,7 +634,7 @@ def _check_keys(ctx: _Ctx, where: str, cls: type, table: dict) -> None:
 
 def _parse_studies(ctx: _Ctx, tables: Any, ptable: dict, profiles: dict,
                    every_run: dict[str, RunSpec], selected: set[str],
-                   profile: str) -> list[StudySpec]:
+                   profile: str, hosts: dict[str, HostSpec]) -> list[StudySpec]:
     """The ``[[studies]]`` of the file (those of the profile, whose runs it has), checked
     against the runs they sample from."""
     if not isinstance(tables, list):
@@ -569,6 +652,8 @@ def _parse_studies(ctx: _Ctx, tables: Any, ptable: dict, profiles: dict,
         names.append(name)
         extra = {k: v for k, v in table.items() if k not in STUDY_KEYS}
         _check_keys(ctx, where, StudyKeys, extra)
+        host = (_host_list(ctx, f"profiles.{profile}.host", ptable["host"], hosts) if "host" in ptable
+                else _host_list(ctx, f"{where}.host", table.get("host", LOCAL), hosts))
         run = table.get("run")
         if run not in every_run:
             ctx.fail(f"{where}.run", "the name of a run of this file"
@@ -602,7 +687,7 @@ def _parse_studies(ctx: _Ctx, tables: Any, ptable: dict, profiles: dict,
                      keys.steps)
         if run in selected and name in ptable.get("studies", [name]):
             out.append(StudySpec(name=name, run=run, kind=kind, values=list(values), keys=keys,
-                                 degradation=spec_run.degradation, profile=profile))
+                                 degradation=spec_run.degradation, profile=profile, host=host))
     for pname, pt in profiles.items():
         for n in pt.get("studies", []):
             if n not in names:
@@ -633,6 +718,18 @@ def select(study: Study, only: list[str] | None) -> list[RunSpec]:
                                        f"experiment or run in this file (have: "
                                        f"{', '.join(sorted(known))})"))
     return [r for r in study.runs if r.name in only or r.experiment in only]
+
+
+def override_host(study: Study, specs: list, host: str | None) -> None:
+    """``--host NAME``: every spec of ``specs`` goes to that host (``local`` or a [hosts]
+    table of the file) for this call."""
+    if host is None:
+        return
+    if host != LOCAL and host not in study.hosts:
+        raise ConfigError(f"--host {host}: expected {LOCAL!r} or a host of {study.path.name} "
+                          f"(hosts: {', '.join(study.hosts) or 'none defined'})")
+    for spec in specs:
+        spec.host = [host]
 
 
 def spec_to_toml(spec: RunSpec) -> str:

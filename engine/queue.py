@@ -7,7 +7,9 @@ file, so any number of diffuis (UIs, batch processes, ``diffui queue``) can chan
      "jobs": 1,              # runs at once (slots of the local executor)
      "paused": true,         # a paused queue starts nothing new; running runs go on
      "active": {"c": {...}}, # started by the queue service: executor, slot, handle, since
-     "stop": ["c"]}          # stop requests the service carries out
+     "stop": ["c"],          # stop requests the service carries out
+     "where": {"b": ["gpu1", "local"]},  # the hosts a run may go to, in order (else local)
+     "hosts": {"gpu1": {...}}}           # those hosts' [hosts.NAME] tables, as last submitted
 
 :func:`next_jobs` decides what runs next on which slot. The queue service
 (:mod:`engine.service`) is the only one that starts work: it takes runs off ``queued`` and
@@ -27,9 +29,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from .config import ConfigError
+from .config import LOCAL, ConfigError
 from .events import RunProgress, follow
-from .runs import Run, atomic_write_json, iter_runs, make_dir, write_error
+from .runs import Run, atomic_write_json, iter_runs, make_dir, prepare_runs, write_error
 
 STATE_FILE = "queue.json"
 LOCK_FILE = ".queue.lock"
@@ -46,29 +48,48 @@ class QueueState:
     paused: bool = True
     active: dict[str, dict] = field(default_factory=dict)
     stop: list[str] = field(default_factory=list)
+    where: dict[str, list[str]] = field(default_factory=dict)
+    hosts: dict[str, dict] = field(default_factory=dict)
+
+    def hosts_of(self, name: str) -> list[str]:
+        """Where run ``name`` may go, in order of preference."""
+        return self.where.get(name) or [LOCAL]
 
     def busy(self) -> bool:
         """Whether a queue service has work: runs to start, runs to follow or to stop."""
         return bool((self.queued and not self.paused) or self.active or self.stop)
 
 
-def next_jobs(st: QueueState, statuses: dict[str, str], slots: list[str],
-              foreign: int = 0) -> list[tuple[str, str | None]]:
-    """What to start now, in queue order: ``(name, slot)`` for each queued run that gets a free
-    slot, taking it off ``st.queued``; ``(name, None)`` for a run that ``statuses`` says another
-    diffui runs or ran to its end (taken off, not started). A slot is taken by each run of
-    ``st.active`` and by each of ``foreign`` runs running outside this queue. A run still in
-    ``st.active`` (stopped, and queued again) waits for its worker to be gone."""
-    used = {a.get("slot") for a in st.active.values()}
-    free = [s for s in slots if s not in used][:max(0, len(slots) - len(used) - foreign)]
-    out: list[tuple[str, str | None]] = []
+def next_jobs(st: QueueState, statuses: dict[str, str], slots: dict[str, list[str]],
+              foreign: int = 0) -> list[tuple[str, str | None, str | None]]:
+    """What to start now, in queue order: ``(name, host, slot)`` for each queued run that gets
+    a free slot on one of the hosts it may use (the first of them that has one), taking it off
+    ``st.queued``; ``(name, None, None)`` for a run that ``statuses`` says another diffui runs
+    or ran to its end (taken off, not started). ``slots`` are each host's slots; a slot is taken
+    by each run of ``st.active``, and ``foreign`` local slots by runs running outside this
+    queue. A run still in ``st.active`` (stopped, and queued again) waits for its worker to be
+    gone; a run whose hosts are all full waits without holding up the runs behind it."""
+    used = {(a.get("executor", LOCAL), a.get("slot")) for a in st.active.values()}
+    free = {}
+    for host, names in slots.items():
+        left = [s for s in names if (host, s) not in used]
+        if host == LOCAL:
+            taken = sum(1 for h, _ in used if h == LOCAL)
+            left = left[:max(0, len(names) - taken - foreign)]
+        free[host] = left
+    out: list[tuple[str, str | None, str | None]] = []
     for name in list(st.queued):
-        if not free:
-            break
         if name in st.active:
             continue
+        if statuses.get(name) in ("running", "finished"):
+            st.queued.remove(name)
+            out.append((name, None, None))
+            continue
+        host = next((h for h in st.hosts_of(name) if free.get(h)), None)
+        if host is None:
+            continue
         st.queued.remove(name)
-        out.append((name, None if statuses.get(name) in ("running", "finished") else free.pop(0)))
+        out.append((name, host, free[host].pop(0)))
     return out
 
 
@@ -124,7 +145,12 @@ def _state(raw, path: Path) -> QueueState:
             ("active", lambda v: isinstance(v, dict) and all(isinstance(x, dict) for x in v.values()),
              "an object of run names"),
             ("stop", lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
-             "a list of run names")):
+             "a list of run names"),
+            ("where", lambda v: isinstance(v, dict) and all(
+                isinstance(x, list) and all(isinstance(h, str) for h in x) for x in v.values()),
+             "an object of run names and lists of hosts"),
+            ("hosts", lambda v: isinstance(v, dict) and all(isinstance(x, dict) for x in v.values()),
+             "an object of host tables")):
         if key in raw:
             if not check(raw[key]):
                 raise bad(key, expected)
@@ -218,6 +244,27 @@ class Queue:
             st.paused = False
         self._ensure_service()
         return added
+
+    def prepare(self, specs: list, hosts: dict) -> list[Run]:
+        """The run folders of ``specs`` (RunSpecs, StudySpecs) in this runs folder, made when
+        new (:func:`engine.runs.prepare_runs`: a ConfigError when a folder holds other
+        settings), followed from now on, and placed where their ``host`` says."""
+        runs = prepare_runs(specs, self.runs_dir)
+        self.place({run.name: spec.host for run, spec in zip(runs, specs)}, hosts)
+        self.add(runs)
+        return runs
+
+    def place(self, where: dict[str, list[str]], hosts: dict) -> None:
+        """Record where runs may go (``{name: host names in order}``; ``["local"]`` is the
+        default) and the ``[hosts]`` tables (HostSpecs) of the experiments file, which the
+        service makes its executors from."""
+        with self.lock, self._edit() as st:
+            st.hosts.update({h: spec.to_dict() for h, spec in hosts.items()})
+            for name, names in where.items():
+                if list(names) == [LOCAL]:
+                    st.where.pop(name, None)
+                else:
+                    st.where[name] = list(names)
 
     def enqueue(self, name: str) -> None:
         """Queue a run that is not finished, running or queued already (at the end)."""

@@ -174,6 +174,19 @@ def int_list(lo=None, min_len=0) -> Check:
     return check
 
 
+def string_list(v) -> str | None:
+    if isinstance(v, list) and all(isinstance(x, str) for x in v):
+        return None
+    return "a list of strings"
+
+
+def slurm_time(v) -> str | None:
+    """A Slurm time limit: ``MM``, ``HH:MM:SS``, ``D-HH`` or ``D-HH:MM[:SS]``."""
+    if isinstance(v, str) and re.fullmatch(r"\d+|\d+:\d{2}(:\d{2})?|\d+-\d+(:\d{2}(:\d{2})?)?", v):
+        return None
+    return 'a Slurm time limit like "04:00:00", "90" (minutes) or "1-12:00:00"'
+
+
 def three_widths(v) -> str | None:
     if int_list(1)(v) or len(v) != 3:
         return "three integers >= 1 (e.g. [32, 64, 128])"

@@ -177,6 +177,13 @@ class Run:
         atomic_write_json(self.exit_path, {"status": status, "error": error,
                                            "started": attempt["started"], "time": time.time()})
 
+    def record_failure(self, host: str, error: str) -> None:
+        """An attempt that never got a worker (a host down, a refused key): the run reads as
+        failed with ``error``, and a retry starts it again."""
+        attempt = {"pid": None, "host": host, "started": time.time()}
+        atomic_write_json(self.worker_path, attempt)
+        self.end_attempt(attempt, "failed", error)
+
     # -- derived status --
     def status(self) -> RunStatus:
         worker = _read_json(self.worker_path)

@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from .executors import Executor, Job, executors
+from .executors import Executor, Job, StartError, executors, make
 from .queue import QueueFile, QueueState, next_jobs
 from .runs import Run, iter_runs
 
@@ -85,6 +85,7 @@ class Service:
         self.runs_dir = Path(runs_dir).resolve()
         self.file = QueueFile(self.runs_dir)
         self.executors = executors_ or executors()
+        self._tables: dict[str, dict] = {}  # the [hosts] table each host's executor was made from
         self.poll_every = poll_every
         self.log = log or (lambda msg: print(time.strftime("%Y-%m-%d %H:%M:%S ") + msg, flush=True))
         self._lock_file = None
@@ -133,8 +134,30 @@ class Service:
                 time.sleep(self.poll_every)
         finally:
             self.release()
+            for ex in self.executors.values():
+                if hasattr(ex, "close"):
+                    ex.close()
         self.log("queue service exits: " + ("asked to stop" if self._quit else
                                             "nothing queued and nothing running"))
+
+    def executor(self, st: QueueState, host: str) -> Executor | None:
+        """The executor of ``host``: this machine's, or one made from its table in the queue
+        (made again when the table changed and nothing runs on it)."""
+        table = st.hosts.get(host)
+        ex = self.executors.get(host)
+        if table is None or host == "local" or (ex is not None and table == self._tables.get(host)):
+            return ex
+        if ex is not None and any(a.get("executor") == host for a in st.active.values()):
+            return ex  # the new table applies once its jobs are done
+        if ex is not None and hasattr(ex, "close"):
+            ex.close()
+        try:
+            self.executors[host] = make(host, table, self.runs_dir)
+        except (ImportError, TypeError, ValueError) as e:
+            self.log(f"host {host}: cannot be used: {e}")
+            return None
+        self._tables[host] = table
+        return self.executors[host]
 
     def reconcile(self) -> None:
         """After a restart: runs the last service started whose workers died without an exit
@@ -142,7 +165,7 @@ class Service:
         with self.file.edit() as st:
             back = []
             for name, a in list(st.active.items()):
-                ex, run = self.executors.get(a.get("executor", "")), Run(self.runs_dir / name)
+                ex, run = self.executor(st, a.get("executor", "")), Run(self.runs_dir / name)
                 if ex is not None and ex.alive(Job(run.path), a.get("handle", {})):
                     continue
                 del st.active[name]
@@ -157,9 +180,11 @@ class Service:
     def step(self, st: QueueState) -> None:
         """One pass over the queue, holding its lock: reap, stop, start what fits."""
         now = time.time()
-        for name, a in list(st.active.items()):  # reap
-            ex = self.executors.get(a.get("executor", ""))
-            if ex is None or not ex.alive(Job(self.runs_dir / name), a.get("handle", {})):
+        for name, a in list(st.active.items()):  # follow (other machines' runs), then reap
+            ex, job = self.executor(st, a.get("executor", "")), Job(self.runs_dir / name)
+            if ex is not None and hasattr(ex, "sync"):
+                ex.sync(job, a.setdefault("handle", {}))
+            if ex is None or not ex.alive(job, a.get("handle", {})):
                 del st.active[name]
                 self.log(f"{name}: worker ended ({Run(self.runs_dir / name).status().state})")
         for name in list(st.stop):  # stop requests
@@ -168,7 +193,7 @@ class Service:
                 Run(self.runs_dir / name).request_stop()  # a worker some other diffui started
                 st.stop.remove(name)
                 continue
-            ex, job = self.executors[a["executor"]], Job(self.runs_dir / name)
+            ex, job = self.executor(st, a["executor"]), Job(self.runs_dir / name)
             if "stopping" not in a:
                 ex.stop(job, a["handle"])
                 a["stopping"] = now
@@ -178,7 +203,6 @@ class Service:
                 self.log(f"{name}: killed ({KILL_AFTER:.0f} s after the stop request)")
         if st.paused or self._quit:
             return
-        local = self.executors["local"]
         statuses = {}
         for name in list(st.queued):
             run = Run(self.runs_dir / name)
@@ -189,19 +213,47 @@ class Service:
             statuses[name] = run.status().state
         if not st.queued:  # nothing to start: no need to count slots
             return
+        wanted = {h for name in st.queued for h in st.hosts_of(name)}
+        found = {h: self.executor(st, h) for h in sorted(wanted)}
+        slots = {h: ex.slots(st.jobs) for h, ex in found.items() if ex is not None}
+        for name in list(st.queued):  # nowhere to go: say why, in the run folder
+            if not any(h in slots for h in st.hosts_of(name)):
+                st.queued.remove(name)
+                line = (f"no host to run on: {', '.join(st.hosts_of(name))} "
+                        "(not in the [hosts] tables of the experiments file, or unusable: "
+                        "see service.log)")
+                self.log(f"{name}: {line}")
+                Run(self.runs_dir / name).record_failure(st.hosts_of(name)[0], line)
         foreign = sum(1 for run in iter_runs(self.runs_dir, studies=True)  # others' workers
-                      if run.name not in st.active and run.status().state == "running")
+                      if run.name not in st.active and run.status().state == "running") \
+            if "local" in slots else 0
         threads = max(1, (os.cpu_count() or 1) // st.jobs)
-        for name, slot in next_jobs(st, statuses, local.slots(st.jobs), foreign):
+        together: dict[str, list[tuple[str, str]]] = {}  # hosts that start many jobs at once
+        for name, host, slot in next_jobs(st, statuses, slots, foreign):
             if slot is None:
                 self.log(f"{name}: {statuses[name]} already (another diffui ran it); not started")
-                continue
-            try:
-                handle = local.start(Job(self.runs_dir / name), slot, threads)
-            except OSError as e:
-                self.log(f"{name}: could not start a worker: {e}")
-                continue
-            st.active[name] = {"executor": local.name, "slot": slot, "handle": handle,
+            elif hasattr(found[host], "start_many"):
+                together.setdefault(host, []).append((name, slot))
+            else:
+                self._start(st, host, [(name, slot)], lambda jobs, slots: [found[host].start(
+                    jobs[0], slots[0], threads if host == "local" else None)], now)
+        for host, items in together.items():
+            self._start(st, host, items, found[host].start_many, now)
+
+    def _start(self, st: QueueState, host: str, items: list[tuple[str, str]], start, now: float):
+        """``start(jobs, slots) -> handles`` for the runs ``items`` (name, slot) on ``host``;
+        recorded as active, or as failed in their run folders."""
+        jobs = [Job(self.runs_dir / name) for name, _ in items]
+        try:
+            handles = start(jobs, [slot for _, slot in items])
+        except (OSError, StartError) as e:
+            line = str(e) if isinstance(e, StartError) else f"could not start a worker: {e}"
+            for job, (name, _) in zip(jobs, items):
+                self.log(f"{name}: {line}")
+                Run(job.run_dir).record_failure(host, line)
+            return
+        for (name, slot), handle in zip(items, handles):
+            st.active[name] = {"executor": host, "slot": slot, "handle": handle,
                                "since": round(now, 3)}
             self.log(f"{name}: started on {slot} ({handle})")
 

@@ -111,7 +111,7 @@ def test_repo_digits_profile_selects_its_listed_experiments():
 
 BAD = [
     # unknown keys
-    ("bogus = 1\n" + ONE, "bogus", "top-level tables defaults, experiments, profiles"),
+    ("bogus = 1\n" + ONE, "bogus", "top-level tables defaults, experiments, hosts, profiles, studies"),
     ("[defaults]\nfoo = 1\n" + ONE, "defaults.foo", "degradation", "training"),
     ("[defaults.training]\nlearning_rate = 1e-3\n" + ONE, "defaults.training.learning_rate",
      "one of the keys", "lr"),
@@ -209,6 +209,24 @@ BAD = [
     (ONE + 'degradation = "morph"\nschedule = { T = 10 }\nevaluation = { sampler = "iterative", '
      'final_sampler = "same", steps = 50 }\n', "experiments[0] (a).evaluation.steps",
      "at most schedule.T (10)"),
+    # hosts, and where runs and studies go
+    (ONE + '[hosts.gpu1]\nuser = "me"\n', "hosts.gpu1.address", "the host's name, IP or"),
+    (ONE + '[hosts.gpu1]\naddress = "g"\nport = 0\n', "hosts.gpu1.port", "[1, 65535]", "got 0"),
+    (ONE + '[hosts.gpu1]\naddress = "g"\ngpus = [0, 0]\n', "hosts.gpu1.gpus", "distinct GPU"),
+    (ONE + '[hosts.gpu1]\naddress = "g"\ngpus = "0"\n', "hosts.gpu1.gpus", "a list of integers"),
+    (ONE + '[hosts.gpu1]\naddress = "g"\npartition = "gpu"\n', "hosts.gpu1.partition",
+     "only the keys of a kind = 'ssh' host"),
+    (ONE + '[hosts.c]\nkind = "slurm"\nslots = 2\n', "hosts.c.slots",
+     "only the keys of a kind = 'slurm' host"),
+    (ONE + '[hosts.c]\nkind = "slurm"\ntime = "4h"\n', "hosts.c.time", "a Slurm time limit"),
+    (ONE + '[hosts.c]\nkind = "pbs"\n', "hosts.c.kind", "one of 'ssh', 'slurm'"),
+    (ONE + '[hosts.c]\nkind = "slurm"\nsbatch = "--x"\n', "hosts.c.sbatch", "a list of strings"),
+    (ONE + '[hosts.local]\naddress = "g"\n', "hosts.local", "other than 'local'"),
+    (ONE + 'host = "gpu9"\n', "experiments[0] (a).host", "one of 'local'", "got 'gpu9'"),
+    (ONE + 'host = []\n[hosts.g]\naddress = "g"\n', "experiments[0] (a).host",
+     "one of 'local', 'g'"),
+    (ONE + 'host = ["local", "local"]\n', "experiments[0] (a).host", "distinct host names"),
+    (ONE + '[profiles.u]\nhost = 3\n', "profiles.u.host", "a host name", "got 3"),
 ]
 
 
@@ -217,6 +235,23 @@ def test_bad_input_gives_one_line_naming_file_key_and_expectation(case):
     text, key, *expected = case
     profile = "u" if "[profiles.u]" in text else None
     assert_names(error(text, profile), key, *expected)
+
+
+def test_hosts_are_read_with_their_defaults_and_runs_carry_where_they_may_go():
+    text = (ONE + 'host = ["gpu1", "local"]\n[[experiments]]\nname = "b"\n'
+            '[hosts.gpu1]\naddress = "gpu1.lab"\ngpus = [0, 1]\n'
+            '[hosts.cluster]\nkind = "slurm"\npartition = "gpu"\n'
+            '[profiles.c]\nhost = "cluster"\n')
+    study = parse_study(text, Path("exp.toml"))
+    gpu1, cluster = study.hosts["gpu1"], study.hosts["cluster"]
+    assert (gpu1.kind, gpu1.address, gpu1.port, gpu1.gpus, gpu1.workdir) == \
+        ("ssh", "gpu1.lab", 22, [0, 1], "~/diffui")
+    assert (cluster.kind, cluster.partition, cluster.time, cluster.max_jobs) == \
+        ("slurm", "gpu", "04:00:00", 20)
+    assert [r.host for r in study.runs] == [["gpu1", "local"], ["local"]]
+    assert [r.host for r in parse_study(text, Path("exp.toml"), "c").runs] == [["cluster"]] * 2
+    # where a run goes is not what it is: a run folder does not record it
+    assert "host" not in study.runs[0].to_dict()
 
 
 @pytest.mark.parametrize("name", ["../x", "/", "", ".hidden", "a/b", "..", "-a", "a b", "x" * 101])

@@ -78,7 +78,8 @@ def test_order_jobs_and_pause_are_saved_and_restored(runs_dir):
     q.set_jobs(2)
     q.set_paused(False)
     assert json.loads((runs_dir / "queue.json").read_text()) == \
-        {"queued": ["c", "b", "a"], "jobs": 2, "paused": False, "active": {}, "stop": []}
+        {"queued": ["c", "b", "a"], "jobs": 2, "paused": False, "active": {}, "stop": [],
+         "where": {}, "hosts": {}}
     again = Queue.open(runs_dir, start_service=False)
     assert again.queued() == ["c", "b", "a"] and again.jobs == 2 and not again.paused
     assert again.cancel("b") == "b taken off the queue"
@@ -196,12 +197,47 @@ def test_two_services_on_one_runs_folder_one_wins(runs_dir):
 
 def test_next_jobs_fills_free_slots_in_order_and_drops_runs_done_elsewhere():
     from engine.queue import QueueState, next_jobs
-    slots = ["local:0", "local:1", "local:2"]
+    slots = {"local": ["local:0", "local:1", "local:2"]}
     st = QueueState(queued=["a", "b", "c", "d"], jobs=3,
-                    active={"x": {"slot": "local:1"}})
+                    active={"x": {"executor": "local", "slot": "local:1"}})
     got = next_jobs(st, {"a": "pending", "b": "finished", "c": "resumable", "d": "pending"}, slots)
-    assert got == [("a", "local:0"), ("b", None), ("c", "local:2")] and st.queued == ["d"]
+    assert got == [("a", "local", "local:0"), ("b", None, None), ("c", "local", "local:2")]
+    assert st.queued == ["d"]
     st = QueueState(queued=["a", "b"], jobs=2)
-    assert next_jobs(st, {}, slots[:2], foreign=1) == [("a", "local:0")]  # one slot taken outside
-    st = QueueState(queued=["a", "b"], jobs=1, active={"a": {"slot": "local:0"}})
-    assert next_jobs(st, {}, slots[:1]) == [] and st.queued == ["a", "b"]  # a still stopping
+    two = {"local": slots["local"][:2]}
+    assert next_jobs(st, {}, two, foreign=1) == [("a", "local", "local:0")]  # one taken outside
+    st = QueueState(queued=["a", "b"], jobs=1, active={"a": {"executor": "local", "slot": "local:0"}})
+    assert next_jobs(st, {}, {"local": ["local:0"]}) == [] and st.queued == ["a", "b"]  # a stopping
+
+
+def test_next_jobs_sends_each_run_to_the_first_of_its_hosts_with_a_free_slot():
+    from engine.queue import QueueState, next_jobs
+    slots = {"local": ["local:0"], "gpu1": ["gpu1:0", "gpu1:1"], "gpu2": ["gpu2:0"]}
+    st = QueueState(queued=["a", "b", "c", "d", "e"],
+                    where={"a": ["gpu1"], "b": ["gpu1"], "c": ["gpu1"], "d": ["gpu1", "gpu2"]},
+                    active={"x": {"executor": "gpu2", "slot": "gpu2:0"}})
+    got = next_jobs(st, {}, slots)
+    # c waits for gpu1 without holding up d (gpu2 is busy: d waits too) or e (local by default)
+    assert got == [("a", "gpu1", "gpu1:0"), ("b", "gpu1", "gpu1:1"), ("e", "local", "local:0")]
+    assert st.queued == ["c", "d"]
+    # the same slot name on two hosts are two slots; foreign runs take local slots only
+    st = QueueState(queued=["a", "b"], where={"a": ["gpu1"]},
+                    active={"x": {"executor": "gpu1", "slot": "0"}})
+    assert next_jobs(st, {}, {"local": ["0"], "gpu1": ["0", "1"]}, foreign=1) == [("a", "gpu1", "1")]
+
+
+def test_service_sends_runs_to_their_hosts_and_fails_a_run_with_nowhere_to_go(runs_dir):
+    q = Queue.open(runs_dir, start_service=False)
+    q.place({"a": ["gpu1"], "c": ["ghost"]}, {})
+    for name in ("a", "b", "c"):
+        q.enqueue(name)
+    q.set_paused(False)
+    local, gpu1 = RecordingExecutor(), RecordingExecutor()
+    s = Service(runs_dir, {"local": local, "gpu1": gpu1}, log=lambda msg: None)
+    step(s)
+    assert gpu1.started == ["a"] and local.started == ["b"]
+    active = QueueFile(runs_dir).read().active
+    assert {n: a["executor"] for n, a in active.items()} == {"a": "gpu1", "b": "local"}
+    status = Run(runs_dir / "c").status()
+    assert status.state == "failed" and status.detail.startswith("no host to run on: ghost")
+    assert QueueFile(runs_dir).read().queued == []

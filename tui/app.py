@@ -26,7 +26,7 @@ from textual.worker import get_current_worker
 from engine.runs import os_error_line
 
 from .messages import FileLoaded, Snapshot
-from .model import ConfigError, Poller, Queue, QueueError, Study, prepare_runs, read_study
+from .model import ConfigError, Poller, Queue, QueueError, Study, read_study
 from .runs_screen import RUNS_ACTIONS, RunsScreen
 from .screens import EditScreen, JobsScreen, PickScreen, RunScreen
 from .widgets import RunsTable
@@ -282,11 +282,10 @@ class DiffuiApp(App):
         """Make the run folders and queue them (on the action thread: checking a morph run's
         inputs reads FashionMNIST from disk)."""
         try:
-            runs = prepare_runs(specs, self.runs_dir)
-        except ConfigError as e:
+            runs = self.queue.prepare(specs, self.study.hosts)
+        except (ConfigError, QueueError) as e:
             self.tell(f"error: {e}", severity="error", timeout=10)
             return
-        self.queue.add(runs)
         queued, skipped = [], []
         for run in runs:
             try:

@@ -19,7 +19,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from engine.config import ConfigError, load_study, one_line, safe_name, select
+from engine.config import ConfigError, load_study, one_line, override_host, safe_name, select
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1  # a run failed, a download failed, or the disk refused a write
@@ -79,6 +79,7 @@ def _main_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", nargs="+", metavar="NAME", help="run only these experiments or runs")
     p.add_argument("--runs-dir", type=Path, help="where run folders go")
     p.add_argument("--jobs", type=int, help="runs at once (default 1; the UI keeps the last value)")
+    p.add_argument("--host", help="run everything on this host ('local' or a [hosts] table)")
     p.add_argument("--images", choices=("auto", "halfcell", "sixel", "tgp"), default="auto",
                    help="how the UI draws sample grids: half-block characters (any terminal) or "
                         "a graphics protocol; auto asks the terminal (default)")
@@ -104,6 +105,7 @@ def _study_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile")
     p.add_argument("--runs-dir", type=Path)
     p.add_argument("--jobs", type=int, help="runs at once (kept in the queue)")
+    p.add_argument("--host", help="run it on this host ('local' or a [hosts] table)")
     return p
 
 
@@ -117,6 +119,7 @@ def _queue_parser() -> argparse.ArgumentParser:
                                      "paused or started as it was)")
     add.add_argument("file", nargs="?", default="experiments.toml")
     add.add_argument("--only", nargs="+", metavar="NAME", help="only these experiments or runs")
+    add.add_argument("--host", help="queue them for this host ('local' or a [hosts] table)")
     for name, text in (("start", "start the queue (starts its service)"),
                        ("pause", "start nothing new; running runs go on"),
                        ("stop", "pause, and stop the running runs (resumable; they go back "
@@ -194,7 +197,7 @@ def check_jobs(args: argparse.Namespace) -> None:
 def cmd_batch(args: argparse.Namespace) -> int:
     from engine.data import fallback_notes
     from engine.metrics import MetricsError, prepare_evaluation
-    from engine.runs import check_runs, create_runs
+    from engine.runs import check_runs
     from rich.console import Console
 
     from .batch import run_batch, task_bars
@@ -202,11 +205,11 @@ def cmd_batch(args: argparse.Namespace) -> int:
     file = Path(args.file)
     study = load_study(file, args.profile)
     specs = select(study, args.only)
+    override_host(study, [*specs, *study.studies], args.host)
     runs_dir = runs_dir_of(args, file)
     queue = _open_queue(runs_dir)
     # everything that can refuse the input comes before the first folder is made
-    checked = check_runs(specs, runs_dir)
-    todo = [s for s, r in zip(specs, checked)
+    todo = [s for s, r in zip(specs, check_runs(specs, runs_dir))
             if not (r.exists() and r.status().state == "finished")]
     for note in fallback_notes([s.data for s in todo]):
         print(note)
@@ -215,20 +218,21 @@ def cmd_batch(args: argparse.Namespace) -> int:
             prepare_evaluation(todo, log=print, tasks=tasks)
     except MetricsError as e:
         raise ConfigError(f"{file.name}: evaluation.backbone: {e}") from None
-    runs = create_runs(specs, checked)
-    queue.rescan()
+    runs = queue.prepare(specs, study.hosts)
     rc = run_batch(queue, runs, jobs=args.jobs)
     if rc == 130:
         return rc
     return max(rc, run_studies(queue, [s for s in study.studies if s.run in
-                                       {r.name for r in specs}], runs_dir, args.jobs))
+                                       {r.name for r in specs}], study.hosts, args.jobs))
 
 
-def run_studies(queue, studies: list, runs_dir: Path, jobs: int | None) -> int:
+def run_studies(queue, studies: list, hosts: dict, jobs: int | None) -> int:
     """Batch mode after its runs: the studies whose runs have finished, through the queue like
     the runs; the others wait, and say so. The batch exit code of the studies run."""
-    from engine.runs import Run, prepare_runs
+    from engine.runs import Run
     from .batch import run_batch
+
+    runs_dir = queue.runs_dir
 
     ready, waiting = [], []
     for s in studies:
@@ -237,9 +241,7 @@ def run_studies(queue, studies: list, runs_dir: Path, jobs: int | None) -> int:
         (ready if state == "finished" else waiting).append((s, state))
     rc = 0
     if ready:
-        folders = prepare_runs([s for s, _ in ready], runs_dir)
-        queue.rescan()
-        rc = run_batch(queue, folders, jobs=jobs)
+        rc = run_batch(queue, queue.prepare([s for s, _ in ready], hosts), jobs=jobs)
     for s, state in waiting:
         print(f"study {s.name} waits: its run {s.run} is {state}")
     return rc
@@ -247,7 +249,7 @@ def run_studies(queue, studies: list, runs_dir: Path, jobs: int | None) -> int:
 
 def cmd_study(args: argparse.Namespace) -> int:
     """``diffui study NAME``: queue one study of the file and follow it to its end."""
-    from engine.runs import Run, prepare_runs
+    from engine.runs import Run
     from .batch import run_batch
 
     file = Path(args.file)
@@ -256,6 +258,7 @@ def cmd_study(args: argparse.Namespace) -> int:
     if spec is None:
         have = ", ".join(s.name for s in study.studies) or "none"
         raise ConfigError(f"{file.name}: study {args.name}: no such study (studies: {have})")
+    override_host(study, [spec], args.host)
     runs_dir = runs_dir_of(args, file)
     run = Run(runs_dir / spec.run)
     state = run.status().state if run.exists() else "not made yet"
@@ -264,9 +267,7 @@ def cmd_study(args: argparse.Namespace) -> int:
               f"finish it first (diffui --batch {file} --only {spec.run})", file=sys.stderr)
         return 1
     queue = _open_queue(runs_dir)
-    folders = prepare_runs([spec], runs_dir)
-    queue.rescan()
-    return run_batch(queue, folders, jobs=args.jobs)
+    return run_batch(queue, queue.prepare([spec], study.hosts), jobs=args.jobs)
 
 
 def _open_queue(runs_dir: Path):
@@ -281,7 +282,6 @@ def cmd_queue(args: argparse.Namespace) -> int:
     from engine import service
     from engine.events import format_seconds
     from engine.queue import QueueError
-    from engine.runs import prepare_runs
     from rich.console import Console
     from rich.table import Table
 
@@ -293,8 +293,10 @@ def cmd_queue(args: argparse.Namespace) -> int:
         if args.jobs:
             queue.set_jobs(args.jobs)
         if args.action == "add":
-            runs = prepare_runs(select(load_study(file, args.profile), args.only), runs_dir)
-            queue.rescan()
+            study = load_study(file, args.profile)
+            specs = select(study, args.only)
+            override_host(study, specs, args.host)
+            runs = queue.prepare(specs, study.hosts)
             added, skipped = [], []
             for run in runs:
                 try:
@@ -337,11 +339,20 @@ def cmd_queue(args: argparse.Namespace) -> int:
                 table.add_row(name, status, f"{p.epoch}/{p.epochs}" if p.epochs else "-",
                               "-" if p.val_loss is None else f"{p.val_loss:.4f}",
                               "-" if p.fid is None else f"{p.fid:.2f}",
-                              format_seconds(p.elapsed()), p.host or "-")
+                              format_seconds(p.elapsed()), _where(queue.state, name, p.host))
             Console().print(table)
     except QueueError as e:
         raise ConfigError(str(e)) from None
     return 0
+
+
+def _where(st, name: str, host: str) -> str:
+    """Where a run runs: its worker's host, or its cluster's job (``cluster: job 12 PENDING
+    (Priority)``) while the queue follows one."""
+    from engine.executors import describe
+    active = st.active.get(name, {})
+    job = describe(active.get("handle", {}))
+    return f"{active['executor']}: {job}" if job else host or "-"
 
 
 def _wait_for_service(runs_dir: Path, timeout: float = 10.0) -> int | None:

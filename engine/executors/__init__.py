@@ -11,6 +11,21 @@ Every executor implements the same small interface (:class:`Executor`):
 * ``alive(job, handle)``: whether that worker still runs;
 * ``stop(job, handle)``: ask it to stop (it stays resumable); ``kill(job, handle)``: make it.
 
+Executors of other machines (``[hosts.NAME]`` tables: :func:`make`) also have
+
+* ``sync(job, handle)``: called by the service on every pass for each job it follows there;
+  brings the remote run folder's new events and files into the local one (it may change
+  ``handle`` in place, e.g. to record a byte offset or a Slurm state);
+* ``close()``: called when the service exits.
+
+An executor may also have ``start_many(jobs, slots)``: start several jobs at once (Slurm: one
+job array), one handle per job; the service calls it for the runs it starts there in one pass.
+
+``start`` must return quickly (the service holds the queue's lock meanwhile): slow work, such
+as connecting and copying files, goes on in the executor's own thread, and ``alive`` is true
+while it does. A start that cannot be made raises :class:`StartError` with one line for the
+user; the service records it in the run folder (:meth:`engine.runs.Run.record_failure`).
+
 Whatever the executor, the worker writes an ordinary run folder (local, or mirrored back), so
 the UI, batch mode and the report read every run the same way.
 """
@@ -46,10 +61,36 @@ class Executor(Protocol):
     def kill(self, job: Job, handle: dict) -> None: ...
 
 
+class StartError(Exception):
+    """A job could not be started there; ``str()`` is one line for the user (``gpu1: ...``)."""
+
+
 def executors() -> dict[str, Executor]:
-    """Every executor this diffui can use, by name."""
+    """The executors that need no [hosts] table, by name: this machine's."""
     from .local import LocalExecutor
     return {"local": LocalExecutor()}
 
 
-__all__ = ["Executor", "Job", "executors"]
+def describe(handle: dict) -> str:
+    """A handle in words for ``diffui queue status``: ``job 12 PENDING (Resources)`` for a Slurm
+    job, "" for others."""
+    if not handle.get("job_id"):
+        return ""
+    reason = f" ({handle['reason']})" if handle.get("reason") else ""
+    return f"job {handle['job_id']} {handle.get('state', '')}{reason}"
+
+
+KINDS = {"ssh": "engine.executors.ssh:SSHExecutor", "slurm": "engine.executors.slurm:SlurmExecutor"}
+
+
+def make(name: str, table: dict, runs_dir: Path) -> Executor:
+    """The executor of host ``name`` from its ``[hosts.NAME]`` table (as the queue keeps it)."""
+    import importlib
+
+    from ..config import HostSpec
+    spec = HostSpec(**{k: v for k, v in table.items() if k in HostSpec.keys()})
+    module, _, cls = KINDS[spec.kind].partition(":")
+    return getattr(importlib.import_module(module), cls)(name, spec, Path(runs_dir))
+
+
+__all__ = ["Executor", "Job", "StartError", "describe", "executors", "make"]

@@ -1,0 +1,256 @@
+"""Runs on a Slurm cluster through submitit, against a real single-node cluster that the session
+fixture brings up (tests/slurm_cluster.py) and takes down: a held job shown with its job id and
+pending reason, then run to its end; a sweep as one job array; a cancelled job that resumes in a
+new job; a job caught by its time limit, checkpointed and requeued, with the losses of an
+uninterrupted run.
+
+A worker is frozen (SIGSTOP) where a test needs it still running at a later moment (a cancel, a
+time limit): the run is tiny, so nothing else keeps it from finishing first. Slurm sends SIGCONT
+with its stop signals, and the job's checkpoint() does too."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+
+import numpy as np
+import pytest
+
+from engine.config import load_study
+from engine.events import Checkpoint, End, Epoch, Start, latest_by_epoch
+from engine.queue import Queue
+from engine.runs import Run, prepare_runs
+from engine.worker import execute
+from tui.cli import main
+
+from conftest import tiny_study, wait_for
+from slurm_cluster import SlurmCluster
+
+
+@pytest.fixture(scope="session")
+def slurm():
+    cluster, old = SlurmCluster(), os.environ.get("SLURM_CONF")
+    try:
+        cluster.start()  # (stops what it started when a daemon fails to come up)
+        os.environ.update(cluster.env())  # sbatch, sacct, scancel, and the tests' services
+        yield cluster
+    finally:
+        cluster.stop()
+        cluster.remove()
+        if old is None:
+            os.environ.pop("SLURM_CONF", None)
+        else:
+            os.environ["SLURM_CONF"] = old
+
+
+def cluster_study(tmp_path, names=("tiny",), epochs=2, time="00:10:00", sbatch=(),
+                  partition="debug", address=""):
+    """A study of tiny runs (FID off) whose runs all go to [hosts.cluster]."""
+    table = (f'\n[hosts.cluster]\nkind = "slurm"\naddress = "{address}"\n'
+             f'partition = "{partition}"\ncpus_per_job = 1\n'
+             f'mem_gb = 1\ntime = "{time}"\nsignal_delay_s = 30\nmax_jobs = 4\n'
+             f'sbatch = {json.dumps(list(sbatch))}\n')
+    f = tiny_study(tmp_path / "exp.toml", name=names[0], epochs=epochs, extra=table)
+    text = f.read_text() + 'host = "cluster"\n'
+    for name in names[1:]:
+        text += f'[[experiments]]\nname = "{name}"\nhost = "cluster"\n'
+    f.write_text(text)
+    return f
+
+
+def queue_and_start(f, runs_dir, capsys) -> Queue:
+    assert main(["queue", "add", str(f), "--runs-dir", str(runs_dir)]) == 0
+    assert main(["queue", "start", "--runs-dir", str(runs_dir)]) == 0
+    capsys.readouterr()
+    return Queue(runs_dir)
+
+
+def handle(runs_dir, name) -> dict:
+    """The Slurm handle of ``name`` while the queue follows its job ({} otherwise)."""
+    return Queue(runs_dir, start_service=False).state.active.get(name, {}).get("handle", {})
+
+
+def sacct(slurm, job_id: str, *options: str) -> list[str]:
+    out = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "State", *options, "-j", job_id],
+                         capture_output=True, text=True, env={**os.environ, **slurm.env()})
+    return [line.split()[0] for line in out.stdout.splitlines() if line.strip()]  # "CANCELLED by 0"
+
+
+def epoch_losses(run: Run) -> list[tuple[int, float, float]]:
+    return [(e, ev.train_loss, ev.val_loss) for e, ev in latest_by_epoch(run.events(), Epoch).items()]
+
+
+def freeze_after_first_checkpoint(run: Run) -> int:
+    """Wait for the run's first epoch checkpoint, then SIGSTOP its worker; its pid."""
+    wait_for(lambda: any(isinstance(e, Checkpoint) for e in run.events()), timeout=120)
+    pid = json.loads(run.worker_path.read_text())["pid"]
+    os.kill(pid, signal.SIGSTOP)
+    return pid
+
+
+def test_the_hosts_table_becomes_sbatch_options():
+    from engine.config import HostSpec
+    from engine.executors.slurm import SlurmExecutor, time_minutes
+    assert [time_minutes(t) for t in ("90", "1:30", "04:00:00", "1-12", "1-12:30", "0-00:00:30")] \
+        == [90, 2, 240, 2160, 2190, 1]
+    spec = HostSpec(kind="slurm", partition="gpu", gpus_per_job=2, cpus_per_job=8, mem_gb=32,
+                    time="1-00:00:00", account="lab", sbatch=["--constraint=a100", "--exclusive"],
+                    max_jobs=5, signal_delay_s=120)
+    p = SlurmExecutor._parameters(spec)
+    assert {k: p[k] for k in ("partition", "gpus_per_node", "cpus_per_task", "mem", "time",
+                              "account", "signal_delay_s", "array_parallelism")} == \
+        {"partition": "gpu", "gpus_per_node": 2, "cpus_per_task": 8, "mem": "32GB",
+         "time": 1440, "account": "lab", "signal_delay_s": 120, "array_parallelism": 5}
+    assert "qos" not in p and p["additional_parameters"] == {"constraint": "a100", "exclusive": True}
+    with pytest.raises(ValueError, match="sbatch: '-C a100': expected a long option"):
+        SlurmExecutor._parameters(HostSpec(kind="slurm", sbatch=["-C a100"]))
+
+
+def test_a_cluster_over_ssh_is_refused_with_one_line(tmp_path, capsys):
+    """Submitting over SSH to a login node is not built yet: said in the service's log and in
+    the run folder; nothing is submitted (no cluster needed)."""
+    from engine.service import Service
+    runs_dir = tmp_path / "runs"
+    assert main(["queue", "add", str(cluster_study(tmp_path, address="login.hpc")),
+                 "--runs-dir", str(runs_dir)]) == 0
+    lines = []
+    service = Service(runs_dir, log=lines.append)
+    with service.file.edit() as st:
+        st.paused = False
+        service.step(st)
+    assert lines[0].startswith("host cluster: cannot be used: a cluster reached over SSH is not "
+                               "supported yet: run diffui on the cluster's login node")
+    st = Run(runs_dir / "tiny").status()
+    assert st.state == "failed" and st.detail.startswith("no host to run on: cluster")
+
+
+def test_a_run_goes_to_the_cluster_and_is_followed_to_its_end(slurm, tmp_path, capsys,
+                                                              monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")  # the status table on one line per run
+    runs_dir = tmp_path / "runs"
+    f = cluster_study(tmp_path, sbatch=["--hold"])  # held: pending until released below
+    queue_and_start(f, runs_dir, capsys)
+    h = wait_for(lambda: handle(runs_dir, "tiny").get("reason") == "JobHeldUser"
+                 and handle(runs_dir, "tiny"), timeout=60)
+    job_id = h["job_id"]
+    assert main(["queue", "status", "--runs-dir", str(runs_dir)]) == 0
+    assert f"cluster: job {job_id} PENDING (JobHeldUser)" in capsys.readouterr().out
+
+    subprocess.run(["scontrol", "release", job_id], check=True)
+    run = Run(runs_dir / "tiny")
+    wait_for(lambda: run.status().state == "finished" and not handle(runs_dir, "tiny"), timeout=180)
+    assert sacct(slurm, job_id) == ["COMPLETED"]
+    for name in ("checkpoint.pt", "samples/epoch-0001.png", "samples/epoch-0002.png", "worker.log"):
+        assert (run.path / name).is_file(), name
+    assert [e for e, _, _ in epoch_losses(run)] == [1, 2]
+    # submitit's files: per runs folder, cluster and slurmctld start
+    logs = list((runs_dir / ".slurm" / "cluster").glob(f"*/{job_id}/{job_id}_0_log.out"))
+    assert len(logs) == 1 and "Job completed successfully" in logs[0].read_text()
+    assert "tiny: worker ended (finished)" in (runs_dir / "service.log").read_text()
+
+
+def test_a_sweep_goes_as_one_job_array(slurm, tmp_path, capsys):
+    runs_dir = tmp_path / "runs"
+    f = cluster_study(tmp_path, names=("a", "b"), epochs=1)
+    queue_and_start(f, runs_dir, capsys)
+    ids = wait_for(lambda: [handle(runs_dir, n).get("job_id") for n in ("a", "b")]
+                   if all(handle(runs_dir, n) for n in ("a", "b")) else None, timeout=60)
+    array = ids[0].split("_")[0]
+    assert sorted(ids) == [f"{array}_0", f"{array}_1"]
+    wait_for(lambda: all(Run(runs_dir / n).status().state == "finished" for n in ("a", "b"))
+             and not any(handle(runs_dir, n) for n in ("a", "b")), timeout=240)
+    assert sacct(slurm, array) == ["COMPLETED", "COMPLETED"]
+
+
+def test_a_job_the_cluster_refuses_fails_with_one_line(slurm, tmp_path, capsys):
+    runs_dir = tmp_path / "runs"
+    queue_and_start(cluster_study(tmp_path, partition="nope"), runs_dir, capsys)
+    run = Run(runs_dir / "tiny")
+    wait_for(lambda: run.status().state == "failed", timeout=60)
+    assert run.status().detail == \
+        "cluster: sbatch: Batch job submission failed: Invalid partition name specified"
+
+
+def test_a_cancelled_job_stays_resumable_and_resumes_in_a_new_job(slurm, tmp_path, capsys):
+    runs_dir = tmp_path / "runs"
+    f = cluster_study(tmp_path, epochs=3)
+    queue = queue_and_start(f, runs_dir, capsys)
+    run = Run(runs_dir / "tiny")
+    first = wait_for(lambda: handle(runs_dir, "tiny").get("job_id"), timeout=60)
+    freeze_after_first_checkpoint(run)
+    assert queue.cancel("tiny") == "tiny: stopping (resumable from its last checkpoint)"
+    wait_for(lambda: not handle(runs_dir, "tiny"), timeout=120)
+    wait_for(lambda: sacct(slurm, first) == ["CANCELLED"], timeout=30)
+    st = run.status()
+    assert (st.state, st.detail) == ("resumable", "stopped")  # scancel's SIGTERM: a clean stop
+
+    queue.enqueue("tiny")  # a retry is a new job, from the checkpoint
+    second = wait_for(lambda: handle(runs_dir, "tiny").get("job_id"), timeout=60)
+    assert second != first
+    wait_for(lambda: run.status().state == "finished", timeout=180)
+    starts = [e for e in run.events() if isinstance(e, Start)]
+    assert [s.resumed for s in starts] == [False, True] and starts[1].epoch >= 1
+
+
+def test_a_job_killed_under_its_worker_marks_the_run_failed_with_slurms_state(slurm, tmp_path,
+                                                                             capsys):
+    """As when the kernel's OOM killer ends the worker: no exit record from it."""
+    runs_dir = tmp_path / "runs"
+    queue_and_start(cluster_study(tmp_path, epochs=2), runs_dir, capsys)
+    run = Run(runs_dir / "tiny")
+    job_id = wait_for(lambda: handle(runs_dir, "tiny").get("job_id"), timeout=60)
+    os.kill(freeze_after_first_checkpoint(run), signal.SIGKILL)
+    wait_for(lambda: not handle(runs_dir, "tiny"), timeout=120)
+    st = run.status()
+    state = sacct(slurm, job_id)[0]
+    assert st.state == "failed" and state == "FAILED"
+    assert st.detail.startswith(f"cluster: Slurm job {job_id} ended {state} (its log: ")
+    assert run.checkpoint_path.is_file()  # a retry resumes from it
+
+
+def test_a_preempted_job_is_requeued_and_resumes(slurm, tmp_path, capsys):
+    """Pre-emption as submitit simulates it (SlurmJob._interrupt): SIGTERM to the job's tasks,
+    then its checkpoint signal; a job far from its time limit counts it as pre-emption."""
+    runs_dir = tmp_path / "runs"
+    queue_and_start(cluster_study(tmp_path, epochs=2, time="01:00:00"), runs_dir, capsys)
+    run = Run(runs_dir / "tiny")
+    job_id = wait_for(lambda: handle(runs_dir, "tiny").get("job_id"), timeout=60)
+    freeze_after_first_checkpoint(run)
+    for sig in ("TERM", "USR2"):
+        subprocess.run(["scancel", f"--signal={sig}", job_id], check=True)
+    wait_for(lambda: run.status().state == "finished" and not handle(runs_dir, "tiny"),
+             timeout=180)
+    starts = [e for e in run.events() if isinstance(e, Start)]
+    assert [s.resumed for s in starts] == [False, True]
+    assert [e.status for e in run.events() if isinstance(e, End)] == ["stopped", "finished"]
+    log = next((runs_dir / ".slurm" / "cluster").glob(f"*/{job_id}/{job_id}_0_log.out")).read_text()
+    assert "this job is preempted" in log and f"Requeued job {job_id}" in log
+    assert sacct(slurm, job_id, "--duplicates") == ["REQUEUED", "COMPLETED"]
+
+
+def test_a_job_at_its_time_limit_is_requeued_and_resumes_exactly(slurm, tmp_path, capsys):
+    runs_dir = tmp_path / "runs"
+    f = cluster_study(tmp_path, epochs=3, time="2")  # 2 minutes; the signal comes 30-60 s before
+    queue_and_start(f, runs_dir, capsys)
+    run = Run(runs_dir / "tiny")
+    job_id = wait_for(lambda: handle(runs_dir, "tiny").get("job_id"), timeout=60)
+    freeze_after_first_checkpoint(run)  # now only the time limit ends this job
+
+    reference = prepare_runs(load_study(tiny_study(tmp_path / "ref.toml", name="reference",
+                                                   epochs=3)).runs, tmp_path / "ref")[0]
+    assert execute(reference, threading.Event()) == "finished"  # meanwhile, unbroken, here
+
+    wait_for(lambda: run.status().state == "finished" and not handle(runs_dir, "tiny"),
+             timeout=240)
+    starts = [e for e in run.events() if isinstance(e, Start)]
+    assert [s.resumed for s in starts] == [False, True] and starts[1].epoch >= 1
+    # the checkpoint signal stopped the worker cleanly (an exit record), then Slurm requeued
+    assert [e.status for e in run.events() if isinstance(e, End)] == ["stopped", "finished"]
+    assert sacct(slurm, job_id, "--duplicates") == ["REQUEUED", "COMPLETED"]  # one job, requeued
+    log = next((runs_dir / ".slurm" / "cluster").glob(f"*/{job_id}/{job_id}_0_log.out")).read_text()
+    assert "this job is timed-out" in log and f"Requeued job {job_id}" in log
+    got, want = epoch_losses(run), epoch_losses(reference)
+    assert [e for e, _, _ in got] == [1, 2, 3]
+    assert np.array(got) == pytest.approx(np.array(want), rel=1e-4)
