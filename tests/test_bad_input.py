@@ -197,6 +197,12 @@ FILES = [
     ("experiments = [1]\n", "experiments[0]"),
     (ONE + "training = { lr = \n", "not valid TOML"),
     ("\ufeffbogus = 1\n" + ONE, "bogus"),  # a byte-order mark is skipped, the key named
+    # hosts
+    (ONE + '[hosts."x/y"]\nkind = "ssh"\naddress = "h"\n', "hosts.x/y"),
+    (ONE + '[hosts.local]\nkind = "ssh"\naddress = "h"\n', "hosts.local"),
+    (ONE + '[hosts.g]\nkind = "ssh"\n', "hosts.g.address"),
+    (ONE + '[hosts.g]\nkind = "ftp"\naddress = "h"\n', "hosts.g.kind"),
+    (ONE + 'host = "nowhere"\n', "experiments[0] (a).host"),
     # sweeps
     (ONE + 'sweep = { "training.nope" = [1, 2] }\n', "experiments[0] (a).sweep.training.nope"),
     (ONE + 'sweep = { "lr" = [1e-3] }\n', "experiments[0] (a).sweep.lr"),
@@ -294,6 +300,8 @@ COMMANDS = [
     (["--batch", "FILE", "--profile", "x/../../escape"], "profiles.x/../../escape"),
     (["--batch", "FILE", "--bogus"], "--bogus"),
     (["--images", "jpeg"], "--images"),
+    (["--batch", "FILE", "--host", "nowhere"], "--host nowhere"),
+    (["queue", "add", "FILE", "--runs-dir", "RUNS", "--host", "nowhere"], "--host nowhere"),
     (["FILE", "--jobs", "-1"], "--jobs"),
     (["schedules", "FILE", "--out", "AFILE"], "--out"),
     (["schedules", "FILE", "--out", "AFILE/sub"], "--out"),
