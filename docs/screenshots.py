@@ -2,8 +2,9 @@
 
     python docs/screenshots.py RUNS_DIR [--file experiments.toml] [--profile quick] [--out docs/ui]
 
-Writes runs.svg (the runs view, 100x30), run.svg (the view of --run, 100x30) and
-compare.svg (every run compared, 120x36).
+Writes runs.svg (the runs view, 100x30), run.svg (the view of --run, 100x30),
+compare.svg (every run compared, 120x36) and, when RUNS_DIR has its folder, study.svg (the
+view of the sampling study --study, 100x30).
 """
 from __future__ import annotations
 
@@ -17,16 +18,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from textual_image.widget import HalfcellImage  # noqa: E402
 
 from tui.app import DiffuiApp  # noqa: E402
-from tui.screens import CompareScreen, RunScreen  # noqa: E402
+from tui.screens import CompareScreen, RunScreen, StudyScreen  # noqa: E402
 
 
-async def shoot(args, size, keys, ready, name) -> None:
+async def shoot(args, size, keys, ready, name, row=None) -> None:
     app = DiffuiApp(args.file, args.runs_dir, profile=args.profile, image_class=HalfcellImage)
     async with app.run_test(size=size) as pilot:
-        while app.table.row_count == 0:
+        while app.table.row_count == 0 or (row and row not in app.snapshot):
             await pilot.pause(0.1)
-        if args.run:
-            app.table.move_cursor(row=app.table.get_row_index(args.run))
+        if row or args.run:
+            app.table.move_cursor(row=app.table.get_row_index(row or args.run))
         for key in keys:
             await pilot.press(key)
         while not ready(app):
@@ -43,6 +44,7 @@ def main() -> int:
     ap.add_argument("--profile", default="quick")
     ap.add_argument("--out", type=Path, default=Path("docs/ui"))
     ap.add_argument("--run", default="morph-cosine", help="the run shown in run.svg")
+    ap.add_argument("--study", default="morph-cosine-noise", help="the study in study.svg")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     asyncio.run(shoot(args, (100, 30), [], lambda app: True, "runs"))
@@ -51,6 +53,11 @@ def main() -> int:
     asyncio.run(shoot(args, (120, 36), ["c"],
                       lambda app: isinstance(app.screen, CompareScreen) and app.screen.ready,
                       "compare"))
+    if (args.runs_dir / "studies" / args.study / "config.toml").is_file():
+        asyncio.run(shoot(args, (100, 30), ["enter"],
+                          lambda app: isinstance(app.screen, StudyScreen) and app.screen.ready
+                          and all(g.current for _, g, _ in app.screen.columns.values()),
+                          "study", row=f"studies/{args.study}"))
     return 0
 
 

@@ -290,6 +290,7 @@ class RunSpec:
 
 
 STUDY_KINDS = ("noise", "interpolation", "gmm")
+STUDY_VALUE = {"noise": "λ", "interpolation": "N", "gmm": "components"}  # what a value is
 COVARIANCES = ("full", "diag", "tied", "spherical")  # scikit-learn's GaussianMixture
 
 

@@ -55,6 +55,20 @@ class QueueState:
         """Where run ``name`` may go, in order of preference."""
         return self.where.get(name) or [LOCAL]
 
+    def where_text(self, name: str, worker_host: str, here: str) -> str:
+        """Where a run is, in words for the runs tables: the host the queue follows it on
+        (``gpu1``; a cluster with its job, ``cluster: job 12 PENDING (Priority)``), the hosts
+        a queued run waits for (``→ gpu1, local``), or the host of its last worker."""
+        from .executors import describe
+        active = self.active.get(name)
+        if active is not None:
+            host = active.get("executor", LOCAL)
+            job = describe(active.get("handle", {}))
+            return f"{host}: {job}" if job else host
+        if name in self.queued and name in self.where:
+            return "→ " + ", ".join(self.where[name])
+        return "" if not worker_host else LOCAL if worker_host == here else worker_host
+
     def busy(self) -> bool:
         """Whether a queue service has work: runs to start, runs to follow or to stop."""
         return bool((self.queued and not self.paused) or self.active or self.stop)

@@ -26,7 +26,7 @@ from matplotlib.figure import Figure
 
 from .events import (SUMMARY_COLUMNS, Epoch, Eval, Figure as FigureEvent, Samples,
                      latest_by_epoch, summary, summary_row)
-from .config import StudySpec
+from .config import STUDY_VALUE, StudySpec
 from .events import Value as ValueEvent
 from .runs import Run, atomic_save, atomic_write_text, make_dir
 
@@ -195,9 +195,6 @@ def save_figure(fig: Figure, path: Path) -> Path:
     fig.tight_layout()
     atomic_save(lambda f: fig.savefig(f, format="png", dpi=110), path)
     return path
-
-
-STUDY_VALUE = {"noise": "λ", "interpolation": "N", "gmm": "components"}
 
 
 def study_values(study: Run) -> list[ValueEvent]:

@@ -19,11 +19,12 @@ from engine.queue import Queue
 from engine.runs import Run, pid_running, prepare_runs
 from tui.app import DiffuiApp
 from tui.messages import RunEvents
-from tui.screens import CompareScreen, EditScreen, JobsScreen, PickScreen, RunScreen
+from tui.screens import (CompareScreen, EditScreen, HostPickScreen, JobsScreen, PickScreen, RunScreen,
+                         StudyPickScreen, StudyScreen)
 from tui.widgets import GridView, RunsTable
 
 from conftest import tiny_study
-from tui_runs import make_runs
+from tui_runs import STUDY_NAME, make_runs, make_study, study_values
 
 
 def two_run_study(path: Path, epochs: int = 2, subset: int = 256) -> Path:
@@ -96,7 +97,7 @@ async def test_queue_reorder_jobs_start_and_finish(tmp_path):
         await until(pilot, lambda: (runs_dir / "queue.json").exists()  # queued off the UI thread
                     and saved()["queued"] == ["alpha", "beta"], timeout=30)
         assert saved() == {"queued": ["alpha", "beta"], "jobs": 1, "paused": True, "active": {},
-                           "stop": []}
+                           "stop": [], "where": {}, "hosts": {}}
         await until(pilot, lambda: app.query_one(RunsTable).row_count == 2)
         await until(pilot, lambda: cell(app, "alpha", "status") == "queued #1")
 
@@ -134,6 +135,27 @@ async def test_queue_reorder_jobs_start_and_finish(tmp_path):
     for name in ("alpha", "beta"):
         assert [e for e in latest_by_epoch(Run(runs_dir / name).events(), Epoch)] == [1, 2, 3]
     assert json.loads((runs_dir / "queue.json").read_text())["queued"] == []
+
+
+async def test_queueing_asks_where_when_the_file_has_hosts(tmp_path):
+    """With [hosts] in the file, picked runs go where the user says; the where column shows
+    the host a queued run waits for (the queue stays paused: nothing is started)."""
+    file = two_run_study(tmp_path / "exp.toml")
+    file.write_text(file.read_text() + '\n[hosts.gpu1]\naddress = "gpu1.lab"\ngpus = [0]\n')
+    runs_dir = tmp_path / "runs"
+    app = make_app(file, runs_dir)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await file_read(pilot, app)
+        await pilot.press("a", "enter")
+        await until(pilot, lambda: isinstance(app.screen, HostPickScreen), timeout=10)
+        await pilot.press("down", "down", "enter")  # as the file says, local, gpu1
+        saved = lambda: json.loads((runs_dir / "queue.json").read_text())  # noqa: E731
+        await until(pilot, lambda: (runs_dir / "queue.json").exists()
+                    and saved()["queued"] == ["alpha", "beta"], timeout=30)
+        assert saved()["where"] == {"alpha": ["gpu1"], "beta": ["gpu1"]}
+        assert saved()["hosts"]["gpu1"]["address"] == "gpu1.lab"
+        await until(pilot, lambda: cell(app, "alpha", "where") == "→ gpu1")
+        assert app.study.runs[0].host == ["local"]  # the file's own placement is unchanged
 
 
 async def test_the_queue_goes_on_after_the_ui_quits(tmp_path):
@@ -379,6 +401,22 @@ async def test_first_screen_lists_every_experiment_of_the_file(tmp_path):
     assert sorted(p.name for p in runs_dir.iterdir()) == ["ddpm-cosine", "ddpm-linear"]
 
 
+def watch_reads(monkeypatch) -> list[str]:
+    """The files opened for reading on this thread (the event loop's) from now on, until
+    ``monkeypatch.undo()``."""
+    main = threading.current_thread()
+    opened: list[str] = []
+    real_open = io.open
+
+    def watch(file, mode="r", *a, **kw):
+        if threading.current_thread() is main and not set(mode) & set("wax+"):
+            opened.append(str(file))
+        return real_open(file, mode, *a, **kw)
+    monkeypatch.setattr(io, "open", watch)
+    monkeypatch.setattr(builtins, "open", watch)
+    return opened
+
+
 async def test_run_view_follows_new_events_through_messages(tmp_path, monkeypatch):
     """A run view fills from the poll thread's RunEvents messages: the run's history first, then
     each event the worker appends (here written as a worker writes them); no file is opened on
@@ -398,16 +436,7 @@ async def test_run_view_follows_new_events_through_messages(tmp_path, monkeypatc
     app = make_app(tmp_path / "missing.toml", runs_dir)
     async with app.run_test(size=(100, 30)) as pilot:
         await until(pilot, lambda: app.snapshot.get(run.name))
-        main = threading.current_thread()
-        opened: list[str] = []
-        real_open = io.open
-
-        def watch(file, mode="r", *a, **kw):  # reads on the event loop (the test appends)
-            if threading.current_thread() is main and not set(mode) & set("wax+"):
-                opened.append(str(file))
-            return real_open(file, mode, *a, **kw)
-        monkeypatch.setattr(io, "open", watch)
-        monkeypatch.setattr(builtins, "open", watch)
+        opened = watch_reads(monkeypatch)
         await select_row(pilot, app, run.name)
         await pilot.press("enter")
         await until(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.ready)
@@ -423,8 +452,7 @@ async def test_run_view_follows_new_events_through_messages(tmp_path, monkeypatc
         await until(pilot, lambda: "grid 3 of 3" in str(app.screen.query_one("#grid-label").render()))
         assert app.screen.query_one("#grid-image").image.size == (62, 62)
         await pilot.press("escape")
-        monkeypatch.setattr(io, "open", real_open)
-        monkeypatch.setattr(builtins, "open", real_open)
+        monkeypatch.undo()
     assert [e.type for e in got[0].events][:2] == ["start", "epoch"]  # the history first...
     assert got[0].settings and got[0].grids and len(got[0].grids) == 2
     assert [e.type for m in got[1:] for e in m.events] == \
@@ -475,3 +503,165 @@ def test_a_long_step_shows_in_the_status_column_with_its_eta():
     assert p.task_eta(now=110.0) == 30.0  # 250 evaluations in 10 s, 750 to go
     p.fold(Epoch(time=120.0, epoch=1, epochs=2, train_loss=1, val_loss=1, seconds=20))
     assert status_text(p, None) == "running  50%"  # the task ended with the epoch
+
+
+def results(study: Run) -> dict[str, list[float]]:
+    """results.csv of a study folder: column -> numbers, in the study's order."""
+    import csv
+    with open(study.path / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    return {k: [float(r[k]) for r in rows] for k in rows[0] if k not in ("sampler", "histogram")}
+
+
+def assert_charts_hold_results(screen: StudyScreen, study: Run, values: list) -> None:
+    """The study view's charts show results.csv's FID, floor, diversity and novelty numbers."""
+    csv, charts = results(study), {c.id: c.series for c in screen.query("Chart")}
+    assert csv["value"] == values
+    assert [s[0] for s in charts["fid-chart"]] == ["FID", "floor"]
+    for chart, i, column in (("fid-chart", 0, "fid"), ("fid-chart", 1, "floor"),
+                             ("diversity-chart", 0, "pairwise_distance"),
+                             ("novelty-chart", 0, "nearest_train_distance")):
+        xs, ys = charts[chart][i][1:]
+        assert xs == values and ys == pytest.approx(csv[column], abs=1e-4), (chart, column)
+
+
+def study_shown(screen: StudyScreen) -> dict:
+    """What the study view shows: each value's label, grid (PNG name) and numbers, and the
+    charts' series."""
+    columns = {v: (str(label.render()), grid.current.png.name if grid.current else None,
+                   str(numbers.render())) for v, (label, grid, numbers) in screen.columns.items()}
+    charts = {c.id: c.series for c in screen.query("Chart")}
+    return {"columns": columns, "charts": charts}
+
+
+async def test_study_view_follows_a_study_value_by_value(tmp_path, monkeypatch):
+    """A study running on another host with one of its three values done: the study view shows
+    that value's grid and numbers, says which value the study is on, and fills with the other
+    values as their events arrive (read by the poll thread: no file is opened on the event
+    loop); its charts hold the numbers of results.csv."""
+    import asyncio
+
+    runs_dir = tmp_path / "runs"
+    make_runs(runs_dir)
+    study = make_study(runs_dir, upto=1, host="gpu-box")
+    app = make_app(tmp_path / "missing.toml", runs_dir)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: app.snapshot.get(STUDY_NAME))
+        assert cell(app, STUDY_NAME, "status").startswith("running")
+        opened = watch_reads(monkeypatch)
+        await select_row(pilot, app, STUDY_NAME)
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, StudyScreen) and app.screen.ready)
+        screen = app.screen
+        line = screen.query_one("#study-line")
+        await until(pilot, lambda: "on value 2 of 3 (λ = 0.1)" in str(line.render()))
+        assert "noise on ddpm-linear · n 200 · DDPM-40 · 1 of 3 values done" in str(line.render())
+        shown = study_shown(screen)
+        assert shown["columns"][0][:2] == ("λ = 0", "value-0.png")
+        assert shown["columns"][0][2].startswith("FID 200.0\nfloor 12.5\ndistinct 100%")
+        assert shown["columns"][0.1] == ("▶ λ = 0.1", None, "sampling...")
+        assert shown["columns"][0.5] == ("λ = 0.5", None, "to do")
+        assert shown["charts"]["fid-chart"] == [("FID", [0], [200.0]), ("floor", [0], [12.5])]
+
+        await asyncio.to_thread(make_study, runs_dir, 3)  # the worker finishes the other two
+        await until(pilot, lambda: all(g for _, g, _ in study_shown(screen)["columns"].values()))
+        await until(pilot, lambda: "finished" in str(line.render()))
+        monkeypatch.undo()  # (the test reads results.csv below)
+        assert not [f for f in opened if f.startswith(str(tmp_path))], opened
+        shown = study_shown(screen)
+        assert [g for _, g, _ in shown["columns"].values()] == \
+            ["value-0.png", "value-0.1.png", "value-0.5.png"]
+        assert [n.split("\n")[0] for _, _, n in shown["columns"].values()] == \
+            ["FID 200.0", "FID 300.0", "FID 400.0"]
+        assert_charts_hold_results(screen, study, [0, 0.1, 0.5])
+        assert results(study)["pairwise_distance"] == \
+            [study_values(k)["pairwise_distance"] for k in range(3)]
+        await pilot.press("escape")
+        assert not isinstance(app.screen, StudyScreen)
+
+
+STUDIES = """
+[[experiments]]
+name = "beta"
+[[experiments]]
+name = "gamma"
+[[studies]]
+name = "alpha-noise"
+run = "alpha"
+kind = "noise"
+values = [0, 0.5]
+n = 16
+n_grid = 4
+[[studies]]
+name = "alpha-mean"
+run = "alpha"
+kind = "interpolation"
+values = [1, 2]
+n = 16
+n_grid = 4
+[[studies]]
+name = "beta-noise"
+run = "beta"
+kind = "noise"
+values = [0.1]
+"""
+
+
+async def test_S_queues_a_study_of_a_finished_run_which_runs_to_its_end(tmp_path):
+    """S on a finished run with two studies in the file asks which, queues it, and the queue
+    runs it in a worker to its end; its study view then shows one grid per value and charts
+    holding results.csv's numbers. S on a run that has not finished, or has no study, says so
+    in one line and queues nothing."""
+    from engine.metrics import FID
+    from engine.worker import execute
+
+    file = tiny_study(tmp_path / "exp.toml", name="alpha", epochs=1)
+    file.write_text(file.read_text() + STUDIES)
+    runs_dir = tmp_path / "runs"
+    alpha = prepare_runs(load_study(file).runs[:1], runs_dir)[0]
+    assert execute(alpha, threading.Event()) == "finished"
+    FID("lenet", alpha.spec().data)  # the FID classifier, trained once a session (else by the
+    # study's worker: minutes on a busy machine, which the wait for the study below leaves out)
+    app = make_app(file, runs_dir)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await file_read(pilot, app)
+        await until(pilot, lambda: states(app).get("alpha") == "finished", timeout=30)
+        await until(pilot, lambda: app.table.row_count == 3, timeout=30)
+        await select_row(pilot, app, "beta")
+        await pilot.press("S")
+        await until(pilot, lambda: said(app, "beta is not queued: a study samples from a finished "
+                                             "run (its studies: beta-noise)"), timeout=10)
+        await select_row(pilot, app, "gamma")
+        await pilot.press("ctrl+p")  # the palette's entry does what S does
+        await pilot.press(*"Queue a study")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await until(pilot, lambda: said(app, 'exp.toml has no study of gamma: add a [[studies]] '
+                                             'table with run = "gamma"'), timeout=10)
+        assert not isinstance(app.screen, StudyPickScreen) and not (runs_dir / "studies").exists()
+
+        await select_row(pilot, app, "alpha")
+        await pilot.press("S")
+        await until(pilot, lambda: isinstance(app.screen, StudyPickScreen), timeout=10)
+        await pilot.press("down", "enter")  # the second: alpha-mean
+        name = "studies/alpha-mean"
+        await until(pilot, lambda: said(app, "queued study alpha-mean"), timeout=30)
+        assert json.loads((runs_dir / "queue.json").read_text())["queued"] == [name]
+        assert not (runs_dir / "studies" / "alpha-noise").exists()
+        await pilot.press("s")  # start the queue
+        await until(pilot, lambda: states(app).get(name) == "finished", timeout=600)
+        assert cell(app, name, "epoch") == "2/2"
+
+        await select_row(pilot, app, name)
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, StudyScreen) and app.screen.ready)
+        screen, study = app.screen, Run(runs_dir / name, name)
+        await until(pilot, lambda: all(g for _, g, _ in study_shown(screen)["columns"].values()),
+                    timeout=30)
+        shown = study_shown(screen)["columns"]
+        assert [(label, png) for label, png, _ in shown.values()] == \
+            [("N = 1", "value-1.png"), ("N = 2", "value-2.png")]
+        assert len(screen.query(GridView)) == 2
+        fids = results(study)["fid"]
+        assert [n.split("\n")[0] for _, _, n in shown.values()] == [f"FID {f:.1f}" for f in fids]
+        assert_charts_hold_results(screen, study, [1, 2])

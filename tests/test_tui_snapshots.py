@@ -11,11 +11,11 @@ import pytest
 from textual_image.widget import HalfcellImage
 
 from tui.app import DiffuiApp
-from tui.screens import CompareScreen, RunScreen
+from tui.screens import CompareScreen, RunScreen, StudyScreen
 from tui.widgets import RunsTable
 
-from test_tui import until
-from tui_runs import STUDY, make_runs
+from test_tui import select_row, until
+from tui_runs import STUDY, STUDY_NAME, make_runs, make_study
 
 
 @pytest.fixture
@@ -67,3 +67,17 @@ def test_compare_view_100x30(snap_compare, app):
         await until(pilot, lambda: isinstance(pilot.app.screen, CompareScreen)
                     and pilot.app.screen.query_one("#compare-table").row_count == 2)
     assert snap_compare(app, terminal_size=(100, 30), run_before=compare)
+
+
+def test_study_view_100x30(snap_compare, app):
+    make_study(Path("runs"))
+
+    async def open_study(pilot):
+        await until(pilot, lambda: pilot.app.query_one(RunsTable).row_count == 3)
+        await select_row(pilot, pilot.app, STUDY_NAME)
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(pilot.app.screen, StudyScreen)
+                    and pilot.app.screen.ready and all(
+                        g.current for _, g, _ in pilot.app.screen.columns.values()))
+        await pilot.pause(0.3)
+    assert snap_compare(app, terminal_size=(100, 30), run_before=open_study)

@@ -76,3 +76,58 @@ def make_runs(runs_dir: Path) -> list[Run]:
         atomic_write_json(run.exit_path, {"status": "finished", "error": "", "started": T0, "time": t})
         runs.append(run)
     return runs
+
+
+STUDIES = """
+[[studies]]
+name = "linear-noise"
+run = "ddpm-linear"
+kind = "noise"
+values = [0, 0.1, 0.5]
+n = 200
+n_grid = 4
+"""
+STUDY_NAME = "studies/linear-noise"
+
+
+def study_values(k: int) -> dict:
+    """The fixed numbers of value k of the study (its FID, diversity and novelty)."""
+    return dict(fid=200.0 + 100 * k, floor=12.5, histogram=[20] * 10, entropy=3.3 - 0.5 * k,
+                distinct_share=1 - 0.25 * k, pairwise_distance=20.0 - 4 * k,
+                nearest_train_distance=0.2 + 0.05 * k, near_copy_share=0.05 * k)
+
+
+def make_study(runs_dir: Path, upto: int = 3, host: str | None = None) -> Run:
+    """The folder of STUDIES' study of ``ddpm-linear`` (make_runs), as its worker writes it,
+    with its first ``upto`` values done: finished when all are, else running on ``host`` (a
+    remote worker, alive while its heartbeat is fresh)."""
+    from engine.runs import study_run
+    from engine.sampling_study import value_stem, write_results
+
+    spec = parse_study(STUDY + STUDIES, Path("study.toml")).studies[0]
+    study = study_run(runs_dir, spec.name)
+    Run.create(study.path, spec)
+    digits = data.load("mnist", "test").images.numpy()
+    t = T0 + 7200
+    events = [{"type": "start", "time": t, "epoch": 0, "epochs": len(spec.values), "device": "cpu"}]
+    for k, value in enumerate(spec.values[:upto]):
+        t += 20.0
+        stem = value_stem(value)
+        grid_png(study.path / f"{stem}.png", digits[40 + 4 * k:44 + 4 * k])
+        np.save(study.path / f"{stem}.npy", digits[40 + 4 * k:44 + 4 * k].astype(np.float32) / 255)
+        events.append({"type": "value", "time": t, "value": value, "n": 200,
+                       "sampler": "DDPM-40", "png": f"{stem}.png", "npy": f"{stem}.npy",
+                       "seconds": 20.0, **study_values(k)})
+    done = upto >= len(spec.values)
+    if done:
+        events.append({"type": "end", "time": t + 1.0, "status": "finished"})
+    study.events_path.write_text("".join(json.dumps(e) + "\n" for e in events))
+    atomic_write_json(study.worker_path, {"pid": 1, "host": host or socket.gethostname(),
+                                          "started": T0})
+    if done:
+        atomic_write_json(study.exit_path, {"status": "finished", "error": "", "started": T0,
+                                            "time": t + 1.0})
+    else:
+        study.beat()
+    write_results(study)
+    return study

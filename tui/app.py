@@ -10,7 +10,8 @@ presses never wait on a worker or a file.
 """
 from __future__ import annotations
 
-import socket
+import dataclasses
+
 import threading
 from functools import partial
 from pathlib import Path
@@ -26,9 +27,11 @@ from textual.worker import get_current_worker
 from engine.runs import os_error_line
 
 from .messages import FileLoaded, Snapshot
-from .model import ConfigError, Poller, Queue, QueueError, Study, read_study
+from .model import (ConfigError, Poller, Queue, QueueError, Study, is_study, read_study,
+                    study_run)
 from .runs_screen import RUNS_ACTIONS, RunsScreen
-from .screens import EditScreen, JobsScreen, PickScreen, RunScreen
+from .screens import (EditScreen, HostPickScreen, JobsScreen, PickScreen, RunScreen,
+                      StudyPickScreen, StudyScreen)
 from .widgets import RunsTable
 
 # (key, action, footer label, palette title, palette help): the actions of every screen
@@ -63,6 +66,12 @@ class DiffuiApp(App):
     #settings { width: 1fr; }
     #events { width: 2fr; }
     RunScreen.zoomed #charts, RunScreen.zoomed #bottom { display: none; }
+    #study-line { height: auto; color: $text-muted; }
+    #study-charts { height: 2fr; min-height: 8; }
+    #study-grids { height: 3fr; }
+    .study-value { width: 1fr; padding: 0 1 0 0; }
+    .value-label { height: 1; text-style: bold; }
+    .value-numbers { height: auto; color: $text-muted; }
     #compare-charts { height: 2fr; }
     #compare-table { height: 1fr; }
     .dialog { width: 90%; height: auto; max-height: 90%; border: thick $primary;
@@ -83,7 +92,6 @@ class DiffuiApp(App):
         self.file, self.runs_dir, self.profile = Path(file), Path(runs_dir), profile
         self.image_class = image_class
         self.poll_every = poll_every
-        self.here = socket.gethostname()
         self.study: Study | None = None
         self.file_text: str | None = None  # the experiments file as last read (by a worker)
         self.errors: dict[str, str] = {}  # "file", "queue" and "poll": one line each
@@ -201,13 +209,16 @@ class DiffuiApp(App):
         return self.runs_screen.table
 
     def open_run(self, name: str) -> None:
-        """Show the run view of ``name``: the kept one when it was opened lately."""
+        """Show the run view of ``name`` (the study view of a study): the kept one when it was
+        opened lately."""
+        screen_class = StudyScreen if is_study(name) else RunScreen
         if self.RUN_SCREENS_KEPT < 1:
-            self.push_screen(RunScreen(name, self.image_class, self.poller.history(name)))
+            self.push_screen(screen_class(name, self.image_class, self.poller.history(name)))
             return
         key = f"run:{name}"
         if not self.is_screen_installed(key):
-            self.install_screen(RunScreen(name, self.image_class, self.poller.history(name)), key)
+            self.install_screen(screen_class(name, self.image_class, self.poller.history(name)),
+                                key)
         self._run_screens = [k for k in self._run_screens if k != key] + [key]
         while len(self._run_screens) > self.RUN_SCREENS_KEPT:
             old = self.get_screen(self._run_screens.pop(0))
@@ -274,13 +285,57 @@ class DiffuiApp(App):
         self.push_screen(PickScreen(self.study.runs, states), self._queue_picked)
 
     def _queue_picked(self, names: list[str] | None) -> None:
-        if names:
-            specs = [s for s in self.study.runs if s.name in names]
+        if not names:
+            return
+        specs = [s for s in self.study.runs if s.name in names]
+        if not self.study.hosts:
             self.in_background(partial(self._prepare_and_queue, specs))
+            return
 
-    def _prepare_and_queue(self, specs: list) -> None:
+        def placed(host: list | None) -> None:
+            if host is None:
+                return
+            chosen = [dataclasses.replace(spec, host=host) for spec in specs] if host else specs
+            self.in_background(partial(self._prepare_and_queue, chosen))
+        self.push_screen(HostPickScreen(self.study.hosts), placed)
+
+    def queue_study(self, name: str | None) -> None:
+        """Queue a study of the experiments file on the finished run ``name``: the one study of
+        that run, or the one picked in a dialog when it has several."""
+        if name is None:
+            self.say("no run selected", severity="warning")
+            return
+        if self.study is None or self.errors.get("file"):
+            self.say(self.errors.get("file") or "no experiments file loaded", severity="error")
+            return
+        if is_study(name):
+            self.say(f"{name} is a study: select the run it samples from and press S",
+                     severity="warning")
+            return
+        studies = [s for s in self.study.studies if s.run == name]
+        p = self.snapshot.get(name)
+        state = "not queued" if p is None or p.state == "pending" else p.state
+        if not studies:
+            self.say(f"{self.file.name} has no study of {name}: add a [[studies]] table with "
+                     f"run = \"{name}\"", severity="warning")
+        elif state != "finished":
+            self.say(f"{name} is {state}: a study samples from a finished run "
+                     f"(its studies: {', '.join(s.name for s in studies)})", severity="warning")
+        elif len(studies) == 1:
+            self._queue_study(studies[0].name)
+        else:
+            states = {s.name: p.state for s in studies  # of the studies that have a folder
+                      if (p := self.snapshot.get(study_run(self.runs_dir, s.name).name))}
+            self.push_screen(StudyPickScreen(name, studies, states), self._queue_study)
+
+    def _queue_study(self, name: str | None) -> None:
+        spec = next((s for s in self.study.studies if s.name == name), None)
+        if spec is not None:
+            self.in_background(partial(self._prepare_and_queue, [spec], f"study {name}"))
+
+    def _prepare_and_queue(self, specs: list, what: str | None = None) -> None:
         """Make the run folders and queue them (on the action thread: checking a morph run's
-        inputs reads FashionMNIST from disk)."""
+        inputs reads FashionMNIST from disk); ``what`` names them in the answer."""
         try:
             runs = self.queue.prepare(specs, self.study.hosts)
         except (ConfigError, QueueError) as e:
@@ -293,7 +348,8 @@ class DiffuiApp(App):
                 queued.append(run.name)
             except QueueError as e:
                 skipped.append(str(e))
-        text = f"queued {len(queued)} run{'s' * (len(queued) != 1)}"
+        text = f"queued {what}" if what and queued else \
+            f"queued {len(queued)} run{'s' * (len(queued) != 1)}"
         if self.queue.paused and queued:
             text += "; press s to start the queue"
         self.tell("; ".join([text, *skipped]))

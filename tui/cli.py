@@ -279,6 +279,8 @@ def _open_queue(runs_dir: Path):
 
 
 def cmd_queue(args: argparse.Namespace) -> int:
+    from socket import gethostname
+
     from engine import service
     from engine.events import format_seconds
     from engine.queue import QueueError
@@ -339,20 +341,12 @@ def cmd_queue(args: argparse.Namespace) -> int:
                 table.add_row(name, status, f"{p.epoch}/{p.epochs}" if p.epochs else "-",
                               "-" if p.val_loss is None else f"{p.val_loss:.4f}",
                               "-" if p.fid is None else f"{p.fid:.2f}",
-                              format_seconds(p.elapsed()), _where(queue.state, name, p.host))
+                              format_seconds(p.elapsed()),
+                              queue.state.where_text(name, p.host, gethostname()) or "-")
             Console().print(table)
     except QueueError as e:
         raise ConfigError(str(e)) from None
     return 0
-
-
-def _where(st, name: str, host: str) -> str:
-    """Where a run runs: its worker's host, or its cluster's job (``cluster: job 12 PENDING
-    (Priority)``) while the queue follows one."""
-    from engine.executors import describe
-    active = st.active.get(name, {})
-    job = describe(active.get("handle", {}))
-    return f"{active['executor']}: {job}" if job else host or "-"
 
 
 def _wait_for_service(runs_dir: Path, timeout: float = 10.0) -> int | None:

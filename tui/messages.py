@@ -16,13 +16,16 @@ class Snapshot(Message, bubble=False):
     """The queue and every run folder, one poll round: ``progress`` by run name (copies),
     ``queued`` in queue order, ``planned`` the runs of the experiments file in its order, and
     ``problem`` a one-line error when the runs could not be followed (then ``progress`` is
-    empty), ``queue_error`` the one line of a damaged queue.json ("" when it is fine)."""
+    empty), ``queue_error`` the one line of a damaged queue.json ("" when it is fine), ``where``
+    each run's place in words (``gpu1``, ``→ gpu1, local``, ``cluster: job 3 RUNNING``)."""
 
     def __init__(self, progress: dict[str, "Progress"], queued: list[str], jobs: int,
-                 paused: bool, planned: list[str], problem: str = "", queue_error: str = ""):
+                 paused: bool, planned: list[str], problem: str = "", queue_error: str = "",
+                 where: dict[str, str] | None = None):
         super().__init__()
         self.progress, self.queued, self.jobs, self.paused = progress, queued, jobs, paused
         self.planned, self.problem, self.queue_error = planned, problem, queue_error
+        self.where = where or {}
 
 
 class RunEvents(Message, bubble=False):

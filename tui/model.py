@@ -9,6 +9,7 @@ decoded once). It posts what it found to the screens that subscribed, as the typ
 from __future__ import annotations
 
 import copy
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -16,33 +17,50 @@ from pathlib import Path
 
 from PIL import Image as PILImage
 
-from engine.config import (ConfigError, RunSpec, Study, load_study, parse_study,  # noqa: F401
-                           spec_to_toml)
+from engine.config import (STUDY_VALUE, ConfigError, RunSpec, Study,  # noqa: F401
+                           StudySpec, load_study, parse_study, spec_from_toml, spec_to_toml)
 from engine.edit import get_setting, key_help, set_setting, targets  # noqa: F401
 from engine.data import fallback_note  # noqa: F401
 from engine.events import (SUMMARY_COLUMNS, End, Epoch, Eval, EventReader, Samples,  # noqa: F401
-                           Start, fmt, format_seconds, latest_by_epoch, summary_row)
+                           Start, Value, fmt, format_seconds, latest_by_epoch, summary_row)
 from engine.events import Progress as StepProgress
 from engine.events import RunProgress as Progress  # noqa: F401
 from engine.queue import Queue, QueueError  # noqa: F401
-from engine.runs import Run, iter_runs, prepare_runs  # noqa: F401
+from engine.runs import STUDIES_DIR, Run, iter_runs, prepare_runs, study_run  # noqa: F401
 
 from .messages import RunEvents, Snapshot
 
 
 @dataclass(frozen=True)
 class Grid:
-    """One sample grid of a run: its epoch, PNG file, sampler and the decoded image."""
+    """One sample grid of a run: its epoch, PNG file, sampler and the decoded image; a sampling
+    study's grid of one value has ``value`` (and ``epoch`` its place among the finished ones)."""
 
     epoch: int
     png: Path
     sampler: str
     image: PILImage.Image = field(compare=False, repr=False)
+    value: float | None = None
+
+
+def is_study(name: str) -> bool:
+    """Whether a name of the queue is a sampling study's (``studies/NAME``)."""
+    return name.startswith(f"{STUDIES_DIR}/")
+
+
+def latest_values(events: list) -> dict[float, Value]:
+    """A study's latest :class:`Value` event of each value, in the order they first came."""
+    out: dict[float, Value] = {}
+    for e in events:
+        if isinstance(e, Value):
+            out[e.value] = e
+    return out
 
 
 class RunHistory:
-    """A run's events read incrementally, on the poll thread: the curves, evaluations and grids.
-    The frequent step-progress events are left out (the runs view shows those).
+    """A run's events read incrementally, on the poll thread: the curves, evaluations and grids
+    (a study's: the grid of each value). The frequent step-progress events are left out (the
+    runs view shows those).
 
     ``state`` is (events, grids, grids version, settings) as of the last :meth:`update`: a tuple
     of objects that are replaced, never changed, so the event loop may read it as it is."""
@@ -67,13 +85,17 @@ class RunHistory:
         new = [e for e in self._reader.read() if not isinstance(e, StepProgress)]
         if new:
             self.events = self.events + new  # a new list: ``state`` keeps the old one
-        if any(isinstance(e, Samples) for e in new) or \
+        if any(isinstance(e, (Samples, Value)) for e in new) or \
                 (self.grids_version == 0 and self._grid_events()):
             self._load_grids()
         self.state = (self.events, self.grids, self.grids_version, self.settings)
         return bool(new)
 
-    def _grid_events(self) -> dict[int, Samples]:
+    def _grid_events(self) -> dict[int, Samples | Value]:
+        """The grid events by epoch (a study's values by their place)."""
+        values = latest_values(self.events)
+        if values:
+            return {i: e for i, e in enumerate(values.values(), 1)}
         return latest_by_epoch(self.events, Samples)
 
     def _load_grids(self) -> None:
@@ -88,7 +110,7 @@ class RunHistory:
                 except OSError:
                     continue  # not written yet (or removed): try again on the next grid event
                 self._images[png] = image
-            grids.append(Grid(epoch, png, e.sampler, image))
+            grids.append(Grid(epoch, png, e.sampler, image, getattr(e, "value", None)))
         if grids != self.grids or not self.grids_version:
             self.grids = grids
             self.grids_version += 1
@@ -111,6 +133,7 @@ class Poller:
         self._histories: dict[str, RunHistory] = {}
         self._lock = threading.Lock()
         self._scanned = 0.0
+        self.here = socket.gethostname()  # "local" in the where column
 
     def subscribe(self, target, runs: tuple[str, ...] = (), snapshots: bool = True,
                   have: dict[str, tuple[int, int]] | None = None) -> None:
@@ -153,17 +176,19 @@ class Poller:
                 progress = {n: copy.copy(p) for n, p in self.queue.progress.items()}
                 queued, jobs, paused = self.queue.queued(), self.queue.jobs, self.queue.paused
                 queue_error = f"error: {self.queue.error}" if self.queue.error else ""
+                where = {n: self.queue.state.where_text(n, p.host, self.here) for n, p in
+                         progress.items()}
         except OSError as e:  # a run folder we cannot read: say so, keep following the rest
             problem = f"error: following the runs: {e}"
             progress, queued, jobs, paused = {}, [], self.queue.jobs, self.queue.paused
-            queue_error = ""
+            queue_error, where = "", {}
         planned = list(self.planned)
         with self._lock:
             subs = list(self._subs.items())
         for target, (_, snapshots) in subs:
             if snapshots:
                 self._post(target, Snapshot(progress, queued, jobs, paused, planned, problem,
-                                            queue_error))
+                                            queue_error, where))
 
     def _feed(self, subs) -> None:
         """Read the new events of every run (so that a screen opening on one has its history at

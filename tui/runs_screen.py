@@ -18,6 +18,8 @@ RUNS_ACTIONS = [
     ("o", "open", "open", "Open run", "charts, sample grids, settings and events of the selected run"),
     ("space", "mark", "mark", "Mark run", "mark or unmark the selected run for the compare view"),
     ("c", "compare", "compare", "Compare runs", "curves and final numbers of the marked runs"),
+    ("S", "study", "study", "Queue a study",
+     "queue a sampling study of the experiments file on the selected finished run"),
 ]
 
 
@@ -70,7 +72,7 @@ class RunsScreen(Screen):
     def _show(self) -> None:
         m = self.snapshot
         if m is not None:
-            self.table.show(m.progress, m.queued, self.app.here, m.planned)
+            self.table.show(m.progress, m.queued, m.where, m.planned)
 
     def selected_run(self) -> str | None:
         return self.table.selected()
@@ -96,6 +98,9 @@ class RunsScreen(Screen):
     def on_data_table_row_selected(self, event: RunsTable.RowSelected) -> None:
         if isinstance(event.data_table, RunsTable):
             self.action_open()
+
+    def action_study(self) -> None:
+        self.app.queue_study(self.selected_run())
 
     def action_mark(self) -> None:
         self.table.toggle_mark()

@@ -1,7 +1,7 @@
-"""The screens of the diffui app besides the runs view: one run, several runs compared, and the
-modal dialogs (pick experiments, runs at once, edit a setting).
+"""The screens of the diffui app besides the runs view: one run, one sampling study, several runs
+compared, and the modal dialogs (pick experiments, pick a study, runs at once, edit a setting).
 
-The run and compare views subscribe to the poll thread (:class:`tui.model.Poller`) for their runs'
+The run, study and compare views subscribe to the poll thread (:class:`tui.model.Poller`) for their runs'
 events and draw the :class:`RunEvents` and :class:`Snapshot` messages it posts; none of these
 screens reads a file on the event loop (the edit dialog is handed the file's text and saves in a
 worker)."""
@@ -15,13 +15,15 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
-from textual.widgets import DataTable, Header, Input, Label, RichLog, Select, SelectionList, Static
+from textual.widgets import (DataTable, Header, Input, Label, OptionList, RichLog, Select,
+                             SelectionList, Static)
 
 from .messages import RunEvents, Snapshot
-from .model import (SUMMARY_COLUMNS, ConfigError, End, Epoch, Eval, Progress, RunSpec, Samples,
-                    Start, fallback_note, get_setting, key_help, latest_by_epoch, set_setting,
+from .model import (STUDY_VALUE, SUMMARY_COLUMNS, ConfigError, End, Epoch, Eval, Progress,
+                    RunSpec, Samples, Start, StudySpec, Value, fallback_note, fmt, get_setting,
+                    key_help, latest_by_epoch, latest_values, set_setting, spec_from_toml,
                     summary_row, targets)
-from .widgets import Chart, GridView, KeyBar
+from .widgets import Chart, GridView, KeyBar, status_text
 
 CURVE_EVENTS = (Epoch, Eval)  # the events that change a chart
 
@@ -62,47 +64,24 @@ def fid_series(events: list, prefix: str = "", floor: bool = True) -> list[tuple
     return out
 
 
-class RunScreen(Screen):
-    """One run: live loss and FID charts, its sample grids epoch by epoch, settings and events.
-
-    It composes empty and fills from the poll thread's :class:`RunEvents`: the whole history in
-    the first message, then only new events; charts redraw only on new epochs and evaluations.
-    The app keeps a few of these installed, so that opening a run again shows it at once."""
+class FollowScreen(Screen):
+    """A screen about one run folder (a run or a study), following it through the poll thread:
+    it composes empty and fills from :class:`RunEvents`, the whole history in the first message
+    (or at once from ``history``), then only new events. The app keeps a few of these installed,
+    so that opening a run again shows it at once. Subclasses draw the events in
+    ``on_run_events``."""
 
     ready = False  # the run's history has been drawn
-    BINDINGS = [
-        Binding("left,left_square_bracket", "grid(-1)", "◀ grid", key_display="[", priority=True),
-        Binding("right,right_square_bracket", "grid(1)", "grid ▶", key_display="]", priority=True),
-        Binding("home", "grid_to(0)", "first grid", show=False, priority=True),
-        Binding("end", "grid_to(-1)", "newest grid", show=False, priority=True),
-        Binding("z", "zoom", "zoom grid"),
-        Binding("escape", "app.pop_screen", "back"),
-    ]
 
     def __init__(self, name: str, image_class, history=None):
         """``history``: what the poll thread has read of the run so far
         (:meth:`Poller.history`), drawn in the first frame; the rest comes as messages."""
         super().__init__()
         self.run_name = name
-        self.events: list[dict] = []
+        self.events: list = []
         self.state = ""
         self.image_class = image_class
         self.history = history
-
-    def compose(self) -> ComposeResult:
-        yield Header()
-        with Horizontal(id="top"):
-            with Vertical(id="charts"):
-                yield Chart("loss", "MSE", id="loss-chart")
-                yield Chart("FID", "FID", id="fid-chart")
-            with Vertical(id="grid-box"):
-                yield Label("", id="grid-label", markup=False)
-                yield GridView(self.image_class, id="grid")
-        with Horizontal(id="bottom"):
-            with VerticalScroll(id="settings"):
-                yield Static("", id="settings-text", markup=False)
-            yield RichLog(id="events", max_lines=500, wrap=True)
-        yield KeyBar()
 
     def on_mount(self) -> None:
         self.sub_title = self.run_name
@@ -129,6 +108,35 @@ class RunScreen(Screen):
         if p is not None and p.state != self.state:
             self.state = p.state
             self.sub_title = f"{self.run_name} · {p.state}"
+
+
+class RunScreen(FollowScreen):
+    """One run: live loss and FID charts, its sample grids epoch by epoch, settings and events;
+    charts redraw only on new epochs and evaluations."""
+
+    BINDINGS = [
+        Binding("left,left_square_bracket", "grid(-1)", "◀ grid", key_display="[", priority=True),
+        Binding("right,right_square_bracket", "grid(1)", "grid ▶", key_display="]", priority=True),
+        Binding("home", "grid_to(0)", "first grid", show=False, priority=True),
+        Binding("end", "grid_to(-1)", "newest grid", show=False, priority=True),
+        Binding("z", "zoom", "zoom grid"),
+        Binding("escape", "app.pop_screen", "back"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="top"):
+            with Vertical(id="charts"):
+                yield Chart("loss", "MSE", id="loss-chart")
+                yield Chart("FID", "FID", id="fid-chart")
+            with Vertical(id="grid-box"):
+                yield Label("", id="grid-label", markup=False)
+                yield GridView(self.image_class, id="grid")
+        with Horizontal(id="bottom"):
+            with VerticalScroll(id="settings"):
+                yield Static("", id="settings-text", markup=False)
+            yield RichLog(id="events", max_lines=500, wrap=True)
+        yield KeyBar()
 
     def on_run_events(self, message: RunEvents) -> None:
         if message.name != self.run_name:
@@ -164,6 +172,140 @@ class RunScreen(Screen):
 
     def action_zoom(self) -> None:
         self.toggle_class("zoomed")
+
+
+def value_numbers(e: Value | None) -> str:
+    """The numbers of one value of a study, under its grid."""
+    if e is None:
+        return ""
+    return (f"FID {e.fid:.1f}\nfloor {e.floor:.1f}\n"
+            f"distinct {fmt(e.distinct_share, '.0%')} · pairwise {fmt(e.pairwise_distance, '.1f')}\n"
+            f"nearest train {fmt(e.nearest_train_distance, '.3f')} · "
+            f"copies {fmt(e.near_copy_share, '.0%')}")
+
+
+def study_series(spec: StudySpec, values: dict[float, Value]) -> dict[str, list]:
+    """The study view's charts: chart id -> series against the value, in the study's order."""
+    done = [values[v] for v in spec.values if v in values]
+    xs = [e.value for e in done]
+
+    def series(label: str, field: str) -> tuple[str, list, list]:
+        pairs = [(x, getattr(e, field)) for x, e in zip(xs, done) if getattr(e, field) is not None]
+        return label, [x for x, _ in pairs], [y for _, y in pairs]
+    return {"fid-chart": [series("FID", "fid"), series("floor", "floor")],
+            "diversity-chart": [series("pairwise distance", "pairwise_distance")],
+            "novelty-chart": [series("nearest training digit", "nearest_train_distance")]}
+
+
+class StudyScreen(FollowScreen):
+    """One sampling study: the grid of each value side by side with its numbers under it (FID
+    and floor, diversity, novelty), and charts of FID, diversity (mean pairwise feature distance)
+    and novelty (RMS distance to the nearest training digit) against the value. It fills as the
+    worker finishes values; a line says which value a running study is on."""
+
+    BINDINGS = [Binding("escape", "app.pop_screen", "back")]
+
+    def __init__(self, name: str, image_class, history=None):
+        super().__init__(name, image_class, history)
+        self.spec: StudySpec | None = None
+        self.values: dict[float, Value] = {}  # the latest event of each finished value
+        self.columns: dict[float, tuple[Label, GridView, Static]] = {}
+        self.progress: Progress | None = None
+        self.queued: list[str] = []
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("", id="study-line", markup=False)
+        with Horizontal(id="study-charts"):
+            yield Chart("FID", "FID", id="fid-chart")
+            yield Chart("diversity", "pairwise feature distance", id="diversity-chart")
+            yield Chart("novelty", "RMS to nearest training digit", id="novelty-chart")
+        yield Horizontal(id="study-grids")
+        yield KeyBar()
+
+    @property
+    def current(self) -> float | None:
+        """The value a running study is on (the first one not finished), else None."""
+        if self.spec is None or self.progress is None or self.progress.state != "running":
+            return None
+        return next((v for v in self.spec.values if v not in self.values), None)
+
+    def on_snapshot(self, message: Snapshot) -> None:  # (Textual calls FollowScreen's too)
+        if message.problem:
+            return
+        p = message.progress.get(self.run_name)
+        before = (self.progress.state, self.progress.task_text()) if self.progress else None
+        self.progress, self.queued = p, message.queued
+        if p is not None and (p.state, p.task_text()) != before:
+            self._show_line()
+
+    def on_run_events(self, message: RunEvents) -> None:
+        if message.name != self.run_name:
+            return
+        if message.settings is not None:
+            try:
+                spec = spec_from_toml(message.settings)
+            except (ValueError, KeyError, TypeError):
+                spec = None
+            if isinstance(spec, StudySpec):
+                self.spec = spec
+                self._make_columns()
+            else:
+                first = (message.settings.splitlines() or [""])[0]
+                self.query_one("#study-line", Static).update(
+                    f"{self.run_name}: no study settings to show ({first})")
+        self.events = self.events + message.events
+        new_values = any(isinstance(e, Value) for e in message.events)
+        if new_values:
+            self.values = latest_values(self.events)
+        if self.spec is not None and (new_values or not self.ready):
+            for chart_id, series in study_series(self.spec, self.values).items():
+                self.query_one(f"#{chart_id}", Chart).show(series, evenly=True)
+        if message.grids is not None:
+            for grid in message.grids:
+                if grid.value in self.columns:
+                    self.columns[grid.value][1].set_grids([grid])
+        self._show_line()
+        self.ready = self.spec is not None
+
+    def _make_columns(self) -> None:
+        """One column per value: its name, its grid and its numbers."""
+        box = self.query_one("#study-grids", Horizontal)
+        box.remove_children()
+        self.columns = {}
+        what = STUDY_VALUE.get(self.spec.kind, "value")
+        for chart in self.query(Chart):
+            chart.xlabel = what
+        for v in self.spec.values:
+            self.columns[v] = (Label(f"{what} = {v:g}", classes="value-label", markup=False),
+                               GridView(self.image_class, classes="value-grid"),
+                               Static("", classes="value-numbers", markup=False))
+            box.mount(Vertical(*self.columns[v], classes="study-value"))
+
+    def _show_line(self) -> None:
+        """The study's line (kind, run, n, sampler, where it is) and each value's numbers."""
+        spec, p = self.spec, self.progress
+        if spec is None:
+            return
+        what = STUDY_VALUE.get(spec.kind, "value")
+        sampler = next(reversed(self.values.values())).sampler if self.values else \
+            (spec.keys.sampler or "the run's final sampler")
+        parts = [f"{spec.kind} on {spec.run}", f"n {spec.keys.n}", sampler,
+                 f"{len(self.values)} of {len(spec.values)} values done"]
+        current = self.current
+        if current is not None:
+            place = spec.values.index(current) + 1
+            task = p.task_text()
+            parts.append(f"on value {place} of {len(spec.values)} ({what} = {current:g})"
+                         + (f": {task}" if task else ""))
+        elif p is not None:
+            q = self.queued.index(self.run_name) if self.run_name in self.queued else None
+            parts.append(status_text(p, q) + (f": {p.detail}" if p.detail else ""))
+        self.query_one("#study-line", Static).update(" · ".join(parts))
+        for v, (label, _, numbers) in self.columns.items():
+            label.update(("▶ " if v == current else "") + f"{what} = {v:g}")
+            numbers.update(value_numbers(self.values.get(v))
+                           or ("sampling..." if v == current else "to do"))
 
 
 class CompareScreen(Screen):
@@ -266,6 +408,56 @@ class PickScreen(ModalScreen[list[str]]):
 
     def action_submit(self) -> None:
         self.dismiss(list(self.query_one(SelectionList).selected))
+
+
+class StudyPickScreen(ModalScreen[str]):
+    """Pick one of the experiments file's studies of a run, to queue."""
+
+    BINDINGS = [Binding("escape", "dismiss", "cancel")]
+
+    def __init__(self, run: str, studies: list[StudySpec], states: dict[str, str]):
+        super().__init__()
+        self.run, self.studies, self.states = run, studies, states
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(f"Queue which study of {self.run}? enter: queue · escape: cancel",
+                        markup=False)
+            items = []
+            for s in self.studies:
+                what = STUDY_VALUE.get(s.kind, "value")
+                state = self.states.get(s.name)
+                items.append(f"{s.name}  ({s.kind}, {what} = "
+                             f"{', '.join(f'{v:g}' for v in s.values)}, n {s.keys.n})"
+                             + (f"  {state}" if state else ""))
+            yield OptionList(*items, id="pick-study", markup=False)
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        self.dismiss(self.studies[event.option_index].name)
+
+
+class HostPickScreen(ModalScreen[list]):
+    """Where the picked runs go: where the experiments file says (their ``host`` keys), this
+    machine, or one of the file's ``[hosts]``. Dismisses with the host list (``[]``: as the
+    file says)."""
+
+    BINDINGS = [Binding("escape", "dismiss", "cancel")]
+
+    def __init__(self, hosts: dict):
+        super().__init__()
+        self.choices: list[list[str]] = [[], ["local"], *([h] for h in hosts)]
+        self.labels = ["as the experiments file says (each run's host)", "local (this machine)",
+                       *(f"{h}  ({spec.kind}: {spec.address or 'this machine'}"
+                         + (f", GPUs {spec.gpus}" if spec.kind == "ssh" and spec.gpus else "")
+                         + ")" for h, spec in hosts.items())]
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label("Run them where? enter: queue · escape: cancel", markup=False)
+            yield OptionList(*self.labels, id="pick-host", markup=False)
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        self.dismiss(self.choices[event.option_index])
 
 
 class JobsScreen(ModalScreen[int]):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from rich.style import Style
 from rich.text import Text
+from textual.css.query import NoMatches
 from textual.widget import Widget
 from textual.widgets import DataTable
 from textual_plotext import PlotextPlot
@@ -62,7 +63,7 @@ class RunsTable(DataTable):
         if name:
             self.marked ^= {name}
 
-    def show(self, progress: dict[str, Progress], queued: list[str], here: str,
+    def show(self, progress: dict[str, Progress], queued: list[str], where: dict[str, str],
              planned: list[str] = (), now: float | None = None) -> None:
         """Redraw from a progress snapshot: the queued runs in queue order, then the runs of
         the experiments file (``planned``) in its order, then other run folders by name. A run
@@ -70,8 +71,8 @@ class RunsTable(DataTable):
         come, go or change order, the rows are rebuilt with the cursor kept on the same run."""
         now = now or time.time()
         order = list(dict.fromkeys([*queued, *planned, *sorted(progress)]))
-        rows = {name: self._cells(progress.get(name) or Progress(name), queued, here, now)
-                for name in order}
+        rows = {name: self._cells(progress.get(name) or Progress(name), queued,
+                                  where.get(name, ""), now) for name in order}
         if [k.value for k in self.rows] == order:
             for name, cells in rows.items():
                 for col, value in zip(self.COLUMNS, cells):
@@ -85,32 +86,38 @@ class RunsTable(DataTable):
         if keep in order:
             self.move_cursor(row=order.index(keep))
 
-    def _cells(self, p: Progress, queued: list[str], here: str, now: float) -> list[str]:
+    def _cells(self, p: Progress, queued: list[str], where: str, now: float) -> list[str]:
         q = queued.index(p.name) if p.name in queued else None
         eta = p.task_eta(now) if p.task else p.eta()
         return [("● " if p.name in self.marked else "") + p.name, status_text(p, q),
                 f"{p.epoch}/{p.epochs}" if p.epochs else "-", fmt(p.train_loss), fmt(p.val_loss),
                 fmt(p.fid, ".1f"), format_seconds(p.elapsed(now)) if p.started else "-",
-                "-" if eta is None else format_seconds(eta),
-                "" if not p.host else ("local" if p.host == here else p.host)]
+                "-" if eta is None else format_seconds(eta), where]
 
 
 class Chart(PlotextPlot):
-    """Curves against epoch: ``series`` is a list of (label, xs, ys, marker)."""
+    """Curves against epoch (or ``xlabel``): ``series`` is a list of (label, xs, ys)."""
 
-    def __init__(self, title: str, ylabel: str, **kw):
+    def __init__(self, title: str, ylabel: str, xlabel: str = "epoch", **kw):
         super().__init__(**kw)
-        self.title, self.ylabel = title, ylabel
+        self.title, self.ylabel, self.xlabel = title, ylabel, xlabel
         self.series: list[tuple[str, list, list]] = []
 
-    def show(self, series: list[tuple[str, list, list]], logy: bool = False) -> None:
+    def show(self, series: list[tuple[str, list, list]], logy: bool = False,
+             evenly: bool = False) -> None:
+        """Draw ``series``; with ``evenly`` the x values are set at even steps, labelled with
+        their values (a study's λ = 0, 0.001, 0.01, 0.1 apart)."""
         self.series = series
         plt = self.plt
         plt.clear_figure()
         plt.title(self.title)
-        plt.xlabel("epoch")
+        plt.xlabel(self.xlabel)
         drawn = [(label, xs, ys) for label, xs, ys in series if xs]
+        ticks = list(dict.fromkeys(x for _, xs, _ in drawn for x in xs)) if evenly else []
+        if ticks:
+            plt.xticks(list(range(len(ticks))), [f"{x:g}" for x in ticks])
         for label, xs, ys in drawn:
+            xs = [ticks.index(x) for x in xs] if evenly else xs
             plt.plot(xs, ys, label=label, marker="hd")  # quadrant blocks: in more fonts than braille
         if not drawn:
             plt.title(f"{self.title}: nothing yet")
@@ -167,7 +174,10 @@ class GridView(Widget):
     def _draw(self) -> None:
         """Draw the current grid as large as the widget allows, keeping its aspect ratio (a
         terminal cell is about twice as tall as wide: two half-block pixels)."""
-        img = self.query_one("#grid-image")
+        try:
+            img = self.query_one("#grid-image")
+        except NoMatches:  # not composed yet: drawn when it is (on its first resize)
+            return
         cur = self.current
         if cur is None:
             img.image = None
