@@ -14,6 +14,7 @@ Torch-free: code that needs torch is referenced with :func:`registry.lazy`.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -46,6 +47,8 @@ class DegradationEntry:
     # before a run is queued: raises data.DataUnavailable when an input cannot be loaded
     check_inputs: Callable[[Any], None] | None = None
     figures: tuple[str, ...] = ()  # the report's figure kinds for its runs
+    # cross-check of a run spec: None, or (dotted key, what was expected, the value got)
+    check: Callable[[Any], "tuple[str, str, Any] | None"] | None = None
     doc: str = ""
 
 
@@ -110,7 +113,10 @@ SCHEDULES.register(ScheduleEntry("inverse_linear", LinearParams,
 
 # --- networks ------------------------------------------------------------------------------
 
-_TIME_EMBEDDING = (16, integer(1, 1024), "sinusoidal frequencies of t/T")
+# The embedding's frequencies are 2π·1.5^i for i < time_embedding - 1, in float32: past this many
+# the largest overflows to inf and every loss is NaN.
+MAX_TIME_EMBEDDING = 2 + int(math.log(3.4028234663852886e38 / (2 * math.pi)) / math.log(1.5))
+_TIME_EMBEDDING = (16, integer(1, MAX_TIME_EMBEDDING), "sinusoidal frequencies of t/T")
 
 
 @dataclass(frozen=True)
@@ -145,9 +151,19 @@ SAMPLERS.register(SamplerEntry("direct", lazy("engine.samplers:run_direct"),
 
 # --- degradations --------------------------------------------------------------------------
 
+def _betas_below_one(spec):
+    """DDPM divides by sqrt(1 - beta_t) and DDIM by sqrt(alpha_bar_T): a beta of 1 (the cosine
+    cap ``max_beta = 1``) makes every sample NaN."""
+    cap = getattr(spec.schedule.params(), "max_beta", None)
+    if cap is not None and cap >= 1:
+        return "schedule.max_beta", "a number below 1 for the gaussian degradation (DDPM divides by " \
+                           "sqrt(1 - beta))", cap
+    return None
+
+
 DEGRADATIONS.register(DegradationEntry(
     "gaussian", lazy("engine.degradations:build_gaussian"), ("ddim", "ddpm"),
-    figures=("diffusion",), doc="DDPM's noise"))
+    figures=("diffusion",), check=_betas_below_one, doc="DDPM's noise"))
 DEGRADATIONS.register(DegradationEntry(
     "morph", lazy("engine.degradations:build_morph"), ("iterative", "direct"),
     check_inputs=lazy("engine.degradations:check_morph_inputs"),

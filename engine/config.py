@@ -412,6 +412,11 @@ def _cross_checks(ctx: _Ctx, where: str, spec: RunSpec) -> None:
     if problem:
         key_, expected, got = problem
         ctx.fail(f"{where}.schedule.{key_}", expected, got)
+    deg_check = DEGRADATIONS.get(spec.degradation).check
+    problem = deg_check(spec) if deg_check else None
+    if problem:
+        key_, expected, got = problem
+        ctx.fail(f"{where}.{key_}", expected, got)
     ev = spec.evaluation
     allowed = DEGRADATIONS.get(spec.degradation).samplers
     for name, ok in (("sampler", allowed), ("final_sampler", (*allowed, "same"))):

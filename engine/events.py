@@ -25,7 +25,7 @@ import os
 import time
 import typing
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar, Iterable
 
 # --- the event types -----------------------------------------------------------------------------
@@ -53,6 +53,7 @@ class Start(Event):
     val_size: int = 0
     parameters: int = 0  # the network's parameter count
     resumed: bool = False
+    note: str = ""  # what the worker had to work around, e.g. a damaged checkpoint
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -217,8 +218,25 @@ def from_dict(d: Any) -> Event:
         if isinstance(v, bool) and bool not in ok or not isinstance(v, ok):
             raise BadEvent(f"{name} event: {f.name} = {json.dumps(v)[:40]} is not "
                            f"{' or '.join(t.__name__ for t in ok)}")
+        if f.name in PATH_FIELDS:
+            for path in (v if isinstance(v, list) else [v]):
+                if not inside_folder(path):
+                    raise BadEvent(f"{name} event: {f.name} = {json.dumps(path)[:60]} is not a "
+                                   "path inside the run folder")
         kw[f.name] = v
     return cls(**kw)
+
+
+PATH_FIELDS = {"png", "npy", "files", "path"}  # files of the run folder, relative to it
+
+
+def inside_folder(path: Any) -> bool:
+    """Whether ``path`` (from an event) names a file inside the folder it is relative to: a
+    relative path with no ``..`` (a run's files never read outside their run folder)."""
+    if not isinstance(path, str) or not path or "\0" in path:
+        return False
+    p = PurePosixPath(path)
+    return not p.is_absolute() and ".." not in p.parts and not path.startswith("~")
 
 
 def _num(v: Any) -> float:
@@ -450,9 +468,17 @@ SUMMARY_COLUMNS = ("run", "status", "epochs", "final val loss", "FID", "floor", 
 def summary(run) -> RunProgress:
     """A run's latest numbers, read from its folder (epochs from its settings before it starts)."""
     p = follow(run, RunProgress(run.name))
+    if run.damage():
+        return p  # no settings to read (its state says config.toml is damaged)
     spec = run.spec()  # a run's epochs, or a study's values, before it starts
     p.epochs = p.epochs or (len(spec.values) if hasattr(spec, "values") else spec.training.epochs)
     return p
+
+
+def why(p: RunProgress) -> str:
+    """Why a run did not finish, in one line: a failed run's error, what is damaged ("" for
+    the other states)."""
+    return p.detail if p.state in ("failed", "damaged") else ""
 
 
 def fmt(x: float | None, spec: str = ".4f") -> str:
@@ -476,15 +502,26 @@ def format_seconds(s: float) -> str:
 # --- reporting long tasks from a worker ---------------------------------------------------------
 
 
+class Stopped(Exception):
+    """Raised in a long task by its :class:`TaskProgress` when the worker was asked to stop:
+    the worker ends the attempt as ``stopped`` (resumable), as it does between two epochs."""
+
+
 class TaskProgress:
     """A callable ``progress(done, total)`` for one long task that writes :class:`Progress`
-    events, at most one every ``every`` seconds (and always the first and the last)."""
+    events, at most one every ``every`` seconds (and always the first and the last). With
+    ``should_stop``, it raises :class:`Stopped` as soon as that says so: sampling, evaluation
+    and the report's figures stop within a step, not at their end."""
 
-    def __init__(self, log: EventLog | None, task: str, every: float = 1.0):
+    def __init__(self, log: EventLog | None, task: str, every: float = 1.0,
+                 should_stop=None):
         self.log, self.task, self.every = log, task, every
+        self.should_stop = should_stop
         self._last = 0.0
 
     def __call__(self, done: int, total: int) -> None:
+        if self.should_stop is not None and done < total and self.should_stop():
+            raise Stopped(self.task)
         now = time.time()
         if self.log is None:
             return

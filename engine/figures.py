@@ -34,7 +34,7 @@ import torch
 from . import data as datasets
 from . import samplers
 from .components import DEGRADATIONS
-from .events import EventLog, Figure, TaskProgress
+from .events import EventLog, Figure, TaskProgress, read_events
 from .runs import Run, atomic_save
 
 if TYPE_CHECKING:
@@ -48,21 +48,27 @@ RESTORATION_TIMES = 8  # columns of the restoration figure, from t = 0 to t = T
 DIRECT_DIGITS = 10  # columns of the direct against iterative figure
 
 
-def write_arrays(p: "Prepared", run: Run, log: EventLog) -> list[Figure]:
-    """Draw and save the arrays of ``run``'s process figures (its degradation's); one
-    ``figure`` event each. Returns the events."""
+def write_arrays(p: "Prepared", run: Run, log: EventLog, should_stop=None) -> list[Figure]:
+    """Draw and save the arrays of ``run``'s process figures (its degradation's) that an
+    earlier attempt has not written; one ``figure`` event each. Returns the new events.
+    ``should_stop()`` stops it within a sampler step (:class:`engine.events.Stopped`)."""
+    done = {e.name for e in read_events(run.events_path) if isinstance(e, Figure)
+            and all((run.path / f).is_file() for f in e.files)}
     model = p.model
     was_training = model.training
     model.eval()
-    progress = TaskProgress(log, "report figures")
+    progress = TaskProgress(log, "report figures", should_stop=should_stop)
+    epoch = p.spec.training.epochs
+    made = []
     try:
-        with torch.no_grad():
-            sets = [FIGURES[name](p, progress=progress)
-                    for name in DEGRADATIONS.get(p.spec.degradation).figures]
+        for name in DEGRADATIONS.get(p.spec.degradation).figures:
+            if name not in done:
+                with torch.no_grad():
+                    arrays = FIGURES[name](p, progress=progress)
+                made.append(_save(run, log, epoch, **arrays))
     finally:
         model.train(was_training)
-    epoch = p.spec.training.epochs
-    return [_save(run, log, epoch, **s) for s in sets]
+    return made
 
 
 def _save(run: Run, log: EventLog, epoch: int, name: str, arrays: dict[str, torch.Tensor],

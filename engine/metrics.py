@@ -291,6 +291,9 @@ class FID:
         whole reference set."""
         if len(images) < 2:
             raise MetricsError("FID needs at least 2 samples")
+        if not torch.isfinite(images).all():
+            raise MetricsError("FID of samples that are not finite (NaN or inf): the model "
+                               "gives no usable samples")
         self.metric.reset()  # keeps the reference statistics
         self._update(self.metric, images, real=False)
         return float(self.metric.compute())

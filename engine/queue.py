@@ -74,6 +74,11 @@ class QueueState:
         return bool((self.queued and not self.paused) or self.active or self.stop)
 
 
+# states in which the queue starts no worker: nothing to do, one runs, or starting one would
+# overwrite a damaged file
+NOT_STARTED = ("finished", "running", "damaged")
+
+
 def next_jobs(st: QueueState, statuses: dict[str, str], slots: dict[str, list[str]],
               foreign: int = 0) -> list[tuple[str, str | None, str | None]]:
     """What to start now, in queue order: ``(name, host, slot)`` for each queued run that gets
@@ -95,7 +100,7 @@ def next_jobs(st: QueueState, statuses: dict[str, str], slots: dict[str, list[st
     for name in list(st.queued):
         if name in st.active:
             continue
-        if statuses.get(name) in ("running", "finished"):
+        if statuses.get(name) in NOT_STARTED:
             st.queued.remove(name)
             out.append((name, None, None))
             continue
@@ -249,7 +254,7 @@ class Queue:
         with self.lock, self._edit() as st:
             for name in names:
                 state = self._run(name).status().state
-                if state in ("finished", "running") or name in st.queued:
+                if state in NOT_STARTED or name in st.queued:
                     continue
                 st.queued.append(name)
                 added.append(name)
@@ -284,9 +289,12 @@ class Queue:
         """Queue a run that is not finished, running or queued already (at the end)."""
         with self.lock:
             run = self._run(name)
-            state = run.status().state
-            if state in ("finished", "running"):
-                raise QueueError(f"{name} is {state}: nothing to queue")
+            st_ = run.status()
+            if st_.state == "damaged":
+                raise QueueError(f"{name} is damaged ({st_.detail}): fix or remove that file "
+                                 "to queue it")
+            if st_.state in NOT_STARTED:
+                raise QueueError(f"{name} is {st_.state}: nothing to queue")
             with self._edit() as st:
                 if name in st.queued:  # (a stopped run still in `active` is started once gone)
                     raise QueueError(f"{name} is queued already")

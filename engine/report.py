@@ -25,10 +25,10 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from .events import (SUMMARY_COLUMNS, Epoch, Eval, Figure as FigureEvent, Samples,
-                     latest_by_epoch, summary, summary_row)
+                     latest_by_epoch, summary, summary_row, why)
 from .config import STUDY_VALUE, StudySpec
 from .events import Value as ValueEvent
-from .runs import Run, atomic_save, atomic_write_text, make_dir
+from .runs import STUDIES_DIR, DamagedRun, Run, atomic_save, atomic_write_text, make_dir, one_line
 
 # --- figures -------------------------------------------------------------------------------------
 
@@ -93,13 +93,40 @@ def sample_grids(run: Run) -> list[tuple[int, Path, str]]:
             if (run.path / s.npy).exists()]
 
 
+def load_array(path: Path) -> np.ndarray:
+    """Images of a run folder's ``.npy`` file (..., 28, 28) in [0, 1]; :class:`DamagedRun`
+    naming the file when it is not such an array (cut short, empty, other bytes)."""
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:
+        if isinstance(e, FileNotFoundError):
+            raise
+        raise DamagedRun(path, f"damaged (not a NumPy array file: {one_line(e)[:100]})") \
+            from None
+    if arr.ndim < 3 or arr.shape[-2:] != (28, 28) or not np.issubdtype(arr.dtype, np.floating):
+        raise DamagedRun(path, f"damaged (expected images N x 28 x 28, got {arr.dtype} "
+                               f"{'x'.join(map(str, arr.shape)) or 'scalar'})")
+    return arr
+
+
+def _damaged_panel(ax, e: DamagedRun) -> None:
+    ax.text(0.5, 0.5, f"{e.path.name}\ndamaged", ha="center", va="center", fontsize=7)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
 def grids_figure(run: Run) -> Figure:
+    """The sample grids side by side (a damaged grid file shows as a panel saying so)."""
     grids = sample_grids(run)
     fig = Figure(figsize=(2.2 * len(grids), 2.6))
     for i, (epoch, npy, sampler) in enumerate(grids):
         ax = fig.add_subplot(1, len(grids), i + 1)
-        ax.imshow(_tile(np.load(npy)), cmap="gray", vmin=0, vmax=1)
         ax.set_title(f"epoch {epoch}\n{sampler}", fontsize=8)
+        try:
+            ax.imshow(_tile(load_array(npy)), cmap="gray", vmin=0, vmax=1)
+        except DamagedRun as e:
+            _damaged_panel(ax, e)
+            continue
         ax.axis("off")
     return fig
 
@@ -124,7 +151,7 @@ def process_figures(run: Run) -> dict[str, FigureEvent]:
 
 def process_table(run: Run, event: FigureEvent) -> np.ndarray:
     """The images of a ``figure`` event: (rows, columns, 28, 28) in [0, 1], files stacked."""
-    return np.concatenate([np.load(run.path / f) for f in event.files])
+    return np.concatenate([load_array(run.path / f) for f in event.files])
 
 
 def process_figure(run: Run, event: FigureEvent) -> Figure:
@@ -210,8 +237,11 @@ def study_figure(study: Run) -> Figure:
     fig = Figure(figsize=(2.3 * max(1, len(values)) + 0.4, 3.9))
     for i, e in enumerate(values):
         ax = fig.add_subplot(1, len(values), i + 1)
-        ax.imshow(_tile(np.load(study.path / e.npy)[:spec.keys.n_grid]), cmap="gray", vmin=0,
-                  vmax=1)
+        try:
+            ax.imshow(_tile(load_array(study.path / e.npy)[:spec.keys.n_grid]), cmap="gray",
+                      vmin=0, vmax=1)
+        except DamagedRun as damaged:
+            _damaged_panel(ax, damaged)
         ax.set_xticks([])
         ax.set_yticks([])
         ax.set_title(f"{STUDY_VALUE[spec.kind]} = {e.value:g}", fontsize=9)
@@ -235,30 +265,80 @@ def study_table(study: Run) -> str:
     return "\n".join(rows)
 
 
+def _is_study(run: Run) -> bool:
+    try:
+        return isinstance(run.spec(), StudySpec)
+    except DamagedRun:  # no settings to tell: where it lies
+        return run.path.parent.name == STUDIES_DIR
+
+
+def damaged_files(run: Run) -> list[DamagedRun]:
+    """The array files named by ``run``'s events that are there but cannot be read."""
+    named = [p for e in run.events() for p in
+             (e.files if isinstance(e, FigureEvent) else
+              [e.npy] if isinstance(e, (Samples, ValueEvent)) else [])]
+    out = []
+    for rel in dict.fromkeys(named):
+        if (run.path / rel).is_file():
+            try:
+                load_array(run.path / rel)
+            except DamagedRun as e:
+                out.append(e)
+    return out
+
+
+def problems(run: Run) -> list[str]:
+    """What the report could not read of ``run``, one line each: a damaged file of the
+    worker's, array files, bad lines of events.jsonl."""
+    p = summary(run)
+    lines = [f"{run.name}: {p.detail}"] if p.state == "damaged" else []
+    lines += [f"{run.name}: {e}" for e in damaged_files(run)]
+    return lines + p.problems
+
+
 def write_report(runs: list[Run], out: Path,
-                 progress: Callable[[int, int], None] | None = None) -> Path:
+                 progress: Callable[[int, int], None] | None = None,
+                 warn: Callable[[str], None] | None = None) -> Path:
     """Figures for every run, overlaid curves when there are several, and ``report.md``; a
     section with the table and figure of every sampling study among ``runs``.
-    ``progress(done, total)`` is called before the first figure and after each one."""
+    ``progress(done, total)`` is called before the first figure and after each one. What cannot
+    be read (a damaged file of a run) is left out of the figures, said in ``report.md`` and
+    told to ``warn(line)``, one line each; the rest is drawn."""
     out = make_dir(out)
-    studies = [r for r in runs if isinstance(r.spec(), StudySpec)]
+    studies = [r for r in runs if _is_study(r)]
     runs = [r for r in runs if r not in studies]
     summaries = [summary(r) for r in runs]
+    found = {r.name: problems(r) for r in [*runs, *studies]}
+    told = [x for lines in found.values() for x in lines]
+    for line in told:
+        if warn:
+            warn(line)
     per_run, overlays = plan(runs)
     todo = [p for r in runs for p in per_run[r.name]] + overlays
     todo += [Planned(study_file(s), lambda s=s: study_figure(s)) for s in studies
-             if study_values(s)]
+             if not s.damage() and study_values(s)]
     if progress:
         progress(0, len(todo))
+    skipped = set()
     for done, p in enumerate(todo, 1):
-        save_figure(p.draw(), out / p.file)
+        try:
+            save_figure(p.draw(), out / p.file)
+        except DamagedRun as e:  # (told above, as a rule): draw the others
+            skipped.add(p.file)
+            if warn and not any(str(e) in line for line in told):
+                warn(f"{p.file}: not drawn: {e}")
         if progress:
             progress(done, len(todo))
+    shown = lambda planned: [f"![{Path(p.file).stem}]({p.file})" for p in planned  # noqa: E731
+                             if p.file not in skipped]
     lines = ["# diffui report", "", markdown_table(summaries), ""]
-    lines += [f"![{Path(p.file).stem}]({p.file})" for p in overlays]
-    for r in runs:
+    lines += shown(overlays)
+    for r, p in zip(runs, summaries):
         lines += ["", f"## {r.name}", "", f"Run folder: `{r.path}`", ""]
-        lines += [f"![{Path(p.file).stem}]({p.file})" for p in per_run[r.name]]
+        if why(p):
+            lines += [f"**{p.state}**: {why(p)}", ""]
+        lines += [f"Not read: {line}" for line in found[r.name] if line != f"{r.name}: {p.detail}"]
+        lines += shown(per_run[r.name])
         if not process_figures(r):
             lines += ["", "No diffusion or restoration figures: the run folder has none of their "
                           "arrays (the run has not finished, or finished before diffui wrote "
@@ -266,10 +346,15 @@ def write_report(runs: list[Run], out: Path,
     if studies:
         lines += ["", "## Sampling studies"]
     for s in studies:
+        if s.damage():
+            lines += ["", f"### {s.path.name}", "", f"**damaged**: {s.damage()}; study folder: "
+                      f"`{s.path}`"]
+            continue
         spec = s.spec()
         lines += ["", f"### {spec.name}", "", f"{spec.kind} on run {spec.run}, n = {spec.keys.n} "
                   f"samples per value; study folder: `{s.path}`", ""]
-        lines += [study_table(s), "", f"![{Path(study_file(s)).stem}]({study_file(s)})"] \
+        lines += [f"Not read: {line}" for line in found[s.name]]
+        lines += [study_table(s), "", *shown([Planned(study_file(s), None)])] \
             if study_values(s) else ["No value has finished yet."]
     path = out / "report.md"
     atomic_write_text(path, "\n".join(lines) + "\n")

@@ -6,6 +6,7 @@
     <run>/heartbeat        touched every few seconds by a live worker
     <run>/exit.json        the exit record of an attempt: status finished | failed | stopped
     <run>/checkpoint.pt    the last completed epoch (written atomically)
+    <run>/checkpoint.prev.pt   the one before (a damaged checkpoint.pt falls back to it)
     <run>/samples/         epoch-NNNN.png / .npy grids, final.png / .npy
     <run>/figures/         *.npy images of the report's process figures (engine.figures)
     <run>/worker.log       the worker's stdout and stderr
@@ -34,7 +35,25 @@ from .events import Event, read_events
 
 HEARTBEAT_EVERY = 5.0  # seconds between heartbeats of a live worker
 HEARTBEAT_STALE = 60.0  # a remote worker silent this long is taken for dead
-STATES = ("pending", "running", "finished", "resumable", "failed")
+# "damaged": a file of the run folder that diffui wrote cannot be read (the detail names it);
+# nothing starts the run until it is fixed or removed, and nothing in it is changed
+STATES = ("pending", "running", "finished", "resumable", "failed", "damaged")
+EXIT_STATUSES = ("finished", "failed", "stopped")
+
+
+class RunError(Exception):
+    """A run cannot go on, for a reason ``str()`` tells in one line (no exception name needed
+    in an exit record or a message)."""
+
+
+class DamagedRun(RunError, ConfigError):
+    """A file of a run folder cannot be read as what diffui wrote there; ``str()`` names it
+    (``path``) and says what is wrong (``why``). A :class:`ConfigError` too: a command that
+    meets one exits 2 with that line."""
+
+    def __init__(self, path: Path, why: str):
+        super().__init__(f"{path}: {why}")
+        self.path, self.why = Path(path), why
 
 
 # --- atomic files ------------------------------------------------------------------------
@@ -104,6 +123,22 @@ def atomic_save(save_fn, path: Path) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
+def keep_file(path: Path, keep: Path) -> None:
+    """Make ``keep`` a copy of ``path`` (a hard link where the file system has them) before
+    ``path`` is replaced; ``path`` never goes missing meanwhile. Nothing when there is no
+    ``path``."""
+    import shutil
+    if not path.exists():
+        return
+    tmp = keep.with_name(f".{keep.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(path, tmp)
+    except OSError:
+        shutil.copyfile(path, tmp)
+    os.replace(tmp, keep)
+
+
 # --- the run directory -----------------------------------------------------------------------
 
 @dataclass
@@ -136,6 +171,8 @@ class Run:
     exit_path = property(lambda self: self.path / "exit.json")
     log_path = property(lambda self: self.path / "worker.log")
 
+    previous_checkpoint_path = property(lambda self: self.path / "checkpoint.prev.pt")
+
     @classmethod
     def create(cls, path: Path, spec: RunSpec) -> "Run":
         """A new run folder holding ``spec``; when it cannot be written, no folder is left."""
@@ -156,8 +193,37 @@ class Run:
     def exists(self) -> bool:
         return self.config_path.is_file()
 
-    def spec(self) -> RunSpec:
-        return spec_from_toml(self.config_path.read_text(encoding="utf-8"))
+    def spec(self) -> "RunSpec | StudySpec":
+        """The settings of config.toml; :class:`DamagedRun` when it is not what diffui wrote."""
+        try:
+            text = self.config_path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise DamagedRun(self.config_path, "damaged (not UTF-8 text)") from None
+        try:
+            return spec_from_toml(text)
+        except ValueError as e:  # tomllib.TOMLDecodeError, or a value of the wrong kind
+            raise DamagedRun(self.config_path, f"damaged (not TOML: {one_line(e)})") from None
+        except (KeyError, TypeError, AttributeError) as e:
+            what = f"no {e}" if isinstance(e, KeyError) else one_line(e)
+            raise DamagedRun(self.config_path, f"damaged (not a run's settings: {what})") \
+                from None
+
+    def damage(self) -> str:
+        """What is damaged in config.toml, in one line ("" when it reads well, or is missing).
+        Remembered while the file is unchanged (status is read often)."""
+        try:
+            st = self.config_path.stat()
+        except FileNotFoundError:
+            return ""
+        key = (st.st_mtime_ns, st.st_size, st.st_ino)
+        if getattr(self, "_damage", (None, ""))[0] != key:
+            try:
+                self.spec()
+                found = ""
+            except DamagedRun as e:
+                found = f"{e.path.name}: {e.why}"
+            self._damage = (key, found)
+        return self._damage[1]
 
     def events(self) -> list[Event]:
         return read_events(self.events_path)
@@ -186,11 +252,18 @@ class Run:
 
     # -- derived status --
     def status(self) -> RunStatus:
-        worker = _read_json(self.worker_path)
+        damage = self.damage()
+        if damage:
+            return RunStatus("damaged", damage)
+        worker, damage = _read_record(self.worker_path, WORKER_RECORD)
+        if damage:
+            return RunStatus("damaged", damage)
         if worker is None:
             return RunStatus("pending")
         pid, host = worker.get("pid"), worker.get("host", "")
-        exit_rec = _read_json(self.exit_path)
+        exit_rec, damage = _read_record(self.exit_path, EXIT_RECORD)
+        if damage:
+            return RunStatus("damaged", damage, pid, host)
         if exit_rec and exit_rec.get("started") == worker.get("started"):
             st = exit_rec.get("status")
             if st == "finished":
@@ -245,11 +318,51 @@ def pid_running(pid: int, run_path: Path) -> bool:
     return b"engine.worker" in cmdline and run_path.name.encode() in cmdline
 
 
-def _read_json(path: Path) -> dict | None:
+# the fields a worker record must have, and their JSON types
+WORKER_RECORD = {"pid": (int,), "host": (str,), "started": (int, float)}
+EXIT_RECORD = {"status": (str,), "started": (int, float)}
+
+
+def _read_record(path: Path, fields: dict[str, tuple[type, ...]]) -> tuple[dict | None, str]:
+    """(the JSON object of ``path`` or None when there is none, what is wrong with it in one
+    line naming the file, or "")."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (FileNotFoundError, ValueError):
-        return None
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None, ""
+    except UnicodeDecodeError:
+        return None, f"{path.name}: damaged (not UTF-8 text)"
+    try:
+        obj = json.loads(text)
+    except ValueError as e:
+        return None, f"{path.name}: damaged (not JSON: {one_line(e)})"
+    if not isinstance(obj, dict):
+        return None, f"{path.name}: damaged (expected a JSON object, got {json_kind(obj)})"
+    for name, types in fields.items():
+        v = obj.get(name)
+        if isinstance(v, bool) or not isinstance(v, types):
+            return None, (f"{path.name}: damaged ({name} = {json.dumps(v)[:30]}, expected "
+                          f"{json_kind(types[0]())})")
+    if fields is EXIT_RECORD and obj["status"] not in EXIT_STATUSES:
+        return None, (f"{path.name}: damaged (status = {json.dumps(obj['status'])[:30]}, "
+                      f"expected one of {', '.join(EXIT_STATUSES)})")
+    return obj, ""
+
+
+def json_kind(v: Any) -> str:
+    """How JSON calls the kind of ``v``: "an object", "a list", "a string"..."""
+    if isinstance(v, bool):
+        return "true or false"
+    for types, name in ((dict, "an object"), (list, "a list"), (str, "a string"),
+                        ((int, float), "a number"), (type(None), "null")):
+        if isinstance(v, types):
+            return name
+    return type(v).__name__
+
+
+def one_line(e: "BaseException | str") -> str:
+    """An exception's message (or a text) on one line."""
+    return " ".join(str(e).split())
 
 
 def iter_runs(runs_dir: Path, studies: bool = False) -> Iterator[Run]:

@@ -80,7 +80,8 @@ def run_study(study: Run, log: EventLog, should_stop: Callable[[], bool]) -> str
     done = done_values(study)
     log.emit(Start(epoch=len(done), epochs=len(spec.values), device=str(device),
                    resumed=bool(done)))
-    fid = FID("lenet", run_spec.data, tasks=lambda task: TaskProgress(log, task))
+    task = lambda name: TaskProgress(log, name, should_stop=should_stop)  # noqa: E731
+    fid = FID("lenet", run_spec.data, tasks=task)
     train = training_data(run_spec)[0]  # the digits the run trained on (model space)
     for value in spec.values:
         if value in done:
@@ -91,7 +92,7 @@ def run_study(study: Run, log: EventLog, should_stop: Callable[[], bool]) -> str
         imgs = studies.study_samples(model, deg, sampler, spec.kind, value, keys.n, steps,
                                      keys.seed, latent_mode=ev.morph_latent,
                                      covariance=keys.covariance, pca=keys.pca,
-                                     progress=TaskProgress(log, f"{name} samples, {value:g}"))
+                                     progress=task(f"{name} samples, {value:g}"))
         png, npy = save_samples(study, value_stem(value), imgs, folder=".", n_grid=keys.n_grid)
         x = datasets.from_model(imgs.float().cpu())[:, 0]
         hist = fid.class_histogram(x)

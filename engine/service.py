@@ -231,7 +231,8 @@ class Service:
         together: dict[str, list[tuple[str, str]]] = {}  # hosts that start many jobs at once
         for name, host, slot in next_jobs(st, statuses, slots, foreign):
             if slot is None:
-                self.log(f"{name}: {statuses[name]} already (another diffui ran it); not started")
+                self.log(f"{name}: damaged; not started" if statuses[name] == "damaged" else
+                         f"{name}: {statuses[name]} already (another diffui ran it); not started")
             elif hasattr(found[host], "start_many"):
                 together.setdefault(host, []).append((name, slot))
             else:

@@ -20,8 +20,9 @@ from . import data as datasets
 from . import degradations, figures, nets, samplers
 from .config import RunSpec
 from .degradations import Degradation
-from .events import Checkpoint, Epoch, Eval, EventLog, Progress, Samples, Start, TaskProgress
-from .runs import Run, atomic_save
+from .events import (Checkpoint, Epoch, Eval, EventLog, Progress, Samples, Start, TaskProgress,
+                     read_events)
+from .runs import DamagedRun, Run, RunError, atomic_save, keep_file, one_line
 
 
 def resolve_device(name: str) -> torch.device:
@@ -95,16 +96,32 @@ def prepare(spec: RunSpec) -> Prepared:
     )
 
 
+class Diverged(RunError):
+    """Training or sampling gave non-finite numbers (NaN or inf); ``str()`` says which and
+    where, in one line. The run fails: going on would only report NaN as results."""
+
+
+def check_finite(value: float, what: str, where: str) -> None:
+    """A :class:`Diverged` when ``value`` (a loss) is NaN or infinite."""
+    if not math.isfinite(value):
+        raise Diverged(f"{what} is {value} at {where}: the run diverged (a lower training.lr "
+                       "may help)")
+
+
 def train_epoch(p: Prepared, epoch: int, should_stop: Callable[[], bool] = lambda: False,
-                on_step: Callable[[int, int, float], None] | None = None,
+                on_step: Callable[[int, int, torch.Tensor], bool | None] | None = None,
                 scaler: torch.amp.GradScaler | None = None) -> float | None:
-    """One pass over the training set; the mean loss, or None when stopped part-way."""
+    """One pass over the training set; the mean loss, or None when stopped part-way.
+    :class:`Diverged`, naming the first step, when a step's loss is not finite. The losses stay
+    on the device (no wait per step): they are checked at the end of the epoch, or earlier when
+    ``on_step(step, steps, loss)``, which reads some of them, returns True for a bad one."""
     tr = p.spec.training
     g = epoch_generator(tr.seed, epoch, p.device)
     n, bs = len(p.train_x), tr.batch_size
     perm = torch.randperm(n, generator=g, device=p.device)
     steps = math.ceil(n / bs)
     total = torch.zeros((), device=p.device)
+    first_bad = torch.full((), steps + 1, device=p.device)  # the first step with a bad loss
     p.model.train()
     for step in range(steps):
         if should_stop():
@@ -121,9 +138,15 @@ def train_epoch(p: Prepared, epoch: int, should_stop: Callable[[], bool] = lambd
             loss.backward()
             p.optimizer.step()
         total += loss.detach() * len(x)
-        if on_step is not None:
-            on_step(step + 1, steps, loss)
-    return total.item() / n
+        first_bad = torch.where(torch.isfinite(loss.detach()), first_bad,
+                                first_bad.clamp(max=step + 1))
+        if on_step is not None and on_step(step + 1, steps, loss):
+            break  # a non-finite loss: the epoch's mean is not finite either
+    mean = total.item() / n
+    if not math.isfinite(mean):
+        check_finite(mean, "the training loss", f"epoch {epoch}, step {int(first_bad.item())} "
+                     f"of {steps}")
+    return mean
 
 
 @torch.no_grad()
@@ -166,22 +189,28 @@ class Evaluator:
     """Draws the samples of an epoch: a grid when the epoch is a grid epoch, and FID, floor and
     the class histogram when it is an evaluation epoch (every ``every`` epochs and the last)."""
 
-    def __init__(self, p: Prepared, run: Run, log: EventLog):
+    def __init__(self, p: Prepared, run: Run, log: EventLog,
+                 should_stop: Callable[[], bool] | None = None):
         self.p, self.run, self.log = p, run, log
         self.ev = p.spec.evaluation
         self._fid = None
+        self.task = lambda name: TaskProgress(log, name, should_stop=should_stop)
 
     def fid(self):
         if self._fid is None:
             from .metrics import FID
-            self._fid = FID(self.ev.backbone, self.p.spec.data,
-                            tasks=lambda task: TaskProgress(self.log, task))
+            self._fid = FID(self.ev.backbone, self.p.spec.data, tasks=self.task)
         return self._fid
 
     def __call__(self, epoch: int, last: bool) -> None:
         ev, p = self.ev, self.p
         grid = epoch in ev.grid_epochs or last
         score = ev.every > 0 and (epoch % ev.every == 0 or last)
+        if last:  # the final evaluation of an attempt that was stopped: do only what is left
+            done = read_events(self.run.events_path)
+            grid = grid and not any(isinstance(e, Samples) and e.epoch == epoch
+                                    and (self.run.path / e.npy).is_file() for e in done)
+            score = score and not any(isinstance(e, Eval) and e.epoch == epoch for e in done)
         if not (grid or score):
             return
         sampler = final_sampler(ev) if last else ev.sampler
@@ -193,8 +222,11 @@ class Evaluator:
         with autocast(p.device, p.spec.training.amp):
             imgs = samplers.sample(p.model, p.deg, sampler, n, ev.steps, g, p.device,
                                    latent=ev.morph_latent,
-                                   progress=TaskProgress(self.log, f"{name} samples"))
+                                   progress=self.task(f"{name} samples"))
         seconds = round(time.time() - t0, 3)
+        if not torch.isfinite(imgs).all():
+            raise Diverged(f"the {name} samples of epoch {epoch} are not finite (NaN or inf): "
+                           "the model or its schedule gives no usable samples")
         if grid:
             png, npy = save_samples(self.run, f"epoch-{epoch:04d}", imgs[:ev.n_grid])
             self.log.emit(Samples(epoch=epoch, png=png, npy=npy, n=ev.n_grid, sampler=name,
@@ -220,13 +252,76 @@ def final_sampler(evaluation) -> str:
     return evaluation.sampler if final == "same" else final
 
 
+def read_checkpoint(path: Path, device="cpu") -> dict:
+    """A checkpoint file's contents (model and optimizer states, epoch); :class:`DamagedRun`
+    naming the file when it cannot be read as one (cut short, empty, other bytes)."""
+    try:
+        ck = torch.load(path, map_location=device, weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as e:  # torch raises many kinds here (zip, pickle, EOF, runtime)
+        raise DamagedRun(path, f"damaged (not a checkpoint torch can read: {one_line(e)[:120]})") \
+            from None
+    if not (isinstance(ck, dict) and isinstance(ck.get("model"), dict)
+            and isinstance(ck.get("epoch"), int)):
+        raise DamagedRun(path, "damaged (not a checkpoint of diffui: no model or epoch in it)")
+    return ck
+
+
+def _apply(path: Path, ck: dict, model: torch.nn.Module, optimizer=None) -> None:
+    try:
+        model.load_state_dict(ck["model"])
+        if optimizer is not None:
+            optimizer.load_state_dict(ck["optimizer"])
+    except (KeyError, ValueError, RuntimeError) as e:
+        raise DamagedRun(path, f"damaged (does not fit the run's network: {one_line(e)[:120]})") \
+            from None
+
+
 def load_model(run: Run, device: str = "cpu") -> tuple[torch.nn.Module, Degradation]:
-    """The model of ``run``'s last checkpoint and its degradation, ready to sample."""
+    """The model of ``run``'s last checkpoint and its degradation, ready to sample
+    (:class:`DamagedRun` when the checkpoint is damaged)."""
     spec = run.spec()
     model = nets.build(spec.network)
-    ck = torch.load(run.checkpoint_path, map_location=device, weights_only=True)
-    model.load_state_dict(ck["model"])
+    _apply(run.checkpoint_path, read_checkpoint(run.checkpoint_path, device), model)
     return model.to(device).eval(), degradations.build(spec, device)
+
+
+def resume(run: Run, p: Prepared) -> tuple[int, str]:
+    """Load the run's checkpoint into ``p`` (model and optimizer): (its epoch, a note). A
+    damaged ``checkpoint.pt`` falls back to the previous one (``checkpoint.prev.pt``), and the
+    note says so; with no usable one left, :class:`DamagedRun` names the damaged file.
+    (0, "") for a run with no checkpoint."""
+    damaged: list[DamagedRun] = []
+    for path in (run.checkpoint_path, run.previous_checkpoint_path):
+        if not path.exists():
+            continue
+        try:
+            ck = read_checkpoint(path, p.device)
+            _apply(path, ck, p.model, p.optimizer)
+        except DamagedRun as e:
+            damaged.append(e)
+            continue
+        note = (f"{damaged[0].path.name} is {damaged[0].why}; resumed from {path.name} "
+                f"(epoch {ck['epoch']})") if damaged else ""
+        return ck["epoch"], note
+    if len(damaged) > 1:
+        raise DamagedRun(damaged[0].path, f"{damaged[0].why}; so is {damaged[1].path.name}: "
+                                          "remove both to train the run from the start")
+    if damaged:
+        raise DamagedRun(damaged[0].path, f"{damaged[0].why}; no earlier checkpoint is kept: "
+                                          "remove it to train the run from the start")
+    return 0, ""
+
+
+def save_checkpoint(run: Run, p: Prepared, epoch: int, keep_previous: bool = True) -> None:
+    """``checkpoint.pt`` of ``epoch`` (atomically); the one it replaces is kept as
+    ``checkpoint.prev.pt`` when ``keep_previous`` (not when it was found damaged)."""
+    if keep_previous:
+        keep_file(run.checkpoint_path, run.previous_checkpoint_path)
+    atomic_save(lambda f: torch.save({"model": p.model.state_dict(),
+                                      "optimizer": p.optimizer.state_dict(),
+                                      "epoch": epoch}, f), run.checkpoint_path)
 
 
 def run_training(run: Run, log: EventLog, should_stop: Callable[[], bool]) -> str:
@@ -235,45 +330,45 @@ def run_training(run: Run, log: EventLog, should_stop: Callable[[], bool]) -> st
     p = prepare(spec)
     tr = spec.training
     scaler = torch.amp.GradScaler("cuda") if p.device.type == "cuda" and tr.amp == "fp16" else None
-    start_epoch = 0
-    if run.checkpoint_path.exists():
-        ck = torch.load(run.checkpoint_path, map_location=p.device, weights_only=True)
-        p.model.load_state_dict(ck["model"])
-        p.optimizer.load_state_dict(ck["optimizer"])
-        start_epoch = ck["epoch"]
+    start_epoch, note = resume(run, p)
     log.emit(Start(epoch=start_epoch, epochs=tr.epochs, device=str(p.device),
                    data_source=p.source, train_size=len(p.train_x), val_size=len(p.val_x),
                    parameters=sum(x.numel() for x in p.model.parameters()),
-                   resumed=start_epoch > 0))
+                   resumed=start_epoch > 0, note=note))
 
     last_progress = [time.time()]
-    evaluate = Evaluator(p, run, log)
+    evaluate = Evaluator(p, run, log, should_stop)
 
     for epoch in range(start_epoch + 1, tr.epochs + 1):
         t0 = time.time()
 
-        def on_step(step: int, steps: int, loss: torch.Tensor, epoch=epoch) -> None:
+        def on_step(step: int, steps: int, loss: torch.Tensor, epoch=epoch) -> bool:
             now = time.time()
             if now - last_progress[0] >= tr.progress_every or step == steps:
                 last_progress[0] = now
-                log.emit(Progress(epoch=epoch, step=step, steps=steps, loss=loss.item()))
+                value = loss.item()
+                if not math.isfinite(value):
+                    return True  # train_epoch says where it began
+                log.emit(Progress(epoch=epoch, step=step, steps=steps, loss=value))
+            return False
 
         train_loss = train_epoch(p, epoch, should_stop, on_step, scaler)
         if train_loss is None:
             return "stopped"
         seconds = time.time() - t0
+        val_loss = validation_loss(p)
+        check_finite(val_loss, "the validation loss", f"epoch {epoch}")
         log.emit(Epoch(epoch=epoch, epochs=tr.epochs, train_loss=train_loss,
-                       val_loss=validation_loss(p), seconds=round(seconds, 3),
+                       val_loss=val_loss, seconds=round(seconds, 3),
                        images_per_s=round(len(p.train_x) / max(seconds, 1e-9), 1)))
         if epoch != tr.epochs:
             evaluate(epoch, last=False)
-        atomic_save(lambda f: torch.save({"model": p.model.state_dict(),
-                                          "optimizer": p.optimizer.state_dict(),
-                                          "epoch": epoch}, f), run.checkpoint_path)
+        save_checkpoint(run, p, epoch, keep_previous=not note)  # not a damaged one
+        note = ""
         log.emit(Checkpoint(epoch=epoch))
         if should_stop():
             return "stopped"
     # the last epoch uses the final sampler (the study's ancestral DDPM by default)
     evaluate(tr.epochs, last=True)
-    figures.write_arrays(p, run, log)  # the report draws its process figures from these
+    figures.write_arrays(p, run, log, should_stop)  # the report's process figures
     return "finished"

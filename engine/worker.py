@@ -17,8 +17,8 @@ import threading
 import traceback
 from pathlib import Path
 
-from .events import End, EventLog
-from .runs import HEARTBEAT_EVERY, Run, os_error_line
+from .events import End, EventLog, Stopped
+from .runs import HEARTBEAT_EVERY, Run, RunError, one_line, os_error_line
 
 EXIT_CODES = {"finished": 0, "failed": 1, "stopped": 3}
 EXIT_BUSY = 4  # another worker holds the run
@@ -50,10 +50,13 @@ def execute(run: Run, stop: threading.Event) -> str:
     error = ""
     try:
         status = job_function(run)(run, log, stop.is_set)
+    except Stopped:  # a long task (sampling, evaluation, figures) heard the stop request
+        status = "stopped"
     except Exception as e:  # the run failed: record why, keep the traceback in worker.log
         traceback.print_exc()
+        status = "failed"
         why = os_error_line(e) if isinstance(e, OSError) else f"{type(e).__name__}: {e}"
-        status, error = "failed", " ".join(why.split())  # one line
+        error = one_line(e) if isinstance(e, RunError) else one_line(why)
     finally:
         done.set()
     try:
@@ -85,6 +88,11 @@ def main(argv: list[str] | None = None) -> int:
     run = Run(Path(argv[0]).resolve())
     if not run.exists():
         print(f"error: {run.path}: not a run folder (no config.toml)", file=sys.stderr)
+        return 2
+    state = run.status()
+    if state.state == "damaged":  # starting would overwrite the worker's records
+        print(f"error: {run.path}: {state.detail}; not starting (fix or remove that file)",
+              file=sys.stderr)
         return 2
     lock = hold_run(run)
     if lock is None:

@@ -16,7 +16,7 @@ from textual_image.widget import HalfcellImage
 from engine.config import ConfigError, load_study
 from engine.events import End, Epoch, Start, latest_by_epoch
 from engine.queue import Queue
-from engine.runs import Run, pid_running, prepare_runs
+from engine.runs import Run, atomic_write_json, pid_running, prepare_runs
 from tui.app import DiffuiApp
 from tui.messages import RunEvents
 from tui.screens import (CompareScreen, EditScreen, HostPickScreen, JobsScreen, PickScreen, RunScreen,
@@ -235,7 +235,9 @@ async def test_failed_run_shows_why_and_retries(tmp_path):
         await file_read(pilot, app)
         await pilot.press("a", "enter", "s")
         await until(pilot, lambda: states(app)["flaky"] == "failed")
-        assert app.snapshot["flaky"].detail.startswith("UnpicklingError")
+        detail = app.snapshot["flaky"].detail
+        assert detail.startswith(f"{run.checkpoint_path}: damaged (not a checkpoint torch can read")
+        assert str(app.query_one("#why", Static).render()) == f"flaky failed: {detail}"
         await pilot.press("r")  # resume is for stopped runs only
         await until(pilot, lambda: said(app, "only a resumable run can be resumed"), timeout=30)
         assert app.queue.queued() == [] and states(app)["flaky"] == "failed"
@@ -243,6 +245,45 @@ async def test_failed_run_shows_why_and_retries(tmp_path):
         await pilot.press("t")
         await until(pilot, lambda: states(app)["flaky"] == "finished")
     assert [e.status for e in run.events() if isinstance(e, End)] == ["failed", "finished"]
+
+
+async def test_damaged_and_failed_runs_say_why_and_the_others_show(tmp_path):
+    """A damaged exit.json or config.toml affects its run only: it shows as damaged with the
+    file named; a failed run's error shows under the table and in the run view's title."""
+    linear, cosine = make_runs(tmp_path / "runs")
+    linear.exit_path.write_text("[1]")
+    with linear.events_path.open("a") as f:
+        f.write('42\n{"type": "epoch"}\n')
+    atomic_write_json(cosine.exit_path, {"status": "failed", "error": "RuntimeError: boom",
+                                         "started": json.loads(cosine.worker_path.read_text())
+                                         ["started"]})
+    broken = tmp_path / "runs" / "broken"
+    broken.mkdir()
+    (broken / "config.toml").write_text("name = [\n")
+    app = make_app(tmp_path / "missing.toml", tmp_path / "runs")
+    async with app.run_test(size=(120, 30)) as pilot:
+        await until(pilot, lambda: app.table.row_count == 3 and len(app.snapshot) == 3)
+        assert states(app) == {"ddpm-linear": "damaged", "ddpm-cosine": "failed",
+                               "broken": "damaged"}
+        why = app.query_one("#why", Static)
+        await select_row(pilot, app, "ddpm-linear")
+        assert str(why.render()) == ("ddpm-linear damaged: exit.json: damaged (expected a JSON "
+                                     "object, got a list)")
+        await select_row(pilot, app, "broken")
+        assert str(why.render()).startswith("broken damaged: config.toml: damaged (not TOML: ")
+        await select_row(pilot, app, "ddpm-cosine")
+        assert str(why.render()) == "ddpm-cosine failed: RuntimeError: boom"
+        await pilot.press("o")
+        await until(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.ready)
+        assert app.screen.sub_title == "ddpm-cosine · failed: RuntimeError: boom"
+        await pilot.press("escape")
+        await select_row(pilot, app, "broken")
+        await pilot.press("o")
+        await until(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.ready)
+        assert "cannot read" in str(app.screen.query_one("#settings-text", Static).render())
+        await pilot.press("t")  # retry is refused: a damaged run is not started
+        await until(pilot, lambda: said(app, "only a failed run can be retried"), timeout=30)
+    assert linear.exit_path.read_text() == "[1]" and app.queue.queued() == []
 
 
 async def test_bad_file_shows_the_batch_error_and_changes_nothing(tmp_path):

@@ -57,6 +57,8 @@ class DiffuiApp(App):
     #error { color: $error; text-style: bold; display: none; height: auto; }
     #error.shown { display: block; }
     #queue-line { height: 1; color: $text-muted; }
+    #why { color: $warning; display: none; height: auto; }
+    #why.shown { display: block; }
     RunsTable { height: 1fr; }
     #top { height: 2fr; }
     #charts { width: 3fr; }
@@ -401,15 +403,20 @@ class DiffuiApp(App):
     @work(thread=True, group="report")
     def _write_report(self, runs: list, out: Path) -> None:
         from engine.report import write_report
+        unread: list[str] = []
         try:
-            path = write_report(runs, out)
+            path = write_report(runs, out, warn=unread.append)
         except OSError as e:
             self.tell(f"report failed: {os_error_line(e)}", severity="error", timeout=10)
             return
         except Exception as e:  # shown to the user; the runs are untouched
             self.tell(f"report failed: {type(e).__name__}: {e}", severity="error")
             return
-        self.tell(f"wrote {path}", timeout=10)
+        if unread:  # damaged files: left out, the rest drawn
+            self.tell(f"wrote {path}; could not read {len(unread)} file"
+                      f"{'s' * (len(unread) != 1)}: {unread[0]}", severity="warning", timeout=10)
+        else:
+            self.tell(f"wrote {path}", timeout=10)
 
     def action_edit(self) -> None:
         if self.file_text is None:

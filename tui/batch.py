@@ -13,7 +13,8 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                            TimeRemainingColumn)
 from rich.table import Table
 
-from engine.events import SUMMARY_COLUMNS, RunProgress, fmt, format_seconds, summary, summary_row
+from engine.events import (SUMMARY_COLUMNS, RunProgress, fmt, format_seconds, summary,
+                           summary_row, why)
 from engine.queue import Queue
 from engine.runs import Run
 
@@ -127,10 +128,16 @@ def _status_text(p: RunProgress) -> str:
 
 
 def summary_table(runs: list[Run]) -> Table:
-    """The report's table of final numbers, with each run's folder."""
+    """The report's table of final numbers, with each run's folder, and why a run failed or
+    is damaged when one is."""
     table = Table(title="diffui runs")
+    summaries = [summary(run) for run in runs]
+    reasons = [why(p) for p in summaries]
     for col in (*SUMMARY_COLUMNS, "folder"):
         table.add_column(col)
-    for run in runs:
-        table.add_row(*summary_row(summary(run)), os.path.relpath(run.path))
+    if any(reasons):
+        table.add_column("why", overflow="fold")
+    for run, p, reason in zip(runs, summaries, reasons):
+        table.add_row(*summary_row(p), os.path.relpath(run.path),
+                      *((reason,) if any(reasons) else ()))
     return table

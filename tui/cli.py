@@ -477,14 +477,17 @@ def cmd_report(args: argparse.Namespace) -> int:
         runs = list(iter_runs(args.runs_dir, studies=True))
         if not runs:
             raise ConfigError(f"{args.runs_dir}: no run folders in it (use --runs-dir)")
+    def warn(line: str) -> None:  # a damaged file: said, left out; the rest is drawn
+        print(f"warning: {line}", file=sys.stderr)
+
     if sys.stdout.isatty():
         from rich.console import Console
 
         from .batch import task_bars
         with task_bars(Console(force_terminal=True)) as tasks:
-            path = write_report(runs, args.out, progress=tasks("report figures"))
-    else:  # a log file or a pipe: the one line below only
-        path = write_report(runs, args.out)
+            path = write_report(runs, args.out, progress=tasks("report figures"), warn=warn)
+    else:  # a log file or a pipe: the one line below only (and what could not be read)
+        path = write_report(runs, args.out, warn=warn)
     print(f"wrote {path} and {len(list(args.out.glob('*.png')))} figures")
     return 0
 

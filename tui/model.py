@@ -22,7 +22,7 @@ from engine.config import (STUDY_VALUE, ConfigError, RunSpec, Study,  # noqa: F4
 from engine.edit import get_setting, key_help, set_setting, targets  # noqa: F401
 from engine.data import fallback_note  # noqa: F401
 from engine.events import (SUMMARY_COLUMNS, End, Epoch, Eval, EventReader, Samples,  # noqa: F401
-                           Start, Value, fmt, format_seconds, latest_by_epoch, summary_row)
+                           Start, Value, fmt, format_seconds, latest_by_epoch, summary_row, why)
 from engine.events import Progress as StepProgress
 from engine.events import RunProgress as Progress  # noqa: F401
 from engine.queue import Queue, QueueError  # noqa: F401
@@ -80,7 +80,7 @@ class RunHistory:
         if self.settings is None:
             try:
                 self.settings = spec_to_toml(self.run.spec())
-            except (OSError, ValueError) as e:
+            except (OSError, ValueError, ConfigError) as e:  # ConfigError: a damaged file
                 self.settings = f"cannot read {self.run.config_path}: {e}"
         new = [e for e in self._reader.read() if not isinstance(e, StepProgress)]
         if new:

@@ -9,6 +9,7 @@ from textual.screen import Screen
 from textual.widgets import Header, Static
 
 from .messages import Snapshot
+from .model import why
 from .widgets import KeyBar, RunsTable
 
 # (key, action, footer label, palette title, palette help): the actions of this screen's table
@@ -37,6 +38,7 @@ class RunsScreen(Screen):
         yield Static("", id="error", markup=False)
         yield Static("", id="queue-line", markup=False)
         yield RunsTable(id="runs")
+        yield Static("", id="why", markup=False)  # why the selected run failed or is damaged
         yield KeyBar()
 
     def on_mount(self) -> None:
@@ -73,6 +75,20 @@ class RunsScreen(Screen):
         m = self.snapshot
         if m is not None:
             self.table.show(m.progress, m.queued, m.where, m.planned)
+            self._show_why()
+
+    def _show_why(self) -> None:
+        """The line under the table: why the selected run failed or is damaged."""
+        name = self.selected_run()
+        p = self.snapshot.progress.get(name) if self.snapshot and name else None
+        text = f"{name} {p.state}: {why(p)}" if p is not None and why(p) else ""
+        line = self.query_one("#why", Static)
+        line.update(text)
+        line.set_class(bool(text), "shown")
+
+    def on_data_table_row_highlighted(self, event: RunsTable.RowHighlighted) -> None:
+        if isinstance(event.data_table, RunsTable):
+            self._show_why()
 
     def selected_run(self) -> str | None:
         return self.table.selected()

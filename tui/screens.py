@@ -22,7 +22,7 @@ from .messages import RunEvents, Snapshot
 from .model import (STUDY_VALUE, SUMMARY_COLUMNS, ConfigError, End, Epoch, Eval, Progress,
                     RunSpec, Samples, Start, StudySpec, Value, fallback_note, fmt, get_setting,
                     key_help, latest_by_epoch, latest_values, set_setting, spec_from_toml,
-                    summary_row, targets)
+                    summary_row, targets, why)
 from .widgets import Chart, GridView, KeyBar, status_text
 
 CURVE_EVENTS = (Epoch, Eval)  # the events that change a chart
@@ -33,8 +33,8 @@ def describe_event(e) -> str | None:
     if isinstance(e, Start):
         line = (f"start at epoch {e.epoch}/{e.epochs} on {e.device or '?'}"
                 + (" (resumed)" if e.resumed else ""))
-        note = fallback_note(e.data_source)
-        return line + (f"; {note}" if note else "")
+        notes = [n for n in (e.note, fallback_note(e.data_source)) if n]
+        return "; ".join([line, *notes])
     if isinstance(e, Epoch):
         return (f"epoch {e.epoch}/{e.epochs}  train {e.train_loss:.4f}  "
                 f"val {e.val_loss:.4f}  ({e.seconds:.1f} s)")
@@ -105,9 +105,10 @@ class FollowScreen(Screen):
 
     def on_snapshot(self, message: Snapshot) -> None:
         p = message.progress.get(self.run_name)
-        if p is not None and p.state != self.state:
-            self.state = p.state
-            self.sub_title = f"{self.run_name} · {p.state}"
+        state = p and (f"{p.state}: {why(p)}" if why(p) else p.state)
+        if p is not None and state != self.state:
+            self.state = state
+            self.sub_title = f"{self.run_name} · {state}"
 
 
 class RunScreen(FollowScreen):
