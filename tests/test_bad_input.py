@@ -665,9 +665,9 @@ async def test_the_runs_table_widens_a_column_for_a_longer_status():
     app = One()
     async with app.run_test(size=(120, 10)) as pilot:
         table = app.query_one(RunsTable)
-        table.show({"a": RunProgress("a", state="failed")}, [], "here")
+        table.show({"a": RunProgress("a", state="failed")}, [], {})
         await pilot.pause()
-        table.show({"a": RunProgress("a", state="finished")}, [], "here")
+        table.show({"a": RunProgress("a", state="finished")}, [], {})
         await pilot.pause()
         status = next(c for c in table.columns.values() if c.label.plain == "status")
         assert status.content_width >= len("finished")
