@@ -41,7 +41,27 @@ from .registry import device as device_check
 DATASETS = ("mnist", "fashion_mnist")
 MORPH_LATENTS = ("estimate", "start")
 SECTIONS = ("data", "schedule", "network", "training", "evaluation")
-SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # always fullmatch (no "a\n")
+# what diffui writes in a runs folder itself (engine.queue, engine.service, engine.runs, the UI's
+# report folder): no run may be named so (tests/test_bad_input.py checks the list)
+RESERVED_NAMES = ("queue.json", "service.lock", "service.log", "studies", "report")
+NAME_EXPECTED = ("a safe folder name (letters, digits, '.', '_', '-'; not starting with '.' or "
+                 "'-'; at most 100 characters)")
+MIN_TRAIN_SUBSET = 2  # one image to train on and one held out for validation
+
+
+def safe_name(name: Any) -> bool:
+    """Whether ``name`` can name a run, study or profile folder: a safe folder name that none of
+    diffui's own files in a runs folder has."""
+    return isinstance(name, str) and bool(SAFE_NAME.fullmatch(name)) and \
+        name not in RESERVED_NAMES
+
+
+def _name_problem(name: Any) -> str:
+    if isinstance(name, str) and name in RESERVED_NAMES:
+        return (f"a name other than {', '.join(RESERVED_NAMES)} (diffui's own files in a runs "
+                "folder)")
+    return NAME_EXPECTED
 
 
 class ConfigError(Exception):
@@ -73,7 +93,10 @@ class Section:
 @dataclass(frozen=True)
 class DataSection(Section):
     dataset: str = setting("mnist", choice(DATASETS), "`mnist` or `fashion_mnist`")
-    train_subset: int = setting(0, integer(0), "use this many training images (0 = all)")
+    train_subset: int = setting(0, lambda v: None if v == 0 or not integer(MIN_TRAIN_SUBSET)(v)
+                                else f"0 (all) or an integer >= {MIN_TRAIN_SUBSET} (one image "
+                                "to train on, one held out)",
+                                "use this many training images (0 = all)")
     val_fraction: float = setting(0.1, number(0, 0.5, lo_open=True), "held out for validation")
     idx_dir: str = setting("", string(), "a folder of IDX files (optional)")
     torchvision_root: str = setting("", string(), "torchvision's root folder (optional)")
@@ -331,15 +354,36 @@ class _Ctx:
         msg = f"{self.path.name}: {key}: expected {expected}"
         if show_got:
             msg += f", got {_show(got)}"
-        # keys come from the file and a quoted TOML key may hold a line break: keep one line
-        raise ConfigError(msg.replace("\r", "\\r").replace("\n", "\\n"))
+        raise ConfigError(one_line(msg))
+
+
+def one_line(msg: str) -> str:
+    """``msg`` on one line: keys and names come from the user (a quoted TOML key or a command
+    line argument may hold a line break)."""
+    return msg.replace("\r", "\\r").replace("\n", "\\n")
 
 
 def _show(v: Any) -> str:
+    """A value as the file writes it (``true``, not Python's ``True``), cut at 40 characters."""
+    text = toml_text(v)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def toml_text(v: Any) -> str:
+    """``v`` as a TOML file writes it (``true``, ``[1, 2]``, ``'a'``; a table in words)."""
     if isinstance(v, dict):
         return "a table"
-    text = repr(v)
-    return text if len(text) <= 40 else text[:37] + "..."
+    if v is None:  # a key a file does not have
+        return "not set"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, list):
+        return "[" + ", ".join(toml_text(x) for x in v) + "]"
+    if isinstance(v, float) and not math.isfinite(v):
+        return "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")
+    if hasattr(v, "isoformat"):  # TOML dates and times
+        return v.isoformat()
+    return repr(v)
 
 
 def _check_table(ctx: _Ctx, where: str, value: Any) -> dict:
@@ -431,6 +475,8 @@ def _expand_sweep(ctx: _Ctx, where: str, exp: dict) -> list[tuple[str, dict]]:
 
 def parse_study(text: str, path: Path, profile: str | None = None) -> Study:
     ctx = _Ctx(path)
+    if text.startswith("\ufeff"):  # a byte-order mark (some Windows editors write one)
+        text = text[1:]
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -456,6 +502,9 @@ def parse_study(text: str, path: Path, profile: str | None = None) -> Study:
     hosts = _parse_hosts(ctx, doc.get("hosts", {}))
     profiles = _check_table(ctx, "profiles", doc.get("profiles", {}))
     for pname, ptable in profiles.items():
+        if not safe_name(pname):  # it names the folder runs-PROFILE
+            ctx.fail(f"profiles.{pname}", "a profile name that is " + _name_problem(pname),
+                     show_got=False)
         ptable = _check_table(ctx, f"profiles.{pname}", ptable)
         for key, value in ptable.items():
             where = f"profiles.{pname}.{key}"
@@ -478,7 +527,8 @@ def parse_study(text: str, path: Path, profile: str | None = None) -> Study:
                 ctx.fail(where, "one of the keys " + ", ".join(sorted(PROFILE_KEYS)), show_got=False)
     if profile is not None and profile not in profiles:
         known = ", ".join(profiles) or "none defined"
-        raise ConfigError(f"{path.name}: profiles.{profile}: no such profile (profiles: {known})")
+        raise ConfigError(one_line(f"{path.name}: profiles.{profile}: no such profile "
+                                   f"(profiles: {known})"))
     ptable = profiles.get(profile, {}) if profile else {}
 
     experiments = doc.get("experiments", [])
@@ -494,9 +544,8 @@ def parse_study(text: str, path: Path, profile: str | None = None) -> Study:
         if "name" not in exp:
             ctx.fail(f"{where}.name", "a name for the experiment (a safe folder name)", show_got=False)
         name = exp["name"]
-        if not isinstance(name, str) or not SAFE_NAME.match(name):
-            ctx.fail(f"{where}.name", "a safe folder name (letters, digits, '.', '_', '-'; "
-                     "not starting with '.' or '-')", name)
+        if not safe_name(name):
+            ctx.fail(f"{where}.name", _name_problem(name), name)
         where = f"experiments[{i}] ({name})"
         exp_names.append(name)
         for key, value in exp.items():
@@ -511,12 +560,15 @@ def parse_study(text: str, path: Path, profile: str | None = None) -> Study:
         host = (_host_list(ctx, f"profiles.{profile}.host", ptable["host"], hosts) if "host" in ptable
                 else _host_list(ctx, f"{where}.host", exp.get("host", LOCAL), hosts))
         for run_name, e in _expand_sweep(ctx, where, exp):
+            if seen.get(run_name) == where:  # two values of its own sweep print alike
+                ctx.fail(f"{where}.sweep", f"values that give distinct run names (\"{run_name}\" "
+                         "comes twice)", show_got=False)
             if run_name in seen:
                 ctx.fail(f"{where}.name", f"a name used once (\"{run_name}\" is also {seen[run_name]})",
                          show_got=False)
-            if not SAFE_NAME.match(run_name):
-                ctx.fail(f"{where}.sweep", f"values that make a safe folder name, not {run_name!r}",
-                         show_got=False)
+            if not safe_name(run_name):
+                ctx.fail(f"{where}.sweep", f"values that make {_name_problem(run_name)}, not "
+                         f"{run_name!r}", show_got=False)
             seen[run_name] = where
             sections = {s: _merge(_merge(defaults[s], e.get(s, {})), ptable.get(s, {}))
                         for s in SECTIONS}
@@ -598,9 +650,8 @@ def _parse_studies(ctx: _Ctx, tables: Any, ptable: dict, profiles: dict,
         where = f"studies[{i}]"
         table = _check_table(ctx, where, table)
         name = table.get("name")
-        if not isinstance(name, str) or not SAFE_NAME.match(name):
-            ctx.fail(f"{where}.name", "a safe folder name (letters, digits, '.', '_', '-'; "
-                     "not starting with '.' or '-')", name, show_got="name" in table)
+        if not safe_name(name):
+            ctx.fail(f"{where}.name", _name_problem(name), name, show_got="name" in table)
         where = f"studies[{i}] ({name})"
         if name in names:
             ctx.fail(f"{where}.name", "a name used once among the studies", show_got=False)
@@ -669,8 +720,9 @@ def select(study: Study, only: list[str] | None) -> list[RunSpec]:
     known = {r.name for r in study.runs} | {r.experiment for r in study.runs}
     for n in only:
         if n not in known:
-            raise ConfigError(f"{study.path.name}: --only {n}: expected the name of an experiment "
-                              f"or run in this file (have: {', '.join(sorted(known))})")
+            raise ConfigError(one_line(f"{study.path.name}: --only {n}: expected the name of an "
+                                       f"experiment or run in this file (have: "
+                                       f"{', '.join(sorted(known))})"))
     return [r for r in study.runs if r.name in only or r.experiment in only]
 
 

@@ -160,6 +160,7 @@ class End(Event):
     type: ClassVar[str] = "end"
     status: str
     error: str = ""
+    started: float | None = None  # when the attempt began (worker.json), before its ``start``
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -389,7 +390,13 @@ class RunProgress:
             self.fid, self.floor, self.entropy = e.fid, e.floor, e.entropy
             self.sampler, self.task, self.epoch_started, self.step = e.sampler, "", e.time, 0
         elif isinstance(e, End):
-            if self._open and self.started is not None:
+            if e.started is not None and e.started > (self.last_time or 0.0):
+                # an attempt that ended before its start event (it failed while preparing):
+                # the attempt still open before it died without an end
+                if self._open and self.started is not None:
+                    self.wall_seconds += (self.last_time or self.started) - self.started
+                self.wall_seconds += max(0.0, e.time - e.started)
+            elif self._open and self.started is not None:
                 self.wall_seconds += e.time - self.started
             self._open, self.task = False, ""
         if not isinstance(e, Other) or e.time:

@@ -4,6 +4,7 @@ become indistinguishable from N(0, 1)?"""
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
 import numpy as np
@@ -11,9 +12,11 @@ import torch
 from matplotlib.figure import Figure
 from scipy import stats
 
+from engine.runs import atomic_save, atomic_write_text, make_dir
 from engine.schedules import Schedule
 
-_CHUNK = 1000  # steps noised at once; bounds memory to about _CHUNK * n floats per array
+_CHUNK = 1000  # at most this many steps noised at once...
+_CHUNK_FLOATS = 2_000_000  # ...and at most this many samples (about 16 MB per array)
 _P_FLOOR = 1e-16  # p-values below this are drawn at this height on the log axis
 
 
@@ -36,8 +39,9 @@ def ks_pvalues(schedule: Schedule, images: torch.Tensor, n: int = 2000, seed: in
     rng = np.random.default_rng(seed)
     alpha_bar = schedule.alpha_bar[1:].numpy()
     pvalues = np.empty(schedule.T)
-    for lo in range(0, schedule.T, _CHUNK):
-        a = alpha_bar[lo:lo + _CHUNK, None]
+    chunk = max(1, min(_CHUNK, _CHUNK_FLOATS // n))
+    for lo in range(0, schedule.T, chunk):
+        a = alpha_bar[lo:lo + chunk, None]
         rows = _draw_rows(rng, N, n, len(a))
         x = flat[rows, rng.integers(P, size=rows.shape)]
         z = np.sqrt(a) * x + np.sqrt(1 - a) * rng.standard_normal(rows.shape)
@@ -52,10 +56,12 @@ def first_indistinguishable(pvalues, alpha: float = 0.05) -> int | None:
 
 
 def _write_csv(path: Path, header: list[str], rows) -> None:
-    with open(path, "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(header)
-        writer.writerows(rows)
+    """Written whole or not at all (a full disk leaves no half-written table)."""
+    fh = io.StringIO(newline="")
+    writer = csv.writer(fh)
+    writer.writerow(header)
+    writer.writerows(rows)
+    atomic_write_text(path, fh.getvalue())
 
 
 def write_schedule_study(schedules: list[Schedule], images: torch.Tensor, out_dir, *, n: int = 2000,
@@ -64,8 +70,7 @@ def write_schedule_study(schedules: list[Schedule], images: torch.Tensor, out_di
 
     Every schedule is tested with the same seed. Returns {name: first t with p > alpha, or None}.
     """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_dir(out_dir)
     names = list(names) if names is not None else [s.kind for s in schedules]
     pvalues = [ks_pvalues(s, images, n=n, seed=seed) for s in schedules]
     first = {name: first_indistinguishable(p, alpha) for name, p in zip(names, pvalues)}
@@ -88,7 +93,7 @@ def write_schedule_study(schedules: list[Schedule], images: torch.Tensor, out_di
     ax_beta.set(xlabel="t", ylabel=r"$\beta_t$", title="beta schedule")
     ax_bar.set(xlabel="t", ylabel=r"$\alpha_t = \prod_{s \leq t} (1 - \beta_s)$", title="alpha_t")
     ax_beta.legend()
-    fig.savefig(out / "schedules.png", dpi=120)
+    atomic_save(lambda f: fig.savefig(f, format="png", dpi=120), out / "schedules.png")
 
     fig = Figure(figsize=(7, 4), layout="constrained")
     ax = fig.subplots()
@@ -98,5 +103,5 @@ def write_schedule_study(schedules: list[Schedule], images: torch.Tensor, out_di
     ax.set_yscale("log")
     ax.set(xlabel="t", ylabel=f"KS p-value (floored at {_P_FLOOR:g})", title=f"KS test vs N(0, 1), n = {n}")
     ax.legend()
-    fig.savefig(out / "ks.png", dpi=120)
+    atomic_save(lambda f: fig.savefig(f, format="png", dpi=120), out / "ks.png")
     return first

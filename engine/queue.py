@@ -31,7 +31,7 @@ from typing import Iterator
 
 from .config import LOCAL, ConfigError
 from .events import RunProgress, follow
-from .runs import Run, atomic_write_json, iter_runs, prepare_runs
+from .runs import Run, atomic_write_json, iter_runs, make_dir, prepare_runs, write_error
 
 STATE_FILE = "queue.json"
 LOCK_FILE = ".queue.lock"
@@ -133,8 +133,12 @@ class QueueFile:
     @contextmanager
     def edit(self) -> Iterator[QueueState]:
         """The state to change in place; written back (atomically) when changed."""
-        self.runs_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.runs_dir / LOCK_FILE, "a") as lock:
+        make_dir(self.runs_dir)
+        try:
+            lock = open(self.runs_dir / LOCK_FILE, "a")
+        except OSError as e:  # a read-only or full disk: say which file, in one line
+            raise write_error(e, e.filename or self.runs_dir) from None
+        with lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             state = self.read()
             before = asdict(state)

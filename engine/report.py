@@ -28,7 +28,7 @@ from .events import (SUMMARY_COLUMNS, Epoch, Eval, Figure as FigureEvent, Sample
                      latest_by_epoch, summary, summary_row, why)
 from .config import STUDY_VALUE, StudySpec
 from .events import Value as ValueEvent
-from .runs import STUDIES_DIR, DamagedRun, Run, one_line
+from .runs import STUDIES_DIR, DamagedRun, Run, atomic_save, atomic_write_text, make_dir, one_line
 
 # --- figures -------------------------------------------------------------------------------------
 
@@ -177,6 +177,15 @@ def process_figure(run: Run, event: FigureEvent) -> Figure:
 # --- the report ----------------------------------------------------------------------------------
 
 
+# The report's own figures (runs overlaid, studies) start with this, which no run name can (run
+# names start with a letter or digit), so that a run's "<run>-loss.png" never overwrites them.
+OWN = "_"
+
+
+def study_file(study: Run) -> str:
+    return f"{OWN}study-{study.path.name}.png"
+
+
 @dataclass
 class Planned:
     """One figure file of a report, drawn when ``draw()`` is called."""
@@ -202,15 +211,16 @@ def plan(runs: list[Run]) -> tuple[dict[str, list[Planned]], list[Planned]]:
     per_run = {r.name: plan_run(r) for r in runs}
     overlays = []
     if len(runs) > 1:
-        overlays.append(Planned("compare-loss.png", lambda: losses_figure(runs)))
+        overlays.append(Planned(f"{OWN}compare-loss.png", lambda: losses_figure(runs)))
         if any(latest_by_epoch(r.events(), Eval) for r in runs):
-            overlays.append(Planned("compare-fid.png", lambda: fid_figure(runs)))
+            overlays.append(Planned(f"{OWN}compare-fid.png", lambda: fid_figure(runs)))
     return per_run, overlays
 
 
 def save_figure(fig: Figure, path: Path) -> Path:
+    """``fig`` as a PNG file, written whole or not at all."""
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    atomic_save(lambda f: fig.savefig(f, format="png", dpi=110), path)
     return path
 
 
@@ -294,8 +304,7 @@ def write_report(runs: list[Run], out: Path,
     ``progress(done, total)`` is called before the first figure and after each one. What cannot
     be read (a damaged file of a run) is left out of the figures, said in ``report.md`` and
     told to ``warn(line)``, one line each; the rest is drawn."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_dir(out)
     studies = [r for r in runs if _is_study(r)]
     runs = [r for r in runs if r not in studies]
     summaries = [summary(r) for r in runs]
@@ -306,7 +315,7 @@ def write_report(runs: list[Run], out: Path,
             warn(line)
     per_run, overlays = plan(runs)
     todo = [p for r in runs for p in per_run[r.name]] + overlays
-    todo += [Planned(f"study-{s.path.name}.png", lambda s=s: study_figure(s)) for s in studies
+    todo += [Planned(study_file(s), lambda s=s: study_figure(s)) for s in studies
              if not s.damage() and study_values(s)]
     if progress:
         progress(0, len(todo))
@@ -345,10 +354,10 @@ def write_report(runs: list[Run], out: Path,
         lines += ["", f"### {spec.name}", "", f"{spec.kind} on run {spec.run}, n = {spec.keys.n} "
                   f"samples per value; study folder: `{s.path}`", ""]
         lines += [f"Not read: {line}" for line in found[s.name]]
-        lines += [study_table(s), "", *shown([Planned(f"study-{s.path.name}.png", None)])] \
+        lines += [study_table(s), "", *shown([Planned(study_file(s), None)])] \
             if study_values(s) else ["No value has finished yet."]
     path = out / "report.md"
-    path.write_text("\n".join(lines) + "\n")
+    atomic_write_text(path, "\n".join(lines) + "\n")
     return path
 
 

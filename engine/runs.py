@@ -18,6 +18,7 @@ written a checkpoint) — never as running.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -28,7 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from .config import ConfigError, RunSpec, StudySpec, spec_from_toml, spec_to_toml
+from .config import (ConfigError, RunSpec, StudySpec, spec_from_toml, spec_to_toml,
+                     toml_text)
 from .events import Event, read_events
 
 HEARTBEAT_EVERY = 5.0  # seconds between heartbeats of a live worker
@@ -57,19 +59,52 @@ class DamagedRun(RunError, ConfigError):
 # --- atomic files ------------------------------------------------------------------------
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temp file beside ``path``, fsync, rename: readers see old or new, never half."""
+    """Write to a temp file beside ``path``, fsync, rename: readers see old or new, never half.
+    A failure (a full or read-only disk) leaves no temp file and raises an OSError naming
+    ``path`` (see :func:`os_error_line`)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
+        make_dir(path.parent)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as e:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.errno is not None:
+            raise write_error(e, path) from None
         raise
+
+
+def make_dir(path: Path) -> Path:
+    """``mkdir -p path``; a failure raises an OSError marked as a failed write."""
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise write_error(e, e.filename or path) from None
+    return Path(path)
+
+
+def write_error(e: OSError, path: Path) -> OSError:
+    """``e`` (same class and errno) naming ``path``, marked as a failed write."""
+    err = OSError(e.errno, e.strerror, str(path))
+    err.writing = True
+    return err
+
+
+def os_error_line(e: OSError) -> str:
+    """An OSError in one line for the user: "no space left on the device of PATH", "cannot
+    write PATH: REASON" (a failed write, see :func:`write_error`) or "cannot use PATH: REASON"."""
+    where = e.filename if e.filename is not None else "a file"
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"no space left on the device of {where} ({e.strerror}): free some and run again"
+    if getattr(e, "writing", False) or e.errno == errno.EROFS:
+        return f"cannot write {where}: {e.strerror or e}"
+    return f"cannot use {where}: {e.strerror or e}"
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -140,9 +175,19 @@ class Run:
 
     @classmethod
     def create(cls, path: Path, spec: RunSpec) -> "Run":
+        """A new run folder holding ``spec``; when it cannot be written, no folder is left."""
         run = cls(path)
-        run.path.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run.config_path, spec_to_toml(spec))
+        new = not run.path.exists()
+        try:
+            run.path.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(run.config_path, spec_to_toml(spec))
+        except OSError as e:
+            if new:
+                try:
+                    run.path.rmdir()
+                except OSError:
+                    pass
+            raise write_error(e, e.filename or run.path) from None
         return run
 
     def exists(self) -> bool:
@@ -343,23 +388,45 @@ def study_run(runs_dir: Path, name: str) -> Run:
 # --- making run folders ----------------------------------------------------------------------
 
 def prepare_runs(specs: list, runs_dir: Path) -> list[Run]:
-    """The run folder of every spec (a StudySpec's in ``runs_dir/studies``), created when new.
-    A folder that already holds a run with other settings is an error (nothing in it is
-    touched): resuming it would mix two studies. So is missing input that a run cannot train
-    without (checked before any folder is made)."""
+    """The run folder of every spec (a StudySpec's in ``runs_dir/studies``), created when new,
+    after :func:`check_runs` has found nothing wrong with any of them (so a refusal writes
+    nothing)."""
+    return create_runs(specs, check_runs(specs, runs_dir))
+
+
+def create_runs(specs: list, runs: list[Run]) -> list[Run]:
+    """Make the folders of ``runs`` (from :func:`check_runs`) that do not exist yet."""
+    for spec, run in zip(specs, runs):
+        if not run.exists():
+            Run.create(run.path, spec)
+    return runs
+
+
+def check_runs(specs: list, runs_dir: Path) -> list[Run]:
+    """The run folders of ``specs``, made by nothing: a :class:`ConfigError` when one already
+    holds a run with other settings (resuming it would mix two studies; nothing in it is
+    touched), when a folder's place is taken by a file, or when a run cannot train without
+    missing input."""
     check_inputs([s for s in specs if isinstance(s, RunSpec)])
     runs = []
     for spec in specs:
         run = (study_run(runs_dir, spec.name) if isinstance(spec, StudySpec)
                else Run(Path(runs_dir) / spec.name))
         if run.exists():
-            diff = _first_difference(run.spec().to_dict(), spec.to_dict())
+            try:
+                old = run.spec().to_dict()
+            except (ValueError, KeyError, TypeError) as e:  # tomllib's errors are ValueErrors
+                raise ConfigError(f"{run.config_path}: not a run's settings ({e}); "
+                                  "use --runs-dir for a separate set of runs, or remove that "
+                                  "folder") from None
+            diff = _first_difference(old, spec.to_dict())
             if diff:
                 raise ConfigError(
                     f"{run.path}: holds a run with other settings ({diff}); "
                     "use --runs-dir for a separate set of runs, or remove that folder")
-        else:
-            Run.create(run.path, spec)
+        elif run.path.exists() and not run.path.is_dir():
+            raise ConfigError(f"{run.path}: a file is where the folder of run {spec.name} goes; "
+                              "move it away or use --runs-dir")
         runs.append(run)
     return runs
 
@@ -389,5 +456,5 @@ def _first_difference(old: dict, new: dict, prefix: str = "") -> str:
             if d:
                 return d
         elif a != b and key != "profile":
-            return f"{prefix}{key} is {a!r} there, {b!r} here"
+            return f"{prefix}{key} is {toml_text(a)} there, {toml_text(b)} here"
     return ""

@@ -235,7 +235,9 @@ class Evaluator:
             from .metrics import entropy_bits
             t1 = time.time()
             fid = self.fid()
-            x = datasets.from_model(imgs.float().cpu())[:, 0]
+            # n_eval images whatever n_grid is: FID's bias depends on N, so every epoch's
+            # number is comparable
+            x = datasets.from_model(imgs[:ev.n_eval].float().cpu())[:, 0]
             hist = fid.class_histogram(x)
             self.log.emit(Eval(epoch=epoch, sampler=name, n=len(x), backbone=ev.backbone,
                                fid=fid.score(x), floor=fid.floor(len(x)), histogram=hist.tolist(),

@@ -18,7 +18,7 @@ import traceback
 from pathlib import Path
 
 from .events import End, EventLog, Stopped
-from .runs import HEARTBEAT_EVERY, Run, RunError, one_line
+from .runs import HEARTBEAT_EVERY, Run, RunError, one_line, os_error_line
 
 EXIT_CODES = {"finished": 0, "failed": 1, "stopped": 3}
 EXIT_BUSY = 4  # another worker holds the run
@@ -55,11 +55,15 @@ def execute(run: Run, stop: threading.Event) -> str:
     except Exception as e:  # the run failed: record why, keep the traceback in worker.log
         traceback.print_exc()
         status = "failed"
-        error = one_line(e) if isinstance(e, RunError) else one_line(f"{type(e).__name__}: {e}")
+        why = os_error_line(e) if isinstance(e, OSError) else f"{type(e).__name__}: {e}"
+        error = one_line(e) if isinstance(e, RunError) else one_line(why)
     finally:
         done.set()
-    log.emit(End(status=status, error=error))
-    log.close()
+    try:
+        log.emit(End(status=status, error=error, started=attempt["started"]))
+        log.close()
+    except OSError:  # a full disk: the small exit record below may still fit
+        traceback.print_exc()
     run.end_attempt(attempt, status, error)
     return status
 

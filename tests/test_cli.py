@@ -68,7 +68,7 @@ def test_missing_file_unknown_only_and_bad_jobs_exit_2(tmp_path, study_file, cap
 
 def test_ui_refuses_bad_jobs_before_opening(study_file, capsys):
     assert main([str(study_file), "--jobs", "0"]) == 2
-    assert capsys.readouterr().err == "error: --jobs: expected an integer >= 1, got 0\n"
+    assert capsys.readouterr().err == "error: --jobs: expected an integer in [1, 256], got 0\n"
 
 
 def test_ui_draws_grids_with_half_blocks_unless_told_or_the_terminal_says_otherwise():
@@ -357,5 +357,5 @@ def test_queue_commands_refuse_bad_input_in_one_line(tmp_path, capsys):
                                        "expected a JSON object (the saved queue); fix or remove it "
                                        "to start afresh\n")
     assert main(["queue", "start", "--runs-dir", str(tmp_path / "r2"), "--jobs", "0"]) == 2
-    assert capsys.readouterr().err == "error: --jobs: expected an integer >= 1, got 0\n"
+    assert capsys.readouterr().err == "error: --jobs: expected an integer in [1, 256], got 0\n"
     assert (tmp_path / "runs" / "queue.json").read_text() == "[1]"

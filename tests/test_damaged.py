@@ -121,7 +121,8 @@ def test_a_nan_loss_fails_the_run_naming_epoch_and_step(tmp_path, monkeypatch):
     assert exit_record(run)["error"] == error
     st = run.status()
     assert (st.state, st.detail) == ("failed", error)
-    assert run.events()[-1] == End(status="failed", error=error, time=run.events()[-1].time)
+    last = run.events()[-1]  # (its time, and when the attempt began: the worker's)
+    assert last == End(status="failed", error=error, time=last.time, started=last.started)
     assert all(e.loss == e.loss for e in run.events() if isinstance(e, Progress) and e.loss)
     assert not any(isinstance(e, (Epoch, Checkpoint)) for e in run.events())
     assert not run.checkpoint_path.exists() and run.config_path.read_bytes() == config
@@ -261,7 +262,7 @@ def test_a_damaged_run_is_neither_queued_nor_started(tmp_path):
         queue.enqueue("tiny")
     assert queue.submit(["tiny"]) == []
     st = QueueState(queued=["tiny"])
-    assert next_jobs(st, {"tiny": "damaged"}, ["local:0"]) == [("tiny", None)]
+    assert next_jobs(st, {"tiny": "damaged"}, {"local": ["local:0"]}) == [("tiny", None, None)]
 
 
 def test_the_worker_refuses_a_damaged_run_and_changes_nothing(tmp_path, capsys):

@@ -151,7 +151,7 @@ def test_report_draws_every_figure_from_folders_without_checkpoints(gaussian, mo
     assert main(["report", "--runs-dir", str(runs_dir), "--out", str(out)]) == 0
     names = ["gauss-loss.png", "gauss-grids.png", "gauss-diffusion.png", "morph-loss.png",
              "morph-grids.png", "morph-restoration.png", "morph-direct-vs-iterative.png",
-             "compare-loss.png"]
+             "_compare-loss.png"]
     assert sorted(p.name for p in out.glob("*.png")) == sorted(names)
     for name in names:
         assert (out / name).stat().st_size > 5000, name
@@ -177,7 +177,7 @@ def test_every_figure_has_one_axes_per_panel(gaussian, morph, tmp_path):
     add_evaluations(runs[0])
     per_run, overlays = report.plan(runs)
     planned = [p for r in runs for p in per_run[r.name]] + overlays
-    assert {p.file for p in planned} >= {"gauss-fid.png", "compare-fid.png", "compare-loss.png"}
+    assert {p.file for p in planned} >= {"gauss-fid.png", "_compare-fid.png", "_compare-loss.png"}
     for run in runs:
         assert len(latest_by_epoch(run.events(), Samples)) == 1  # epochs = 1: one grid
     panels = {"gauss-diffusion.png": 8 * 6,  # forward and backward rows, 6 times

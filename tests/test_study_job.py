@@ -83,5 +83,5 @@ def test_a_study_stopped_after_a_value_resumes_with_the_rest(finished):
     from engine.report import write_report
     out = runs_dir.parent / "report"
     md = write_report([folder], out).read_text()
-    assert "### noise" in md and "| 0.5 |" in md and "(study-noise.png)" in md
-    assert (out / "study-noise.png").is_file()
+    assert "### noise" in md and "| 0.5 |" in md and "(_study-noise.png)" in md
+    assert (out / "_study-noise.png").is_file()

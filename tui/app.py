@@ -24,6 +24,8 @@ from textual.css.query import NoMatches
 from textual.screen import ModalScreen
 from textual.worker import get_current_worker
 
+from engine.runs import os_error_line
+
 from .messages import FileLoaded, Snapshot
 from .model import (ConfigError, Poller, Queue, QueueError, Study, is_study, read_study,
                     study_run)
@@ -150,6 +152,8 @@ class DiffuiApp(App):
                 job()
             except QueueError as e:  # e.g. a damaged queue.json: say so, change nothing
                 self.tell(str(e), severity="error")
+            except OSError as e:  # a full or read-only disk: queue.json is left as it was
+                self.tell(f"error: {os_error_line(e)}", severity="error", timeout=10)
             self.poll_now()
 
     def in_background(self, job) -> None:
@@ -402,6 +406,9 @@ class DiffuiApp(App):
         unread: list[str] = []
         try:
             path = write_report(runs, out, warn=unread.append)
+        except OSError as e:
+            self.tell(f"report failed: {os_error_line(e)}", severity="error", timeout=10)
+            return
         except Exception as e:  # shown to the user; the runs are untouched
             self.tell(f"report failed: {type(e).__name__}: {e}", severity="error")
             return

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 from contextlib import contextmanager
 
@@ -44,31 +45,40 @@ def run_batch(queue: Queue, runs: list[Run], jobs: int | None = None,
     tasks = {n: bars.add_task(n, total=1.0, status="") for n in todo}
     logged: dict[str, tuple] = {}
 
-    def on_term(*_):  # a job scheduler's SIGTERM stops the runs like Ctrl-C does
+    stopping: list[bool] = []
+
+    def on_signal(*_):  # Ctrl-C, or a job scheduler's SIGTERM: stop the runs (resumable)
+        if stopping:  # again while they stop: leaving now would leave their workers running
+            sys.stderr.write("still stopping the workers: they save their state and stop\n")
+            return
+        stopping.append(True)
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, on_term)
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        with bars:
-            queue.submit(todo, jobs)
-            while True:
-                queue.poll()
-                for name, task in tasks.items():
-                    p = queue.progress[name]
-                    status = "queued" if name in queue.queued() else _status_text(p)
-                    bars.update(task, completed=p.fraction, status=status)
-                    if not live:
-                        _log_line(console, p, logged)
-                if queue.settled(todo):
-                    break
-                time.sleep(poll_every)
-    except KeyboardInterrupt:
-        interrupted = True
-        console.print("[yellow]interrupted: stopping workers (runs stay resumable)...[/yellow]")
-        queue.stop(todo)
+        try:
+            with bars:
+                queue.submit(todo, jobs)
+                while True:
+                    queue.poll()
+                    for name, task in tasks.items():
+                        p = queue.progress[name]
+                        status = "queued" if name in queue.queued() else _status_text(p)
+                        bars.update(task, completed=p.fraction, status=status)
+                        if not live:
+                            _log_line(console, p, logged)
+                    if queue.settled(todo):
+                        break
+                    time.sleep(poll_every)
+        except KeyboardInterrupt:
+            interrupted = True
+            stopping.append(True)
+            console.print("[yellow]interrupted: stopping workers (runs stay resumable)...[/yellow]")
+            queue.stop(todo)
+        console.print(summary_table(runs))
     finally:
-        signal.signal(signal.SIGTERM, previous)
-    console.print(summary_table(runs))
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     if interrupted:
         return EXIT_INTERRUPTED
     return EXIT_FAILED if any(summary(r).state != "finished" for r in runs) else EXIT_OK

@@ -19,9 +19,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from engine.config import ConfigError, load_study, override_host, select
+from engine.config import ConfigError, load_study, one_line, override_host, safe_name, select
 
 EXIT_USAGE = 2
+EXIT_FAILED = 1  # a run failed, a download failed, or the disk refused a write
+EXIT_INTERRUPTED = 130
+MAX_KS_SAMPLES = 1_000_000  # diffui schedules --n (memory is bounded per chunk, time is not)
+MAX_JOBS = 256  # --jobs: the local executor makes a slot per job
 
 
 def default_runs_dir(file: Path, profile: str | None) -> Path:
@@ -30,16 +34,45 @@ def default_runs_dir(file: Path, profile: str | None) -> Path:
 
 def runs_dir_of(args: argparse.Namespace, file: Path = Path("experiments.toml")) -> Path:
     """The runs folder a command works on, resolved here once (workers and the queue service
-    run in other folders)."""
-    return (args.runs_dir or default_runs_dir(file, args.profile)).expanduser().resolve()
+    run in other folders); a :class:`ConfigError` when it cannot be a folder."""
+    if args.profile is not None and not safe_name(args.profile):  # it names runs-PROFILE
+        raise ConfigError(one_line(f"--profile {args.profile}: expected the name of a profile "
+                                   "(letters, digits, '.', '_', '-')"))
+    runs_dir = (args.runs_dir or default_runs_dir(file, args.profile)).expanduser().resolve()
+    return folder_arg("--runs-dir", runs_dir)
+
+
+def folder_arg(option: str, path: Path) -> Path:
+    """``path`` when it is a folder or can be made one; a :class:`ConfigError` naming
+    ``option`` when a file is in the way (it or one of its parents)."""
+    for p in (path, *path.parents):
+        if p.exists():
+            if not p.is_dir():
+                raise ConfigError(one_line(f"{option} {path}: expected a folder, but "
+                                           + ("it is a file" if p == path else f"{p} is a file")))
+            break
+    return path
+
+
+def int_arg(option: str, value: int, lo: int, hi: int) -> int:
+    if not lo <= value <= hi:
+        raise ConfigError(f"{option}: expected an integer in [{lo}, {hi}], got {value}")
+    return value
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """Usage errors as one ``error:`` line (exit 2) rather than argparse's usage block."""
+
+    def error(self, message):
+        raise ConfigError(f"{self.prog}: {message}")
 
 
 def _main_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="diffui", description="Diffusion experiment manager.",
-                                epilog="Also: diffui queue add|start|pause|stop|status; "
-                                       "diffui schedules [FILE] --out DIR; "
-                                       "diffui report [--runs-dir DIR] [RUN ...] --out DIR; "
-                                       "diffui data [list|fetch|import]")
+    p = _OneLineParser(prog="diffui", description="Diffusion experiment manager.",
+                       epilog="Also: diffui queue add|start|pause|stop|status; "
+                              "diffui schedules [FILE] --out DIR; "
+                              "diffui report [--runs-dir DIR] [RUN ...] --out DIR; "
+                              "diffui data [list|fetch|import]")
     p.add_argument("file", nargs="?", default="experiments.toml", help="the experiments file")
     p.add_argument("--batch", action="store_true", help="run the queue with no UI")
     p.add_argument("--profile", help="a named profile of the file, e.g. quick")
@@ -54,8 +87,8 @@ def _main_parser() -> argparse.ArgumentParser:
 
 
 def _schedules_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="diffui schedules",
-                                description="Schedule values and the KS test of z_t against N(0, 1).")
+    p = _OneLineParser(prog="diffui schedules",
+                       description="Schedule values and the KS test of z_t against N(0, 1).")
     p.add_argument("file", nargs="?", default="experiments.toml")
     p.add_argument("--out", type=Path, required=True, help="folder for the CSV and PNG files")
     p.add_argument("--profile")
@@ -65,8 +98,8 @@ def _schedules_parser() -> argparse.ArgumentParser:
 
 
 def _study_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="diffui study", description="Run one sampling study of the "
-                                "experiments file on its finished run, and follow it.")
+    p = _OneLineParser(prog="diffui study", description="Run one sampling study of the "
+                       "experiments file on its finished run, and follow it.")
     p.add_argument("name", help="the study's name ([[studies]] name = ...)")
     p.add_argument("file", nargs="?", default="experiments.toml")
     p.add_argument("--profile")
@@ -77,7 +110,7 @@ def _study_parser() -> argparse.ArgumentParser:
 
 
 def _queue_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _OneLineParser(
         prog="diffui queue", description="The queue of a runs folder, from a shell. Its service "
         "(one detached process per runs folder) starts the queued runs and goes on when the "
         "terminal closes.")
@@ -102,20 +135,13 @@ def _queue_parser() -> argparse.ArgumentParser:
 
 
 def _report_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="diffui report",
-                                description="Figures (PNG) and a Markdown report of runs.")
+    p = _OneLineParser(prog="diffui report",
+                       description="Figures (PNG) and a Markdown report of runs.")
     p.add_argument("runs", nargs="*", metavar="RUN", help="run names (default: every run)")
     p.add_argument("--runs-dir", type=Path, default=Path("runs"),
                    help="the folder holding the run folders (default ./runs)")
     p.add_argument("--out", type=Path, required=True, help="folder for the report")
     return p
-
-
-class _OneLineParser(argparse.ArgumentParser):
-    """Usage errors as one ``error:`` line (exit 2) rather than argparse's usage block."""
-
-    def error(self, message):
-        raise ConfigError(f"{self.prog}: {message}")
 
 
 def _data_parser() -> argparse.ArgumentParser:
@@ -149,17 +175,29 @@ def main(argv: list[str] | None = None) -> int:
         if argv[:1] == ["study"]:
             return cmd_study(_study_parser().parse_args(argv[1:]))
         args = _main_parser().parse_args(argv)
-        if args.jobs is not None and args.jobs < 1:
-            raise ConfigError(f"--jobs: expected an integer >= 1, got {args.jobs}")
+        check_jobs(args)
         return cmd_batch(args) if args.batch else cmd_ui(args)
     except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {one_line(str(e))}", file=sys.stderr)
         return EXIT_USAGE
+    except OSError as e:  # a full or read-only disk; atomic writes leave no half-written file
+        from engine.runs import os_error_line
+        print(f"error: {one_line(os_error_line(e))}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:  # Ctrl-C before any run started (batch mode stops its own runs)
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def check_jobs(args: argparse.Namespace) -> None:
+    if getattr(args, "jobs", None) is not None:
+        int_arg("--jobs", args.jobs, 1, MAX_JOBS)
 
 
 def cmd_batch(args: argparse.Namespace) -> int:
     from engine.data import fallback_notes
     from engine.metrics import MetricsError, prepare_evaluation
+    from engine.runs import check_runs
     from rich.console import Console
 
     from .batch import run_batch, task_bars
@@ -170,15 +208,17 @@ def cmd_batch(args: argparse.Namespace) -> int:
     override_host(study, [*specs, *study.studies], args.host)
     runs_dir = runs_dir_of(args, file)
     queue = _open_queue(runs_dir)
-    runs = queue.prepare(specs, study.hosts)
-    for note in fallback_notes([r.spec().data for r in runs if r.status().state != "finished"]):
+    # everything that can refuse the input comes before the first folder is made
+    todo = [s for s, r in zip(specs, check_runs(specs, runs_dir))
+            if not (r.exists() and r.status().state == "finished")]
+    for note in fallback_notes([s.data for s in todo]):
         print(note)
     try:
         with task_bars(Console()) as tasks:
-            prepare_evaluation([r.spec() for r in runs if r.status().state != "finished"],
-                               log=print, tasks=tasks)
+            prepare_evaluation(todo, log=print, tasks=tasks)
     except MetricsError as e:
         raise ConfigError(f"{file.name}: evaluation.backbone: {e}") from None
+    runs = queue.prepare(specs, study.hosts)
     rc = run_batch(queue, runs, jobs=args.jobs)
     if rc == 130:
         return rc
@@ -247,8 +287,7 @@ def cmd_queue(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    if args.jobs is not None and args.jobs < 1:
-        raise ConfigError(f"--jobs: expected an integer >= 1, got {args.jobs}")
+    check_jobs(args)
     file = Path(getattr(args, "file", "experiments.toml"))
     runs_dir = runs_dir_of(args, file)
     queue = _open_queue(runs_dir)
@@ -340,8 +379,9 @@ def cmd_schedules(args: argparse.Namespace) -> int:
     from engine.ks import write_schedule_study
     from engine.schedules import from_spec
 
-    if args.n < 2:
-        raise ConfigError(f"--n: expected an integer >= 2, got {args.n}")
+    int_arg("--n", args.n, 2, MAX_KS_SAMPLES)
+    int_arg("--seed", args.seed, 0, 2**32 - 1)  # numpy's seeds
+    folder_arg("--out", args.out)
     study = load_study(Path(args.file), args.profile)
     schedules, names = [], []
     for run in study.runs:
@@ -418,8 +458,15 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from engine.report import write_report
-    from engine.runs import Run, iter_runs
+    from engine.runs import STUDIES_DIR, Run, iter_runs
 
+    folder_arg("--runs-dir", args.runs_dir)
+    folder_arg("--out", args.out)
+    for name in args.runs:  # a run's name becomes part of figure file names in --out
+        folder, _, study = name.partition("/")
+        if not (safe_name(name) or folder == STUDIES_DIR and safe_name(study)):
+            raise ConfigError(one_line(f"report {name}: expected the name of a run folder in "
+                                       f"{args.runs_dir} (or {STUDIES_DIR}/NAME for a study)"))
     if args.runs:
         runs = [Run(args.runs_dir / name) for name in args.runs]
         missing = [r.name for r in runs if not r.exists()]

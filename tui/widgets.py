@@ -76,8 +76,8 @@ class RunsTable(DataTable):
         if [k.value for k in self.rows] == order:
             for name, cells in rows.items():
                 for col, value in zip(self.COLUMNS, cells):
-                    if self.get_cell(name, col) != value:
-                        self.update_cell(name, col, value)
+                    if self.get_cell(name, col) != value:  # wider when it must ("finished")
+                        self.update_cell(name, col, value, update_width=True)
             return
         keep = self.selected()
         self.clear()
