@@ -33,7 +33,7 @@ class Server:
     proc: subprocess.Popen
     home: Path  # the client's HOME
     folder: Path
-    python: Path  # the "remote" interpreter (a wrapper)
+    python: Path  # the "remote" interpreter (a wrapper; each call logged in calls.log)
     host_pub: str  # "ssh-ed25519 AAAA..." of the server
 
     def connections(self) -> list[int]:
@@ -111,6 +111,8 @@ LogLevel VERBOSE
     env = {"PYTHONPATH": str(ROOT), "DIFFUI_FETCH": "0",
            "DIFFUI_CACHE_DIR": os.environ.get("DIFFUI_CACHE_DIR", str(folder / "cache"))}
     python.write_text("#!/bin/sh\n" + "".join(f"export {k}='{v}'\n" for k, v in env.items())
+                      + f"printf '%s|%s\\n' \"${{CUDA_VISIBLE_DEVICES-unset}}\" \"$*\" >> "
+                      f"{folder / 'calls.log'}\n"
                       + f'exec {sys.executable} "$@"\n')
     python.chmod(0o755)
     Path("/run/sshd").mkdir(parents=True, exist_ok=True)
@@ -130,8 +132,8 @@ LogLevel VERBOSE
     return Server(port, proc, home, folder, python, host_pub)
 
 
-@pytest.fixture(scope="session")
-def sshd(tmp_path_factory):
+@pytest.fixture(scope="session", name="sshd")
+def sshd_fixture(tmp_path_factory):
     """The server, with HOME pointing at its client side for the whole session."""
     server = start_server(tmp_path_factory.mktemp("sshd"))
     old = {k: os.environ.get(k) for k in ("HOME", "SSH_AUTH_SOCK")}

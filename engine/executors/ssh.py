@@ -70,28 +70,38 @@ def _where(spec: HostSpec) -> str:
 
 
 async def _host_key_problem(name: str, spec: HostSpec) -> str:
-    """Why the host key was refused, with its fingerprint and what to do."""
-    port = spec.port
+    """Why the host key was refused, with its fingerprint and what to do. A second handshake
+    learns the real host and port (after ~/.ssh/config) and what known_hosts says of them."""
+    seen: dict = {}
+    known = Path.home() / ".ssh" / "known_hosts"
+
+    def record(host: str, addr: str, port: int | None):
+        seen.update(host=host, addr=addr, port=port or 22)
+        if known.is_file():
+            try:
+                seen["trusted"] = asyncssh.read_known_hosts(str(known)).match(host, addr, port)[0]
+            except (ValueError, OSError, asyncssh.Error):
+                pass
+        return [], [], []  # trust nothing: this handshake only looks
+
     try:
-        key = await asyncio.wait_for(asyncssh.get_server_host_key(spec.address, port),
-                                     CONNECT_TIMEOUT)
+        await asyncio.wait_for(asyncssh.connect(**_target(spec), known_hosts=record),
+                               CONNECT_TIMEOUT)
+    except (OSError, asyncssh.Error, asyncio.TimeoutError):
+        pass
+    host, port = seen.get("host", spec.address), seen.get("port", spec.port)
+    try:
+        key = await asyncio.wait_for(asyncssh.get_server_host_key(host, port), CONNECT_TIMEOUT)
     except (OSError, asyncssh.Error, asyncio.TimeoutError):
         key = None
     shown = f"{key.get_algorithm()} {key.get_fingerprint()}" if key else "fingerprint unknown"
-    entry = spec.address if port == 22 else f"[{spec.address}]:{port}"
-    known = Path.home() / ".ssh" / "known_hosts"
-    trusted = []
-    if known.is_file():
-        try:
-            trusted = asyncssh.read_known_hosts(str(known)).match(spec.address, "", port)[0]
-        except (ValueError, OSError, asyncssh.Error):
-            trusted = []
-    scan = f"ssh-keyscan{' -p %d' % port if port != 22 else ''} {spec.address} >> ~/.ssh/known_hosts"
-    if trusted:
-        return (f"{name}: the host key of {_where(spec)} has CHANGED (now {shown}); refused: "
+    entry = host if port == 22 else f"[{host}]:{port}"
+    scan = f"ssh-keyscan{' -p %d' % port if port != 22 else ''} {host} >> ~/.ssh/known_hosts"
+    if seen.get("trusted"):
+        return (f"{name}: the host key of {spec.address} has CHANGED (now {shown}); refused: "
                 f"if the host was reinstalled, check the fingerprint with its owner, then "
                 f"ssh-keygen -R '{entry}' and {scan}")
-    return (f"{name}: the host key of {_where(spec)} is unknown ({shown}); refused: check the "
+    return (f"{name}: the host key of {spec.address} is unknown ({shown}); refused: check the "
             f"fingerprint with the host's owner, then add it ({scan}, or connect once with ssh)")
 
 
