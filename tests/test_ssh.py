@@ -22,6 +22,7 @@ from engine.executors.ssh import local_version
 from sshd import free_port, sshd_fixture  # noqa: F401 (the fixture `sshd`)
 
 DEADLINE = 300.0  # seconds a remote run gets on a busy machine
+STUDY_DEADLINE = 1500.0  # a study's FID first trains diffui's MNIST classifier (once a session)
 
 
 def remote_file(tmp_path: Path, server, name: str = "r", epochs: int = 2, subset: int = 256,
@@ -99,7 +100,7 @@ def test_a_study_runs_on_the_host_from_the_run_it_samples(tmp_path, sshd):
     q = Queue.open(runs_dir)
     (folder,) = q.prepare(study.studies, study.hosts)
     q.submit([folder.name])
-    settle(q, [folder.name])
+    settle(q, [folder.name], STUDY_DEADLINE)
     assert folder.status().state == "finished", folder.status()
     remote = tmp_path / "remote" / "runs"
     assert (remote / "m" / "checkpoint.pt").read_bytes() == run.checkpoint_path.read_bytes()

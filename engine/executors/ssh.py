@@ -7,7 +7,7 @@ Everything goes through asyncssh, on one connection per host held by the executo
 The remote side is a plain run folder: ``WORKDIR/runs/<run>`` (a study: ``WORKDIR/runs/studies/
 NAME``, beside the run it samples from, as locally). A job's start copies the local run folder
 there (the resolved config.toml, a resumed run's checkpoint and events; a study also gets its
-run's config.toml and checkpoint.pt), then starts ``PYTHON -m engine.worker DIR`` detached
+run's config.toml, checkpoint.pt and worker records), then starts ``PYTHON -m engine.worker DIR`` detached
 (``setsid nohup``: it outlives the connection and the laptop) with ``CUDA_VISIBLE_DEVICES`` of
 its slot and ``DIFFUI_DATA_DIR=WORKDIR/data``.
 
@@ -432,7 +432,7 @@ class SSHExecutor:
         if isinstance(spec, StudySpec):  # the run it samples from, beside it as locally
             src = self.runs_dir / spec.run
             await self._push(remote, src, posixpath.join(runs, spec.run),
-                             only=("config.toml", "checkpoint.pt"))
+                             only=("config.toml", "checkpoint.pt", "worker.json", "exit.json"))
         q = shlex.quote
         env = {"CUDA_VISIBLE_DEVICES": "" if j.gpu is None else str(j.gpu),
                "DIFFUI_DATA_DIR": posixpath.join(remote.workdir, "data")}
@@ -445,7 +445,9 @@ class SSHExecutor:
 
     async def _push(self, remote: Remote, local: Path, folder: str, everything: bool = False,
                     only: tuple = ()) -> None:
-        """Make the remote folder a copy of the local one: files that differ are copied; with
+        """Make the remote folder a copy of the local one (or of its files ``only``, e.g. a
+        study's run: its settings, model and the records that say it finished): files that
+        differ are copied; with
         ``everything``, remote files the local folder lacks (an earlier attempt's) are removed,
         but for the worker's own records."""
         there = await remote.listing(folder)
@@ -453,7 +455,7 @@ class SSHExecutor:
                 if p.is_file() and not any(part.startswith(".") for part in
                                            p.relative_to(local).parts)}
         for rel, path in here.items():
-            if (only and rel not in only) or rel in NOT_PUSHED:
+            if rel not in only if only else rel in NOT_PUSHED:
                 continue
             if rel in there and same_file(path, there[rel]):
                 continue
