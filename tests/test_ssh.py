@@ -125,19 +125,20 @@ def test_a_cut_connection_is_made_again_and_no_event_is_lost_or_repeated(tmp_pat
     assert [e.epoch for e in run.events() if isinstance(e, Epoch)] == [1, 2, 3, 4, 5]
 
 
-def test_a_host_that_is_down_fails_its_run_in_one_line_and_leaves_the_rest(tmp_path, sshd):
+def test_a_host_that_is_down_fails_its_run_in_one_line_and_leaves_the_rest(tmp_path, sshd,
+                                                                           capsys):
+    from tui.cli import main
     port = free_port()  # nothing listens there
     f = tiny_study(tmp_path / "exp.toml", name="far", epochs=1, subset=64,
                    extra=f'[hosts.gpu1]\naddress = "127.0.0.1"\nport = {port}\n')
     f.write_text(f.read_text() + 'host = "gpu1"\n[[experiments]]\nname = "near"\n')
-    q, runs = queue_runs(f, tmp_path / "runs")
-    q.submit(["far", "near"])
-    settle(q, ["far", "near"])
+    assert main(["--batch", str(f), "--runs-dir", str(tmp_path / "runs")]) == 1
+    line = f"gpu1: cannot connect to 127.0.0.1 port {port}: Connection refused"
+    assert f"far: failed: {line}" in capsys.readouterr().out.splitlines()  # below the table
     far, near = (Run(tmp_path / "runs" / n).status() for n in ("far", "near"))
-    assert far.state == "failed"
-    assert far.detail == f"gpu1: cannot connect to 127.0.0.1 port {port}: Connection refused"
+    assert (far.state, far.detail) == ("failed", line)
     assert near.state == "finished"
-    assert not QueueFile(q.runs_dir).read().busy()
+    assert not QueueFile(tmp_path / "runs").read().busy()
 
 
 def fingerprint(server) -> str:
@@ -204,6 +205,25 @@ def test_a_remote_run_cancelled_is_resumable_and_resumes_to_the_end(tmp_path, ss
     starts = [e for e in events if isinstance(e, Start)]
     assert len(starts) == 2 and starts[1].epoch >= 1  # from the checkpoint
     assert sorted({e.epoch for e in events if isinstance(e, Epoch)}) == [1, 2, 3, 4]
+
+
+def test_a_new_queue_service_follows_the_remote_run_where_the_killed_one_left(tmp_path, sshd):
+    import os
+    import signal
+
+    from engine.service import running_pid
+    f = remote_file(tmp_path, sshd, epochs=4)
+    q, (run,) = queue_runs(f, tmp_path / "runs")
+    q.submit(["r"])
+    wait_for(lambda: any(isinstance(e, Epoch) for e in run.events()), DEADLINE)
+    os.kill(running_pid(q.runs_dir), signal.SIGKILL)  # the laptop's side dies, not the run
+    wait_for(lambda: running_pid(q.runs_dir) is None, 30)
+    assert not any(isinstance(e, End) for e in run.events())
+    settle(q, ["r"])  # the client starts a new service: it finds the run in `active`
+    assert run.status().state == "finished"
+    remote = tmp_path / "remote" / "runs" / "r" / "events.jsonl"
+    assert lines(run.events_path) == lines(remote)
+    assert len([e for e in run.events() if isinstance(e, Start)]) == 1  # never started again
 
 
 def test_two_gpus_of_a_host_run_two_runs_at_once_and_a_third_waits(tmp_path, sshd):
