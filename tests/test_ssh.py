@@ -141,6 +141,21 @@ def test_a_host_that_is_down_fails_its_run_in_one_line_and_leaves_the_rest(tmp_p
     assert not QueueFile(tmp_path / "runs").read().busy()
 
 
+def test_a_host_without_diffui_fails_the_run_with_what_to_do(tmp_path, sshd):
+    bare = tmp_path / "bare"  # a python without diffui
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True)
+    f = remote_file(tmp_path, sshd)
+    f.write_text(f.read_text().replace(f'python = "{sshd.python}"',
+                                       f'python = "{bare / "bin" / "python"}"'))
+    q, (run,) = queue_runs(f, tmp_path / "runs")
+    q.submit(["r"])
+    settle(q, ["r"])
+    st = run.status()
+    assert (st.state, st.detail) == (
+        "failed", f"gpu1: {bare / 'bin' / 'python'} cannot run diffui (ModuleNotFoundError: No "
+        "module named 'engine'): install it with: diffui hosts install gpu1")
+
+
 def fingerprint(server) -> str:
     out = subprocess.run(["ssh-keygen", "-lf", str(server.folder / "host_key.pub")],
                          capture_output=True, text=True, check=True).stdout

@@ -417,6 +417,8 @@ class SSHExecutor:
                 raise
             except (HostError, asyncssh.Error, OSError) as e:  # reconnect with back-off
                 self._drop(remote)
+                if j.state == "running":  # can't tell: the run goes on remotely meanwhile
+                    Run(j.job.run_dir).beat()
                 j.note = (f"connection lost ({' '.join(str(e).split()) or type(e).__name__}); "
                           f"trying again in {delay:.0f} s")
                 await asyncio.sleep(delay)
@@ -436,7 +438,7 @@ class SSHExecutor:
         q = shlex.quote
         env = {"CUDA_VISIBLE_DEVICES": "" if j.gpu is None else str(j.gpu),
                "DIFFUI_DATA_DIR": posixpath.join(remote.workdir, "data")}
-        command = (f"cd {q(folder)} && rm -f exit.json && {{ setsid nohup env "
+        command = (f"cd {q(folder)} && rm -f exit.json worker.json && {{ setsid nohup env "
                    + " ".join(f"{k}={q(v)}" for k, v in env.items())
                    + f" {q(remote.python)} -m engine.worker {q(folder)} >> worker.log 2>&1 "
                    "< /dev/null & }; echo $!")
@@ -509,6 +511,12 @@ class SSHExecutor:
         if time.time() - j.checked >= LIVE_EVERY or j.state == "lost":
             alive = bool(j.pid) and (await remote.run(
                 f"kill -0 {int(j.pid)} 2>/dev/null && echo yes || echo no")).strip() == "yes"
+            if not alive and "worker.json" not in files:  # it never got going
+                log = (await self._read(remote, folder, "worker.log")).decode(errors="replace")
+                last = log.strip().splitlines()[-1:] or ["no output"]
+                Run(local).record_failure(self.name, f"{self.name}: the worker exited at once: "
+                                          + " ".join(last[0].split()))
+                return True
             if not alive:  # died without an exit record: mirror what is left, then say so
                 if "events.jsonl" in files:
                     attrs = (await remote.listing(folder)).get("events.jsonl")
