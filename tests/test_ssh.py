@@ -19,10 +19,10 @@ from engine.worker import execute
 
 from conftest import tiny_study, wait_for
 from engine.executors.ssh import local_version
+from engine.metrics import load_classifier
 from sshd import free_port, sshd_fixture  # noqa: F401 (the fixture `sshd`)
 
 DEADLINE = 300.0  # seconds a remote run gets on a busy machine
-STUDY_DEADLINE = 1500.0  # a study's FID first trains diffui's MNIST classifier (once a session)
 
 
 def remote_file(tmp_path: Path, server, name: str = "r", epochs: int = 2, subset: int = 256,
@@ -97,10 +97,11 @@ def test_a_study_runs_on_the_host_from_the_run_it_samples(tmp_path, sshd):
     runs_dir = tmp_path / "runs"
     (run,) = prepare_runs(study.runs, runs_dir)  # the morph run, trained here
     assert execute(run, threading.Event()) == "finished"
-    q = Queue.open(runs_dir)
+    load_classifier(data_cfg=run.spec().data)  # the FID classifier, in the cache the host
+    q = Queue.open(runs_dir)                   # shares (trained once a session, unhurried)
     (folder,) = q.prepare(study.studies, study.hosts)
     q.submit([folder.name])
-    settle(q, [folder.name], STUDY_DEADLINE)
+    settle(q, [folder.name])
     assert folder.status().state == "finished", folder.status()
     remote = tmp_path / "remote" / "runs"
     assert (remote / "m" / "checkpoint.pt").read_bytes() == run.checkpoint_path.read_bytes()
