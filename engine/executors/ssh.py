@@ -245,7 +245,7 @@ class _Job:
     rel: str  # the run folder's name below RUNS (``run`` or ``studies/NAME``)
     gpu: int | None = None
     pid: int | None = None
-    state: str = "starting"  # starting | running | gone
+    state: str = "starting"  # starting | running | lost (adopted, pid unsure) | gone
     signal: str = ""  # TERM or KILL: to be sent to the remote worker
     seen: dict = field(default_factory=dict)  # remote file -> (size, mtime) mirrored
     beat: float = 0.0  # the remote heartbeat's last time seen
