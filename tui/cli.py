@@ -475,7 +475,7 @@ def cmd_hosts(args: argparse.Namespace) -> int:
             version += f" (here {here})"
         torch = (info.get("torch") or "missing") + (f" / CUDA {info['cuda']}" if info.get("cuda")
                                                     else " / no CUDA" if info.get("torch") else "")
-        gpus = "; ".join(info.get("gpus", [])) or "none (nvidia-smi)"
+        gpus = _gpus_text(info.get("gpus", []))
         free = f"{info['free'] / 1e9:.1f} GB" if "free" in info else "-"
         sets = ", ".join(f"{n} ({'+'.join(s)})" for n, s in info.get("data", {}).items() if s)
         rows.append((info["host"], "yes", info.get("python") or "-", version, torch, gpus, free,
@@ -486,6 +486,14 @@ def cmd_hosts(args: argparse.Namespace) -> int:
     for line in problems:
         print(line)
     return 1 if problems else 0
+
+
+def _gpus_text(lines: list[str]) -> str:
+    """nvidia-smi's ``index, name, memory`` lines as ``2x NVIDIA H100 (81559 MiB)``."""
+    from collections import Counter
+    kinds = Counter(" (".join(line.split(", ")[1:3]) + ")" if line.count(", ") >= 2 else line
+                    for line in lines)
+    return ", ".join(f"{n}x {kind}" for kind, n in kinds.items()) or "none (nvidia-smi)"
 
 
 def cmd_report(args: argparse.Namespace) -> int:
