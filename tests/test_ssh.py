@@ -11,25 +11,28 @@ import sys
 import threading
 from pathlib import Path
 
-from engine.config import load_study
+import pytest
+
+from engine.config import HostSpec, load_study
 from engine.events import End, Epoch, Start, Value
+from engine.executors import Job, StartError
+from engine.executors.ssh import SSHExecutor, local_version
+from engine.metrics import load_classifier
 from engine.queue import Queue, QueueFile
 from engine.runs import Run, prepare_runs
 from engine.worker import execute
 
 from conftest import tiny_study, wait_for
-from engine.executors.ssh import local_version
-from engine.metrics import load_classifier
 from sshd import free_port, sshd_fixture  # noqa: F401 (the fixture `sshd`)
 
 DEADLINE = 300.0  # seconds a remote run gets on a busy machine
 
 
 def remote_file(tmp_path: Path, server, name: str = "r", epochs: int = 2, subset: int = 256,
-                more: str = "", **host) -> Path:
+                more: str = "", workdir: str = "remote", **host) -> Path:
     """A tiny study whose run goes to host gpu1 (the test server), workdir tmp/remote."""
     f = tiny_study(tmp_path / "exp.toml", name=name, epochs=epochs, subset=subset,
-                   extra=server.table(tmp_path / "remote", **host))
+                   extra=server.table(tmp_path / workdir, **host))
     f.write_text(f.read_text() + 'host = "gpu1"\n' + more)
     return f
 
@@ -142,6 +145,19 @@ def test_a_host_that_is_down_fails_its_run_in_one_line_and_leaves_the_rest(tmp_p
     assert not QueueFile(tmp_path / "runs").read().busy()
 
 
+def test_run_names_cannot_leave_the_remote_workdir(tmp_path):
+    runs = tmp_path / "runs"
+    (runs / "studies").mkdir(parents=True)
+    (tmp_path / "out").mkdir()
+    (runs / "link").symlink_to(tmp_path / "out")
+    ex = SSHExecutor("gpu1", HostSpec(address="h"), runs)
+    for bad in (tmp_path / "out", runs / "link", runs / "studies" / ".." / ".." / "out",
+                runs / "a" / "b", runs / "-x"):
+        with pytest.raises(StartError, match="^gpu1: "):
+            ex.start(Job(bad), "gpu1:0")
+    assert ex._loop is None and not list(tmp_path.rglob("worker.json"))  # nothing started
+
+
 def test_a_host_without_diffui_fails_the_run_with_what_to_do(tmp_path, sshd):
     bare = tmp_path / "bare"  # a python without diffui
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True)
@@ -201,7 +217,8 @@ def test_a_changed_host_key_is_refused_by_hosts_check(tmp_path, sshd, capsys):
 
 
 def test_a_remote_run_cancelled_is_resumable_and_resumes_to_the_end(tmp_path, sshd):
-    f = remote_file(tmp_path, sshd, epochs=4)
+    workdir = "remote dir's $HOME"  # every value on a remote command line is quoted
+    f = remote_file(tmp_path, sshd, epochs=4, workdir=workdir)
     q, (run,) = queue_runs(f, tmp_path / "runs")
     q.submit(["r"])
     wait_for(lambda: any(isinstance(e, Epoch) for e in run.events()), DEADLINE)
@@ -215,7 +232,7 @@ def test_a_remote_run_cancelled_is_resumable_and_resumes_to_the_end(tmp_path, ss
     q.enqueue("r")
     settle(q, ["r"])
     assert run.status().state == "finished"
-    remote = tmp_path / "remote" / "runs" / "r" / "events.jsonl"
+    remote = tmp_path / workdir / "runs" / "r" / "events.jsonl"
     assert lines(run.events_path) == lines(remote)
     events = run.events()
     starts = [e for e in events if isinstance(e, Start)]
