@@ -105,6 +105,8 @@ def test_failed_run_exits_1(tmp_path, capsys):
     assert main(["--batch", str(f), "--runs-dir", str(tmp_path / "runs")]) == 1
     out = capsys.readouterr().out
     assert "failed" in out
+    why = Run(tmp_path / "runs" / "tiny").status().detail  # the worker's error, one line
+    assert why and f"tiny: failed: {why}" in out.splitlines()  # below the table
     assert "study tiny-noise waits: its run tiny is failed" in out  # a study needs a finished run
     assert Run(tmp_path / "runs" / "tiny").status().state == "failed"
 

@@ -71,7 +71,8 @@ def run_batch(queue: Queue, runs: list[Run], jobs: int | None = None,
     for run in runs:  # why, one line each (a failed attempt, a host down, a key refused)
         p = summary(run)
         if p.state == "failed" and p.detail:
-            console.print(f"{run.name}: failed: {p.detail}", markup=False, highlight=False)
+            console.print(f"{run.name}: failed: {p.detail}", markup=False, highlight=False,
+                          soft_wrap=True)
     if interrupted:
         return EXIT_INTERRUPTED
     return EXIT_FAILED if any(summary(r).state != "finished" for r in runs) else EXIT_OK
