@@ -6,9 +6,12 @@ slots running two runs while a third waits, and ``diffui hosts check`` / ``insta
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -54,11 +57,34 @@ def lines(path: Path) -> list[str]:
     return path.read_text().splitlines()
 
 
+@contextmanager
+def held(remote_run: Path):
+    """The remote worker of ``remote_run`` (a process of this machine here) stopped with SIGSTOP
+    meanwhile, so that the run cannot end behind the test's back, whatever the machine's speed."""
+    pid = json.loads((remote_run / "worker.json").read_text())["pid"]
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield pid
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+def pending(pid: int, sig: int) -> bool:
+    """Whether ``sig`` waits to be delivered to the (stopped) process ``pid``."""
+    status = Path(f"/proc/{pid}/status").read_text().splitlines()
+    masks = [int(line.split()[1], 16) for line in status if line.startswith(("SigPnd", "ShdPnd"))]
+    return any(m & (1 << (sig - 1)) for m in masks)
+
+
+def first_epoch(run: Run) -> bool:
+    return any(isinstance(e, Epoch) for e in run.events())
+
+
 def test_a_quick_run_trains_on_the_host_and_comes_back_whole(tmp_path, sshd):
     f = remote_file(tmp_path, sshd)
     q, (run,) = queue_runs(f, tmp_path / "runs")
     q.submit(["r"])
-    where = wait_for(lambda: QueueFile(q.runs_dir).read().active.get("r"), 60)
+    where = wait_for(lambda: QueueFile(q.runs_dir).read().active.get("r"), DEADLINE)
     assert where["executor"] == "gpu1" and where["slot"] == "gpu1:0"
     settle(q, ["r"])
     st = run.status()
@@ -116,17 +142,20 @@ def test_a_study_runs_on_the_host_from_the_run_it_samples(tmp_path, sshd):
 
 
 def test_a_cut_connection_is_made_again_and_no_event_is_lost_or_repeated(tmp_path, sshd):
-    f = remote_file(tmp_path, sshd, epochs=5)
+    f = remote_file(tmp_path, sshd, epochs=3)
     q, (run,) = queue_runs(f, tmp_path / "runs")
     q.submit(["r"])
-    wait_for(lambda: any(isinstance(e, Epoch) for e in run.events()), DEADLINE)
-    assert not any(isinstance(e, End) for e in run.events())  # mid-run
-    assert sshd.cut() >= 1  # the sshd serving the service's connection, killed
+    wait_for(lambda: first_epoch(run), DEADLINE)
+    remote = tmp_path / "remote" / "runs" / "r"
+    with held(remote):  # mid-run
+        assert not any(isinstance(e, End) for e in Run(remote).events())
+        before = set(sshd.connections())
+        assert sshd.cut() >= 1  # the sshd serving the service's connection, killed
+        wait_for(lambda: set(sshd.connections()) - before, DEADLINE)  # connected again
     settle(q, ["r"])
     assert run.status().state == "finished"
-    remote = tmp_path / "remote" / "runs" / "r" / "events.jsonl"
-    assert lines(run.events_path) == lines(remote)
-    assert [e.epoch for e in run.events() if isinstance(e, Epoch)] == [1, 2, 3, 4, 5]
+    assert lines(run.events_path) == lines(remote / "events.jsonl")
+    assert [e.epoch for e in run.events() if isinstance(e, Epoch)] == [1, 2, 3]
 
 
 def test_a_host_that_is_down_fails_its_run_in_one_line_and_leaves_the_rest(tmp_path, sshd,
@@ -221,8 +250,10 @@ def test_a_remote_run_cancelled_is_resumable_and_resumes_to_the_end(tmp_path, ss
     f = remote_file(tmp_path, sshd, epochs=4, workdir=workdir)
     q, (run,) = queue_runs(f, tmp_path / "runs")
     q.submit(["r"])
-    wait_for(lambda: any(isinstance(e, Epoch) for e in run.events()), DEADLINE)
-    q.cancel("r")
+    wait_for(lambda: first_epoch(run), DEADLINE)
+    with held(tmp_path / workdir / "runs" / "r") as pid:  # it cannot finish first
+        q.cancel("r")
+        wait_for(lambda: pending(pid, signal.SIGTERM), DEADLINE)  # sent over SSH
     settle(q, ["r"])
     st = run.status()
     assert (st.state, st.detail) == ("resumable", "stopped")
@@ -241,22 +272,20 @@ def test_a_remote_run_cancelled_is_resumable_and_resumes_to_the_end(tmp_path, ss
 
 
 def test_a_new_queue_service_follows_the_remote_run_where_the_killed_one_left(tmp_path, sshd):
-    import os
-    import signal
-
     from engine.service import running_pid
-    f = remote_file(tmp_path, sshd, epochs=4)
+    f = remote_file(tmp_path, sshd, epochs=3)
     q, (run,) = queue_runs(f, tmp_path / "runs")
     q.submit(["r"])
-    wait_for(lambda: any(isinstance(e, Epoch) for e in run.events()), DEADLINE)
-    os.kill(running_pid(q.runs_dir), signal.SIGKILL)  # the laptop's side dies, not the run
-    wait_for(lambda: running_pid(q.runs_dir) is None, 30)
-    assert not any(isinstance(e, End) for e in run.events())
+    wait_for(lambda: first_epoch(run), DEADLINE)
+    with held(tmp_path / "remote" / "runs" / "r"):  # mid-run
+        os.kill(running_pid(q.runs_dir), signal.SIGKILL)  # the laptop's side dies, not the run
+        wait_for(lambda: running_pid(q.runs_dir) is None, DEADLINE)
     settle(q, ["r"])  # the client starts a new service: it finds the run in `active`
     assert run.status().state == "finished"
     remote = tmp_path / "remote" / "runs" / "r" / "events.jsonl"
     assert lines(run.events_path) == lines(remote)
     assert len([e for e in run.events() if isinstance(e, Start)]) == 1  # never started again
+    assert [e.epoch for e in run.events() if isinstance(e, Epoch)] == [1, 2, 3]
 
 
 def test_two_gpus_of_a_host_run_two_runs_at_once_and_a_third_waits(tmp_path, sshd):
@@ -268,7 +297,7 @@ def test_two_gpus_of_a_host_run_two_runs_at_once_and_a_third_waits(tmp_path, ssh
     def two_at_once():
         st = QueueFile(q.runs_dir).read()
         return len(st.active) == 2 and st.queued == ["c"] and st
-    st = wait_for(two_at_once, 60)
+    st = wait_for(two_at_once, DEADLINE)
     assert sorted(a["slot"] for a in st.active.values()) == ["gpu1:gpu0", "gpu1:gpu1"]
     settle(q, ["a", "b", "c"])
     assert [r.status().state for r in runs] == ["finished"] * 3
