@@ -396,9 +396,10 @@ class SSHExecutor:
                 except (asyncssh.Error, OSError):  # a connection that had dropped: once more
                     self._drop(self._remote)
                     await self._launch(j)
-            except (HostError, asyncssh.Error, OSError) as e:
+            except Exception as e:  # noqa: BLE001 (whatever it is, the run says it, in one line)
                 line = str(e) if isinstance(e, HostError) else \
-                    f"{self.name}: could not start the worker: {' '.join(str(e).split())}"
+                    f"{self.name}: could not start the worker: " \
+                    + (" ".join(str(e).split()) or type(e).__name__)
                 run.record_failure(self.name, line)
                 j.state = "gone"
                 return
@@ -415,7 +416,7 @@ class SSHExecutor:
                 await asyncio.sleep(POLL_EVERY)
             except asyncio.CancelledError:
                 raise
-            except (HostError, asyncssh.Error, OSError) as e:  # reconnect with back-off
+            except Exception as e:  # noqa: BLE001 (a lost connection, mostly): again, backing off
                 self._drop(remote)
                 if j.state == "running":  # can't tell: the run goes on remotely meanwhile
                     Run(j.job.run_dir).beat()
@@ -449,9 +450,8 @@ class SSHExecutor:
                     only: tuple = ()) -> None:
         """Make the remote folder a copy of the local one (or of its files ``only``, e.g. a
         study's run: its settings, model and the records that say it finished): files that
-        differ are copied; with
-        ``everything``, remote files the local folder lacks (an earlier attempt's) are removed,
-        but for the worker's own records."""
+        differ are copied; with ``everything``, remote files the local folder lacks (an earlier
+        attempt's) are removed, but for the worker's own records."""
         there = await remote.listing(folder)
         here = {p.relative_to(local).as_posix(): p for p in sorted(local.rglob("*"))
                 if p.is_file() and not any(part.startswith(".") for part in
