@@ -353,6 +353,19 @@ def _read_pair(pair: tuple[Path, Path]) -> int:
     return len(images)
 
 
+def idx_files(name: str, split: str) -> tuple[Path, Path] | None:
+    """The (images, labels) IDX files of ``split`` in diffui's data folder, else in Debian's
+    folder; None when neither holds them (what ``diffui hosts install`` copies to a host)."""
+    for folder in (dataset_folder(name), DEBIAN_DIR / _DEBIAN_NAMES[name]):
+        try:
+            pair = _find_pair(folder, split)
+        except DataInputError:
+            pair = None
+        if pair is not None:
+            return pair
+    return None
+
+
 def has_full_set(name: str) -> bool:
     """Whether diffui's data folder holds both splits of ``name`` at full size (headers only)."""
     folder = dataset_folder(name)

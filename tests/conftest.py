@@ -44,6 +44,14 @@ name = "{name}"
 """
 
 
+def table_why(out: str) -> str:
+    """The "why" column of batch mode's final table (the last one), wrapped cells joined, with
+    no spaces: what to compare with a run's status detail (also with its spaces removed)."""
+    lines = out.splitlines()
+    assert any(line.split("┃")[-2].strip() == "why" for line in lines if "┃" in line)
+    return "".join(line.split("│")[-2].strip() for line in lines if "│" in line).replace(" ", "")
+
+
 def tiny_study(path: Path, name: str = "tiny", epochs: int = 2, subset: int = 256, seed: int = 0,
                every: int = 0, extra: str = "") -> Path:
     """A study of one run on ``subset`` images with T = 40; FID only when ``every`` > 0."""

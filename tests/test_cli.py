@@ -15,7 +15,8 @@ from engine.events import End, Epoch, Start
 from engine.runs import Run
 from tui.cli import main
 
-from conftest import OFFLINE, fake_torchvision_download, tiny_study, wait_for, write_idx_set
+from conftest import (OFFLINE, fake_torchvision_download, table_why, tiny_study, wait_for,
+                      write_idx_set)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -105,6 +106,8 @@ def test_failed_run_exits_1(tmp_path, capsys):
     assert main(["--batch", str(f), "--runs-dir", str(tmp_path / "runs")]) == 1
     out = capsys.readouterr().out
     assert "failed" in out
+    why = Run(tmp_path / "runs" / "tiny").status().detail  # the worker's error, one line
+    assert why and table_why(out) == why.replace(" ", "")  # the table says why
     assert "study tiny-noise waits: its run tiny is failed" in out  # a study needs a finished run
     assert Run(tmp_path / "runs" / "tiny").status().state == "failed"
 

@@ -22,7 +22,7 @@ from engine.runs import DamagedRun, Run, atomic_write_json, prepare_runs
 from engine.worker import execute
 from tui.cli import main
 
-from conftest import tiny_study, wait_for
+from conftest import table_why, tiny_study, wait_for
 
 
 def study(path: Path, replace: dict[str, str] | None = None, **kw) -> Path:
@@ -396,11 +396,8 @@ def test_batch_table_says_why_a_run_failed(tmp_path, capsys):
     assert main(["--batch", str(f), "--runs-dir", str(tmp_path / "runs")]) == 1
     error = Run(tmp_path / "runs" / "tiny").status().detail
     assert "train-images-idx3-ubyte" in error
-    lines = capsys.readouterr().out.splitlines()
-    assert any(line.split("┃")[-2].strip() == "why" for line in lines if "┃" in line)
-    rows = [line.split("│")[-2].strip() for line in lines if "│" in line]
     # the table's last column, wrapped (at spaces, or inside a long path)
-    assert "".join(rows).replace(" ", "") == error.replace(" ", "")
+    assert table_why(capsys.readouterr().out) == error.replace(" ", "")
 
 
 # --- defect 17: paths in events.jsonl stay inside the run folder -------------------------------

@@ -8,10 +8,12 @@
     diffui schedules [FILE] --out DIR [--profile NAME] [--n N] [--seed S]
     diffui report [--runs-dir DIR] [RUN ...] --out DIR
     diffui data [list] | data fetch [mnist|fashion_mnist] | data import DIR [--as NAME]
+    diffui hosts check [NAME] [--file FILE] | hosts install NAME [--file FILE]
 
 FILE defaults to ./experiments.toml. Runs go to ``runs/`` beside FILE (``runs-<profile>/`` for
 a profile) unless --runs-dir says otherwise. Bad input prints one line and exits with 2;
-``diffui data`` exits with 1 when a download fails or a file does not parse.
+``diffui data`` exits with 1 when a download fails or a file does not parse; ``diffui hosts``
+with 1 when a host cannot be used.
 """
 from __future__ import annotations
 
@@ -72,7 +74,8 @@ def _main_parser() -> argparse.ArgumentParser:
                        epilog="Also: diffui queue add|start|pause|stop|status; "
                               "diffui schedules [FILE] --out DIR; "
                               "diffui report [--runs-dir DIR] [RUN ...] --out DIR; "
-                              "diffui data [list|fetch|import]")
+                              "diffui data [list|fetch|import]; "
+                              "diffui hosts check|install")
     p.add_argument("file", nargs="?", default="experiments.toml", help="the experiments file")
     p.add_argument("--batch", action="store_true", help="run the queue with no UI")
     p.add_argument("--profile", help="a named profile of the file, e.g. quick")
@@ -161,6 +164,22 @@ def _data_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _hosts_parser() -> argparse.ArgumentParser:
+    p = _OneLineParser(prog="diffui hosts", description="The [hosts] tables of the experiments "
+                       "file: what each host has, and diffui installed on it.")
+    sub = p.add_subparsers(dest="action", required=True, metavar="{check,install}")
+    c = sub.add_parser("check", help="reachable, python, diffui, torch and CUDA, GPUs, free "
+                                     "disk and datasets of each host (or of NAME), as a table")
+    c.add_argument("name", nargs="?", help="one host (default: all)")
+    i = sub.add_parser("install", help="build a wheel of this diffui, pip install it into the "
+                                       "host's python, copy the datasets it lacks")
+    i.add_argument("name", help="the host")
+    for action in (c, i):
+        action.add_argument("--file", "-f", type=Path, default=Path("experiments.toml"),
+                            help="the experiments file (default ./experiments.toml)")
+    return p
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
@@ -172,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_report(_report_parser().parse_args(argv[1:]))
         if argv[:1] == ["queue"]:
             return cmd_queue(_queue_parser().parse_args(argv[1:]))
+        if argv[:1] == ["hosts"]:
+            return cmd_hosts(_hosts_parser().parse_args(argv[1:]))
         if argv[:1] == ["study"]:
             return cmd_study(_study_parser().parse_args(argv[1:]))
         args = _main_parser().parse_args(argv)
@@ -454,6 +475,68 @@ def cmd_data(args: argparse.Namespace) -> int:
     for note in filter(None, (data.fallback_note(i.source) for i in infos)):
         print(note)
     return 0
+
+
+def cmd_hosts(args: argparse.Namespace) -> int:
+    """``diffui hosts check|install``: 0 when every host asked about can run diffui's jobs."""
+    import tempfile
+
+    from engine.executors import ssh
+
+    study = load_study(args.file)
+    hosts = {n: h for n, h in study.hosts.items() if h.kind == "ssh" and h.address}
+    if args.name is not None:
+        if args.name not in hosts:
+            raise ConfigError(f"{args.file.name}: hosts.{args.name}: no such SSH host (hosts: "
+                              f"{', '.join(hosts) or 'none defined'})")
+        hosts = {args.name: hosts[args.name]}
+    if not hosts:
+        raise ConfigError(f"{args.file.name}: hosts: no [hosts.NAME] table with kind = \"ssh\"")
+    if args.action == "install":
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                wheel = ssh.build_wheel(Path(tmp))
+                print(f"built {wheel.name}")
+                ssh.install(args.name, hosts[args.name], wheel)
+        except ssh.HostError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        return 0
+    here = ssh.local_version()
+    rows = [("host", "reachable", "python", "diffui", "torch / CUDA", "GPUs", "free disk",
+             "datasets")]
+    problems = []
+    for info in ssh.check_hosts(hosts):
+        if info.get("problem"):
+            problems.append(info["problem"] if info["problem"].startswith(f"{info['host']}:")
+                            else f"{info['host']}: {info['problem']}")
+        if not info["reachable"]:
+            rows.append((info["host"], "no", *["-"] * 6))
+            continue
+        version = info.get("diffui") or "missing"
+        if info.get("diffui") and info["diffui"] != here:
+            version += f" (here {here})"
+        torch = (info.get("torch") or "missing") + (f" / CUDA {info['cuda']}" if info.get("cuda")
+                                                    else " / no CUDA" if info.get("torch") else "")
+        gpus = _gpus_text(info.get("gpus", []))
+        free = f"{info['free'] / 1e9:.1f} GB" if "free" in info else "-"
+        sets = ", ".join(f"{n} ({'+'.join(s)})" for n, s in info.get("data", {}).items() if s)
+        rows.append((info["host"], "yes", info.get("python") or "-", version, torch, gpus, free,
+                     sets or "none"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    for line in problems:
+        print(line)
+    return 1 if problems else 0
+
+
+def _gpus_text(lines: list[str]) -> str:
+    """nvidia-smi's ``index, name, memory`` lines as ``2x NVIDIA H100 (81559 MiB)``."""
+    from collections import Counter
+    kinds = Counter(" (".join(line.split(", ")[1:3]) + ")" if line.count(", ") >= 2 else line
+                    for line in lines)
+    return ", ".join(f"{n}x {kind}" for kind, n in kinds.items()) or "none (nvidia-smi)"
 
 
 def cmd_report(args: argparse.Namespace) -> int:
