@@ -44,6 +44,21 @@ name = "{name}"
 """
 
 
+# the rest of an experiment table, and a study of it: a tiny morph run "m" sampled at 2 values
+MORPH_STUDY = """degradation = "morph"
+network = { kind = "unet", unet_channels = [8, 16, 16] }
+evaluation = { sampler = "iterative", final_sampler = "same" }
+[[studies]]
+name = "noise"
+run = "m"
+kind = "noise"
+values = [0, 0.5]
+n = 24
+n_grid = 4
+seed = 1
+"""
+
+
 def table_why(out: str) -> str:
     """The "why" column of batch mode's final table (the last one), wrapped cells joined, with
     no spaces: what to compare with a run's status detail (also with its spaces removed)."""

@@ -25,7 +25,7 @@ from engine.queue import Queue, QueueFile
 from engine.runs import Run, prepare_runs
 from engine.worker import execute
 
-from conftest import table_why, tiny_study, wait_for
+from conftest import MORPH_STUDY, table_why, tiny_study, wait_for
 from sshd import free_port, sshd_fixture  # noqa: F401 (the fixture `sshd`)
 
 DEADLINE = 300.0  # seconds a remote run gets on a busy machine
@@ -104,19 +104,7 @@ def test_a_quick_run_trains_on_the_host_and_comes_back_whole(tmp_path, sshd):
     assert f"|-m engine.worker {remote}" in calls  # the remote folder, not the local one
 
 
-STUDY = """degradation = "morph"
-network = { kind = "unet", unet_channels = [8, 16, 16] }
-evaluation = { sampler = "iterative", final_sampler = "same" }
-[[studies]]
-name = "noise"
-run = "m"
-kind = "noise"
-values = [0, 0.5]
-n = 24
-n_grid = 4
-seed = 1
-host = "gpu1"
-"""
+STUDY = MORPH_STUDY + 'host = "gpu1"\n'  # the study goes to the host
 
 
 def test_a_study_runs_on_the_host_from_the_run_it_samples(tmp_path, sshd):

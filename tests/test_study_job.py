@@ -15,20 +15,7 @@ from engine.runs import prepare_runs, study_run
 from engine.sampling_study import RESULT_COLUMNS, run_study
 from engine.worker import execute
 
-from conftest import tiny_study
-
-STUDY = """degradation = "morph"
-network = { kind = "unet", unet_channels = [8, 16, 16] }
-evaluation = { sampler = "iterative", final_sampler = "same" }
-[[studies]]
-name = "noise"
-run = "m"
-kind = "noise"
-values = [0, 0.5]
-n = 24
-n_grid = 4
-seed = 1
-"""
+from conftest import MORPH_STUDY as STUDY, tiny_study
 
 
 @pytest.fixture(scope="module")
