@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import site
 import subprocess
 import sys
 import threading
@@ -320,8 +321,10 @@ def test_hosts_check_tells_what_each_host_has(tmp_path, sshd, capsys):
 def test_hosts_install_puts_this_diffui_and_the_datasets_on_the_host(tmp_path, sshd, capsys):
     from tui.cli import main
     venv = tmp_path / "venv"  # the host's environment: torch and the rest, but no diffui
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)],
-                   check=True)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    # this interpreter's packages without their .pth files (an editable diffui is one of them)
+    site_dir = next((venv / "lib").glob("python3*/site-packages"))
+    (site_dir / "system-site.pth").write_text("\n".join(site.getsitepackages()) + "\n")
     f = remote_file(tmp_path, sshd)
     f.write_text(f.read_text().replace(f'python = "{sshd.python}"',
                                        f'python = "{venv / "bin" / "python"}"'))
