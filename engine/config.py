@@ -34,7 +34,7 @@ from typing import Any
 
 from .components import DEGRADATIONS, NETWORKS, SAMPLERS, SCHEDULES
 from .registry import boolean, choice, int_list, integer, keys_of, number, params_of, string
-from .registry import slurm_time, string_list
+from .registry import sbatch_options, slurm_time
 from .registry import key as setting
 from .registry import device as device_check
 
@@ -182,7 +182,7 @@ class HostSpec(Section):
                         "resumes in the next job")
     account: str = setting("", string(), "slurm: --account (\"\" = none)")
     qos: str = setting("", string(), "slurm: --qos (\"\" = none)")
-    sbatch: list[str] = setting([], string_list, "slurm: further sbatch options")
+    sbatch: list[str] = setting([], sbatch_options, "slurm: further sbatch options")
     max_jobs: int = setting(20, integer(1, 100_000), "slurm: our jobs queued or running at once")
     signal_delay_s: int = setting(90, integer(10, 3600), "slurm: seconds before the time limit "
                                   "at which a job saves its state and is requeued")
@@ -610,6 +610,9 @@ def _parse_hosts(ctx: _Ctx, table: Any) -> dict[str, HostSpec]:
         if spec.kind == "ssh" and not spec.address:
             ctx.fail(f"{where}.address", "the host's name, IP or ~/.ssh/config alias",
                      spec.address, show_got="address" in value)
+        if spec.kind == "slurm" and spec.address:
+            ctx.fail(f"{where}.address", "\"\" for a cluster: diffui runs on its login node (a "
+                     "cluster reached over SSH is not supported yet)", spec.address)
         if len(set(spec.gpus)) != len(spec.gpus):
             ctx.fail(f"{where}.gpus", "distinct GPU indices", spec.gpus)
         out[name] = spec

@@ -174,10 +174,13 @@ def int_list(lo=None, min_len=0) -> Check:
     return check
 
 
-def string_list(v) -> str | None:
-    if isinstance(v, list) and all(isinstance(x, str) for x in v):
+SBATCH_OPTION = re.compile(r"--([A-Za-z][\w-]*)(?:=(.*))?", re.S)  # --name or --name=value
+
+
+def sbatch_options(v) -> str | None:
+    if isinstance(v, list) and all(isinstance(x, str) and SBATCH_OPTION.fullmatch(x) for x in v):
         return None
-    return "a list of strings"
+    return 'a list of long sbatch options, "--name" or "--name=value" (e.g. "--constraint=a100")'
 
 
 def slurm_time(v) -> str | None:

@@ -109,21 +109,16 @@ def test_the_hosts_table_becomes_sbatch_options():
 
 
 def test_a_cluster_over_ssh_is_refused_with_one_line(tmp_path, capsys):
-    """Submitting over SSH to a login node is not built yet: said in the service's log and in
-    the run folder; nothing is submitted (no cluster needed)."""
-    from engine.service import Service
+    """Submitting over SSH to a login node is not built yet: the file is refused (exit 2, one
+    line) and nothing is written (no cluster needed)."""
     runs_dir = tmp_path / "runs"
     assert main(["queue", "add", str(cluster_study(tmp_path, address="login.hpc")),
-                 "--runs-dir", str(runs_dir)]) == 0
-    lines = []
-    service = Service(runs_dir, log=lines.append)
-    with service.file.edit() as st:
-        st.paused = False
-        service.step(st)
-    assert lines[0].startswith("host cluster: cannot be used: a cluster reached over SSH is not "
-                               "supported yet: run diffui on the cluster's login node")
-    st = Run(runs_dir / "tiny").status()
-    assert st.state == "failed" and st.detail.startswith("no host to run on: cluster")
+                 "--runs-dir", str(runs_dir)]) == 2
+    err = capsys.readouterr().err
+    assert err == ("error: exp.toml: hosts.cluster.address: expected \"\" for a cluster: diffui "
+                   "runs on its login node (a cluster reached over SSH is not supported yet), "
+                   "got 'login.hpc'\n")
+    assert not runs_dir.exists()
 
 
 def test_a_run_goes_to_the_cluster_and_is_followed_to_its_end(slurm, tmp_path, capsys,

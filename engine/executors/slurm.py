@@ -33,6 +33,7 @@ import submitit
 from submitit.core.utils import DelayedSubmission, FailedJobError, FailedSubmissionError
 from submitit.slurm.slurm import SlurmInfoWatcher, SlurmJobEnvironment
 
+from ..registry import SBATCH_OPTION
 from ..runs import Run
 from ..worker import EXIT_CODES
 from . import Job, StartError
@@ -64,7 +65,7 @@ def sbatch_options(items: list[str]) -> dict:
     """``["--constraint=a100", "--exclusive"]`` as submitit's additional_parameters."""
     out: dict = {}
     for item in items:
-        m = re.fullmatch(r"--([A-Za-z][\w-]*)(?:=(.*))?", item)
+        m = SBATCH_OPTION.fullmatch(item)
         if not m:
             raise ValueError(f"sbatch: {item!r}: expected a long option, --name or --name=value")
         out[m.group(1)] = True if m.group(2) is None else m.group(2)
