@@ -341,3 +341,31 @@ def test_hosts_install_puts_this_diffui_and_the_datasets_on_the_host(tmp_path, s
     row = capsys.readouterr().out.splitlines()[1]
     assert "mnist (test)" in row and "fashion_mnist (train+test)" in row
     assert list((venv / "lib").glob("python3*/site-packages/engine/executors/ssh.py"))
+
+
+def test_a_file_rewritten_within_a_second_at_the_same_size_is_seen_as_changed(tmp_path, sshd):
+    """The mirror compares remote listings: a checkpoint saved twice in one second at the same
+    size (two quick epochs) must not look unchanged (SFTP's times are whole seconds)."""
+    import asyncio
+
+    from engine.executors.ssh import Remote
+    spec = load_study(remote_file(tmp_path, sshd)).hosts["gpu1"]
+    folder = tmp_path / "remote" / "runs" / "r"
+    folder.mkdir(parents=True)
+    ckpt = folder / "checkpoint.pt"
+
+    async def listing_twice():
+        remote = await Remote("gpu1", spec).open()
+        try:
+            ckpt.write_bytes(b"epoch 1")
+            os.utime(ckpt, ns=(1_800_000_000_100_000_000,) * 2)
+            first = await remote.listing(str(folder))
+            ckpt.write_bytes(b"epoch 2")
+            os.utime(ckpt, ns=(1_800_000_000_900_000_000,) * 2)  # the same second
+            return first, await remote.listing(str(folder))
+        finally:
+            remote.close()
+
+    first, second = asyncio.run(listing_twice())
+    assert first["checkpoint.pt"].size == second["checkpoint.pt"].size == 7
+    assert first["checkpoint.pt"] != second["checkpoint.pt"]

@@ -193,22 +193,18 @@ class Remote:
                             f"install it with: diffui hosts install {self.name}")
         self.checked = True
 
-    async def listing(self, folder: str, depth: int = 3) -> dict[str, asyncssh.SFTPAttrs]:
-        """Every file under ``folder`` (relative names, '/'-separated): {} when it is missing."""
-        out: dict[str, asyncssh.SFTPAttrs] = {}
-        try:
-            names = await self.sftp.readdir(folder)
-        except asyncssh.SFTPNoSuchFile:
-            return out
-        for n in names:
-            if n.filename in (".", "..") or n.filename.startswith("."):
-                continue
-            if n.attrs.type == asyncssh.FILEXFER_TYPE_DIRECTORY:
-                if depth > 1:
-                    sub = await self.listing(posixpath.join(folder, n.filename), depth - 1)
-                    out.update({f"{n.filename}/{k}": v for k, v in sub.items()})
-            elif n.attrs.type == asyncssh.FILEXFER_TYPE_REGULAR:
-                out[n.filename] = n.attrs
+    async def listing(self, folder: str, depth: int = 3) -> dict[str, "RemoteFile"]:
+        """Every file under ``folder`` (relative names, '/'-separated; hidden ones left out):
+        {} when it is missing. Through find, not SFTP: SFTP's times are whole seconds, so a
+        checkpoint rewritten within a second at the same size would look unchanged."""
+        out: dict[str, RemoteFile] = {}
+        text = await self.run(f"find {shlex.quote(folder)} -mindepth 1 -maxdepth {int(depth)} "
+                              "-type f -printf '%P\\t%s\\t%T@\\n' 2>/dev/null", check=False)
+        for line in text.splitlines():
+            rel, _, rest = line.partition("\t")
+            size, _, mtime = rest.partition("\t")
+            if rel and not any(part.startswith(".") for part in rel.split("/")):
+                out[rel] = RemoteFile(int(size), float(mtime))
         return out
 
     async def put(self, local: Path, remote: str) -> None:
@@ -226,12 +222,19 @@ class Remote:
         os.replace(tmp, local)
 
 
-def same_file(local: Path, attrs: asyncssh.SFTPAttrs) -> bool:
+@dataclass(frozen=True)
+class RemoteFile:
+    size: int
+    mtime: float  # seconds, as finely as the host's filesystem keeps them
+
+
+def same_file(local: Path, attrs: RemoteFile) -> bool:
+    """Whether ``local`` is the copy of a remote file (copies keep its time, in whole seconds)."""
     try:
         st = local.stat()
     except FileNotFoundError:
         return False
-    return st.st_size == attrs.size and int(st.st_mtime) == attrs.mtime
+    return st.st_size == attrs.size and int(st.st_mtime) == int(attrs.mtime)
 
 
 # --- the executor -----------------------------------------------------------------------------
@@ -491,7 +494,7 @@ class SSHExecutor:
         for rel, attrs in files.items():
             if rel in NOT_PULLED or j.seen.get(rel) == _key(attrs):
                 continue
-            if not same_file(local / rel, attrs):
+            if rel in j.seen or not same_file(local / rel, attrs):  # (new to us: maybe here)
                 await remote.get(posixpath.join(folder, rel), local / rel)
             j.seen[rel] = _key(attrs)
         beat = files.get("heartbeat")
@@ -552,7 +555,7 @@ class SSHExecutor:
                 os.fsync(out.fileno())
 
 
-def _key(attrs: asyncssh.SFTPAttrs) -> tuple:
+def _key(attrs: RemoteFile) -> tuple:
     return attrs.size, attrs.mtime
 
 
