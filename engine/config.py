@@ -170,7 +170,8 @@ class HostSpec(Section):
                            "this machine is the login node)")
     user: str = setting("", string(), "\"\" = ~/.ssh/config's or the local user")
     port: int = setting(22, integer(1, 65535), "the SSH port")
-    python: str = setting("python3", string(), "the remote interpreter that has diffui installed")
+    python: str = setting("python3", string(), "the remote interpreter that has diffui installed "
+                          "(slurm on its login node: diffui's own unless given)")
     workdir: str = setting("~/diffui", string(), "remote folder for run folders and data")
     gpus: list[int] = setting([], int_list(0), "ssh: one job per listed GPU; [] = CPU")
     slots: int = setting(1, integer(1, 1024), "ssh: jobs at once when gpus = []")
@@ -610,9 +611,13 @@ def _parse_hosts(ctx: _Ctx, table: Any) -> dict[str, HostSpec]:
         if spec.kind == "ssh" and not spec.address:
             ctx.fail(f"{where}.address", "the host's name, IP or ~/.ssh/config alias",
                      spec.address, show_got="address" in value)
-        if spec.kind == "slurm" and spec.address:
-            ctx.fail(f"{where}.address", "\"\" for a cluster: diffui runs on its login node (a "
-                     "cluster reached over SSH is not supported yet)", spec.address)
+        if spec.kind == "slurm" and not spec.address:  # diffui runs on the login node
+            if "workdir" in value:
+                ctx.fail(f"{where}.workdir", "no workdir on a cluster without an address (on "
+                         "its login node, runs stay in diffui's runs folder; workdir is for a "
+                         "login node reached over SSH)", spec.workdir)
+            if "python" not in value:  # the jobs run diffui's own interpreter
+                spec = dataclasses.replace(spec, python="")
         if len(set(spec.gpus)) != len(spec.gpus):
             ctx.fail(f"{where}.gpus", "distinct GPU indices", spec.gpus)
         out[name] = spec

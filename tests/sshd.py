@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,7 +80,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(folder: Path) -> Server:
+def start_server(folder: Path, env: dict | None = None) -> Server:
     home = folder / "home"
     (home / ".ssh").mkdir(parents=True)
     _keygen(folder / "host_key")
@@ -102,7 +103,7 @@ MaxStartups 50
 MaxSessions 50
 Subsystem sftp internal-sftp
 LogLevel VERBOSE
-""")
+""" + "".join(f"SetEnv {k}={v}\n" for k, v in (env or {}).items()))
     host_pub = " ".join((folder / "host_key.pub").read_text().split()[:2])
     (home / ".ssh" / "config").write_text(
         f"Host {ALIAS}\n  HostName 127.0.0.1\n  Port {port}\n  User {getpass.getuser()}\n"
@@ -136,10 +137,10 @@ LogLevel VERBOSE
     return Server(port, proc, home, folder, python, host_pub)
 
 
-@pytest.fixture(scope="session", name="sshd")
-def sshd_fixture(tmp_path_factory):
-    """The server, with HOME pointing at its client side for the whole session."""
-    server = start_server(tmp_path_factory.mktemp("sshd"))
+@contextmanager
+def serving(folder: Path, env: dict | None = None):
+    """A server (its sessions get ``env``), with HOME pointing at its client side meanwhile."""
+    server = start_server(folder, env)
     old = {k: os.environ.get(k) for k in ("HOME", "SSH_AUTH_SOCK")}
     os.environ["HOME"] = str(server.home)
     os.environ.pop("SSH_AUTH_SOCK", None)
@@ -156,3 +157,10 @@ def sshd_fixture(tmp_path_factory):
             server.proc.wait(10)
         except subprocess.TimeoutExpired:
             server.proc.kill()
+
+
+@pytest.fixture(scope="session", name="sshd")
+def sshd_fixture(tmp_path_factory):
+    """The server, with HOME pointing at its client side for the whole session."""
+    with serving(tmp_path_factory.mktemp("sshd")) as server:
+        yield server

@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -27,6 +28,7 @@ from tui.cli import main
 
 from conftest import tiny_study, wait_for
 from slurm_cluster import SlurmCluster
+from sshd import ALIAS, serving
 
 
 @pytest.fixture(scope="session")
@@ -45,13 +47,23 @@ def slurm():
             os.environ["SLURM_CONF"] = old
 
 
+@pytest.fixture(scope="module")
+def login(slurm, tmp_path_factory):
+    """An OpenSSH server on 127.0.0.1 as the cluster's login node, as a laptop reaches it (its
+    sessions know the cluster: SLURM_CONF)."""
+    with serving(tmp_path_factory.mktemp("login"), env=slurm.env()) as server:
+        yield server
+
+
 def cluster_study(tmp_path, names=("tiny",), epochs=2, time="00:10:00", sbatch=(),
-                  partition="debug", address=""):
-    """A study of tiny runs (FID off) whose runs all go to [hosts.cluster]."""
-    table = (f'\n[hosts.cluster]\nkind = "slurm"\naddress = "{address}"\n'
+                  partition="debug", **more):
+    """A study of tiny runs (FID off) whose runs all go to [hosts.cluster] (``more``: further
+    keys of its table, e.g. address, python, workdir)."""
+    table = (f'\n[hosts.cluster]\nkind = "slurm"\n'
              f'partition = "{partition}"\ncpus_per_job = 1\n'
              f'mem_gb = 1\ntime = "{time}"\nsignal_delay_s = 30\nmax_jobs = 4\n'
-             f'sbatch = {json.dumps(list(sbatch))}\n')
+             f'sbatch = {json.dumps(list(sbatch))}\n'
+             + "".join(f"{k} = {json.dumps(str(v))}\n" for k, v in more.items()))
     f = tiny_study(tmp_path / "exp.toml", name=names[0], epochs=epochs, extra=table)
     text = f.read_text() + 'host = "cluster"\n'
     for name in names[1:]:
@@ -108,19 +120,6 @@ def test_the_hosts_table_becomes_sbatch_options():
         SlurmExecutor._parameters(HostSpec(kind="slurm", sbatch=["-C a100"]))
 
 
-def test_a_cluster_over_ssh_is_refused_with_one_line(tmp_path, capsys):
-    """Submitting over SSH to a login node is not built yet: the file is refused (exit 2, one
-    line) and nothing is written (no cluster needed)."""
-    runs_dir = tmp_path / "runs"
-    assert main(["queue", "add", str(cluster_study(tmp_path, address="login.hpc")),
-                 "--runs-dir", str(runs_dir)]) == 2
-    err = capsys.readouterr().err
-    assert err == ("error: exp.toml: hosts.cluster.address: expected \"\" for a cluster: diffui "
-                   "runs on its login node (a cluster reached over SSH is not supported yet), "
-                   "got 'login.hpc'\n")
-    assert not runs_dir.exists()
-
-
 def test_a_run_goes_to_the_cluster_and_is_followed_to_its_end(slurm, tmp_path, capsys,
                                                               monkeypatch):
     monkeypatch.setenv("COLUMNS", "200")  # the status table on one line per run
@@ -147,8 +146,12 @@ def test_a_run_goes_to_the_cluster_and_is_followed_to_its_end(slurm, tmp_path, c
 
 
 def test_a_sweep_goes_as_one_job_array(slurm, tmp_path, capsys):
-    runs_dir = tmp_path / "runs"
-    f = cluster_study(tmp_path, names=("a", "b"), epochs=1)
+    """Its jobs run the table's python (here a wrapper that notes each call)."""
+    runs_dir, calls = tmp_path / "runs", tmp_path / "calls.log"
+    python = tmp_path / "python"
+    python.write_text(f'#!/bin/sh\necho "$*" >> {calls}\nexec {sys.executable} "$@"\n')
+    python.chmod(0o755)
+    f = cluster_study(tmp_path, names=("a", "b"), epochs=1, python=python)
     queue_and_start(f, runs_dir, capsys)
     ids = wait_for(lambda: [handle(runs_dir, n).get("job_id") for n in ("a", "b")]
                    if all(handle(runs_dir, n) for n in ("a", "b")) else None, timeout=60)
@@ -157,6 +160,7 @@ def test_a_sweep_goes_as_one_job_array(slurm, tmp_path, capsys):
     wait_for(lambda: all(Run(runs_dir / n).status().state == "finished" for n in ("a", "b"))
              and not any(handle(runs_dir, n) for n in ("a", "b")), timeout=240)
     assert sacct(slurm, array) == ["COMPLETED", "COMPLETED"]
+    assert calls.read_text().count("-m submitit.core._submit") == 2
 
 
 def test_a_job_the_cluster_refuses_fails_with_one_line(slurm, tmp_path, capsys):
@@ -249,3 +253,74 @@ def test_a_job_at_its_time_limit_is_requeued_and_resumes_exactly(slurm, tmp_path
     got, want = epoch_losses(run), epoch_losses(reference)
     assert [e for e, _, _ in got] == [1, 2, 3]
     assert np.array(got) == pytest.approx(np.array(want), rel=1e-4)
+
+
+def test_a_sweep_submitted_over_ssh_to_the_login_node_comes_back_whole(slurm, login, tmp_path,
+                                                                      capsys, monkeypatch):
+    """From a laptop: the run folders go to the login node's workdir, its diffui submits them as
+    one job array, the laptop follows them through sacct and squeue over SSH (a held job shows
+    its job id and pending reason) and mirrors their folders back; a cancel is a scancel there,
+    and the cancelled run resumes in a new job from its checkpoint."""
+    monkeypatch.setenv("COLUMNS", "200")
+    runs_dir, workdir = tmp_path / "runs", tmp_path / "login-node"
+    f = cluster_study(tmp_path, names=("a", "b"), epochs=3, sbatch=["--hold"], address=ALIAS,
+                      python=login.python, workdir=workdir)
+    queue = queue_and_start(f, runs_dir, capsys)
+    ids = wait_for(lambda: [handle(runs_dir, n).get("job_id") for n in ("a", "b")]
+                   if all(handle(runs_dir, n).get("reason") == "JobHeldUser" for n in ("a", "b"))
+                   else None, timeout=120)
+    array = ids[0].split("_")[0]
+    assert ids == [f"{array}_0", f"{array}_1"]
+    assert main(["queue", "status", "--runs-dir", str(runs_dir)]) == 0
+    out = capsys.readouterr().out
+    assert f"cluster: job {array}_0 PENDING (JobHeldUser)" in out
+    assert f"cluster: job {array}_1 PENDING (JobHeldUser)" in out
+    assert (workdir / "runs" / "a" / "config.toml").read_text() == \
+        (runs_dir / "a" / "config.toml").read_text()
+
+    subprocess.run(["scontrol", "release", array], check=True)
+    a, b = Run(runs_dir / "a"), Run(runs_dir / "b")
+    freeze_after_first_checkpoint(b)  # its worker.json (and pid) mirrored from the login node
+    assert queue.cancel("b") == "b: stopping (resumable from its last checkpoint)"
+    wait_for(lambda: not handle(runs_dir, "b"), timeout=120)
+    assert sacct(slurm, f"{array}_1") == ["CANCELLED"]
+    assert (b.status().state, b.status().detail) == ("resumable", "stopped")
+
+    queue.enqueue("b")  # a new job, from the checkpoint mirrored here and copied back there
+    second = wait_for(lambda: handle(runs_dir, "b").get("job_id"), timeout=120)
+    assert second.split("_")[0] != array
+    subprocess.run(["scontrol", "release", second], check=True)  # (held too)
+    wait_for(lambda: a.status().state == b.status().state == "finished"
+             and not handle(runs_dir, "a") and not handle(runs_dir, "b"), timeout=300)
+    assert sacct(slurm, f"{array}_0") == ["COMPLETED"]
+    for run in (a, b):
+        assert [e for e, _, _ in epoch_losses(run)] == [1, 2, 3]
+        for name in ("checkpoint.pt", "samples/epoch-0003.png", "worker.log"):
+            assert (run.path / name).is_file(), (run.name, name)
+        assert (run.path / "events.jsonl").read_bytes() == \
+            (workdir / "runs" / run.name / "events.jsonl").read_bytes()
+    starts = [e for e in b.events() if isinstance(e, Start)]
+    assert [s.resumed for s in starts] == [False, True] and starts[1].epoch >= 1
+    # submitit's files stay on the login node
+    assert list((workdir / "runs" / ".slurm" / "cluster").glob(f"*/{array}_0/{array}_0_0_log.out"))
+    assert not (runs_dir / ".slurm").exists()
+
+
+def test_a_submission_the_cluster_refuses_over_ssh_fails_with_one_line(slurm, login, tmp_path,
+                                                                      capsys):
+    runs_dir = tmp_path / "runs"
+    queue_and_start(cluster_study(tmp_path, partition="nope", address=ALIAS,
+                                  python=login.python, workdir=tmp_path / "login-node"),
+                    runs_dir, capsys)
+    run = Run(runs_dir / "tiny")
+    wait_for(lambda: run.status().state == "failed", timeout=120)
+    assert run.status().detail == \
+        "cluster: sbatch: Batch job submission failed: Invalid partition name specified"
+
+
+def test_hosts_check_tells_what_the_login_node_has(slurm, login, tmp_path, capsys):
+    f = cluster_study(tmp_path, address=ALIAS, python=login.python, workdir=tmp_path / "w")
+    version = subprocess.run(["sbatch", "--version"], capture_output=True, text=True).stdout.strip()
+    assert main(["hosts", "check", "-f", str(f)]) == 0
+    row = capsys.readouterr().out.splitlines()[1].split()
+    assert row[:2] == ["cluster", "yes"] and " ".join(row).count(version) == 1

@@ -315,7 +315,7 @@ def test_hosts_check_tells_what_each_host_has(tmp_path, sshd, capsys):
     assert main(["hosts", "check", "gpu1", "-f", str(f)]) == 0
     assert main(["hosts", "check", "gpu9", "-f", str(f)]) == 2
     assert capsys.readouterr().err.strip() == \
-        "error: exp.toml: hosts.gpu9: no such SSH host (hosts: gpu1, down)"
+        "error: exp.toml: hosts.gpu9: no such host reached over SSH (hosts: gpu1, down)"
 
 
 def test_hosts_install_puts_this_diffui_and_the_datasets_on_the_host(tmp_path, sshd, capsys):

@@ -484,14 +484,14 @@ def cmd_hosts(args: argparse.Namespace) -> int:
     from engine.executors import ssh
 
     study = load_study(args.file)
-    hosts = {n: h for n, h in study.hosts.items() if h.kind == "ssh" and h.address}
+    hosts = {n: h for n, h in study.hosts.items() if h.address}  # (a cluster: its login node)
     if args.name is not None:
         if args.name not in hosts:
-            raise ConfigError(f"{args.file.name}: hosts.{args.name}: no such SSH host (hosts: "
-                              f"{', '.join(hosts) or 'none defined'})")
+            raise ConfigError(f"{args.file.name}: hosts.{args.name}: no such host reached over "
+                              f"SSH (hosts: {', '.join(hosts) or 'none defined'})")
         hosts = {args.name: hosts[args.name]}
     if not hosts:
-        raise ConfigError(f"{args.file.name}: hosts: no [hosts.NAME] table with kind = \"ssh\"")
+        raise ConfigError(f"{args.file.name}: hosts: no [hosts.NAME] table with an address")
     if args.action == "install":
         try:
             with tempfile.TemporaryDirectory() as tmp:
@@ -518,7 +518,7 @@ def cmd_hosts(args: argparse.Namespace) -> int:
             version += f" (here {here})"
         torch = (info.get("torch") or "missing") + (f" / CUDA {info['cuda']}" if info.get("cuda")
                                                     else " / no CUDA" if info.get("torch") else "")
-        gpus = _gpus_text(info.get("gpus", []))
+        gpus = info["slurm"] if "slurm" in info else _gpus_text(info.get("gpus", []))
         free = f"{info['free'] / 1e9:.1f} GB" if "free" in info else "-"
         sets = ", ".join(f"{n} ({'+'.join(s)})" for n, s in info.get("data", {}).items() if s)
         rows.append((info["host"], "yes", info.get("python") or "-", version, torch, gpus, free,

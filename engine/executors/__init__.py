@@ -80,7 +80,7 @@ def describe(handle: dict) -> str:
     return f"job {handle['job_id']} {handle.get('state', '')}{reason}"
 
 
-KINDS = {"ssh": "engine.executors.ssh:SSHExecutor", "slurm": "engine.executors.slurm:SlurmExecutor"}
+KINDS = {"ssh": "engine.executors.ssh:SSHExecutor", "slurm": "engine.executors.slurm:executor"}
 
 
 def make(name: str, table: dict, runs_dir: Path) -> Executor:

@@ -1,7 +1,14 @@
 """The Slurm executor: each job one Slurm job, submitted with submitit from the cluster's login
-node, where diffui runs (``[hosts.NAME]`` with ``kind = "slurm"`` and ``address = ""``). The
-runs folder is on the cluster's shared filesystem, so the job's worker writes the very run folder
-that diffui reads: nothing is copied.
+node (``[hosts.NAME]`` with ``kind = "slurm"``).
+
+* On the login node itself (``address = ""``): :class:`SlurmExecutor`. The runs folder is on the
+  cluster's shared filesystem, so the job's worker writes the very run folder that diffui reads:
+  nothing is copied. The jobs run diffui's own interpreter, or ``python`` when it is given.
+* From elsewhere (a laptop: ``address`` set): :class:`SlurmOverSSH`. The run folders go to
+  ``WORKDIR/runs`` on the login node as for an SSH host (:mod:`engine.executors.ssh`); the
+  login node's diffui (``PYTHON -m engine.executors.slurm submit``) submits them with the very
+  code of :class:`SlurmExecutor`; sacct, squeue and scancel run over the same connection, and
+  the run folders are mirrored back as an SSH host's are.
 
 A Slurm job runs :class:`WorkerJob` (a ``submitit.helpers.Checkpointable``): it starts
 ``python -m engine.worker RUN_DIR`` and waits for it. Slurm sends submitit's signal
@@ -12,17 +19,20 @@ requeues the job, and the requeued job's worker resumes the run from that checkp
 (the queue's stop) sends SIGTERM to the worker too: the run stays resumable.
 
 The handle kept in ``queue.json``: ``{"job_id", "folder" (submitit's logs), "state", "reason"
-(why it is pending), "since", "seen"}``; :meth:`SlurmExecutor.sync` updates the state from
-``sacct`` (one call for all our jobs every :data:`POLL_EVERY` seconds). submitit's log folders are
+(why it is pending), "since", "seen"}``, brought up to date from ``sacct`` (one call for all our
+jobs every :data:`POLL_EVERY` seconds). submitit's log folders are
 ``RUNS/.slurm/HOST/<slurmctld boot time>/``: a restarted test cluster numbers its jobs from 1
-again. A sweep queued together goes as one job array (:meth:`SlurmExecutor.start_many`).
+again. A sweep queued together goes as one job array (``start_many``).
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import os
+import posixpath
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -33,10 +43,12 @@ import submitit
 from submitit.core.utils import DelayedSubmission, FailedJobError, FailedSubmissionError
 from submitit.slurm.slurm import SlurmInfoWatcher, SlurmJobEnvironment
 
+from ..config import HostSpec
 from ..registry import SBATCH_OPTION
 from ..runs import Run
 from ..worker import EXIT_CODES
 from . import Job, StartError
+from .ssh import HostError, SSHExecutor, _Job
 
 ENGINE_ROOT = Path(__file__).resolve().parents[2]
 POLL_EVERY = 3.0  # seconds between two sacct calls
@@ -151,23 +163,73 @@ class WorkerJob(submitit.helpers.Checkpointable):
 
 
 class _Watcher(SlurmInfoWatcher):
-    """submitit's sacct watcher, and why pending jobs are pending: from squeue (sacct keeps the
-    reason a job had when it was submitted)."""
+    """submitit's sacct watcher, fed by whoever runs the commands (this machine, or the login
+    node over SSH), and why pending jobs are pending: from squeue (sacct keeps the reason a job
+    had when it was submitted)."""
 
-    def update(self) -> None:
-        super().update()
+    def update(self) -> None:  # on the login node
+        self.take(_output(self._make_command()))
+        self.take_reasons(_output(self.reasons_command()))
+
+    def take(self, out: str | None) -> None:
+        """sacct's answer (None: no answer, or no job to ask about)."""
+        if out is not None:
+            self._info_dict.update(self.read_info(out))
+        self._last_status_check = time.time()
+        for job_id in self._registered - self._finished:
+            if self.is_done(job_id, mode="cache"):
+                self._finished.add(job_id)
+
+    def reasons_command(self) -> list[str] | None:
         pending = {j.split("_")[0] for j in self._registered - self._finished
                    if self._info_dict.get(j, {}).get("State") == "PENDING"}
-        if not pending:
-            return
-        try:
-            out = subprocess.run(["squeue", "-h", "-o", "%i|%r", "-j", ",".join(sorted(pending))],
-                                 capture_output=True, text=True, timeout=60).stdout
-        except (OSError, subprocess.SubprocessError):
-            return
-        for job_id, info in self.read_info("JobID|Reason\n" + out).items():
+        return ["squeue", "-h", "-o", "%i|%r", "-j", ",".join(sorted(pending))] if pending else None
+
+    def take_reasons(self, out: str | None) -> None:
+        for job_id, info in self.read_info("JobID|Reason\n" + (out or "")).items():
             if job_id in self._info_dict:
                 self._info_dict[job_id] = {**self._info_dict[job_id], "Reason": info["Reason"]}
+
+    def follow(self, handle: dict, now: float) -> None:
+        """Bring a job's handle up to date from what was read last."""
+        info = self.get_info(handle["job_id"], mode="cache")
+        state = (info.get("State") or "UNKNOWN").split()[0]  # "CANCELLED by 0"
+        if state == "UNKNOWN":
+            if now - handle.get("seen", now) > LOST_AFTER:
+                handle["state"] = "LOST"
+            return
+        reason = info.get("Reason", "")
+        handle.update(state=state, seen=round(now, 3),
+                      reason=reason if state == "PENDING" and reason != "None" else "")
+
+
+def _output(command: list[str] | None) -> str | None:
+    if command is None:
+        return None
+    try:
+        return subprocess.run(command, capture_output=True, text=True, timeout=60,
+                              check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def record_end(run: Run, host: str, handle: dict, log: str) -> None:
+    """A job that ended without its worker saying how (it failed before the worker ran, or
+    Slurm killed it: memory, a node failure, the time limit with no requeue left): the run
+    reads as failed, with Slurm's state and where its log is."""
+    try:
+        worker = json.loads(run.worker_path.read_text(encoding="utf-8"))
+        ended = json.loads(run.exit_path.read_text(encoding="utf-8"))
+        if ended.get("started") == worker.get("started"):
+            return  # the worker recorded its own end
+    except (OSError, ValueError):
+        pass
+    run.record_failure(host, f"{host}: Slurm job {handle['job_id']} ended {handle['state']} "
+                             f"(its log: {log})")
+
+
+def log_path(handle: dict) -> str:
+    return posixpath.join(handle.get("folder", ""), f"{handle['job_id']}_0_log.out")
 
 
 class SlurmExecutor:
@@ -175,9 +237,6 @@ class SlurmExecutor:
     node)."""
 
     def __init__(self, name: str, spec, runs_dir: Path):
-        if spec.address:
-            raise ValueError("a cluster reached over SSH is not supported yet: run diffui on the "
-                             "cluster's login node, with address = \"\"")
         self.name, self.spec, self.runs_dir = name, spec, Path(runs_dir)
         self.parameters = self._parameters(spec)
         self._executor: submitit.SlurmExecutor | None = None
@@ -206,7 +265,9 @@ class SlurmExecutor:
         boot = cluster_start()
         if self._executor is None or boot != self._boot:
             folder = self.runs_dir / ".slurm" / self.name / boot
-            ex = submitit.SlurmExecutor(folder=folder / "%j", max_num_timeout=MAX_TIMEOUTS)
+            python = os.path.expanduser(self.spec.python) if self.spec.python else None
+            ex = submitit.SlurmExecutor(folder=folder / "%j", max_num_timeout=MAX_TIMEOUTS,
+                                        python=python)
             ex.update_parameters(**self.parameters)
             self._executor, self._boot = ex, boot
         return self._executor
@@ -239,43 +300,19 @@ class SlurmExecutor:
 
     def sync(self, job: Job, handle: dict) -> None:
         """Bring the handle's Slurm state up to date (sacct, at most every POLL_EVERY s)."""
-        job_id = handle.get("job_id")
-        if not job_id:
+        if not handle.get("job_id"):
             return
-        self._watcher.register_job(job_id)  # (again after a restart of the service)
+        self._watcher.register_job(handle["job_id"])  # (again after a restart of the service)
         now = time.time()
         if now - self._polled >= POLL_EVERY:
             self._polled = now
             self._watcher.update()
-        info = self._watcher.get_info(job_id, mode="cache")
-        state = (info.get("State") or "UNKNOWN").split()[0]  # "CANCELLED by 0"
-        if state == "UNKNOWN":
-            if now - handle.get("seen", now) > LOST_AFTER:
-                handle["state"] = "LOST"
-            return
-        reason = info.get("Reason", "")
-        handle.update(state=state, seen=round(now, 3),
-                      reason=reason if state == "PENDING" and reason != "None" else "")
-        if state in ENDED and not handle.get("stopped"):
-            self._record_end(job, handle)
-
-    def _record_end(self, job: Job, handle: dict) -> None:
-        """A job that ended without its worker saying how (it failed before the worker ran, or
-        Slurm killed it: memory, a node failure, the time limit with no requeue left): the run
-        reads as failed, with Slurm's state and where its log is."""
+        self._watcher.follow(handle, now)
         run = Run(job.run_dir)
-        if run.status().state == "running":  # another worker holds the run (ours refused)
-            return
-        try:
-            worker = json.loads(run.worker_path.read_text(encoding="utf-8"))
-            ended = json.loads(run.exit_path.read_text(encoding="utf-8"))
-            if ended.get("started") == worker.get("started"):
-                return  # the worker recorded its own end
-        except (OSError, ValueError):
-            pass
-        log = Path(handle.get("folder", "")) / f"{handle['job_id']}_0_log.out"
-        run.record_failure(self.name, f"{self.name}: Slurm job {handle['job_id']} ended "
-                                      f"{handle['state']} (its log: {log})")
+        # (a run still running here has another worker, which ours refused to disturb)
+        if handle["state"] in ENDED and not handle.get("stopped") and \
+                run.status().state != "running":
+            record_end(run, self.name, handle, log_path(handle))
 
     def alive(self, job: Job, handle: dict) -> bool:
         """Whether the Slurm job is still queued, running or on its way back (requeued)."""
@@ -301,3 +338,150 @@ class SlurmExecutor:
     def close(self) -> None:
         self._executor = None
 
+
+
+class SlurmOverSSH(SSHExecutor):
+    """Jobs on the Slurm cluster of host ``name``, whose login node is reached over SSH (see the
+    module's text). Everything that touches the login node runs on the SSH executor's thread;
+    the service's calls only read and note."""
+
+    def __init__(self, name: str, spec: HostSpec, runs_dir: Path):
+        super().__init__(name, spec, runs_dir)
+        SlurmExecutor._parameters(spec)  # bad sbatch options: a ValueError now, not at sbatch
+        self._watcher = _Watcher(delay_s=int(POLL_EVERY))
+        self._polled = 0.0
+
+    def slots(self, jobs: int) -> list[str]:
+        return [f"{self.name}:{i}" for i in range(self.spec.max_jobs)]
+
+    def start(self, job: Job, slot: str, threads: int | None = None) -> dict:
+        return self.start_many([job], [slot])[0]
+
+    def start_many(self, jobs: list[Job], slots: list[str]) -> list[dict]:
+        """Copy the run folders to the login node and submit them together (one job array for
+        several), on the executor's thread; the handles get their job ids when that is done."""
+        js = [_Job(job, self._rel(job)) for job in jobs]
+        for j in js:
+            self._jobs[j.job.name] = j
+        loop = self._ensure_loop()
+        loop.call_soon_threadsafe(lambda: loop.create_task(self._submit(js)))
+        return [self._handle(j) for j in js]
+
+    def _handle(self, j: _Job) -> dict:
+        return {"host": self.name, "run": j.rel, "state": "SUBMITTING", **j.slurm,
+                **({"note": j.note} if j.note else {})}
+
+    def _adopt(self, job: Job, handle: dict) -> _Job | None:
+        """A job a previous service submitted: follow it again (one whose submission never
+        finished is gone: the queue puts its run back)."""
+        if not handle.get("job_id"):
+            return None
+        try:
+            j = _Job(job, self._rel(job), state="running",
+                     slurm={k: v for k, v in handle.items() if k not in ("host", "run", "note")})
+        except StartError:
+            return None
+        self._watcher.register_job(j.slurm["job_id"])
+        self._follow(j)
+        return j
+
+    def _signal(self, job: Job, handle: dict, sig: str) -> None:
+        """Stop and kill are both scancel (Slurm kills what is left KillWait seconds later)."""
+        j = self._jobs.get(job.name) or self._adopt(job, handle)
+        if j is not None:
+            j.signal, j.slurm["stopped"] = "scancel", True  # its end is ours, not a failure
+
+    async def _submit(self, js: list[_Job]) -> None:
+        q = shlex.quote
+        try:
+            remote = await self._remote_conn()
+            await remote.check_worker()
+            for j in js:
+                await self._push_job(remote, j)
+            runs = posixpath.join(remote.workdir, "runs")
+            request = {"name": self.name, "table": {**self.spec.to_dict(), "address": "",
+                                                    "python": ""},
+                       "runs": runs, "jobs": [j.rel for j in js]}
+            out = await remote.run(f"env DIFFUI_DATA_DIR={q(posixpath.join(remote.workdir, 'data'))}"
+                                   f" {q(remote.python)} -m engine.executors.slurm submit",
+                                   input=json.dumps(request))
+            answer = json.loads(out.strip().splitlines()[-1])
+            if answer.get("error"):
+                raise HostError(answer["error"])
+        except Exception as e:  # noqa: BLE001 (whatever it is, the runs say it, in one line)
+            line = str(e) if isinstance(e, HostError) else \
+                f"{self.name}: could not submit: " + (" ".join(str(e).split()) or type(e).__name__)
+            for j in js:
+                Run(j.job.run_dir).record_failure(self.name, line)
+                j.state = "gone"
+            return
+        loop = asyncio.get_running_loop()
+        for j, handle in zip(js, answer["handles"]):
+            j.slurm.update(handle)
+            j.state = "running"
+            self._watcher.register_job(handle["job_id"])
+            j.task = loop.create_task(self._run(j))
+
+    async def _mirror(self, remote, j: _Job) -> bool:
+        """scancel when asked; the Slurm state; the run folder's news. True once the job has
+        ended and everything it wrote is here."""
+        if j.signal:
+            await remote.run(f"scancel {shlex.quote(j.slurm['job_id'])}", check=False)
+            j.signal = ""
+        await self._poll(remote)
+        ended = j.slurm.get("state") in ENDED  # (seen before the folder is read: all of it is in)
+        await self._pull(remote, j)
+        if not ended:
+            return False
+        run = Run(j.job.run_dir)
+        if run.heartbeat_path.exists():
+            os.utime(run.heartbeat_path, (0, 0))  # no worker there any more
+        if not j.slurm.get("stopped"):
+            record_end(run, self.name, j.slurm, f"{self.name}:{log_path(j.slurm)}")
+        return True
+
+    async def _poll(self, remote) -> None:
+        """sacct (and squeue for pending jobs) on the login node for all our jobs, at most every
+        POLL_EVERY seconds."""
+        now = time.time()
+        if now - self._polled < POLL_EVERY:
+            return
+        self._polled = now
+        for command, take in ((self._watcher._make_command, self._watcher.take),
+                              (self._watcher.reasons_command, self._watcher.take_reasons)):
+            argv = command()
+            r = await remote.run_full(shlex.join(argv)) if argv else None
+            take(r.stdout if r is not None and r.exit_status == 0 else None)
+        for j in list(self._jobs.values()):
+            if j.slurm.get("job_id"):
+                self._watcher.follow(j.slurm, now)
+
+
+def executor(name: str, spec: HostSpec, runs_dir: Path):
+    """The executor of a ``kind = "slurm"`` host: on its login node, or over SSH to it."""
+    return (SlurmOverSSH if spec.address else SlurmExecutor)(name, spec, runs_dir)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m engine.executors.slurm submit``: run on a cluster's login node over SSH by
+    :class:`SlurmOverSSH`. Submits the run folders the JSON request on stdin names (``{"name",
+    "table", "runs", "jobs": [folders below runs]}``) as :class:`SlurmExecutor` does on the
+    login node, and prints ``{"handles": [...]}`` or ``{"error": "one line"}``."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv != ["submit"]:
+        print("usage: python -m engine.executors.slurm submit < REQUEST.json", file=sys.stderr)
+        return 2
+    req = json.load(sys.stdin)
+    spec = HostSpec(**{k: v for k, v in req["table"].items() if k in HostSpec.keys()})
+    ex = SlurmExecutor(req["name"], spec, Path(req["runs"]))
+    jobs = [Job(Path(req["runs"]) / rel) for rel in req["jobs"]]
+    try:
+        answer = {"handles": ex.start_many(jobs, [f"{req['name']}:{i}" for i in range(len(jobs))])}
+    except StartError as e:
+        answer = {"error": str(e)}
+    print(json.dumps(answer))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

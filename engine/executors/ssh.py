@@ -169,10 +169,10 @@ class Remote:
         p = self.spec.python
         return self.path(p) if p.startswith("~") or "/" in p else p  # a bare name: on PATH
 
-    async def run(self, command: str, check: bool = True) -> str:
-        """stdout of ``command`` (a shell line whose values are quoted); a non-zero exit is a
-        :class:`HostError` with its last line of stderr when ``check``."""
-        r = await self.conn.run(command, check=False)
+    async def run(self, command: str, check: bool = True, input: str | None = None) -> str:
+        """stdout of ``command`` (a shell line whose values are quoted; ``input`` on its stdin);
+        a non-zero exit is a :class:`HostError` with its last line of stderr when ``check``."""
+        r = await self.conn.run(command, check=False, input=input)
         if check and r.exit_status != 0:
             err = (r.stderr or r.stdout or "").strip().splitlines()
             raise HostError(f"{self.name}: {err[-1] if err else f'exit status {r.exit_status}'}")
@@ -255,6 +255,7 @@ class _Job:
     checked: float = 0.0  # when the remote worker was last seen alive
     note: str = ""  # what goes wrong meanwhile (a lost connection), for queue.json
     task: object = None
+    slurm: dict = field(default_factory=dict)  # a cluster's job: its handle (engine.executors.slurm)
 
 
 class SSHExecutor:
@@ -431,23 +432,29 @@ class SSHExecutor:
     async def _launch(self, j: _Job) -> None:
         remote = await self._remote_conn()
         await remote.check_worker()
-        runs = posixpath.join(remote.workdir, "runs")
-        folder = posixpath.join(runs, j.rel)
-        await self._push(remote, j.job.run_dir, folder, everything=True)
-        spec = Run(j.job.run_dir).spec()
-        if isinstance(spec, StudySpec):  # the run it samples from, beside it as locally
-            src = self.runs_dir / spec.run
-            await self._push(remote, src, posixpath.join(runs, spec.run),
-                             only=("config.toml", "checkpoint.pt", "worker.json", "exit.json"))
+        folder = await self._push_job(remote, j)
         q = shlex.quote
         env = {"CUDA_VISIBLE_DEVICES": "" if j.gpu is None else str(j.gpu),
                "DIFFUI_DATA_DIR": posixpath.join(remote.workdir, "data")}
-        command = (f"cd {q(folder)} && rm -f exit.json worker.json && {{ setsid nohup env "
+        command = (f"cd {q(folder)} && {{ setsid nohup env "
                    + " ".join(f"{k}={q(v)}" for k, v in env.items())
                    + f" {q(remote.python)} -m engine.worker {q(folder)} >> worker.log 2>&1 "
                    "< /dev/null & }; echo $!")
         j.pid = int((await remote.run(command)).strip().splitlines()[-1])
         j.checked = time.time()
+
+    async def _push_job(self, remote: Remote, j: _Job) -> str:
+        """Copy the job's run folder there (a study: and the run it samples from, beside it as
+        locally), an earlier attempt's records taken away; the remote folder."""
+        runs = posixpath.join(remote.workdir, "runs")
+        folder = posixpath.join(runs, j.rel)
+        await self._push(remote, j.job.run_dir, folder, everything=True)
+        spec = Run(j.job.run_dir).spec()
+        if isinstance(spec, StudySpec):
+            await self._push(remote, self.runs_dir / spec.run, posixpath.join(runs, spec.run),
+                             only=("config.toml", "checkpoint.pt", "worker.json", "exit.json"))
+        await remote.run(f"cd {shlex.quote(folder)} && rm -f exit.json worker.json")
+        return folder
 
     async def _push(self, remote: Remote, local: Path, folder: str, everything: bool = False,
                     only: tuple = ()) -> None:
@@ -479,37 +486,8 @@ class SSHExecutor:
         if j.signal and j.pid:
             await remote.run(f"kill -{j.signal} {int(j.pid)}", check=False)
             j.signal = ""
-        files = await remote.listing(folder)
-        # first the worker's record, then every event, then the files, exit.json last
-        if "worker.json" in files and j.seen.get("worker.json") != _key(files["worker.json"]):
-            rec = json.loads((await self._read(remote, folder, "worker.json")) or b"{}")
-            if rec:
-                j.pid = rec.get("pid") or j.pid
-                rec["remote_host"], rec["host"] = rec.get("host", ""), self.name
-                atomic_write_json(local / "worker.json", rec)
-            j.seen["worker.json"] = _key(files["worker.json"])
-        if "events.jsonl" in files:
-            await self._pull_events(remote, folder, local / "events.jsonl",
-                                    files["events.jsonl"].size)
-        for rel, attrs in files.items():
-            if rel in NOT_PULLED or j.seen.get(rel) == _key(attrs):
-                continue
-            if rel in j.seen or not same_file(local / rel, attrs):  # (new to us: maybe here)
-                await remote.get(posixpath.join(folder, rel), local / rel)
-            j.seen[rel] = _key(attrs)
-        beat = files.get("heartbeat")
-        if beat is not None and beat.mtime != j.beat:
-            j.beat = beat.mtime
-            Run(local).beat()
-        if "exit.json" in files:  # every event was written before it: have them all first
-            attrs = (await remote.listing(folder)).get("events.jsonl")
-            if attrs is not None:
-                await self._pull_events(remote, folder, local / "events.jsonl", attrs.size)
-            if j.seen.get("exit.json") != _key(files["exit.json"]):
-                data = await self._read(remote, folder, "exit.json")
-                if data:
-                    atomic_write_bytes(local / "exit.json", data)
-                j.seen["exit.json"] = _key(files["exit.json"])
+        files = await self._pull(remote, j)
+        if "exit.json" in files:
             return True
         if time.time() - j.checked >= LIVE_EVERY or j.state == "lost":
             alive = bool(j.pid) and (await remote.run(
@@ -532,6 +510,43 @@ class SSHExecutor:
                 return True
             j.checked, j.state = time.time(), "running"
         return False
+
+    async def _pull(self, remote: Remote, j: _Job) -> dict[str, RemoteFile]:
+        """Bring the remote run folder's news here: first the worker's record, then every
+        event, then the other files and the heartbeat, exit.json last (once every event before
+        it is in); the remote listing."""
+        folder = posixpath.join(remote.workdir, "runs", j.rel)
+        local = j.job.run_dir
+        files = await remote.listing(folder)
+        if "worker.json" in files and j.seen.get("worker.json") != _key(files["worker.json"]):
+            rec = json.loads((await self._read(remote, folder, "worker.json")) or b"{}")
+            if rec:
+                j.pid = rec.get("pid") or j.pid
+                rec["remote_host"], rec["host"] = rec.get("host", ""), self.name
+                atomic_write_json(local / "worker.json", rec)
+            j.seen["worker.json"] = _key(files["worker.json"])
+        if "events.jsonl" in files:
+            await self._pull_events(remote, folder, local / "events.jsonl",
+                                    files["events.jsonl"].size)
+        for rel, attrs in files.items():
+            if rel in NOT_PULLED or j.seen.get(rel) == _key(attrs):
+                continue
+            if rel in j.seen or not same_file(local / rel, attrs):  # (new to us: maybe here)
+                await remote.get(posixpath.join(folder, rel), local / rel)
+            j.seen[rel] = _key(attrs)
+        beat = files.get("heartbeat")
+        if beat is not None and beat.mtime != j.beat:
+            j.beat = beat.mtime
+            Run(local).beat()
+        if "exit.json" in files and j.seen.get("exit.json") != _key(files["exit.json"]):
+            attrs = (await remote.listing(folder)).get("events.jsonl")
+            if attrs is not None:
+                await self._pull_events(remote, folder, local / "events.jsonl", attrs.size)
+            data = await self._read(remote, folder, "exit.json")
+            if data:
+                atomic_write_bytes(local / "exit.json", data)
+            j.seen["exit.json"] = _key(files["exit.json"])
+        return files
 
     async def _read(self, remote: Remote, folder: str, name: str) -> bytes:
         try:
@@ -576,6 +591,11 @@ try:
     import engine.worker
 except Exception as e:
     out["problem"] = "diffui: " + " ".join(f"{type(e).__name__}: {e}".split())
+try:
+    import submitit
+    out["submitit"] = submitit.__version__
+except Exception:
+    out["submitit"] = ""
 try:
     import torch
     out["torch"] = torch.__version__
@@ -629,7 +649,17 @@ async def _check(name: str, spec: HostSpec) -> dict:
     except HostError as e:
         return {"host": name, "reachable": False, "problem": str(e)}
     try:
-        return {"host": name, "reachable": True, **await probe(remote)}
+        info = await probe(remote)
+        if spec.kind == "slurm":  # a cluster's login node: the GPUs are Slurm's
+            r = await remote.run_full("sbatch --version")
+            info["slurm"] = (r.stdout or "").strip() or "sbatch missing"
+            if r.exit_status != 0:
+                info["problem"] = info["problem"] or f"{name}: sbatch cannot run there " \
+                    "(is this the cluster's login node?)"
+            elif not info.get("submitit") and not info["problem"]:
+                info["problem"] = f"{name}: {spec.python} lacks submitit: install diffui " \
+                    f"with: diffui hosts install {name}"
+        return {"host": name, "reachable": True, **info}
     except (asyncssh.Error, OSError, ValueError) as e:
         return {"host": name, "reachable": True, "problem": f"{name}: {e}"}
     finally:
