@@ -187,6 +187,10 @@ class Service:
             if ex is None or not ex.alive(job, a.get("handle", {})):
                 del st.active[name]
                 self.log(f"{name}: worker ended ({Run(self.runs_dir / name).status().state})")
+                again = a.get("handle", {}).get("again")  # (a job pre-empted for good)
+                if again and name not in st.queued and name not in st.stop:
+                    st.queued.insert(0, name)
+                    self.log(f"{name}: {again}; back at the front of the queue")
         for name in list(st.stop):  # stop requests
             a = st.active.get(name)
             if a is None:

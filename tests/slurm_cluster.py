@@ -201,8 +201,12 @@ SlurmdParameters=config_overrides
 ReturnToService=2
 KillWait=5
 MailProg=/bin/true
+PreemptType=preempt/partition_prio
+PreemptMode=REQUEUE
 NodeName={self.host} NodeAddr=127.0.0.1 CPUs={self.cpus} RealMemory={memory} State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
+PartitionName=scavenger Nodes=ALL PreemptMode=CANCEL MaxTime=INFINITE State=UP
+PartitionName=urgent Nodes=ALL PriorityTier=2 MaxTime=INFINITE State=UP
 """)
         # slurmdbd reads its file from beside slurm.conf (SLURM_CONF's folder)
 

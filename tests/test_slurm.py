@@ -229,6 +229,39 @@ def test_a_preempted_job_is_requeued_and_resumes(slurm, tmp_path, capsys):
     assert sacct(slurm, job_id, "--duplicates") == ["REQUEUED", "COMPLETED"]
 
 
+@pytest.mark.parametrize("partition, mode", [("debug", "REQUEUE"), ("scavenger", "CANCEL")])
+def test_a_job_preempted_by_slurm_itself_resumes_from_its_checkpoint(slurm, tmp_path, capsys,
+                                                                    partition, mode):
+    """Slurm's own pre-emption (PreemptType=preempt/partition_prio): a job of the higher
+    partition `urgent` that wants the whole node ends ours, whose worker stops on Slurm's
+    SIGTERM. PreemptMode=REQUEUE: Slurm requeues the same job. PreemptMode=CANCEL: the job ends
+    PREEMPTED for good, and the queue puts the run back at its front: a new job. Either way the
+    run resumes from its checkpoint."""
+    runs_dir = tmp_path / "runs"
+    f = cluster_study(tmp_path, epochs=2, time="01:00:00", partition=partition)
+    queue_and_start(f, runs_dir, capsys)
+    run = Run(runs_dir / "tiny")
+    job_id = wait_for(lambda: handle(runs_dir, "tiny").get("job_id"), timeout=60)
+    freeze_after_first_checkpoint(run)
+    urgent = subprocess.run(["sbatch", "--parsable", "-p", "urgent", "--exclusive", "-o",
+                             "/dev/null", "--wrap", "sleep 1"], capture_output=True, text=True,
+                            check=True).stdout.strip()
+    wait_for(lambda: run.status().state == "finished" and not handle(runs_dir, "tiny"),
+             timeout=240)
+    starts = [e for e in run.events() if isinstance(e, Start)]
+    assert [s.resumed for s in starts] == [False, True] and starts[1].epoch >= 1
+    assert [e.status for e in run.events() if isinstance(e, End)] == ["stopped", "finished"]
+    assert sacct(slurm, urgent) == ["COMPLETED"]
+    log = (runs_dir / "service.log").read_text()
+    again = f"tiny: cluster: Slurm job {job_id} was pre-empted; back at the front of the queue"
+    if mode == "REQUEUE":
+        assert sacct(slurm, job_id, "--duplicates") == ["PREEMPTED", "COMPLETED"]
+        assert again not in log
+    else:
+        assert sacct(slurm, job_id, "--duplicates") == ["PREEMPTED"]
+        assert again in log and log.count(": started on cluster:") == 2
+
+
 def test_a_job_at_its_time_limit_is_requeued_and_resumes_exactly(slurm, tmp_path, capsys):
     runs_dir = tmp_path / "runs"
     f = cluster_study(tmp_path, epochs=3, time="2")  # 2 minutes; the signal comes 30-60 s before

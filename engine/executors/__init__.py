@@ -18,6 +18,9 @@ Executors of other machines (``[hosts.NAME]`` tables: :func:`make`) also have
   ``handle`` in place, e.g. to record a byte offset or a Slurm state);
 * ``close()``: called when the service exits.
 
+A handle whose job has ended with ``handle["again"] = "why"`` (a Slurm job pre-empted for good)
+goes back to the front of the queue, to resume in a new job.
+
 An executor may also have ``start_many(jobs, slots)``: start several jobs at once (Slurm: one
 job array), one handle per job; the service calls it for the runs it starts there in one pass.
 

@@ -54,8 +54,10 @@ ENGINE_ROOT = Path(__file__).resolve().parents[2]
 POLL_EVERY = 3.0  # seconds between two sacct calls
 LOST_AFTER = 600.0  # a job Slurm has not known of for this long is gone (a wiped cluster)
 MAX_TIMEOUTS = 100  # requeues on time limits before submitit gives up on a run
-# Slurm states of a job that has ended for good (REQUEUED, PREEMPTED are on their way back)
-ENDED = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY",
+# Slurm states of a job that has ended for good (REQUEUED is on its way back; PREEMPTED is when
+# squeue says so too: a job pre-empted with PreemptMode=REQUEUE is pending again there, while
+# sacct may still show its last record, PREEMPTED)
+ENDED = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED",
          "BOOT_FAIL", "DEADLINE", "REVOKED", "LOST"}
 
 
@@ -169,7 +171,7 @@ class _Watcher(SlurmInfoWatcher):
 
     def update(self) -> None:  # on the login node
         self.take(_output(self._make_command()))
-        self.take_reasons(_output(self.reasons_command()))
+        self.take_queue(_output(self.queue_command()))
 
     def take(self, out: str | None) -> None:
         """sacct's answer (None: no answer, or no job to ask about)."""
@@ -180,15 +182,24 @@ class _Watcher(SlurmInfoWatcher):
             if self.is_done(job_id, mode="cache"):
                 self._finished.add(job_id)
 
-    def reasons_command(self) -> list[str] | None:
-        pending = {j.split("_")[0] for j in self._registered - self._finished
-                   if self._info_dict.get(j, {}).get("State") == "PENDING"}
-        return ["squeue", "-h", "-o", "%i|%r", "-j", ",".join(sorted(pending))] if pending else None
+    def queue_command(self) -> list[str] | None:
+        """squeue for the jobs sacct says are pending (why) or pre-empted (whether requeued)."""
+        asked = {j.split("_")[0] for j in self._registered - self._finished
+                 if self._info_dict.get(j, {}).get("State") in ("PENDING", "PREEMPTED")}
+        return ["squeue", "-h", "-t", "all", "-o", "%i|%T|%r", "-j", ",".join(sorted(asked))] \
+            if asked else None
 
-    def take_reasons(self, out: str | None) -> None:
-        for job_id, info in self.read_info("JobID|Reason\n" + (out or "")).items():
-            if job_id in self._info_dict:
-                self._info_dict[job_id] = {**self._info_dict[job_id], "Reason": info["Reason"]}
+    def take_queue(self, out: str | None) -> None:
+        """squeue's answer: a job's "Queue" is its state there, GONE when it was asked about
+        and is not there (None: no answer)."""
+        if out is None:
+            return
+        seen = self.read_info("JobID|Queue|Reason\n" + out)
+        for job_id, info in self._info_dict.items():
+            if info.get("State") in ("PENDING", "PREEMPTED"):
+                there = seen.get(job_id, {})
+                self._info_dict[job_id] = {**info, "Queue": there.get("Queue", "GONE"),
+                                           "Reason": there.get("Reason", "")}
 
     def follow(self, handle: dict, now: float) -> None:
         """Bring a job's handle up to date from what was read last."""
@@ -198,6 +209,13 @@ class _Watcher(SlurmInfoWatcher):
             if now - handle.get("seen", now) > LOST_AFTER:
                 handle["state"] = "LOST"
             return
+        if state == "PREEMPTED":  # ended, or requeued (PreemptMode=REQUEUE): squeue knows
+            if "Queue" not in info:
+                return  # ask again
+            if info["Queue"] not in ("PREEMPTED", "GONE"):
+                state = info["Queue"]
+            else:
+                self._finished.add(handle["job_id"])
         reason = info.get("Reason", "")
         handle.update(state=state, seen=round(now, 3),
                       reason=reason if state == "PENDING" and reason != "None" else "")
@@ -213,10 +231,17 @@ def _output(command: list[str] | None) -> str | None:
         return None
 
 
-def record_end(run: Run, host: str, handle: dict, log: str) -> None:
-    """A job that ended without its worker saying how (it failed before the worker ran, or
-    Slurm killed it: memory, a node failure, the time limit with no requeue left): the run
-    reads as failed, with Slurm's state and where its log is."""
+def job_ended(run: Run, host: str, handle: dict, log: str) -> None:
+    """What the end of a job we did not stop means for its run. Pre-empted for good
+    (PreemptMode=CANCEL): the run goes back to the queue (``handle["again"]``, which the service
+    reads), to resume in a new job. Else, when its worker did not record how it ended (it failed
+    before the worker ran, or Slurm killed it: memory, a node failure, the time limit with no
+    requeue left): the run reads as failed, with Slurm's state and where the job's log is."""
+    if handle.get("stopped"):
+        return
+    if handle["state"] == "PREEMPTED":
+        handle["again"] = f"{host}: Slurm job {handle['job_id']} was pre-empted"
+        return
     try:
         worker = json.loads(run.worker_path.read_text(encoding="utf-8"))
         ended = json.loads(run.exit_path.read_text(encoding="utf-8"))
@@ -310,9 +335,8 @@ class SlurmExecutor:
         self._watcher.follow(handle, now)
         run = Run(job.run_dir)
         # (a run still running here has another worker, which ours refused to disturb)
-        if handle["state"] in ENDED and not handle.get("stopped") and \
-                run.status().state != "running":
-            record_end(run, self.name, handle, log_path(handle))
+        if handle["state"] in ENDED and run.status().state != "running":
+            job_ended(run, self.name, handle, log_path(handle))
 
     def alive(self, job: Job, handle: dict) -> bool:
         """Whether the Slurm job is still queued, running or on its way back (requeued)."""
@@ -436,8 +460,7 @@ class SlurmOverSSH(SSHExecutor):
         run = Run(j.job.run_dir)
         if run.heartbeat_path.exists():
             os.utime(run.heartbeat_path, (0, 0))  # no worker there any more
-        if not j.slurm.get("stopped"):
-            record_end(run, self.name, j.slurm, f"{self.name}:{log_path(j.slurm)}")
+        job_ended(run, self.name, j.slurm, f"{self.name}:{log_path(j.slurm)}")
         return True
 
     async def _poll(self, remote) -> None:
@@ -448,7 +471,7 @@ class SlurmOverSSH(SSHExecutor):
             return
         self._polled = now
         for command, take in ((self._watcher._make_command, self._watcher.take),
-                              (self._watcher.reasons_command, self._watcher.take_reasons)):
+                              (self._watcher.queue_command, self._watcher.take_queue)):
             argv = command()
             r = await remote.run_full(shlex.join(argv)) if argv else None
             take(r.stdout if r is not None and r.exit_status == 0 else None)
