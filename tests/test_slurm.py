@@ -20,13 +20,14 @@ import numpy as np
 import pytest
 
 from engine.config import load_study
-from engine.events import Checkpoint, End, Epoch, Start, latest_by_epoch
+from engine.events import Checkpoint, End, Epoch, Start, Value, latest_by_epoch
+from engine.metrics import load_classifier
 from engine.queue import Queue
 from engine.runs import Run, prepare_runs
 from engine.worker import execute
 from tui.cli import main
 
-from conftest import tiny_study, wait_for
+from conftest import MORPH_STUDY, tiny_study, wait_for
 from slurm_cluster import SlurmCluster
 from sshd import ALIAS, serving
 
@@ -337,6 +338,32 @@ def test_a_sweep_submitted_over_ssh_to_the_login_node_comes_back_whole(slurm, lo
     # submitit's files stay on the login node
     assert list((workdir / "runs" / ".slurm" / "cluster").glob(f"*/{array}_0/{array}_0_0_log.out"))
     assert not (runs_dir / ".slurm").exists()
+
+
+def test_a_study_goes_over_ssh_to_the_cluster_with_the_run_it_samples(slurm, login, tmp_path):
+    """A sampling study of a run trained here: the run's model goes to the login node beside
+    the study, and the study's numbers and arrays come back."""
+    f = cluster_study(tmp_path, names=("m",), epochs=1, address=ALIAS, python=login.python,
+                      workdir=tmp_path / "login-node")
+    f.write_text(f.read_text().replace('host = "cluster"\n', MORPH_STUDY + 'host = "cluster"\n'))
+    study = load_study(f)
+    runs_dir = tmp_path / "runs"
+    (run,) = prepare_runs(study.runs, runs_dir)
+    assert execute(run, threading.Event()) == "finished"
+    load_classifier(data_cfg=run.spec().data)  # the FID classifier, in the cache the job shares
+    q = Queue.open(runs_dir)
+    (folder,) = q.prepare(study.studies, study.hosts)
+    q.submit([folder.name])
+    wait_for(lambda: (q.poll(), q.settled([folder.name]))[1], timeout=300)
+    assert folder.status().state == "finished", folder.status()
+    remote = tmp_path / "login-node" / "runs"
+    assert (remote / "m" / "checkpoint.pt").read_bytes() == run.checkpoint_path.read_bytes()
+    assert [e.value for e in folder.events() if isinstance(e, Value)] == [0, 0.5]
+    assert (folder.path / "events.jsonl").read_bytes() == \
+        (remote / "studies" / "noise" / "events.jsonl").read_bytes()
+    rows = (folder.path / "results.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == ["0", "0.5"]
+    assert (folder.path / "value-0.5.npy").is_file()
 
 
 def test_a_submission_the_cluster_refuses_over_ssh_fails_with_one_line(slurm, login, tmp_path,
