@@ -24,6 +24,7 @@ from engine.events import Checkpoint, End, Epoch, Start, Value, latest_by_epoch
 from engine.metrics import load_classifier
 from engine.queue import Queue
 from engine.runs import Run, prepare_runs
+from engine.service import running_pid
 from engine.worker import execute
 from tui.cli import main
 
@@ -293,8 +294,9 @@ def test_a_sweep_submitted_over_ssh_to_the_login_node_comes_back_whole(slurm, lo
                                                                       capsys, monkeypatch):
     """From a laptop: the run folders go to the login node's workdir, its diffui submits them as
     one job array, the laptop follows them through sacct and squeue over SSH (a held job shows
-    its job id and pending reason) and mirrors their folders back; a cancel is a scancel there,
-    and the cancelled run resumes in a new job from its checkpoint."""
+    its job id and pending reason) and mirrors their folders back; a new service follows them
+    when the first one is killed; a cancel is a scancel there, and the cancelled run resumes in
+    a new job from its checkpoint."""
     monkeypatch.setenv("COLUMNS", "200")
     runs_dir, workdir = tmp_path / "runs", tmp_path / "login-node"
     f = cluster_study(tmp_path, names=("a", "b"), epochs=3, sbatch=["--hold"], address=ALIAS,
@@ -311,6 +313,11 @@ def test_a_sweep_submitted_over_ssh_to_the_login_node_comes_back_whole(slurm, lo
     assert f"cluster: job {array}_1 PENDING (JobHeldUser)" in out
     assert (workdir / "runs" / "a" / "config.toml").read_text() == \
         (runs_dir / "a" / "config.toml").read_text()
+    # the laptop's service dies (a closed lid): the next one follows the same jobs
+    os.kill(running_pid(runs_dir), signal.SIGKILL)
+    wait_for(lambda: running_pid(runs_dir) is None, timeout=30)
+    queue.poll()  # (a client starts a new service: it finds the jobs in `active`)
+    wait_for(lambda: running_pid(runs_dir), timeout=30)
 
     subprocess.run(["scontrol", "release", array], check=True)
     a, b = Run(runs_dir / "a"), Run(runs_dir / "b")
@@ -327,6 +334,7 @@ def test_a_sweep_submitted_over_ssh_to_the_login_node_comes_back_whole(slurm, lo
     wait_for(lambda: a.status().state == b.status().state == "finished"
              and not handle(runs_dir, "a") and not handle(runs_dir, "b"), timeout=300)
     assert sacct(slurm, f"{array}_0") == ["COMPLETED"]
+    assert (runs_dir / "service.log").read_text().count("a: started on cluster:") == 1
     for run in (a, b):
         assert [e for e, _, _ in epoch_losses(run)] == [1, 2, 3]
         for name in ("checkpoint.pt", "samples/epoch-0003.png", "worker.log"):
