@@ -9,6 +9,7 @@ time limit): the run is tiny, so nothing else keeps it from finishing first. Slu
 with its stop signals, and the job's checkpoint() does too."""
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -27,10 +28,12 @@ from engine.runs import Run, prepare_runs
 from engine.service import running_pid
 from engine.worker import execute
 from tui.cli import main
+from tui.widgets import RunsTable
 
 from conftest import MORPH_STUDY, tiny_study, wait_for
 from slurm_cluster import SlurmCluster
 from sshd import ALIAS, serving
+from test_tui import cell, make_app, until
 
 
 @pytest.fixture(scope="session")
@@ -104,6 +107,14 @@ def freeze_after_first_checkpoint(run: Run) -> int:
     return pid
 
 
+async def where_in_ui(f, runs_dir, name: str, text: str) -> None:
+    """The UI's runs table shows ``text`` in the where column of run ``name``."""
+    app = make_app(f, runs_dir)
+    async with app.run_test(size=(160, 30)) as pilot:
+        await until(pilot, lambda: app.query_one(RunsTable).row_count
+                    and cell(app, name, "where") == text, timeout=60)
+
+
 def test_the_hosts_table_becomes_sbatch_options():
     from engine.config import HostSpec
     from engine.executors.slurm import SlurmExecutor, time_minutes
@@ -124,6 +135,8 @@ def test_the_hosts_table_becomes_sbatch_options():
 
 def test_a_run_goes_to_the_cluster_and_is_followed_to_its_end(slurm, tmp_path, capsys,
                                                               monkeypatch):
+    """Held, it shows its job id, state and pending reason in `diffui queue status` and in the
+    UI's where column; released, it runs to its end."""
     monkeypatch.setenv("COLUMNS", "200")  # the status table on one line per run
     runs_dir = tmp_path / "runs"
     f = cluster_study(tmp_path, sbatch=["--hold"])  # held: pending until released below
@@ -133,6 +146,7 @@ def test_a_run_goes_to_the_cluster_and_is_followed_to_its_end(slurm, tmp_path, c
     job_id = h["job_id"]
     assert main(["queue", "status", "--runs-dir", str(runs_dir)]) == 0
     assert f"cluster: job {job_id} PENDING (JobHeldUser)" in capsys.readouterr().out
+    asyncio.run(where_in_ui(f, runs_dir, "tiny", f"cluster: job {job_id} PENDING (JobHeldUser)"))
 
     subprocess.run(["scontrol", "release", job_id], check=True)
     run = Run(runs_dir / "tiny")
