@@ -166,10 +166,12 @@ def _data_parser() -> argparse.ArgumentParser:
 
 def _hosts_parser() -> argparse.ArgumentParser:
     p = _OneLineParser(prog="diffui hosts", description="The [hosts] tables of the experiments "
-                       "file: what each host has, and diffui installed on it.")
+                       "file reached over SSH (GPU boxes, and clusters' login nodes): what each "
+                       "host has, and diffui installed on it.")
     sub = p.add_subparsers(dest="action", required=True, metavar="{check,install}")
-    c = sub.add_parser("check", help="reachable, python, diffui, torch and CUDA, GPUs, free "
-                                     "disk and datasets of each host (or of NAME), as a table")
+    c = sub.add_parser("check", help="reachable, python, diffui, torch and CUDA, GPUs (a "
+                                     "cluster: its Slurm), free disk and datasets of each host "
+                                     "(or of NAME), as a table")
     c.add_argument("name", nargs="?", help="one host (default: all)")
     i = sub.add_parser("install", help="build a wheel of this diffui, pip install it into the "
                                        "host's python, copy the datasets it lacks")

@@ -363,7 +363,6 @@ class SlurmExecutor:
         self._executor = None
 
 
-
 class SlurmOverSSH(SSHExecutor):
     """Jobs on the Slurm cluster of host ``name``, whose login node is reached over SSH (see the
     module's text). Everything that touches the login node runs on the SSH executor's thread;
