@@ -240,15 +240,15 @@ class Run:
         self.heartbeat_path.touch()
 
     def end_attempt(self, attempt: dict, status: str, error: str = "") -> None:
-        atomic_write_json(self.exit_path, {"status": status, "error": error,
+        atomic_write_json(self.exit_path, {"status": status, "error": error, "pid": attempt["pid"],
                                            "started": attempt["started"], "time": time.time()})
 
     def record_failure(self, host: str, error: str) -> None:
         """An attempt that never got a worker (a host down, a refused key): the run reads as
         failed with ``error``, and a retry starts it again."""
         attempt = {"pid": 0, "host": host, "started": time.time()}  # 0: no process
+        self.end_attempt(attempt, "failed", error)  # (first: see status())
         atomic_write_json(self.worker_path, attempt)
-        self.end_attempt(attempt, "failed", error)
 
     # -- derived status --
     def status(self) -> RunStatus:
@@ -264,7 +264,10 @@ class Run:
         exit_rec, damage = _read_record(self.exit_path, EXIT_RECORD)
         if damage:
             return RunStatus("damaged", damage, pid, host)
-        if exit_rec and exit_rec.get("started") == worker.get("started"):
+        # the exit record of this attempt; or that of a newer attempt without a process,
+        # whose worker record (written after it by record_failure) is on its way
+        if exit_rec and (exit_rec.get("started") == worker.get("started") or (
+                exit_rec.get("pid") == 0 and exit_rec.get("started") > worker.get("started"))):
             st = exit_rec.get("status")
             if st == "finished":
                 return RunStatus("finished", pid=pid, host=host)

@@ -241,3 +241,23 @@ def test_service_sends_runs_to_their_hosts_and_fails_a_run_with_nowhere_to_go(ru
     status = Run(runs_dir / "c").status()
     assert status.state == "failed" and status.detail.startswith("no host to run on: ghost")
     assert QueueFile(runs_dir).read().queued == []
+
+
+def test_a_start_that_failed_reads_as_failed_at_every_moment_of_its_recording(runs_dir,
+                                                                               monkeypatch):
+    """``record_failure`` writes two files; a reader (the UI, a client waiting for the run)
+    between the two already sees the failure and its line, never a worker that died."""
+    run = prepare_runs(load_study(tiny_study(runs_dir.parent / "exp.toml")).runs, runs_dir)[0]
+    run.record_failure("gpu1", "gpu1: cannot connect")  # an earlier attempt
+    seen = []
+    real = atomic_write_json
+
+    def write(path, data):  # look at the run before each of its records is written
+        seen.append(run.status())
+        real(path, data)
+    monkeypatch.setattr("engine.runs.atomic_write_json", write)
+    run.record_failure("gpu1", "gpu1: cannot connect again")
+    seen.append(run.status())
+    assert [(s.state, s.detail) for s in seen] == [
+        ("failed", "gpu1: cannot connect"), ("failed", "gpu1: cannot connect again"),
+        ("failed", "gpu1: cannot connect again")]
