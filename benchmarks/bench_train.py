@@ -24,8 +24,9 @@ import torch.nn.functional as F  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from engine import nets, samplers, training  # noqa: E402
-from engine.config import parse_study  # noqa: E402
+from engine.diffusion import nets, samplers  # noqa: E402
+from engine.jobs import training  # noqa: E402
+from engine.spec.config import parse_study  # noqa: E402
 
 STUDY = """
 [[experiments]]

@@ -82,8 +82,8 @@ def no_leftover_processes(tmp_path):
     yield
     import signal
 
-    from engine.runs import Run, pid_running
-    from engine.service import running_pid
+    from engine.rundir.run import Run, pid_running
+    from engine.queue.service import running_pid
     for lock in tmp_path.rglob("service.lock"):
         pid = running_pid(lock.parent)
         if pid:

@@ -22,10 +22,10 @@ from pathlib import Path
 
 import pytest
 
-from engine.config import RESERVED_NAMES, load_study
-from engine.events import End, Epoch, EventLog, Start
-from engine.runs import Run, prepare_runs
-from tui.cli import main
+from engine.spec.config import RESERVED_NAMES, load_study
+from engine.rundir.events import End, Epoch, EventLog, Start
+from engine.rundir.run import Run, prepare_runs
+from cli.main import main
 
 from conftest import TINY as TEMPLATE
 from conftest import tiny_study, wait_for
@@ -269,7 +269,9 @@ def test_names_near_the_reserved_ones_are_fine(tmp_path):
 
 
 def test_reserved_names_are_what_diffui_writes_in_a_runs_folder():
-    from engine import queue, runs, service
+    from engine.queue import client as queue
+    from engine.rundir import run as runs
+    from engine.queue import service
     assert {queue.STATE_FILE, service.LOCK, service.LOG, runs.STUDIES_DIR} <= set(RESERVED_NAMES)
     assert "report" in RESERVED_NAMES  # the UI writes its report into RUNS/report
 
@@ -349,7 +351,7 @@ def test_a_bad_command_line_is_one_line_exit_2_and_writes_nothing(argv, key, pla
 
 
 def test_a_run_named_compare_keeps_its_figure_beside_the_overlay(tmp_path):
-    from engine.report import write_report
+    from engine.report.report import write_report
 
     text = tiny_text("compare") + '[[experiments]]\nname = "b"\n'
     (tmp_path / "exp.toml").write_text(text)
@@ -367,7 +369,7 @@ def test_a_run_named_compare_keeps_its_figure_beside_the_overlay(tmp_path):
 
 def fill_disk(monkeypatch) -> None:
     """Every fsync fails as a full disk makes it fail (ENOSPC is reported at the latest when
-    the data reach the disk); diffui's writes all go through engine.runs.atomic_write_bytes,
+    the data reach the disk); diffui's writes all go through engine.rundir.run.atomic_write_bytes,
     which syncs before it renames."""
     def fsync(fd):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
@@ -394,7 +396,7 @@ def test_a_new_run_on_a_full_disk_is_one_line_and_leaves_nothing(place, capsys, 
 
 
 def test_a_resume_on_a_full_disk_is_one_line_and_keeps_queue_json(place, capsys, monkeypatch):
-    from engine.queue import Queue
+    from engine.queue.client import Queue
 
     tmp_path, runs_dir = place
     f = tmp_path / "exp.toml"
@@ -423,7 +425,7 @@ def test_schedules_and_report_on_a_full_disk_leave_no_file(place, capsys, disk_f
 
 
 def test_a_worker_whose_disk_fills_records_why(tmp_path, monkeypatch):
-    from engine.worker import execute
+    from engine.jobs.worker import execute
 
     f = tiny_study(tmp_path / "exp.toml", epochs=1)
     run = prepare_runs(load_study(f).runs, tmp_path / "runs")[0]
@@ -477,7 +479,7 @@ def test_a_read_only_runs_folder_is_one_line_and_unchanged(shared_place, capsys)
     f = top / "exp.toml"
     f.write_text(tiny_text("fresh"))
     f.chmod(0o644)
-    import engine.report  # noqa: F401 (matplotlib: imported as root, who may write its caches)
+    import engine.report.report  # noqa: F401 (matplotlib: imported as root, who may write its caches)
     before = snapshot(top)
     with read_only(runs_dir):
         refused(["queue", "add", str(f), "--runs-dir", str(runs_dir)], capsys, 1,
@@ -528,13 +530,13 @@ class Output:
 
 
 def batch(f: Path, runs_dir: Path, **env) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "tui.cli", "--batch", str(f), "--runs-dir", str(runs_dir)]
+    cmd = [sys.executable, "-m", "cli.main", "--batch", str(f), "--runs-dir", str(runs_dir)]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", **env}
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
 def test_ctrl_c_twice_stops_the_worker_and_prints_the_summary(tmp_path):
-    from engine.runs import pid_running
+    from engine.rundir.run import pid_running
 
     f = tiny_study(tmp_path / "exp.toml", epochs=1000)  # cannot end before the signals
     runs_dir = tmp_path / "runs"
@@ -592,7 +594,7 @@ def test_a_relative_runs_dir_trains_its_runs(tmp_path, monkeypatch, capsys):
     ("{oops", "not valid JSON"),
 ])
 def test_a_damaged_queue_is_shown_paused_refused_and_kept(tmp_path, text, message, capsys):
-    from engine.queue import Queue
+    from engine.queue.client import Queue
 
     runs_dir = tmp_path / "runs"
     runs_dir.mkdir()
@@ -607,8 +609,8 @@ def test_a_damaged_queue_is_shown_paused_refused_and_kept(tmp_path, text, messag
 
 
 def test_fid_uses_n_eval_samples_when_the_grid_is_larger(tmp_path, monkeypatch):
-    from engine.events import Eval, Samples
-    from engine.training import Evaluator, prepare
+    from engine.rundir.events import Eval, Samples
+    from engine.jobs.training import Evaluator, prepare
 
     f = tiny_study(tmp_path / "exp.toml", every=1)
     f.write_text(f.read_text().replace("n_grid = 4", "n_grid = 9").replace("n_eval = 200",
@@ -641,7 +643,7 @@ def test_fid_uses_n_eval_samples_when_the_grid_is_larger(tmp_path, monkeypatch):
 
 
 def test_wall_time_counts_a_failed_resume_once():
-    from engine.events import RunProgress
+    from engine.rundir.progress import RunProgress
 
     p = RunProgress("a")
     for e in (Start(time=100.0, epoch=0, epochs=5),
@@ -655,7 +657,7 @@ def test_wall_time_counts_a_failed_resume_once():
 async def test_the_runs_table_widens_a_column_for_a_longer_status():
     from textual.app import App
 
-    from engine.events import RunProgress
+    from engine.rundir.progress import RunProgress
     from tui.widgets import RunsTable
 
     class One(App):

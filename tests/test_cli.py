@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.events import End, Epoch, Start
-from engine.runs import Run
-from tui.cli import main
+from engine.rundir.events import End, Epoch, Start
+from engine.rundir.run import Run
+from cli.main import main
 
 from conftest import (OFFLINE, fake_torchvision_download, table_why, tiny_study, wait_for,
                       write_idx_set)
@@ -39,7 +39,7 @@ def test_batch_runs_then_skips_finished(tmp_path, study_file, capsys):
 
 
 def test_default_runs_dir_is_beside_the_file_per_profile(tmp_path):
-    from tui.cli import default_runs_dir
+    from cli.main import default_runs_dir
     f = tmp_path / "sub" / "exp.toml"
     assert default_runs_dir(f, None) == (tmp_path / "sub" / "runs").resolve()
     assert default_runs_dir(f, "quick") == (tmp_path / "sub" / "runs-quick").resolve()
@@ -85,8 +85,8 @@ def test_run_folder_with_other_settings_is_refused_and_kept(tmp_path, capsys):
     runs_dir = tmp_path / "runs"
     first = tiny_study(tmp_path / "a.toml", epochs=1)
     second = tiny_study(tmp_path / "b.toml", epochs=5)
-    from engine.config import load_study
-    from engine.runs import prepare_runs
+    from engine.spec.config import load_study
+    from engine.rundir.run import prepare_runs
     run = prepare_runs(load_study(first).runs, runs_dir)[0]
     before = run.config_path.read_bytes()
     assert main(["--batch", str(second), "--runs-dir", str(runs_dir)]) == 2
@@ -152,7 +152,7 @@ def test_ctrl_c_stops_cleanly_and_rerun_resumes(tmp_path):
     # machine; the test interrupts it at states it waits for, never after some seconds
     f = tiny_study(tmp_path / "exp.toml", epochs=1000, subset=256)
     runs_dir = tmp_path / "runs"
-    cmd = [sys.executable, "-m", "tui.cli", "--batch", str(f), "--runs-dir", str(runs_dir)]
+    cmd = [sys.executable, "-m", "cli.main", "--batch", str(f), "--runs-dir", str(runs_dir)]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     run = Run(runs_dir / "tiny")
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -177,7 +177,7 @@ def test_two_batch_processes_on_one_runs_folder_train_each_run_once(tmp_path):
     f = tiny_study(tmp_path / "exp.toml", name="a", epochs=2, subset=256)
     f.write_text(f.read_text() + '\n[[experiments]]\nname = "b"\n')
     runs_dir = tmp_path / "runs"
-    cmd = [sys.executable, "-m", "tui.cli", "--batch", str(f), "--runs-dir", str(runs_dir),
+    cmd = [sys.executable, "-m", "cli.main", "--batch", str(f), "--runs-dir", str(runs_dir),
            "--jobs", "2"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -228,7 +228,7 @@ schedule = { kind = "cosine", max_beta = 0.999 }
 @pytest.fixture
 def data_folder(tmp_path, monkeypatch):
     """An empty diffui data folder of this test's own (the session's holds MNIST's test set)."""
-    from engine import data
+    from engine.data import datasets as data
     folder = tmp_path / "diffui-data"
     monkeypatch.setenv("DIFFUI_DATA_DIR", str(folder))
     data._load.cache_clear()
@@ -238,7 +238,7 @@ def data_folder(tmp_path, monkeypatch):
 
 
 def test_data_fetch_downloads_into_the_data_folder(data_folder, monkeypatch, capsys):
-    from engine import data
+    from engine.data import datasets as data
     calls = fake_torchvision_download(monkeypatch, sizes=(6, 4))
     assert main(["data", "fetch", "mnist"]) == 0
     out = capsys.readouterr().out
@@ -321,7 +321,7 @@ def test_data_import_bad_input(data_folder, tmp_path, capsys):
 
 
 def test_queue_commands_add_start_stop_and_status(tmp_path, capsys):
-    from engine.service import running_pid
+    from engine.queue.service import running_pid
     f = tiny_study(tmp_path / "exp.toml", name="long", epochs=1000, subset=256)
     runs_dir = tmp_path / "runs"
     rd = ["--runs-dir", str(runs_dir)]

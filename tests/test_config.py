@@ -1,4 +1,4 @@
-"""experiments.toml -> validated run specs (engine/config.py): the repo's study, every kind of
+"""experiments.toml -> validated run specs (engine/spec/config.py): the repo's study, every kind of
 bad input (one line naming the file, the key path and what was expected), sweeps, profiles,
 precedence, selection and the RunSpec round trip. Pure parsing: no processes, no torch."""
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.config import (ConfigError, RunSpec, load_study, parse_study, select, spec_from_toml,
+from engine.spec.config import (ConfigError, RunSpec, load_study, parse_study, select, spec_from_toml,
                            spec_to_toml)
 
 REPO_STUDY = Path(__file__).resolve().parent.parent / "experiments.toml"
@@ -470,7 +470,7 @@ study = { n = 50 }
 
 
 def test_studies_are_read_resolved_against_their_runs_and_overridden_by_profiles(tmp_path):
-    from engine.config import StudySpec, spec_from_toml, spec_to_toml
+    from engine.spec.config import StudySpec, spec_from_toml, spec_to_toml
     f = tmp_path / "exp.toml"
     f.write_text(STUDIES)
     full = load_study(f)

@@ -12,15 +12,16 @@ import numpy as np
 import pytest
 import torch
 
-from engine import report
-from engine.config import load_study
-from engine.events import (BadEvent, Checkpoint, End, Epoch, EventReader, Figure, Progress,
-                           Samples, Start, from_dict, read_events, summary)
-from engine.executors import Job
-from engine.executors.local import LocalExecutor
-from engine.runs import DamagedRun, Run, atomic_write_json, prepare_runs
-from engine.worker import execute
-from tui.cli import main
+from engine.report import report
+from engine.spec.config import load_study
+from engine.rundir.events import BadEvent, Checkpoint, End, Epoch, EventReader, Figure, Progress, Samples, Start, from_dict, read_events
+from engine.rundir.progress import summary
+from engine.queue.executors.base import Job
+from engine.queue.executors.local import LocalExecutor
+from engine.rundir.run import DamagedRun, Run, prepare_runs
+from engine.rundir.files import atomic_write_json
+from engine.jobs.worker import execute
+from cli.main import main
 
 from conftest import table_why, tiny_study, wait_for
 
@@ -82,8 +83,8 @@ def test_values_that_blow_up_are_refused_in_one_line(tmp_path, capsys, replace, 
 
 
 def test_the_time_embedding_bound_is_where_float32_overflows():
-    from engine.components import MAX_TIME_EMBEDDING
-    from engine.nets.embedding import TimeEmbedding
+    from engine.spec.components import MAX_TIME_EMBEDDING
+    from engine.diffusion.nets.embedding import TimeEmbedding
 
     t = torch.tensor([0.0, 0.5, 1.0])
     assert torch.isfinite(TimeEmbedding(MAX_TIME_EMBEDDING, 4)(t)).all()
@@ -98,7 +99,7 @@ def test_max_beta_1_stays_allowed_for_morph(tmp_path):
 
 
 def test_a_nan_loss_fails_the_run_naming_epoch_and_step(tmp_path, monkeypatch):
-    from engine.degradations import Gaussian
+    from engine.diffusion.degradations import Gaussian
 
     run = make_run(tmp_path, epochs=2)
     config = run.config_path.read_bytes()
@@ -129,7 +130,7 @@ def test_a_nan_loss_fails_the_run_naming_epoch_and_step(tmp_path, monkeypatch):
 
 
 def test_non_finite_samples_fail_the_run_and_write_no_grid(tmp_path, monkeypatch):
-    from engine import samplers
+    from engine.diffusion import samplers
 
     run = make_run(tmp_path, epochs=1)
     monkeypatch.setattr(samplers, "sample", lambda model, deg, sampler, n, *a, **kw:
@@ -142,7 +143,7 @@ def test_non_finite_samples_fail_the_run_and_write_no_grid(tmp_path, monkeypatch
 
 
 def test_fid_refuses_non_finite_samples_in_one_line():
-    from engine.metrics import FID, MetricsError
+    from engine.evaluation.fid import FID, MetricsError
 
     fid = FID.__new__(FID)  # the check comes before anything FID has
     with pytest.raises(MetricsError, match="not finite"):
@@ -252,7 +253,8 @@ def test_batch_refuses_a_run_whose_config_is_not_toml_in_one_line(tmp_path, caps
 
 
 def test_a_damaged_run_is_neither_queued_nor_started(tmp_path):
-    from engine.queue import Queue, QueueError, QueueState, next_jobs
+    from engine.queue.client import Queue, QueueError
+    from engine.queue.state import QueueState, next_jobs
 
     run = make_run(tmp_path)
     run.exit_path.write_text("[1]")
@@ -266,7 +268,7 @@ def test_a_damaged_run_is_neither_queued_nor_started(tmp_path):
 
 
 def test_the_worker_refuses_a_damaged_run_and_changes_nothing(tmp_path, capsys):
-    from engine.worker import main as worker_main
+    from engine.jobs.worker import main as worker_main
 
     run = make_run(tmp_path)
     run.exit_path.write_text("{")
@@ -330,7 +332,7 @@ def _copy(folder: Path, tmp_path: Path) -> Run:
 
 @pytest.mark.parametrize("how", ["cut", "empty", "random"])
 def test_a_damaged_checkpoint_is_named(stopped_after_two, tmp_path, how):
-    from engine.training import load_model, read_checkpoint
+    from engine.jobs.training import load_model, read_checkpoint
 
     run = _copy(stopped_after_two, tmp_path)
     assert torch.load(run.previous_checkpoint_path, weights_only=True)["epoch"] == 1

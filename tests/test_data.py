@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from engine import data
-from engine.config import DataSection
+from engine.data import datasets as data
+from engine.spec.config import DataSection
 
 from conftest import OFFLINE, fake_torchvision_download, write_idx_set
 

@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from engine import events as ev
-from engine.events import (TYPES, BadEvent, Checkpoint, End, Epoch, Eval, EventLog, EventReader,
-                           Figure, Other, Progress, RunProgress, Samples, Start, TaskProgress, Value,
-                           from_dict, latest_by_epoch, read_events)
+from engine.rundir import events as ev
+from engine.rundir.events import TYPES, BadEvent, Checkpoint, End, Epoch, Eval, EventLog, EventReader, Figure, Other, Progress, Samples, Start, Value, from_dict, latest_by_epoch, read_events
+from engine.rundir.progress import RunProgress
+from engine.jobs.tasks import TaskProgress
 
 EXAMPLES = [
     Start(time=1.0, epoch=0, epochs=3, device="cpu", data_source="IDX files in /d",

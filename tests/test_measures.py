@@ -1,4 +1,4 @@
-"""Diversity and novelty of sample sets (engine/measures.py) on known inputs: duplicates, real
+"""Diversity and novelty of sample sets (engine/evaluation/measures.py) on known inputs: duplicates, real
 test digits, copies of training digits, the same copies with a little noise."""
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import math
 import pytest
 import torch
 
-from engine import data as datasets
-from engine import measures, metrics
+from engine.data import datasets
+from engine.evaluation import measures
+from engine.evaluation import fid as metrics
 
 
 @pytest.fixture(scope="module")

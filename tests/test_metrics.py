@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from engine import metrics
-from engine.config import load_study
-from engine.events import Eval, latest_by_epoch
-from engine.runs import prepare_runs
-from engine.worker import execute
+from engine.evaluation import fid as metrics
+from engine.spec.config import load_study
+from engine.rundir.events import Eval, latest_by_epoch
+from engine.rundir.run import prepare_runs
+from engine.jobs.worker import execute
 
 from conftest import tiny_study
 
@@ -82,7 +82,7 @@ def test_inception_backbone_fails_with_one_clear_line(monkeypatch):
 def test_batch_refuses_an_unloadable_inception_backbone_before_training(tmp_path, monkeypatch,
                                                                        capsys):
     import torchmetrics.image.fid as tm
-    from tui.cli import main
+    from cli.main import main
 
     def offline(*a, **k):
         raise RuntimeError("no network")
@@ -107,7 +107,7 @@ def test_tiny_run_evaluates_and_report_writes_files(tmp_path, fid, capsys):
     assert evals[1].sampler == "DDIM-4" and evals[2].sampler == "DDPM-40"
     assert evals[2].floor == pytest.approx(fid.floor(200))
 
-    from tui.cli import main
+    from cli.main import main
     out = tmp_path / "report"
     assert main(["report", "--runs-dir", str(tmp_path / "runs"), "--out", str(out)]) == 0
     for name in ("report.md", "tiny-loss.png", "tiny-fid.png", "tiny-grids.png", "tiny-diffusion.png"):

@@ -10,14 +10,17 @@ import numpy as np
 import pytest
 import torch
 
-from engine import data, samplers
-from engine.config import load_study, make_section
-from engine.degradations import Gaussian, Morph
-from engine.nets import UNet, build
-from engine.events import Epoch, Eval, Samples, latest_by_epoch
-from engine.runs import Run, prepare_runs
-from engine.schedules import make_schedule
-from engine.worker import execute
+from engine.data import datasets as data
+
+from engine.diffusion import samplers
+from engine.spec.config import load_study, make_section
+from engine.diffusion.degradations import Gaussian, Morph
+from engine.diffusion.nets.unet import UNet
+from engine.diffusion.nets import build
+from engine.rundir.events import Epoch, Eval, Samples, latest_by_epoch
+from engine.rundir.run import Run, prepare_runs
+from engine.diffusion.schedules import make_schedule
+from engine.jobs.worker import execute
 
 from conftest import tiny_study
 
@@ -181,7 +184,7 @@ def test_cnn_restores_with_the_morph_degradation():
 
 
 def test_tiny_morph_run_evaluates_and_writes_its_figures(tmp_path):
-    from tui.cli import main
+    from cli.main import main
 
     f = morph_study(tmp_path, epochs=2, every=2)
     run = prepare_runs(load_study(f).runs, tmp_path / "runs")[0]
@@ -215,7 +218,7 @@ def test_tiny_morph_run_evaluates_and_writes_its_figures(tmp_path):
 
 @pytest.mark.parametrize("latent", ["start", "estimate"])
 def test_a_runs_samples_use_its_latent_setting(tmp_path, latent):
-    from engine.training import load_model
+    from engine.jobs.training import load_model
 
     f = morph_study(tmp_path, latent, epochs=1, subset=64)
     run = prepare_runs(load_study(f).runs, tmp_path / "runs")[0]
@@ -234,7 +237,7 @@ def test_a_runs_samples_use_its_latent_setting(tmp_path, latent):
 
 
 def test_missing_fashion_mnist_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys):
-    from tui.cli import main
+    from cli.main import main
 
     monkeypatch.setattr(data, "DEBIAN_DIR", tmp_path / "empty")  # and the data folder has none
     f = morph_study(tmp_path)

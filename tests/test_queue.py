@@ -9,12 +9,14 @@ import sys
 
 import pytest
 
-from engine import service
-from engine.config import load_study
-from engine.executors import Job
-from engine.queue import Queue, QueueError, QueueFile
-from engine.runs import Run, atomic_write_json, prepare_runs
-from engine.service import Service
+from engine.queue import service
+from engine.spec.config import load_study
+from engine.queue.executors.base import Job
+from engine.queue.client import Queue, QueueError
+from engine.queue.state import QueueFile
+from engine.rundir.run import Run, prepare_runs
+from engine.rundir.files import atomic_write_json
+from engine.queue.service import Service
 
 from conftest import tiny_study
 
@@ -185,7 +187,7 @@ def test_two_services_on_one_runs_folder_one_wins(runs_dir):
     first.acquire()
     try:
         assert service.running_pid(runs_dir) is None  # this test process is not a service...
-        cmd = [sys.executable, "-m", "engine.service", str(runs_dir)]
+        cmd = [sys.executable, "-m", "engine.queue.service", str(runs_dir)]
         second = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
         assert second.returncode == 1
         assert second.stderr == f"error: a queue service already runs for {runs_dir.resolve()}\n"
@@ -196,7 +198,7 @@ def test_two_services_on_one_runs_folder_one_wins(runs_dir):
 
 
 def test_next_jobs_fills_free_slots_in_order_and_drops_runs_done_elsewhere():
-    from engine.queue import QueueState, next_jobs
+    from engine.queue.state import QueueState, next_jobs
     slots = {"local": ["local:0", "local:1", "local:2"]}
     st = QueueState(queued=["a", "b", "c", "d"], jobs=3,
                     active={"x": {"executor": "local", "slot": "local:1"}})
@@ -211,7 +213,7 @@ def test_next_jobs_fills_free_slots_in_order_and_drops_runs_done_elsewhere():
 
 
 def test_next_jobs_sends_each_run_to_the_first_of_its_hosts_with_a_free_slot():
-    from engine.queue import QueueState, next_jobs
+    from engine.queue.state import QueueState, next_jobs
     slots = {"local": ["local:0"], "gpu1": ["gpu1:0", "gpu1:1"], "gpu2": ["gpu2:0"]}
     st = QueueState(queued=["a", "b", "c", "d", "e"],
                     where={"a": ["gpu1"], "b": ["gpu1"], "c": ["gpu1"], "d": ["gpu1", "gpu2"]},
@@ -255,7 +257,7 @@ def test_a_start_that_failed_reads_as_failed_at_every_moment_of_its_recording(ru
     def write(path, data):  # look at the run before each of its records is written
         seen.append(run.status())
         real(path, data)
-    monkeypatch.setattr("engine.runs.atomic_write_json", write)
+    monkeypatch.setattr("engine.rundir.run.atomic_write_json", write)
     run.record_failure("gpu1", "gpu1: cannot connect again")
     seen.append(run.status())
     assert [(s.state, s.detail) for s in seen] == [

@@ -1,4 +1,4 @@
-"""The component registry (engine/registry.py, engine/components.py): unknown names, a new
+"""The component registry (engine/spec/registry.py, engine/spec/components.py): unknown names, a new
 schedule added as one entry, and the README's table of keys against the schema."""
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine import registry
-from engine.components import (DEGRADATIONS, NETWORKS, SAMPLERS, SCHEDULES, ScheduleEntry)
-from engine.config import (SECTIONS, ConfigError, RunSpec, parse_study, section_class,
+from engine.spec import registry
+from engine.spec.components import (DEGRADATIONS, NETWORKS, SAMPLERS, SCHEDULES, ScheduleEntry)
+from engine.spec.config import (SECTIONS, ConfigError, RunSpec, parse_study, section_class,
                            spec_from_toml, spec_to_toml)
-from engine.schedules import from_spec, make_schedule
+from engine.diffusion.schedules import from_spec, make_schedule
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 P = Path("exp.toml")
@@ -154,7 +154,7 @@ def test_readme_table_names_every_registered_kind():
 
 
 def test_the_edit_dialog_describes_keys_from_the_schema():
-    from engine.edit import key_help
+    from engine.spec.edit import key_help
     assert key_help("schedule.max_beta") == \
         "default 0.1 (cosine beta cap (0.1 in the study, 0.999 in the paper))"
     assert key_help("training").startswith("keys of [training]: epochs, batch_size, lr")

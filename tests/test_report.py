@@ -13,13 +13,14 @@ import numpy as np
 import pytest
 import torch
 
-from engine import data as datasets
-from engine import report, samplers
-from engine.config import load_study
-from engine.events import Figure as FigureEvent
-from engine.events import Samples, latest_by_epoch
-from engine.runs import Run, prepare_runs
-from engine.worker import execute
+from engine.data import datasets
+from engine.report import report
+from engine.diffusion import samplers
+from engine.spec.config import load_study
+from engine.rundir.events import Figure as FigureEvent
+from engine.rundir.events import Samples, latest_by_epoch
+from engine.rundir.run import Run, prepare_runs
+from engine.jobs.worker import execute
 
 from conftest import tiny_study
 
@@ -78,7 +79,7 @@ def test_gaussian_run_writes_the_diffusion_strips(gaussian):
 
     # the same images the report drew from the checkpoint before (same seeds): real digits
     # noised with one generator, then DDPM samples from it
-    from engine.training import load_model
+    from engine.jobs.training import load_model
     model, deg = load_model(gaussian)
     g = torch.Generator().manual_seed(0)
     ds = datasets.load_configured(gaussian.spec().data)
@@ -108,7 +109,7 @@ def test_morph_run_writes_restoration_and_direct_vs_iterative(morph):
     np.testing.assert_allclose(r[0, 0], d[0, 0], atol=1e-6)  # t = 0: the first held-out digit
 
     # the same images as the report drew from the checkpoint before (same seeds)
-    from engine.training import load_model, training_data
+    from engine.jobs.training import load_model, training_data
     model, deg = load_model(morph)
     x = training_data(morph.spec())[1][:10]
     z = deg.latents(10, torch.Generator().manual_seed(0), held_out=True)
@@ -142,7 +143,7 @@ def add_evaluations(run: Run) -> None:
 
 def test_report_draws_every_figure_from_folders_without_checkpoints(gaussian, morph, tmp_path,
                                                                     capsys):
-    from tui.cli import main
+    from cli.main import main
 
     runs_dir = tmp_path / "runs"
     runs_dir.mkdir()
@@ -198,7 +199,7 @@ def test_write_report_calls_progress_per_figure(gaussian, tmp_path):
 
 
 def test_report_on_a_terminal_shows_a_progress_bar(gaussian, tmp_path, capsys, monkeypatch):
-    from tui.cli import main
+    from cli.main import main
 
     monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
     assert main(["report", "--runs-dir", str(gaussian.path.parent), "--out",
@@ -209,7 +210,7 @@ def test_report_on_a_terminal_shows_a_progress_bar(gaussian, tmp_path, capsys, m
 
 
 def test_report_does_not_import_torch():
-    code = ("import sys, engine.report, engine.runs, engine.config, engine.queue; "
+    code = ("import sys, engine.report.report, engine.rundir.run, engine.spec.config, engine.queue.client; "
             "print(sorted(m for m in ('torch', 'torchvision') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[1])

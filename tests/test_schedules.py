@@ -6,10 +6,10 @@ import pytest
 import torch
 from PIL import Image
 
-from engine.ks import first_indistinguishable, ks_pvalues, write_schedule_study
-from engine.components import SCHEDULES
-from engine.config import make_section
-from engine.schedules import from_spec, make_schedule
+from engine.evaluation.ks import first_indistinguishable, ks_pvalues, write_schedule_study
+from engine.spec.components import SCHEDULES
+from engine.spec.config import make_section
+from engine.diffusion.schedules import from_spec, make_schedule
 
 KINDS = SCHEDULES.names()
 

@@ -20,14 +20,14 @@ import threading
 import numpy as np
 import pytest
 
-from engine.config import load_study
-from engine.events import Checkpoint, End, Epoch, Start, Value, latest_by_epoch
-from engine.metrics import load_classifier
-from engine.queue import Queue
-from engine.runs import Run, prepare_runs
-from engine.service import running_pid
-from engine.worker import execute
-from tui.cli import main
+from engine.spec.config import load_study
+from engine.rundir.events import Checkpoint, End, Epoch, Start, Value, latest_by_epoch
+from engine.evaluation.fid import load_classifier
+from engine.queue.client import Queue
+from engine.rundir.run import Run, prepare_runs
+from engine.queue.service import running_pid
+from engine.jobs.worker import execute
+from cli.main import main
 from tui.widgets import RunsTable
 
 from conftest import MORPH_STUDY, tiny_study, wait_for
@@ -116,8 +116,8 @@ async def where_in_ui(f, runs_dir, name: str, text: str) -> None:
 
 
 def test_the_hosts_table_becomes_sbatch_options():
-    from engine.config import HostSpec
-    from engine.executors.slurm import SlurmExecutor, time_minutes
+    from engine.spec.config import HostSpec
+    from engine.queue.executors.slurm import SlurmExecutor, time_minutes
     assert [time_minutes(t) for t in ("90", "1:30", "04:00:00", "1-12", "1-12:30", "0-00:00:30")] \
         == [90, 2, 240, 2160, 2190, 1]
     spec = HostSpec(kind="slurm", partition="gpu", gpus_per_job=2, cpus_per_job=8, mem_gb=32,

@@ -17,14 +17,15 @@ from pathlib import Path
 
 import pytest
 
-from engine.config import HostSpec, load_study
-from engine.events import End, Epoch, Start, Value
-from engine.executors import Job, StartError
-from engine.executors.ssh import SSHExecutor, local_version
-from engine.metrics import load_classifier
-from engine.queue import Queue, QueueFile
-from engine.runs import Run, prepare_runs
-from engine.worker import execute
+from engine.spec.config import HostSpec, load_study
+from engine.rundir.events import End, Epoch, Start, Value
+from engine.queue.executors.base import Job, StartError
+from engine.queue.executors.ssh import SSHExecutor, local_version
+from engine.evaluation.fid import load_classifier
+from engine.queue.client import Queue
+from engine.queue.state import QueueFile
+from engine.rundir.run import Run, prepare_runs
+from engine.jobs.worker import execute
 
 from conftest import MORPH_STUDY, table_why, tiny_study, wait_for
 from sshd import free_port, sshd_fixture  # noqa: F401 (the fixture `sshd`)
@@ -102,7 +103,7 @@ def test_a_quick_run_trains_on_the_host_and_comes_back_whole(tmp_path, sshd):
     assert json.loads((run.path / "worker.json").read_text())["pid"] == \
         json.loads((remote / "worker.json").read_text())["pid"]
     calls = (sshd.folder / "calls.log").read_text()
-    assert f"|-m engine.worker {remote}" in calls  # the remote folder, not the local one
+    assert f"|-m engine.jobs.worker {remote}" in calls  # the remote folder, not the local one
 
 
 STUDY = MORPH_STUDY + 'host = "gpu1"\n'  # the study goes to the host
@@ -149,7 +150,7 @@ def test_a_cut_connection_is_made_again_and_no_event_is_lost_or_repeated(tmp_pat
 
 def test_a_host_that_is_down_fails_its_run_in_one_line_and_leaves_the_rest(tmp_path, sshd,
                                                                            capsys):
-    from tui.cli import main
+    from cli.main import main
     port = free_port()  # nothing listens there
     f = tiny_study(tmp_path / "exp.toml", name="far", epochs=1, subset=64,
                    extra=f'[hosts.gpu1]\naddress = "127.0.0.1"\nport = {port}\n')
@@ -217,7 +218,7 @@ def test_an_unknown_host_key_is_refused_with_its_fingerprint(tmp_path, sshd):
 
 
 def test_a_changed_host_key_is_refused_by_hosts_check(tmp_path, sshd, capsys):
-    from tui.cli import main
+    from cli.main import main
     known = sshd.home / ".ssh" / "known_hosts"
     kept = known.read_text()
     other = tmp_path / "other"
@@ -261,7 +262,7 @@ def test_a_remote_run_cancelled_is_resumable_and_resumes_to_the_end(tmp_path, ss
 
 
 def test_a_new_queue_service_follows_the_remote_run_where_the_killed_one_left(tmp_path, sshd):
-    from engine.service import running_pid
+    from engine.queue.service import running_pid
     f = remote_file(tmp_path, sshd, epochs=3)
     q, (run,) = queue_runs(f, tmp_path / "runs")
     q.submit(["r"])
@@ -292,13 +293,13 @@ def test_two_gpus_of_a_host_run_two_runs_at_once_and_a_third_waits(tmp_path, ssh
     assert [r.status().state for r in runs] == ["finished"] * 3
     calls = [c.split("|") for c in (sshd.folder / "calls.log").read_text().splitlines()]
     used = {str(tmp_path / "remote" / "runs" / n): gpu for gpu, args in calls
-            for n in "abc" if args == f"-m engine.worker {tmp_path / 'remote' / 'runs' / n}"}
+            for n in "abc" if args == f"-m engine.jobs.worker {tmp_path / 'remote' / 'runs' / n}"}
     assert set(used.values()) == {"0", "1"} and len(used) == 3  # one GPU each
 
 
 def test_hosts_check_tells_what_each_host_has(tmp_path, sshd, capsys):
     import platform
-    from tui.cli import main
+    from cli.main import main
     port = free_port()
     f = remote_file(tmp_path, sshd)
     f.write_text(f.read_text().replace("[[experiments]]", f'[hosts.down]\naddress = "127.0.0.1"\n'
@@ -319,7 +320,7 @@ def test_hosts_check_tells_what_each_host_has(tmp_path, sshd, capsys):
 
 
 def test_hosts_install_puts_this_diffui_and_the_datasets_on_the_host(tmp_path, sshd, capsys):
-    from tui.cli import main
+    from cli.main import main
     venv = tmp_path / "venv"  # the host's environment: torch and the rest, but no diffui
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     # this interpreter's packages without their .pth files (an editable diffui is one of them)
@@ -340,7 +341,7 @@ def test_hosts_install_puts_this_diffui_and_the_datasets_on_the_host(tmp_path, s
     assert main(["hosts", "check", "-f", str(f)]) == 0
     row = capsys.readouterr().out.splitlines()[1]
     assert "mnist (test)" in row and "fashion_mnist (train+test)" in row
-    assert list((venv / "lib").glob("python3*/site-packages/engine/executors/ssh.py"))
+    assert list((venv / "lib").glob("python3*/site-packages/engine/queue/executors/ssh.py"))
 
 
 def test_a_file_rewritten_within_a_second_at_the_same_size_is_seen_as_changed(tmp_path, sshd):
@@ -348,7 +349,7 @@ def test_a_file_rewritten_within_a_second_at_the_same_size_is_seen_as_changed(tm
     size (two quick epochs) must not look unchanged (SFTP's times are whole seconds)."""
     import asyncio
 
-    from engine.executors.ssh import Remote
+    from engine.queue.executors.ssh import Remote
     spec = load_study(remote_file(tmp_path, sshd)).hosts["gpu1"]
     folder = tmp_path / "remote" / "runs" / "r"
     folder.mkdir(parents=True)

@@ -1,4 +1,4 @@
-"""The latents of the sampling studies (engine/studies.py) on a tiny trained morph run and a tiny
+"""The latents of the sampling studies (engine/diffusion/latents.py) on a tiny trained morph run and a tiny
 Gaussian run: sampling from given latents is the samplers' own sampling, λ = 0 and N = 1 are
 plain sampling, the perturbations are the documented ones, GMM draws are new latents in range,
 and bad kinds or values are one line."""
@@ -10,11 +10,15 @@ import threading
 import pytest
 import torch
 
-from engine import data, samplers, studies
-from engine.config import load_study
-from engine.runs import prepare_runs
-from engine.training import load_model
-from engine.worker import execute
+from engine.data import datasets as data
+
+from engine.diffusion import samplers
+
+from engine.diffusion import latents as studies
+from engine.spec.config import load_study
+from engine.rundir.run import prepare_runs
+from engine.jobs.training import load_model
+from engine.jobs.worker import execute
 
 from conftest import tiny_study
 

@@ -13,12 +13,12 @@ import pytest
 import torch
 from PIL import Image
 
-from engine.config import load_study
-from engine.events import End, Epoch, Progress, Samples, Start, latest_by_epoch
-from engine.executors import Job
-from engine.executors.local import LocalExecutor
-from engine.runs import Run, prepare_runs
-from engine.worker import execute
+from engine.spec.config import load_study
+from engine.rundir.events import End, Epoch, Progress, Samples, Start, latest_by_epoch
+from engine.queue.executors.base import Job
+from engine.queue.executors.local import LocalExecutor
+from engine.rundir.run import Run, prepare_runs
+from engine.jobs.worker import execute
 
 from conftest import tiny_study, wait_for
 

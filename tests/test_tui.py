@@ -13,10 +13,11 @@ import pytest
 from textual.widgets import DataTable, Input, Static
 from textual_image.widget import HalfcellImage
 
-from engine.config import ConfigError, load_study
-from engine.events import End, Epoch, Start, latest_by_epoch
-from engine.queue import Queue
-from engine.runs import Run, atomic_write_json, pid_running, prepare_runs
+from engine.spec.config import ConfigError, load_study
+from engine.rundir.events import End, Epoch, Start, latest_by_epoch
+from engine.queue.client import Queue
+from engine.rundir.run import Run, pid_running, prepare_runs
+from engine.rundir.files import atomic_write_json
 from tui.app import DiffuiApp
 from tui.messages import RunEvents
 from tui.screens import (CompareScreen, EditScreen, HostPickScreen, JobsScreen, PickScreen, RunScreen,
@@ -162,7 +163,7 @@ async def test_the_queue_goes_on_after_the_ui_quits(tmp_path):
     """Queue a long run and a short one, one at a time, start and quit: with no UI open, the
     queue service runs the queue on (here: a shell client stops the long run, the service then
     starts the short one), and exits when nothing is left; a new UI shows where things are."""
-    from engine.service import running_pid
+    from engine.queue.service import running_pid
     from conftest import wait_for
 
     file = tiny_study(tmp_path / "exp.toml", name="long", epochs=1000, subset=256)
@@ -532,8 +533,8 @@ async def test_edit_dialog_reads_the_file_once(tmp_path, monkeypatch):
 
 
 def test_a_long_step_shows_in_the_status_column_with_its_eta():
-    from engine.events import Progress as StepProgress
-    from engine.events import RunProgress
+    from engine.rundir.events import Progress as StepProgress
+    from engine.rundir.progress import RunProgress
     from tui.widgets import status_text
 
     p = RunProgress("r", state="running")
@@ -653,8 +654,8 @@ async def test_S_queues_a_study_of_a_finished_run_which_runs_to_its_end(tmp_path
     runs it in a worker to its end; its study view then shows one grid per value and charts
     holding results.csv's numbers. S on a run that has not finished, or has no study, says so
     in one line and queues nothing."""
-    from engine.metrics import FID
-    from engine.worker import execute
+    from engine.evaluation.fid import FID
+    from engine.jobs.worker import execute
 
     file = tiny_study(tmp_path / "exp.toml", name="alpha", epochs=1)
     file.write_text(file.read_text() + STUDIES)

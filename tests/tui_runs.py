@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from engine import data
-from engine.config import parse_study
-from engine.runs import Run, atomic_write_json
+from engine.data import datasets as data
+from engine.spec.config import parse_study
+from engine.rundir.run import Run
+from engine.rundir.files import atomic_write_json
 
 STUDY = """
 [defaults.data]
@@ -101,8 +102,8 @@ def make_study(runs_dir: Path, upto: int = 3, host: str | None = None) -> Run:
     """The folder of STUDIES' study of ``ddpm-linear`` (make_runs), as its worker writes it,
     with its first ``upto`` values done: finished when all are, else running on ``host`` (a
     remote worker, alive while its heartbeat is fresh)."""
-    from engine.runs import study_run
-    from engine.sampling_study import value_stem, write_results
+    from engine.rundir.run import study_run
+    from engine.jobs.study import value_stem, write_results
 
     spec = parse_study(STUDY + STUDIES, Path("study.toml")).studies[0]
     study = study_run(runs_dir, spec.name)

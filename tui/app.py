@@ -24,15 +24,17 @@ from textual.css.query import NoMatches
 from textual.screen import ModalScreen
 from textual.worker import get_current_worker
 
-from engine.runs import os_error_line
+from engine.rundir.files import os_error_line
 
-from .messages import FileLoaded, Snapshot
-from .model import (ConfigError, Poller, Queue, QueueError, Study, is_study, read_study,
-                    study_run)
-from .runs_screen import RUNS_ACTIONS, RunsScreen
-from .screens import (EditScreen, HostPickScreen, JobsScreen, PickScreen, RunScreen,
+from tui.messages import FileLoaded, Snapshot
+from engine.spec.config import ConfigError, Study
+from tui.model import Poller, is_study, read_study
+from engine.queue.client import Queue, QueueError
+from engine.rundir.run import study_run
+from tui.runs_screen import RUNS_ACTIONS, RunsScreen
+from tui.screens import (EditScreen, HostPickScreen, JobsScreen, PickScreen, RunScreen,
                       StudyPickScreen, StudyScreen)
-from .widgets import RunsTable
+from tui.widgets import RunsTable
 
 # (key, action, footer label, palette title, palette help): the actions of every screen
 APP_ACTIONS = [
@@ -89,7 +91,7 @@ class DiffuiApp(App):
                  image_class=None, poll_every: float = 0.5, jobs: int | None = None):
         super().__init__()
         if image_class is None:
-            from .widgets import image_widget_class
+            from tui.widgets import image_widget_class
             image_class = image_widget_class("halfcell")
         self.file, self.runs_dir, self.profile = Path(file), Path(runs_dir), profile
         self.image_class = image_class
@@ -402,7 +404,7 @@ class DiffuiApp(App):
 
     @work(thread=True, group="report")
     def _write_report(self, runs: list, out: Path) -> None:
-        from engine.report import write_report
+        from engine.report.report import write_report
         unread: list[str] = []
         try:
             path = write_report(runs, out, warn=unread.append)

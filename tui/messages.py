@@ -9,7 +9,9 @@ from typing import TYPE_CHECKING
 from textual.message import Message
 
 if TYPE_CHECKING:
-    from .model import Grid, Progress, Study
+    from tui.model import Grid
+    from engine.rundir.events import Progress
+    from engine.spec.config import Study
 
 
 class Snapshot(Message, bubble=False):

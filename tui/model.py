@@ -17,18 +17,19 @@ from pathlib import Path
 
 from PIL import Image as PILImage
 
-from engine.config import (STUDY_VALUE, ConfigError, RunSpec, Study,  # noqa: F401
+from engine.spec.config import (STUDY_VALUE, ConfigError, RunSpec, Study,  # noqa: F401
                            StudySpec, load_study, parse_study, spec_from_toml, spec_to_toml)
-from engine.edit import get_setting, key_help, set_setting, targets  # noqa: F401
-from engine.data import fallback_note  # noqa: F401
-from engine.events import (SUMMARY_COLUMNS, End, Epoch, Eval, EventReader, Samples,  # noqa: F401
-                           Start, Value, fmt, format_seconds, latest_by_epoch, summary_row, why)
-from engine.events import Progress as StepProgress
-from engine.events import RunProgress as Progress  # noqa: F401
-from engine.queue import Queue, QueueError  # noqa: F401
-from engine.runs import STUDIES_DIR, Run, iter_runs, prepare_runs, study_run  # noqa: F401
+from engine.spec.edit import get_setting, key_help, set_setting, targets  # noqa: F401
+from engine.data.datasets import fallback_note  # noqa: F401
+from engine.rundir.progress import SUMMARY_COLUMNS, summary_row, why  # noqa: F401
+from engine.rundir.events import End, Epoch, Eval, EventReader, Samples, Start, Value, latest_by_epoch  # noqa: F401
+from engine.text import fmt, format_seconds  # noqa: F401
+from engine.rundir.events import Progress as StepProgress
+from engine.rundir.progress import RunProgress as Progress  # noqa: F401
+from engine.queue.client import Queue, QueueError  # noqa: F401
+from engine.rundir.run import STUDIES_DIR, Run, iter_runs, prepare_runs, study_run  # noqa: F401
 
-from .messages import RunEvents, Snapshot
+from tui.messages import RunEvents, Snapshot
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,9 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Header, Static
 
-from .messages import Snapshot
-from .model import why
-from .widgets import KeyBar, RunsTable
+from tui.messages import Snapshot
+from engine.rundir.progress import why
+from tui.widgets import KeyBar, RunsTable
 
 # (key, action, footer label, palette title, palette help): the actions of this screen's table
 RUNS_ACTIONS = [
@@ -129,5 +129,5 @@ class RunsScreen(Screen):
         if not names:
             self.app.say("no runs to compare yet: mark runs with space", severity="warning")
             return
-        from .screens import CompareScreen
+        from tui.screens import CompareScreen
         self.app.push_screen(CompareScreen(sorted(names)))

@@ -18,12 +18,15 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import (DataTable, Header, Input, Label, OptionList, RichLog, Select,
                              SelectionList, Static)
 
-from .messages import RunEvents, Snapshot
-from .model import (STUDY_VALUE, SUMMARY_COLUMNS, ConfigError, End, Epoch, Eval, Progress,
-                    RunSpec, Samples, Start, StudySpec, Value, fallback_note, fmt, get_setting,
-                    key_help, latest_by_epoch, latest_values, set_setting, spec_from_toml,
-                    summary_row, targets, why)
-from .widgets import Chart, GridView, KeyBar, status_text
+from tui.messages import RunEvents, Snapshot
+from engine.spec.config import STUDY_VALUE, ConfigError, RunSpec, StudySpec, spec_from_toml
+from engine.rundir.progress import SUMMARY_COLUMNS, summary_row, why
+from engine.rundir.events import End, Epoch, Eval, Progress, Samples, Start, Value, latest_by_epoch
+from engine.data.datasets import fallback_note
+from engine.text import fmt
+from engine.spec.edit import get_setting, key_help, set_setting, targets
+from tui.model import latest_values
+from tui.widgets import Chart, GridView, KeyBar, status_text
 
 CURVE_EVENTS = (Epoch, Eval)  # the events that change a chart
 

@@ -13,7 +13,9 @@ from textual.widget import Widget
 from textual.widgets import DataTable
 from textual_plotext import PlotextPlot
 
-from .model import Grid, Progress, fmt, format_seconds
+from tui.model import Grid
+from engine.rundir.events import Progress
+from engine.text import fmt, format_seconds
 
 IMAGE_MODES = ("auto", "halfcell", "sixel", "tgp")
 

@@ -1,0 +1,143 @@
+"""``diffui --batch``: queue the runs, let the queue service run them, and follow them with a
+rich progress bar per run (one line per epoch when the output is not a terminal)."""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from contextlib import contextmanager
+
+from rich.console import Console
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                           TimeRemainingColumn)
+from rich.table import Table
+
+from engine.rundir.progress import SUMMARY_COLUMNS, RunProgress, summary, summary_row, why
+from engine.text import fmt, format_seconds
+from engine.queue.client import Queue
+from engine.rundir.run import Run
+
+EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
+
+
+def _eta(seconds: float | None) -> str:
+    return "-" if seconds is None else format_seconds(seconds)
+
+
+def run_batch(queue: Queue, runs: list[Run], jobs: int | None = None,
+              console: Console | None = None, poll_every: float = 0.25) -> int:
+    """Run ``runs`` (folders of ``queue``'s runs folder) to their end through the queue."""
+    if console is None:
+        console = Console()
+        if not console.is_terminal:  # a log file: room for the whole table
+            console = Console(width=200)
+    names = [r.name for r in runs]
+    queue.poll()
+    for name in names:
+        if queue.progress[name].state == "finished":
+            console.print(f"[dim]{name}: finished already, skipped[/dim]")
+    todo = [n for n in names if queue.progress[n].state != "finished"]
+    interrupted = False
+    live = console.is_terminal
+    bars = Progress(TextColumn("{task.description:<24}"), BarColumn(),
+                    TextColumn("{task.fields[status]}"), console=console, disable=not live)
+    tasks = {n: bars.add_task(n, total=1.0, status="") for n in todo}
+    logged: dict[str, tuple] = {}
+
+    stopping: list[bool] = []
+
+    def on_signal(*_):  # Ctrl-C, or a job scheduler's SIGTERM: stop the runs (resumable)
+        if stopping:  # again while they stop: leaving now would leave their workers running
+            sys.stderr.write("still stopping the workers: they save their state and stop\n")
+            return
+        stopping.append(True)
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        try:
+            with bars:
+                queue.submit(todo, jobs)
+                while True:
+                    queue.poll()
+                    for name, task in tasks.items():
+                        p = queue.progress[name]
+                        status = "queued" if name in queue.queued() else _status_text(p)
+                        bars.update(task, completed=p.fraction, status=status)
+                        if not live:
+                            _log_line(console, p, logged)
+                    if queue.settled(todo):
+                        break
+                    time.sleep(poll_every)
+        except KeyboardInterrupt:
+            interrupted = True
+            stopping.append(True)
+            console.print("[yellow]interrupted: stopping workers (runs stay resumable)...[/yellow]")
+            queue.stop(todo)
+        console.print(summary_table(runs))
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_FAILED if any(summary(r).state != "finished" for r in runs) else EXIT_OK
+
+
+@contextmanager
+def task_bars(console: Console):
+    """A ``tasks(name)`` factory for long steps of the front end itself (the FID classifier,
+    the report's figures): each task a rich bar (done / total, ETA) in a terminal, one line as it
+    starts otherwise."""
+    with Progress(TextColumn("{task.description:<24}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("eta"), TimeRemainingColumn(), console=console,
+                  disable=not console.is_terminal) as bars:
+        ids: dict[str, int] = {}
+
+        def tasks(name: str):
+            def update(done: int, total: int) -> None:
+                if name not in ids:
+                    ids[name] = bars.add_task(name, total=total)
+                    if not console.is_terminal:
+                        console.print(f"{name}...")
+                bars.update(ids[name], completed=done, total=total)
+            return update
+        yield tasks
+
+
+def _log_line(console: Console, p: RunProgress, logged: dict[str, tuple]) -> None:
+    """Plain lines for log files and CI: each epoch, and each long task as it starts."""
+    if p.epoch > logged.get(p.name, (0, ""))[0]:
+        numbers = (f"FID {fmt(p.fid, '.1f')}" if p.unit == "value" else
+                   f"train {fmt(p.train_loss)} val {fmt(p.val_loss)}")
+        console.print(f"{p.name}: {p.unit} {p.epoch}/{p.epochs} {numbers} eta {_eta(p.eta())}")
+    elif p.task and p.task != logged.get(p.name, (0, ""))[1]:
+        console.print(f"{p.name}: {p.task}...")
+    logged[p.name] = (p.epoch, p.task)
+
+
+def _status_text(p: RunProgress) -> str:
+    if p.state != "running":
+        return p.state
+    text = f"{p.unit} {p.epoch}/{p.epochs}"
+    if p.task:
+        return text + "  " + p.task_text()
+    if p.loss is not None:
+        text += f"  loss {p.loss:.4f}"
+    return text + f"  eta {_eta(p.eta())}"
+
+
+def summary_table(runs: list[Run]) -> Table:
+    """The report's table of final numbers, with each run's folder, and why a run failed or
+    is damaged when one is."""
+    table = Table(title="diffui runs")
+    summaries = [summary(run) for run in runs]
+    reasons = [why(p) for p in summaries]
+    for col in (*SUMMARY_COLUMNS, "folder"):
+        table.add_column(col)
+    if any(reasons):
+        table.add_column("why", overflow="fold")
+    for run, p, reason in zip(runs, summaries, reasons):
+        table.add_row(*summary_row(p), os.path.relpath(run.path),
+                      *((reason,) if any(reasons) else ()))
+    return table

@@ -1,0 +1,180 @@
+"""Samplers. Gaussian degradation: the study's ancestral DDPM sampler and DDIM (eta = 0).
+Morph degradation (cold diffusion): direct restoration R(z_T, T) and the iterative sampler
+z_{t-1} = z_t - D(x̂, t) + D(x̂, t - 1) of Bansal et al. (2022), from a held-out FashionMNIST image.
+
+All return images in model space ([data.LO, data.HI]) and draw all randomness from ``generator``.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from engine.spec.components import SAMPLERS
+from engine.data.datasets import HI, IMAGE_SHAPE, LO
+from engine.diffusion.degradations import Degradation, Gaussian
+
+
+def _times(n: int, t: int, device) -> torch.Tensor:
+    return torch.full((n,), float(t), device=device)
+
+
+def _start(z: torch.Tensor | None, n: int, generator: torch.Generator, device) -> torch.Tensor:
+    """z_T of the Gaussian samplers: ``z`` when given (n of them), else standard noise drawn
+    from ``generator``."""
+    if z is None:
+        return torch.randn((n, *IMAGE_SHAPE), generator=generator, device=device)
+    if tuple(z.shape) != (n, *IMAGE_SHAPE):
+        raise ValueError(f"starting latents have shape {tuple(z.shape)}, "
+                         f"expected {(n, *IMAGE_SHAPE)}")
+    return z
+
+
+@torch.no_grad()
+def ddpm(model, deg: Gaussian, n: int, generator: torch.Generator, device="cpu",
+         on_step=None, progress=None, z: torch.Tensor | None = None) -> torch.Tensor:
+    """Ancestral sampling over all T steps (Ho et al. 2020, sigma_t^2 = beta_t).
+    ``on_step(t, z_t)`` sees every state from z_T down to z_0; ``progress(k, T)`` hears of
+    each of the T network evaluations. ``z``, when given, is z_T (n of them) instead of noise
+    drawn from ``generator``, which then draws only the per-step noise."""
+    T = deg.T
+    betas, alpha_bar = deg.betas.tolist(), deg.alpha_bar.tolist()  # Python floats: no tiny kernels
+    z = _start(z, n, generator, device)
+    if on_step:
+        on_step(T, z)
+    for t in range(T, 0, -1):
+        beta, a_bar = betas[t], alpha_bar[t]
+        eps = model(z, _times(n, t, device) / T)
+        z = (z - beta / math.sqrt(1 - a_bar) * eps) / math.sqrt(1 - beta)
+        if t > 1:
+            z = z + math.sqrt(beta) * torch.randn(z.shape, generator=generator, device=device)
+        if on_step:
+            on_step(t - 1, z)
+        if progress:
+            progress(T - t + 1, T)
+    return z
+
+
+def ddim_timesteps(T: int, steps: int) -> list[int]:
+    """``steps + 1`` decreasing times from T to 0, evenly spaced, the first being T."""
+    ts = torch.linspace(T, 0, steps + 1).round().long().tolist()
+    return sorted(set(ts), reverse=True)
+
+
+@torch.no_grad()
+def ddim(model, deg: Gaussian, n: int, steps: int, generator: torch.Generator,
+         device="cpu", progress=None, z: torch.Tensor | None = None) -> torch.Tensor:
+    """Deterministic DDIM (Song et al. 2021) with ``steps`` network evaluations; the predicted
+    clean image is clipped to the data range at each step. ``z``, when given, is z_T (n of
+    them) instead of noise drawn from ``generator``."""
+    T = deg.T
+    alpha_bar = deg.alpha_bar.tolist()
+    z = _start(z, n, generator, device)
+    ts = ddim_timesteps(T, steps)
+    for k, (t, t_prev) in enumerate(zip(ts[:-1], ts[1:]), 1):
+        a, a_prev = alpha_bar[t], alpha_bar[t_prev]
+        eps = model(z, _times(n, t, device) / T)
+        x0 = ((z - math.sqrt(1 - a) * eps) / math.sqrt(a)).clamp(LO, HI)
+        eps = (z - math.sqrt(a) * x0) / math.sqrt(1 - a)
+        z = math.sqrt(a_prev) * x0 + math.sqrt(1 - a_prev) * eps
+        if progress:
+            progress(k, len(ts) - 1)
+    return z
+
+
+@torch.no_grad()
+def direct(model, deg: Degradation, z: torch.Tensor) -> torch.Tensor:
+    """Direct restoration x̂ = R(z_T, T)."""
+    return model(z, _times(len(z), deg.T, z.device) / deg.T)
+
+
+@torch.no_grad()
+def iterative(model, deg: Degradation, z: torch.Tensor, latent: torch.Tensor, steps: int,
+              mode: str = "estimate", progress=None) -> torch.Tensor:
+    """The cold-diffusion sampler from z = z_T down to z_0 in ``steps`` strides (every step
+    when ``steps`` = T): x̂ = R(z_t, t), clipped to the data range;
+    z_s = z_t - D(x̂, t) + D(x̂, s). D's latent is ``latent`` (``mode`` "start", the image the
+    sampler started from) or the one re-estimated from z_t and x̂ (``mode`` "estimate":
+    (z_t - sqrt(a_t) x̂) / sqrt(1 - a_t), which makes the step DDIM's with a predicted x)."""
+    T = deg.T
+    alpha_bar = deg.alpha_bar.tolist()
+    n = len(z)
+    ts = ddim_timesteps(T, steps)
+    for k, (t, s) in enumerate(zip(ts[:-1], ts[1:]), 1):
+        a, a_s = alpha_bar[t], alpha_bar[s]
+        x = model(z, _times(n, t, z.device) / T).clamp(LO, HI)
+        if mode == "estimate":
+            latent = (z - math.sqrt(a) * x) / math.sqrt(1 - a)
+        z = (z + (math.sqrt(a_s) - math.sqrt(a)) * x
+             + (math.sqrt(1 - a_s) - math.sqrt(1 - a)) * latent)
+        if progress:
+            progress(k, len(ts) - 1)
+    return z
+
+
+# The registered samplers (engine/spec/components.py) share one signature:
+# run(model, deg, n, *, steps, generator, device, latent, progress, z) -> n images in model space;
+# progress(k, K), when given, hears of each of the K network evaluations; z, when given, is the
+# n starting latents z_T (Gaussian noise for ddpm/ddim, a FashionMNIST-like image for the morph
+# samplers) instead of the ones the sampler draws from ``generator`` (which then draws only
+# ddpm's per-step noise). Without z, the draws are exactly those of the samplers before z existed.
+
+def run_ddpm(model, deg, n, *, steps, generator, device, latent, progress=None, z=None):
+    return ddpm(model, deg, n, generator, device, progress=progress, z=z)
+
+
+def run_ddim(model, deg, n, *, steps, generator, device, latent, progress=None, z=None):
+    return ddim(model, deg, n, steps, generator, device, progress=progress, z=z)
+
+
+def run_direct(model, deg, n, *, steps, generator, device, latent, progress=None, z=None):
+    out = direct(model, deg, deg.latents(n, generator, held_out=True) if z is None else z)
+    if progress:
+        progress(1, 1)
+    return out
+
+
+def run_iterative(model, deg, n, *, steps, generator, device, latent, progress=None, z=None):
+    if z is None:
+        z = deg.latents(n, generator, held_out=True)
+    return iterative(model, deg, z, z, steps, latent, progress=progress)
+
+
+def describe_ddim(steps: int, T: int) -> str:
+    return f"DDIM-{len(ddim_timesteps(T, steps)) - 1}"
+
+
+def describe_iterative(steps: int, T: int) -> str:
+    return f"iterative-{len(ddim_timesteps(T, steps)) - 1}"
+
+
+def sample(model, deg: Degradation, sampler: str, n: int, steps: int, generator: torch.Generator,
+           device="cpu", batch: int = 500, latent: str = "estimate",
+           progress=None, z: torch.Tensor | None = None) -> torch.Tensor:
+    """``n`` images in model space with the named (registered) sampler, in batches of
+    ``batch``. The morph samplers start from held-out FashionMNIST images (z_T = z).
+    ``progress(done, total)`` hears of every network evaluation of every batch. ``z``, when
+    given, holds the ``n`` starting latents z_T (sliced per batch) instead of drawing them;
+    ``generator`` then draws only ddpm's per-step noise."""
+    if z is not None and len(z) != n:
+        raise ValueError(f"{len(z)} starting latents for {n} samples")
+    run = SAMPLERS.get(sampler).run
+    was_training = model.training
+    model.eval()
+    out = []
+    batches = math.ceil(n / batch)
+    try:
+        for i, start in enumerate(range(0, n, batch)):
+            m = min(batch, n - start)
+            within = progress and (lambda k, K, i=i: progress(i * K + k, batches * K))
+            given = {} if z is None else {"z": z[start:start + m]}  # a sampler without z works
+            out.append(run(model, deg, m, steps=steps, generator=generator, device=device,
+                           latent=latent, progress=within, **given))
+    finally:
+        model.train(was_training)
+    return torch.cat(out).clamp(LO, HI)
+
+
+def describe(sampler: str, steps: int, T: int) -> str:
+    """The sampler's name for tables and events, e.g. "DDIM-50" or "DDPM-1000"."""
+    return SAMPLERS.get(sampler).describe(steps, T)

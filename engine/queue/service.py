@@ -1,0 +1,280 @@
+"""The queue service of a runs folder: ``python -m engine.queue.service RUNS_DIR``.
+
+One detached process per runs folder starts what the queue says, on the executors' slots, and
+follows what it started. The UI, ``diffui --batch`` and ``diffui queue`` are its clients: they
+change ``queue.json`` (:mod:`engine.queue.client`) and start a service when there is work and none runs
+(:func:`spawn`); closing them stops nothing. ``RUNS/service.lock`` holds the live service's pid
+(and its flock), so a second service on the same folder exits at once with one line. The
+service exits by itself when nothing is queued (or the queue is paused) and nothing it started
+still runs; it logs what it does to ``RUNS/service.log``.
+
+After a reboot (or a killed service) the queue is still in ``queue.json``: the next service
+follows workers that still live, and puts runs whose worker died with the machine back at the
+front of the queue, to resume from their checkpoints.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from engine.queue.executors.base import Executor, Job, StartError, executors, make
+from engine.queue.state import QueueFile, QueueState, next_jobs
+from engine.rundir.run import Run, iter_runs
+
+LOCK = "service.lock"
+LOG = "service.log"
+KILL_AFTER = 30.0  # seconds a stopped worker gets to save its state before it is killed
+ENGINE_ROOT = Path(__file__).resolve().parent.parent
+
+
+class ServiceRunning(Exception):
+    """Another service holds the runs folder; ``str()`` is the one line for the user."""
+
+
+def running_pid(runs_dir: Path) -> int | None:
+    """The pid of the live queue service of ``runs_dir``, or None."""
+    try:
+        pid = int((Path(runs_dir) / LOCK).read_text().strip() or 0)
+    except (FileNotFoundError, ValueError):
+        return None
+    if not pid:
+        return None
+    try:
+        os.kill(pid, 0)
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (ProcessLookupError, PermissionError):
+        return None
+    except OSError:
+        return pid  # no /proc: trust the signal check
+    return pid if b"engine.queue.service" in cmd else None
+
+
+def spawn(runs_dir: Path) -> subprocess.Popen:
+    """Start a detached service for ``runs_dir`` (it exits at once if one runs already)."""
+    runs_dir = Path(runs_dir).resolve()
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ENGINE_ROOT), env.get("PYTHONPATH")]))
+    with open(runs_dir / LOG, "ab") as log:
+        return subprocess.Popen([sys.executable, "-m", "engine.queue.service", str(runs_dir)],
+                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env=env, cwd=runs_dir, start_new_session=True)
+
+
+def stop_service(runs_dir: Path, timeout: float = 10.0) -> bool:
+    """Ask the service to exit (SIGTERM: it stops starting work; running work goes on).
+    False when none runs."""
+    pid = running_pid(runs_dir)
+    if pid is None:
+        return False
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.time() + timeout
+    while time.time() < deadline and running_pid(runs_dir) == pid:
+        time.sleep(0.05)
+    return True
+
+
+class Service:
+    def __init__(self, runs_dir: Path, executors_: dict[str, Executor] | None = None,
+                 poll_every: float = 0.5, log=None):
+        self.runs_dir = Path(runs_dir).resolve()
+        self.file = QueueFile(self.runs_dir)
+        self.executors = executors_ or executors()
+        self._tables: dict[str, dict] = {}  # the [hosts] table each host's executor was made from
+        self.poll_every = poll_every
+        self.log = log or (lambda msg: print(time.strftime("%Y-%m-%d %H:%M:%S ") + msg, flush=True))
+        self._lock_file = None
+        self._quit = False
+
+    # -- the lock --
+    def acquire(self) -> None:
+        self.runs_dir.mkdir(parents=True, exist_ok=True)
+        f = open(self.runs_dir / LOCK, "a+")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.close()
+            pid = running_pid(self.runs_dir)
+            raise ServiceRunning(f"a queue service already runs for {self.runs_dir}"
+                                 + (f" (pid {pid})" if pid else "")) from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"{os.getpid()}\n")
+        f.flush()
+        self._lock_file = f
+
+    def release(self) -> None:
+        """Give the folder up: clear the pid (clients then start a new service when needed)."""
+        if self._lock_file is not None:
+            self._lock_file.seek(0)
+            self._lock_file.truncate()
+            self._lock_file.flush()
+            self._lock_file.close()
+            self._lock_file = None
+
+    # -- the loop --
+    def run(self) -> None:
+        """Hold the folder, reconcile, then step until there is nothing to do."""
+        self.acquire()
+        signal.signal(signal.SIGTERM, lambda *_: setattr(self, "_quit", True))
+        self.log(f"queue service started (pid {os.getpid()}) for {self.runs_dir}")
+        try:
+            self.reconcile()
+            while True:
+                with self.file.edit() as st:
+                    self.step(st)
+                    if self._quit or not st.busy():
+                        self.release()  # inside the queue lock: no client can miss our exit
+                        break
+                time.sleep(self.poll_every)
+        finally:
+            self.release()
+            for ex in self.executors.values():
+                if hasattr(ex, "close"):
+                    ex.close()
+        self.log("queue service exits: " + ("asked to stop" if self._quit else
+                                            "nothing queued and nothing running"))
+
+    def executor(self, st: QueueState, host: str) -> Executor | None:
+        """The executor of ``host``: this machine's, or one made from its table in the queue
+        (made again when the table changed and nothing runs on it)."""
+        table = st.hosts.get(host)
+        ex = self.executors.get(host)
+        if table is None or host == "local" or (ex is not None and table == self._tables.get(host)):
+            return ex
+        if ex is not None and any(a.get("executor") == host for a in st.active.values()):
+            return ex  # the new table applies once its jobs are done
+        if ex is not None and hasattr(ex, "close"):
+            ex.close()
+        try:
+            self.executors[host] = make(host, table, self.runs_dir)
+        except (ImportError, TypeError, ValueError) as e:
+            self.log(f"host {host}: cannot be used: {e}")
+            return None
+        self._tables[host] = table
+        return self.executors[host]
+
+    def reconcile(self) -> None:
+        """After a restart: runs the last service started whose workers died without an exit
+        record (a reboot, a kill) go back to the front of the queue."""
+        with self.file.edit() as st:
+            back = []
+            for name, a in list(st.active.items()):
+                ex, run = self.executor(st, a.get("executor", "")), Run(self.runs_dir / name)
+                if ex is not None and ex.alive(Job(run.path), a.get("handle", {})):
+                    continue
+                del st.active[name]
+                if run.exists() and run.status().state == "resumable" and name not in st.stop:
+                    back.append(name)
+            if back:
+                self.log(f"requeued at the front (their workers died): {', '.join(back)}")
+            st.queued[:0] = [n for n in back if n not in st.queued]
+            st.stop = [n for n in st.stop  # requests for workers that are gone are done
+                       if n in st.active or Run(self.runs_dir / n).status().state == "running"]
+
+    def step(self, st: QueueState) -> None:
+        """One pass over the queue, holding its lock: reap, stop, start what fits."""
+        now = time.time()
+        for name, a in list(st.active.items()):  # follow (other machines' runs), then reap
+            ex, job = self.executor(st, a.get("executor", "")), Job(self.runs_dir / name)
+            if ex is not None and hasattr(ex, "sync"):
+                ex.sync(job, a.setdefault("handle", {}))
+            if ex is None or not ex.alive(job, a.get("handle", {})):
+                del st.active[name]
+                self.log(f"{name}: worker ended ({Run(self.runs_dir / name).status().state})")
+                again = a.get("handle", {}).get("again")  # (a job pre-empted for good)
+                if again and name not in st.queued and name not in st.stop:
+                    st.queued.insert(0, name)
+                    self.log(f"{name}: {again}; back at the front of the queue")
+        for name in list(st.stop):  # stop requests
+            a = st.active.get(name)
+            if a is None:
+                Run(self.runs_dir / name).request_stop()  # a worker some other diffui started
+                st.stop.remove(name)
+                continue
+            ex, job = self.executor(st, a["executor"]), Job(self.runs_dir / name)
+            if "stopping" not in a:
+                ex.stop(job, a["handle"])
+                a["stopping"] = now
+                self.log(f"{name}: stopping")
+            elif now - a["stopping"] > KILL_AFTER:
+                ex.kill(job, a["handle"])
+                self.log(f"{name}: killed ({KILL_AFTER:.0f} s after the stop request)")
+        if st.paused or self._quit:
+            return
+        statuses = {}
+        for name in list(st.queued):
+            run = Run(self.runs_dir / name)
+            if not run.exists():
+                st.queued.remove(name)
+                self.log(f"{name}: no run folder any more; taken off the queue")
+                continue
+            statuses[name] = run.status().state
+        if not st.queued:  # nothing to start: no need to count slots
+            return
+        wanted = {h for name in st.queued for h in st.hosts_of(name)}
+        found = {h: self.executor(st, h) for h in sorted(wanted)}
+        slots = {h: ex.slots(st.jobs) for h, ex in found.items() if ex is not None}
+        for name in list(st.queued):  # nowhere to go: say why, in the run folder
+            if not any(h in slots for h in st.hosts_of(name)):
+                st.queued.remove(name)
+                line = (f"no host to run on: {', '.join(st.hosts_of(name))} "
+                        "(not in the [hosts] tables of the experiments file, or unusable: "
+                        "see service.log)")
+                self.log(f"{name}: {line}")
+                Run(self.runs_dir / name).record_failure(st.hosts_of(name)[0], line)
+        foreign = sum(1 for run in iter_runs(self.runs_dir, studies=True)  # others' workers
+                      if run.name not in st.active and run.status().state == "running") \
+            if "local" in slots else 0
+        threads = max(1, (os.cpu_count() or 1) // st.jobs)
+        together: dict[str, list[tuple[str, str]]] = {}  # hosts that start many jobs at once
+        for name, host, slot in next_jobs(st, statuses, slots, foreign):
+            if slot is None:
+                self.log(f"{name}: damaged; not started" if statuses[name] == "damaged" else
+                         f"{name}: {statuses[name]} already (another diffui ran it); not started")
+            elif hasattr(found[host], "start_many"):
+                together.setdefault(host, []).append((name, slot))
+            else:
+                self._start(st, host, [(name, slot)], lambda jobs, slots: [found[host].start(
+                    jobs[0], slots[0], threads if host == "local" else None)], now)
+        for host, items in together.items():
+            self._start(st, host, items, found[host].start_many, now)
+
+    def _start(self, st: QueueState, host: str, items: list[tuple[str, str]], start, now: float):
+        """``start(jobs, slots) -> handles`` for the runs ``items`` (name, slot) on ``host``;
+        recorded as active, or as failed in their run folders."""
+        jobs = [Job(self.runs_dir / name) for name, _ in items]
+        try:
+            handles = start(jobs, [slot for _, slot in items])
+        except (OSError, StartError) as e:
+            line = str(e) if isinstance(e, StartError) else f"could not start a worker: {e}"
+            for job, (name, _) in zip(jobs, items):
+                self.log(f"{name}: {line}")
+                Run(job.run_dir).record_failure(host, line)
+            return
+        for (name, slot), handle in zip(items, handles):
+            st.active[name] = {"executor": host, "slot": slot, "handle": handle,
+                               "since": round(now, 3)}
+            self.log(f"{name}: started on {slot} ({handle})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m engine.queue.service RUNS_DIR", file=sys.stderr)
+        return 2
+    try:
+        Service(Path(argv[0])).run()
+    except ServiceRunning as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,175 @@
+"""The queue of a runs folder: which runs wait, in which order, how many run at once.
+
+It lives in ``RUNS/queue.json`` and every change goes through :class:`QueueFile` under a lock
+file, so any number of diffuis (UIs, batch processes, ``diffui queue``) can change it at once:
+
+    {"queued": ["a", "b"],   # waiting, in order
+     "jobs": 1,              # runs at once (slots of the local executor)
+     "paused": true,         # a paused queue starts nothing new; running runs go on
+     "active": {"c": {...}}, # started by the queue service: executor, slot, handle, since
+     "stop": ["c"],          # stop requests the service carries out
+     "where": {"b": ["gpu1", "local"]},  # the hosts a run may go to, in order (else local)
+     "hosts": {"gpu1": {...}}}           # those hosts' [hosts.NAME] tables, as last submitted
+
+:func:`next_jobs` decides what runs next on which slot. The queue service
+(:mod:`engine.queue.service`) is the only one that starts work: it takes runs off ``queued`` and
+records them in ``active`` in one locked step, so a run is never started twice.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterator
+from engine.rundir.files import atomic_write_json, make_dir, write_error
+from engine.spec.config import ConfigError, LOCAL
+
+
+STATE_FILE = "queue.json"
+
+
+
+LOCK_FILE = ".queue.lock"
+
+
+
+@dataclass
+class QueueState:
+    queued: list[str] = field(default_factory=list)
+    jobs: int = 1
+    paused: bool = True
+    active: dict[str, dict] = field(default_factory=dict)
+    stop: list[str] = field(default_factory=list)
+    where: dict[str, list[str]] = field(default_factory=dict)
+    hosts: dict[str, dict] = field(default_factory=dict)
+
+    def hosts_of(self, name: str) -> list[str]:
+        """Where run ``name`` may go, in order of preference."""
+        return self.where.get(name) or [LOCAL]
+
+    def where_text(self, name: str, worker_host: str, here: str) -> str:
+        """Where a run is, in words for the runs tables: the host the queue follows it on
+        (``gpu1``; a cluster with its job, ``cluster: job 12 PENDING (Priority)``), the hosts
+        a queued run waits for (``→ gpu1, local``), or the host of its last worker."""
+        from engine.queue.executors.base import describe
+        active = self.active.get(name)
+        if active is not None:
+            host = active.get("executor", LOCAL)
+            job = describe(active.get("handle", {}))
+            return f"{host}: {job}" if job else host
+        if name in self.queued and name in self.where:
+            return "→ " + ", ".join(self.where[name])
+        return "" if not worker_host else LOCAL if worker_host == here else worker_host
+
+    def busy(self) -> bool:
+        """Whether a queue service has work: runs to start, runs to follow or to stop."""
+        return bool((self.queued and not self.paused) or self.active or self.stop)
+
+
+
+# states in which the queue starts no worker: nothing to do, one runs, or starting one would
+# overwrite a damaged file
+NOT_STARTED = ("finished", "running", "damaged")
+
+
+
+def next_jobs(st: QueueState, statuses: dict[str, str], slots: dict[str, list[str]],
+              foreign: int = 0) -> list[tuple[str, str | None, str | None]]:
+    """What to start now, in queue order: ``(name, host, slot)`` for each queued run that gets
+    a free slot on one of the hosts it may use (the first of them that has one), taking it off
+    ``st.queued``; ``(name, None, None)`` for a run that ``statuses`` says another diffui runs
+    or ran to its end (taken off, not started). ``slots`` are each host's slots; a slot is taken
+    by each run of ``st.active``, and ``foreign`` local slots by runs running outside this
+    queue. A run still in ``st.active`` (stopped, and queued again) waits for its worker to be
+    gone; a run whose hosts are all full waits without holding up the runs behind it."""
+    used = {(a.get("executor", LOCAL), a.get("slot")) for a in st.active.values()}
+    free = {}
+    for host, names in slots.items():
+        left = [s for s in names if (host, s) not in used]
+        if host == LOCAL:
+            taken = sum(1 for h, _ in used if h == LOCAL)
+            left = left[:max(0, len(names) - taken - foreign)]
+        free[host] = left
+    out: list[tuple[str, str | None, str | None]] = []
+    for name in list(st.queued):
+        if name in st.active:
+            continue
+        if statuses.get(name) in NOT_STARTED:
+            st.queued.remove(name)
+            out.append((name, None, None))
+            continue
+        host = next((h for h in st.hosts_of(name) if free.get(h)), None)
+        if host is None:
+            continue
+        st.queued.remove(name)
+        out.append((name, host, free[host].pop(0)))
+    return out
+
+
+
+class QueueFile:
+    """``queue.json`` of a runs folder, read freely (it is replaced atomically) and changed only
+    inside :meth:`edit`, which holds ``.queue.lock``."""
+
+    def __init__(self, runs_dir: Path):
+        self.runs_dir = Path(runs_dir)
+        self.path = self.runs_dir / STATE_FILE
+
+    def read(self) -> QueueState:
+        try:
+            raw = json.loads(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return QueueState()
+        except (ValueError, UnicodeDecodeError):
+            raise ConfigError(f"{self.path}: not valid JSON (the saved queue); remove it to "
+                              "start afresh") from None
+        return _state(raw, self.path)
+
+    @contextmanager
+    def edit(self) -> Iterator[QueueState]:
+        """The state to change in place; written back (atomically) when changed."""
+        make_dir(self.runs_dir)
+        try:
+            lock = open(self.runs_dir / LOCK_FILE, "a")
+        except OSError as e:  # a read-only or full disk: say which file, in one line
+            raise write_error(e, e.filename or self.runs_dir) from None
+        with lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            state = self.read()
+            before = asdict(state)
+            yield state
+            if asdict(state) != before:
+                state.queued = list(dict.fromkeys(state.queued))
+                atomic_write_json(self.path, asdict(state))
+
+
+
+def _state(raw, path: Path) -> QueueState:
+    def bad(key: str, expected: str):
+        return ConfigError(f"{path}: {key}: expected {expected} (the saved queue); fix or remove "
+                           "it to start afresh")
+    if not isinstance(raw, dict):
+        raise bad("(top)", "a JSON object")
+    s = QueueState()
+    for key, check, expected in (
+            ("queued", lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
+             "a list of run names"),
+            ("jobs", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+             "an integer >= 1"),
+            ("paused", lambda v: isinstance(v, bool), "true or false"),
+            ("active", lambda v: isinstance(v, dict) and all(isinstance(x, dict) for x in v.values()),
+             "an object of run names"),
+            ("stop", lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
+             "a list of run names"),
+            ("where", lambda v: isinstance(v, dict) and all(
+                isinstance(x, list) and all(isinstance(h, str) for h in x) for x in v.values()),
+             "an object of run names and lists of hosts"),
+            ("hosts", lambda v: isinstance(v, dict) and all(isinstance(x, dict) for x in v.values()),
+             "an object of host tables")):
+        if key in raw:
+            if not check(raw[key]):
+                raise bad(key, expected)
+            setattr(s, key, raw[key])
+    return s

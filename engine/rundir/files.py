@@ -1,0 +1,100 @@
+"""Files written so that a reader never sees half of one: atomic writes (temp file, fsync,
+rename), folders made with a one-line error, and an OSError told in one line."""
+from __future__ import annotations
+
+import errno
+import io
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temp file beside ``path``, fsync, rename: readers see old or new, never half.
+    A failure (a full or read-only disk) leaves no temp file and raises an OSError naming
+    ``path`` (see :func:`os_error_line`)."""
+    path = Path(path)
+    tmp = None
+    try:
+        make_dir(path.parent)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as e:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.errno is not None:
+            raise write_error(e, path) from None
+        raise
+
+
+
+def make_dir(path: Path) -> Path:
+    """``mkdir -p path``; a failure raises an OSError marked as a failed write."""
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise write_error(e, e.filename or path) from None
+    return Path(path)
+
+
+
+def write_error(e: OSError, path: Path) -> OSError:
+    """``e`` (same class and errno) naming ``path``, marked as a failed write."""
+    err = OSError(e.errno, e.strerror, str(path))
+    err.writing = True
+    return err
+
+
+
+def os_error_line(e: OSError) -> str:
+    """An OSError in one line for the user: "no space left on the device of PATH", "cannot
+    write PATH: REASON" (a failed write, see :func:`write_error`) or "cannot use PATH: REASON"."""
+    where = e.filename if e.filename is not None else "a file"
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"no space left on the device of {where} ({e.strerror}): free some and run again"
+    if getattr(e, "writing", False) or e.errno == errno.EROFS:
+        return f"cannot write {where}: {e.strerror or e}"
+    return f"cannot use {where}: {e.strerror or e}"
+
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=1) + "\n")
+
+
+
+def atomic_save(save_fn, path: Path) -> None:
+    """``save_fn(file_object)`` into ``path`` atomically (for torch.save, numpy.save, PIL)."""
+
+    buf = io.BytesIO()
+    save_fn(buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+
+def keep_file(path: Path, keep: Path) -> None:
+    """Make ``keep`` a copy of ``path`` (a hard link where the file system has them) before
+    ``path`` is replaced; ``path`` never goes missing meanwhile. Nothing when there is no
+    ``path``."""
+
+    if not path.exists():
+        return
+    tmp = keep.with_name(f".{keep.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(path, tmp)
+    except OSError:
+        shutil.copyfile(path, tmp)
+    os.replace(tmp, keep)

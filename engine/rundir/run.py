@@ -1,0 +1,366 @@
+"""The run directory: the single source of truth about a run.
+
+    <run>/config.toml      the resolved settings (written once, before the worker starts)
+    <run>/events.jsonl     append-only events, one JSON object per line (engine/rundir/events.py)
+    <run>/worker.json      pid, host and start time of the latest worker (its "attempt")
+    <run>/heartbeat        touched every few seconds by a live worker
+    <run>/exit.json        the exit record of an attempt: status finished | failed | stopped
+    <run>/checkpoint.pt    the last completed epoch (written atomically)
+    <run>/checkpoint.prev.pt   the one before (a damaged checkpoint.pt falls back to it)
+    <run>/samples/         epoch-NNNN.png / .npy grids, final.png / .npy
+    <run>/figures/         *.npy images of the report's process figures (engine.jobs.figures)
+    <run>/worker.log       the worker's stdout and stderr
+    <run>/.worker.lock     held (flock) by the live worker: a second worker of the run refuses
+
+Status is derived when read, never stored: a worker that was killed leaves no exit record, its
+pid is gone (or its heartbeat is stale), so it reads as resumable (or failed when it had not yet
+written a checkpoint) — never as running.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from engine.spec.config import (ConfigError, RunSpec, StudySpec, spec_from_toml, spec_to_toml,
+                     toml_text)
+from engine.rundir.events import Event, read_events
+from engine.rundir.files import atomic_write_json, atomic_write_text, write_error
+from engine.text import json_kind, one_line
+
+HEARTBEAT_EVERY = 5.0  # seconds between heartbeats of a live worker
+HEARTBEAT_STALE = 60.0  # a remote worker silent this long is taken for dead
+# "damaged": a file of the run folder that diffui wrote cannot be read (the detail names it);
+# nothing starts the run until it is fixed or removed, and nothing in it is changed
+STATES = ("pending", "running", "finished", "resumable", "failed", "damaged")
+EXIT_STATUSES = ("finished", "failed", "stopped")
+
+
+class RunError(Exception):
+    """A run cannot go on, for a reason ``str()`` tells in one line (no exception name needed
+    in an exit record or a message)."""
+
+
+class DamagedRun(RunError, ConfigError):
+    """A file of a run folder cannot be read as what diffui wrote there; ``str()`` names it
+    (``path``) and says what is wrong (``why``). A :class:`ConfigError` too: a command that
+    meets one exits 2 with that line."""
+
+    def __init__(self, path: Path, why: str):
+        super().__init__(f"{path}: {why}")
+        self.path, self.why = Path(path), why
+
+
+# --- atomic files ------------------------------------------------------------------------
+
+
+# --- the run directory -----------------------------------------------------------------------
+
+@dataclass
+class RunStatus:
+    state: str  # one of STATES
+    detail: str = ""
+    pid: int | None = None
+    host: str = ""
+
+
+STUDIES_DIR = "studies"  # RUNS/studies/NAME: the folders of sampling studies
+
+
+class Run:
+    """A run folder, or a study folder (the same files; its config.toml holds a StudySpec).
+    ``name`` is how the queue and the front ends call it: the folder's name for a run,
+    ``studies/NAME`` for a study."""
+
+    def __init__(self, path: str | Path, name: str | None = None):
+        self.path = Path(path)
+        self._name = name
+
+    name = property(lambda self: self._name or self.path.name)
+    config_path = property(lambda self: self.path / "config.toml")
+    events_path = property(lambda self: self.path / "events.jsonl")
+    checkpoint_path = property(lambda self: self.path / "checkpoint.pt")
+    samples_dir = property(lambda self: self.path / "samples")
+    worker_path = property(lambda self: self.path / "worker.json")
+    heartbeat_path = property(lambda self: self.path / "heartbeat")
+    exit_path = property(lambda self: self.path / "exit.json")
+    log_path = property(lambda self: self.path / "worker.log")
+
+    previous_checkpoint_path = property(lambda self: self.path / "checkpoint.prev.pt")
+
+    @classmethod
+    def create(cls, path: Path, spec: RunSpec) -> "Run":
+        """A new run folder holding ``spec``; when it cannot be written, no folder is left."""
+        run = cls(path)
+        new = not run.path.exists()
+        try:
+            run.path.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(run.config_path, spec_to_toml(spec))
+        except OSError as e:
+            if new:
+                try:
+                    run.path.rmdir()
+                except OSError:
+                    pass
+            raise write_error(e, e.filename or run.path) from None
+        return run
+
+    def exists(self) -> bool:
+        return self.config_path.is_file()
+
+    def spec(self) -> "RunSpec | StudySpec":
+        """The settings of config.toml; :class:`DamagedRun` when it is not what diffui wrote."""
+        try:
+            text = self.config_path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise DamagedRun(self.config_path, "damaged (not UTF-8 text)") from None
+        try:
+            return spec_from_toml(text)
+        except ValueError as e:  # tomllib.TOMLDecodeError, or a value of the wrong kind
+            raise DamagedRun(self.config_path, f"damaged (not TOML: {one_line(e)})") from None
+        except (KeyError, TypeError, AttributeError) as e:
+            what = f"no {e}" if isinstance(e, KeyError) else one_line(e)
+            raise DamagedRun(self.config_path, f"damaged (not a run's settings: {what})") \
+                from None
+
+    def damage(self) -> str:
+        """What is damaged in config.toml, in one line ("" when it reads well, or is missing).
+        Remembered while the file is unchanged (status is read often)."""
+        try:
+            st = self.config_path.stat()
+        except FileNotFoundError:
+            return ""
+        key = (st.st_mtime_ns, st.st_size, st.st_ino)
+        if getattr(self, "_damage", (None, ""))[0] != key:
+            try:
+                self.spec()
+                found = ""
+            except DamagedRun as e:
+                found = f"{e.path.name}: {e.why}"
+            self._damage = (key, found)
+        return self._damage[1]
+
+    def events(self) -> list[Event]:
+        return read_events(self.events_path)
+
+    # -- worker bookkeeping (called by the worker itself) --
+    def begin_attempt(self) -> dict:
+        info = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
+        atomic_write_json(self.worker_path, info)
+        self.exit_path.unlink(missing_ok=True)
+        self.beat()
+        return info
+
+    def beat(self) -> None:
+        self.heartbeat_path.touch()
+
+    def end_attempt(self, attempt: dict, status: str, error: str = "") -> None:
+        atomic_write_json(self.exit_path, {"status": status, "error": error, "pid": attempt["pid"],
+                                           "started": attempt["started"], "time": time.time()})
+
+    def record_failure(self, host: str, error: str) -> None:
+        """An attempt that never got a worker (a host down, a refused key): the run reads as
+        failed with ``error``, and a retry starts it again."""
+        attempt = {"pid": 0, "host": host, "started": time.time()}  # 0: no process
+        self.end_attempt(attempt, "failed", error)  # (first: see status())
+        atomic_write_json(self.worker_path, attempt)
+
+    # -- derived status --
+    def status(self) -> RunStatus:
+        damage = self.damage()
+        if damage:
+            return RunStatus("damaged", damage)
+        worker, damage = _read_record(self.worker_path, WORKER_RECORD)
+        if damage:
+            return RunStatus("damaged", damage)
+        if worker is None:
+            return RunStatus("pending")
+        pid, host = worker.get("pid"), worker.get("host", "")
+        exit_rec, damage = _read_record(self.exit_path, EXIT_RECORD)
+        if damage:
+            return RunStatus("damaged", damage, pid, host)
+        # the exit record of this attempt; or that of a newer attempt without a process,
+        # whose worker record (written after it by record_failure) is on its way
+        if exit_rec and (exit_rec.get("started") == worker.get("started") or (
+                exit_rec.get("pid") == 0 and exit_rec.get("started") > worker.get("started"))):
+            st = exit_rec.get("status")
+            if st == "finished":
+                return RunStatus("finished", pid=pid, host=host)
+            if st == "stopped":  # resumes from its checkpoint, or starts again without one
+                return RunStatus("resumable", "stopped", pid=pid, host=host)
+            return RunStatus("failed", exit_rec.get("error", "") or "worker failed", pid, host)
+        if self._alive(pid, host):
+            return RunStatus("running", pid=pid, host=host)
+        return RunStatus(self._unfinished(), f"worker {pid} on {host} died without an exit record",
+                         pid, host)
+
+    def request_stop(self) -> bool:
+        """Ask this run's live worker on this machine to stop (SIGTERM): it stops between two
+        optimizer steps and stays resumable. False when no such worker runs here."""
+        st = self.status()
+        if st.state != "running" or st.host != socket.gethostname() or not st.pid:
+            return False
+        try:
+            os.kill(st.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return False
+        return True
+
+    def _unfinished(self) -> str:
+        return "resumable" if self.checkpoint_path.exists() else "failed"
+
+    def _alive(self, pid: int | None, host: str) -> bool:
+        if host == socket.gethostname() and pid:
+            return pid_running(pid, self.path)
+        try:  # another host: trust a fresh heartbeat (a mirrored run updates it as it goes)
+            return time.time() - self.heartbeat_path.stat().st_mtime < HEARTBEAT_STALE
+        except FileNotFoundError:
+            return False
+
+
+def pid_running(pid: int, run_path: Path) -> bool:
+    """True when ``pid`` is a live worker of this run (guards against pid reuse on Linux)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc (not Linux): trust the signal check
+    if stat.rsplit(")", 1)[-1].split()[0] == "Z":  # a zombie has exited
+        return False
+    return b"engine.jobs.worker" in cmdline and run_path.name.encode() in cmdline
+
+
+# the fields a worker record must have, and their JSON types
+WORKER_RECORD = {"pid": (int,), "host": (str,), "started": (int, float)}
+EXIT_RECORD = {"status": (str,), "started": (int, float)}
+
+
+def _read_record(path: Path, fields: dict[str, tuple[type, ...]]) -> tuple[dict | None, str]:
+    """(the JSON object of ``path`` or None when there is none, what is wrong with it in one
+    line naming the file, or "")."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None, ""
+    except UnicodeDecodeError:
+        return None, f"{path.name}: damaged (not UTF-8 text)"
+    try:
+        obj = json.loads(text)
+    except ValueError as e:
+        return None, f"{path.name}: damaged (not JSON: {one_line(e)})"
+    if not isinstance(obj, dict):
+        return None, f"{path.name}: damaged (expected a JSON object, got {json_kind(obj)})"
+    for name, types in fields.items():
+        v = obj.get(name)
+        if isinstance(v, bool) or not isinstance(v, types):
+            return None, (f"{path.name}: damaged ({name} = {json.dumps(v)[:30]}, expected "
+                          f"{json_kind(types[0]())})")
+    if fields is EXIT_RECORD and obj["status"] not in EXIT_STATUSES:
+        return None, (f"{path.name}: damaged (status = {json.dumps(obj['status'])[:30]}, "
+                      f"expected one of {', '.join(EXIT_STATUSES)})")
+    return obj, ""
+
+
+def iter_runs(runs_dir: Path, studies: bool = False) -> Iterator[Run]:
+    """Every run folder directly below ``runs_dir``, by name; with ``studies``, then every
+    study folder of ``runs_dir/studies``."""
+    if not Path(runs_dir).is_dir():
+        return
+    for p in sorted(Path(runs_dir).iterdir()):
+        if (p / "config.toml").is_file():
+            yield Run(p)
+    if studies and (Path(runs_dir) / STUDIES_DIR).is_dir():
+        for p in sorted((Path(runs_dir) / STUDIES_DIR).iterdir()):
+            if (p / "config.toml").is_file():
+                yield Run(p, f"{STUDIES_DIR}/{p.name}")
+
+
+def study_run(runs_dir: Path, name: str) -> Run:
+    """The folder of study ``name`` in ``runs_dir``."""
+    return Run(Path(runs_dir) / STUDIES_DIR / name, f"{STUDIES_DIR}/{name}")
+
+
+# --- making run folders ----------------------------------------------------------------------
+
+def prepare_runs(specs: list, runs_dir: Path) -> list[Run]:
+    """The run folder of every spec (a StudySpec's in ``runs_dir/studies``), created when new,
+    after :func:`check_runs` has found nothing wrong with any of them (so a refusal writes
+    nothing)."""
+    return create_runs(specs, check_runs(specs, runs_dir))
+
+
+def create_runs(specs: list, runs: list[Run]) -> list[Run]:
+    """Make the folders of ``runs`` (from :func:`check_runs`) that do not exist yet."""
+    for spec, run in zip(specs, runs):
+        if not run.exists():
+            Run.create(run.path, spec)
+    return runs
+
+
+def check_runs(specs: list, runs_dir: Path) -> list[Run]:
+    """The run folders of ``specs``, made by nothing: a :class:`ConfigError` when one already
+    holds a run with other settings (resuming it would mix two studies; nothing in it is
+    touched), when a folder's place is taken by a file, or when a run cannot train without
+    missing input."""
+    check_inputs([s for s in specs if isinstance(s, RunSpec)])
+    runs = []
+    for spec in specs:
+        run = (study_run(runs_dir, spec.name) if isinstance(spec, StudySpec)
+               else Run(Path(runs_dir) / spec.name))
+        if run.exists():
+            try:
+                old = run.spec().to_dict()
+            except (ValueError, KeyError, TypeError) as e:  # tomllib's errors are ValueErrors
+                raise ConfigError(f"{run.config_path}: not a run's settings ({e}); "
+                                  "use --runs-dir for a separate set of runs, or remove that "
+                                  "folder") from None
+            diff = _first_difference(old, spec.to_dict())
+            if diff:
+                raise ConfigError(
+                    f"{run.path}: holds a run with other settings ({diff}); "
+                    "use --runs-dir for a separate set of runs, or remove that folder")
+        elif run.path.exists() and not run.path.is_dir():
+            raise ConfigError(f"{run.path}: a file is where the folder of run {spec.name} goes; "
+                              "move it away or use --runs-dir")
+        runs.append(run)
+    return runs
+
+
+def check_inputs(specs: list[RunSpec]) -> None:
+    """A :class:`ConfigError` when a run's degradation cannot load its inputs (its registry
+    entry's ``check_inputs``: FashionMNIST for morph)."""
+    from engine.data import datasets as data
+    from engine.spec.components import DEGRADATIONS
+
+    for spec in specs:
+        check = DEGRADATIONS.get(spec.degradation).check_inputs
+        if check is None:
+            continue
+        try:
+            check(spec)
+        except data.DataUnavailable as e:
+            raise ConfigError(f"{spec.experiment}: degradation = {spec.degradation!r}: "
+                              f"{e.one_line()}") from None
+
+
+def _first_difference(old: dict, new: dict, prefix: str = "") -> str:
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            d = _first_difference(a, b, f"{prefix}{key}.")
+            if d:
+                return d
+        elif a != b and key != "profile":
+            return f"{prefix}{key} is {toml_text(a)} there, {toml_text(b)} here"
+    return ""
