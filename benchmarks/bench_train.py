@@ -26,7 +26,7 @@ from rich.table import Table  # noqa: E402
 
 from engine.diffusion import nets, samplers  # noqa: E402
 from engine.jobs import training  # noqa: E402
-from engine.spec.config import parse_study  # noqa: E402
+from engine.spec.config import parse_experiments  # noqa: E402
 
 STUDY = """
 [[experiments]]
@@ -42,7 +42,7 @@ def make_spec(args):
     # fewer; the train set is then tiled below, which does not change the cost of a step)
     subset = math.ceil(args.batch * args.steps / (1 - 0.1)) + 1
     text = STUDY.format(subset=subset, network=args.network, batch=args.batch, device=args.device)
-    return parse_study(text, Path("bench.toml")).runs[0]
+    return parse_experiments(text, Path("bench.toml")).runs[0]
 
 
 def sync(device: torch.device) -> None:

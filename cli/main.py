@@ -21,7 +21,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from engine.spec.config import ConfigError, load_study, override_host, safe_name, select
+from engine.spec.config import ConfigError, load_experiments, override_host, safe_name, select
 from engine.text import escape_breaks
 
 EXIT_USAGE = 2
@@ -227,7 +227,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
     from cli.batch import run_batch, task_bars
 
     file = Path(args.file)
-    study = load_study(file, args.profile)
+    study = load_experiments(file, args.profile)
     specs = select(study, args.only)
     override_host(study, [*specs, *study.studies], args.host)
     runs_dir = runs_dir_of(args, file)
@@ -277,7 +277,7 @@ def cmd_study(args: argparse.Namespace) -> int:
     from cli.batch import run_batch
 
     file = Path(args.file)
-    study = load_study(file, args.profile)
+    study = load_experiments(file, args.profile)
     spec = next((s for s in study.studies if s.name == args.name), None)
     if spec is None:
         have = ", ".join(s.name for s in study.studies) or "none"
@@ -319,7 +319,7 @@ def cmd_queue(args: argparse.Namespace) -> int:
         if args.jobs:
             queue.set_jobs(args.jobs)
         if args.action == "add":
-            study = load_study(file, args.profile)
+            study = load_experiments(file, args.profile)
             specs = select(study, args.only)
             override_host(study, specs, args.host)
             runs = queue.prepare(specs, study.hosts)
@@ -400,13 +400,13 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 def cmd_schedules(args: argparse.Namespace) -> int:
     from engine.data import datasets as data
-    from engine.evaluation.ks import write_schedule_study
+    from engine.evaluation.ks import write_schedule_figures
     from engine.diffusion.schedules import from_spec
 
     int_arg("--n", args.n, 2, MAX_KS_SAMPLES)
     int_arg("--seed", args.seed, 0, 2**32 - 1)  # numpy's seeds
     folder_arg("--out", args.out)
-    study = load_study(Path(args.file), args.profile)
+    study = load_experiments(Path(args.file), args.profile)
     schedules, names = [], []
     for run in study.runs:
         sched = from_spec(run.schedule)
@@ -421,7 +421,7 @@ def cmd_schedules(args: argparse.Namespace) -> int:
     except data.DataUnavailable as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    first = write_schedule_study(schedules, data.to_model(ds.images), args.out, n=args.n,
+    first = write_schedule_figures(schedules, data.to_model(ds.images), args.out, n=args.n,
                                  seed=args.seed, names=names)
     for name, t in first.items():
         when = f"t = {t}" if t is not None else "never"
@@ -486,7 +486,7 @@ def cmd_hosts(args: argparse.Namespace) -> int:
 
     from engine.queue.executors import ssh
 
-    study = load_study(args.file)
+    study = load_experiments(args.file)
     hosts = {n: h for n, h in study.hosts.items() if h.address}  # (a cluster: its login node)
     if args.name is not None:
         if args.name not in hosts:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.spec.config import RESERVED_NAMES, load_study
+from engine.spec.config import RESERVED_NAMES, load_experiments
 from engine.rundir.events import End, Epoch, EventLog, Start
 from engine.rundir.run import Run, prepare_runs
 from cli.main import main
@@ -63,7 +63,7 @@ def place(tmp_path):
     """(tmp_path, runs folder holding the finished run ``tiny``)."""
     f = tiny_study(tmp_path / "tiny.toml", name=TINY_RUN, epochs=1)
     runs_dir = tmp_path / "runs"
-    finish(prepare_runs(load_study(f).runs, runs_dir)[0])
+    finish(prepare_runs(load_experiments(f).runs, runs_dir)[0])
     assert Run(runs_dir / TINY_RUN).status().state == "finished"
     return tmp_path, runs_dir
 
@@ -265,11 +265,11 @@ def test_the_corpus_is_large_enough():
 def test_names_near_the_reserved_ones_are_fine(tmp_path):
     f = tmp_path / "exp.toml"
     f.write_text(FILES[[c[1] for c in FILES].index(None)][0])
-    assert [r.name for r in load_study(f).runs] == ["studie-idx_dirs", "studies-x"]
+    assert [r.name for r in load_experiments(f).runs] == ["studie-idx_dirs", "studies-x"]
 
 
 def test_reserved_names_are_what_diffui_writes_in_a_runs_folder():
-    from engine.queue import client as queue
+    from engine.queue import state as queue
     from engine.rundir import run as runs
     from engine.queue import service
     assert {queue.STATE_FILE, service.LOCK, service.LOG, runs.STUDIES_DIR} <= set(RESERVED_NAMES)
@@ -355,7 +355,7 @@ def test_a_run_named_compare_keeps_its_figure_beside_the_overlay(tmp_path):
 
     text = tiny_text("compare") + '[[experiments]]\nname = "b"\n'
     (tmp_path / "exp.toml").write_text(text)
-    runs = [finish(r, epochs=2) for r in prepare_runs(load_study(tmp_path / "exp.toml").runs,
+    runs = [finish(r, epochs=2) for r in prepare_runs(load_experiments(tmp_path / "exp.toml").runs,
                                                       tmp_path / "runs")]
     write_report(runs, tmp_path / "report")
     own, overlay = (tmp_path / "report" / n for n in ("compare-loss.png", "_compare-loss.png"))
@@ -401,7 +401,7 @@ def test_a_resume_on_a_full_disk_is_one_line_and_keeps_queue_json(place, capsys,
     tmp_path, runs_dir = place
     f = tmp_path / "exp.toml"
     f.write_text(tiny_text("half"))
-    run = prepare_runs(load_study(f).runs, runs_dir)[0]
+    run = prepare_runs(load_experiments(f).runs, runs_dir)[0]
     run.begin_attempt()  # a worker that died after its first checkpoint
     run.checkpoint_path.write_bytes(b"a checkpoint")
     assert run.status().state == "resumable"
@@ -428,7 +428,7 @@ def test_a_worker_whose_disk_fills_records_why(tmp_path, monkeypatch):
     from engine.jobs.worker import execute
 
     f = tiny_study(tmp_path / "exp.toml", epochs=1)
-    run = prepare_runs(load_study(f).runs, tmp_path / "runs")[0]
+    run = prepare_runs(load_experiments(f).runs, tmp_path / "runs")[0]
     real_fsync = os.fsync
 
     def fsync(fd):  # a disk with a few KB left: the first sample grid or checkpoint fills it
@@ -451,7 +451,7 @@ def shared_place():
     top.chmod(0o755)
     f = tiny_study(top / "tiny.toml", name=TINY_RUN, epochs=1)
     runs_dir = top / "runs"
-    finish(prepare_runs(load_study(f).runs, runs_dir)[0])
+    finish(prepare_runs(load_experiments(f).runs, runs_dir)[0])
     yield top, runs_dir
     shutil.rmtree(top)
 
@@ -615,7 +615,7 @@ def test_fid_uses_n_eval_samples_when_the_grid_is_larger(tmp_path, monkeypatch):
     f = tiny_study(tmp_path / "exp.toml", every=1)
     f.write_text(f.read_text().replace("n_grid = 4", "n_grid = 9").replace("n_eval = 200",
                                                                           "n_eval = 4"))
-    run = prepare_runs(load_study(f).runs, tmp_path / "runs")[0]
+    run = prepare_runs(load_experiments(f).runs, tmp_path / "runs")[0]
     scored = []
 
     class FID:  # the real one trains a classifier: here only the N it is given matters

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.spec.config import (ConfigError, RunSpec, load_study, parse_study, select, spec_from_toml,
+from engine.spec.config import (ConfigError, RunSpec, load_experiments, parse_experiments, select, spec_from_toml,
                            spec_to_toml)
 
 REPO_STUDY = Path(__file__).resolve().parent.parent / "experiments.toml"
@@ -25,7 +25,7 @@ def error(text: str, profile: str | None = None, path: Path = P) -> str:
     """The message of the ConfigError that parsing ``text`` raises; it must be one line that
     starts with the file's name."""
     with pytest.raises(ConfigError) as info:
-        parse_study(text, path, profile)
+        parse_experiments(text, path, profile)
     msg = str(info.value)
     assert "\n" not in msg and "\r" not in msg, msg
     assert msg.startswith(f"{path.name}: "), msg
@@ -41,18 +41,18 @@ def assert_names(msg: str, key: str, *expected: str) -> None:
 
 
 def runs(text: str, profile: str | None = None) -> dict[str, RunSpec]:
-    return {r.name: r for r in parse_study(text, P, profile).runs}
+    return {r.name: r for r in parse_experiments(text, P, profile).runs}
 
 
 # --- the repo's study --------------------------------------------------------------------
 
 
 def repo_runs(profile=None):
-    return load_study(REPO_STUDY, profile).runs
+    return load_experiments(REPO_STUDY, profile).runs
 
 
 def test_repo_study_is_the_whole_study_at_its_settings():
-    study = load_study(REPO_STUDY)
+    study = load_experiments(REPO_STUDY)
     assert [r.name for r in study.runs] == ALL_NAMES
     by_name = {r.name: r for r in study.runs}
     for r in study.runs:
@@ -246,14 +246,14 @@ def test_hosts_are_read_with_their_defaults_and_runs_carry_where_they_may_go():
             '[hosts.gpu1]\naddress = "gpu1.lab"\ngpus = [0, 1]\n'
             '[hosts.cluster]\nkind = "slurm"\npartition = "gpu"\n'
             '[profiles.c]\nhost = "cluster"\n')
-    study = parse_study(text, Path("exp.toml"))
+    study = parse_experiments(text, Path("exp.toml"))
     gpu1, cluster = study.hosts["gpu1"], study.hosts["cluster"]
     assert (gpu1.kind, gpu1.address, gpu1.port, gpu1.gpus, gpu1.workdir) == \
         ("ssh", "gpu1.lab", 22, [0, 1], "~/diffui")
     assert (cluster.kind, cluster.partition, cluster.time, cluster.max_jobs) == \
         ("slurm", "gpu", "04:00:00", 20)
     assert [r.host for r in study.runs] == [["gpu1", "local"], ["local"]]
-    assert [r.host for r in parse_study(text, Path("exp.toml"), "c").runs] == [["cluster"]] * 2
+    assert [r.host for r in parse_experiments(text, Path("exp.toml"), "c").runs] == [["cluster"]] * 2
     # where a run goes is not what it is: a run folder does not record it
     assert "host" not in study.runs[0].to_dict()
 
@@ -304,14 +304,14 @@ def test_load_study_error_names_the_actual_file(tmp_path):
     f = tmp_path / "my-study.toml"
     f.write_text(ONE + "training = { epochs = 0 }\n")
     with pytest.raises(ConfigError) as info:
-        load_study(f)
+        load_experiments(f)
     assert str(info.value).startswith("my-study.toml: experiments[0] (a).training.epochs: ")
 
 
 def test_load_study_on_a_missing_file(tmp_path):
     f = tmp_path / "nope" / "exp.toml"
     with pytest.raises(ConfigError) as info:
-        load_study(f)
+        load_experiments(f)
     msg = str(info.value)
     assert "\n" not in msg and msg.startswith(f"{f}: ") and "no such file" in msg
 
@@ -325,7 +325,7 @@ SWEEP = (ONE + "training = { epochs = 7 }\n"
 
 
 def test_a_2x2_sweep_gives_four_runs_with_distinct_safe_names_and_their_settings():
-    study = parse_study(SWEEP, P)
+    study = parse_experiments(SWEEP, P)
     swept = [r for r in study.runs if r.experiment == "a"]
     assert len(swept) == 4 and len({r.name for r in swept}) == 4
     assert {(r.training.lr, r.training.batch_size) for r in swept} == {
@@ -398,7 +398,7 @@ def test_a_profile_overrides_do_not_leak_between_parses():
 
 
 def test_select_by_run_name_and_by_experiment_name():
-    study = parse_study(SWEEP, P)
+    study = parse_experiments(SWEEP, P)
     assert select(study, None) == study.runs and select(study, []) == study.runs
     one = study.runs[1].name
     assert [r.name for r in select(study, [one])] == [one]
@@ -407,7 +407,7 @@ def test_select_by_run_name_and_by_experiment_name():
 
 
 def test_select_an_unknown_name_lists_the_known_ones():
-    study = parse_study(SWEEP, P)
+    study = parse_experiments(SWEEP, P)
     with pytest.raises(ConfigError) as info:
         select(study, ["a", "zzz"])
     msg = str(info.value)
@@ -473,11 +473,11 @@ def test_studies_are_read_resolved_against_their_runs_and_overridden_by_profiles
     from engine.spec.config import StudySpec, spec_from_toml, spec_to_toml
     f = tmp_path / "exp.toml"
     f.write_text(STUDIES)
-    full = load_study(f)
+    full = load_experiments(f)
     assert [(s.name, s.run, s.kind, s.values, s.degradation, s.keys.n) for s in full.studies] == [
         ("m-noise", "m", "noise", [0, 0.01], "morph", 200),
         ("g-interp", "g", "interpolation", [1, 5], "gaussian", 1000)]
-    quick = load_study(f, "quick")  # its runs only, its study settings
+    quick = load_experiments(f, "quick")  # its runs only, its study settings
     assert [(s.name, s.keys.n, s.profile) for s in quick.studies] == [("m-noise", 50, "quick")]
     s = quick.studies[0]
     assert isinstance(s, StudySpec) and spec_from_toml(spec_to_toml(s)) == s
@@ -513,5 +513,5 @@ def test_bad_study_tables_are_refused_in_one_line(tmp_path, change, message):
     f = tmp_path / "exp.toml"
     f.write_text(STUDIES.replace(*change))
     with pytest.raises(ConfigError) as err:
-        load_study(f)
+        load_experiments(f)
     assert str(err.value) == f"exp.toml: {message}"

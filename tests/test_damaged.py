@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from engine.report import report
-from engine.spec.config import load_study
+from engine.spec.config import load_experiments
 from engine.rundir.events import BadEvent, Checkpoint, End, Epoch, EventReader, Figure, Progress, Samples, Start, from_dict, read_events
 from engine.rundir.progress import summary
 from engine.queue.executors.base import Job
@@ -40,7 +40,7 @@ def study(path: Path, replace: dict[str, str] | None = None, **kw) -> Path:
 def make_run(tmp_path: Path, name: str = "tiny", replace: dict[str, str] | None = None,
              **kw) -> Run:
     f = study(tmp_path / f"{name}.toml", replace, name=name, **kw)
-    return prepare_runs(load_study(f).runs, tmp_path / "runs")[0]
+    return prepare_runs(load_experiments(f).runs, tmp_path / "runs")[0]
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
@@ -95,7 +95,7 @@ def test_max_beta_1_stays_allowed_for_morph(tmp_path):
     f = study(tmp_path / "exp.toml", {**COSINE_1, 'name = "tiny"': 'name = "tiny"\n'
                                       'degradation = "morph"\nevaluation = { sampler = '
                                       '"iterative", final_sampler = "iterative" }'})
-    assert load_study(f).runs[0].schedule.max_beta == 1.0  # z_T = z: no division by zero
+    assert load_experiments(f).runs[0].schedule.max_beta == 1.0  # z_T = z: no division by zero
 
 
 def test_a_nan_loss_fails_the_run_naming_epoch_and_step(tmp_path, monkeypatch):
@@ -228,7 +228,7 @@ def test_batch_shows_a_damaged_run_and_runs_the_others(tmp_path, capsys):
     f = tiny_study(tmp_path / "exp.toml", name="good", epochs=1)
     f.write_text(f.read_text() + '\n[[experiments]]\nname = "bad"\n')
     runs_dir = tmp_path / "runs"
-    bad = prepare_runs([s for s in load_study(f).runs if s.name == "bad"], runs_dir)[0]
+    bad = prepare_runs([s for s in load_experiments(f).runs if s.name == "bad"], runs_dir)[0]
     bad.worker_path.write_text("[1]")
     kept = snapshot(bad.path)
 
@@ -241,7 +241,7 @@ def test_batch_shows_a_damaged_run_and_runs_the_others(tmp_path, capsys):
 
 def test_batch_refuses_a_run_whose_config_is_not_toml_in_one_line(tmp_path, capsys):
     f = tiny_study(tmp_path / "exp.toml")
-    run = prepare_runs(load_study(f).runs, tmp_path / "runs")[0]
+    run = prepare_runs(load_experiments(f).runs, tmp_path / "runs")[0]
     run.config_path.write_text("name = [\n")
     kept = snapshot(tmp_path / "runs")
     assert main(["--batch", str(f), "--runs-dir", str(tmp_path / "runs")]) == 2

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from engine.evaluation import fid as metrics
-from engine.spec.config import load_study
+from engine.spec.config import load_experiments
 from engine.rundir.events import Eval, latest_by_epoch
 from engine.rundir.run import prepare_runs
 from engine.jobs.worker import execute
@@ -97,7 +97,7 @@ def test_batch_refuses_an_unloadable_inception_backbone_before_training(tmp_path
 
 def test_tiny_run_evaluates_and_report_writes_files(tmp_path, fid, capsys):
     f = tiny_study(tmp_path / "exp.toml", epochs=2, every=1)
-    run = prepare_runs(load_study(f).runs, tmp_path / "runs")[0]
+    run = prepare_runs(load_experiments(f).runs, tmp_path / "runs")[0]
     assert execute(run, threading.Event()) == "finished"
     evals = latest_by_epoch(run.events(), Eval)
     assert sorted(evals) == [1, 2]

@@ -13,7 +13,7 @@ import torch
 from engine.data import datasets as data
 
 from engine.diffusion import samplers
-from engine.spec.config import load_study, make_section
+from engine.spec.config import load_experiments, make_section
 from engine.diffusion.degradations import Gaussian, Morph
 from engine.diffusion.nets.unet import UNet
 from engine.diffusion.nets import build
@@ -187,7 +187,7 @@ def test_tiny_morph_run_evaluates_and_writes_its_figures(tmp_path):
     from cli.main import main
 
     f = morph_study(tmp_path, epochs=2, every=2)
-    run = prepare_runs(load_study(f).runs, tmp_path / "runs")[0]
+    run = prepare_runs(load_experiments(f).runs, tmp_path / "runs")[0]
     spec = run.spec()
     assert spec.degradation == "morph" and spec.network.kind == "unet"
     assert execute(run, threading.Event()) == "finished", run.status()
@@ -221,7 +221,7 @@ def test_a_runs_samples_use_its_latent_setting(tmp_path, latent):
     from engine.jobs.training import load_model
 
     f = morph_study(tmp_path, latent, epochs=1, subset=64)
-    run = prepare_runs(load_study(f).runs, tmp_path / "runs")[0]
+    run = prepare_runs(load_experiments(f).runs, tmp_path / "runs")[0]
     assert execute(run, threading.Event()) == "finished"
     model, deg = load_model(run)
     saved = torch.from_numpy(np.load(run.samples_dir / "epoch-0001.npy"))
@@ -252,7 +252,7 @@ def test_missing_fashion_mnist_is_one_line_and_exit_2(tmp_path, monkeypatch, cap
 
 
 def test_a_morph_run_whose_fashion_mnist_disappears_fails_with_the_reason(tmp_path, monkeypatch):
-    run = prepare_runs(load_study(morph_study(tmp_path)).runs, tmp_path / "runs")[0]
+    run = prepare_runs(load_experiments(morph_study(tmp_path)).runs, tmp_path / "runs")[0]
     monkeypatch.setattr(data, "DEBIAN_DIR", tmp_path / "empty")
     assert execute(run, threading.Event()) == "failed"
     st = Run(run.path).status()

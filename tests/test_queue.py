@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from engine.queue import service
-from engine.spec.config import load_study
+from engine.spec.config import load_experiments
 from engine.queue.executors.base import Job
 from engine.queue.client import Queue, QueueError
 from engine.queue.state import QueueFile
@@ -60,7 +60,7 @@ def step(s: Service) -> None:
 def runs_dir(tmp_path):
     f = tiny_study(tmp_path / "exp.toml", name="a")
     f.write_text(f.read_text() + '\n[[experiments]]\nname = "b"\n[[experiments]]\nname = "c"\n')
-    prepare_runs(load_study(f).runs, tmp_path / "runs")
+    prepare_runs(load_experiments(f).runs, tmp_path / "runs")
     return tmp_path / "runs"
 
 
@@ -249,7 +249,7 @@ def test_a_start_that_failed_reads_as_failed_at_every_moment_of_its_recording(ru
                                                                                monkeypatch):
     """``record_failure`` writes two files; a reader (the UI, a client waiting for the run)
     between the two already sees the failure and its line, never a worker that died."""
-    run = prepare_runs(load_study(tiny_study(runs_dir.parent / "exp.toml")).runs, runs_dir)[0]
+    run = prepare_runs(load_experiments(tiny_study(runs_dir.parent / "exp.toml")).runs, runs_dir)[0]
     run.record_failure("gpu1", "gpu1: cannot connect")  # an earlier attempt
     seen = []
     real = atomic_write_json

@@ -12,7 +12,7 @@ import torch
 
 from engine.spec import registry
 from engine.spec.components import (DEGRADATIONS, NETWORKS, SAMPLERS, SCHEDULES, ScheduleEntry)
-from engine.spec.config import (SECTIONS, ConfigError, RunSpec, parse_study, section_class,
+from engine.spec.config import (SECTIONS, ConfigError, RunSpec, parse_experiments, section_class,
                            spec_from_toml, spec_to_toml)
 from engine.diffusion.schedules import from_spec, make_schedule
 
@@ -23,7 +23,7 @@ ONE = '[[experiments]]\nname = "a"\n'
 
 def error(text: str) -> str:
     with pytest.raises(ConfigError) as info:
-        parse_study(text, P)
+        parse_experiments(text, P)
     msg = str(info.value)
     assert "\n" not in msg and msg.startswith("exp.toml: "), msg
     return msg
@@ -90,7 +90,7 @@ def sigmoid():
 
 def test_a_new_schedule_is_one_entry(sigmoid, tmp_path):
     text = ONE + 'schedule = { kind = "sigmoid", tau = 2.0, T = 50 }\n'
-    spec = parse_study(text, P).runs[0]
+    spec = parse_experiments(text, P).runs[0]
     assert (spec.schedule.kind, spec.schedule.tau, spec.schedule.T) == ("sigmoid", 2.0, 50)
     assert spec.schedule.params() == SigmoidParams(tau=2.0)
     sch = from_spec(spec.schedule)
@@ -100,7 +100,7 @@ def test_a_new_schedule_is_one_entry(sigmoid, tmp_path):
     # its key is validated like every other, and other kinds accept it too (flat table)
     assert error(ONE + 'schedule = { kind = "sigmoid", tau = 0 }\n') == (
         "exp.toml: experiments[0] (a).schedule.tau: expected a number in (0, 100], got 0")
-    assert parse_study(ONE, P).runs[0].schedule.tau == 3.0
+    assert parse_experiments(ONE, P).runs[0].schedule.tau == 3.0
 
 
 def test_without_the_entry_its_name_and_key_are_unknown():

@@ -16,7 +16,7 @@ import torch
 from engine.data import datasets
 from engine.report import report
 from engine.diffusion import samplers
-from engine.spec.config import load_study
+from engine.spec.config import load_experiments
 from engine.rundir.events import Figure as FigureEvent
 from engine.rundir.events import Samples, latest_by_epoch
 from engine.rundir.run import Run, prepare_runs
@@ -35,7 +35,7 @@ def _train(tmp_path_factory, name: str, experiment: str = "") -> Run:
     folder = tmp_path_factory.mktemp(name)
     f = tiny_study(folder / "exp.toml", name=name, epochs=1)
     f.write_text(f.read_text() + experiment)  # keys of the experiment
-    run = prepare_runs(load_study(f).runs, folder / "runs")[0]
+    run = prepare_runs(load_experiments(f).runs, folder / "runs")[0]
     assert execute(run, threading.Event()) == "finished", run.status()
     return run
 

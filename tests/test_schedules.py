@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from engine.evaluation.ks import first_indistinguishable, ks_pvalues, write_schedule_study
+from engine.evaluation.ks import first_indistinguishable, ks_pvalues, write_schedule_figures
 from engine.spec.components import SCHEDULES
 from engine.spec.config import make_section
 from engine.diffusion.schedules import from_spec, make_schedule
@@ -122,7 +122,7 @@ def test_write_schedule_study(tmp_path):
     out = tmp_path / "study"
     schedules = [make_schedule(kind, 50) for kind in KINDS]
     names = ["lin", "cos", "const", "inv"]
-    first = write_schedule_study(schedules, toy_images(), out, n=200, names=names)
+    first = write_schedule_figures(schedules, toy_images(), out, n=200, names=names)
     assert list(first) == names
     assert all(v is None or 1 <= v <= 50 for v in first.values())
 
@@ -145,6 +145,6 @@ def test_write_schedule_study(tmp_path):
 
 
 def test_write_schedule_study_defaults_to_kind_names(tmp_path):
-    first = write_schedule_study([make_schedule("constant", 5, beta=0.001)], toy_images(50), tmp_path, n=50)
+    first = write_schedule_figures([make_schedule("constant", 5, beta=0.001)], toy_images(50), tmp_path, n=50)
     assert first == {"constant": None}
     assert read_csv(tmp_path / "ks_summary.csv")[1] == ["constant", "", "0.05"]

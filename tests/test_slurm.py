@@ -20,7 +20,7 @@ import threading
 import numpy as np
 import pytest
 
-from engine.spec.config import load_study
+from engine.spec.config import load_experiments
 from engine.rundir.events import Checkpoint, End, Epoch, Start, Value, latest_by_epoch
 from engine.evaluation.fid import load_classifier
 from engine.queue.client import Queue
@@ -286,7 +286,7 @@ def test_a_job_at_its_time_limit_is_requeued_and_resumes_exactly(slurm, tmp_path
     job_id = wait_for(lambda: handle(runs_dir, "tiny").get("job_id"), timeout=60)
     freeze_after_first_checkpoint(run)  # now only the time limit ends this job
 
-    reference = prepare_runs(load_study(tiny_study(tmp_path / "ref.toml", name="reference",
+    reference = prepare_runs(load_experiments(tiny_study(tmp_path / "ref.toml", name="reference",
                                                    epochs=3)).runs, tmp_path / "ref")[0]
     assert execute(reference, threading.Event()) == "finished"  # meanwhile, unbroken, here
 
@@ -368,7 +368,7 @@ def test_a_study_goes_over_ssh_to_the_cluster_with_the_run_it_samples(slurm, log
     f = cluster_study(tmp_path, names=("m",), epochs=1, address=ALIAS, python=login.python,
                       workdir=tmp_path / "login-node")
     f.write_text(f.read_text().replace('host = "cluster"\n', MORPH_STUDY + 'host = "cluster"\n'))
-    study = load_study(f)
+    study = load_experiments(f)
     runs_dir = tmp_path / "runs"
     (run,) = prepare_runs(study.runs, runs_dir)
     assert execute(run, threading.Event()) == "finished"

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.spec.config import HostSpec, load_study
+from engine.spec.config import HostSpec, load_experiments
 from engine.rundir.events import End, Epoch, Start, Value
 from engine.queue.executors.base import Job, StartError
 from engine.queue.executors.ssh import SSHExecutor, local_version
@@ -43,7 +43,7 @@ def remote_file(tmp_path: Path, server, name: str = "r", epochs: int = 2, subset
 
 
 def queue_runs(f: Path, runs_dir: Path):
-    study = load_study(f)
+    study = load_experiments(f)
     q = Queue.open(runs_dir)
     return q, q.prepare(study.runs, study.hosts)
 
@@ -112,7 +112,7 @@ STUDY = MORPH_STUDY + 'host = "gpu1"\n'  # the study goes to the host
 def test_a_study_runs_on_the_host_from_the_run_it_samples(tmp_path, sshd):
     f = remote_file(tmp_path, sshd, name="m", epochs=1)
     f.write_text(f.read_text().replace('host = "gpu1"\n', STUDY))
-    study = load_study(f)
+    study = load_experiments(f)
     runs_dir = tmp_path / "runs"
     (run,) = prepare_runs(study.runs, runs_dir)  # the morph run, trained here
     assert execute(run, threading.Event()) == "finished"
@@ -350,7 +350,7 @@ def test_a_file_rewritten_within_a_second_at_the_same_size_is_seen_as_changed(tm
     import asyncio
 
     from engine.queue.executors.ssh import Remote
-    spec = load_study(remote_file(tmp_path, sshd)).hosts["gpu1"]
+    spec = load_experiments(remote_file(tmp_path, sshd)).hosts["gpu1"]
     folder = tmp_path / "remote" / "runs" / "r"
     folder.mkdir(parents=True)
     ckpt = folder / "checkpoint.pt"

@@ -15,7 +15,7 @@ from engine.data import datasets as data
 from engine.diffusion import samplers
 
 from engine.diffusion import latents as studies
-from engine.spec.config import load_study
+from engine.spec.config import load_experiments
 from engine.rundir.run import prepare_runs
 from engine.jobs.training import load_model
 from engine.jobs.worker import execute
@@ -33,7 +33,7 @@ def _trained(folder, name: str, extra: str = ""):
     f = tiny_study(folder / f"{name}.toml", name=name, epochs=1)  # T = 40, 256 images
     if extra:
         f.write_text(f.read_text() + extra)
-    run = prepare_runs(load_study(f).runs, folder / "runs")[0]
+    run = prepare_runs(load_experiments(f).runs, folder / "runs")[0]
     assert execute(run, threading.Event()) == "finished", run.status()
     return load_model(run)
 

@@ -9,7 +9,7 @@ import threading
 import numpy as np
 import pytest
 
-from engine.spec.config import load_study
+from engine.spec.config import load_experiments
 from engine.rundir.events import EventLog, Start, Value
 from engine.rundir.run import prepare_runs, study_run
 from engine.jobs.study import RESULT_COLUMNS, run_study
@@ -25,7 +25,7 @@ def finished(tmp_path_factory):
     f = tiny_study(folder / "exp.toml", name="m", epochs=1)
     f.write_text(f.read_text().replace('[[experiments]]\nname = "m"\n',
                                        '[[experiments]]\nname = "m"\n' + STUDY))
-    study = load_study(f)
+    study = load_experiments(f)
     run = prepare_runs(study.runs, folder / "runs")[0]
     assert execute(run, threading.Event()) == "finished", run.status()
     return folder / "runs", study.studies[0]

@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from engine.spec.config import load_study
+from engine.spec.config import load_experiments
 from engine.rundir.events import End, Epoch, Progress, Samples, Start, latest_by_epoch
 from engine.queue.executors.base import Job
 from engine.queue.executors.local import LocalExecutor
@@ -25,7 +25,7 @@ from conftest import tiny_study, wait_for
 
 def make_run(tmp_path, name="tiny", **kw) -> Run:
     f = tiny_study(tmp_path / f"{name}.toml", name=name, **kw)
-    return prepare_runs(load_study(f).runs, tmp_path / "runs")[0]
+    return prepare_runs(load_experiments(f).runs, tmp_path / "runs")[0]
 
 
 def epoch_losses(run: Run) -> list[tuple[int, float, float]]:

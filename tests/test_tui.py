@@ -13,7 +13,7 @@ import pytest
 from textual.widgets import DataTable, Input, Static
 from textual_image.widget import HalfcellImage
 
-from engine.spec.config import ConfigError, load_study
+from engine.spec.config import ConfigError, load_experiments
 from engine.rundir.events import End, Epoch, Start, latest_by_epoch
 from engine.queue.client import Queue
 from engine.rundir.run import Run, pid_running, prepare_runs
@@ -228,7 +228,7 @@ async def test_failed_run_shows_why_and_retries(tmp_path):
     the cause is gone, retry runs it to the end."""
     file = tiny_study(tmp_path / "exp.toml", name="flaky", epochs=1)
     runs_dir = tmp_path / "runs"
-    run = prepare_runs(load_study(file).runs, runs_dir)[0]
+    run = prepare_runs(load_experiments(file).runs, runs_dir)[0]
     run.checkpoint_path.write_bytes(b"not a checkpoint")
     app = make_app(file, runs_dir)
     async with app.run_test(size=(100, 30)) as pilot:
@@ -295,7 +295,7 @@ async def test_bad_file_shows_the_batch_error_and_changes_nothing(tmp_path):
     Queue.open(runs_dir).set_jobs(3)
     queue_before = (runs_dir / "queue.json").read_bytes()
     with pytest.raises(ConfigError) as err:
-        load_study(file)
+        load_experiments(file)
     app = make_app(file, runs_dir)
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause()
@@ -396,7 +396,7 @@ async def test_edit_saves_the_setting_and_keeps_comments(tmp_path):
     text = file.read_text()
     assert text.startswith("# my study, do not lose this comment\n")
     assert tomllib.loads(text)["defaults"]["training"]["epochs"] == 9
-    assert load_study(file).runs[0].training.epochs == 9
+    assert load_experiments(file).runs[0].training.epochs == 9
 
 
 async def test_palette_and_report(fixed_app):
@@ -422,7 +422,7 @@ async def test_first_screen_lists_every_experiment_of_the_file(tmp_path):
     file = two_run_study(tmp_path / "exp.toml")
     file.write_text(file.read_text() + '\n[[experiments]]\nname = "gamma"\n'
                     '[experiments.sweep]\n"training.lr" = [1e-3, 2e-4]\n')
-    names = [s.name for s in load_study(file).runs]
+    names = [s.name for s in load_experiments(file).runs]
     assert names == ["alpha", "beta", "gamma-lr0.001", "gamma-lr0.0002"]
     runs_dir = tmp_path / "runs"
     make_runs(runs_dir)  # two finished runs of another study
@@ -660,7 +660,7 @@ async def test_S_queues_a_study_of_a_finished_run_which_runs_to_its_end(tmp_path
     file = tiny_study(tmp_path / "exp.toml", name="alpha", epochs=1)
     file.write_text(file.read_text() + STUDIES)
     runs_dir = tmp_path / "runs"
-    alpha = prepare_runs(load_study(file).runs[:1], runs_dir)[0]
+    alpha = prepare_runs(load_experiments(file).runs[:1], runs_dir)[0]
     assert execute(alpha, threading.Event()) == "finished"
     FID("lenet", alpha.spec().data)  # the FID classifier, trained once a session (else by the
     # study's worker: minutes on a busy machine, which the wait for the study below leaves out)

@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 
 from engine.data import datasets as data
-from engine.spec.config import parse_study
+from engine.spec.config import parse_experiments
 from engine.rundir.run import Run
 from engine.rundir.files import atomic_write_json
 
@@ -50,7 +50,7 @@ def make_runs(runs_dir: Path) -> list[Run]:
     """Two finished runs of STUDY with fixed curves, two evaluations and three grids each."""
     digits = data.load("mnist", "test").images.numpy()
     runs = []
-    for k, spec in enumerate(parse_study(STUDY, Path("study.toml")).runs):
+    for k, spec in enumerate(parse_experiments(STUDY, Path("study.toml")).runs):
         run = Run.create(runs_dir / spec.name, spec)
         t, events = T0 + 3600 * k, []
 
@@ -105,7 +105,7 @@ def make_study(runs_dir: Path, upto: int = 3, host: str | None = None) -> Run:
     from engine.rundir.run import study_run
     from engine.jobs.study import value_stem, write_results
 
-    spec = parse_study(STUDY + STUDIES, Path("study.toml")).studies[0]
+    spec = parse_experiments(STUDY + STUDIES, Path("study.toml")).studies[0]
     study = study_run(runs_dir, spec.name)
     Run.create(study.path, spec)
     digits = data.load("mnist", "test").images.numpy()

@@ -27,8 +27,8 @@ from textual.worker import get_current_worker
 from engine.rundir.files import os_error_line
 
 from tui.messages import FileLoaded, Snapshot
-from engine.spec.config import ConfigError, Study
-from tui.model import Poller, is_study, read_study
+from engine.spec.config import ConfigError, Experiments
+from tui.model import Poller, is_study, read_experiments
 from engine.queue.client import Queue, QueueError
 from engine.rundir.run import study_run
 from tui.runs_screen import RUNS_ACTIONS, RunsScreen
@@ -96,7 +96,7 @@ class DiffuiApp(App):
         self.file, self.runs_dir, self.profile = Path(file), Path(runs_dir), profile
         self.image_class = image_class
         self.poll_every = poll_every
-        self.study: Study | None = None
+        self.study: Experiments | None = None
         self.file_text: str | None = None  # the experiments file as last read (by a worker)
         self.errors: dict[str, str] = {}  # "file", "queue" and "poll": one line each
         self.queue = Queue.open(self.runs_dir)
@@ -175,7 +175,7 @@ class DiffuiApp(App):
 
     @work(thread=True, exclusive=True, group="file")
     def _load_file(self) -> None:
-        study, text, error = read_study(self.file, self.profile)
+        study, text, error = read_experiments(self.file, self.profile)
         if study is not None:
             self.poller.planned = [s.name for s in study.runs]
         self.post_message(FileLoaded(study, text, error))

@@ -11,7 +11,7 @@ from textual.message import Message
 if TYPE_CHECKING:
     from tui.model import Grid
     from engine.rundir.events import Progress
-    from engine.spec.config import Study
+    from engine.spec.config import Experiments
 
 
 class Snapshot(Message, bubble=False):
@@ -44,6 +44,6 @@ class RunEvents(Message, bubble=False):
 class FileLoaded(Message, bubble=False):
     """The experiments file as read by a worker: its study and text, or the one-line error."""
 
-    def __init__(self, study: "Study | None", text: str | None, error: str):
+    def __init__(self, study: "Experiments | None", text: str | None, error: str):
         super().__init__()
         self.study, self.text, self.error = study, text, error

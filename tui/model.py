@@ -17,8 +17,8 @@ from pathlib import Path
 
 from PIL import Image as PILImage
 
-from engine.spec.config import (STUDY_VALUE, ConfigError, RunSpec, Study,  # noqa: F401
-                           StudySpec, load_study, parse_study, spec_from_toml, spec_to_toml)
+from engine.spec.config import (STUDY_VALUE, ConfigError, RunSpec, Experiments,  # noqa: F401
+                           StudySpec, load_experiments, parse_experiments, spec_from_toml, spec_to_toml)
 from engine.spec.edit import get_setting, key_help, set_setting, targets  # noqa: F401
 from engine.data.datasets import fallback_note  # noqa: F401
 from engine.rundir.progress import SUMMARY_COLUMNS, summary_row, why  # noqa: F401
@@ -227,17 +227,17 @@ class Poller:
             self.unsubscribe(target)
 
 
-def read_study(file: Path, profile: str | None) -> tuple[Study | None, str | None, str]:
+def read_experiments(file: Path, profile: str | None) -> tuple[Experiments | None, str | None, str]:
     """The experiments file's study and text, or the one-line error of batch mode (call it off
     the event loop)."""
     try:
         text = file.read_text(encoding="utf-8")
-        return parse_study(text, file, profile), text, ""
+        return parse_experiments(text, file, profile), text, ""
     except (OSError, UnicodeDecodeError):
         text = None
     except ConfigError as e:
         return None, text, f"error: {e}"
-    try:  # unreadable: load_study words it as batch mode does
-        return load_study(file, profile), None, ""
+    try:  # unreadable: load_experiments words it as batch mode does
+        return load_experiments(file, profile), None, ""
     except ConfigError as e:
         return None, None, f"error: {e}"

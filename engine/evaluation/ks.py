@@ -64,7 +64,7 @@ def _write_csv(path: Path, header: list[str], rows) -> None:
     atomic_write_text(path, fh.getvalue())
 
 
-def write_schedule_study(schedules: list[Schedule], images: torch.Tensor, out_dir, *, n: int = 2000,
+def write_schedule_figures(schedules: list[Schedule], images: torch.Tensor, out_dir, *, n: int = 2000,
                          seed: int = 0, names: list[str] | None = None, alpha: float = 0.05) -> dict:
     """Write schedules.csv, ks.csv, ks_summary.csv, schedules.png and ks.png into out_dir.
 

@@ -340,7 +340,10 @@ class StudySpec:
 
 
 @dataclass
-class Study:
+class Experiments:
+    """An experiments file, read: its runs (sweeps expanded, the profile applied), its profiles,
+    its sampling studies and its hosts."""
+
     path: Path
     runs: list[RunSpec] = field(default_factory=list)
     profiles: list[str] = field(default_factory=list)
@@ -469,7 +472,7 @@ def _expand_sweep(ctx: _Ctx, where: str, exp: dict) -> list[tuple[str, dict]]:
     return out
 
 
-def parse_study(text: str, path: Path, profile: str | None = None) -> Study:
+def parse_experiments(text: str, path: Path, profile: str | None = None) -> Experiments:
     ctx = _Ctx(path)
     if text.startswith("\ufeff"):  # a byte-order mark (some Windows editors write one)
         text = text[1:]
@@ -583,7 +586,7 @@ def parse_study(text: str, path: Path, profile: str | None = None) -> Study:
                 ctx.fail(f"profiles.{pname}.experiments", "names of experiments in this file", n)
     studies = _parse_studies(ctx, doc.get("studies", []), ptable, profiles, every_run,
                              {r.name for r in runs}, profile or "", hosts)
-    return Study(path=path, runs=runs, profiles=list(profiles), studies=studies, hosts=hosts)
+    return Experiments(path=path, runs=runs, profiles=list(profiles), studies=studies, hosts=hosts)
 
 
 def _parse_hosts(ctx: _Ctx, table: Any) -> dict[str, HostSpec]:
@@ -704,7 +707,7 @@ def _parse_studies(ctx: _Ctx, tables: Any, ptable: dict, profiles: dict,
     return out
 
 
-def load_study(path: str | Path, profile: str | None = None) -> Study:
+def load_experiments(path: str | Path, profile: str | None = None) -> Experiments:
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -713,10 +716,10 @@ def load_study(path: str | Path, profile: str | None = None) -> Study:
                           "e.g. experiments.toml)") from None
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: cannot be read: {e}") from None
-    return parse_study(text, path, profile)
+    return parse_experiments(text, path, profile)
 
 
-def select(study: Study, only: list[str] | None) -> list[RunSpec]:
+def select(study: Experiments, only: list[str] | None) -> list[RunSpec]:
     """Runs whose name or experiment name is in ``only`` (all when ``only`` is empty)."""
     if not only:
         return list(study.runs)
@@ -729,7 +732,7 @@ def select(study: Study, only: list[str] | None) -> list[RunSpec]:
     return [r for r in study.runs if r.name in only or r.experiment in only]
 
 
-def override_host(study: Study, specs: list, host: str | None) -> None:
+def override_host(study: Experiments, specs: list, host: str | None) -> None:
     """``--host NAME``: every spec of ``specs`` goes to that host (``local`` or a [hosts]
     table of the file) for this call."""
     if host is None:

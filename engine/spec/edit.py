@@ -15,7 +15,7 @@ from typing import Any
 import tomlkit
 from tomlkit.exceptions import TOMLKitError
 
-from engine.spec.config import SECTIONS, ConfigError, parse_study, section_class
+from engine.spec.config import SECTIONS, ConfigError, parse_experiments, section_class
 from engine.rundir.files import atomic_write_text
 
 
@@ -105,8 +105,8 @@ def set_setting(path: Path, target: str, key: str, value_text: str,
         table = table[parts[0]]
     table[parts[-1]] = value
     new_text = tomlkit.dumps(doc)
-    parse_study(new_text, path)  # every experiment and profile stays valid...
+    parse_experiments(new_text, path)  # every experiment and profile stays valid...
     if profile:
-        parse_study(new_text, path, profile)  # ...and so does the profile in use
+        parse_experiments(new_text, path, profile)  # ...and so does the profile in use
     atomic_write_text(path, new_text)
     return new_text
