@@ -22,9 +22,7 @@ from engine.jobs.tasks import Stopped
 from engine.rundir.run import HEARTBEAT_EVERY, Run, RunError
 from engine.text import one_line
 from engine.rundir.files import os_error_line
-
-EXIT_CODES = {"finished": 0, "failed": 1, "stopped": 3}
-EXIT_BUSY = 4  # another worker holds the run
+from engine.rundir.run import EXIT_BUSY, EXIT_CODES
 
 
 def job_function(run: Run):

@@ -39,6 +39,9 @@ HEARTBEAT_STALE = 60.0  # a remote worker silent this long is taken for dead
 # nothing starts the run until it is fixed or removed, and nothing in it is changed
 STATES = ("pending", "running", "finished", "resumable", "failed", "damaged")
 EXIT_STATUSES = ("finished", "failed", "stopped")
+# the worker's exit code for each status of its exit record, and for a run another worker holds
+EXIT_CODES = {"finished": 0, "failed": 1, "stopped": 3}
+EXIT_BUSY = 4
 
 
 class RunError(Exception):

@@ -46,7 +46,7 @@ from submitit.slurm.slurm import SlurmInfoWatcher, SlurmJobEnvironment
 from engine.spec.config import HostSpec
 from engine.spec.registry import SBATCH_OPTION
 from engine.rundir.run import Run
-from engine.jobs.worker import EXIT_CODES
+from engine.rundir.run import EXIT_CODES
 from engine.queue.executors.base import Job, StartError
 from engine.queue.executors.ssh import HostError, SSHExecutor, _Job
 
