@@ -21,6 +21,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from engine.errors import UserError
 from engine.spec.config import ConfigError, load_experiments, override_host, safe_name, select
 from engine.text import escape_breaks
 
@@ -46,12 +47,12 @@ def runs_dir_of(args: argparse.Namespace, file: Path = Path("experiments.toml"))
 
 
 def folder_arg(option: str, path: Path) -> Path:
-    """``path`` when it is a folder or can be made one; a :class:`ConfigError` naming
+    """``path`` when it is a folder or can be made one; a :class:`UserError` naming
     ``option`` when a file is in the way (it or one of its parents)."""
     for p in (path, *path.parents):
         if p.exists():
             if not p.is_dir():
-                raise ConfigError(escape_breaks(f"{option} {path}: expected a folder, but "
+                raise UserError(escape_breaks(f"{option} {path}: expected a folder, but "
                                            + ("it is a file" if p == path else f"{p} is a file")))
             break
     return path
@@ -59,7 +60,7 @@ def folder_arg(option: str, path: Path) -> Path:
 
 def int_arg(option: str, value: int, lo: int, hi: int) -> int:
     if not lo <= value <= hi:
-        raise ConfigError(f"{option}: expected an integer in [{lo}, {hi}], got {value}")
+        raise UserError(f"{option}: expected an integer in [{lo}, {hi}], got {value}")
     return value
 
 
@@ -67,7 +68,7 @@ class _OneLineParser(argparse.ArgumentParser):
     """Usage errors as one ``error:`` line (exit 2) rather than argparse's usage block."""
 
     def error(self, message):
-        raise ConfigError(f"{self.prog}: {message}")
+        raise UserError(f"{self.prog}: {message}")
 
 
 def _main_parser() -> argparse.ArgumentParser:
@@ -201,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         args = _main_parser().parse_args(argv)
         check_jobs(args)
         return cmd_batch(args) if args.batch else cmd_ui(args)
-    except ConfigError as e:
+    except UserError as e:
         print(f"error: {escape_breaks(str(e))}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as e:  # a full or read-only disk; atomic writes leave no half-written file
@@ -298,7 +299,7 @@ def _open_queue(runs_dir: Path):
     from engine.queue.client import Queue
     queue = Queue.open(runs_dir)
     if queue.error:
-        raise ConfigError(queue.error)
+        raise UserError(queue.error)
     return queue
 
 
@@ -369,7 +370,7 @@ def cmd_queue(args: argparse.Namespace) -> int:
                               queue.state.where_text(name, p.host, gethostname()) or "-")
             Console().print(table)
     except QueueError as e:
-        raise ConfigError(str(e)) from None
+        raise UserError(str(e)) from None
     return 0
 
 
@@ -452,7 +453,7 @@ def cmd_data(args: argparse.Namespace) -> int:
         try:
             done = data.import_dir(args.dir, args.as_name)
         except data.DataInputError as e:
-            raise ConfigError(str(e)) from None
+            raise UserError(str(e)) from None
         except (ValueError, OSError) as e:  # a file that does not parse, or cannot be copied
             print(f"error: {e}", file=sys.stderr)
             return 1
@@ -551,18 +552,18 @@ def cmd_report(args: argparse.Namespace) -> int:
     for name in args.runs:  # a run's name becomes part of figure file names in --out
         folder, _, study = name.partition("/")
         if not (safe_name(name) or folder == STUDIES_DIR and safe_name(study)):
-            raise ConfigError(escape_breaks(f"report {name}: expected the name of a run folder in "
+            raise UserError(escape_breaks(f"report {name}: expected the name of a run folder in "
                                        f"{args.runs_dir} (or {STUDIES_DIR}/NAME for a study)"))
     if args.runs:
         runs = [Run(args.runs_dir / name) for name in args.runs]
         missing = [r.name for r in runs if not r.exists()]
         if missing:
-            raise ConfigError(f"{args.runs_dir}: no run folder {', '.join(missing)} "
+            raise UserError(f"{args.runs_dir}: no run folder {', '.join(missing)} "
                               "(expected folders holding a config.toml)")
     else:
         runs = list(iter_runs(args.runs_dir, studies=True))
         if not runs:
-            raise ConfigError(f"{args.runs_dir}: no run folders in it (use --runs-dir)")
+            raise UserError(f"{args.runs_dir}: no run folders in it (use --runs-dir)")
     def warn(line: str) -> None:  # a damaged file: said, left out; the rest is drawn
         print(f"warning: {line}", file=sys.stderr)
 

@@ -24,10 +24,11 @@ from textual.css.query import NoMatches
 from textual.screen import ModalScreen
 from textual.worker import get_current_worker
 
+from engine.errors import UserError
 from engine.rundir.files import os_error_line
 
 from tui.messages import FileLoaded, Snapshot
-from engine.spec.config import ConfigError, Experiments
+from engine.spec.config import Experiments
 from tui.model import Poller, is_study, read_experiments
 from engine.queue.client import Queue, QueueError
 from engine.rundir.run import study_run
@@ -342,7 +343,7 @@ class DiffuiApp(App):
         inputs reads FashionMNIST from disk); ``what`` names them in the answer."""
         try:
             runs = self.queue.prepare(specs, self.study.hosts)
-        except (ConfigError, QueueError) as e:
+        except (UserError, QueueError) as e:
             self.tell(f"error: {e}", severity="error", timeout=10)
             return
         queued, skipped = [], []

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from PIL import Image as PILImage
 
+from engine.errors import UserError
 from engine.spec.config import (STUDY_VALUE, ConfigError, RunSpec, Experiments,  # noqa: F401
                            StudySpec, load_experiments, parse_experiments, spec_from_toml, spec_to_toml)
 from engine.spec.edit import get_setting, key_help, set_setting, targets  # noqa: F401
@@ -81,7 +82,7 @@ class RunHistory:
         if self.settings is None:
             try:
                 self.settings = spec_to_toml(self.run.spec())
-            except (OSError, ValueError, ConfigError) as e:  # ConfigError: a damaged file
+            except (OSError, ValueError, UserError) as e:  # UserError: a damaged file
                 self.settings = f"cannot read {self.run.config_path}: {e}"
         new = [e for e in self._reader.read() if not isinstance(e, StepProgress)]
         if new:

@@ -10,7 +10,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from engine.spec.config import LOCAL, ConfigError
+from engine.errors import UserError
+from engine.spec.config import LOCAL
 from engine.rundir.progress import RunProgress, follow
 from engine.rundir.run import Run, iter_runs, prepare_runs
 from engine.queue.state import NOT_STARTED, QueueFile, QueueState
@@ -109,7 +110,7 @@ class Queue:
 
     def prepare(self, specs: list, hosts: dict) -> list[Run]:
         """The run folders of ``specs`` (RunSpecs, StudySpecs) in this runs folder, made when
-        new (:func:`engine.rundir.run.prepare_runs`: a ConfigError when a folder holds other
+        new (:func:`engine.rundir.run.prepare_runs`: a UserError when a folder holds other
         settings), followed from now on, and placed where their ``host`` says."""
         runs = prepare_runs(specs, self.runs_dir)
         self.place({run.name: spec.host for run, spec in zip(runs, specs)}, hosts)
@@ -213,7 +214,7 @@ class Queue:
         try:
             self.state = self.file.read()
             self.error = ""
-        except ConfigError as e:  # keep the last good state; say what is wrong, touch nothing
+        except UserError as e:  # keep the last good state; say what is wrong, touch nothing
             self.error = str(e)
 
     @contextmanager
@@ -223,7 +224,7 @@ class Queue:
             with self.file.edit() as st:
                 yield st
                 self.state = copy.deepcopy(st)
-        except ConfigError as e:
+        except UserError as e:
             self.error = str(e)
             raise QueueError(str(e)) from None
 

@@ -23,8 +23,9 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterator
+from engine.errors import UserError
 from engine.rundir.files import atomic_write_json, make_dir, write_error
-from engine.spec.config import ConfigError, LOCAL
+from engine.spec.config import LOCAL
 
 
 STATE_FILE = "queue.json"
@@ -123,7 +124,7 @@ class QueueFile:
         except FileNotFoundError:
             return QueueState()
         except (ValueError, UnicodeDecodeError):
-            raise ConfigError(f"{self.path}: not valid JSON (the saved queue); remove it to "
+            raise UserError(f"{self.path}: not valid JSON (the saved queue); remove it to "
                               "start afresh") from None
         return _state(raw, self.path)
 
@@ -148,7 +149,7 @@ class QueueFile:
 
 def _state(raw, path: Path) -> QueueState:
     def bad(key: str, expected: str):
-        return ConfigError(f"{path}: {key}: expected {expected} (the saved queue); fix or remove "
+        return UserError(f"{path}: {key}: expected {expected} (the saved queue); fix or remove "
                            "it to start afresh")
     if not isinstance(raw, dict):
         raise bad("(top)", "a JSON object")

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from engine.errors import UserError
 from engine.spec.config import (ConfigError, RunSpec, StudySpec, spec_from_toml, spec_to_toml,
                      toml_text)
 from engine.rundir.events import Event, read_events
@@ -49,9 +50,9 @@ class RunError(Exception):
     in an exit record or a message)."""
 
 
-class DamagedRun(RunError, ConfigError):
+class DamagedRun(RunError, UserError):
     """A file of a run folder cannot be read as what diffui wrote there; ``str()`` names it
-    (``path``) and says what is wrong (``why``). A :class:`ConfigError` too: a command that
+    (``path``) and says what is wrong (``why``). A :class:`UserError` too: a command that
     meets one exits 2 with that line."""
 
     def __init__(self, path: Path, why: str):
@@ -312,7 +313,7 @@ def create_runs(specs: list, runs: list[Run]) -> list[Run]:
 
 
 def check_runs(specs: list, runs_dir: Path) -> list[Run]:
-    """The run folders of ``specs``, made by nothing: a :class:`ConfigError` when one already
+    """The run folders of ``specs``, made by nothing: a :class:`UserError` when one already
     holds a run with other settings (resuming it would mix two studies; nothing in it is
     touched), when a folder's place is taken by a file, or when a run cannot train without
     missing input."""
@@ -325,16 +326,16 @@ def check_runs(specs: list, runs_dir: Path) -> list[Run]:
             try:
                 old = run.spec().to_dict()
             except (ValueError, KeyError, TypeError) as e:  # tomllib's errors are ValueErrors
-                raise ConfigError(f"{run.config_path}: not a run's settings ({e}); "
+                raise UserError(f"{run.config_path}: not a run's settings ({e}); "
                                   "use --runs-dir for a separate set of runs, or remove that "
                                   "folder") from None
             diff = _first_difference(old, spec.to_dict())
             if diff:
-                raise ConfigError(
+                raise UserError(
                     f"{run.path}: holds a run with other settings ({diff}); "
                     "use --runs-dir for a separate set of runs, or remove that folder")
         elif run.path.exists() and not run.path.is_dir():
-            raise ConfigError(f"{run.path}: a file is where the folder of run {spec.name} goes; "
+            raise UserError(f"{run.path}: a file is where the folder of run {spec.name} goes; "
                               "move it away or use --runs-dir")
         runs.append(run)
     return runs

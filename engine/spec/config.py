@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engine.errors import UserError
 from engine.spec.components import DEGRADATIONS, NETWORKS, SAMPLERS, SCHEDULES
 from engine.spec.registry import boolean, choice, int_list, integer, keys_of, number, params_of, string
 from engine.spec.registry import sbatch_options, slurm_time
@@ -65,7 +66,7 @@ def _name_problem(name: Any) -> str:
     return NAME_EXPECTED
 
 
-class ConfigError(Exception):
+class ConfigError(UserError):
     """A problem in an experiments file; ``str()`` is the one-line message for the user."""
 
 
