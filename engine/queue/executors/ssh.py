@@ -678,7 +678,7 @@ def build_wheel(out: Path) -> Path:
     """A wheel of this diffui (``pip wheel --no-deps`` of the checkout it runs from)."""
     import subprocess
     import sys
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[3]
     if not (root / "pyproject.toml").is_file():
         raise HostError(f"cannot build a wheel of diffui: {root} has no pyproject.toml "
                         "(install diffui on the host from the same source as here)")
