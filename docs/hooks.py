@@ -10,6 +10,7 @@ and ``tests/test_docs.py`` check the generated tables against the code.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import inspect
 import re
 import sys
@@ -36,7 +37,7 @@ from tui.runs_screen import RUNS_ACTIONS  # noqa: E402
 
 MARKER = re.compile(r"^<!-- ((?:keys|layout): [\w-]+) -->$", re.M)
 LAYOUT_PACKAGES = ("engine", "tui", "cli")  # the code folders the layout table lists
-_KINDED = {"schedule": SCHEDULES, "network": NETWORKS}  # sections whose keys come from a registry
+_KINDED: dict[str, Any] = {"schedule": SCHEDULES, "network": NETWORKS}  # sections whose keys come from a registry
 
 
 def on_page_markdown(markdown: str, page: Any = None, **_: Any) -> str:
@@ -86,7 +87,7 @@ def named(entries: Any, extra: Callable[[Any], str] = lambda e: "") -> str:
     return ", ".join(out)
 
 
-def key_rows(section: str, cls: type, first: bool = True) -> list[str]:
+def key_rows(section: str, cls: Any, first: bool = True) -> list[str]:
     """One row per key of the section ``cls``: section (first row only), key, default, the
     values it accepts, meaning. Keys of a registered kind say which kinds read them."""
     rows = []
@@ -96,7 +97,7 @@ def key_rows(section: str, cls: type, first: bool = True) -> list[str]:
         if section in _KINDED and name == "kind":
             meaning += ": " + named(_KINDED[section])
         elif section in _KINDED and name != "T":
-            kinds = [e.name for e in _KINDED[section] if name in e.params.__dataclass_fields__]
+            kinds = [e.name for e in _KINDED[section] if name in param_names(e)]
             meaning += " (read by " + ", ".join(f"`{k}`" for k in kinds) + ")"
         elif name in ("sampler", "final_sampler"):
             meaning += ": " + "; ".join(", ".join(f"`{s}`" for s in d.samplers) + f" ({d.name})"
@@ -106,6 +107,11 @@ def key_rows(section: str, cls: type, first: bool = True) -> list[str]:
                     f"| {cell(meaning)} |")
         first = False
     return rows
+
+
+def param_names(entry: Any) -> list[str]:
+    """The keys a registered schedule or network reads."""
+    return [f.name for f in dataclasses.fields(entry.params)]
 
 
 KEY_HEADER = ["| section | key | default | accepts | meaning |", "|---|---|---|---|---|"]
@@ -142,7 +148,7 @@ def components() -> str:
     rows = ["| component | name | keys | about |", "|---|---|---|---|"]
     for what, reg in (("schedule", SCHEDULES), ("network", NETWORKS)):
         for e in reg:
-            keys = ", ".join(f"`{f}`" for f in e.params.__dataclass_fields__)
+            keys = ", ".join(f"`{f}`" for f in param_names(e))
             rows.append(f"| {what} | `{e.name}` | {keys} | {cell(e.doc)} |")
     for d in DEGRADATIONS:
         rows.append(f"| degradation | `{d.name}` | | {cell(d.doc)}; its samplers: "
@@ -177,7 +183,7 @@ def ui_keys() -> str:
 
 def screen_keys() -> str:
     """The keys of every other screen and dialog, from their bindings, a table each."""
-    def subclasses(cls: type) -> list[type]:
+    def subclasses(cls: Any) -> list[Any]:
         return [c for s in cls.__subclasses__() for c in (s, *subclasses(s))]
     screens = [c for c in dict.fromkeys(subclasses(Screen)) if c.__module__.startswith("tui.")
                and "BINDINGS" in vars(c) and c.__name__ != "RunsScreen"]
@@ -194,11 +200,13 @@ def screen_keys() -> str:
 
 
 def first_sentence(doc: str) -> str:
-    """The first sentence of a docstring's first paragraph, on one line."""
+    """The first sentence of a docstring's first paragraph, on one line (two when the first is
+    a heading of a word or two)."""
     para = " ".join(doc.strip().split("\n\n")[0].split())
     para = re.sub(r":\w+:`", "`", para).replace("``", "`")  # reST roles and literals as Markdown
-    match = re.match(r"(.+?\.)(?=\s+[A-Z(`]|$)", para)
-    return match.group(1) if match else para
+    sentences = re.findall(r".+?\.(?=\s+[A-Z(`]|$)", para) or [para]
+    short = len(sentences[0].split()) < 4  # a heading-like "Samplers.": the next one says more
+    return " ".join(s.strip() for s in sentences[:2 if short else 1])
 
 
 def layout() -> str:
