@@ -1,4 +1,5 @@
-"""The README's screenshots of the UI, taken headless (Textual's run_test) over real run folders.
+"""The docs' screenshots of the UI (docs/ui/), taken headless (Textual's run_test) over real
+run folders.
 
     python docs/screenshots.py RUNS_DIR [--file experiments.toml] [--profile quick] [--out docs/ui]
 
