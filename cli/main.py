@@ -22,7 +22,9 @@ import sys
 from pathlib import Path
 
 from engine.errors import UserError
-from engine.spec.config import ConfigError, load_experiments, override_host, safe_name, select
+from engine.spec.checks import ConfigError
+from engine.spec.experiments import load_experiments, override_host, select
+from engine.spec.names import safe_name
 from engine.text import escape_breaks
 
 EXIT_USAGE = 2

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.spec.config import RESERVED_NAMES, load_experiments
+from engine.spec.names import RESERVED_NAMES
+from engine.spec.experiments import load_experiments
 from engine.rundir.events import End, Epoch, EventLog, Start
 from engine.rundir.run import Run, prepare_runs
 from cli.main import main

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from engine.report import report
-from engine.spec.config import load_experiments
+from engine.spec.experiments import load_experiments
 from engine.rundir.events import BadEvent, Checkpoint, End, Epoch, EventReader, Figure, Progress, Samples, Start, from_dict, read_events
 from engine.rundir.progress import summary
 from engine.queue.executors.base import Job

@@ -12,8 +12,10 @@ import torch
 
 from engine.spec import registry
 from engine.spec.components import (DEGRADATIONS, NETWORKS, SAMPLERS, SCHEDULES, ScheduleEntry)
-from engine.spec.config import (SECTIONS, ConfigError, RunSpec, parse_experiments, section_class,
-                           spec_from_toml, spec_to_toml)
+from engine.spec.sections import SECTIONS, section_class
+from engine.spec.checks import ConfigError
+from engine.spec.specs import RunSpec, spec_from_toml, spec_to_toml
+from engine.spec.experiments import parse_experiments
 from engine.diffusion.schedules import from_spec, make_schedule
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -135,7 +137,7 @@ def readme_rows() -> list[tuple[str, list[str], list[str], str]]:
 
 def test_readme_table_has_every_key_with_its_default_and_nothing_else():
     documented = {}
-    for section, keys, defaults, meaning in readme_rows():
+    for section, keys, defaults, _meaning in readme_rows():
         assert len(keys) == len(defaults), (section, keys, defaults)
         for k, d in zip(keys, defaults):
             documented[(section, k)] = tomllib.loads(f"v = {d}")["v"]

@@ -16,7 +16,7 @@ import torch
 from engine.data import datasets
 from engine.report import report
 from engine.diffusion import samplers
-from engine.spec.config import load_experiments
+from engine.spec.experiments import load_experiments
 from engine.rundir.events import Figure as FigureEvent
 from engine.rundir.events import Samples, latest_by_epoch
 from engine.rundir.run import Run, prepare_runs
@@ -210,7 +210,7 @@ def test_report_on_a_terminal_shows_a_progress_bar(gaussian, tmp_path, capsys, m
 
 
 def test_report_does_not_import_torch():
-    code = ("import sys, engine.report.report, engine.rundir.run, engine.spec.config, engine.queue.client; "
+    code = ("import sys, engine.report.report, engine.rundir.run, engine.spec.experiments, engine.queue.client; "
             "print(sorted(m for m in ('torch', 'torchvision') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[1])

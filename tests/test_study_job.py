@@ -9,7 +9,7 @@ import threading
 import numpy as np
 import pytest
 
-from engine.spec.config import load_experiments
+from engine.spec.experiments import load_experiments
 from engine.rundir.events import EventLog, Start, Value
 from engine.rundir.run import prepare_runs, study_run
 from engine.jobs.study import RESULT_COLUMNS, run_study

@@ -28,7 +28,7 @@ from engine.errors import UserError
 from engine.rundir.files import os_error_line
 
 from tui.messages import FileLoaded, Snapshot
-from engine.spec.config import Experiments
+from engine.spec.experiments import Experiments
 from tui.model import Poller, is_study, read_experiments
 from engine.queue.client import Queue, QueueError
 from engine.rundir.run import study_run

@@ -26,7 +26,8 @@ from matplotlib.figure import Figure
 
 from engine.rundir.progress import SUMMARY_COLUMNS, summary, summary_row, why
 from engine.rundir.events import Epoch, Eval, Figure as FigureEvent, Samples, latest_by_epoch
-from engine.spec.config import STUDY_VALUE, StudySpec
+from engine.spec.sections import STUDY_VALUE
+from engine.spec.specs import StudySpec
 from engine.rundir.events import Value as ValueEvent
 from engine.rundir.run import STUDIES_DIR, DamagedRun, Run
 from engine.rundir.files import atomic_save, atomic_write_text, make_dir
