@@ -546,7 +546,7 @@ def _gpus_text(lines: list[str]) -> str:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from engine.report.report import write_report
+    from engine.report.writer import write_report
     from engine.rundir.run import STUDIES_DIR, Run, iter_runs
 
     folder_arg("--runs-dir", args.runs_dir)

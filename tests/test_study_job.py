@@ -67,7 +67,7 @@ def test_a_study_stopped_after_a_value_resumes_with_the_rest(finished):
     assert (folder.path / "study.png").stat().st_size > 5000
     assert folder.status().state == "finished"
 
-    from engine.report.report import write_report
+    from engine.report.writer import write_report
     out = runs_dir.parent / "report"
     md = write_report([folder], out).read_text()
     assert "### noise" in md and "| 0.5 |" in md and "(_study-noise.png)" in md

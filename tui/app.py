@@ -405,7 +405,7 @@ class DiffuiApp(App):
 
     @work(thread=True, group="report")
     def _write_report(self, runs: list, out: Path) -> None:
-        from engine.report.report import write_report
+        from engine.report.writer import write_report
         unread: list[str] = []
         try:
             path = write_report(runs, out, warn=unread.append)
