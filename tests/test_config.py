@@ -492,6 +492,8 @@ def test_studies_are_read_resolved_against_their_runs_and_overridden_by_profiles
      "gaussian degradation (gmm fits a mixture to FashionMNIST latents), got 'gmm'"),
     (('run = "m"', 'run = "zz"'),
      "studies[0] (m-noise).run: expected the name of a run of this file (have: m, g), got 'zz'"),
+    (('run = "m"', 'run = ["m"]'),  # a list is no name (it was a TypeError: unhashable)
+     "studies[0] (m-noise).run: expected the name of a run of this file (have: m, g), got ['m']"),
     (("values = [1, 5]", "values = [1.5]"),
      "studies[1] (g-interp).values: expected a non-empty list of distinct integers >= 1 "
      "(N latents averaged), got [1.5]"),

@@ -5,8 +5,8 @@ Each section is a frozen dataclass whose fields are the keys of the table, decla
 :func:`engine.spec.registry.key` (default, checker, meaning). The ``schedule`` and ``network``
 sections also have the keys of every registered kind (:mod:`engine.spec.components`), so
 :func:`section_class` builds them from the registries. :data:`SCHEMA` reads the keys of every
-section (``SCHEMA[section]`` = ``{key: (default, checker)}``); the README's table of keys and the
-checks of :mod:`engine.spec.experiments` come from it.
+section (``SCHEMA[section]`` = ``{key: (default, checker)}``) for the defaults and sweeps of
+:mod:`engine.spec.experiments`.
 """
 from __future__ import annotations
 
