@@ -1,6 +1,7 @@
 """experiments.toml -> validated run specs (engine/spec/experiments.py): the repo's experiments
 file, every kind of bad input (one line naming the file, the key path and what was expected),
-sweeps, profiles, precedence, selection and the RunSpec round trip. Pure parsing: no processes, no torch."""
+sweeps, profiles, precedence, selection and the RunSpec round trip. Pure parsing: no processes,
+no torch."""
 from __future__ import annotations
 
 import re
