@@ -21,7 +21,7 @@ from rich.table import Table  # noqa: E402
 
 from engine.data import datasets as data  # noqa: E402
 from engine.diffusion import samplers  # noqa: E402
-from engine.spec.config import MORPH_LATENTS  # noqa: E402
+from engine.spec.sections import MORPH_LATENTS  # noqa: E402
 from engine.evaluation.fid import FID, entropy_bits  # noqa: E402
 from engine.rundir.run import Run  # noqa: E402
 from engine.jobs.training import load_model, resolve_device  # noqa: E402

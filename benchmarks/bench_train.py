@@ -26,7 +26,7 @@ from rich.table import Table  # noqa: E402
 
 from engine.diffusion import nets, samplers  # noqa: E402
 from engine.jobs import training  # noqa: E402
-from engine.spec.config import parse_experiments  # noqa: E402
+from engine.spec.experiments import parse_experiments  # noqa: E402
 
 STUDY = """
 [[experiments]]

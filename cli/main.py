@@ -22,7 +22,9 @@ import sys
 from pathlib import Path
 
 from engine.errors import UserError
-from engine.spec.config import ConfigError, load_experiments, override_host, safe_name, select
+from engine.spec.checks import ConfigError
+from engine.spec.experiments import load_experiments, override_host, select
+from engine.spec.names import safe_name
 from engine.text import escape_breaks
 
 EXIT_USAGE = 2
@@ -544,7 +546,7 @@ def _gpus_text(lines: list[str]) -> str:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from engine.report.report import write_report
+    from engine.report.writer import write_report
     from engine.rundir.run import STUDIES_DIR, Run, iter_runs
 
     folder_arg("--runs-dir", args.runs_dir)

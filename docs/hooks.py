@@ -25,13 +25,8 @@ sys.path.insert(0, str(ROOT))  # this checkout's engine and tui, not an installe
 
 # Every name of the project the tables are made from (the one place to fix when code moves).
 from engine.spec.components import DEGRADATIONS, NETWORKS, SAMPLERS, SCHEDULES  # noqa: E402
-from engine.spec.config import (  # noqa: E402
-    SECTIONS,
-    HostSpec,
-    StudyKeys,
-    parse_experiments,
-    section_class,
-)
+from engine.spec.experiments import parse_experiments  # noqa: E402
+from engine.spec.sections import SECTIONS, HostSpec, StudyKeys, section_class  # noqa: E402
 from tui.app import APP_ACTIONS  # noqa: E402
 from tui.runs_screen import RUNS_ACTIONS  # noqa: E402
 

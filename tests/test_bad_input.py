@@ -22,7 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.spec.config import RESERVED_NAMES, load_experiments
+from engine.spec.names import RESERVED_NAMES
+from engine.spec.experiments import load_experiments
 from engine.rundir.events import End, Epoch, EventLog, Start
 from engine.rundir.run import Run, prepare_runs
 from cli.main import main
@@ -351,7 +352,7 @@ def test_a_bad_command_line_is_one_line_exit_2_and_writes_nothing(argv, key, pla
 
 
 def test_a_run_named_compare_keeps_its_figure_beside_the_overlay(tmp_path):
-    from engine.report.report import write_report
+    from engine.report.writer import write_report
 
     text = tiny_text("compare") + '[[experiments]]\nname = "b"\n'
     (tmp_path / "exp.toml").write_text(text)
@@ -479,7 +480,7 @@ def test_a_read_only_runs_folder_is_one_line_and_unchanged(shared_place, capsys)
     f = top / "exp.toml"
     f.write_text(tiny_text("fresh"))
     f.chmod(0o644)
-    import engine.report.report  # noqa: F401 (matplotlib: imported as root, who may write its caches)
+    import engine.report.writer  # noqa: F401 (matplotlib: imported as root, who may write its caches)
     before = snapshot(top)
     with read_only(runs_dir):
         refused(["queue", "add", str(f), "--runs-dir", str(runs_dir)], capsys, 1,

@@ -85,7 +85,7 @@ def test_run_folder_with_other_settings_is_refused_and_kept(tmp_path, capsys):
     runs_dir = tmp_path / "runs"
     first = tiny_study(tmp_path / "a.toml", epochs=1)
     second = tiny_study(tmp_path / "b.toml", epochs=5)
-    from engine.spec.config import load_experiments
+    from engine.spec.experiments import load_experiments
     from engine.rundir.run import prepare_runs
     run = prepare_runs(load_experiments(first).runs, runs_dir)[0]
     before = run.config_path.read_bytes()

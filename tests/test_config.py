@@ -1,6 +1,7 @@
-"""experiments.toml -> validated run specs (engine/spec/config.py): the repo's study, every kind of
-bad input (one line naming the file, the key path and what was expected), sweeps, profiles,
-precedence, selection and the RunSpec round trip. Pure parsing: no processes, no torch."""
+"""experiments.toml -> validated run specs (engine/spec/experiments.py): the repo's experiments
+file, every kind of bad input (one line naming the file, the key path and what was expected),
+sweeps, profiles, precedence, selection and the RunSpec round trip. Pure parsing: no processes,
+no torch."""
 from __future__ import annotations
 
 import re
@@ -9,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.spec.config import (ConfigError, RunSpec, load_experiments, parse_experiments, select, spec_from_toml,
-                           spec_to_toml)
+from engine.spec.checks import ConfigError
+from engine.spec.specs import RunSpec, spec_from_toml, spec_to_toml
+from engine.spec.experiments import load_experiments, parse_experiments, select
 
 REPO_STUDY = Path(__file__).resolve().parent.parent / "experiments.toml"
 P = Path("exp.toml")
@@ -470,7 +472,7 @@ study = { n = 50 }
 
 
 def test_studies_are_read_resolved_against_their_runs_and_overridden_by_profiles(tmp_path):
-    from engine.spec.config import StudySpec, spec_from_toml, spec_to_toml
+    from engine.spec.specs import StudySpec, spec_from_toml, spec_to_toml
     f = tmp_path / "exp.toml"
     f.write_text(STUDIES)
     full = load_experiments(f)
@@ -491,6 +493,8 @@ def test_studies_are_read_resolved_against_their_runs_and_overridden_by_profiles
      "gaussian degradation (gmm fits a mixture to FashionMNIST latents), got 'gmm'"),
     (('run = "m"', 'run = "zz"'),
      "studies[0] (m-noise).run: expected the name of a run of this file (have: m, g), got 'zz'"),
+    (('run = "m"', 'run = ["m"]'),  # a list is no name (it was a TypeError: unhashable)
+     "studies[0] (m-noise).run: expected the name of a run of this file (have: m, g), got ['m']"),
     (("values = [1, 5]", "values = [1.5]"),
      "studies[1] (g-interp).values: expected a non-empty list of distinct integers >= 1 "
      "(N latents averaged), got [1.5]"),

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from engine.data import datasets as data
-from engine.spec.config import DataSection
+from engine.spec.sections import DataSection
 
 from conftest import OFFLINE, fake_torchvision_download, write_idx_set
 

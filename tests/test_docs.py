@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.spec.config import HostSpec, StudyKeys
+from engine.spec.sections import HostSpec, StudyKeys
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"

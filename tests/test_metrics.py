@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from engine.evaluation import fid as metrics
-from engine.spec.config import load_experiments
+from engine.spec.experiments import load_experiments
 from engine.rundir.events import Eval, latest_by_epoch
 from engine.rundir.run import prepare_runs
 from engine.jobs.worker import execute

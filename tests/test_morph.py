@@ -13,7 +13,8 @@ import torch
 from engine.data import datasets as data
 
 from engine.diffusion import samplers
-from engine.spec.config import load_experiments, make_section
+from engine.spec.experiments import load_experiments
+from engine.spec.sections import make_section
 from engine.diffusion.degradations import Gaussian, Morph
 from engine.diffusion.nets.unet import UNet
 from engine.diffusion.nets import build

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from engine.queue import service
-from engine.spec.config import load_experiments
+from engine.spec.experiments import load_experiments
 from engine.queue.executors.base import Job
 from engine.queue.client import Queue, QueueError
 from engine.queue.state import QueueFile

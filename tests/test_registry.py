@@ -14,8 +14,10 @@ import torch
 
 from engine.spec import registry
 from engine.spec.components import (DEGRADATIONS, NETWORKS, SAMPLERS, SCHEDULES, ScheduleEntry)
-from engine.spec.config import (SECTIONS, ConfigError, RunSpec, parse_experiments, section_class,
-                           spec_from_toml, spec_to_toml)
+from engine.spec.sections import SECTIONS, section_class
+from engine.spec.checks import ConfigError
+from engine.spec.specs import RunSpec, spec_from_toml, spec_to_toml
+from engine.spec.experiments import parse_experiments
 from engine.diffusion.schedules import from_spec, make_schedule
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -141,7 +143,7 @@ def docs_rows() -> list[tuple[str, list[str], list[str], str]]:
 
 def test_docs_table_has_every_key_with_its_default_and_nothing_else():
     documented = {}
-    for section, keys, defaults, _ in docs_rows():
+    for section, keys, defaults, _meaning in docs_rows():
         assert len(keys) == len(defaults), (section, keys, defaults)
         for k, d in zip(keys, defaults):
             documented[(section, k)] = tomllib.loads(f"v = {d}")["v"]

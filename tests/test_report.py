@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from engine.data import datasets
-from engine.report import report
+from engine.report import writer
 from engine.diffusion import samplers
-from engine.spec.config import load_experiments
+from engine.spec.experiments import load_experiments
 from engine.rundir.events import Figure as FigureEvent
 from engine.rundir.events import Samples, latest_by_epoch
 from engine.rundir.run import Run, prepare_runs
@@ -165,7 +165,7 @@ def test_report_draws_every_figure_from_folders_without_checkpoints(gaussian, mo
 def test_a_folder_without_the_arrays_gets_those_figures_skipped(gaussian, tmp_path):
     (run,) = copy_without_checkpoints([gaussian], tmp_path)
     shutil.rmtree(run.path / "figures")  # as a run made before the worker wrote them
-    report.write_report([run], tmp_path / "report")
+    writer.write_report([run], tmp_path / "report")
     assert sorted(p.name for p in (tmp_path / "report").glob("*.png")) == [
         "gauss-grids.png", "gauss-loss.png"]
     assert "No diffusion or restoration figures" in (tmp_path / "report" / "report.md").read_text()
@@ -176,7 +176,7 @@ def test_every_figure_has_one_axes_per_panel(gaussian, morph, tmp_path):
 
     runs = copy_without_checkpoints([gaussian, morph], tmp_path)
     add_evaluations(runs[0])
-    per_run, overlays = report.plan(runs)
+    per_run, overlays = writer.plan(runs)
     planned = [p for r in runs for p in per_run[r.name]] + overlays
     assert {p.file for p in planned} >= {"gauss-fid.png", "_compare-fid.png", "_compare-loss.png"}
     for run in runs:
@@ -193,7 +193,7 @@ def test_every_figure_has_one_axes_per_panel(gaussian, morph, tmp_path):
 
 def test_write_report_calls_progress_per_figure(gaussian, tmp_path):
     calls = []
-    report.write_report([gaussian], tmp_path, progress=lambda done, total: calls.append((done, total)))
+    writer.write_report([gaussian], tmp_path, progress=lambda done, total: calls.append((done, total)))
     n = len(list(tmp_path.glob("*.png")))
     assert n == 3 and calls == [(i, n) for i in range(n + 1)]
 
@@ -210,7 +210,9 @@ def test_report_on_a_terminal_shows_a_progress_bar(gaussian, tmp_path, capsys, m
 
 
 def test_report_does_not_import_torch():
-    code = ("import sys, engine.report.report, engine.rundir.run, engine.spec.config, engine.queue.client; "
+    code = ("import sys, engine.report.arrays, engine.report.figures, engine.report.tables, "
+            "engine.report.writer, engine.rundir.run, engine.spec.experiments, "
+            "engine.queue.client; "
             "print(sorted(m for m in ('torch', 'torchvision') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[1])

@@ -8,7 +8,7 @@ from PIL import Image
 
 from engine.evaluation.ks import first_indistinguishable, ks_pvalues, write_schedule_figures
 from engine.spec.components import SCHEDULES
-from engine.spec.config import make_section
+from engine.spec.sections import make_section
 from engine.diffusion.schedules import from_spec, make_schedule
 
 KINDS = SCHEDULES.names()

@@ -20,7 +20,7 @@ import threading
 import numpy as np
 import pytest
 
-from engine.spec.config import load_experiments
+from engine.spec.experiments import load_experiments
 from engine.rundir.events import Checkpoint, End, Epoch, Start, Value, latest_by_epoch
 from engine.evaluation.fid import load_classifier
 from engine.queue.client import Queue
@@ -116,7 +116,7 @@ async def where_in_ui(f, runs_dir, name: str, text: str) -> None:
 
 
 def test_the_hosts_table_becomes_sbatch_options():
-    from engine.spec.config import HostSpec
+    from engine.spec.sections import HostSpec
     from engine.queue.executors.slurm import SlurmExecutor, time_minutes
     assert [time_minutes(t) for t in ("90", "1:30", "04:00:00", "1-12", "1-12:30", "0-00:00:30")] \
         == [90, 2, 240, 2160, 2190, 1]

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.spec.config import HostSpec, load_experiments
+from engine.spec.sections import HostSpec
+from engine.spec.experiments import load_experiments
 from engine.rundir.events import End, Epoch, Start, Value
 from engine.queue.executors.base import Job, StartError
 from engine.queue.executors.ssh import SSHExecutor, local_version

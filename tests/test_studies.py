@@ -15,7 +15,7 @@ from engine.data import datasets as data
 from engine.diffusion import samplers
 
 from engine.diffusion import latents as studies
-from engine.spec.config import load_experiments
+from engine.spec.experiments import load_experiments
 from engine.rundir.run import prepare_runs
 from engine.jobs.training import load_model
 from engine.jobs.worker import execute

@@ -9,7 +9,7 @@ import threading
 import numpy as np
 import pytest
 
-from engine.spec.config import load_experiments
+from engine.spec.experiments import load_experiments
 from engine.rundir.events import EventLog, Start, Value
 from engine.rundir.run import prepare_runs, study_run
 from engine.jobs.study import RESULT_COLUMNS, run_study
@@ -67,7 +67,7 @@ def test_a_study_stopped_after_a_value_resumes_with_the_rest(finished):
     assert (folder.path / "study.png").stat().st_size > 5000
     assert folder.status().state == "finished"
 
-    from engine.report.report import write_report
+    from engine.report.writer import write_report
     out = runs_dir.parent / "report"
     md = write_report([folder], out).read_text()
     assert "### noise" in md and "| 0.5 |" in md and "(_study-noise.png)" in md

@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from engine.spec.config import load_experiments
+from engine.spec.experiments import load_experiments
 from engine.rundir.events import End, Epoch, Progress, Samples, Start, latest_by_epoch
 from engine.queue.executors.base import Job
 from engine.queue.executors.local import LocalExecutor

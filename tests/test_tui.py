@@ -13,7 +13,8 @@ import pytest
 from textual.widgets import DataTable, Input, Static
 from textual_image.widget import HalfcellImage
 
-from engine.spec.config import ConfigError, load_experiments
+from engine.spec.checks import ConfigError
+from engine.spec.experiments import load_experiments
 from engine.rundir.events import End, Epoch, Start, latest_by_epoch
 from engine.queue.client import Queue
 from engine.rundir.run import Run, pid_running, prepare_runs

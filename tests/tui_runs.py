@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 
 from engine.data import datasets as data
-from engine.spec.config import parse_experiments
+from engine.spec.experiments import parse_experiments
 from engine.rundir.run import Run
 from engine.rundir.files import atomic_write_json
 

@@ -28,7 +28,7 @@ from engine.errors import UserError
 from engine.rundir.files import os_error_line
 
 from tui.messages import FileLoaded, Snapshot
-from engine.spec.config import Experiments
+from engine.spec.experiments import Experiments
 from tui.model import Poller, is_study, read_experiments
 from engine.queue.client import Queue, QueueError
 from engine.rundir.run import study_run
@@ -405,7 +405,7 @@ class DiffuiApp(App):
 
     @work(thread=True, group="report")
     def _write_report(self, runs: list, out: Path) -> None:
-        from engine.report.report import write_report
+        from engine.report.writer import write_report
         unread: list[str] = []
         try:
             path = write_report(runs, out, warn=unread.append)

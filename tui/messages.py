@@ -11,7 +11,7 @@ from textual.message import Message
 if TYPE_CHECKING:
     from tui.model import Grid
     from engine.rundir.events import Progress
-    from engine.spec.config import Experiments
+    from engine.spec.experiments import Experiments
 
 
 class Snapshot(Message, bubble=False):

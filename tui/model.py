@@ -18,8 +18,10 @@ from pathlib import Path
 from PIL import Image as PILImage
 
 from engine.errors import UserError
-from engine.spec.config import (STUDY_VALUE, ConfigError, RunSpec, Experiments,  # noqa: F401
-                           StudySpec, load_experiments, parse_experiments, spec_from_toml, spec_to_toml)
+from engine.spec.sections import STUDY_VALUE  # noqa: F401
+from engine.spec.checks import ConfigError  # noqa: F401
+from engine.spec.specs import RunSpec, StudySpec, spec_from_toml, spec_to_toml  # noqa: F401
+from engine.spec.experiments import Experiments, load_experiments, parse_experiments  # noqa: F401
 from engine.spec.edit import get_setting, key_help, set_setting, targets  # noqa: F401
 from engine.data.datasets import fallback_note  # noqa: F401
 from engine.rundir.progress import SUMMARY_COLUMNS, summary_row, why  # noqa: F401

@@ -19,7 +19,9 @@ from textual.widgets import (DataTable, Header, Input, Label, OptionList, RichLo
                              SelectionList, Static)
 
 from tui.messages import RunEvents, Snapshot
-from engine.spec.config import STUDY_VALUE, ConfigError, RunSpec, StudySpec, spec_from_toml
+from engine.spec.sections import STUDY_VALUE
+from engine.spec.checks import ConfigError
+from engine.spec.specs import RunSpec, StudySpec, spec_from_toml
 from engine.rundir.progress import SUMMARY_COLUMNS, summary_row, why
 from engine.rundir.events import End, Epoch, Eval, Progress, Samples, Start, Value, latest_by_epoch
 from engine.data.datasets import fallback_note

@@ -50,7 +50,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engine.spec.config import DataSection
+from engine.spec.sections import DataSection
 
 DEBIAN_DIR = Path("/usr/share/datasets")
 DATASETS = ("mnist", "fashion_mnist")

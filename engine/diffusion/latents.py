@@ -36,8 +36,8 @@ import torch
 
 from engine.data import datasets
 from engine.diffusion import samplers
-from engine.spec.config import COVARIANCES  # GaussianMixture's covariance_type
-from engine.spec.config import STUDY_KINDS as KINDS
+from engine.spec.sections import COVARIANCES  # GaussianMixture's covariance_type
+from engine.spec.sections import STUDY_KINDS as KINDS
 from engine.data.datasets import HI, IMAGE_SHAPE, LO
 from engine.diffusion.degradations import Degradation
 

@@ -31,7 +31,7 @@ from engine.data import datasets
 from engine.rundir.files import atomic_save, atomic_write_json
 
 if TYPE_CHECKING:
-    from engine.spec.config import DataSection
+    from engine.spec.sections import DataSection
 
 CLASSIFIER_VERSION = "lenet-v1"  # bump when the network or its training changes
 MIN_ACCURACY = 0.98

@@ -136,7 +136,7 @@ def restoration(p: "Prepared", columns: int = RESTORATION_TIMES, progress=None) 
 def direct_vs_iterative(p: "Prepared", n: int = DIRECT_DIGITS, progress=None) -> dict:
     """Morph: ``n`` held-out digits degraded to t = T, restored directly (R(z_T, T)) and with
     the iterative sampler of the run's ``steps``, with either latent setting."""
-    from engine.spec.config import MORPH_LATENTS
+    from engine.spec.sections import MORPH_LATENTS
 
     deg, device = p.deg, p.device
     steps = p.spec.evaluation.steps

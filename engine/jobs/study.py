@@ -109,7 +109,7 @@ def run_study(study: Run, log: EventLog, should_stop: Callable[[], bool]) -> str
                        seconds=round(time.time() - t0, 3)))
         write_results(study)
     write_results(study)
-    from engine.report.report import save_figure, study_figure
+    from engine.report.figures import save_figure, study_figure
     save_figure(study_figure(study), study.path / "study.png")
     return "finished"
 

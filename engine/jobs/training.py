@@ -21,7 +21,7 @@ from engine.diffusion import degradations
 from engine.jobs import figures
 from engine.diffusion import nets
 from engine.diffusion import samplers
-from engine.spec.config import RunSpec
+from engine.spec.specs import RunSpec
 from engine.diffusion.degradations import Degradation
 from engine.rundir.events import Checkpoint, Epoch, Eval, EventLog, Progress, Samples, Start, read_events
 from engine.jobs.tasks import TaskProgress

@@ -28,7 +28,7 @@ from engine.rundir.run import EXIT_BUSY, EXIT_CODES
 def job_function(run: Run):
     """What the worker runs for this folder: ``fn(run, log, should_stop) -> status``: a
     sampling study for a study folder, training otherwise."""
-    from engine.spec.config import StudySpec
+    from engine.spec.specs import StudySpec
     if isinstance(run.spec(), StudySpec):
         from engine.jobs.study import run_study
         return run_study

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Iterator
 
 from engine.errors import UserError
-from engine.spec.config import LOCAL
+from engine.spec.sections import LOCAL
 from engine.rundir.progress import RunProgress, follow
 from engine.rundir.run import Run, iter_runs, prepare_runs
 from engine.queue.state import NOT_STARTED, QueueFile, QueueState

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Iterator
 from engine.errors import UserError
 from engine.rundir.files import atomic_write_json, make_dir, write_error
-from engine.spec.config import LOCAL
+from engine.spec.sections import LOCAL
 
 
 STATE_FILE = "queue.json"

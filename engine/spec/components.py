@@ -100,9 +100,11 @@ def _beta_min_at_most_max(p: LinearParams):
     return None
 
 
-SCHEDULES.register(ScheduleEntry("linear", LinearParams, lazy("engine.diffusion.schedules:linear_betas"),
+SCHEDULES.register(ScheduleEntry("linear", LinearParams,
+                                 lazy("engine.diffusion.schedules:linear_betas"),
                                  _beta_min_at_most_max, "Ho et al. (2020)"))
-SCHEDULES.register(ScheduleEntry("cosine", CosineParams, lazy("engine.diffusion.schedules:cosine_betas"),
+SCHEDULES.register(ScheduleEntry("cosine", CosineParams,
+                                 lazy("engine.diffusion.schedules:cosine_betas"),
                                  doc="Nichol & Dhariwal (2021)"))
 SCHEDULES.register(ScheduleEntry("constant", ConstantParams,
                                  lazy("engine.diffusion.schedules:constant_betas")))
@@ -132,7 +134,8 @@ class UNetParams:
     time_embedding: int = key(*_TIME_EMBEDDING)
 
 
-NETWORKS.register(NetworkEntry("cnn", CNNParams, lazy("engine.diffusion.nets:build_cnn"), "the study's"))
+NETWORKS.register(NetworkEntry("cnn", CNNParams, lazy("engine.diffusion.nets:build_cnn"),
+                               "the study's"))
 NETWORKS.register(NetworkEntry("unet", UNetParams, lazy("engine.diffusion.nets:build_unet"),
                                "ConvNeXt blocks"))
 
@@ -144,7 +147,8 @@ SAMPLERS.register(SamplerEntry("ddim", lazy("engine.diffusion.samplers:run_ddim"
 SAMPLERS.register(SamplerEntry("ddpm", lazy("engine.diffusion.samplers:run_ddpm"),
                                lambda steps, T: f"DDPM-{T}"))
 SAMPLERS.register(SamplerEntry("iterative", lazy("engine.diffusion.samplers:run_iterative"),
-                               lazy("engine.diffusion.samplers:describe_iterative"), uses_steps=True))
+                               lazy("engine.diffusion.samplers:describe_iterative"),
+                               uses_steps=True))
 SAMPLERS.register(SamplerEntry("direct", lazy("engine.diffusion.samplers:run_direct"),
                                lambda steps, T: "direct"))
 
@@ -156,8 +160,8 @@ def _betas_below_one(spec):
     cap ``max_beta = 1``) makes every sample NaN."""
     cap = getattr(spec.schedule.params(), "max_beta", None)
     if cap is not None and cap >= 1:
-        return "schedule.max_beta", "a number below 1 for the gaussian degradation (DDPM divides by " \
-                           "sqrt(1 - beta))", cap
+        return "schedule.max_beta", ("a number below 1 for the gaussian degradation (DDPM "
+                                     "divides by sqrt(1 - beta))"), cap
     return None
 
 

@@ -15,7 +15,9 @@ from typing import Any
 import tomlkit
 from tomlkit.exceptions import TOMLKitError
 
-from engine.spec.config import SECTIONS, ConfigError, parse_experiments, section_class
+from engine.spec.sections import SECTIONS, section_class
+from engine.spec.checks import ConfigError
+from engine.spec.experiments import parse_experiments
 from engine.rundir.files import atomic_write_text
 
 
@@ -87,7 +89,8 @@ def parse_value(path: Path, key: str, text: str) -> Any:
 def set_setting(path: Path, target: str, key: str, value_text: str,
                 profile: str | None = None) -> str:
     """Write ``key = value_text`` at ``target`` of the file at ``path`` and return the new text.
-    The whole file must still be a valid study (checked with ``profile`` selected too)."""
+    The whole file must still be a valid experiments file (checked with ``profile`` selected
+    too)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")

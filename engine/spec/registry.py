@@ -3,8 +3,9 @@
 A :class:`Registry` maps names to entries (a schedule, a network, a degradation, a sampler;
 see :mod:`engine.spec.components` for the built-in ones). An entry's parameters are a frozen
 dataclass whose fields are config keys made with :func:`key`: a default, a checker (what the
-value must be) and a line for the README. :mod:`engine.spec.config` validates experiments files from
-these declarations, so adding a component is one new entry and no ``if kind == ...`` elsewhere.
+value must be) and a line for the README. :mod:`engine.spec.experiments` validates experiments
+files from these declarations, so adding a component is one new entry and no ``if kind == ...``
+elsewhere.
 
 Nothing here imports torch: the UI validates experiments files without loading it. Entries whose
 code needs torch reference it with :func:`lazy`.
@@ -96,7 +97,7 @@ def keys_of(cls: type) -> dict[str, tuple[Any, Check]]:
     """``{key: (default, checker)}`` of a dataclass declared with :func:`key`, in field order."""
     out = {}
     for f in dataclasses.fields(cls):
-        default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+        default = f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
         out[f.name] = (default, f.metadata["check"])
     return out
 

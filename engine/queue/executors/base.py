@@ -90,7 +90,7 @@ def make(name: str, table: dict, runs_dir: Path) -> Executor:
     """The executor of host ``name`` from its ``[hosts.NAME]`` table (as the queue keeps it)."""
     import importlib
 
-    from engine.spec.config import HostSpec
+    from engine.spec.sections import HostSpec
     spec = HostSpec(**{k: v for k, v in table.items() if k in HostSpec.keys()})
     module, _, cls = KINDS[spec.kind].partition(":")
     return getattr(importlib.import_module(module), cls)(name, spec, Path(runs_dir))

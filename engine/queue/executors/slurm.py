@@ -43,7 +43,7 @@ import submitit
 from submitit.core.utils import DelayedSubmission, FailedJobError, FailedSubmissionError
 from submitit.slurm.slurm import SlurmInfoWatcher, SlurmJobEnvironment
 
-from engine.spec.config import HostSpec
+from engine.spec.sections import HostSpec
 from engine.spec.registry import SBATCH_OPTION
 from engine.rundir.run import Run
 from engine.rundir.run import EXIT_CODES

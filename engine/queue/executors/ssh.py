@@ -34,7 +34,9 @@ from pathlib import Path
 
 import asyncssh
 
-from engine.spec.config import SAFE_NAME, HostSpec, StudySpec
+from engine.spec.names import SAFE_NAME
+from engine.spec.sections import HostSpec
+from engine.spec.specs import StudySpec
 from engine.rundir.run import STUDIES_DIR, Run
 from engine.rundir.files import atomic_write_bytes, atomic_write_json
 from engine.queue.executors.base import Job, StartError
