@@ -208,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {escape_breaks(str(e))}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as e:  # a full or read-only disk; atomic writes leave no half-written file
-        from engine.rundir.files import os_error_line
+        from engine.files import os_error_line
         print(f"error: {escape_breaks(os_error_line(e))}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:  # Ctrl-C before any run started (batch mode stops its own runs)

@@ -8,12 +8,13 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-BASE = {"engine.text", "engine.errors"}  # every package may import these
+BASE = {"engine.text", "engine.errors", "engine.files"}  # every package may import these
 # package -> the packages it may import (besides itself and BASE)
 ALLOWED = {
     "engine": set(),  # engine/__init__.py
     "engine.text": set(),
     "engine.errors": set(),
+    "engine.files": set(),
     "engine.spec": set(),
     "engine.rundir": {"engine.spec"},
     "engine.data": {"engine.spec", "engine.rundir"},
@@ -29,7 +30,7 @@ ALLOWED = {
     "cli": {"engine", "tui"},
 }
 # what a front end or the queue service loads without torch (a fast start, no GPU libraries)
-TORCH_FREE = ("engine.text", "engine.errors", "engine.spec", "engine.rundir", "engine.queue",
+TORCH_FREE = ("engine.text", "engine.errors", "engine.files", "engine.spec", "engine.rundir", "engine.queue",
               "engine.report", "engine.usecases")
 
 

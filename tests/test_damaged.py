@@ -22,7 +22,7 @@ from engine.rundir.progress import summary
 from engine.queue.executors.base import Job
 from engine.queue.executors.local import LocalExecutor
 from engine.rundir.run import DamagedRun, Run, prepare_runs
-from engine.rundir.files import atomic_write_json
+from engine.files import atomic_write_json
 from engine.jobs.worker import execute
 from cli.main import main
 

@@ -15,7 +15,7 @@ from engine.queue.executors.base import Job
 from engine.queue.client import Queue, QueueError
 from engine.queue.state import QueueFile
 from engine.rundir.run import Run, prepare_runs
-from engine.rundir.files import atomic_write_json
+from engine.files import atomic_write_json
 from engine.queue.service import Service
 
 from conftest import tiny_study

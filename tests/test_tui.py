@@ -18,7 +18,7 @@ from engine.spec.experiments import load_experiments
 from engine.rundir.events import End, Epoch, Start, latest_by_epoch
 from engine.queue.client import Queue
 from engine.rundir.run import Run, pid_running, prepare_runs
-from engine.rundir.files import atomic_write_json
+from engine.files import atomic_write_json
 from tui.app import DiffuiApp
 from tui.messages import RunEvents
 from tui.screens import (CompareScreen, EditScreen, HostPickScreen, JobsScreen, PickScreen, RunScreen,

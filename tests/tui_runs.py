@@ -12,7 +12,7 @@ from PIL import Image
 from engine.data import datasets as data
 from engine.spec.experiments import parse_experiments
 from engine.rundir.run import Run
-from engine.rundir.files import atomic_write_json
+from engine.files import atomic_write_json
 
 STUDY = """
 [defaults.data]

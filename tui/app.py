@@ -25,7 +25,7 @@ from textual.screen import ModalScreen
 from textual.worker import get_current_worker
 
 from engine.errors import UserError
-from engine.rundir.files import os_error_line
+from engine.files import os_error_line
 
 from tui.messages import FileLoaded, Snapshot
 from engine.spec.experiments import Experiments

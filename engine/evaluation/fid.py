@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.data import datasets
-from engine.rundir.files import atomic_save, atomic_write_json
+from engine.files import atomic_save, atomic_write_json
 
 if TYPE_CHECKING:
     from engine.spec.sections import DataSection

@@ -12,7 +12,7 @@ import torch
 from matplotlib.figure import Figure
 from scipy import stats
 
-from engine.rundir.files import atomic_save, atomic_write_text, make_dir
+from engine.files import atomic_save, atomic_write_text, make_dir
 from engine.diffusion.schedules import Schedule
 
 _CHUNK = 1000  # at most this many steps noised at once...

@@ -37,7 +37,7 @@ from engine.spec.components import DEGRADATIONS
 from engine.rundir.events import EventLog, Figure, read_events
 from engine.jobs.tasks import TaskProgress
 from engine.rundir.run import Run
-from engine.rundir.files import atomic_save
+from engine.files import atomic_save
 
 if TYPE_CHECKING:
     from engine.jobs.training import Prepared

@@ -19,7 +19,7 @@ from engine.data import datasets
 from engine.rundir.events import EventLog, Start, Value, read_events
 from engine.jobs.tasks import TaskProgress
 from engine.rundir.run import Run
-from engine.rundir.files import atomic_write_text
+from engine.files import atomic_write_text
 
 RESULTS = "results.csv"
 RESULT_COLUMNS = ("value", "n", "sampler", "fid", "floor", "entropy_bits", "distinct_share",

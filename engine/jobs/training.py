@@ -26,7 +26,7 @@ from engine.diffusion.degradations import Degradation
 from engine.rundir.events import Checkpoint, Epoch, Eval, EventLog, Progress, Samples, Start, read_events
 from engine.jobs.tasks import TaskProgress
 from engine.rundir.run import DamagedRun, Run, RunError
-from engine.rundir.files import atomic_save, keep_file
+from engine.files import atomic_save, keep_file
 from engine.text import one_line
 
 

@@ -21,7 +21,7 @@ from engine.rundir.events import End, EventLog
 from engine.jobs.tasks import Stopped
 from engine.rundir.run import HEARTBEAT_EVERY, Run, RunError
 from engine.text import one_line
-from engine.rundir.files import os_error_line
+from engine.files import os_error_line
 from engine.rundir.run import EXIT_BUSY, EXIT_CODES
 
 

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterator
 from engine.errors import UserError
-from engine.rundir.files import atomic_write_json, make_dir, write_error
+from engine.files import atomic_write_json, make_dir, write_error
 from engine.spec.sections import LOCAL
 
 

@@ -23,7 +23,7 @@ from engine.report.arrays import by_epoch, load_array, process_table, sample_gri
 from engine.report.arrays import study_values
 from engine.rundir.events import Epoch, Eval
 from engine.rundir.events import Figure as FigureEvent
-from engine.rundir.files import atomic_save
+from engine.files import atomic_save
 from engine.rundir.run import DamagedRun, Run
 from engine.spec.sections import STUDY_VALUE
 

@@ -22,7 +22,7 @@ from engine.report.figures import fid_figure, grids_figure, losses_figure, proce
 from engine.report.figures import save_figure, study_figure
 from engine.report.tables import markdown_table, study_table
 from engine.rundir.events import Eval
-from engine.rundir.files import atomic_write_text, make_dir
+from engine.files import atomic_write_text, make_dir
 from engine.rundir.progress import RunProgress, summary, why
 from engine.rundir.run import STUDIES_DIR, DamagedRun, Run
 from engine.spec.specs import StudySpec

@@ -31,7 +31,7 @@ from engine.errors import UserError
 from engine.spec.checks import ConfigError, toml_text
 from engine.spec.specs import RunSpec, StudySpec, spec_from_toml, spec_to_toml
 from engine.rundir.events import Event, read_events
-from engine.rundir.files import atomic_write_json, atomic_write_text, write_error
+from engine.files import atomic_write_json, atomic_write_text, write_error
 from engine.text import json_kind, one_line
 
 HEARTBEAT_EVERY = 5.0  # seconds between heartbeats of a live worker

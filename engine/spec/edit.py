@@ -18,7 +18,7 @@ from tomlkit.exceptions import TOMLKitError
 from engine.spec.sections import SECTIONS, section_class
 from engine.spec.checks import ConfigError
 from engine.spec.experiments import parse_experiments
-from engine.rundir.files import atomic_write_text
+from engine.files import atomic_write_text
 
 
 def targets(text: str) -> list[str]:

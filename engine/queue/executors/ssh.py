@@ -38,7 +38,7 @@ from engine.spec.names import SAFE_NAME
 from engine.spec.sections import HostSpec
 from engine.spec.specs import StudySpec
 from engine.rundir.run import STUDIES_DIR, Run
-from engine.rundir.files import atomic_write_bytes, atomic_write_json
+from engine.files import atomic_write_bytes, atomic_write_json
 from engine.queue.executors.base import Job, StartError
 
 POLL_EVERY = 0.5  # seconds between two mirrors of a running job
