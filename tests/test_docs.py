@@ -113,7 +113,7 @@ def test_the_quick_start_is_what_ci_runs():
     """The README's test command is the one .ci/run runs after .ci/install."""
     readme = README.read_text(encoding="utf-8")
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
-    assert ci[-2:] == ["bash .ci/install", "python3 -m pytest -q"]
+    assert "bash .ci/install" in ci and ci[-1] == "python3 -m pytest -q"
     assert "bash .ci/install && diffui --batch --profile quick" in readme
     assert "\npython3 -m pytest -q " in readme
     assert "quick" in tomllib.loads((ROOT / "experiments.toml").read_text())["profiles"]
