@@ -48,7 +48,7 @@ def make_dir(path: Path) -> Path:
 def write_error(e: OSError, path: Path) -> OSError:
     """``e`` (same class and errno) naming ``path``, marked as a failed write."""
     err = OSError(e.errno, e.strerror, str(path))
-    err.writing = True
+    setattr(err, "writing", True)  # noqa: B010 (OSError picks its subclass by errno; no subclass of ours)
     return err
 
 
