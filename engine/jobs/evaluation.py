@@ -82,6 +82,9 @@ class Evaluator:
         t0 = time.time()
         imgs = self.draw(epoch, sampler, name, n)
         seconds = round(time.time() - t0, 3)
+        if not torch.isfinite(imgs).all():
+            raise Diverged(f"the {name} samples of epoch {epoch} are not finite (NaN or inf): "
+                           "the model or its schedule gives no usable samples")
         if grid:
             png, npy = save_samples(self.run, f"epoch-{epoch:04d}", imgs[:ev.n_grid])
             self.log.emit(Samples(epoch=epoch, png=png, npy=npy, n=ev.n_grid, sampler=name,
@@ -111,8 +114,7 @@ class Evaluator:
         return grid, score
 
     def draw(self, epoch: int, sampler: str, name: str, n: int) -> torch.Tensor:
-        """``n`` samples of ``epoch`` (model space) from its own seed; :class:`Diverged` when
-        any is not finite."""
+        """``n`` samples of ``epoch`` (model space) from its own seed."""
         p, ev = self.p, self.ev
         g = torch.Generator(device=p.device).manual_seed(
             p.spec.training.seed + SAMPLES_SEED_OFFSET + epoch)
@@ -120,7 +122,4 @@ class Evaluator:
             imgs = samplers.sample(p.model, p.deg, sampler, n, ev.steps, g, p.device,
                                    latent=ev.morph_latent,
                                    progress=self.task(f"{name} samples"))
-        if not torch.isfinite(imgs).all():
-            raise Diverged(f"the {name} samples of epoch {epoch} are not finite (NaN or inf): "
-                           "the model or its schedule gives no usable samples")
         return imgs
