@@ -167,7 +167,7 @@ def main() -> int:
     timed(lambda: draw("ddim", 5, n), dev)  # warm-up
     secs = {}
     for sampler, steps in runs:
-        secs[(sampler, steps)] = timed(lambda: draw(sampler, steps, n), dev)
+        secs[(sampler, steps)] = timed(lambda s=sampler, k=steps: draw(s, k, n), dev)
     base = secs[("ddpm", p.deg.T)]
     st = Table(title=f"Sampling throughput ({n} images"
                      f"{f', {amp_name} autocast' if amp_name else ''})")

@@ -156,8 +156,9 @@ def describe_iterative(steps: int, T: int) -> str:
 
 
 def sample(model, deg: Degradation, sampler: str, n: int, steps: int,
-           generator: torch.Generator | None, device="cpu", batch: int = 500, latent: str = "estimate",
-           progress=None, z: torch.Tensor | None = None) -> torch.Tensor:
+           generator: torch.Generator | None, device="cpu", batch: int = 500,
+           latent: str = "estimate", progress=None,
+           z: torch.Tensor | None = None) -> torch.Tensor:
     """``n`` images in model space with the named (registered) sampler, in batches of
     ``batch``. The morph samplers start from held-out FashionMNIST images (z_T = z).
     ``progress(done, total)`` hears of every network evaluation of every batch. ``z``, when
