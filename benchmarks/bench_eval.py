@@ -24,7 +24,8 @@ from engine.diffusion import samplers  # noqa: E402
 from engine.spec.sections import MORPH_LATENTS  # noqa: E402
 from engine.evaluation.fid import FID, entropy_bits  # noqa: E402
 from engine.rundir.run import Run  # noqa: E402
-from engine.jobs.training import load_model, resolve_device  # noqa: E402
+from engine.jobs.checkpoints import load_model  # noqa: E402
+from engine.jobs.setup import resolve_device  # noqa: E402
 
 
 def main() -> int:

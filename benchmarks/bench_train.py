@@ -25,8 +25,8 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from engine.diffusion import nets, samplers  # noqa: E402
-from engine.jobs import training  # noqa: E402
-from engine.spec.experiments import parse_experiments  # noqa: E402
+from engine.jobs import setup, training  # noqa: E402
+from engine.spec.experiments import parse_experiments  # noqa: F401
 
 STUDY = """
 [[experiments]]
@@ -94,7 +94,7 @@ def main() -> int:
         ap.error("--steps, --batch and --repeats must be >= 1")
     spec = make_spec(args)
     try:
-        p = training.prepare(spec)
+        p = setup.prepare(spec)
     except RuntimeError as e:  # e.g. --device cuda without a GPU
         con.print(f"[red]error:[/] {e}")
         return 2
@@ -109,7 +109,7 @@ def main() -> int:
     model = nets.build(spec.network).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=tr.lr)
     fp32 = nullcontext
-    engine_amp = lambda: training.autocast(dev, tr.amp)  # noqa: E731  (what the engine uses)
+    engine_amp = lambda: setup.autocast(dev, tr.amp)  # noqa: E731  (what the engine uses)
     on_cuda = dev.type == "cuda"
     amp_name = ("fp16" if tr.amp == "fp16" else "bf16") if on_cuda and tr.amp != "off" else ""
 
@@ -160,14 +160,14 @@ def main() -> int:
     runs = [("ddpm", p.deg.T), ("ddim", 50), ("ddim", 100)]
 
     def draw(sampler: str, steps: int, count: int):
-        g = torch.Generator(device=dev).manual_seed(tr.seed + training.SAMPLES_SEED_OFFSET)
-        with training.autocast(dev, tr.amp):  # as the engine's draw_samples does
+        g = torch.Generator(device=dev).manual_seed(tr.seed + setup.SAMPLES_SEED_OFFSET)
+        with setup.autocast(dev, tr.amp):  # as the engine's draw_samples does
             samplers.sample(p.model, p.deg, sampler, count, steps, g, dev)
 
     timed(lambda: draw("ddim", 5, n), dev)  # warm-up
     secs = {}
     for sampler, steps in runs:
-        secs[(sampler, steps)] = timed(lambda: draw(sampler, steps, n), dev)
+        secs[(sampler, steps)] = timed(lambda s=sampler, k=steps: draw(s, k, n), dev)
     base = secs[("ddpm", p.deg.T)]
     st = Table(title=f"Sampling throughput ({n} images"
                      f"{f', {amp_name} autocast' if amp_name else ''})")

@@ -611,7 +611,8 @@ def test_a_damaged_queue_is_shown_paused_refused_and_kept(tmp_path, text, messag
 
 def test_fid_uses_n_eval_samples_when_the_grid_is_larger(tmp_path, monkeypatch):
     from engine.rundir.events import Eval, Samples
-    from engine.jobs.training import Evaluator, prepare
+    from engine.jobs.evaluation import Evaluator
+    from engine.jobs.setup import prepare
 
     f = tiny_study(tmp_path / "exp.toml", every=1)
     f.write_text(f.read_text().replace("n_grid = 4", "n_grid = 9").replace("n_eval = 200",

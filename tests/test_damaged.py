@@ -335,7 +335,7 @@ def _copy(folder: Path, tmp_path: Path) -> Run:
 
 @pytest.mark.parametrize("how", ["cut", "empty", "random"])
 def test_a_damaged_checkpoint_is_named(stopped_after_two, tmp_path, how):
-    from engine.jobs.training import load_model, read_checkpoint
+    from engine.jobs.checkpoints import load_model, read_checkpoint
 
     run = _copy(stopped_after_two, tmp_path)
     assert torch.load(run.previous_checkpoint_path, weights_only=True)["epoch"] == 1

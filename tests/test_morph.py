@@ -219,7 +219,7 @@ def test_tiny_morph_run_evaluates_and_writes_its_figures(tmp_path):
 
 @pytest.mark.parametrize("latent", ["start", "estimate"])
 def test_a_runs_samples_use_its_latent_setting(tmp_path, latent):
-    from engine.jobs.training import load_model
+    from engine.jobs.checkpoints import load_model
 
     f = morph_study(tmp_path, latent, epochs=1, subset=64)
     run = prepare_runs(load_experiments(f).runs, tmp_path / "runs")[0]

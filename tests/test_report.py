@@ -79,7 +79,7 @@ def test_gaussian_run_writes_the_diffusion_strips(gaussian):
 
     # the same images the report drew from the checkpoint before (same seeds): real digits
     # noised with one generator, then DDPM samples from it
-    from engine.jobs.training import load_model
+    from engine.jobs.checkpoints import load_model
     model, deg = load_model(gaussian)
     g = torch.Generator().manual_seed(0)
     ds = datasets.load_configured(gaussian.spec().data)
@@ -109,7 +109,8 @@ def test_morph_run_writes_restoration_and_direct_vs_iterative(morph):
     np.testing.assert_allclose(r[0, 0], d[0, 0], atol=1e-6)  # t = 0: the first held-out digit
 
     # the same images as the report drew from the checkpoint before (same seeds)
-    from engine.jobs.training import load_model, training_data
+    from engine.jobs.checkpoints import load_model
+    from engine.jobs.setup import training_data
     model, deg = load_model(morph)
     x = training_data(morph.spec())[1][:10]
     z = deg.latents(10, torch.Generator().manual_seed(0), held_out=True)

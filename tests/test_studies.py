@@ -17,7 +17,7 @@ from engine.diffusion import samplers
 from engine.diffusion import latents as studies
 from engine.spec.experiments import load_experiments
 from engine.rundir.run import prepare_runs
-from engine.jobs.training import load_model
+from engine.jobs.checkpoints import load_model
 from engine.jobs.worker import execute
 
 from conftest import tiny_study

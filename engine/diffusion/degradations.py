@@ -20,17 +20,29 @@ from engine.diffusion.schedules import Schedule, from_spec
 
 
 class Degradation:
+    """How images are corrupted and the loss that undoes it; ``schedule`` holds its coefficients
+    (float32, on its device)."""
+
     name = ""
 
     def __init__(self, schedule: Schedule, device: torch.device | str = "cpu"):
         self.T = schedule.T
-        self.betas = schedule.betas.to(device=device, dtype=torch.float32)
-        self.alpha_bar = schedule.alpha_bar.to(device=device, dtype=torch.float32)
+        self.schedule = schedule.to(device=device, dtype=torch.float32)
+
+    @property
+    def alpha_bar(self) -> torch.Tensor:
+        """ᾱ_t, t = 0..T (the schedule's, float32 on the device)."""
+        return self.schedule.alpha_bar
+
+    @property
+    def device(self) -> torch.device:
+        return self.schedule.alpha_bar.device
 
     def degrade(self, x: torch.Tensor, t: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """z_t for a batch x with integer times t (shape (B,)) and latents z."""
-        a = self.alpha_bar[t].view(-1, 1, 1, 1)
-        return a.sqrt() * x + (1 - a).sqrt() * z
+        sqrt_a = self.schedule.sqrt_alpha_bar[t].view(-1, 1, 1, 1)
+        sqrt_1ma = self.schedule.sqrt_one_minus_alpha_bar[t].view(-1, 1, 1, 1)
+        return sqrt_a * x + sqrt_1ma * z
 
     def latents(self, n: int, generator: torch.Generator, held_out: bool = False) -> torch.Tensor:
         raise NotImplementedError
@@ -51,7 +63,7 @@ class Gaussian(Degradation):
     name = "gaussian"
 
     def latents(self, n, generator, held_out=False):
-        return torch.randn((n, *datasets.IMAGE_SHAPE), device=self.alpha_bar.device,
+        return torch.randn((n, *datasets.IMAGE_SHAPE), device=self.device,
                            generator=generator)
 
     def target(self, x, z):

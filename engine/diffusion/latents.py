@@ -39,7 +39,7 @@ from engine.diffusion import samplers
 from engine.spec.sections import COVARIANCES  # GaussianMixture's covariance_type
 from engine.spec.sections import STUDY_KINDS as KINDS
 from engine.data.datasets import HI, IMAGE_SHAPE, LO
-from engine.diffusion.degradations import Degradation
+from engine.diffusion.degradations import Degradation, Morph
 
 STUDY_SEED_OFFSET = 7919  # the generator of a study's own draws: seed + offset
 # FashionMNIST training images the GMM is fitted on (a seeded subsample of the 60,000): a full
@@ -77,10 +77,6 @@ def check(kind: str, value, degradation: str, *, covariance: str = "full", pca: 
             raise ValueError(f"gmm: pca must be an integer from 0 (none) to {dims}, got {pca!r}")
 
 
-def _device(deg: Degradation) -> torch.device:
-    return deg.alpha_bar.device
-
-
 def baseline_latents(deg: Degradation, n: int, seed: int) -> torch.Tensor:
     """The unperturbed latents of a study with ``seed``: the ``n`` z_T the run's sampler draws
     first from ``torch.Generator(device).manual_seed(seed)`` (held-out FashionMNIST images for a
@@ -89,12 +85,12 @@ def baseline_latents(deg: Degradation, n: int, seed: int) -> torch.Tensor:
 
 
 def _draw_baseline(deg, n, seed):
-    g = torch.Generator(device=_device(deg)).manual_seed(seed)
+    g = torch.Generator(device=deg.device).manual_seed(seed)
     return deg.latents(n, g, held_out=True), g
 
 
 def _extra_generator(deg, seed) -> torch.Generator:
-    return torch.Generator(device=_device(deg)).manual_seed(seed + STUDY_SEED_OFFSET)
+    return torch.Generator(device=deg.device).manual_seed(seed + STUDY_SEED_OFFSET)
 
 
 def _latents(kind, value, deg, n, seed, covariance, pca):
@@ -102,7 +98,7 @@ def _latents(kind, value, deg, n, seed, covariance, pca):
     check(kind, value, deg.name, covariance=covariance, pca=pca)
     if kind == "gmm":
         z = gmm_latents(deg, n, int(value), seed, covariance=covariance, pca=pca)
-        return z, torch.Generator(device=_device(deg)).manual_seed(seed)
+        return z, torch.Generator(device=deg.device).manual_seed(seed)
     z, g = _draw_baseline(deg, n, seed)
     if kind == "noise":
         if value == 0:
@@ -158,14 +154,15 @@ def fit_gmm(train_latents: torch.Tensor, components: int, seed: int, *,
     images of ``train_latents`` (uint8 (N, 28, 28), FashionMNIST's training split), picked with
     ``random_state = seed`` and flattened in model space; ``pca`` > 0 fits in that many PCA
     components. The fit's seconds are kept in :data:`GMM_FIT_SECONDS`."""
+    # lazy: scikit-learn takes seconds to import and only gmm studies use it
     from sklearn.decomposition import PCA
     from sklearn.mixture import GaussianMixture
 
     size = min(GMM_FIT_SIZE if fit_size is None else fit_size, len(train_latents))
     rng = np.random.RandomState(seed)
     pick = np.sort(rng.choice(len(train_latents), size, replace=False))
-    x = datasets.to_model(train_latents[torch.from_numpy(pick)].cpu()).reshape(size, -1)
-    x = x.numpy().astype(np.float64)
+    images = datasets.to_model(train_latents[torch.from_numpy(pick)].cpu()).reshape(size, -1)
+    x = images.numpy().astype(np.float64)
     t0 = time.time()
     reducer = PCA(n_components=pca, random_state=seed).fit(x) if pca else None
     if reducer is not None:
@@ -182,10 +179,11 @@ def gmm_latents(deg: Degradation, n: int, components: int, seed: int, *,
     FashionMNIST training latents; GaussianMixture.sample returns them grouped by component, so
     they are shuffled (``seed``), then clipped to [LO, HI]."""
     check("gmm", components, deg.name, covariance=covariance, pca=pca)
+    assert isinstance(deg, Morph)  # check() refused every other degradation
     reducer, gmm = fit_gmm(deg.pools[False], components, seed, covariance=covariance, pca=pca)
     draws, _ = gmm.sample(n)
     if reducer is not None:
         draws = reducer.inverse_transform(draws)
     draws = draws[np.random.RandomState(seed + STUDY_SEED_OFFSET).permutation(n)]
     z = torch.from_numpy(np.clip(draws, LO, HI).astype(np.float32)).reshape(n, *IMAGE_SHAPE)
-    return z.to(_device(deg))
+    return z.to(deg.device)

@@ -10,9 +10,16 @@ import math
 
 import torch
 
-from engine.spec.components import SAMPLERS
 from engine.data.datasets import HI, IMAGE_SHAPE, LO
-from engine.diffusion.degradations import Degradation, Gaussian
+from engine.diffusion.degradations import Degradation
+from engine.diffusion.schedules import Schedule
+from engine.spec.components import SAMPLERS
+
+
+def _coefficients(deg: Degradation) -> Schedule:
+    """The degradation's schedule in float64 on the CPU, read as Python floats per step (no
+    tiny kernels); from the float32 arrays the network was trained with."""
+    return deg.schedule.to("cpu", torch.float64)
 
 
 def _times(n: int, t: int, device) -> torch.Tensor:
@@ -31,23 +38,24 @@ def _start(z: torch.Tensor | None, n: int, generator: torch.Generator, device) -
 
 
 @torch.no_grad()
-def ddpm(model, deg: Gaussian, n: int, generator: torch.Generator, device="cpu",
+def ddpm(model, deg: Degradation, n: int, generator: torch.Generator, device="cpu",
          on_step=None, progress=None, z: torch.Tensor | None = None) -> torch.Tensor:
     """Ancestral sampling over all T steps (Ho et al. 2020, sigma_t^2 = beta_t).
     ``on_step(t, z_t)`` sees every state from z_T down to z_0; ``progress(k, T)`` hears of
     each of the T network evaluations. ``z``, when given, is z_T (n of them) instead of noise
     drawn from ``generator``, which then draws only the per-step noise."""
     T = deg.T
-    betas, alpha_bar = deg.betas.tolist(), deg.alpha_bar.tolist()  # Python floats: no tiny kernels
+    c = _coefficients(deg)
+    betas, sqrt_alphas, sigmas = c.betas.tolist(), c.sqrt_alphas.tolist(), c.sqrt_betas.tolist()
+    sqrt_one_minus_alpha_bar = c.sqrt_one_minus_alpha_bar.tolist()
     z = _start(z, n, generator, device)
     if on_step:
         on_step(T, z)
     for t in range(T, 0, -1):
-        beta, a_bar = betas[t], alpha_bar[t]
         eps = model(z, _times(n, t, device) / T)
-        z = (z - beta / math.sqrt(1 - a_bar) * eps) / math.sqrt(1 - beta)
+        z = (z - betas[t] / sqrt_one_minus_alpha_bar[t] * eps) / sqrt_alphas[t]
         if t > 1:
-            z = z + math.sqrt(beta) * torch.randn(z.shape, generator=generator, device=device)
+            z = z + sigmas[t] * torch.randn(z.shape, generator=generator, device=device)
         if on_step:
             on_step(t - 1, z)
         if progress:
@@ -62,21 +70,21 @@ def ddim_timesteps(T: int, steps: int) -> list[int]:
 
 
 @torch.no_grad()
-def ddim(model, deg: Gaussian, n: int, steps: int, generator: torch.Generator,
+def ddim(model, deg: Degradation, n: int, steps: int, generator: torch.Generator,
          device="cpu", progress=None, z: torch.Tensor | None = None) -> torch.Tensor:
     """Deterministic DDIM (Song et al. 2021) with ``steps`` network evaluations; the predicted
     clean image is clipped to the data range at each step. ``z``, when given, is z_T (n of
     them) instead of noise drawn from ``generator``."""
     T = deg.T
-    alpha_bar = deg.alpha_bar.tolist()
+    c = _coefficients(deg)
+    sqrt_a, sqrt_1ma = c.sqrt_alpha_bar.tolist(), c.sqrt_one_minus_alpha_bar.tolist()
     z = _start(z, n, generator, device)
     ts = ddim_timesteps(T, steps)
     for k, (t, t_prev) in enumerate(zip(ts[:-1], ts[1:]), 1):
-        a, a_prev = alpha_bar[t], alpha_bar[t_prev]
         eps = model(z, _times(n, t, device) / T)
-        x0 = ((z - math.sqrt(1 - a) * eps) / math.sqrt(a)).clamp(LO, HI)
-        eps = (z - math.sqrt(a) * x0) / math.sqrt(1 - a)
-        z = math.sqrt(a_prev) * x0 + math.sqrt(1 - a_prev) * eps
+        x0 = ((z - sqrt_1ma[t] * eps) / sqrt_a[t]).clamp(LO, HI)
+        eps = (z - sqrt_a[t] * x0) / sqrt_1ma[t]
+        z = sqrt_a[t_prev] * x0 + sqrt_1ma[t_prev] * eps
         if progress:
             progress(k, len(ts) - 1)
     return z
@@ -97,16 +105,15 @@ def iterative(model, deg: Degradation, z: torch.Tensor, latent: torch.Tensor, st
     sampler started from) or the one re-estimated from z_t and x̂ (``mode`` "estimate":
     (z_t - sqrt(a_t) x̂) / sqrt(1 - a_t), which makes the step DDIM's with a predicted x)."""
     T = deg.T
-    alpha_bar = deg.alpha_bar.tolist()
+    c = _coefficients(deg)
+    sqrt_a, sqrt_1ma = c.sqrt_alpha_bar.tolist(), c.sqrt_one_minus_alpha_bar.tolist()
     n = len(z)
     ts = ddim_timesteps(T, steps)
     for k, (t, s) in enumerate(zip(ts[:-1], ts[1:]), 1):
-        a, a_s = alpha_bar[t], alpha_bar[s]
         x = model(z, _times(n, t, z.device) / T).clamp(LO, HI)
         if mode == "estimate":
-            latent = (z - math.sqrt(a) * x) / math.sqrt(1 - a)
-        z = (z + (math.sqrt(a_s) - math.sqrt(a)) * x
-             + (math.sqrt(1 - a_s) - math.sqrt(1 - a)) * latent)
+            latent = (z - sqrt_a[t] * x) / sqrt_1ma[t]
+        z = z + (sqrt_a[s] - sqrt_a[t]) * x + (sqrt_1ma[s] - sqrt_1ma[t]) * latent
         if progress:
             progress(k, len(ts) - 1)
     return z
@@ -148,9 +155,10 @@ def describe_iterative(steps: int, T: int) -> str:
     return f"iterative-{len(ddim_timesteps(T, steps)) - 1}"
 
 
-def sample(model, deg: Degradation, sampler: str, n: int, steps: int, generator: torch.Generator,
-           device="cpu", batch: int = 500, latent: str = "estimate",
-           progress=None, z: torch.Tensor | None = None) -> torch.Tensor:
+def sample(model, deg: Degradation, sampler: str, n: int, steps: int,
+           generator: torch.Generator | None, device="cpu", batch: int = 500,
+           latent: str = "estimate", progress=None,
+           z: torch.Tensor | None = None) -> torch.Tensor:
     """``n`` images in model space with the named (registered) sampler, in batches of
     ``batch``. The morph samplers start from held-out FashionMNIST images (z_T = z).
     ``progress(done, total)`` hears of every network evaluation of every batch. ``z``, when

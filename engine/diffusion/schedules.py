@@ -1,7 +1,8 @@
-"""Beta schedules for the DDPM forward process.
+"""Beta schedules for the DDPM forward process, and every coefficient derived from them.
 
-Every array is float64 and indexed by t = 0..T: t = 0 is "no noise"
-(beta_0 = 0, alpha_bar_0 = 1) and t = 1..T are the real diffusion steps.
+Every array is indexed by t = 0..T: t = 0 is "no noise" (beta_0 = 0, alpha_bar_0 = 1) and
+t = 1..T are the real diffusion steps. A schedule is built in float64 on the CPU; a degradation
+keeps a float32 copy on its device (:meth:`Schedule.to`).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 
@@ -16,14 +18,52 @@ from engine.spec.components import SCHEDULES
 from engine.spec.registry import params_of
 
 
-
 @dataclass(frozen=True)
 class Schedule:
+    """A noise schedule and every coefficient derived from it, named as in Ho et al. (2020):
+    the degradations and samplers read them here and compute none themselves (as in
+    improved-diffusion, where one class owns the schedule's arrays).
+
+    The schedule is ``betas`` and ``alpha_bar``; each other array is derived from those two, in
+    their dtype and on their device, when first read (so a float32 copy gives exactly the
+    numbers that float32 arithmetic on its ``alpha_bar`` gives)."""
+
     kind: str
     T: int
-    betas: torch.Tensor  # (T+1,), betas[0] = 0
-    alphas: torch.Tensor  # 1 - betas
-    alpha_bar: torch.Tensor  # cumulative product of alphas, alpha_bar[0] = 1
+    betas: torch.Tensor  # β_t, (T+1,), betas[0] = 0
+    alpha_bar: torch.Tensor  # ᾱ_t = Π_{s<=t} α_s, alpha_bar[0] = 1
+
+    @cached_property
+    def alphas(self) -> torch.Tensor:
+        """α_t = 1 - β_t."""
+        return 1 - self.betas
+
+    @cached_property
+    def sqrt_alphas(self) -> torch.Tensor:
+        """√α_t: the ancestral sampler divides by it."""
+        return self.alphas.sqrt()
+
+    @cached_property
+    def sqrt_betas(self) -> torch.Tensor:
+        """σ_t = √β_t: the ancestral sampler's noise (σ_t² = β_t, Ho et al.'s first choice)."""
+        return self.betas.sqrt()
+
+    @cached_property
+    def sqrt_alpha_bar(self) -> torch.Tensor:
+        """√ᾱ_t: the weight of the image in z_t = √ᾱ_t x + √(1 - ᾱ_t) z."""
+        return self.alpha_bar.sqrt()
+
+    @cached_property
+    def sqrt_one_minus_alpha_bar(self) -> torch.Tensor:
+        """√(1 - ᾱ_t): the weight of the latent in z_t."""
+        return (1 - self.alpha_bar).sqrt()
+
+    def to(self, device: torch.device | str | None = None,
+           dtype: torch.dtype | None = None) -> Schedule:
+        """The same schedule with ``betas`` and ``alpha_bar`` on ``device`` as ``dtype``; the
+        derived coefficients are computed from those, in that precision."""
+        return Schedule(self.kind, self.T, self.betas.to(device=device, dtype=dtype),
+                        self.alpha_bar.to(device=device, dtype=dtype))
 
 
 # The betas of each kind, beta_1..beta_T; registered in engine/spec/components.py with their
@@ -56,8 +96,7 @@ def make_schedule(kind: str, T: int = 1000, **params) -> Schedule:
     entry = SCHEDULES.get(kind)
     steps = entry.betas(T, params_of(entry.params, params))
     betas = torch.cat([torch.zeros(1, dtype=torch.float64), steps])
-    alphas = 1 - betas
-    return Schedule(kind, T, betas, alphas, torch.cumprod(alphas, 0))
+    return Schedule(kind, T, betas, torch.cumprod(1 - betas, 0))
 
 
 def from_spec(schedule) -> Schedule:

@@ -1,5 +1,5 @@
 """Sample quality: FID in the feature space of a small MNIST classifier, its real-vs-real floor,
-and the digit-class histogram of a sample set.
+and the digit-class histogram of a sample set (:func:`score_samples` measures all of them).
 
 Inception weights cannot be downloaded on many machines (cluster nodes, this project's CI), and
 Inception features of upscaled 28x28 digits are a poor fit anyway. So the default backbone is a
@@ -20,18 +20,16 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
+import platformdirs
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from engine.data import datasets
 from engine.files import atomic_save, atomic_write_json
-
-if TYPE_CHECKING:
-    from engine.spec.sections import DataSection
+from engine.spec.sections import DataSection
 
 CLASSIFIER_VERSION = "lenet-v1"  # bump when the network or its training changes
 MIN_ACCURACY = 0.98
@@ -46,7 +44,6 @@ def cache_dir() -> Path:
     """``$DIFFUI_CACHE_DIR``, or the user cache folder (platformdirs)."""
     if os.environ.get("DIFFUI_CACHE_DIR"):
         return Path(os.environ["DIFFUI_CACHE_DIR"])
-    import platformdirs
     return Path(platformdirs.user_cache_dir("diffui"))
 
 
@@ -157,7 +154,7 @@ def _data_key(ds: datasets.Dataset) -> str:
     return h.hexdigest()[:16]
 
 
-def load_classifier(epochs: int = 30, data_cfg: "DataSection | None" = None, log=None,
+def load_classifier(epochs: int = 30, data_cfg: DataSection | None = None, log=None,
                     tasks=None) -> tuple[Classifier, ClassifierInfo]:
     """The cached MNIST classifier, trained on first use. Keyed by code version, training
     settings and the training data itself, so a different data source trains a new one.
@@ -179,7 +176,7 @@ def load_classifier(epochs: int = 30, data_cfg: "DataSection | None" = None, log
                                       meta["test_source"], meta["trained_seconds"])
 
 
-def _train_and_cache(train: datasets.Dataset, epochs: int, data_cfg: "DataSection | None", path: Path,
+def _train_and_cache(train: datasets.Dataset, epochs: int, data_cfg: DataSection | None, path: Path,
                      log, progress) -> None:
     if log:
         log(f"training the FID classifier on {train.source} (once; cached in {path.parent})")
@@ -215,7 +212,7 @@ def prepare_evaluation(specs: list, log=None, tasks=None) -> None:
         pass  # the runs fail, each with the full message
 
 
-def reference_set(data_cfg: "DataSection | None" = None) -> datasets.Dataset:
+def reference_set(data_cfg: DataSection | None = None) -> datasets.Dataset:
     """The real images FID compares against: the MNIST test set when present, else the
     training set."""
     try:
@@ -226,8 +223,12 @@ def reference_set(data_cfg: "DataSection | None" = None) -> datasets.Dataset:
 
 # --- FID -----------------------------------------------------------------------------------------
 
+# torchmetrics is imported where FID is computed: it takes seconds, and a worker whose run never
+# scores samples (evaluation.every = 0) needs none of it.
+
+
 def inception_metric():
-    from torchmetrics.image.fid import FrechetInceptionDistance
+    from torchmetrics.image.fid import FrechetInceptionDistance  # lazy: see above
     try:
         return FrechetInceptionDistance(feature=2048, normalize=True)
     except Exception as e:  # missing torch-fidelity, or its weights cannot be downloaded
@@ -243,9 +244,9 @@ class FID:
     Reference statistics and floors are cached beside the classifier, so each is computed once.
     """
 
-    def __init__(self, backbone: str = "lenet", data_cfg: "DataSection | None" = None, log=None,
+    def __init__(self, backbone: str = "lenet", data_cfg: DataSection | None = None, log=None,
                  tasks=None):
-        from torchmetrics.image.fid import FrechetInceptionDistance
+        from torchmetrics.image.fid import FrechetInceptionDistance  # lazy: see above
 
         if backbone not in BACKBONES:
             raise MetricsError(f"unknown FID backbone {backbone!r} (expected one of {BACKBONES})")
@@ -333,3 +334,23 @@ def entropy_bits(hist) -> float:
     p = np.asarray(hist, dtype=np.float64)
     p = p[p > 0] / p.sum()
     return float(-(p * np.log2(p)).sum()) + 0.0
+
+
+@dataclass(frozen=True)
+class Scores:
+    """The quality of one sample set: what an evaluation epoch (an ``eval`` event) and a
+    sampling study's value (a ``value`` event) both record."""
+
+    n: int
+    fid: float
+    floor: float  # FID of two sets of n real images: what FID reads at this n for real data
+    histogram: list[int]  # the classifier's predicted digits, counts of 0..9
+    entropy: float  # of the histogram, in bits
+
+
+def score_samples(fid: FID, x: torch.Tensor) -> Scores:
+    """FID, floor, class histogram and its entropy of the samples ``x`` ((N, 28, 28) floats in
+    [0, 1]), by the scorer ``fid``."""
+    hist = fid.class_histogram(x)
+    return Scores(n=len(x), fid=fid.score(x), floor=fid.floor(len(x)), histogram=hist.tolist(),
+                  entropy=entropy_bits(hist))

@@ -37,14 +37,15 @@ def ks_pvalues(schedule: Schedule, images: torch.Tensor, n: int = 2000, seed: in
     flat = images.detach().reshape(len(images), -1).to("cpu", torch.float64).numpy()
     N, P = flat.shape
     rng = np.random.default_rng(seed)
-    alpha_bar = schedule.alpha_bar[1:].numpy()
+    sqrt_a = schedule.sqrt_alpha_bar[1:].numpy()
+    sqrt_1ma = schedule.sqrt_one_minus_alpha_bar[1:].numpy()
     pvalues = np.empty(schedule.T)
     chunk = max(1, min(_CHUNK, _CHUNK_FLOATS // n))
     for lo in range(0, schedule.T, chunk):
-        a = alpha_bar[lo:lo + chunk, None]
+        a, b = sqrt_a[lo:lo + chunk, None], sqrt_1ma[lo:lo + chunk, None]
         rows = _draw_rows(rng, N, n, len(a))
         x = flat[rows, rng.integers(P, size=rows.shape)]
-        z = np.sqrt(a) * x + np.sqrt(1 - a) * rng.standard_normal(rows.shape)
+        z = a * x + b * rng.standard_normal(rows.shape)
         pvalues[lo:lo + len(a)] = stats.kstest(z, "norm", axis=1).pvalue
     return pvalues
 

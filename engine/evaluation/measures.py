@@ -48,6 +48,9 @@ from typing import Callable
 import numpy as np
 import torch
 
+from engine.evaluation.fid import Classifier, load_classifier
+from engine.spec.sections import DataSection
+
 NEAR_DUPLICATE_RMS = 0.025  # two samples closer than this (RMS pixel difference) are the same digit
 NEAR_COPY_RMS = 0.025  # a sample closer than this to a training digit is a copy of it
 SAMPLE_CHUNK = 1000  # samples per cdist block
@@ -129,11 +132,11 @@ def distinct_share(x, threshold: float = NEAR_DUPLICATE_RMS) -> float:
     return float((d >= threshold).float().mean())
 
 
-def classifier_features(clf=None, data_cfg=None) -> Features:
+def classifier_features(clf: Classifier | None = None,
+                        data_cfg: DataSection | None = None) -> Features:
     """The FID classifier's feature layer as a :data:`Features` function (the cached one from
     :func:`engine.evaluation.fid.load_classifier` when ``clf`` is None)."""
     if clf is None:
-        from engine.evaluation.fid import load_classifier
         clf, _ = load_classifier(data_cfg=data_cfg)
     clf.eval()
     return clf.features

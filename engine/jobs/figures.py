@@ -26,21 +26,20 @@ same as before.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Callable, cast
 
 import numpy as np
 import torch
 
 from engine.data import datasets
 from engine.diffusion import samplers
-from engine.spec.components import DEGRADATIONS
-from engine.rundir.events import EventLog, Figure, read_events
+from engine.jobs.setup import Prepared
 from engine.jobs.tasks import TaskProgress
-from engine.rundir.run import Run
+from engine.rundir.events import EventLog, Figure, read_events
 from engine.files import atomic_save
-
-if TYPE_CHECKING:
-    from engine.jobs.training import Prepared
+from engine.rundir.run import Run
+from engine.spec.components import DEGRADATIONS
+from engine.spec.sections import MORPH_LATENTS
 
 FIGURES_DIR = "figures"
 FIGURE_SEED = 0  # the generator of every figure's images and latents
@@ -50,7 +49,7 @@ RESTORATION_TIMES = 8  # columns of the restoration figure, from t = 0 to t = T
 DIRECT_DIGITS = 10  # columns of the direct against iterative figure
 
 
-def write_arrays(p: "Prepared", run: Run, log: EventLog, should_stop=None) -> list[Figure]:
+def write_arrays(p: Prepared, run: Run, log: EventLog, should_stop=None) -> list[Figure]:
     """Draw and save the arrays of ``run``'s process figures (its degradation's) that an
     earlier attempt has not written; one ``figure`` event each. Returns the new events.
     ``should_stop()`` stops it within a sampler step (:class:`engine.rundir.events.Stopped`)."""
@@ -81,8 +80,8 @@ def _save(run: Run, log: EventLog, epoch: int, name: str, arrays: dict[str, torc
         rel = f"{FIGURES_DIR}/{stem}.npy"
         atomic_save(lambda f, arr=arr: np.save(f, arr), run.path / rel)
         files.append(rel)
-    return log.emit(Figure(name=name, epoch=epoch, files=files, rows=rows, columns=columns,
-                           t=t or []))
+    return cast(Figure, log.emit(Figure(name=name, epoch=epoch, files=files, rows=rows,
+                                        columns=columns, t=t or [])))
 
 
 def _generator(device: torch.device, seed: int = FIGURE_SEED) -> torch.Generator:
@@ -93,7 +92,7 @@ def _times(T: int, n: int) -> list[int]:
     return torch.linspace(0, T, n).round().long().tolist()
 
 
-def diffusion(p: "Prepared", n: int = DIFFUSION_IMAGES, columns: int = DIFFUSION_TIMES,
+def diffusion(p: Prepared, n: int = DIFFUSION_IMAGES, columns: int = DIFFUSION_TIMES,
               progress=None) -> dict:
     """Forward diffusion of ``n`` training digits and backward (ancestral DDPM) diffusion of
     ``n`` samples, at ``columns`` times from 0 to T; one generator draws the digits, the noise
@@ -119,7 +118,7 @@ def diffusion(p: "Prepared", n: int = DIFFUSION_IMAGES, columns: int = DIFFUSION
                 t=shown)
 
 
-def restoration(p: "Prepared", columns: int = RESTORATION_TIMES, progress=None) -> dict:
+def restoration(p: Prepared, columns: int = RESTORATION_TIMES, progress=None) -> dict:
     """Morph: the first held-out digit degraded to ``columns`` times from 0 to T and its direct
     restoration R(z_t, t), clipped to the data range."""
     deg, device = p.deg, p.device
@@ -133,11 +132,9 @@ def restoration(p: "Prepared", columns: int = RESTORATION_TIMES, progress=None) 
                 columns=[f"t={t}" for t in ts.tolist()], t=ts.tolist())
 
 
-def direct_vs_iterative(p: "Prepared", n: int = DIRECT_DIGITS, progress=None) -> dict:
+def direct_vs_iterative(p: Prepared, n: int = DIRECT_DIGITS, progress=None) -> dict:
     """Morph: ``n`` held-out digits degraded to t = T, restored directly (R(z_T, T)) and with
     the iterative sampler of the run's ``steps``, with either latent setting."""
-    from engine.spec.sections import MORPH_LATENTS
-
     deg, device = p.deg, p.device
     steps = p.spec.evaluation.steps
     x = p.val_x[:n]
@@ -154,5 +151,5 @@ def direct_vs_iterative(p: "Prepared", n: int = DIRECT_DIGITS, progress=None) ->
 
 
 # the figure kinds a degradation names (engine.spec.components: DegradationEntry.figures)
-FIGURES = {"diffusion": diffusion, "restoration": restoration,
+FIGURES: dict[str, Callable[..., dict]] = {"diffusion": diffusion, "restoration": restoration,
            "direct-vs-iterative": direct_vs_iterative}

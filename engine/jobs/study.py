@@ -16,10 +16,18 @@ from pathlib import Path
 from typing import Callable
 
 from engine.data import datasets
-from engine.rundir.events import EventLog, Start, Value, read_events
+from engine.diffusion import latents, samplers
+from engine.evaluation.fid import FID, score_samples
+from engine.evaluation.measures import sample_stats
+from engine.jobs.checkpoints import load_model
+from engine.jobs.evaluation import final_sampler, save_samples
+from engine.jobs.setup import resolve_device, run_spec, training_data
 from engine.jobs.tasks import TaskProgress
-from engine.rundir.run import Run
+from engine.report.figures import save_figure, study_figure
+from engine.rundir.events import EventLog, Start, Value, read_events
 from engine.files import atomic_write_text
+from engine.rundir.run import Run
+from engine.spec.specs import StudySpec
 
 RESULTS = "results.csv"
 RESULT_COLUMNS = ("value", "n", "sampler", "fid", "floor", "entropy_bits", "distinct_share",
@@ -42,13 +50,21 @@ def done_values(study: Run) -> dict[float, Value]:
             if isinstance(e, Value) and (study.path / e.npy).is_file()}
 
 
+def study_spec(study: Run) -> StudySpec:
+    """The settings of ``study``, a study folder (a run folder holds a RunSpec instead)."""
+    spec = study.spec()
+    if not isinstance(spec, StudySpec):
+        raise TypeError(f"{study.path} is a run folder, not a study")
+    return spec
+
+
 def write_results(study: Run) -> Path:
     """``results.csv``: one row per finished value, in the study's order."""
     done = done_values(study)
     out = io.StringIO()
     w = csv.writer(out, lineterminator="\n")
     w.writerow(RESULT_COLUMNS)
-    for v in study.spec().values:
+    for v in study_spec(study).values:
         e = done.get(v)
         if e is not None:
             w.writerow([f"{v:g}", e.n, e.sampler, f"{e.fid:.4f}", f"{e.floor:.4f}",
@@ -62,21 +78,16 @@ def write_results(study: Run) -> Path:
 
 def run_study(study: Run, log: EventLog, should_stop: Callable[[], bool]) -> str:
     """Run the study's values that are not finished; 'finished' or 'stopped'."""
-    from engine.diffusion import samplers
-    from engine.diffusion import latents as studies
-    from engine.evaluation.measures import sample_stats
-    from engine.evaluation.fid import FID, entropy_bits
-    from engine.jobs.training import final_sampler, load_model, resolve_device, save_samples, training_data
-
     spec = study.spec()
     source = source_run(study)
     state = source.status().state if source.exists() else "missing"
     if state != "finished":
         raise RuntimeError(f"run {spec.run} is {state}: a study samples from a finished run")
-    run_spec = source.spec()
-    device = resolve_device(run_spec.training.device)
+    spec = study_spec(study)
+    source_spec = run_spec(source)
+    device = resolve_device(source_spec.training.device)
     model, deg = load_model(source, device)
-    ev, keys = run_spec.evaluation, spec.keys
+    ev, keys = source_spec.evaluation, spec.keys
     sampler = keys.sampler or final_sampler(ev)
     steps = keys.steps or ev.steps
     name = samplers.describe(sampler, steps, deg.T)
@@ -84,32 +95,31 @@ def run_study(study: Run, log: EventLog, should_stop: Callable[[], bool]) -> str
     log.emit(Start(epoch=len(done), epochs=len(spec.values), device=str(device),
                    resumed=bool(done)))
     task = lambda name: TaskProgress(log, name, should_stop=should_stop)  # noqa: E731
-    fid = FID("lenet", run_spec.data, tasks=task)
-    train = training_data(run_spec)[0]  # the digits the run trained on (model space)
+    fid = FID("lenet", source_spec.data, tasks=task)
+    train = training_data(source_spec)[0]  # the digits the run trained on (model space)
+    train_display = datasets.from_model(train.cpu())[:, 0]
     for value in spec.values:
         if value in done:
             continue
         if should_stop():
             return "stopped"
         t0 = time.time()
-        imgs = studies.study_samples(model, deg, sampler, spec.kind, value, keys.n, steps,
+        imgs = latents.study_samples(model, deg, sampler, spec.kind, value, keys.n, steps,
                                      keys.seed, latent_mode=ev.morph_latent,
                                      covariance=keys.covariance, pca=keys.pca,
                                      progress=task(f"{name} samples, {value:g}"))
         png, npy = save_samples(study, value_stem(value), imgs, folder=".", n_grid=keys.n_grid)
         x = datasets.from_model(imgs.float().cpu())[:, 0]
-        hist = fid.class_histogram(x)
-        stats = sample_stats(x, datasets.from_model(train.cpu())[:, 0], fid.clf.features)
-        log.emit(Value(value=value, n=len(x), sampler=name, png=png, npy=npy, fid=fid.score(x),
-                       floor=fid.floor(len(x)), histogram=hist.tolist(),
-                       entropy=entropy_bits(hist), distinct_share=stats.distinct_share,
+        scores = score_samples(fid, x)
+        stats = sample_stats(x, train_display, fid.clf.features)
+        log.emit(Value(value=value, n=scores.n, sampler=name, png=png, npy=npy, fid=scores.fid,
+                       floor=scores.floor, histogram=scores.histogram, entropy=scores.entropy,
+                       distinct_share=stats.distinct_share,
                        pairwise_distance=stats.mean_pairwise_feature_distance,
                        nearest_train_distance=stats.mean_nearest_train_distance,
                        near_copy_share=stats.near_copy_share,
                        seconds=round(time.time() - t0, 3)))
         write_results(study)
     write_results(study)
-    from engine.report.figures import save_figure, study_figure
     save_figure(study_figure(study), study.path / "study.png")
     return "finished"
-

@@ -1,15 +1,30 @@
 """Long tasks of a worker (sampling, evaluation, figures) report their progress as events and
-hear a stop request within a step."""
+hear a stop request within a step; and the two ways a job ends early: :class:`Stopped` (asked
+to, resumable) and :class:`Diverged` (non-finite numbers, failed)."""
 from __future__ import annotations
 
+import math
 import time
+
 from engine.rundir.events import EventLog, Progress
+from engine.rundir.run import RunError
 
 
 class Stopped(Exception):
     """Raised in a long task by its :class:`TaskProgress` when the worker was asked to stop:
     the worker ends the attempt as ``stopped`` (resumable), as it does between two epochs."""
 
+
+class Diverged(RunError):
+    """Training or sampling gave non-finite numbers (NaN or inf); ``str()`` says which and
+    where, in one line. The run fails: going on would only report NaN as results."""
+
+
+def check_finite(value: float, what: str, where: str) -> None:
+    """A :class:`Diverged` when ``value`` (a loss) is NaN or infinite."""
+    if not math.isfinite(value):
+        raise Diverged(f"{what} is {value} at {where}: the run diverged (a lower training.lr "
+                       "may help)")
 
 
 class TaskProgress:

@@ -1,11 +1,12 @@
 """The worker process: ``python -m engine.jobs.worker RUN_DIR`` runs one job to its end.
 
-A job is whatever its run folder holds: a training run today (``engine.jobs.training``), a study
-later; the executor that started the worker does not know which. The worker records itself in
-the run folder (worker.json, heartbeat, exit.json, events.jsonl) so that anyone can tell its
-state from the folder alone, and holds ``.worker.lock`` while it lives, so that a second worker
-of the same run refuses to start rather than train it twice. SIGTERM or SIGINT stop it cleanly
-between two optimizer steps; the run stays resumable from its last checkpoint.
+A job is whatever its run folder holds: a training run (``engine.jobs.training``) or a sampling
+study (``engine.jobs.study``); the executor that started the worker does not know which. The
+worker records itself in the run folder (worker.json, heartbeat, exit.json, events.jsonl) so
+that anyone can tell its state from the folder alone, and holds ``.worker.lock`` while it
+lives, so that a second worker of the same run refuses to start rather than train it twice.
+SIGTERM or SIGINT stop it cleanly between two optimizer steps; the run stays resumable from its
+last checkpoint.
 """
 from __future__ import annotations
 
@@ -17,22 +18,25 @@ import threading
 import traceback
 from pathlib import Path
 
-from engine.rundir.events import End, EventLog
 from engine.jobs.tasks import Stopped
-from engine.rundir.run import HEARTBEAT_EVERY, Run, RunError
-from engine.text import one_line
+from engine.rundir.events import End, EventLog
 from engine.files import os_error_line
-from engine.rundir.run import EXIT_BUSY, EXIT_CODES
+from engine.rundir.run import EXIT_BUSY, EXIT_CODES, HEARTBEAT_EVERY, Run, RunError
+from engine.spec.specs import StudySpec
+from engine.text import one_line
+
+# The jobs (and torch) are imported only once a job runs: the worker refuses a folder that is
+# not a run, damaged or held by another worker without waiting seconds for torch, and a host's
+# install check (``import engine.jobs.worker`` over SSH) stays quick.
 
 
 def job_function(run: Run):
     """What the worker runs for this folder: ``fn(run, log, should_stop) -> status``: a
     sampling study for a study folder, training otherwise."""
-    from engine.spec.specs import StudySpec
     if isinstance(run.spec(), StudySpec):
-        from engine.jobs.study import run_study
+        from engine.jobs.study import run_study  # lazy: torch (see above)
         return run_study
-    from engine.jobs.training import run_training
+    from engine.jobs.training import run_training  # lazy: torch (see above)
     return run_training
 
 
@@ -101,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return EXIT_BUSY
     if os.environ.get("DIFFUI_THREADS"):
-        import torch
+        import torch  # lazy: only now that the worker runs a job (see above)
         torch.set_num_threads(int(os.environ["DIFFUI_THREADS"]))
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

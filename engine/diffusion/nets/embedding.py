@@ -12,6 +12,7 @@ class TimeEmbedding(nn.Module):
         super().__init__()
         # frequency 0 plus a geometric ladder, as in the study's template
         freqs = torch.tensor([0.0] + [2 * math.pi * 1.5**i for i in range(n_freq - 1)])
+        self.freqs: torch.Tensor
         self.register_buffer("freqs", freqs, persistent=False)
         self.mlp = nn.Sequential(
             nn.Linear(2 * n_freq, hidden), nn.GELU(),
