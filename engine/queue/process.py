@@ -42,7 +42,7 @@ def spawn_detached(module: str, args: list[str], log: Path, cwd: Path,
                                 env=python_env(threads), cwd=cwd, start_new_session=True)
 
 
-def runs(pid: int, marker: str) -> bool:
+def process_alive(pid: int, marker: str) -> bool:
     """Whether process ``pid`` lives with ``marker`` (a module's name) in its command line, so
     that a pid reused by another program does not count; without /proc: whether it lives."""
     try:

@@ -5,8 +5,8 @@ follows what it started. The UI, ``diffui --batch`` and ``diffui queue`` are its
 change ``queue.json`` (:mod:`engine.queue.client`) and start a service when there is work and
 none runs (:func:`spawn`); closing them stops nothing. ``RUNS/service.lock`` holds the live
 service's pid (and its flock), so a second service on the same folder exits at once with one
-line. The service exits by itself when nothing is queued (or the queue is paused) and nothing it started
-still runs; it logs what it does to ``RUNS/service.log``.
+line. The service exits by itself when nothing is queued (or the queue is paused) and nothing
+it started still runs; it logs what it does to ``RUNS/service.log``.
 
 After a reboot (or a killed service) the queue is still in ``queue.json``: the next service
 follows workers that still live, and puts runs whose worker died with the machine back at the
@@ -26,7 +26,7 @@ from typing import Callable, TextIO
 from engine.queue.executors.base import Executor, Job, StartError, start_error
 from engine.queue.executors.registry import executors, make
 from engine.queue.handle import Handle
-from engine.queue.process import runs, spawn_detached
+from engine.queue.process import process_alive, spawn_detached
 from engine.queue.state import QueueFile, QueueState, next_jobs
 from engine.rundir.run import Run, iter_runs
 from engine.spec.config import LOCAL
@@ -47,7 +47,7 @@ def running_pid(runs_dir: Path) -> int | None:
         pid = int((Path(runs_dir) / LOCK).read_text().strip() or 0)
     except (FileNotFoundError, ValueError):
         return None
-    return pid if pid and runs(pid, MODULE) else None
+    return pid if pid and process_alive(pid, MODULE) else None
 
 
 def spawn(runs_dir: Path) -> subprocess.Popen:

@@ -96,7 +96,7 @@ class SSHExecutor(Executor):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
-        self._conn_lock = asyncio.Lock()  # (bound to the executor's loop when first used)
+        self._conn_lock = asyncio.Lock()  # (made again with each loop of the executor)
 
     # -- the executor --
     def slots(self, jobs: int) -> list[str]:
@@ -304,6 +304,7 @@ class SSHExecutor(Executor):
             if self._loop is None:
                 loop = asyncio.new_event_loop()
                 ready = threading.Event()
+                self._conn_lock = asyncio.Lock()
 
                 def main() -> None:
                     asyncio.set_event_loop(loop)
