@@ -487,7 +487,8 @@ def cmd_hosts(args: argparse.Namespace) -> int:
     """``diffui hosts check|install``: 0 when every host asked about can run diffui's jobs."""
     import tempfile
 
-    from engine.queue.executors import ssh
+    from engine.queue.executors.remote import HostError
+    from engine.queue.hosts import build_wheel, check_hosts, install, local_version
 
     study = load_experiments(args.file)
     hosts = {n: h for n, h in study.hosts.items() if h.address}  # (a cluster: its login node)
@@ -501,18 +502,18 @@ def cmd_hosts(args: argparse.Namespace) -> int:
     if args.action == "install":
         try:
             with tempfile.TemporaryDirectory() as tmp:
-                wheel = ssh.build_wheel(Path(tmp))
+                wheel = build_wheel(Path(tmp))
                 print(f"built {wheel.name}")
-                ssh.install(args.name, hosts[args.name], wheel)
-        except ssh.HostError as e:
+                install(args.name, hosts[args.name], wheel)
+        except HostError as e:
             print(f"error: {e}", file=sys.stderr)
             return 1
         return 0
-    here = ssh.local_version()
+    here = local_version()
     rows = [("host", "reachable", "python", "diffui", "torch / CUDA", "GPUs", "free disk",
              "datasets")]
     problems = []
-    for info in ssh.check_hosts(hosts):
+    for info in check_hosts(hosts):
         if info.get("problem"):
             problems.append(info["problem"] if info["problem"].startswith(f"{info['host']}:")
                             else f"{info['host']}: {info['problem']}")

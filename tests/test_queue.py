@@ -11,7 +11,8 @@ import pytest
 
 from engine.queue import service
 from engine.spec.experiments import load_experiments
-from engine.queue.executors.base import Job
+from engine.queue.executors.base import Executor, Job
+from engine.queue.handle import Handle, SlurmJob
 from engine.queue.client import Queue, QueueError
 from engine.queue.state import QueueFile
 from engine.rundir.run import Run, prepare_runs
@@ -21,7 +22,7 @@ from engine.queue.service import Service
 from conftest import tiny_study
 
 
-class RecordingExecutor:
+class RecordingExecutor(Executor):
     """Starts nothing: records which runs the service starts; they live until marked done."""
 
     name = "local"
@@ -36,7 +37,7 @@ class RecordingExecutor:
 
     def start(self, job: Job, slot, threads=None):
         self.started.append(job.name)
-        return {"slot": slot}
+        return Handle(state=slot)
 
     def alive(self, job, handle):
         return job.name not in self.done
@@ -208,7 +209,8 @@ def test_next_jobs_fills_free_slots_in_order_and_drops_runs_done_elsewhere():
     st = QueueState(queued=["a", "b"], jobs=2)
     two = {"local": slots["local"][:2]}
     assert next_jobs(st, {}, two, foreign=1) == [("a", "local", "local:0")]  # one taken outside
-    st = QueueState(queued=["a", "b"], jobs=1, active={"a": {"executor": "local", "slot": "local:0"}})
+    st = QueueState(queued=["a", "b"], jobs=1,
+                    active={"a": {"executor": "local", "slot": "local:0"}})
     assert next_jobs(st, {}, {"local": ["local:0"]}) == [] and st.queued == ["a", "b"]  # a stopping
 
 
@@ -225,7 +227,8 @@ def test_next_jobs_sends_each_run_to_the_first_of_its_hosts_with_a_free_slot():
     # the same slot name on two hosts are two slots; foreign runs take local slots only
     st = QueueState(queued=["a", "b"], where={"a": ["gpu1"]},
                     active={"x": {"executor": "gpu1", "slot": "0"}})
-    assert next_jobs(st, {}, {"local": ["0"], "gpu1": ["0", "1"]}, foreign=1) == [("a", "gpu1", "1")]
+    assert next_jobs(st, {}, {"local": ["0"], "gpu1": ["0", "1"]}, foreign=1) == \
+        [("a", "gpu1", "1")]
 
 
 def test_service_sends_runs_to_their_hosts_and_fails_a_run_with_nowhere_to_go(runs_dir):
@@ -263,3 +266,27 @@ def test_a_start_that_failed_reads_as_failed_at_every_moment_of_its_recording(ru
     assert [(s.state, s.detail) for s in seen] == [
         ("failed", "gpu1: cannot connect"), ("failed", "gpu1: cannot connect again"),
         ("failed", "gpu1: cannot connect again")]
+
+
+@pytest.mark.parametrize("written", [
+    {"pid": 123, "host": "laptop"},  # the local executor's
+    {"host": "gpu1", "run": "a", "gpu": 0, "pid": 4567, "state": "running",
+     "note": "connection lost; trying again in 2 s"},  # an SSH host's
+    {"job_id": "12", "folder": "/r/.slurm/c/1/12", "state": "PENDING", "reason": "Priority",
+     "since": 1.5, "seen": 2.5},  # a Slurm job submitted on the login node
+    {"host": "c", "run": "studies/s", "state": "SUBMITTING"},  # a Slurm job over SSH, and
+    {"host": "c", "run": "a", "job_id": "12_0", "folder": "f", "state": "PREEMPTED",
+     "reason": "", "since": 1.0, "seen": 2.0, "stopped": True,
+     "again": "c: Slurm job 12_0 was pre-empted"}])  # once submitted
+def test_a_handle_is_written_back_to_queue_json_as_it_was_read(written):
+    assert Handle.from_dict(json.loads(json.dumps(written))).to_dict() == written
+
+
+def test_a_handle_of_a_damaged_queue_json_reads_as_unset_and_says_a_slurm_job_in_words():
+    assert Handle.from_dict({"pid": "1; rm -rf /", "gpu": True, "job_id": ["x"], "state": 3}) \
+        == Handle() == Handle.from_dict([1, 2]) == Handle.from_dict(None)
+    ssh = {"host": "gpu1", "run": "a", "gpu": None, "pid": None, "state": "starting"}
+    assert Handle.from_dict(ssh).to_dict() == {"host": "gpu1", "run": "a", "state": "starting"}
+    assert Handle(slurm=SlurmJob("12", reason="Priority")).describe() == \
+        "job 12 PENDING (Priority)"
+    assert Handle(pid=1, host="h").describe() == ""

@@ -96,7 +96,8 @@ def sacct(slurm, job_id: str, *options: str) -> list[str]:
 
 
 def epoch_losses(run: Run) -> list[tuple[int, float, float]]:
-    return [(e, ev.train_loss, ev.val_loss) for e, ev in latest_by_epoch(run.events(), Epoch).items()]
+    return [(e, ev.train_loss, ev.val_loss)
+            for e, ev in latest_by_epoch(run.events(), Epoch).items()]
 
 
 def freeze_after_first_checkpoint(run: Run) -> int:
@@ -128,7 +129,8 @@ def test_the_hosts_table_becomes_sbatch_options():
                               "account", "signal_delay_s", "array_parallelism")} == \
         {"partition": "gpu", "gpus_per_node": 2, "cpus_per_task": 8, "mem": "32GB",
          "time": 1440, "account": "lab", "signal_delay_s": 120, "array_parallelism": 5}
-    assert "qos" not in p and p["additional_parameters"] == {"constraint": "a100", "exclusive": True}
+    assert "qos" not in p
+    assert p["additional_parameters"] == {"constraint": "a100", "exclusive": True}
     with pytest.raises(ValueError, match="sbatch: '-C a100': expected a long option"):
         SlurmExecutor._parameters(HostSpec(kind="slurm", sbatch=["-C a100"]))
 

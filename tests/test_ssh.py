@@ -21,7 +21,8 @@ from engine.spec.sections import HostSpec
 from engine.spec.experiments import load_experiments
 from engine.rundir.events import End, Epoch, Start, Value
 from engine.queue.executors.base import Job, StartError
-from engine.queue.executors.ssh import SSHExecutor, local_version
+from engine.queue.executors.ssh import SSHExecutor
+from engine.queue.hosts import local_version
 from engine.evaluation.fid import load_classifier
 from engine.queue.client import Queue
 from engine.queue.state import QueueFile
@@ -350,7 +351,7 @@ def test_a_file_rewritten_within_a_second_at_the_same_size_is_seen_as_changed(tm
     size (two quick epochs) must not look unchanged (SFTP's times are whole seconds)."""
     import asyncio
 
-    from engine.queue.executors.ssh import Remote
+    from engine.queue.executors.remote import Remote
     spec = load_experiments(remote_file(tmp_path, sshd)).hosts["gpu1"]
     folder = tmp_path / "remote" / "runs" / "r"
     folder.mkdir(parents=True)

@@ -11,17 +11,18 @@ from pathlib import Path
 from typing import Iterator
 
 from engine.errors import UserError
-from engine.spec.sections import LOCAL
+from engine.queue import service
+from engine.queue.state import NOT_STARTED, QueueFile, QueueState
 from engine.rundir.progress import RunProgress, follow
 from engine.rundir.run import Run, iter_runs, prepare_runs
-from engine.queue.state import NOT_STARTED, QueueFile, QueueState
+from engine.spec.sections import LOCAL
 
 
 class QueueError(Exception):
     """An action the queue cannot take, in one line for the user."""
 
 
-# --- the client ------------------------------------------------------------------------------------
+# --- the client ---------------------------------------------------------------------------------
 
 class Queue:
     """A front end's handle on the queue of a runs folder: follows every run in it and changes
@@ -113,7 +114,7 @@ class Queue:
         new (:func:`engine.rundir.run.prepare_runs`: a UserError when a folder holds other
         settings), followed from now on, and placed where their ``host`` says."""
         runs = prepare_runs(specs, self.runs_dir)
-        self.place({run.name: spec.host for run, spec in zip(runs, specs)}, hosts)
+        self.place({run.name: spec.host for run, spec in zip(runs, specs, strict=True)}, hosts)
         self.add(runs)
         return runs
 
@@ -237,7 +238,6 @@ class Queue:
     def _ensure_service(self) -> None:
         if not self.start_service or not self.state.busy():
             return
-        from engine.queue import service
         if service.running_pid(self.runs_dir) is None and time.time() - self._spawned > 5:
             service.spawn(self.runs_dir)
             self._spawned = time.time()

@@ -2,11 +2,11 @@
 
 One detached process per runs folder starts what the queue says, on the executors' slots, and
 follows what it started. The UI, ``diffui --batch`` and ``diffui queue`` are its clients: they
-change ``queue.json`` (:mod:`engine.queue.client`) and start a service when there is work and none runs
-(:func:`spawn`); closing them stops nothing. ``RUNS/service.lock`` holds the live service's pid
-(and its flock), so a second service on the same folder exits at once with one line. The
-service exits by itself when nothing is queued (or the queue is paused) and nothing it started
-still runs; it logs what it does to ``RUNS/service.log``.
+change ``queue.json`` (:mod:`engine.queue.client`) and start a service when there is work and
+none runs (:func:`spawn`); closing them stops nothing. ``RUNS/service.lock`` holds the live
+service's pid (and its flock), so a second service on the same folder exits at once with one
+line. The service exits by itself when nothing is queued (or the queue is paused) and nothing
+it started still runs; it logs what it does to ``RUNS/service.log``.
 
 After a reboot (or a killed service) the queue is still in ``queue.json``: the next service
 follows workers that still live, and puts runs whose worker died with the machine back at the
@@ -21,15 +21,20 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable, TextIO
 
-from engine.queue.executors.base import Executor, Job, StartError, executors, make
+from engine.queue.executors.base import Executor, Job, StartError, start_error
+from engine.queue.executors.registry import executors, make
+from engine.queue.handle import Handle
+from engine.queue.process import process_alive, spawn_detached
 from engine.queue.state import QueueFile, QueueState, next_jobs
 from engine.rundir.run import Run, iter_runs
+from engine.spec.sections import LOCAL
 
+MODULE = "engine.queue.service"  # how the service is started (python -m), and known by pid
 LOCK = "service.lock"
 LOG = "service.log"
 KILL_AFTER = 30.0  # seconds a stopped worker gets to save its state before it is killed
-ENGINE_ROOT = Path(__file__).resolve().parents[2]  # the folder that holds engine/
 
 
 class ServiceRunning(Exception):
@@ -42,28 +47,14 @@ def running_pid(runs_dir: Path) -> int | None:
         pid = int((Path(runs_dir) / LOCK).read_text().strip() or 0)
     except (FileNotFoundError, ValueError):
         return None
-    if not pid:
-        return None
-    try:
-        os.kill(pid, 0)
-        cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except (ProcessLookupError, PermissionError):
-        return None
-    except OSError:
-        return pid  # no /proc: trust the signal check
-    return pid if b"engine.queue.service" in cmd else None
+    return pid if pid and process_alive(pid, MODULE) else None
 
 
 def spawn(runs_dir: Path) -> subprocess.Popen:
     """Start a detached service for ``runs_dir`` (it exits at once if one runs already)."""
     runs_dir = Path(runs_dir).resolve()
     runs_dir.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ENGINE_ROOT), env.get("PYTHONPATH")]))
-    with open(runs_dir / LOG, "ab") as log:
-        return subprocess.Popen([sys.executable, "-m", "engine.queue.service", str(runs_dir)],
-                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=env, cwd=runs_dir, start_new_session=True)
+    return spawn_detached(MODULE, [str(runs_dir)], runs_dir / LOG, cwd=runs_dir)
 
 
 def stop_service(runs_dir: Path, timeout: float = 10.0) -> bool:
@@ -80,15 +71,17 @@ def stop_service(runs_dir: Path, timeout: float = 10.0) -> bool:
 
 
 class Service:
+    """The queue service of one runs folder (see the module's text)."""
+
     def __init__(self, runs_dir: Path, executors_: dict[str, Executor] | None = None,
-                 poll_every: float = 0.5, log=None):
+                 poll_every: float = 0.5, log: Callable[[str], None] | None = None):
         self.runs_dir = Path(runs_dir).resolve()
         self.file = QueueFile(self.runs_dir)
         self.executors = executors_ or executors()
         self._tables: dict[str, dict] = {}  # the [hosts] table each host's executor was made from
         self.poll_every = poll_every
         self.log = log or (lambda msg: print(time.strftime("%Y-%m-%d %H:%M:%S ") + msg, flush=True))
-        self._lock_file = None
+        self._lock_file: TextIO | None = None
         self._quit = False
 
     # -- the lock --
@@ -135,8 +128,7 @@ class Service:
         finally:
             self.release()
             for ex in self.executors.values():
-                if hasattr(ex, "close"):
-                    ex.close()
+                ex.close()
         self.log("queue service exits: " + ("asked to stop" if self._quit else
                                             "nothing queued and nothing running"))
 
@@ -145,19 +137,19 @@ class Service:
         (made again when the table changed and nothing runs on it)."""
         table = st.hosts.get(host)
         ex = self.executors.get(host)
-        if table is None or host == "local" or (ex is not None and table == self._tables.get(host)):
+        if table is None or host == LOCAL or (ex is not None and table == self._tables.get(host)):
             return ex
         if ex is not None and any(a.get("executor") == host for a in st.active.values()):
             return ex  # the new table applies once its jobs are done
-        if ex is not None and hasattr(ex, "close"):
+        if ex is not None:
             ex.close()
         try:
-            self.executors[host] = make(host, table, self.runs_dir)
+            self.executors[host] = made = make(host, table, self.runs_dir)
         except (ImportError, TypeError, ValueError) as e:
             self.log(f"host {host}: cannot be used: {e}")
             return None
         self._tables[host] = table
-        return self.executors[host]
+        return made
 
     def reconcile(self) -> None:
         """After a restart: runs the last service started whose workers died without an exit
@@ -166,7 +158,7 @@ class Service:
             back = []
             for name, a in list(st.active.items()):
                 ex, run = self.executor(st, a.get("executor", "")), Run(self.runs_dir / name)
-                if ex is not None and ex.alive(Job(run.path), a.get("handle", {})):
+                if ex is not None and ex.alive(Job(run.path), Handle.from_dict(a.get("handle"))):
                     continue
                 del st.active[name]
                 if run.exists() and run.status().state == "resumable" and name not in st.stop:
@@ -178,35 +170,71 @@ class Service:
                        if n in st.active or Run(self.runs_dir / n).status().state == "running"]
 
     def step(self, st: QueueState) -> None:
-        """One pass over the queue, holding its lock: reap, stop, start what fits."""
+        """One pass over the queue, holding its lock: follow and reap, stop, start what fits."""
         now = time.time()
-        for name, a in list(st.active.items()):  # follow (other machines' runs), then reap
+        self._follow(st)
+        self._stop(st, now)
+        if st.paused or self._quit:
+            return
+        statuses = self._statuses(st)
+        if not st.queued:  # nothing to start: no need to count slots
+            return
+        wanted = {h for name in st.queued for h in st.hosts_of(name)}
+        found = {h: ex for h in sorted(wanted) if (ex := self.executor(st, h)) is not None}
+        slots = {h: ex.slots(st.jobs) for h, ex in found.items()}
+        self._fail_nowhere(st, slots)
+        foreign = self._foreign(st) if LOCAL in slots else 0
+        starts: dict[str, list[tuple[str, str]]] = {}  # host -> (run, slot) to start there
+        for name, host, slot in next_jobs(st, statuses, slots, foreign):
+            if host is None or slot is None:
+                self.log(f"{name}: damaged; not started" if statuses[name] == "damaged" else
+                         f"{name}: {statuses[name]} already (another diffui ran it); not started")
+            else:
+                starts.setdefault(host, []).append((name, slot))
+        threads = max(1, (os.cpu_count() or 1) // st.jobs)
+        for host, items in starts.items():
+            self._start(st, host, found[host], items, threads if host == LOCAL else None, now)
+
+    # -- the steps of a pass --
+    def _follow(self, st: QueueState) -> None:
+        """Bring each active job's news here (other machines' runs), and let go of those that
+        ended; a job that ended to start again (pre-empted for good) goes back to the front."""
+        for name, a in list(st.active.items()):
             ex, job = self.executor(st, a.get("executor", "")), Job(self.runs_dir / name)
-            if ex is not None and hasattr(ex, "sync"):
-                ex.sync(job, a.setdefault("handle", {}))
-            if ex is None or not ex.alive(job, a.get("handle", {})):
+            handle = Handle.from_dict(a.get("handle"))
+            if ex is not None:
+                ex.sync(job, handle)
+                a["handle"] = handle.to_dict()
+            if ex is None or not ex.alive(job, handle):
                 del st.active[name]
                 self.log(f"{name}: worker ended ({Run(self.runs_dir / name).status().state})")
-                again = a.get("handle", {}).get("again")  # (a job pre-empted for good)
-                if again and name not in st.queued and name not in st.stop:
+                if handle.again and name not in st.queued and name not in st.stop:
                     st.queued.insert(0, name)
-                    self.log(f"{name}: {again}; back at the front of the queue")
-        for name in list(st.stop):  # stop requests
+                    self.log(f"{name}: {handle.again}; back at the front of the queue")
+
+    def _stop(self, st: QueueState, now: float) -> None:
+        """Carry out the stop requests: stop, and kill what did not stop in KILL_AFTER s."""
+        for name in list(st.stop):
             a = st.active.get(name)
             if a is None:
                 Run(self.runs_dir / name).request_stop()  # a worker some other diffui started
                 st.stop.remove(name)
                 continue
-            ex, job = self.executor(st, a["executor"]), Job(self.runs_dir / name)
+            ex = self.executor(st, a.get("executor", ""))
+            if ex is None:  # (not after _follow, which lets go of jobs without one)
+                continue
+            job, handle = Job(self.runs_dir / name), Handle.from_dict(a.get("handle"))
             if "stopping" not in a:
-                ex.stop(job, a["handle"])
+                ex.stop(job, handle)
                 a["stopping"] = now
                 self.log(f"{name}: stopping")
             elif now - a["stopping"] > KILL_AFTER:
-                ex.kill(job, a["handle"])
+                ex.kill(job, handle)
                 self.log(f"{name}: killed ({KILL_AFTER:.0f} s after the stop request)")
-        if st.paused or self._quit:
-            return
+            a["handle"] = handle.to_dict()
+
+    def _statuses(self, st: QueueState) -> dict[str, str]:
+        """The state of each queued run's folder; a run whose folder is gone is taken off."""
         statuses = {}
         for name in list(st.queued):
             run = Run(self.runs_dir / name)
@@ -215,12 +243,11 @@ class Service:
                 self.log(f"{name}: no run folder any more; taken off the queue")
                 continue
             statuses[name] = run.status().state
-        if not st.queued:  # nothing to start: no need to count slots
-            return
-        wanted = {h for name in st.queued for h in st.hosts_of(name)}
-        found = {h: self.executor(st, h) for h in sorted(wanted)}
-        slots = {h: ex.slots(st.jobs) for h, ex in found.items() if ex is not None}
-        for name in list(st.queued):  # nowhere to go: say why, in the run folder
+        return statuses
+
+    def _fail_nowhere(self, st: QueueState, slots: dict[str, list[str]]) -> None:
+        """Queued runs none of whose hosts can be used: off the queue, failed, saying why."""
+        for name in list(st.queued):
             if not any(h in slots for h in st.hosts_of(name)):
                 st.queued.remove(name)
                 line = (f"no host to run on: {', '.join(st.hosts_of(name))} "
@@ -228,39 +255,30 @@ class Service:
                         "see service.log)")
                 self.log(f"{name}: {line}")
                 Run(self.runs_dir / name).record_failure(st.hosts_of(name)[0], line)
-        foreign = sum(1 for run in iter_runs(self.runs_dir, studies=True)  # others' workers
-                      if run.name not in st.active and run.status().state == "running") \
-            if "local" in slots else 0
-        threads = max(1, (os.cpu_count() or 1) // st.jobs)
-        together: dict[str, list[tuple[str, str]]] = {}  # hosts that start many jobs at once
-        for name, host, slot in next_jobs(st, statuses, slots, foreign):
-            if slot is None:
-                self.log(f"{name}: damaged; not started" if statuses[name] == "damaged" else
-                         f"{name}: {statuses[name]} already (another diffui ran it); not started")
-            elif hasattr(found[host], "start_many"):
-                together.setdefault(host, []).append((name, slot))
-            else:
-                self._start(st, host, [(name, slot)], lambda jobs, slots: [found[host].start(
-                    jobs[0], slots[0], threads if host == "local" else None)], now)
-        for host, items in together.items():
-            self._start(st, host, items, found[host].start_many, now)
 
-    def _start(self, st: QueueState, host: str, items: list[tuple[str, str]], start, now: float):
-        """``start(jobs, slots) -> handles`` for the runs ``items`` (name, slot) on ``host``;
-        recorded as active, or as failed in their run folders."""
+    def _foreign(self, st: QueueState) -> int:
+        """How many runs of the folder run outside this queue (others' workers, here)."""
+        return sum(1 for run in iter_runs(self.runs_dir, studies=True)
+                   if run.name not in st.active and run.status().state == "running")
+
+    def _start(self, st: QueueState, host: str, ex: Executor, items: list[tuple[str, str]],
+               threads: int | None, now: float) -> None:
+        """Start the runs ``items`` (name, slot) on ``host``, in one go: recorded as active, or
+        as failed in their run folders."""
         jobs = [Job(self.runs_dir / name) for name, _ in items]
+        results: list[Handle | StartError]
         try:
-            handles = start(jobs, [slot for _, slot in items])
-        except (OSError, StartError) as e:
-            line = str(e) if isinstance(e, StartError) else f"could not start a worker: {e}"
-            for job, (name, _) in zip(jobs, items):
-                self.log(f"{name}: {line}")
-                Run(job.run_dir).record_failure(host, line)
-            return
-        for (name, slot), handle in zip(items, handles):
-            st.active[name] = {"executor": host, "slot": slot, "handle": handle,
+            results = ex.start_many(jobs, [slot for _, slot in items], threads)
+        except (OSError, StartError) as e:  # (none of them started)
+            results = [start_error(e)] * len(jobs)
+        for (name, slot), job, result in zip(items, jobs, results, strict=True):
+            if isinstance(result, StartError):
+                self.log(f"{name}: {result}")
+                Run(job.run_dir).record_failure(host, str(result))
+                continue
+            st.active[name] = {"executor": host, "slot": slot, "handle": result.to_dict(),
                                "since": round(now, 3)}
-            self.log(f"{name}: started on {slot} ({handle})")
+            self.log(f"{name}: started on {slot} ({result.to_dict()})")
 
 
 def main(argv: list[str] | None = None) -> int:

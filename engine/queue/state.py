@@ -23,7 +23,9 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterator
+
 from engine.errors import UserError
+from engine.queue.handle import Handle
 from engine.files import atomic_write_json, make_dir, write_error
 from engine.spec.sections import LOCAL
 
@@ -54,11 +56,10 @@ class QueueState:
         """Where a run is, in words for the runs tables: the host the queue follows it on
         (``gpu1``; a cluster with its job, ``cluster: job 12 PENDING (Priority)``), the hosts
         a queued run waits for (``→ gpu1, local``), or the host of its last worker."""
-        from engine.queue.executors.base import describe
         active = self.active.get(name)
         if active is not None:
             host = active.get("executor", LOCAL)
-            job = describe(active.get("handle", {}))
+            job = Handle.from_dict(active.get("handle", {})).describe()
             return f"{host}: {job}" if job else host
         if name in self.queued and name in self.where:
             return "→ " + ", ".join(self.where[name])
@@ -86,7 +87,7 @@ def next_jobs(st: QueueState, statuses: dict[str, str], slots: dict[str, list[st
     queue. A run still in ``st.active`` (stopped, and queued again) waits for its worker to be
     gone; a run whose hosts are all full waits without holding up the runs behind it."""
     used = {(a.get("executor", LOCAL), a.get("slot")) for a in st.active.values()}
-    free = {}
+    free: dict[str, list[str]] = {}
     for host, names in slots.items():
         left = [s for s in names if (host, s) not in used]
         if host == LOCAL:
@@ -101,11 +102,11 @@ def next_jobs(st: QueueState, statuses: dict[str, str], slots: dict[str, list[st
             st.queued.remove(name)
             out.append((name, None, None))
             continue
-        host = next((h for h in st.hosts_of(name) if free.get(h)), None)
-        if host is None:
+        to = next((h for h in st.hosts_of(name) if free.get(h)), None)
+        if to is None:
             continue
         st.queued.remove(name)
-        out.append((name, host, free[host].pop(0)))
+        out.append((name, to, free[to].pop(0)))
     return out
 
 
@@ -160,14 +161,16 @@ def _state(raw, path: Path) -> QueueState:
             ("jobs", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
              "an integer >= 1"),
             ("paused", lambda v: isinstance(v, bool), "true or false"),
-            ("active", lambda v: isinstance(v, dict) and all(isinstance(x, dict) for x in v.values()),
+            ("active", lambda v: isinstance(v, dict) and all(isinstance(x, dict)
+                                                             for x in v.values()),
              "an object of run names"),
             ("stop", lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
              "a list of run names"),
             ("where", lambda v: isinstance(v, dict) and all(
                 isinstance(x, list) and all(isinstance(h, str) for h in x) for x in v.values()),
              "an object of run names and lists of hosts"),
-            ("hosts", lambda v: isinstance(v, dict) and all(isinstance(x, dict) for x in v.values()),
+            ("hosts", lambda v: isinstance(v, dict) and all(isinstance(x, dict)
+                                                            for x in v.values()),
              "an object of host tables")):
         if key in raw:
             if not check(raw[key]):

@@ -6,23 +6,24 @@ Every executor implements the same small interface (:class:`Executor`):
 
 * ``slots(jobs)``: the names of the slots it offers (a local machine: ``jobs`` slots; a host:
   one per GPU);
-* ``start(job, slot, threads)``: start a worker for ``job`` on ``slot``; returns a handle, a
-  JSON-able dict the service keeps in ``queue.json`` so that a restarted service can follow it;
+* ``start(job, slot, threads)``: start a worker for ``job`` on ``slot``; returns its
+  :class:`~engine.queue.handle.Handle`, which the service keeps in ``queue.json`` so that a
+  restarted service can follow it;
 * ``alive(job, handle)``: whether that worker still runs;
 * ``stop(job, handle)``: ask it to stop (it stays resumable); ``kill(job, handle)``: make it.
 
-Executors of other machines (``[hosts.NAME]`` tables: :func:`make`) also have
+and three more, which do nothing (or the obvious) unless an executor needs them, as those of
+other machines (``[hosts.NAME]`` tables: :func:`engine.queue.executors.registry.make`) do:
 
 * ``sync(job, handle)``: called by the service on every pass for each job it follows there;
   brings the remote run folder's new events and files into the local one (it may change
-  ``handle`` in place, e.g. to record a byte offset or a Slurm state);
-* ``close()``: called when the service exits.
+  ``handle`` in place, e.g. to record a Slurm state);
+* ``close()``: called when the service exits;
+* ``start_many(jobs, slots, threads)``: start the jobs the service starts there in one pass
+  (Slurm: one job array); by default one by one.
 
-A handle whose job has ended with ``handle["again"] = "why"`` (a Slurm job pre-empted for good)
-goes back to the front of the queue, to resume in a new job.
-
-An executor may also have ``start_many(jobs, slots)``: start several jobs at once (Slurm: one
-job array), one handle per job; the service calls it for the runs it starts there in one pass.
+A job that has ended with ``handle.again = "why"`` (a Slurm job pre-empted for good) goes back
+to the front of the queue, to resume in a new job.
 
 ``start`` must return quickly (the service holds the queue's lock meanwhile): slow work, such
 as connecting and copying files, goes on in the executor's own thread, and ``alive`` is true
@@ -34,9 +35,11 @@ the UI, batch mode and the report read every run the same way.
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+
+from engine.queue.handle import Handle
 
 
 @dataclass(frozen=True)
@@ -50,50 +53,58 @@ class Job:
         return self.run_dir.name
 
 
-class Executor(Protocol):
-    name: str
-
-    def slots(self, jobs: int) -> list[str]: ...
-
-    def start(self, job: Job, slot: str, threads: int | None = None) -> dict: ...
-
-    def alive(self, job: Job, handle: dict) -> bool: ...
-
-    def stop(self, job: Job, handle: dict) -> None: ...
-
-    def kill(self, job: Job, handle: dict) -> None: ...
-
-
 class StartError(Exception):
     """A job could not be started there; ``str()`` is one line for the user (``gpu1: ...``)."""
 
 
-def executors() -> dict[str, Executor]:
-    """The executors that need no [hosts] table, by name: this machine's."""
-    from engine.queue.executors.local import LocalExecutor
-    return {"local": LocalExecutor()}
+def start_error(e: OSError | StartError) -> StartError:
+    """Why a start failed, as a :class:`StartError` (an OSError of this machine, in words)."""
+    return e if isinstance(e, StartError) else StartError(f"could not start a worker: {e}")
 
 
-def describe(handle: dict) -> str:
-    """A handle in words for ``diffui queue status``: ``job 12 PENDING (Resources)`` for a Slurm
-    job, "" for others."""
-    if not handle.get("job_id"):
-        return ""
-    reason = f" ({handle['reason']})" if handle.get("reason") else ""
-    return f"job {handle['job_id']} {handle.get('state', '')}{reason}"
+class Executor(ABC):
+    """Where jobs run (see the module's text)."""
+
+    name: str
+
+    @abstractmethod
+    def slots(self, jobs: int) -> list[str]:
+        """The slots it offers (``jobs``: the queue's runs at once, for this machine's)."""
+
+    @abstractmethod
+    def start(self, job: Job, slot: str, threads: int | None = None) -> Handle:
+        """Start a worker for ``job`` on ``slot`` (quickly); a StartError when it cannot."""
+
+    @abstractmethod
+    def alive(self, job: Job, handle: Handle) -> bool:
+        """Whether that job still runs (or is on its way)."""
+
+    @abstractmethod
+    def stop(self, job: Job, handle: Handle) -> None:
+        """Ask the job to stop; it stays resumable."""
+
+    @abstractmethod
+    def kill(self, job: Job, handle: Handle) -> None:
+        """Make it stop (after a stop that was not heeded)."""
+
+    def start_many(self, jobs: list[Job], slots: list[str],
+                   threads: int | None = None) -> list[Handle | StartError]:
+        """Start ``jobs`` on ``slots``: for each, its handle or why it could not be started.
+        By default one by one; an executor that starts them together (a Slurm job array) may
+        instead raise a StartError for them all."""
+        out: list[Handle | StartError] = []
+        for job, slot in zip(jobs, slots, strict=True):
+            try:
+                out.append(self.start(job, slot, threads))
+            except (OSError, StartError) as e:
+                out.append(start_error(e))
+        return out
+
+    def sync(self, job: Job, handle: Handle) -> None:  # noqa: B027 (no-op by default)
+        """Bring a job's news here (each pass of the service); nothing by default."""
+
+    def close(self) -> None:  # noqa: B027 (no-op by default)
+        """Let go of what it holds (the service exits); nothing by default."""
 
 
-KINDS = {"ssh": "engine.queue.executors.ssh:SSHExecutor", "slurm": "engine.queue.executors.slurm:executor"}
-
-
-def make(name: str, table: dict, runs_dir: Path) -> Executor:
-    """The executor of host ``name`` from its ``[hosts.NAME]`` table (as the queue keeps it)."""
-    import importlib
-
-    from engine.spec.sections import HostSpec
-    spec = HostSpec(**{k: v for k, v in table.items() if k in HostSpec.keys()})
-    module, _, cls = KINDS[spec.kind].partition(":")
-    return getattr(importlib.import_module(module), cls)(name, spec, Path(runs_dir))
-
-
-__all__ = ["Executor", "Job", "StartError", "describe", "executors", "make"]
+__all__ = ["Executor", "Job", "StartError", "start_error"]

@@ -18,15 +18,14 @@ optimizer steps, its last epoch checkpoint stays) and waits for its exit record;
 requeues the job, and the requeued job's worker resumes the run from that checkpoint. ``scancel``
 (the queue's stop) sends SIGTERM to the worker too: the run stays resumable.
 
-The handle kept in ``queue.json``: ``{"job_id", "folder" (submitit's logs), "state", "reason"
-(why it is pending), "since", "seen"}``, brought up to date from ``sacct`` (one call for all our
-jobs every :data:`POLL_EVERY` seconds). submitit's log folders are
-``RUNS/.slurm/HOST/<slurmctld boot time>/``: a restarted test cluster numbers its jobs from 1
-again. A sweep queued together goes as one job array (``start_many``).
+A job's handle has a Slurm part (:class:`engine.queue.handle.SlurmJob`: its id, submitit's log
+folder, its state and why it is pending, when it was submitted and last seen), brought up to
+date from ``sacct`` (one call for all our jobs every :data:`POLL_EVERY` seconds). submitit's log
+folders are ``RUNS/.slurm/HOST/<slurmctld boot time>/``: a restarted test cluster numbers its
+jobs from 1 again. A sweep queued together goes as one job array (``start_many``).
 """
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 import os
@@ -37,20 +36,22 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import submitit
 from submitit.core.utils import DelayedSubmission, FailedJobError, FailedSubmissionError
 from submitit.slurm.slurm import SlurmInfoWatcher, SlurmJobEnvironment
 
+from engine.queue.executors.base import Executor, Job, StartError
+from engine.queue.executors.remote import HostError, Remote
+from engine.queue.executors.ssh import RemoteJob, SSHExecutor
+from engine.queue.handle import Handle, SlurmJob
+from engine.queue.process import python_command, python_env, pythonpath_line
+from engine.rundir.run import EXIT_CODES, Run
 from engine.spec.sections import HostSpec
 from engine.spec.registry import SBATCH_OPTION
-from engine.rundir.run import Run
-from engine.rundir.run import EXIT_CODES
-from engine.queue.executors.base import Job, StartError
-from engine.queue.executors.ssh import HostError, SSHExecutor, _Job
 
-ENGINE_ROOT = Path(__file__).resolve().parents[3]  # the folder that holds engine/
 POLL_EVERY = 3.0  # seconds between two sacct calls
 LOST_AFTER = 600.0  # a job Slurm has not known of for this long is gone (a wiped cluster)
 MAX_TIMEOUTS = 100  # requeues on time limits before submitit gives up on a run
@@ -75,7 +76,7 @@ def time_minutes(text: str) -> int:
     return max(1, math.ceil((int(days or 0) * 86400 + h * 3600 + m * 60 + s) / 60))
 
 
-def sbatch_options(items: list[str]) -> dict:
+def parse_sbatch_options(items: list[str]) -> dict:
     """``["--constraint=a100", "--exclusive"]`` as submitit's additional_parameters."""
     out: dict = {}
     for item in items:
@@ -122,8 +123,7 @@ class WorkerJob(submitit.helpers.Checkpointable):
                 "_checkpointed": False}
 
     def __call__(self) -> str:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ENGINE_ROOT), env.get("PYTHONPATH")]))
+        env = python_env()
         if env.get("SLURM_CPUS_PER_TASK"):  # torch would use every core of the node
             env.setdefault("DIFFUI_THREADS", env["SLURM_CPUS_PER_TASK"])
         usr = SlurmJobEnvironment._usr_sig()
@@ -133,7 +133,7 @@ class WorkerJob(submitit.helpers.Checkpointable):
 
         with open(Path(self.run_dir) / "worker.log", "ab") as log:
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "engine.jobs.worker", self.run_dir], stdout=log,
+                python_command("engine.jobs.worker", self.run_dir), stdout=log,
                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=self.run_dir,
                 preexec_fn=ignore_usr)
         while self._proc.poll() is None:
@@ -201,13 +201,13 @@ class _Watcher(SlurmInfoWatcher):
                 self._info_dict[job_id] = {**info, "Queue": there.get("Queue", "GONE"),
                                            "Reason": there.get("Reason", "")}
 
-    def follow(self, handle: dict, now: float) -> None:
-        """Bring a job's handle up to date from what was read last."""
-        info = self.get_info(handle["job_id"], mode="cache")
+    def follow(self, slurm: SlurmJob, now: float) -> None:
+        """Bring a job's Slurm part up to date from what was read last."""
+        info = self.get_info(slurm.job_id, mode="cache")
         state = (info.get("State") or "UNKNOWN").split()[0]  # "CANCELLED by 0"
         if state == "UNKNOWN":
-            if now - handle.get("seen", now) > LOST_AFTER:
-                handle["state"] = "LOST"
+            if now - (now if slurm.seen is None else slurm.seen) > LOST_AFTER:
+                slurm.state = "LOST"
             return
         if state == "PREEMPTED":  # ended, or requeued (PreemptMode=REQUEUE): squeue knows
             if "Queue" not in info:
@@ -215,10 +215,10 @@ class _Watcher(SlurmInfoWatcher):
             if info["Queue"] not in ("PREEMPTED", "GONE"):
                 state = info["Queue"]
             else:
-                self._finished.add(handle["job_id"])
+                self._finished.add(slurm.job_id)
         reason = info.get("Reason", "")
-        handle.update(state=state, seen=round(now, 3),
-                      reason=reason if state == "PENDING" and reason != "None" else "")
+        slurm.state, slurm.seen = state, round(now, 3)
+        slurm.reason = reason if state == "PENDING" and reason != "None" else ""
 
 
 def _output(command: list[str] | None) -> str | None:
@@ -231,37 +231,39 @@ def _output(command: list[str] | None) -> str | None:
         return None
 
 
-def job_ended(run: Run, host: str, handle: dict, log: str) -> None:
-    """What the end of a job we did not stop means for its run. Pre-empted for good
-    (PreemptMode=CANCEL): the run goes back to the queue (``handle["again"]``, which the service
-    reads), to resume in a new job. Else, when its worker did not record how it ended (it failed
-    before the worker ran, or Slurm killed it: memory, a node failure, the time limit with no
-    requeue left): the run reads as failed, with Slurm's state and where the job's log is."""
-    if handle.get("stopped"):
-        return
-    if handle["state"] == "PREEMPTED":
-        handle["again"] = f"{host}: Slurm job {handle['job_id']} was pre-empted"
-        return
+def job_ended(run: Run, host: str, slurm: SlurmJob, log: str) -> str:
+    """What the end of a job we did not stop means for its run; why the run goes back to the
+    queue ("" when it does not). Pre-empted for good (PreemptMode=CANCEL): back to the queue
+    (the handle's ``again``, which the service reads), to resume in a new job. Else, when its
+    worker did not record how it ended (it failed before the worker ran, or Slurm killed it:
+    memory, a node failure, the time limit with no requeue left): the run reads as failed, with
+    Slurm's state and where the job's log is."""
+    if slurm.stopped:
+        return ""
+    if slurm.state == "PREEMPTED":
+        return f"{host}: Slurm job {slurm.job_id} was pre-empted"
     try:
         worker = json.loads(run.worker_path.read_text(encoding="utf-8"))
         ended = json.loads(run.exit_path.read_text(encoding="utf-8"))
         if ended.get("started") == worker.get("started"):
-            return  # the worker recorded its own end
+            return ""  # the worker recorded its own end
     except (OSError, ValueError):
         pass
-    run.record_failure(host, f"{host}: Slurm job {handle['job_id']} ended {handle['state']} "
+    run.record_failure(host, f"{host}: Slurm job {slurm.job_id} ended {slurm.state} "
                              f"(its log: {log})")
+    return ""
 
 
-def log_path(handle: dict) -> str:
-    return posixpath.join(handle.get("folder", ""), f"{handle['job_id']}_0_log.out")
+def log_path(slurm: SlurmJob) -> str:
+    """submitit's log of the job (on the login node)."""
+    return posixpath.join(slurm.folder, f"{slurm.job_id}_0_log.out")
 
 
-class SlurmExecutor:
+class SlurmExecutor(Executor):
     """Jobs on the Slurm cluster of host ``name``, submitted from this machine (its login
     node)."""
 
-    def __init__(self, name: str, spec, runs_dir: Path):
+    def __init__(self, name: str, spec: HostSpec, runs_dir: Path):
         self.name, self.spec, self.runs_dir = name, spec, Path(runs_dir)
         self.parameters = self._parameters(spec)
         self._executor: submitit.SlurmExecutor | None = None
@@ -270,12 +272,12 @@ class SlurmExecutor:
         self._polled = 0.0
 
     @staticmethod
-    def _parameters(spec) -> dict:
+    def _parameters(spec: HostSpec) -> dict:
         p = {"time": time_minutes(spec.time), "cpus_per_task": spec.cpus_per_job,
              "mem": f"{spec.mem_gb}GB", "signal_delay_s": spec.signal_delay_s,
              "array_parallelism": spec.max_jobs, "stderr_to_stdout": True,
-             "setup": [f"export PYTHONPATH={ENGINE_ROOT}${{PYTHONPATH:+:$PYTHONPATH}}"],
-             "additional_parameters": sbatch_options(spec.sbatch)}
+             "setup": [pythonpath_line()],
+             "additional_parameters": parse_sbatch_options(spec.sbatch)}
         for key, value in (("partition", spec.partition), ("account", spec.account),
                            ("qos", spec.qos), ("gpus_per_node", spec.gpus_per_job)):
             if value:
@@ -297,11 +299,16 @@ class SlurmExecutor:
             self._executor, self._boot = ex, boot
         return self._executor
 
-    def start(self, job: Job, slot: str, threads: int | None = None) -> dict:
-        return self.start_many([job], [slot])[0]
+    def start(self, job: Job, slot: str, threads: int | None = None) -> Handle:
+        return self.submit([job])[0]
 
-    def start_many(self, jobs: list[Job], slots: list[str]) -> list[dict]:
-        """Submit ``jobs`` together: one Slurm job, or one job array for several."""
+    def start_many(self, jobs: list[Job], slots: list[str],
+                   threads: int | None = None) -> list[Handle | StartError]:
+        return [*self.submit(jobs)]
+
+    def submit(self, jobs: list[Job]) -> list[Handle]:
+        """Submit ``jobs`` together: one Slurm job, or one job array for several; a
+        StartError when sbatch refuses them."""
         try:
             ex = self._submitit()
             ex.update_parameters(job_name="diffui-" + (jobs[0].name.replace("/", "-")
@@ -311,7 +318,7 @@ class SlurmExecutor:
                                                  max(5.0, self.spec.signal_delay_s - 10.0)))
                              for job in jobs]
         except (FailedJobError, FailedSubmissionError, OSError, subprocess.SubprocessError) as e:
-            line = _last_line(e).removeprefix("sbatch: error: ")
+            line = _last_line(str(e)).removeprefix("sbatch: error: ")
             raise StartError(f"{self.name}: sbatch: {line}") from None
         except StartError as e:
             raise StartError(f"{self.name}: {e}") from None
@@ -319,45 +326,44 @@ class SlurmExecutor:
         handles = []
         for sj in submitted:
             self._watcher.register_job(sj.job_id)
-            handles.append({"job_id": sj.job_id, "folder": str(sj.paths.folder),
-                            "state": "PENDING", "reason": "", "since": now, "seen": now})
+            handles.append(Handle(slurm=SlurmJob(sj.job_id, str(sj.paths.folder), since=now,
+                                                 seen=now)))
         return handles
 
-    def sync(self, job: Job, handle: dict) -> None:
+    def sync(self, job: Job, handle: Handle) -> None:
         """Bring the handle's Slurm state up to date (sacct, at most every POLL_EVERY s)."""
-        if not handle.get("job_id"):
+        slurm = handle.slurm
+        if slurm is None:
             return
-        self._watcher.register_job(handle["job_id"])  # (again after a restart of the service)
+        self._watcher.register_job(slurm.job_id)  # (again after a restart of the service)
         now = time.time()
         if now - self._polled >= POLL_EVERY:
             self._polled = now
             self._watcher.update()
-        self._watcher.follow(handle, now)
+        self._watcher.follow(slurm, now)
         run = Run(job.run_dir)
         # (a run still running here has another worker, which ours refused to disturb)
-        if handle["state"] in ENDED and run.status().state != "running":
-            job_ended(run, self.name, handle, log_path(handle))
+        if slurm.state in ENDED and run.status().state != "running":
+            handle.again = job_ended(run, self.name, slurm, log_path(slurm)) or handle.again
 
-    def alive(self, job: Job, handle: dict) -> bool:
+    def alive(self, job: Job, handle: Handle) -> bool:
         """Whether the Slurm job is still queued, running or on its way back (requeued)."""
-        return bool(handle.get("job_id")) and handle.get("state", "UNKNOWN") not in ENDED
+        return handle.slurm is not None and handle.slurm.state not in ENDED
 
-    def stop(self, job: Job, handle: dict) -> None:
+    def stop(self, job: Job, handle: Handle) -> None:
         """scancel: a pending job goes; a running one's worker gets SIGTERM and stops, resumable."""
-        handle["stopped"] = True  # its end is ours, not a failure
-        self._scancel(handle)
+        if handle.slurm is None:
+            return
+        handle.slurm.stopped = True  # its end is ours, not a failure
+        try:
+            subprocess.run(["scancel", handle.slurm.job_id], capture_output=True, timeout=60)
+        except (OSError, subprocess.SubprocessError):
+            pass
 
-    def kill(self, job: Job, handle: dict) -> None:
+    def kill(self, job: Job, handle: Handle) -> None:
         """scancel again: Slurm kills what is left of the job KillWait seconds after a cancel
         (scancel --signal=KILL is a plain cancel too)."""
         self.stop(job, handle)
-
-    def _scancel(self, handle: dict) -> None:
-        if handle.get("job_id"):
-            try:
-                subprocess.run(["scancel", handle["job_id"]], capture_output=True, timeout=60)
-            except (OSError, subprocess.SubprocessError):
-                pass
 
     def close(self) -> None:
         self._executor = None
@@ -365,8 +371,9 @@ class SlurmExecutor:
 
 class SlurmOverSSH(SSHExecutor):
     """Jobs on the Slurm cluster of host ``name``, whose login node is reached over SSH (see the
-    module's text). Everything that touches the login node runs on the SSH executor's thread;
-    the service's calls only read and note."""
+    module's text): an SSH executor whose jobs are Slurm jobs, submitted together, stopped with
+    scancel and followed with sacct (its hooks). Everything that touches the login node runs on
+    the executor's thread; the service's calls only read and note."""
 
     def __init__(self, name: str, spec: HostSpec, runs_dir: Path):
         super().__init__(name, spec, runs_dir)
@@ -377,60 +384,73 @@ class SlurmOverSSH(SSHExecutor):
     def slots(self, jobs: int) -> list[str]:
         return [f"{self.name}:{i}" for i in range(self.spec.max_jobs)]
 
-    def start(self, job: Job, slot: str, threads: int | None = None) -> dict:
-        return self.start_many([job], [slot])[0]
+    def start(self, job: Job, slot: str, threads: int | None = None) -> Handle:
+        return self.submit([job])[0]
 
-    def start_many(self, jobs: list[Job], slots: list[str]) -> list[dict]:
+    def start_many(self, jobs: list[Job], slots: list[str],
+                   threads: int | None = None) -> list[Handle | StartError]:
+        return [*self.submit(jobs)]
+
+    def submit(self, jobs: list[Job]) -> list[Handle]:
         """Copy the run folders to the login node and submit them together (one job array for
         several), on the executor's thread; the handles get their job ids when that is done."""
-        js = [_Job(job, self._rel(job)) for job in jobs]
+        js = [RemoteJob(job, self.rel(job)) for job in jobs]
         for j in js:
-            self._jobs[j.job.name] = j
-        loop = self._ensure_loop()
-        loop.call_soon_threadsafe(lambda: loop.create_task(self._submit(js)))
-        return [self._handle(j) for j in js]
+            self.track(j)
+        self.soon(self._submit(js))
+        return [self.handle(j) for j in js]
 
-    def _handle(self, j: _Job) -> dict:
-        return {"host": self.name, "run": j.rel, "state": "SUBMITTING", **j.slurm,
-                **({"note": j.note} if j.note else {})}
+    # -- the hooks of SSHExecutor --
+    def handle(self, j: RemoteJob) -> Handle:
+        return Handle(host=self.name, run=j.rel, state="" if j.slurm else "SUBMITTING",
+                      note=j.note, again=j.again, slurm=replace(j.slurm) if j.slurm else None)
 
-    def _adopt(self, job: Job, handle: dict) -> _Job | None:
+    def adopt(self, job: Job, handle: Handle) -> RemoteJob | None:
         """A job a previous service submitted: follow it again (one whose submission never
         finished is gone: the queue puts its run back)."""
-        if not handle.get("job_id"):
+        if handle.slurm is None:
             return None
         try:
-            j = _Job(job, self._rel(job), state="running",
-                     slurm={k: v for k, v in handle.items() if k not in ("host", "run", "note")})
+            j = RemoteJob(job, self.rel(job), state="running", again=handle.again,
+                          slurm=replace(handle.slurm))
         except StartError:
             return None
-        self._watcher.register_job(j.slurm["job_id"])
-        self._follow(j)
+        self._watcher.register_job(handle.slurm.job_id)
+        self.follow(j)
         return j
 
-    def _signal(self, job: Job, handle: dict, sig: str) -> None:
+    def send_signal(self, j: RemoteJob, sig: str) -> None:
         """Stop and kill are both scancel (Slurm kills what is left KillWait seconds later)."""
-        j = self._jobs.get(job.name) or self._adopt(job, handle)
-        if j is not None:
-            j.signal, j.slurm["stopped"] = "scancel", True  # its end is ours, not a failure
+        j.signal = "scancel"
+        if j.slurm is not None:
+            j.slurm.stopped = True  # its end is ours, not a failure
 
-    async def _submit(self, js: list[_Job]) -> None:
-        q = shlex.quote
+    async def mirror(self, remote: Remote, j: RemoteJob) -> bool:
+        """scancel when asked; the Slurm state; the run folder's news. True once the job has
+        ended and everything it wrote is here."""
+        slurm = j.slurm
+        if slurm is None:  # (never: a job is followed once submitted)
+            return True
+        if j.signal:
+            await remote.run(f"scancel {shlex.quote(slurm.job_id)}", check=False)
+            j.signal = ""
+        await self._poll(remote)
+        ended = slurm.state in ENDED  # (seen before the folder is read: all of it is in)
+        await self.pull(remote, j)
+        if not ended:
+            return False
+        run = Run(j.job.run_dir)
+        if run.heartbeat_path.exists():
+            os.utime(run.heartbeat_path, (0, 0))  # no worker there any more
+        j.again = job_ended(run, self.name, slurm, f"{self.name}:{log_path(slurm)}") or j.again
+        return True
+
+    # -- the executor's thread --
+    async def _submit(self, js: list[RemoteJob]) -> None:
+        """Copy the run folders there, have the login node's diffui submit them, then follow
+        them; when that fails, their runs say why."""
         try:
-            remote = await self._remote_conn()
-            await remote.check_worker()
-            for j in js:
-                await self._push_job(remote, j)
-            runs = posixpath.join(remote.workdir, "runs")
-            request = {"name": self.name, "table": {**self.spec.to_dict(), "address": "",
-                                                    "python": ""},
-                       "runs": runs, "jobs": [j.rel for j in js]}
-            out = await remote.run(f"env DIFFUI_DATA_DIR={q(posixpath.join(remote.workdir, 'data'))}"
-                                   f" {q(remote.python)} -m engine.queue.executors.slurm submit",
-                                   input=json.dumps(request))
-            answer = json.loads(out.strip().splitlines()[-1])
-            if answer.get("error"):
-                raise HostError(answer["error"])
+            handles = await self._submitted(js)
         except Exception as e:  # noqa: BLE001 (whatever it is, the runs say it, in one line)
             line = str(e) if isinstance(e, HostError) else \
                 f"{self.name}: could not submit: " + (" ".join(str(e).split()) or type(e).__name__)
@@ -438,31 +458,32 @@ class SlurmOverSSH(SSHExecutor):
                 Run(j.job.run_dir).record_failure(self.name, line)
                 j.state = "gone"
             return
-        loop = asyncio.get_running_loop()
-        for j, handle in zip(js, answer["handles"]):
-            j.slurm.update(handle)
+        for j, h in zip(js, handles, strict=True):
+            j.slurm = replace(SlurmJob.from_dict(h), stopped=bool(j.signal))
             j.state = "running"
-            self._watcher.register_job(handle["job_id"])
-            j.task = loop.create_task(self._run(j))
+            self._watcher.register_job(j.slurm.job_id)
+            self.follow(j)
 
-    async def _mirror(self, remote, j: _Job) -> bool:
-        """scancel when asked; the Slurm state; the run folder's news. True once the job has
-        ended and everything it wrote is here."""
-        if j.signal:
-            await remote.run(f"scancel {shlex.quote(j.slurm['job_id'])}", check=False)
-            j.signal = ""
-        await self._poll(remote)
-        ended = j.slurm.get("state") in ENDED  # (seen before the folder is read: all of it is in)
-        await self._pull(remote, j)
-        if not ended:
-            return False
-        run = Run(j.job.run_dir)
-        if run.heartbeat_path.exists():
-            os.utime(run.heartbeat_path, (0, 0))  # no worker there any more
-        job_ended(run, self.name, j.slurm, f"{self.name}:{log_path(j.slurm)}")
-        return True
+    async def _submitted(self, js: list[RemoteJob]) -> list[dict]:
+        """``python -m engine.queue.executors.slurm submit`` on the login node: the handles."""
+        q = shlex.quote
+        remote = await self.connection()
+        await remote.check_worker()
+        for j in js:
+            await self.push_job(remote, j)
+        runs = posixpath.join(remote.workdir, "runs")
+        request = {"name": self.name, "table": {**self.spec.to_dict(), "address": "",
+                                                "python": ""},
+                   "runs": runs, "jobs": [j.rel for j in js]}
+        out = await remote.run(f"env DIFFUI_DATA_DIR={q(posixpath.join(remote.workdir, 'data'))}"
+                               f" {q(remote.python)} -m engine.queue.executors.slurm submit",
+                               input=json.dumps(request))
+        answer = json.loads(out.strip().splitlines()[-1])
+        if answer.get("error"):
+            raise HostError(answer["error"])
+        return answer["handles"]
 
-    async def _poll(self, remote) -> None:
+    async def _poll(self, remote: Remote) -> None:
         """sacct (and squeue for pending jobs) on the login node for all our jobs, at most every
         POLL_EVERY seconds."""
         now = time.time()
@@ -474,12 +495,12 @@ class SlurmOverSSH(SSHExecutor):
             argv = command()
             r = await remote.run_full(shlex.join(argv)) if argv else None
             take(r.stdout if r is not None and r.exit_status == 0 else None)
-        for j in list(self._jobs.values()):
-            if j.slurm.get("job_id"):
+        for j in self.tracked():
+            if j.slurm is not None:
                 self._watcher.follow(j.slurm, now)
 
 
-def executor(name: str, spec: HostSpec, runs_dir: Path):
+def executor(name: str, spec: HostSpec, runs_dir: Path) -> Executor:
     """The executor of a ``kind = "slurm"`` host: on its login node, or over SSH to it."""
     return (SlurmOverSSH if spec.address else SlurmExecutor)(name, spec, runs_dir)
 
@@ -491,14 +512,16 @@ def main(argv: list[str] | None = None) -> int:
     login node, and prints ``{"handles": [...]}`` or ``{"error": "one line"}``."""
     argv = sys.argv[1:] if argv is None else argv
     if argv != ["submit"]:
-        print("usage: python -m engine.queue.executors.slurm submit < REQUEST.json", file=sys.stderr)
+        print("usage: python -m engine.queue.executors.slurm submit < REQUEST.json",
+              file=sys.stderr)
         return 2
     req = json.load(sys.stdin)
     spec = HostSpec(**{k: v for k, v in req["table"].items() if k in HostSpec.keys()})
     ex = SlurmExecutor(req["name"], spec, Path(req["runs"]))
     jobs = [Job(Path(req["runs"]) / rel) for rel in req["jobs"]]
+    answer: dict[str, object]
     try:
-        answer = {"handles": ex.start_many(jobs, [f"{req['name']}:{i}" for i in range(len(jobs))])}
+        answer = {"handles": [h.slurm.to_dict() for h in ex.submit(jobs) if h.slurm]}
     except StartError as e:
         answer = {"error": str(e)}
     print(json.dumps(answer))

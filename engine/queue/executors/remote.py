@@ -1,0 +1,234 @@
+"""A connection to a host over SSH (:class:`Remote`), as the SSH and Slurm executors and
+``diffui hosts`` use it: asyncssh, with the user's keys and agent, ``~/.ssh/config`` (aliases,
+ProxyJump) and ``~/.ssh/known_hosts``. An unknown or changed host key is refused with its
+fingerprint and what to do; every failure is a :class:`HostError` of one line."""
+from __future__ import annotations
+
+import asyncio
+import os
+import posixpath
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncssh
+
+from engine.spec.sections import HostSpec
+
+CONNECT_TIMEOUT = 15.0
+
+
+class HostError(Exception):
+    """The host cannot be used; ``str()`` is one line for the user (``gpu1: ...``)."""
+
+
+def _target(spec: HostSpec) -> dict:
+    """asyncssh.connect's host, port and user: the table's, else ~/.ssh/config's (port 22 is
+    the table's default, so it leaves the port to ~/.ssh/config)."""
+    kw: dict = {"host": spec.address}
+    if spec.port != 22:
+        kw["port"] = spec.port
+    if spec.user:
+        kw["username"] = spec.user
+    return kw
+
+
+def _where(spec: HostSpec) -> str:
+    return spec.address + (f" port {spec.port}" if spec.port != 22 else "")
+
+
+async def _host_key_problem(name: str, spec: HostSpec) -> str:
+    """Why the host key was refused, with its fingerprint and what to do. A second handshake
+    learns the real host and port (after ~/.ssh/config) and what known_hosts says of them."""
+    seen: dict = {}
+    known = Path.home() / ".ssh" / "known_hosts"
+
+    def record(host: str, addr: str, port: int | None):
+        seen.update(host=host, addr=addr, port=port or 22)
+        if known.is_file():
+            try:
+                seen["trusted"] = asyncssh.read_known_hosts(str(known)).match(host, addr, port)[0]
+            except (ValueError, OSError, asyncssh.Error):
+                pass
+        return [], [], []  # trust nothing: this handshake only looks
+
+    try:
+        await asyncio.wait_for(asyncssh.connect(**_target(spec), known_hosts=record),
+                               CONNECT_TIMEOUT)
+    except (OSError, asyncssh.Error, asyncio.TimeoutError):
+        pass
+    host, port = seen.get("host", spec.address), seen.get("port", spec.port)
+    try:
+        key = await asyncio.wait_for(asyncssh.get_server_host_key(host, port), CONNECT_TIMEOUT)
+    except (OSError, asyncssh.Error, asyncio.TimeoutError):
+        key = None
+    shown = f"{key.get_algorithm()} {key.get_fingerprint()}" if key else "fingerprint unknown"
+    entry = host if port == 22 else f"[{host}]:{port}"
+    scan = f"ssh-keyscan{' -p %d' % port if port != 22 else ''} {host} >> ~/.ssh/known_hosts"
+    if seen.get("trusted"):
+        return (f"{name}: the host key of {spec.address} has CHANGED (now {shown}); refused: "
+                f"if the host was reinstalled, check the fingerprint with its owner, then "
+                f"ssh-keygen -R '{entry}' and {scan}")
+    return (f"{name}: the host key of {spec.address} is unknown ({shown}); refused: check the "
+            f"fingerprint with the host's owner, then add it ({scan}, or connect once with ssh)")
+
+
+async def connect(name: str, spec: HostSpec) -> asyncssh.SSHClientConnection:
+    """A connection to the host, or a :class:`HostError` saying in one line why not."""
+    try:
+        return await asyncio.wait_for(asyncssh.connect(**_target(spec)), CONNECT_TIMEOUT)
+    except asyncssh.HostKeyNotVerifiable:
+        raise HostError(await _host_key_problem(name, spec)) from None
+    except asyncssh.PermissionDenied as e:
+        raise HostError(f"{name}: {_where(spec)} refused our keys ({e.reason}): add your public "
+                        "key to the host's ~/.ssh/authorized_keys, or load it into your "
+                        "SSH agent") from None
+    except asyncio.TimeoutError:
+        raise HostError(f"{name}: cannot reach {_where(spec)}: no answer within "
+                        f"{CONNECT_TIMEOUT:.0f} s") from None
+    except (OSError, asyncssh.Error) as e:
+        errno = getattr(e, "errno", None)
+        reason = (getattr(e, "reason", "") or (os.strerror(errno) if isinstance(errno, int)
+                                               else "") or str(e))
+        raise HostError(f"{name}: cannot connect to {_where(spec)}: "
+                        + " ".join(str(reason).split())) from None
+
+
+class Remote:
+    """One connection to a host with its SFTP session and the remote paths diffui uses."""
+
+    def __init__(self, name: str, spec: HostSpec):
+        self.name, self.spec = name, spec
+        self._conn: asyncssh.SSHClientConnection | None = None
+        self._sftp: asyncssh.SFTPClient | None = None
+        self.home = ""
+        self.checked = False  # whether the remote python runs diffui's worker
+
+    async def open(self) -> Remote:
+        self._conn = await connect(self.name, self.spec)
+        try:
+            self.home = (await self.run('printf %s "$HOME"')).strip()
+            self._sftp = await self._conn.start_sftp_client()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+        self._conn = self._sftp = None
+
+    @property
+    def closed(self) -> bool:
+        return self._conn is None or self._conn.is_closed()
+
+    @property
+    def conn(self) -> asyncssh.SSHClientConnection:
+        if self._conn is None:
+            raise HostError(f"{self.name}: the connection is closed")
+        return self._conn
+
+    @property
+    def sftp(self) -> asyncssh.SFTPClient:
+        if self._sftp is None:
+            raise HostError(f"{self.name}: the connection is closed")
+        return self._sftp
+
+    def path(self, p: str) -> str:
+        """An absolute remote path: ``~`` and relative paths are under the remote home."""
+        if p == "~" or p.startswith("~/"):
+            p = p[2:]
+        return p if p.startswith("/") else posixpath.join(self.home, p)
+
+    @property
+    def workdir(self) -> str:
+        return self.path(self.spec.workdir)
+
+    @property
+    def python(self) -> str:
+        p = self.spec.python
+        return self.path(p) if p.startswith("~") or "/" in p else p  # a bare name: on PATH
+
+    async def run(self, command: str, check: bool = True, input: str | None = None) -> str:
+        """stdout of ``command`` (a shell line whose values are quoted; ``input`` on its stdin);
+        a non-zero exit is a :class:`HostError` with its last line of stderr when ``check``."""
+        r = await self.run_full(command, input=input)
+        if check and r.exit_status != 0:
+            err = (r.stderr or r.stdout).strip().splitlines()
+            raise HostError(f"{self.name}: {err[-1] if err else f'exit status {r.exit_status}'}")
+        return r.stdout
+
+    async def run_full(self, command: str, input: str | None = None) -> Completed:
+        """How ``command`` ended, whatever its exit status."""
+        r = await self.conn.run(command, check=False, input=input)
+        status = -1 if r.exit_status is None else r.exit_status  # (None: killed by a signal)
+        return Completed(status, _text(r.stdout), _text(r.stderr))
+
+    async def check_worker(self) -> None:
+        """A :class:`HostError` unless the host's python imports diffui's worker."""
+        if self.checked:
+            return
+        r = await self.run_full(f"{shlex.quote(self.python)} -c 'import engine.jobs.worker'")
+        if r.exit_status != 0:
+            lines = (r.stderr or r.stdout).strip().splitlines()
+            why = lines[-1] if lines else f"exit status {r.exit_status}"
+            raise HostError(f"{self.name}: {self.spec.python} cannot run diffui ({why}): "
+                            f"install it with: diffui hosts install {self.name}")
+        self.checked = True
+
+    async def listing(self, folder: str, depth: int = 3) -> dict[str, "RemoteFile"]:
+        """Every file under ``folder`` (relative names, '/'-separated; hidden ones left out):
+        {} when it is missing. Through find, not SFTP: SFTP's times are whole seconds, so a
+        checkpoint rewritten within a second at the same size would look unchanged."""
+        out: dict[str, RemoteFile] = {}
+        text = await self.run(f"find {shlex.quote(folder)} -mindepth 1 -maxdepth {int(depth)} "
+                              "-type f -printf '%P\\t%s\\t%T@\\n' 2>/dev/null", check=False)
+        for line in text.splitlines():
+            rel, _, rest = line.partition("\t")
+            size, _, mtime = rest.partition("\t")
+            if rel and not any(part.startswith(".") for part in rel.split("/")):
+                out[rel] = RemoteFile(int(size), float(mtime))
+        return out
+
+    async def put(self, local: Path, remote: str) -> None:
+        """Copy a file there (atomically: a temp name, then a rename), keeping its time."""
+        await self.sftp.makedirs(posixpath.dirname(remote), exist_ok=True)
+        tmp = posixpath.join(posixpath.dirname(remote), f".{posixpath.basename(remote)}.up")
+        await self.sftp.put(str(local), tmp, preserve=True)
+        await self.sftp.posix_rename(tmp, remote)
+
+    async def get(self, remote: str, local: Path) -> None:
+        """Copy a file here (atomically), keeping its time."""
+        local.parent.mkdir(parents=True, exist_ok=True)
+        tmp = local.parent / f".{local.name}.down"
+        await self.sftp.get(remote, str(tmp), preserve=True)
+        os.replace(tmp, local)
+
+
+@dataclass(frozen=True)
+class Completed:
+    """A command that ran on the host: its exit status and output."""
+
+    exit_status: int
+    stdout: str
+    stderr: str
+
+
+def _text(out: object) -> str:
+    return out.decode(errors="replace") if isinstance(out, bytes) else str(out or "")
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    size: int
+    mtime: float  # seconds, as finely as the host's filesystem keeps them
+
+
+def same_file(local: Path, attrs: RemoteFile) -> bool:
+    """Whether ``local`` is the copy of a remote file (copies keep its time, in whole seconds)."""
+    try:
+        st = local.stat()
+    except FileNotFoundError:
+        return False
+    return st.st_size == attrs.size and int(st.st_mtime) == int(attrs.mtime)
