@@ -220,7 +220,7 @@ def test_the_ui_tables_have_every_binding():
 
 
 def test_the_layout_lists_every_module():
-    page = rendered("development.md")
+    page = rendered("architecture.md")
     for package in ("engine", "tui", "cli"):
         for path in (ROOT / package).rglob("*.py"):
             if path.name != "__init__.py":
