@@ -17,8 +17,9 @@ import signal
 import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
+
+from conftest import wait_for
 
 PACKAGES = "munge slurmctld slurmd slurm-client slurmdbd mariadb-server"
 DAEMONS = ("munged", "mariadbd", "slurmdbd", "slurmctld", "slurmd")
@@ -91,21 +92,24 @@ class SlurmCluster:
         return proc
 
     def _wait(self, name: str, ready, timeout: float) -> None:
-        deadline = time.time() + timeout
         proc = self._procs[-1]
-        while time.time() < deadline:
+
+        def up() -> str:
             if proc.poll() is not None:
-                break
+                return "exited"
             try:
-                if ready():
-                    return
+                return "ready" if ready() else ""
             except (OSError, subprocess.SubprocessError):
-                pass
-            time.sleep(0.2)
-        logs = "".join(p.read_text(errors="replace")[-2000:]
-                       for p in sorted((self.root / "log").glob(f"{name}*")))
-        state = "exited" if proc.poll() is not None else f"not ready after {timeout:.0f} s"
-        raise ClusterError(f"{name} {state}; its log:\n{logs}")
+                return ""
+
+        try:
+            seen = wait_for(up, timeout, every=0.2)
+        except AssertionError:
+            seen = f"not ready after {timeout:.0f} s"
+        if seen != "ready":
+            logs = "".join(p.read_text(errors="replace")[-2000:]
+                           for p in sorted((self.root / "log").glob(f"{name}*")))
+            raise ClusterError(f"{name} {seen}; its log:\n{logs}")
 
     def _start_daemon(self, name: str, cmd: list[str], ready, timeout: float) -> None:
         self._spawn(name, cmd)
@@ -223,10 +227,9 @@ PartitionName=urgent Nodes=ALL PriorityTier=2 MaxTime=INFINITE State=UP
                     os.kill(proc.pid, signal.SIGTERM)
                 except ProcessLookupError:
                     pass
-            deadline = time.time() + timeout
-            while proc.poll() is None and time.time() < deadline:
-                time.sleep(0.1)
-            if proc.poll() is None:
+            try:
+                wait_for(lambda: proc.poll() is not None, timeout, every=0.1)
+            except AssertionError:
                 os.kill(proc.pid, signal.SIGKILL)
                 proc.wait(10)
         self._procs.clear()
@@ -237,12 +240,10 @@ PartitionName=urgent Nodes=ALL PriorityTier=2 MaxTime=INFINITE State=UP
             jobs = self._run("squeue", "-h", "-o", "%i", check=False).stdout.split()
             if jobs:
                 self._run("scancel", *jobs, check=False)
-            deadline = time.time() + timeout
-            while jobs and time.time() < deadline:
-                time.sleep(0.5)
-                jobs = self._run("squeue", "-h", "-o", "%i", check=False).stdout.split()
-        except subprocess.SubprocessError:
-            pass
+                wait_for(lambda: not self._run("squeue", "-h", "-o", "%i",
+                                               check=False).stdout.split(), timeout, every=0.5)
+        except (subprocess.SubprocessError, AssertionError):
+            pass  # a cluster being torn down: what is left is killed with it
 
     def _stop_job_steps(self) -> None:
         """slurmstepd processes (and the jobs under them) may outlive slurmd: end those of this

@@ -17,12 +17,13 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from conftest import wait_for
 
 SSHD = "/usr/sbin/sshd"
 ROOT = Path(__file__).resolve().parents[1]
@@ -124,16 +125,17 @@ LogLevel VERBOSE
     log = open(folder / "sshd.log", "ab")
     proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(folder / "sshd_config")],
                             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    deadline = time.time() + 30
-    while True:
+    def listening() -> bool:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
+            return True
         except OSError:
-            if proc.poll() is not None or time.time() > deadline:
-                raise RuntimeError("sshd did not start: "
-                                   + (folder / "sshd.log").read_text()[-2000:]) from None
-            time.sleep(0.05)
+            return proc.poll() is not None  # sshd exited: said below
+
+    wait_for(listening, 30, why=lambda: "sshd did not start: "
+             + (folder / "sshd.log").read_text()[-2000:])
+    if proc.poll() is not None:
+        raise RuntimeError("sshd did not start: " + (folder / "sshd.log").read_text()[-2000:])
     return Server(port, proc, home, folder, python, host_pub)
 
 

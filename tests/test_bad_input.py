@@ -16,7 +16,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -29,7 +28,7 @@ from engine.rundir.run import Run, prepare_runs
 from cli.main import main
 
 from conftest import TINY as TEMPLATE
-from conftest import tiny_study, wait_for
+from conftest import tiny_study, until, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -697,10 +696,8 @@ async def test_the_ui_says_a_full_disk_in_one_line_and_goes_on(tmp_path, monkeyp
         fill_disk(monkeypatch)
         await pilot.press("s")  # start the queue: queue.json cannot be written
         line = f"error: no space left on the device of {runs_dir / 'queue.json'}"
-        deadline = time.time() + 30
-        while not any(n.message.startswith(line) for n in app._notifications):
-            assert time.time() < deadline, [n.message for n in app._notifications]
-            await pilot.pause(0.1)
+        await until(pilot, lambda: any(n.message.startswith(line) for n in app._notifications),
+                    30, why=lambda: str([n.message for n in app._notifications]))
         assert app.is_running and app.queue.paused
     after = snapshot(runs_dir)
     assert after.pop(str(runs_dir / ".queue.lock")) == b""  # the lock of any queue change
