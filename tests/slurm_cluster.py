@@ -228,7 +228,7 @@ PartitionName=urgent Nodes=ALL PriorityTier=2 MaxTime=INFINITE State=UP
                 except ProcessLookupError:
                     pass
             try:
-                wait_for(lambda: proc.poll() is not None, timeout, every=0.1)
+                wait_for(lambda p=proc: p.poll() is not None, timeout, every=0.1)
             except AssertionError:
                 os.kill(proc.pid, signal.SIGKILL)
                 proc.wait(10)
