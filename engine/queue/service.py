@@ -29,7 +29,7 @@ from engine.rundir.run import Run, iter_runs
 LOCK = "service.lock"
 LOG = "service.log"
 KILL_AFTER = 30.0  # seconds a stopped worker gets to save its state before it is killed
-ENGINE_ROOT = Path(__file__).resolve().parent.parent
+ENGINE_ROOT = Path(__file__).resolve().parents[2]  # the folder holding engine/
 
 
 class ServiceRunning(Exception):

@@ -13,7 +13,7 @@ from pathlib import Path
 from engine.rundir.run import pid_running
 from engine.queue.executors.base import Job
 
-ENGINE_ROOT = Path(__file__).resolve().parents[2]
+ENGINE_ROOT = Path(__file__).resolve().parents[3]  # the folder holding engine/
 
 
 class LocalExecutor:

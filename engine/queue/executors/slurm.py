@@ -50,7 +50,7 @@ from engine.rundir.run import EXIT_CODES
 from engine.queue.executors.base import Job, StartError
 from engine.queue.executors.ssh import HostError, SSHExecutor, _Job
 
-ENGINE_ROOT = Path(__file__).resolve().parents[2]
+ENGINE_ROOT = Path(__file__).resolve().parents[3]  # the folder holding engine/
 POLL_EVERY = 3.0  # seconds between two sacct calls
 LOST_AFTER = 600.0  # a job Slurm has not known of for this long is gone (a wiped cluster)
 MAX_TIMEOUTS = 100  # requeues on time limits before submitit gives up on a run
