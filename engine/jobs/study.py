@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Callable
 
 from engine.data import datasets
-from engine.rundir.events import EventLog, Start, Value, read_events
+from engine.rundir.events import EventLog, Start, Value
 from engine.jobs.tasks import TaskProgress
-from engine.rundir.run import Run
+from engine.rundir.progress import study_values
+from engine.rundir.run import Run, can_sample, source_run, source_state
 from engine.rundir.files import atomic_write_text
 
 RESULTS = "results.csv"
@@ -31,20 +32,9 @@ def value_stem(value: float) -> str:
     return f"value-{value:g}"
 
 
-def source_run(study: Run) -> Run:
-    """The run a study samples from (a sibling of ``RUNS/studies``)."""
-    return Run(study.path.parent.parent / study.spec().run)
-
-
-def done_values(study: Run) -> dict[float, Value]:
-    """The values finished so far (their files on disk), by value."""
-    return {e.value: e for e in read_events(study.events_path)
-            if isinstance(e, Value) and (study.path / e.npy).is_file()}
-
-
 def write_results(study: Run) -> Path:
     """``results.csv``: one row per finished value, in the study's order."""
-    done = done_values(study)
+    done = study_values(study.events(), study.path)
     out = io.StringIO()
     w = csv.writer(out, lineterminator="\n")
     w.writerow(RESULT_COLUMNS)
@@ -68,11 +58,12 @@ def run_study(study: Run, log: EventLog, should_stop: Callable[[], bool]) -> str
     from engine.evaluation.fid import FID, entropy_bits
     from engine.jobs.training import final_sampler, load_model, resolve_device, save_samples, training_data
 
-    spec = study.spec()
-    source = source_run(study)
-    state = source.status().state if source.exists() else "missing"
-    if state != "finished":
+    spec = study.study_spec()
+    runs_dir = study.path.parent.parent  # RUNS/studies/NAME
+    state = source_state(runs_dir, spec, missing="missing")
+    if not can_sample(state):
         raise RuntimeError(f"run {spec.run} is {state}: a study samples from a finished run")
+    source = source_run(runs_dir, spec)
     run_spec = source.spec()
     device = resolve_device(run_spec.training.device)
     model, deg = load_model(source, device)
@@ -80,7 +71,7 @@ def run_study(study: Run, log: EventLog, should_stop: Callable[[], bool]) -> str
     sampler = keys.sampler or final_sampler(ev)
     steps = keys.steps or ev.steps
     name = samplers.describe(sampler, steps, deg.T)
-    done = done_values(study)
+    done = study_values(study.events(), study.path)
     log.emit(Start(epoch=len(done), epochs=len(spec.values), device=str(device),
                    resumed=bool(done)))
     task = lambda name: TaskProgress(log, name, should_stop=should_stop)  # noqa: E731

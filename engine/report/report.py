@@ -25,6 +25,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from engine.rundir.progress import SUMMARY_COLUMNS, summary, summary_row, why
+from engine.rundir.progress import study_values as finished_values
 from engine.rundir.events import Epoch, Eval, Figure as FigureEvent, Samples, latest_by_epoch
 from engine.spec.config import STUDY_VALUE, StudySpec
 from engine.rundir.events import Value as ValueEvent
@@ -228,8 +229,7 @@ def save_figure(fig: Figure, path: Path) -> Path:
 
 def study_values(study: Run) -> list[ValueEvent]:
     """The finished values of a study (their files on disk), in the study's order."""
-    done = {e.value: e for e in study.events() if isinstance(e, ValueEvent)
-            and (study.path / e.npy).is_file()}
+    done = finished_values(study.events(), study.path)
     return [done[v] for v in study.spec().values if v in done]
 
 

@@ -30,6 +30,7 @@ from typing import Iterator
 from engine.errors import UserError
 from engine.spec.config import (ConfigError, RunSpec, StudySpec, spec_from_toml, spec_to_toml,
                      toml_text)
+from engine.spec.components import DEGRADATIONS
 from engine.rundir.events import Event, read_events
 from engine.rundir.files import atomic_write_json, atomic_write_text, write_error
 from engine.text import json_kind, one_line
@@ -60,10 +61,7 @@ class DamagedRun(RunError, UserError):
         self.path, self.why = Path(path), why
 
 
-# --- atomic files ------------------------------------------------------------------------
-
-
-# --- the run directory -----------------------------------------------------------------------
+# --- the run directory ----------------------------------------------------------------------------
 
 @dataclass
 class RunStatus:
@@ -132,6 +130,14 @@ class Run:
             raise DamagedRun(self.config_path, f"damaged (not a run's settings: {what})") \
                 from None
 
+    def study_spec(self) -> StudySpec:
+        """The settings of a study folder (:meth:`spec`); :class:`DamagedRun` when config.toml
+        holds a run's."""
+        spec = self.spec()
+        if not isinstance(spec, StudySpec):
+            raise DamagedRun(self.config_path, "not a study's settings (a run's)")
+        return spec
+
     def damage(self) -> str:
         """What is damaged in config.toml, in one line ("" when it reads well, or is missing).
         Remembered while the file is unchanged (status is read often)."""
@@ -191,7 +197,7 @@ class Run:
         # the exit record of this attempt; or that of a newer attempt without a process,
         # whose worker record (written after it by record_failure) is on its way
         if exit_rec and (exit_rec.get("started") == worker.get("started") or (
-                exit_rec.get("pid") == 0 and exit_rec.get("started") > worker.get("started"))):
+                exit_rec.get("pid") == 0 and exit_rec["started"] > worker["started"])):
             st = exit_rec.get("status")
             if st == "finished":
                 return RunStatus("finished", pid=pid, host=host)
@@ -246,8 +252,9 @@ def pid_running(pid: int, run_path: Path) -> bool:
 
 
 # the fields a worker record must have, and their JSON types
-WORKER_RECORD = {"pid": (int,), "host": (str,), "started": (int, float)}
-EXIT_RECORD = {"status": (str,), "started": (int, float)}
+WORKER_RECORD: dict[str, tuple[type, ...]] = {"pid": (int,), "host": (str,),
+                                              "started": (int, float)}
+EXIT_RECORD: dict[str, tuple[type, ...]] = {"status": (str,), "started": (int, float)}
 
 
 def _read_record(path: Path, fields: dict[str, tuple[type, ...]]) -> tuple[dict | None, str]:
@@ -295,7 +302,33 @@ def study_run(runs_dir: Path, name: str) -> Run:
     return Run(Path(runs_dir) / STUDIES_DIR / name, f"{STUDIES_DIR}/{name}")
 
 
-# --- making run folders ----------------------------------------------------------------------
+def is_study(name: str) -> bool:
+    """Whether a name of the queue is a sampling study's (``studies/NAME``)."""
+    return name.startswith(f"{STUDIES_DIR}/")
+
+
+# --- sampling studies and the runs they sample from -----------------------------------------------
+
+def can_sample(state: str) -> bool:
+    """Whether a study can sample from a run in ``state``: a study needs a finished run (its
+    final model). The study job, batch mode, ``diffui study`` and the UI all ask this."""
+    return state == "finished"
+
+
+def source_run(runs_dir: Path, spec: StudySpec) -> Run:
+    """The folder of the run study ``spec`` samples from (in ``runs_dir``, beside
+    ``studies/``)."""
+    return Run(Path(runs_dir) / spec.run)
+
+
+def source_state(runs_dir: Path, spec: StudySpec, missing: str = "not made yet") -> str:
+    """The state of the run study ``spec`` samples from, read from its folder (``missing``
+    when it has none); :func:`can_sample` says whether the study can start."""
+    source = source_run(runs_dir, spec)
+    return source.status().state if source.exists() else missing
+
+
+# --- making run folders ---------------------------------------------------------------------------
 
 def prepare_runs(specs: list, runs_dir: Path) -> list[Run]:
     """The run folder of every spec (a StudySpec's in ``runs_dir/studies``), created when new,
@@ -344,8 +377,8 @@ def check_runs(specs: list, runs_dir: Path) -> list[Run]:
 def check_inputs(specs: list[RunSpec]) -> None:
     """A :class:`ConfigError` when a run's degradation cannot load its inputs (its registry
     entry's ``check_inputs``: FashionMNIST for morph)."""
+    # (imported here: datasets imports torch, which a process reading run folders does not need)
     from engine.data import datasets as data
-    from engine.spec.components import DEGRADATIONS
 
     for spec in specs:
         check = DEGRADATIONS.get(spec.degradation).check_inputs
