@@ -48,7 +48,7 @@ def make_dir(path: Path) -> Path:
 def write_error(e: OSError, path: Path) -> OSError:
     """``e`` (same class and errno) naming ``path``, marked as a failed write."""
     err = OSError(e.errno, e.strerror, str(path))  # (OSError makes the class of the errno)
-    setattr(err, "writing", True)  # an attribute of our own, read by os_error_line
+    err.writing = True  # type: ignore[attr-defined]  # our mark, read by os_error_line
     return err
 
 
