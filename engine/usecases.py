@@ -20,6 +20,7 @@ from engine.queue import service
 from engine.queue.client import Queue, QueueError
 from engine.rundir.progress import status_text
 from engine.rundir.run import can_sample, check_runs, source_state
+from engine.spec.components import DEGRADATIONS
 from engine.spec.config import ConfigError, Experiments, RunSpec, StudySpec
 from engine.text import format_seconds
 
@@ -62,6 +63,7 @@ def queue_runs(queue: Queue, specs: list, hosts: dict) -> Queued:
     for spec in specs:
         if isinstance(spec, StudySpec):
             check_study(queue.runs_dir, spec)
+    check_inputs(specs)
     runs = queue.prepare(specs, hosts)
     done = Queued()
     for run in runs:
@@ -75,9 +77,29 @@ def queue_runs(queue: Queue, specs: list, hosts: dict) -> Queued:
 
 def runs_to_train(specs: list[RunSpec], runs_dir: Path) -> list[RunSpec]:
     """The runs of ``specs`` not finished yet in ``runs_dir`` (the ones batch mode prepares the
-    evaluation for); a :class:`UserError` when a folder holds other settings. Makes nothing."""
+    evaluation for); a :class:`UserError` when a run's inputs cannot be loaded
+    (:func:`check_inputs`) or a folder holds other settings. Makes nothing."""
+    check_inputs(specs)
     return [s for s, r in zip(specs, check_runs(specs, runs_dir))
             if not (r.exists() and r.status().state == "finished")]
+
+
+def check_inputs(specs: list) -> None:
+    """A :class:`ConfigError` when a run of ``specs`` cannot load the inputs its degradation
+    needs (its registry entry's ``check_inputs``: FashionMNIST for morph), before any folder is
+    made (its worker would fail on it)."""
+    from engine.data import datasets as data  # (imports torch: only when runs are queued)
+
+    for spec in specs:
+        check = DEGRADATIONS.get(spec.degradation).check_inputs \
+            if isinstance(spec, RunSpec) else None
+        if check is None:
+            continue
+        try:
+            check(spec)
+        except data.DataUnavailable as e:
+            raise ConfigError(f"{spec.experiment}: degradation = {spec.degradation!r}: "
+                              f"{e.one_line()}") from None
 
 
 def start_queue(queue: Queue, wait: float = 10.0) -> int | None:

@@ -47,8 +47,8 @@ def make_dir(path: Path) -> Path:
 
 def write_error(e: OSError, path: Path) -> OSError:
     """``e`` (same class and errno) naming ``path``, marked as a failed write."""
-    err = OSError(e.errno, e.strerror, str(path))  # (OSError makes the class of the errno)
-    err.writing = True  # type: ignore[attr-defined]  # our mark, read by os_error_line
+    err = OSError(e.errno, e.strerror, str(path))
+    err.writing = True
     return err
 
 

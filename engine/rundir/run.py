@@ -28,9 +28,7 @@ from pathlib import Path
 from typing import Iterator
 
 from engine.errors import UserError
-from engine.spec.config import (ConfigError, RunSpec, StudySpec, spec_from_toml, spec_to_toml,
-                     toml_text)
-from engine.spec.components import DEGRADATIONS
+from engine.spec.config import RunSpec, StudySpec, spec_from_toml, spec_to_toml, toml_text
 from engine.rundir.events import Event, read_events
 from engine.rundir.files import atomic_write_json, atomic_write_text, write_error
 from engine.text import json_kind, one_line
@@ -348,9 +346,8 @@ def create_runs(specs: list, runs: list[Run]) -> list[Run]:
 def check_runs(specs: list, runs_dir: Path) -> list[Run]:
     """The run folders of ``specs``, made by nothing: a :class:`UserError` when one already
     holds a run with other settings (resuming it would mix two studies; nothing in it is
-    touched), when a folder's place is taken by a file, or when a run cannot train without
-    missing input."""
-    check_inputs([s for s in specs if isinstance(s, RunSpec)])
+    touched), or when a folder's place is taken by a file. (Whether a run's inputs can be
+    loaded is :func:`engine.usecases.check_inputs`: the run folder knows no datasets.)"""
     runs = []
     for spec in specs:
         run = (study_run(runs_dir, spec.name) if isinstance(spec, StudySpec)
@@ -372,23 +369,6 @@ def check_runs(specs: list, runs_dir: Path) -> list[Run]:
                               "move it away or use --runs-dir")
         runs.append(run)
     return runs
-
-
-def check_inputs(specs: list[RunSpec]) -> None:
-    """A :class:`ConfigError` when a run's degradation cannot load its inputs (its registry
-    entry's ``check_inputs``: FashionMNIST for morph)."""
-    # (imported here: datasets imports torch, which a process reading run folders does not need)
-    from engine.data import datasets as data
-
-    for spec in specs:
-        check = DEGRADATIONS.get(spec.degradation).check_inputs
-        if check is None:
-            continue
-        try:
-            check(spec)
-        except data.DataUnavailable as e:
-            raise ConfigError(f"{spec.experiment}: degradation = {spec.degradation!r}: "
-                              f"{e.one_line()}") from None
 
 
 def _first_difference(old: dict, new: dict, prefix: str = "") -> str:
