@@ -7,13 +7,15 @@ import signal
 import sys
 import time
 from contextlib import contextmanager
+from typing import Iterator
 
 from rich.console import Console
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                            TimeRemainingColumn)
 from rich.table import Table
 
-from engine.rundir.progress import SUMMARY_COLUMNS, RunProgress, summary, summary_row, why
+from engine.rundir.progress import (SUMMARY_COLUMNS, RunProgress, status_text, summary,
+                                    summary_row, why)
 from engine.text import fmt, format_seconds
 from engine.queue.client import Queue
 from engine.rundir.run import Run
@@ -39,16 +41,30 @@ def run_batch(queue: Queue, runs: list[Run], jobs: int | None = None,
             console.print(f"[dim]{name}: finished already, skipped[/dim]")
     todo = [n for n in names if queue.progress[n].state != "finished"]
     interrupted = False
-    live = console.is_terminal
-    bars = Progress(TextColumn("{task.description:<24}"), BarColumn(),
-                    TextColumn("{task.fields[status]}"), console=console, disable=not live)
-    tasks = {n: bars.add_task(n, total=1.0, status="") for n in todo}
-    logged: dict[str, tuple] = {}
+    with _stop_on_signals() as stopping:
+        try:
+            queue.submit(todo, jobs)
+            _follow(queue, todo, console, poll_every)
+        except KeyboardInterrupt:
+            interrupted = True
+            stopping.append(True)
+            console.print("[yellow]interrupted: stopping workers (runs stay resumable)...[/yellow]")
+            queue.stop(todo)
+        console.print(summary_table(runs))
+    if interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_FAILED if any(summary(r).state != "finished" for r in runs) else EXIT_OK
 
+
+@contextmanager
+def _stop_on_signals() -> Iterator[list[bool]]:
+    """Ctrl-C, or a job scheduler's SIGTERM, as a KeyboardInterrupt (the caller stops the runs,
+    resumable, and appends to the list it is handed while it does); a second one while they stop
+    is only answered, since leaving then would leave their workers running."""
     stopping: list[bool] = []
 
-    def on_signal(*_):  # Ctrl-C, or a job scheduler's SIGTERM: stop the runs (resumable)
-        if stopping:  # again while they stop: leaving now would leave their workers running
+    def on_signal(*_):
+        if stopping:
             sys.stderr.write("still stopping the workers: they save their state and stop\n")
             return
         stopping.append(True)
@@ -56,32 +72,34 @@ def run_batch(queue: Queue, runs: list[Run], jobs: int | None = None,
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        try:
-            with bars:
-                queue.submit(todo, jobs)
-                while True:
-                    queue.poll()
-                    for name, task in tasks.items():
-                        p = queue.progress[name]
-                        status = "queued" if name in queue.queued() else _status_text(p)
-                        bars.update(task, completed=p.fraction, status=status)
-                        if not live:
-                            _log_line(console, p, logged)
-                    if queue.settled(todo):
-                        break
-                    time.sleep(poll_every)
-        except KeyboardInterrupt:
-            interrupted = True
-            stopping.append(True)
-            console.print("[yellow]interrupted: stopping workers (runs stay resumable)...[/yellow]")
-            queue.stop(todo)
-        console.print(summary_table(runs))
+        yield stopping
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    if interrupted:
-        return EXIT_INTERRUPTED
-    return EXIT_FAILED if any(summary(r).state != "finished" for r in runs) else EXIT_OK
+
+
+def _follow(queue: Queue, todo: list[str], console: Console, poll_every: float) -> None:
+    """A bar per run of ``todo`` in a terminal (plain lines otherwise), until none of them is
+    queued or running."""
+    live = console.is_terminal
+    bars = Progress(TextColumn("{task.description:<24}"), BarColumn(),
+                    TextColumn("{task.fields[status]}"), console=console, disable=not live)
+    tasks = {n: bars.add_task(n, total=1.0, status="") for n in todo}
+    logged: dict[str, tuple] = {}
+    with bars:
+        while True:
+            queue.poll()
+            queued = queue.queued()
+            for name, task in tasks.items():
+                p = queue.progress[name]
+                status = status_text(p, queued.index(name) if name in queued else None,
+                                     style="bar")
+                bars.update(task, completed=p.fraction, status=status)
+                if not live:
+                    _log_line(console, p, logged)
+            if queue.settled(todo):
+                break
+            time.sleep(poll_every)
 
 
 @contextmanager
@@ -114,17 +132,6 @@ def _log_line(console: Console, p: RunProgress, logged: dict[str, tuple]) -> Non
     elif p.task and p.task != logged.get(p.name, (0, ""))[1]:
         console.print(f"{p.name}: {p.task}...")
     logged[p.name] = (p.epoch, p.task)
-
-
-def _status_text(p: RunProgress) -> str:
-    if p.state != "running":
-        return p.state
-    text = f"{p.unit} {p.epoch}/{p.epochs}"
-    if p.task:
-        return text + "  " + p.task_text()
-    if p.loss is not None:
-        text += f"  loss {p.loss:.4f}"
-    return text + f"  eta {_eta(p.eta())}"
 
 
 def summary_table(runs: list[Run]) -> Table:

@@ -39,7 +39,7 @@ def test_batch_runs_then_skips_finished(tmp_path, study_file, capsys):
 
 
 def test_default_runs_dir_is_beside_the_file_per_profile(tmp_path):
-    from cli.main import default_runs_dir
+    from cli.parsers import default_runs_dir
     f = tmp_path / "sub" / "exp.toml"
     assert default_runs_dir(f, None) == (tmp_path / "sub" / "runs").resolve()
     assert default_runs_dir(f, "quick") == (tmp_path / "sub" / "runs-quick").resolve()

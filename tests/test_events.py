@@ -144,3 +144,38 @@ def test_a_studys_values_fold_like_epochs():
     p.fold(EXAMPLES[-2])
     assert (p.epoch, p.epochs, p.fid, p.floor, p.sampler) == (2, 3, 90.0, 12.0, "iterative-4")
     assert p.fraction == pytest.approx(2 / 3) and p.eta() == pytest.approx(2.0)
+
+
+def test_a_runs_status_in_words_as_each_front_end_shows_it():
+    """One status_text for the UI's runs table (ui), batch mode's bars (bar) and diffui queue
+    status (table): each front end's words, as they were when each wrote its own."""
+    from engine.rundir.progress import status_text
+
+    def shown(p: RunProgress, queued_at: int | None = None) -> tuple[str, str, str]:
+        return tuple(status_text(p, queued_at, style) for style in ("ui", "bar", "table"))
+
+    assert shown(RunProgress("r")) == ("not queued", "pending", "pending")
+    assert shown(RunProgress("r"), 1) == ("queued #2", "queued", "queued #2")
+    assert shown(RunProgress("r", state="failed")) == ("failed",) * 3
+    p = RunProgress("r", state="running")
+    p.fold(Start(time=1.0, epoch=0, epochs=4))
+    p.fold(Epoch(time=3.0, epoch=1, epochs=4, train_loss=1, val_loss=1, seconds=2))
+    p.fold(Progress(time=4.0, step=5, steps=10, loss=0.25))
+    assert shown(p) == ("running  38%", "epoch 1/4  loss 0.2500  eta 0:05", "running 38%")
+    assert shown(p, 0) == ("running  38%", "queued", "running 38%")  # running beats queued
+    p.fold(Progress(time=5.0, task="FID classifier", step=10, steps=100))
+    assert shown(p) == ("FID classifier 10%", f"epoch 1/4  {p.task_text()}",
+                        f"running 38% ({p.task_text()})")
+
+
+def test_a_studys_finished_values_are_the_latest_of_each_with_files_on_disk(tmp_path):
+    from dataclasses import replace
+
+    from engine.rundir.progress import study_values
+
+    a, b = EXAMPLES[-2], replace(EXAMPLES[-2], value=0.1, npy="value-0.1.npy", fid=70.0)
+    again = replace(a, fid=80.0, time=9.0)
+    assert study_values([a, EXAMPLES[0], b, again]) == {0.01: again, 0.1: b}
+    assert list(study_values([a, b, again])) == [0.01, 0.1]  # in the order they first came
+    (tmp_path / "value-0.1.npy").write_bytes(b"")
+    assert study_values([a, b, again], tmp_path) == {0.1: b}  # 0.01's samples are not there

@@ -74,7 +74,7 @@ def fixed_app(tmp_path):
 
 async def file_read(pilot, app: DiffuiApp) -> None:
     """Wait for the experiments file, which the app reads in a worker when it starts."""
-    await until(pilot, lambda: app.study is not None, timeout=30)
+    await until(pilot, lambda: app.experiments is not None, timeout=30)
 
 
 async def select_row(pilot, app: DiffuiApp, name: str) -> None:
@@ -157,7 +157,7 @@ async def test_queueing_asks_where_when_the_file_has_hosts(tmp_path):
         assert saved()["where"] == {"alpha": ["gpu1"], "beta": ["gpu1"]}
         assert saved()["hosts"]["gpu1"]["address"] == "gpu1.lab"
         await until(pilot, lambda: cell(app, "alpha", "where") == "→ gpu1")
-        assert app.study.runs[0].host == ["local"]  # the file's own placement is unchanged
+        assert app.experiments.runs[0].host == ["local"]  # the file's own placement is unchanged
 
 
 async def test_the_queue_goes_on_after_the_ui_quits(tmp_path):
@@ -536,7 +536,7 @@ async def test_edit_dialog_reads_the_file_once(tmp_path, monkeypatch):
 def test_a_long_step_shows_in_the_status_column_with_its_eta():
     from engine.rundir.events import Progress as StepProgress
     from engine.rundir.progress import RunProgress
-    from tui.widgets import status_text
+    from engine.rundir.progress import status_text
 
     p = RunProgress("r", state="running")
     p.fold(Start(time=100.0, epoch=0, epochs=2))

@@ -24,18 +24,19 @@ from textual.css.query import NoMatches
 from textual.screen import ModalScreen
 from textual.worker import get_current_worker
 
+from engine import usecases
 from engine.errors import UserError
+from engine.queue.client import Queue, QueueError
 from engine.files import os_error_line
+from engine.rundir.run import can_sample, is_study, study_run
+from engine.spec.experiments import Experiments
 
 from tui.messages import FileLoaded, Snapshot
-from engine.spec.experiments import Experiments
-from tui.model import Poller, is_study, read_experiments
-from engine.queue.client import Queue, QueueError
-from engine.rundir.run import study_run
+from tui.model import Poller, read_experiments
 from tui.runs_screen import RUNS_ACTIONS, RunsScreen
 from tui.screens import (EditScreen, HostPickScreen, JobsScreen, PickScreen, RunScreen,
-                      StudyPickScreen, StudyScreen)
-from tui.widgets import RunsTable
+                         StudyPickScreen, StudyScreen)
+from tui.widgets import RunsTable, image_widget_class
 
 # (key, action, footer label, palette title, palette help): the actions of every screen
 APP_ACTIONS = [
@@ -43,9 +44,12 @@ APP_ACTIONS = [
     ("s", "toggle_queue", "start/pause", "Start or pause the queue",
      "a paused queue starts nothing new; running runs go on"),
     ("j", "jobs", "jobs", "Runs at once", "how many runs the queue runs at the same time"),
-    ("x", "cancel", "cancel", "Cancel run", "take a queued run off the queue, or stop a running one"),
-    ("r", "resume", "resume", "Resume run", "queue a stopped run again; it goes on from its checkpoint"),
-    ("t", "retry", "retry", "Retry run", "queue a failed run again (from its checkpoint if it has one)"),
+    ("x", "cancel", "cancel", "Cancel run",
+     "take a queued run off the queue, or stop a running one"),
+    ("r", "resume", "resume", "Resume run",
+     "queue a stopped run again; it goes on from its checkpoint"),
+    ("t", "retry", "retry", "Retry run",
+     "queue a failed run again (from its checkpoint if it has one)"),
     ("w", "report", "report", "Write report", "figures and report.md of every run, in RUNS/report"),
     ("e", "edit", "edit", "Edit a setting", "change a setting of the experiments file and save it"),
     ("l", "reload", "reload", "Reload experiments file", "read the experiments file again"),
@@ -56,35 +60,10 @@ APP_ACTION_NAMES = {a.partition("(")[0] for _, a, *_ in APP_ACTIONS}
 
 class DiffuiApp(App):
     TITLE = "diffui"
-    CSS = """
-    #error { color: $error; text-style: bold; display: none; height: auto; }
-    #error.shown { display: block; }
-    #queue-line { height: 1; color: $text-muted; }
-    #why { color: $warning; display: none; height: auto; }
-    #why.shown { display: block; }
-    RunsTable { height: 1fr; }
-    #top { height: 2fr; }
-    #charts { width: 3fr; }
-    #grid-box { width: 2fr; }
-    #grid-label { height: 1; }
-    #bottom { height: 1fr; min-height: 5; }
-    #settings { width: 1fr; }
-    #events { width: 2fr; }
-    RunScreen.zoomed #charts, RunScreen.zoomed #bottom { display: none; }
-    #study-line { height: auto; color: $text-muted; }
-    #study-charts { height: 2fr; min-height: 8; }
-    #study-grids { height: 3fr; }
-    .study-value { width: 1fr; padding: 0 1 0 0; }
-    .value-label { height: 1; text-style: bold; }
-    .value-numbers { height: auto; color: $text-muted; }
-    #compare-charts { height: 2fr; }
-    #compare-table { height: 1fr; }
-    .dialog { width: 90%; height: auto; max-height: 90%; border: thick $primary;
-              background: $surface; padding: 0 1; }
-    ModalScreen { align: center middle; }
-    SelectionList { height: auto; max-height: 16; }
-    .error { color: $error; }
-    """
+    # the styles of every screen, read once as the app starts (a screen's own CSS_PATH is read
+    # when it is first shown, and then restyles the whole app: a run view would open slower)
+    CSS_PATH = ["styles/app.tcss", "styles/run.tcss", "styles/study.tcss", "styles/compare.tcss",
+                "styles/dialogs.tcss"]
     BINDINGS = [Binding(k, a, label) for k, a, label, _, _ in APP_ACTIONS]
     RUN_SCREENS_KEPT = 8  # run views kept composed (and following their runs) for a quick reopen
 
@@ -92,12 +71,11 @@ class DiffuiApp(App):
                  image_class=None, poll_every: float = 0.5, jobs: int | None = None):
         super().__init__()
         if image_class is None:
-            from tui.widgets import image_widget_class
             image_class = image_widget_class("halfcell")
         self.file, self.runs_dir, self.profile = Path(file), Path(runs_dir), profile
         self.image_class = image_class
         self.poll_every = poll_every
-        self.study: Experiments | None = None
+        self.experiments: Experiments | None = None
         self.file_text: str | None = None  # the experiments file as last read (by a worker)
         self.errors: dict[str, str] = {}  # "file", "queue" and "poll": one line each
         self.queue = Queue.open(self.runs_dir)
@@ -176,21 +154,21 @@ class DiffuiApp(App):
 
     @work(thread=True, exclusive=True, group="file")
     def _load_file(self) -> None:
-        study, text, error = read_experiments(self.file, self.profile)
-        if study is not None:
-            self.poller.planned = [s.name for s in study.runs]
-        self.post_message(FileLoaded(study, text, error))
+        experiments, text, error = read_experiments(self.file, self.profile)
+        if experiments is not None:
+            self.poller.planned = [s.name for s in experiments.runs]
+        self.post_message(FileLoaded(experiments, text, error))
         self.poll_now()
 
     def on_file_loaded(self, message: FileLoaded) -> None:
         self.file_text = message.text
         self.show_error("file", message.error)
-        if message.study is not None:
-            self.study = message.study
+        if message.experiments is not None:
+            self.experiments = message.experiments
         if self._announce_load:
             self._announce_load = False
-            if message.study is not None:
-                self.say(f"read {self.file.name}: {len(message.study.runs)} runs")
+            if message.experiments is not None:
+                self.say(f"read {self.file.name}: {len(message.experiments.runs)} runs")
 
     @property
     def last_snapshot(self) -> Snapshot | None:
@@ -264,7 +242,8 @@ class DiffuiApp(App):
             self.say("no run selected", severity="warning")
             return
         if name not in self.snapshot:
-            self.say(f"{name} is not queued yet: press a to pick the runs to queue", severity="warning")
+            self.say(f"{name} is not queued yet: press a to pick the runs to queue",
+                     severity="warning")
             return
 
         def job() -> None:
@@ -282,27 +261,33 @@ class DiffuiApp(App):
         self.notify(message, markup=False, **kw)
 
     # -- actions --
-    def action_add(self) -> None:
-        if self.study is None or self.errors.get("file"):
+    def file_read(self) -> bool:
+        """Whether the experiments file has been read well (else the reason is said)."""
+        if self.experiments is None or self.errors.get("file"):
             self.say(self.errors.get("file") or "no experiments file loaded", severity="error")
+            return False
+        return True
+
+    def action_add(self) -> None:
+        if not self.file_read():
             return
         states = {n: p.state for n, p in self.snapshot.items()}
-        self.push_screen(PickScreen(self.study.runs, states), self._queue_picked)
+        self.push_screen(PickScreen(self.experiments.runs, states), self._queue_picked)
 
     def _queue_picked(self, names: list[str] | None) -> None:
         if not names:
             return
-        specs = [s for s in self.study.runs if s.name in names]
-        if not self.study.hosts:
-            self.in_background(partial(self._prepare_and_queue, specs))
+        specs = [s for s in self.experiments.runs if s.name in names]
+        if not self.experiments.hosts:
+            self.in_background(partial(self._queue_runs, specs))
             return
 
         def placed(host: list | None) -> None:
             if host is None:
                 return
             chosen = [dataclasses.replace(spec, host=host) for spec in specs] if host else specs
-            self.in_background(partial(self._prepare_and_queue, chosen))
-        self.push_screen(HostPickScreen(self.study.hosts), placed)
+            self.in_background(partial(self._queue_runs, chosen))
+        self.push_screen(HostPickScreen(self.experiments.hosts), placed)
 
     def queue_study(self, name: str | None) -> None:
         """Queue a study of the experiments file on the finished run ``name``: the one study of
@@ -310,20 +295,19 @@ class DiffuiApp(App):
         if name is None:
             self.say("no run selected", severity="warning")
             return
-        if self.study is None or self.errors.get("file"):
-            self.say(self.errors.get("file") or "no experiments file loaded", severity="error")
+        if not self.file_read():
             return
         if is_study(name):
             self.say(f"{name} is a study: select the run it samples from and press S",
                      severity="warning")
             return
-        studies = [s for s in self.study.studies if s.run == name]
+        studies = usecases.studies_of(self.experiments, [name])
         p = self.snapshot.get(name)
         state = "not queued" if p is None or p.state == "pending" else p.state
         if not studies:
             self.say(f"{self.file.name} has no study of {name}: add a [[studies]] table with "
                      f"run = \"{name}\"", severity="warning")
-        elif state != "finished":
+        elif not can_sample(state):
             self.say(f"{name} is {state}: a study samples from a finished run "
                      f"(its studies: {', '.join(s.name for s in studies)})", severity="warning")
         elif len(studies) == 1:
@@ -334,30 +318,23 @@ class DiffuiApp(App):
             self.push_screen(StudyPickScreen(name, studies, states), self._queue_study)
 
     def _queue_study(self, name: str | None) -> None:
-        spec = next((s for s in self.study.studies if s.name == name), None)
+        spec = next((s for s in self.experiments.studies if s.name == name), None)
         if spec is not None:
-            self.in_background(partial(self._prepare_and_queue, [spec], f"study {name}"))
+            self.in_background(partial(self._queue_runs, [spec], f"study {name}"))
 
-    def _prepare_and_queue(self, specs: list, what: str | None = None) -> None:
+    def _queue_runs(self, specs: list, what: str | None = None) -> None:
         """Make the run folders and queue them (on the action thread: checking a morph run's
         inputs reads FashionMNIST from disk); ``what`` names them in the answer."""
         try:
-            runs = self.queue.prepare(specs, self.study.hosts)
+            done = usecases.queue_runs(self.queue, specs, self.experiments.hosts)
         except (UserError, QueueError) as e:
             self.tell(f"error: {e}", severity="error", timeout=10)
             return
-        queued, skipped = [], []
-        for run in runs:
-            try:
-                self.queue.enqueue(run.name)
-                queued.append(run.name)
-            except QueueError as e:
-                skipped.append(str(e))
-        text = f"queued {what}" if what and queued else \
-            f"queued {len(queued)} run{'s' * (len(queued) != 1)}"
-        if self.queue.paused and queued:
+        n = len(done.names)
+        text = f"queued {what}" if what and n else f"queued {n} run{'s' * (n != 1)}"
+        if self.queue.paused and n:
             text += "; press s to start the queue"
-        self.tell("; ".join([text, *skipped]))
+        self.tell("; ".join([text, *done.skipped]))
 
     def action_toggle_queue(self) -> None:
         def toggle() -> None:
@@ -378,21 +355,19 @@ class DiffuiApp(App):
         self.push_screen(JobsScreen(jobs), set_jobs)
 
     def action_cancel(self) -> None:
-        self.with_run(lambda queue, name: queue.cancel(name))
-
-    def _requeue(self, queue: Queue, name: str, done: str, state: str) -> str:
-        run = next(r for r in queue.runs if r.name == name)
-        now = run.status().state
-        if now != state:
-            raise QueueError(f"{name} is {now}: only a {state} run can be {done}")
-        queue.enqueue(name)
-        return f"{name} queued" + ("; press s to start the queue" if queue.paused else "")
+        self.with_run(usecases.cancel)
 
     def action_resume(self) -> None:
-        self.with_run(lambda queue, name: self._requeue(queue, name, "resumed", "resumable"))
+        self.with_run(partial(self._queue_again, usecases.resume))
 
     def action_retry(self) -> None:
-        self.with_run(lambda queue, name: self._requeue(queue, name, "retried", "failed"))
+        self.with_run(partial(self._queue_again, usecases.retry))
+
+    @staticmethod
+    def _queue_again(use_case, queue: Queue, name: str) -> str:
+        """``use_case`` (resume or retry) on run ``name``, and the answer to show."""
+        use_case(queue, name)
+        return f"{name} queued" + ("; press s to start the queue" if queue.paused else "")
 
     def action_report(self) -> None:
         started = [n for n, p in self.snapshot.items() if p.last_time is not None]
@@ -426,7 +401,8 @@ class DiffuiApp(App):
             self.say(self.errors.get("file") or f"{self.file}: not read yet", severity="error")
             return
         name = self.selected_run()
-        spec = next((s for s in self.study.runs if s.name == name), None) if self.study else None
+        runs = self.experiments.runs if self.experiments else []
+        spec = next((s for s in runs if s.name == name), None)
         target = f"experiments.{spec.experiment}" if spec else "defaults"
 
         def saved(message: str | None) -> None:

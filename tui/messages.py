@@ -4,14 +4,13 @@ They carry plain data read off the event loop; handlers (``on_snapshot``, ``on_r
 ``on_file_loaded``) only draw it. None bubbles: each is posted to the screen that subscribed."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from textual.message import Message
 
-if TYPE_CHECKING:
-    from tui.model import Grid
-    from engine.rundir.events import Progress
-    from engine.spec.experiments import Experiments
+from engine.rundir.events import Event
+from engine.rundir.progress import RunProgress
+from engine.spec.experiments import Experiments
+
+from tui.history import Grid
 
 
 class Snapshot(Message, bubble=False):
@@ -21,7 +20,7 @@ class Snapshot(Message, bubble=False):
     empty), ``queue_error`` the one line of a damaged queue.json ("" when it is fine), ``where``
     each run's place in words (``gpu1``, ``→ gpu1, local``, ``cluster: job 3 RUNNING``)."""
 
-    def __init__(self, progress: dict[str, "Progress"], queued: list[str], jobs: int,
+    def __init__(self, progress: dict[str, RunProgress], queued: list[str], jobs: int,
                  paused: bool, planned: list[str], problem: str = "", queue_error: str = "",
                  where: dict[str, str] | None = None):
         super().__init__()
@@ -35,15 +34,16 @@ class RunEvents(Message, bubble=False):
     without the step-progress ones. ``grids`` is the run's sample grids when they changed
     (else None), ``settings`` its resolved settings as TOML in the first message (else None)."""
 
-    def __init__(self, name: str, events: list[dict], grids: list["Grid"] | None,
+    def __init__(self, name: str, events: list[Event], grids: list[Grid] | None,
                  settings: str | None):
         super().__init__()
         self.name, self.events, self.grids, self.settings = name, events, grids, settings
 
 
 class FileLoaded(Message, bubble=False):
-    """The experiments file as read by a worker: its study and text, or the one-line error."""
+    """The experiments file as read by a worker (:class:`Experiments`) and its text, or the
+    one-line error."""
 
-    def __init__(self, study: "Experiments | None", text: str | None, error: str):
+    def __init__(self, experiments: Experiments | None, text: str | None, error: str):
         super().__init__()
-        self.study, self.text, self.error = study, text, error
+        self.experiments, self.text, self.error = experiments, text, error

@@ -1,10 +1,8 @@
-"""What the UI knows about the runs, kept apart from the widgets: the engine names it uses (imported
-here only, so that moving them in the engine changes one file) and the poll service.
-
-:class:`Poller` does every file read the screens need, on the poll thread: the queue's poll (run
-folders' events and status), each followed run's events, settings text and sample grids (PNG files
-decoded once). It posts what it found to the screens that subscribed, as the typed messages of
-:mod:`tui.messages`; the event loop only draws.
+"""The UI's poll service, kept apart from the widgets: :class:`Poller` does every file read the
+screens need, on the poll thread: the queue's poll (run folders' events and status), each
+followed run's events, settings text and sample grids (:class:`tui.history.RunHistory`). It posts
+what it found to the screens that subscribed, as the typed messages of :mod:`tui.messages`; the
+event loop only draws. :func:`read_experiments` reads the experiments file for the app's worker.
 """
 from __future__ import annotations
 
@@ -12,112 +10,15 @@ import copy
 import socket
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from PIL import Image as PILImage
+from engine.queue.client import Queue
+from engine.rundir.run import Run
+from engine.spec.checks import ConfigError
+from engine.spec.experiments import Experiments, load_experiments, parse_experiments
 
-from engine.errors import UserError
-from engine.spec.sections import STUDY_VALUE  # noqa: F401
-from engine.spec.checks import ConfigError  # noqa: F401
-from engine.spec.specs import RunSpec, StudySpec, spec_from_toml, spec_to_toml  # noqa: F401
-from engine.spec.experiments import Experiments, load_experiments, parse_experiments  # noqa: F401
-from engine.spec.edit import get_setting, key_help, set_setting, targets  # noqa: F401
-from engine.data.datasets import fallback_note  # noqa: F401
-from engine.rundir.progress import SUMMARY_COLUMNS, summary_row, why  # noqa: F401
-from engine.rundir.events import End, Epoch, Eval, EventReader, Samples, Start, Value, latest_by_epoch  # noqa: F401
-from engine.text import fmt, format_seconds  # noqa: F401
-from engine.rundir.events import Progress as StepProgress
-from engine.rundir.progress import RunProgress as Progress  # noqa: F401
-from engine.queue.client import Queue, QueueError  # noqa: F401
-from engine.rundir.run import STUDIES_DIR, Run, iter_runs, prepare_runs, study_run  # noqa: F401
-
+from tui.history import Grid, RunHistory
 from tui.messages import RunEvents, Snapshot
-
-
-@dataclass(frozen=True)
-class Grid:
-    """One sample grid of a run: its epoch, PNG file, sampler and the decoded image; a sampling
-    study's grid of one value has ``value`` (and ``epoch`` its place among the finished ones)."""
-
-    epoch: int
-    png: Path
-    sampler: str
-    image: PILImage.Image = field(compare=False, repr=False)
-    value: float | None = None
-
-
-def is_study(name: str) -> bool:
-    """Whether a name of the queue is a sampling study's (``studies/NAME``)."""
-    return name.startswith(f"{STUDIES_DIR}/")
-
-
-def latest_values(events: list) -> dict[float, Value]:
-    """A study's latest :class:`Value` event of each value, in the order they first came."""
-    out: dict[float, Value] = {}
-    for e in events:
-        if isinstance(e, Value):
-            out[e.value] = e
-    return out
-
-
-class RunHistory:
-    """A run's events read incrementally, on the poll thread: the curves, evaluations and grids
-    (a study's: the grid of each value). The frequent step-progress events are left out (the
-    runs view shows those).
-
-    ``state`` is (events, grids, grids version, settings) as of the last :meth:`update`: a tuple
-    of objects that are replaced, never changed, so the event loop may read it as it is."""
-
-    def __init__(self, run: Run):
-        self.run = run
-        self.events: list = []
-        self.grids: list[Grid] = []
-        self.grids_version = 0
-        self.settings: str | None = None
-        self.state: tuple[list, list[Grid], int, str | None] | None = None
-        self._reader = EventReader(run.events_path)
-        self._images: dict[Path, PILImage.Image] = {}
-
-    def update(self) -> bool:
-        """Read new events; True when there were any."""
-        if self.settings is None:
-            try:
-                self.settings = spec_to_toml(self.run.spec())
-            except (OSError, ValueError, UserError) as e:  # UserError: a damaged file
-                self.settings = f"cannot read {self.run.config_path}: {e}"
-        new = [e for e in self._reader.read() if not isinstance(e, StepProgress)]
-        if new:
-            self.events = self.events + new  # a new list: ``state`` keeps the old one
-        if any(isinstance(e, (Samples, Value)) for e in new) or \
-                (self.grids_version == 0 and self._grid_events()):
-            self._load_grids()
-        self.state = (self.events, self.grids, self.grids_version, self.settings)
-        return bool(new)
-
-    def _grid_events(self) -> dict[int, Samples | Value]:
-        """The grid events by epoch (a study's values by their place)."""
-        values = latest_values(self.events)
-        if values:
-            return {i: e for i, e in enumerate(values.values(), 1)}
-        return latest_by_epoch(self.events, Samples)
-
-    def _load_grids(self) -> None:
-        grids = []
-        for epoch, e in self._grid_events().items():
-            png = self.run.path / e.png
-            image = self._images.get(png)
-            if image is None:
-                try:
-                    with PILImage.open(png) as f:
-                        image = f.convert("RGB")
-                except OSError:
-                    continue  # not written yet (or removed): try again on the next grid event
-                self._images[png] = image
-            grids.append(Grid(epoch, png, e.sampler, image, getattr(e, "value", None)))
-        if grids != self.grids or not self.grids_version:
-            self.grids = grids
-            self.grids_version += 1
 
 
 class Poller:
@@ -230,9 +131,10 @@ class Poller:
             self.unsubscribe(target)
 
 
-def read_experiments(file: Path, profile: str | None) -> tuple[Experiments | None, str | None, str]:
-    """The experiments file's study and text, or the one-line error of batch mode (call it off
-    the event loop)."""
+def read_experiments(file: Path, profile: str | None) \
+        -> tuple[Experiments | None, str | None, str]:
+    """The experiments file (:class:`Experiments`) and its text, or the one-line error of batch
+    mode (call it off the event loop)."""
     try:
         text = file.read_text(encoding="utf-8")
         return parse_experiments(text, file, profile), text, ""

@@ -8,15 +8,18 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Header, Static
 
-from tui.messages import Snapshot
 from engine.rundir.progress import why
+
+from tui.messages import Snapshot
+from tui.screens import CompareScreen
 from tui.widgets import KeyBar, RunsTable
 
 # (key, action, footer label, palette title, palette help): the actions of this screen's table
 RUNS_ACTIONS = [
     ("K", "move(-1)", "up", "Move run up", "move the selected queued run towards the front"),
     ("J", "move(1)", "down", "Move run down", "move the selected queued run towards the back"),
-    ("o", "open", "open", "Open run", "charts, sample grids, settings and events of the selected run"),
+    ("o", "open", "open", "Open run",
+     "charts, sample grids, settings and events of the selected run"),
     ("space", "mark", "mark", "Mark run", "mark or unmark the selected run for the compare view"),
     ("c", "compare", "compare", "Compare runs", "curves and final numbers of the marked runs"),
     ("S", "study", "study", "Queue a study",
@@ -129,5 +132,4 @@ class RunsScreen(Screen):
         if not names:
             self.app.say("no runs to compare yet: mark runs with space", severity="warning")
             return
-        from tui.screens import CompareScreen
         self.app.push_screen(CompareScreen(sorted(names)))

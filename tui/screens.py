@@ -1,10 +1,10 @@
 """The screens of the diffui app besides the runs view: one run, one sampling study, several runs
 compared, and the modal dialogs (pick experiments, pick a study, runs at once, edit a setting).
 
-The run, study and compare views subscribe to the poll thread (:class:`tui.model.Poller`) for their runs'
-events and draw the :class:`RunEvents` and :class:`Snapshot` messages it posts; none of these
-screens reads a file on the event loop (the edit dialog is handed the file's text and saves in a
-worker)."""
+The run, study and compare views subscribe to the poll thread (:class:`tui.model.Poller`) for
+their runs' events and draw the :class:`RunEvents` and :class:`Snapshot` messages it posts; none
+of these screens reads a file on the event loop (the edit dialog is handed the file's text and
+saves in a worker)."""
 from __future__ import annotations
 
 import time
@@ -18,17 +18,18 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import (DataTable, Header, Input, Label, OptionList, RichLog, Select,
                              SelectionList, Static)
 
-from tui.messages import RunEvents, Snapshot
+from engine.data.datasets import fallback_note
+from engine.rundir.events import End, Epoch, Eval, Samples, Start, Value, latest_by_epoch
+from engine.rundir.progress import (SUMMARY_COLUMNS, RunProgress, status_text, study_values,
+                                    summary_row, why)
 from engine.spec.sections import STUDY_VALUE
 from engine.spec.checks import ConfigError
 from engine.spec.specs import RunSpec, StudySpec, spec_from_toml
-from engine.rundir.progress import SUMMARY_COLUMNS, summary_row, why
-from engine.rundir.events import End, Epoch, Eval, Progress, Samples, Start, Value, latest_by_epoch
-from engine.data.datasets import fallback_note
-from engine.text import fmt
 from engine.spec.edit import get_setting, key_help, set_setting, targets
-from tui.model import latest_values
-from tui.widgets import Chart, GridView, KeyBar, status_text
+from engine.text import fmt
+
+from tui.messages import RunEvents, Snapshot
+from tui.widgets import Chart, GridView, KeyBar
 
 CURVE_EVENTS = (Epoch, Eval)  # the events that change a chart
 
@@ -185,7 +186,8 @@ def value_numbers(e: Value | None) -> str:
     if e is None:
         return ""
     return (f"FID {e.fid:.1f}\nfloor {e.floor:.1f}\n"
-            f"distinct {fmt(e.distinct_share, '.0%')} · pairwise {fmt(e.pairwise_distance, '.1f')}\n"
+            f"distinct {fmt(e.distinct_share, '.0%')} · "
+            f"pairwise {fmt(e.pairwise_distance, '.1f')}\n"
             f"nearest train {fmt(e.nearest_train_distance, '.3f')} · "
             f"copies {fmt(e.near_copy_share, '.0%')}")
 
@@ -216,7 +218,7 @@ class StudyScreen(FollowScreen):
         self.spec: StudySpec | None = None
         self.values: dict[float, Value] = {}  # the latest event of each finished value
         self.columns: dict[float, tuple[Label, GridView, Static]] = {}
-        self.progress: Progress | None = None
+        self.progress: RunProgress | None = None
         self.queued: list[str] = []
 
     def compose(self) -> ComposeResult:
@@ -263,7 +265,7 @@ class StudyScreen(FollowScreen):
         self.events = self.events + message.events
         new_values = any(isinstance(e, Value) for e in message.events)
         if new_values:
-            self.values = latest_values(self.events)
+            self.values = study_values(self.events)
         if self.spec is not None and (new_values or not self.ready):
             for chart_id, series in study_series(self.spec, self.values).items():
                 self.query_one(f"#{chart_id}", Chart).show(series, evenly=True)
@@ -370,7 +372,7 @@ class CompareScreen(Screen):
     def on_snapshot(self, message: Snapshot) -> None:
         if message.problem:
             return
-        rows = [summary_row(message.progress.get(n) or Progress(n)) for n in self.names]
+        rows = [summary_row(message.progress.get(n) or RunProgress(n)) for n in self.names]
         if rows != self.rows:
             table = self.query_one(DataTable)
             self.rows, row = rows, table.cursor_row

@@ -6,6 +6,7 @@ reading run folders is the poll thread's work (:mod:`tui.model`), driving the qu
 from __future__ import annotations
 
 import time
+
 from rich.style import Style
 from rich.text import Text
 from textual.css.query import NoMatches
@@ -13,9 +14,10 @@ from textual.widget import Widget
 from textual.widgets import DataTable
 from textual_plotext import PlotextPlot
 
-from tui.model import Grid
-from engine.rundir.events import Progress
+from engine.rundir.progress import RunProgress, status_text
 from engine.text import fmt, format_seconds
+
+from tui.history import Grid
 
 IMAGE_MODES = ("auto", "halfcell", "sixel", "tgp")
 
@@ -24,21 +26,13 @@ def image_widget_class(mode: str = "halfcell") -> type[Widget]:
     """The widget class that draws sample grids: half-block characters (``halfcell``, works in
     any 256-colour terminal), or a graphics protocol. ``auto`` asks the terminal (call it before
     the app starts: the query needs the terminal) and falls back to half blocks."""
+    # imported here: importing textual_image queries the terminal
     from textual_image import renderable
     from textual_image import widget as timg
     if mode == "auto":  # what the terminal answered when textual_image was imported
-        mode = {renderable.SixelImage: "sixel", renderable.TGPImage: "tgp"}.get(renderable.Image, "")
+        mode = {renderable.SixelImage: "sixel",
+                renderable.TGPImage: "tgp"}.get(renderable.Image, "")
     return {"sixel": timg.SixelImage, "tgp": timg.TGPImage}.get(mode, timg.HalfcellImage)
-
-
-def status_text(p: Progress, queued_at: int | None) -> str:
-    if queued_at is not None and p.state != "running":
-        return f"queued #{queued_at + 1}"
-    if p.state == "running":  # a long step besides training says what it is
-        return p.task_text(eta=False) or f"running {p.fraction:4.0%}"
-    if p.state == "pending":  # no worker has started it, and it is not queued
-        return "not queued"
-    return p.state
 
 
 class RunsTable(DataTable):
@@ -65,7 +59,7 @@ class RunsTable(DataTable):
         if name:
             self.marked ^= {name}
 
-    def show(self, progress: dict[str, Progress], queued: list[str], where: dict[str, str],
+    def show(self, progress: dict[str, RunProgress], queued: list[str], where: dict[str, str],
              planned: list[str] = (), now: float | None = None) -> None:
         """Redraw from a progress snapshot: the queued runs in queue order, then the runs of
         the experiments file (``planned``) in its order, then other run folders by name. A run
@@ -73,7 +67,7 @@ class RunsTable(DataTable):
         come, go or change order, the rows are rebuilt with the cursor kept on the same run."""
         now = now or time.time()
         order = list(dict.fromkeys([*queued, *planned, *sorted(progress)]))
-        rows = {name: self._cells(progress.get(name) or Progress(name), queued,
+        rows = {name: self._cells(progress.get(name) or RunProgress(name), queued,
                                   where.get(name, ""), now) for name in order}
         if [k.value for k in self.rows] == order:
             for name, cells in rows.items():
@@ -88,7 +82,7 @@ class RunsTable(DataTable):
         if keep in order:
             self.move_cursor(row=order.index(keep))
 
-    def _cells(self, p: Progress, queued: list[str], where: str, now: float) -> list[str]:
+    def _cells(self, p: RunProgress, queued: list[str], where: str, now: float) -> list[str]:
         q = queued.index(p.name) if p.name in queued else None
         eta = p.task_eta(now) if p.task else p.eta()
         return [("● " if p.name in self.marked else "") + p.name, status_text(p, q),
@@ -120,7 +114,8 @@ class Chart(PlotextPlot):
             plt.xticks(list(range(len(ticks))), [f"{x:g}" for x in ticks])
         for label, xs, ys in drawn:
             xs = [ticks.index(x) for x in xs] if evenly else xs
-            plt.plot(xs, ys, label=label, marker="hd")  # quadrant blocks: in more fonts than braille
+            # quadrant blocks: in more fonts than braille
+            plt.plot(xs, ys, label=label, marker="hd")
         if not drawn:
             plt.title(f"{self.title}: nothing yet")
         elif logy and all(y > 0 for _, _, ys in drawn for y in ys):

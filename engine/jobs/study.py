@@ -24,10 +24,10 @@ from engine.jobs.evaluation import final_sampler, save_samples
 from engine.jobs.setup import resolve_device, run_spec, training_data
 from engine.jobs.tasks import TaskProgress
 from engine.report.figures import save_figure, study_figure
-from engine.rundir.events import EventLog, Start, Value, read_events
+from engine.rundir.events import EventLog, Start, Value
+from engine.rundir.progress import study_values
 from engine.files import atomic_write_text
-from engine.rundir.run import Run
-from engine.spec.specs import StudySpec
+from engine.rundir.run import Run, can_sample, source_run, source_state
 
 RESULTS = "results.csv"
 RESULT_COLUMNS = ("value", "n", "sampler", "fid", "floor", "entropy_bits", "distinct_share",
@@ -39,32 +39,13 @@ def value_stem(value: float) -> str:
     return f"value-{value:g}"
 
 
-def source_run(study: Run) -> Run:
-    """The run a study samples from (a sibling of ``RUNS/studies``)."""
-    return Run(study.path.parent.parent / study.spec().run)
-
-
-def done_values(study: Run) -> dict[float, Value]:
-    """The values finished so far (their files on disk), by value."""
-    return {e.value: e for e in read_events(study.events_path)
-            if isinstance(e, Value) and (study.path / e.npy).is_file()}
-
-
-def study_spec(study: Run) -> StudySpec:
-    """The settings of ``study``, a study folder (a run folder holds a RunSpec instead)."""
-    spec = study.spec()
-    if not isinstance(spec, StudySpec):
-        raise TypeError(f"{study.path} is a run folder, not a study")
-    return spec
-
-
 def write_results(study: Run) -> Path:
     """``results.csv``: one row per finished value, in the study's order."""
-    done = done_values(study)
+    done = study_values(study.events(), study.path)
     out = io.StringIO()
     w = csv.writer(out, lineterminator="\n")
     w.writerow(RESULT_COLUMNS)
-    for v in study_spec(study).values:
+    for v in study.study_spec().values:
         e = done.get(v)
         if e is not None:
             w.writerow([f"{v:g}", e.n, e.sampler, f"{e.fid:.4f}", f"{e.floor:.4f}",
@@ -78,12 +59,12 @@ def write_results(study: Run) -> Path:
 
 def run_study(study: Run, log: EventLog, should_stop: Callable[[], bool]) -> str:
     """Run the study's values that are not finished; 'finished' or 'stopped'."""
-    spec = study.spec()
-    source = source_run(study)
-    state = source.status().state if source.exists() else "missing"
-    if state != "finished":
+    spec = study.study_spec()
+    runs_dir = study.path.parent.parent  # RUNS/studies/NAME
+    state = source_state(runs_dir, spec, missing="missing")
+    if not can_sample(state):
         raise RuntimeError(f"run {spec.run} is {state}: a study samples from a finished run")
-    spec = study_spec(study)
+    source = source_run(runs_dir, spec)
     source_spec = run_spec(source)
     device = resolve_device(source_spec.training.device)
     model, deg = load_model(source, device)
@@ -91,7 +72,7 @@ def run_study(study: Run, log: EventLog, should_stop: Callable[[], bool]) -> str
     sampler = keys.sampler or final_sampler(ev)
     steps = keys.steps or ev.steps
     name = samplers.describe(sampler, steps, deg.T)
-    done = done_values(study)
+    done = study_values(study.events(), study.path)
     log.emit(Start(epoch=len(done), epochs=len(spec.values), device=str(device),
                    resumed=bool(done)))
     task = lambda name: TaskProgress(log, name, should_stop=should_stop)  # noqa: E731

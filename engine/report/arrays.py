@@ -11,11 +11,11 @@ from typing import TypeVar, cast
 
 import numpy as np
 
+from engine.rundir.progress import study_values
 from engine.rundir.events import Event, Samples, latest_by_epoch
 from engine.rundir.events import Figure as FigureEvent
 from engine.rundir.events import Value as ValueEvent
 from engine.rundir.run import DamagedRun, Run
-from engine.spec.specs import StudySpec
 from engine.text import one_line
 
 E = TypeVar("E", bound=Event)
@@ -61,19 +61,10 @@ def process_table(run: Run, event: FigureEvent) -> np.ndarray:
     return np.concatenate([load_array(run.path / f) for f in event.files])
 
 
-def study_spec(study: Run) -> StudySpec:
-    """The settings of a study folder (:class:`DamagedRun` when they cannot be read)."""
-    spec = study.spec()
-    if not isinstance(spec, StudySpec):
-        raise TypeError(f"{study.path} is a run folder, not a study's")
-    return spec
-
-
-def study_values(study: Run) -> list[ValueEvent]:
+def values_in_order(study: Run) -> list[ValueEvent]:
     """The finished values of a study (their files on disk), in the study's order."""
-    done = {e.value: e for e in study.events() if isinstance(e, ValueEvent)
-            and (study.path / e.npy).is_file()}
-    return [done[v] for v in study_spec(study).values if v in done]
+    done = study_values(study.events(), study.path)
+    return [done[v] for v in study.study_spec().values if v in done]
 
 
 def damaged_files(run: Run) -> list[DamagedRun]:

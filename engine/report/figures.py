@@ -19,8 +19,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from engine.report.arrays import by_epoch, load_array, process_table, sample_grids, study_spec
-from engine.report.arrays import study_values
+from engine.report.arrays import by_epoch, load_array, process_table, sample_grids
+from engine.report.arrays import values_in_order
 from engine.rundir.events import Epoch, Eval
 from engine.rundir.events import Figure as FigureEvent
 from engine.files import atomic_save
@@ -136,7 +136,7 @@ def process_figure(run: Run, event: FigureEvent) -> Figure:
 
 def study_figure(study: Run) -> Figure:
     """Each value's grid side by side, its numbers under it."""
-    spec, values = study_spec(study), study_values(study)
+    spec, values = study.study_spec(), values_in_order(study)
     fig = Figure(figsize=(2.3 * max(1, len(values)) + 0.4, 3.9))
     for i, e in enumerate(values):
         ax = fig.add_subplot(1, len(values), i + 1)

@@ -17,7 +17,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from engine.report.arrays import by_epoch, damaged_files, process_figures, sample_grids
-from engine.report.arrays import study_spec, study_values
+from engine.report.arrays import values_in_order
 from engine.report.figures import fid_figure, grids_figure, losses_figure, process_figure
 from engine.report.figures import save_figure, study_figure
 from engine.report.tables import markdown_table, study_table
@@ -104,7 +104,7 @@ def write_report(runs: list[Run], out: Path,
     per_run, overlays = plan(runs)
     todo = [p for r in runs for p in per_run[r.name]] + overlays
     todo += [Planned(study_file(s), partial(study_figure, s)) for s in studies
-             if not s.damage() and study_values(s)]
+             if not s.damage() and values_in_order(s)]
     skipped = _draw(todo, out, told, progress, warn)
     lines = ["# diffui report", "", markdown_table(summaries), ""]
     lines += _shown((p.file for p in overlays), skipped)
@@ -164,10 +164,10 @@ def _study_section(study: Run, found: list[str], skipped: set[str]) -> list[str]
     if study.damage():
         return ["", f"### {study.path.name}", "", f"**damaged**: {study.damage()}; study "
                 f"folder: `{study.path}`"]
-    spec = study_spec(study)
+    spec = study.study_spec()
     lines = ["", f"### {spec.name}", "", f"{spec.kind} on run {spec.run}, n = {spec.keys.n} "
              f"samples per value; study folder: `{study.path}`", ""]
     lines += [f"Not read: {line}" for line in found]
     lines += [study_table(study), "", *_shown([study_file(study)], skipped)] \
-        if study_values(study) else ["No value has finished yet."]
+        if values_in_order(study) else ["No value has finished yet."]
     return lines

@@ -26,9 +26,9 @@ import time
 import typing
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path, PurePosixPath
-from typing import Any, ClassVar, Iterable
+from typing import Any, ClassVar, Iterable, TypeVar
 
-# --- the event types -----------------------------------------------------------------------------
+# --- the event types ------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -201,13 +201,13 @@ def from_dict(d: Any) -> Event:
     if not isinstance(d, dict):
         raise BadEvent(f"expected a JSON object, got {type(d).__name__}")
     name = d.get("type")
-    cls = TYPES.get(name)
+    cls = TYPES.get(name) if isinstance(name, str) else None
     if cls is None:
         if not isinstance(name, str):
             raise BadEvent("no \"type\" field")
         return Other(time=_num(d.get("time", 0.0)), data=d)
     hints = _HINTS[cls]
-    kw = {}
+    kw: dict[str, Any] = {}
     for f in fields(cls):
         if f.name not in d:
             if f.name in _REQUIRED[cls]:
@@ -243,7 +243,7 @@ def _num(v: Any) -> float:
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else 0.0
 
 
-# --- writing ---------------------------------------------------------------------------------------
+# --- writing --------------------------------------------------------------------------------------
 
 
 class EventLog:
@@ -271,7 +271,7 @@ class EventLog:
         self._f.close()
 
 
-# --- reading ---------------------------------------------------------------------------------------
+# --- reading --------------------------------------------------------------------------------------
 
 
 class EventReader:
@@ -311,21 +311,14 @@ def read_events(path: Path) -> list[Event]:
     return EventReader(path).read()
 
 
-def latest_by_epoch(events: Iterable[Event], kind: type[Event]) -> dict[int, Event]:
+E = TypeVar("E", bound=Event)
+
+
+def latest_by_epoch(events: Iterable[Event], kind: type[E]) -> dict[int, E]:
     """The last event of class ``kind`` for each epoch (a resumed run may repeat an epoch)."""
-    out: dict[int, Event] = {}
+    out: dict[int, E] = {}
     for e in events:
-        if isinstance(e, kind) and getattr(e, "epoch", None) is not None:
-            out[e.epoch] = e
+        epoch = getattr(e, "epoch", None)
+        if isinstance(e, kind) and epoch is not None:
+            out[epoch] = e
     return dict(sorted(out.items()))
-
-
-# --- the fold --------------------------------------------------------------------------------------
-
-
-# --- following a run folder ----------------------------------------------------------------------------
-
-
-# --- reporting long tasks from a worker ---------------------------------------------------------
-
-

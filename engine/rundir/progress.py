@@ -1,9 +1,13 @@
-"""The one fold of a run's events into what a front end shows (:class:`RunProgress`), and the
+"""The one fold of a run's events into what a front end shows (:class:`RunProgress`), a run's
+status in words (:func:`status_text`), a study's finished values (:func:`study_values`), and the
 summary row every table of runs uses."""
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
 from engine.rundir.events import End, Epoch, Eval, Event, EventReader, Other, Progress, Start, Value
 from engine.text import fmt, format_seconds
 
@@ -130,6 +134,53 @@ class RunProgress:
         return text + (f" eta {format_seconds(left)}" if left is not None else "")
 
 
+STATUS_STYLES = ("ui", "bar", "table")
+
+
+def status_text(p: RunProgress, queued_at: int | None = None, style: str = "ui") -> str:
+    """A run's status in a few words; ``queued_at`` its place in the queue (None when it is not
+    queued). Each front end has its ``style``:
+
+    * ``ui``: the UI's runs table and study line: ``queued #2``, the long task under way or
+      ``running  40%``, ``not queued`` for a run no worker has started;
+    * ``bar``: beside batch mode's progress bar: ``queued``, or ``epoch 3/10`` with the long
+      task under way (and its ETA), or with the step loss and the run's ETA;
+    * ``table``: ``diffui queue status``: ``running 40% (task)``, ``queued #2``.
+
+    Otherwise it is the run's state (``finished``, ``failed``...)."""
+    if queued_at is not None and (style == "bar" or p.state != "running"):
+        return "queued" if style == "bar" else f"queued #{queued_at + 1}"
+    if p.state == "running":
+        return _running_text(p, style)
+    if p.state == "pending" and style == "ui":  # no worker has started it, and it is not queued
+        return "not queued"
+    return p.state
+
+
+def _running_text(p: RunProgress, style: str) -> str:
+    if style == "ui":  # a long step besides training says what it is
+        return p.task_text(eta=False) or f"running {p.fraction:4.0%}"
+    if style == "table":
+        return f"running {p.fraction:.0%}" + (f" ({p.task_text()})" if p.task else "")
+    text = f"{p.unit} {p.epoch}/{p.epochs}"
+    if p.task:
+        return text + "  " + p.task_text()
+    if p.loss is not None:
+        text += f"  loss {p.loss:.4f}"
+    eta = p.eta()
+    return text + f"  eta {'-' if eta is None else format_seconds(eta)}"
+
+
+def study_values(events: Iterable[Event], folder: Path | None = None) -> dict[float, Value]:
+    """A sampling study's latest :class:`Value` event of each value, in the order the values
+    first came. With ``folder`` (the study's), only the values whose samples are on disk there:
+    the finished values a resumed study skips, the report draws and ``results.csv`` lists."""
+    out: dict[float, Value] = {}
+    for e in events:
+        if isinstance(e, Value) and (folder is None or (Path(folder) / e.npy).is_file()):
+            out[e.value] = e
+    return out
+
 
 def follow(run, prog: RunProgress) -> RunProgress:
     """Fold the new events of ``run`` (an :class:`engine.rundir.run.Run`) into ``prog`` and refresh
@@ -145,10 +196,8 @@ def follow(run, prog: RunProgress) -> RunProgress:
     return prog
 
 
-
 SUMMARY_COLUMNS = ("run", "status", "epochs", "final val loss", "FID", "floor", "class entropy",
                    "sampler", "wall time")
-
 
 
 def summary(run) -> RunProgress:
@@ -161,15 +210,14 @@ def summary(run) -> RunProgress:
     return p
 
 
-
 def why(p: RunProgress) -> str:
     """Why a run did not finish, in one line: a failed run's error, what is damaged ("" for
     the other states)."""
     return p.detail if p.state in ("failed", "damaged") else ""
 
 
-
 def summary_row(p: RunProgress) -> list[str]:
     """The row of the report's table (SUMMARY_COLUMNS): batch mode, report.md, the compare view."""
     return [p.name, p.state, f"{p.epoch}/{p.epochs}", fmt(p.val_loss), fmt(p.fid, ".2f"),
-            fmt(p.floor, ".2f"), fmt(p.entropy, ".2f"), p.sampler or "-", format_seconds(p.elapsed())]
+            fmt(p.floor, ".2f"), fmt(p.entropy, ".2f"), p.sampler or "-",
+            format_seconds(p.elapsed())]

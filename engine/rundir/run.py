@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Iterator
 
 from engine.errors import UserError
-from engine.spec.checks import ConfigError, toml_text
 from engine.spec.specs import RunSpec, StudySpec, spec_from_toml, spec_to_toml
+from engine.spec.checks import toml_text
 from engine.rundir.events import Event, read_events
 from engine.files import atomic_write_json, atomic_write_text, write_error
 from engine.text import json_kind, one_line
@@ -60,10 +60,7 @@ class DamagedRun(RunError, UserError):
         self.path, self.why = Path(path), why
 
 
-# --- atomic files ------------------------------------------------------------------------
-
-
-# --- the run directory -----------------------------------------------------------------------
+# --- the run directory ----------------------------------------------------------------------------
 
 @dataclass
 class RunStatus:
@@ -132,6 +129,14 @@ class Run:
             raise DamagedRun(self.config_path, f"damaged (not a run's settings: {what})") \
                 from None
 
+    def study_spec(self) -> StudySpec:
+        """The settings of a study folder (:meth:`spec`); :class:`DamagedRun` when config.toml
+        holds a run's."""
+        spec = self.spec()
+        if not isinstance(spec, StudySpec):
+            raise DamagedRun(self.config_path, "not a study's settings (a run's)")
+        return spec
+
     def damage(self) -> str:
         """What is damaged in config.toml, in one line ("" when it reads well, or is missing).
         Remembered while the file is unchanged (status is read often)."""
@@ -191,7 +196,7 @@ class Run:
         # the exit record of this attempt; or that of a newer attempt without a process,
         # whose worker record (written after it by record_failure) is on its way
         if exit_rec and (exit_rec.get("started") == worker.get("started") or (
-                exit_rec.get("pid") == 0 and exit_rec.get("started") > worker.get("started"))):
+                exit_rec.get("pid") == 0 and exit_rec["started"] > worker["started"])):
             st = exit_rec.get("status")
             if st == "finished":
                 return RunStatus("finished", pid=pid, host=host)
@@ -246,8 +251,9 @@ def pid_running(pid: int, run_path: Path) -> bool:
 
 
 # the fields a worker record must have, and their JSON types
-WORKER_RECORD = {"pid": (int,), "host": (str,), "started": (int, float)}
-EXIT_RECORD = {"status": (str,), "started": (int, float)}
+WORKER_RECORD: dict[str, tuple[type, ...]] = {"pid": (int,), "host": (str,),
+                                              "started": (int, float)}
+EXIT_RECORD: dict[str, tuple[type, ...]] = {"status": (str,), "started": (int, float)}
 
 
 def _read_record(path: Path, fields: dict[str, tuple[type, ...]]) -> tuple[dict | None, str]:
@@ -295,7 +301,33 @@ def study_run(runs_dir: Path, name: str) -> Run:
     return Run(Path(runs_dir) / STUDIES_DIR / name, f"{STUDIES_DIR}/{name}")
 
 
-# --- making run folders ----------------------------------------------------------------------
+def is_study(name: str) -> bool:
+    """Whether a name of the queue is a sampling study's (``studies/NAME``)."""
+    return name.startswith(f"{STUDIES_DIR}/")
+
+
+# --- sampling studies and the runs they sample from -----------------------------------------------
+
+def can_sample(state: str) -> bool:
+    """Whether a study can sample from a run in ``state``: a study needs a finished run (its
+    final model). The study job, batch mode, ``diffui study`` and the UI all ask this."""
+    return state == "finished"
+
+
+def source_run(runs_dir: Path, spec: StudySpec) -> Run:
+    """The folder of the run study ``spec`` samples from (in ``runs_dir``, beside
+    ``studies/``)."""
+    return Run(Path(runs_dir) / spec.run)
+
+
+def source_state(runs_dir: Path, spec: StudySpec, missing: str = "not made yet") -> str:
+    """The state of the run study ``spec`` samples from, read from its folder (``missing``
+    when it has none); :func:`can_sample` says whether the study can start."""
+    source = source_run(runs_dir, spec)
+    return source.status().state if source.exists() else missing
+
+
+# --- making run folders ---------------------------------------------------------------------------
 
 def prepare_runs(specs: list, runs_dir: Path) -> list[Run]:
     """The run folder of every spec (a StudySpec's in ``runs_dir/studies``), created when new,
@@ -315,9 +347,8 @@ def create_runs(specs: list, runs: list[Run]) -> list[Run]:
 def check_runs(specs: list, runs_dir: Path) -> list[Run]:
     """The run folders of ``specs``, made by nothing: a :class:`UserError` when one already
     holds a run with other settings (resuming it would mix two studies; nothing in it is
-    touched), when a folder's place is taken by a file, or when a run cannot train without
-    missing input."""
-    check_inputs([s for s in specs if isinstance(s, RunSpec)])
+    touched), or when a folder's place is taken by a file. (Whether a run's inputs can be
+    loaded is :func:`engine.usecases.check_inputs`: the run folder knows no datasets.)"""
     runs = []
     for spec in specs:
         run = (study_run(runs_dir, spec.name) if isinstance(spec, StudySpec)
@@ -339,23 +370,6 @@ def check_runs(specs: list, runs_dir: Path) -> list[Run]:
                               "move it away or use --runs-dir")
         runs.append(run)
     return runs
-
-
-def check_inputs(specs: list[RunSpec]) -> None:
-    """A :class:`ConfigError` when a run's degradation cannot load its inputs (its registry
-    entry's ``check_inputs``: FashionMNIST for morph)."""
-    from engine.data import datasets as data
-    from engine.spec.components import DEGRADATIONS
-
-    for spec in specs:
-        check = DEGRADATIONS.get(spec.degradation).check_inputs
-        if check is None:
-            continue
-        try:
-            check(spec)
-        except data.DataUnavailable as e:
-            raise ConfigError(f"{spec.experiment}: degradation = {spec.degradation!r}: "
-                              f"{e.one_line()}") from None
 
 
 def _first_difference(old: dict, new: dict, prefix: str = "") -> str:

@@ -1,0 +1,150 @@
+"""The commands of ``diffui`` about runs and their queue: the UI, ``diffui --batch``, ``diffui
+study`` and ``diffui queue``. What they do to the runs folder is :mod:`engine.usecases`; here is
+how they ask (the command line) and what they print."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from socket import gethostname
+
+from rich.console import Console
+from rich.table import Table
+
+from engine import usecases
+from engine.errors import UserError
+from engine.queue.client import Queue, QueueError
+from engine.spec.checks import ConfigError
+from engine.spec.experiments import load_experiments, override_host, select
+
+from cli.batch import EXIT_INTERRUPTED, run_batch, task_bars
+from cli.parsers import check_jobs, runs_dir_of
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    """The terminal UI. A broken experiments file is shown inside it, not refused here."""
+    from tui.widgets import image_widget_class  # (imports Textual: only for the UI)
+    image_class = image_widget_class(args.images)  # may query the terminal: before the app runs
+    from tui.app import DiffuiApp
+
+    file = Path(args.file)
+    app = DiffuiApp(file, runs_dir_of(args, file),
+                    profile=args.profile, image_class=image_class, jobs=args.jobs)
+    app.run()
+    return app.return_code or 0
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    """``diffui --batch``: the runs of the file (or ``--only``) to their end, then the studies
+    of those runs whose runs have finished."""
+    file = Path(args.file)
+    experiments = load_experiments(file, args.profile)
+    specs = select(experiments, args.only)
+    override_host(experiments, [*specs, *experiments.studies], args.host)
+    runs_dir = runs_dir_of(args, file)
+    queue = usecases.open_queue(runs_dir)
+    # everything that can refuse the input comes before the first folder is made
+    _prepare_evaluation(usecases.runs_to_train(specs, runs_dir), file)
+    runs = queue.prepare(specs, experiments.hosts)
+    rc = run_batch(queue, runs, jobs=args.jobs)
+    if rc == EXIT_INTERRUPTED:
+        return rc
+    studies = usecases.studies_of(experiments, [s.name for s in specs])
+    return max(rc, run_studies(queue, studies, experiments.hosts, args.jobs))
+
+
+def _prepare_evaluation(todo: list, file: Path) -> None:
+    """What the runs ``todo`` need before they start: notes on the data they train on, and the
+    FID classifier (trained once, with a progress bar)."""
+    from engine.data.datasets import fallback_notes  # (these import torch)
+    from engine.evaluation import fid
+
+    for note in fallback_notes([s.data for s in todo]):
+        print(note)
+    try:
+        with task_bars(Console()) as tasks:
+            fid.prepare_evaluation(todo, log=print, tasks=tasks)
+    except fid.MetricsError as e:
+        raise ConfigError(f"{file.name}: evaluation.backbone: {e}") from None
+
+
+def run_studies(queue: Queue, studies: list, hosts: dict, jobs: int | None) -> int:
+    """Batch mode after its runs: the studies whose runs have finished, through the queue like
+    the runs; the others wait, and say so. The batch exit code of the studies run."""
+    ready, waiting = usecases.split_studies(queue.runs_dir, studies)
+    rc = 0
+    if ready:
+        rc = run_batch(queue, queue.prepare(ready, hosts), jobs=jobs)
+    for w in waiting:
+        print(f"study {w.spec.name} waits: its run {w.spec.run} is {w.state}")
+    return rc
+
+
+def cmd_study(args: argparse.Namespace) -> int:
+    """``diffui study NAME``: queue one study of the file and follow it to its end."""
+    file = Path(args.file)
+    experiments = load_experiments(file, args.profile)
+    spec = usecases.find_study(experiments, args.name, file)
+    override_host(experiments, [spec], args.host)
+    runs_dir = runs_dir_of(args, file)
+    try:
+        usecases.check_study(runs_dir, spec)
+    except usecases.StudyWaits as e:
+        print(f"error: {e} (diffui --batch {file} --only {spec.run})", file=sys.stderr)
+        return 1
+    queue = usecases.open_queue(runs_dir)
+    return run_batch(queue, queue.prepare([spec], experiments.hosts), jobs=args.jobs)
+
+
+def cmd_queue(args: argparse.Namespace) -> int:
+    """``diffui queue add|start|pause|stop|status``."""
+    check_jobs(args)
+    file = Path(getattr(args, "file", "experiments.toml"))
+    queue = usecases.open_queue(runs_dir_of(args, file))
+    try:
+        if args.jobs:
+            queue.set_jobs(args.jobs)
+        if args.action == "add":
+            _queue_add(queue, args, file)
+        elif args.action == "start":
+            pid = usecases.start_queue(queue)
+            print(f"queue started: {len(queue.queued())} queued, {queue.jobs} at once"
+                  + (f"; service pid {pid}" if pid else ""))
+        elif args.action == "pause":
+            queue.set_paused(True)
+            print("queue paused: nothing new starts; running runs go on")
+        elif args.action == "stop":
+            stopped = queue.stop_all()
+            print(f"queue paused; stopping {len(stopped)} run{'s' * (len(stopped) != 1)}"
+                  + (f" ({', '.join(stopped)}): resumable, queued again at the front"
+                     if stopped else ""))
+        else:
+            _queue_status(queue)
+    except QueueError as e:
+        raise UserError(str(e)) from None
+    return 0
+
+
+def _queue_add(queue: Queue, args: argparse.Namespace, file: Path) -> None:
+    experiments = load_experiments(file, args.profile)
+    specs = select(experiments, args.only)
+    override_host(experiments, specs, args.host)
+    done = usecases.queue_runs(queue, specs, experiments.hosts)
+    for line in done.skipped:
+        print(line)
+    n = len(done.names)
+    print(f"queued {n} run{'s' * (n != 1)} in {queue.runs_dir}"
+          + ("; the queue is paused: diffui queue start" if queue.paused else ""))
+
+
+def _queue_status(queue: Queue) -> None:
+    queue.poll()
+    pid = usecases.service_pid(queue)
+    print(f"{queue.runs_dir}: queue {'paused' if queue.paused else 'started'}, "
+          f"{queue.jobs} at once, service " + (f"running (pid {pid})" if pid else "not running"))
+    table = Table()
+    for col in usecases.STATUS_COLUMNS:
+        table.add_column(col)
+    for row in usecases.status_rows(queue, gethostname()):
+        table.add_row(*row)
+    Console().print(table)

@@ -1,0 +1,199 @@
+"""The commands of ``diffui`` besides the runs and their queue: ``diffui schedules`` (the KS
+study of the schedules), ``diffui report``, ``diffui data`` and ``diffui hosts``. Their heavy
+imports (torch, matplotlib, asyncssh) are inside the commands, so that the others start fast."""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+from rich.console import Console
+
+from engine.errors import UserError
+from engine.spec.checks import ConfigError
+from engine.spec.experiments import load_experiments
+from engine.spec.names import safe_name
+from engine.rundir.run import STUDIES_DIR, Run, iter_runs
+from engine.text import escape_breaks
+
+from cli.batch import task_bars
+from cli.parsers import MAX_KS_SAMPLES, folder_arg, int_arg
+
+
+def cmd_schedules(args: argparse.Namespace) -> int:
+    from engine.data import datasets as data  # (these import torch)
+    from engine.evaluation.ks import write_schedule_figures
+    from engine.diffusion.schedules import from_spec
+
+    int_arg("--n", args.n, 2, MAX_KS_SAMPLES)
+    int_arg("--seed", args.seed, 0, 2**32 - 1)  # numpy's seeds
+    folder_arg("--out", args.out)
+    experiments = load_experiments(Path(args.file), args.profile)
+    schedules, names = [], []
+    for run in experiments.runs:
+        sched = from_spec(run.schedule)
+        name = sched.kind
+        if any(s.kind == sched.kind and not (s.betas.equal(sched.betas)) for s in schedules):
+            name = f"{sched.kind}-{run.name}"
+        if name not in names:
+            schedules.append(sched)
+            names.append(name)
+    try:
+        ds = data.load_configured(experiments.runs[0].data)
+    except data.DataUnavailable as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    first = write_schedule_figures(schedules, data.to_model(ds.images), args.out, n=args.n,
+                                 seed=args.seed, names=names)
+    for name, t in first.items():
+        when = f"t = {t}" if t is not None else "never"
+        print(f"{name}: z_t indistinguishable from N(0, 1) (KS, p > 0.05) first at {when}")
+    print(f"wrote schedules.csv, ks.csv, ks_summary.csv, schedules.png, ks.png to {args.out}")
+    return 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from engine.data import datasets as data  # (imports torch)
+
+    if args.action == "fetch":
+        for name in [args.dataset] if args.dataset else list(data.DATASETS):
+            folder = data.dataset_folder(name)
+            if data.has_full_set(name):
+                print(f"{name}: the full set is in {folder} already")
+                continue
+            print(f"{name}: downloading through torchvision into {folder}", flush=True)
+            try:
+                data.fetch(name)
+            except data.FetchError as e:
+                print(f"error: {e}", file=sys.stderr)
+                return 1
+            print(f"{name}: {data.FULL_SIZE['train']:,} training and "
+                  f"{data.FULL_SIZE['test']:,} test images in {folder}")
+        return 0
+    if args.action == "import":
+        try:
+            done = data.import_dir(args.dir, args.as_name)
+        except data.DataInputError as e:
+            raise UserError(str(e)) from None
+        except (ValueError, OSError) as e:  # a file that does not parse, or cannot be copied
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        for name, split, n, dest in done:
+            full = "" if n == data.FULL_SIZE[split] else \
+                f" (not the full set of {data.FULL_SIZE[split]:,})"
+            print(f"{name} {split}: {n:,} images into {dest}{full}")
+        return 0
+    print(f"diffui data folder: {data.data_dir()}")
+    rows = [("dataset", "split", "images", "full", "source")]
+    infos = data.describe()
+    for info in infos:
+        if info.source is None:
+            rows.append((info.name, info.split, "-", "no", info.problem or "none"))
+        else:
+            source = info.source + (f" ({info.origin})" if info.origin else "")
+            rows.append((info.name, info.split, f"{info.size:,}", "yes" if info.full else "no",
+                         source))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    for r in rows:
+        print("  ".join([r[0].ljust(widths[0]), r[1].ljust(widths[1]), r[2].rjust(widths[2]),
+                         r[3].ljust(widths[3]), r[4]]).rstrip())
+    for note in filter(None, (data.fallback_note(i.source) for i in infos)):
+        print(note)
+    return 0
+
+
+def cmd_hosts(args: argparse.Namespace) -> int:
+    """``diffui hosts check|install``: 0 when every host asked about can run diffui's jobs."""
+    # (imports asyncssh: only for this command)
+    from engine.queue.executors.remote import HostError
+    from engine.queue.hosts import build_wheel, check_hosts, install, local_version
+
+    experiments = load_experiments(args.file)
+    # the hosts reached over SSH (a cluster: its login node)
+    hosts = {n: h for n, h in experiments.hosts.items() if h.address}
+    if args.name is not None:
+        if args.name not in hosts:
+            raise ConfigError(f"{args.file.name}: hosts.{args.name}: no such host reached over "
+                              f"SSH (hosts: {', '.join(hosts) or 'none defined'})")
+        hosts = {args.name: hosts[args.name]}
+    if not hosts:
+        raise ConfigError(f"{args.file.name}: hosts: no [hosts.NAME] table with an address")
+    if args.action == "install":
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                wheel = build_wheel(Path(tmp))
+                print(f"built {wheel.name}")
+                install(args.name, hosts[args.name], wheel)
+        except HostError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        return 0
+    here = local_version()
+    rows = [("host", "reachable", "python", "diffui", "torch / CUDA", "GPUs", "free disk",
+             "datasets")]
+    problems = []
+    for info in check_hosts(hosts):
+        if info.get("problem"):
+            problems.append(info["problem"] if info["problem"].startswith(f"{info['host']}:")
+                            else f"{info['host']}: {info['problem']}")
+        if not info["reachable"]:
+            rows.append((info["host"], "no", *["-"] * 6))
+            continue
+        version = info.get("diffui") or "missing"
+        if info.get("diffui") and info["diffui"] != here:
+            version += f" (here {here})"
+        torch = (info.get("torch") or "missing") + (f" / CUDA {info['cuda']}" if info.get("cuda")
+                                                    else " / no CUDA" if info.get("torch") else "")
+        gpus = info["slurm"] if "slurm" in info else _gpus_text(info.get("gpus", []))
+        free = f"{info['free'] / 1e9:.1f} GB" if "free" in info else "-"
+        sets = ", ".join(f"{n} ({'+'.join(s)})" for n, s in info.get("data", {}).items() if s)
+        rows.append((info["host"], "yes", info.get("python") or "-", version, torch, gpus, free,
+                     sets or "none"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    for line in problems:
+        print(line)
+    return 1 if problems else 0
+
+
+def _gpus_text(lines: list[str]) -> str:
+    """nvidia-smi's ``index, name, memory`` lines as ``2x NVIDIA H100 (81559 MiB)``."""
+    kinds = Counter(" (".join(line.split(", ")[1:3]) + ")" if line.count(", ") >= 2 else line
+                    for line in lines)
+    return ", ".join(f"{n}x {kind}" for kind, n in kinds.items()) or "none (nvidia-smi)"
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from engine.report.writer import write_report
+
+    folder_arg("--runs-dir", args.runs_dir)
+    folder_arg("--out", args.out)
+    for name in args.runs:  # a run's name becomes part of figure file names in --out
+        folder, _, study = name.partition("/")
+        if not (safe_name(name) or folder == STUDIES_DIR and safe_name(study)):
+            raise UserError(escape_breaks(f"report {name}: expected the name of a run folder in "
+                                       f"{args.runs_dir} (or {STUDIES_DIR}/NAME for a study)"))
+    if args.runs:
+        runs = [Run(args.runs_dir / name) for name in args.runs]
+        missing = [r.name for r in runs if not r.exists()]
+        if missing:
+            raise UserError(f"{args.runs_dir}: no run folder {', '.join(missing)} "
+                              "(expected folders holding a config.toml)")
+    else:
+        runs = list(iter_runs(args.runs_dir, studies=True))
+        if not runs:
+            raise UserError(f"{args.runs_dir}: no run folders in it (use --runs-dir)")
+
+    def warn(line: str) -> None:  # a damaged file: said, left out; the rest is drawn
+        print(f"warning: {line}", file=sys.stderr)
+
+    if sys.stdout.isatty():
+        with task_bars(Console(force_terminal=True)) as tasks:
+            path = write_report(runs, args.out, progress=tasks("report figures"), warn=warn)
+    else:  # a log file or a pipe: the one line below only (and what could not be read)
+        path = write_report(runs, args.out, warn=warn)
+    print(f"wrote {path} and {len(list(args.out.glob('*.png')))} figures")
+    return 0
