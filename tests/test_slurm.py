@@ -33,7 +33,8 @@ from tui.widgets import RunsTable
 from conftest import MORPH_STUDY, tiny_study, wait_for
 from slurm_cluster import SlurmCluster
 from sshd import ALIAS, serving
-from test_tui import cell, make_app, until
+from conftest import until
+from test_tui import cell, make_app
 
 
 @pytest.fixture(scope="session")

@@ -25,7 +25,7 @@ from tui.screens import (CompareScreen, EditScreen, HostPickScreen, JobsScreen, 
                          StudyPickScreen, StudyScreen)
 from tui.widgets import GridView, RunsTable
 
-from conftest import tiny_study
+from conftest import tiny_study, until, wait_for
 from tui_runs import STUDY_NAME, make_runs, make_study, study_values
 
 
@@ -38,17 +38,6 @@ def two_run_study(path: Path, epochs: int = 2, subset: int = 256) -> Path:
 
 def make_app(file: Path, runs_dir: Path, **kw) -> DiffuiApp:
     return DiffuiApp(file, runs_dir, image_class=HalfcellImage, poll_every=0.1, **kw)
-
-
-async def until(pilot, predicate, timeout: float = 90.0):
-    """Let the app run until ``predicate()`` holds; fail after ``timeout`` seconds."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        await pilot.pause(0.1)
-    raise AssertionError(f"condition not met within {timeout} s")
 
 
 def states(app: DiffuiApp) -> dict[str, str]:
@@ -165,7 +154,6 @@ async def test_the_queue_goes_on_after_the_ui_quits(tmp_path):
     queue service runs the queue on (here: a shell client stops the long run, the service then
     starts the short one), and exits when nothing is left; a new UI shows where things are."""
     from engine.queue.service import running_pid
-    from conftest import wait_for
 
     file = tiny_study(tmp_path / "exp.toml", name="long", epochs=1000, subset=256)
     file.write_text(file.read_text() + '[[experiments]]\nname = "short"\n'

@@ -14,7 +14,8 @@ from tui.app import DiffuiApp
 from tui.screens import CompareScreen, RunScreen, StudyScreen
 from tui.widgets import RunsTable
 
-from test_tui import select_row, until
+from conftest import until
+from test_tui import select_row
 from tui_runs import STUDY, STUDY_NAME, make_runs, make_study
 
 
