@@ -6,6 +6,7 @@ entropy) each gives.
 
 RUN_DIR is a finished (or resumable) run folder with a checkpoint, e.g. runs-quick/ddpm-linear.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,11 +22,11 @@ from rich.table import Table  # noqa: E402
 
 from engine.data import datasets as data  # noqa: E402
 from engine.diffusion import samplers  # noqa: E402
-from engine.spec.sections import MORPH_LATENTS  # noqa: E402
 from engine.evaluation.fid import FID, entropy_bits  # noqa: E402
-from engine.rundir.run import Run  # noqa: E402
 from engine.jobs.checkpoints import load_model  # noqa: E402
 from engine.jobs.setup import resolve_device  # noqa: E402
+from engine.rundir.run import Run  # noqa: E402
+from engine.spec.sections import MORPH_LATENTS  # noqa: E402
 
 
 def main() -> int:
@@ -37,14 +38,18 @@ def main() -> int:
     args = ap.parse_args()
     run = Run(args.run)
     if not run.checkpoint_path.exists():
-        print(f"error: {run.path}: no checkpoint.pt (expected a trained run folder)", file=sys.stderr)
+        print(
+            f"error: {run.path}: no checkpoint.pt (expected a trained run folder)", file=sys.stderr
+        )
         return 2
     device = resolve_device(args.device)
     model, deg = load_model(run, str(device))
     fid = FID("lenet", run.spec().data)
     console = Console()
-    console.print(f"run {run.name} ({run.spec().network.kind}, {deg.T} steps) | device {device}"
-                  f" | torch {torch.__version__} | threads {torch.get_num_threads()} | N = {args.n}")
+    console.print(
+        f"run {run.name} ({run.spec().network.kind}, {deg.T} steps) | device {device}"
+        f" | torch {torch.__version__} | threads {torch.get_num_threads()} | N = {args.n}"
+    )
     table = Table(title=f"evaluation pass, N = {args.n}")
     for col in ("sampler", "sampling s", "scoring s", "FID", "floor", "class entropy (bits)"):
         table.add_column(col, justify="right")
@@ -55,8 +60,9 @@ def main() -> int:
     for sampler, latent in cases:
         g = torch.Generator(device=device).manual_seed(0)
         t0 = time.perf_counter()
-        imgs = samplers.sample(model, deg, sampler, args.n, args.steps, g, device,
-                               latent=latent or "estimate")
+        imgs = samplers.sample(
+            model, deg, sampler, args.n, args.steps, g, device, latent=latent or "estimate"
+        )
         if device.type == "cuda":
             torch.cuda.synchronize()
         t1 = time.perf_counter()
@@ -64,9 +70,12 @@ def main() -> int:
         score, floor = fid.score(x), fid.floor(len(x))
         ent = entropy_bits(fid.class_histogram(x))
         t2 = time.perf_counter()
-        name = samplers.describe(sampler, args.steps, deg.T) + (f" ({latent} latent)" if latent else "")
-        table.add_row(name, f"{t1 - t0:.1f}",
-                      f"{t2 - t1:.1f}", f"{score:.2f}", f"{floor:.2f}", f"{ent:.2f}")
+        name = samplers.describe(sampler, args.steps, deg.T) + (
+            f" ({latent} latent)" if latent else ""
+        )
+        table.add_row(
+            name, f"{t1 - t0:.1f}", f"{t2 - t1:.1f}", f"{score:.2f}", f"{floor:.2f}", f"{ent:.2f}"
+        )
     console.print(table)
     return 0
 

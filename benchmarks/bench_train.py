@@ -7,6 +7,7 @@ The two training loops run the same model (same seed), optimizer, data tensor, b
 number of steps; they are interleaved and the median of the repeats is reported, so noise from
 other processes hits both alike. The target is diffui/plain >= 0.95.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -62,7 +63,7 @@ def plain_epoch(model, opt, x, alpha_bar, T: int, bs: int, amp) -> None:
     """The engine's training step written out as a minimal PyTorch loop."""
     perm = torch.randperm(len(x), device=x.device)
     for s in range(len(x) // bs):
-        xb = x[perm[s * bs:(s + 1) * bs]]
+        xb = x[perm[s * bs : (s + 1) * bs]]
         with amp():
             t = torch.randint(1, T + 1, (bs,), device=x.device)
             eps = torch.randn_like(xb)
@@ -80,8 +81,12 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     ap.add_argument("--network", default="cnn", choices=("cnn", "unet"))
-    ap.add_argument("--sample-n", type=int, default=None,
-                    help="images per sampler (default 100 on CPU, 1000 on CUDA)")
+    ap.add_argument(
+        "--sample-n",
+        type=int,
+        default=None,
+        help="images per sampler (default 100 on CPU, 1000 on CUDA)",
+    )
     ap.add_argument("--repeats", type=int, default=3, help="interleaved rounds (median taken)")
     ap.add_argument("--quick", action="store_true", help="smoke run: 4 steps, 2 rounds, 10 samples")
     args = ap.parse_args()
@@ -113,23 +118,35 @@ def main() -> int:
     on_cuda = dev.type == "cuda"
     amp_name = ("fp16" if tr.amp == "fp16" else "bf16") if on_cuda and tr.amp != "off" else ""
 
-    con.print(f"device {dev}" + (f" ({torch.cuda.get_device_name(dev)})" if on_cuda else "")
-              + f" | torch {torch.__version__} | threads {torch.get_num_threads()}")
-    con.print(f"network {spec.network.kind} ({sum(q.numel() for q in model.parameters()):,} "
-              f"parameters) | data {p.source}")
-    con.print(f"{len(p.train_x):,} train images = batch {args.batch} x {args.steps} steps | "
-              f"{args.repeats} interleaved rounds" + (f" | engine amp {amp_name}" if amp_name else ""))
+    con.print(
+        f"device {dev}"
+        + (f" ({torch.cuda.get_device_name(dev)})" if on_cuda else "")
+        + f" | torch {torch.__version__} | threads {torch.get_num_threads()}"
+    )
+    con.print(
+        f"network {spec.network.kind} ({sum(q.numel() for q in model.parameters()):,} "
+        f"parameters) | data {p.source}"
+    )
+    con.print(
+        f"{len(p.train_x):,} train images = batch {args.batch} x {args.steps} steps | "
+        f"{args.repeats} interleaved rounds" + (f" | engine amp {amp_name}" if amp_name else "")
+    )
 
-    loops = {"plain PyTorch (fp32)": lambda: plain_epoch(model, opt, p.train_x, p.deg.alpha_bar,
-                                                          p.deg.T, args.batch, fp32)}
+    loops = {
+        "plain PyTorch (fp32)": lambda: plain_epoch(
+            model, opt, p.train_x, p.deg.alpha_bar, p.deg.T, args.batch, fp32
+        )
+    }
     if amp_name:
         loops[f"plain PyTorch ({amp_name} autocast)"] = lambda: plain_epoch(
-            model, opt, p.train_x, p.deg.alpha_bar, p.deg.T, args.batch, engine_amp)
+            model, opt, p.train_x, p.deg.alpha_bar, p.deg.T, args.batch, engine_amp
+        )
     epoch = [1]
 
     def diffui():
         training.train_epoch(p, epoch[0])
         epoch[0] += 1
+
     engine_name = f"diffui train_epoch{f' ({amp_name} autocast)' if amp_name else ' (fp32)'}"
     loops[engine_name] = diffui
 
@@ -142,17 +159,20 @@ def main() -> int:
     rate = {name: [need / s for s in ts] for name, ts in times.items()}
     med = {name: statistics.median(r) for name, r in rate.items()}
 
-    table = Table(title="Training throughput",
-                  caption="diffui/plain = diffui median / this loop's median; "
-                          "target >= 0.95 (vs the plain loop at the engine's precision)")
+    table = Table(
+        title="Training throughput",
+        caption="diffui/plain = diffui median / this loop's median; "
+        "target >= 0.95 (vs the plain loop at the engine's precision)",
+    )
     table.add_column("loop")
     table.add_column("images/s (median)", justify="right")
     table.add_column("min - max", justify="right")
     table.add_column("diffui/plain", justify="right")
     for name in loops:
         ratio = "" if name == engine_name else f"{med[engine_name] / med[name]:.3f}"
-        table.add_row(name, f"{med[name]:,.1f}",
-                      f"{min(rate[name]):,.1f} - {max(rate[name]):,.1f}", ratio)
+        table.add_row(
+            name, f"{med[name]:,.1f}", f"{min(rate[name]):,.1f} - {max(rate[name]):,.1f}", ratio
+        )
     con.print(table)
 
     # --- sampling ------------------------------------------------------------------------
@@ -169,13 +189,18 @@ def main() -> int:
     for sampler, steps in runs:
         secs[(sampler, steps)] = timed(lambda s=sampler, k=steps: draw(s, k, n), dev)
     base = secs[("ddpm", p.deg.T)]
-    st = Table(title=f"Sampling throughput ({n} images"
-                     f"{f', {amp_name} autocast' if amp_name else ''})")
+    st = Table(
+        title=f"Sampling throughput ({n} images{f', {amp_name} autocast' if amp_name else ''})"
+    )
     for col in ("sampler", "seconds", "images/s", f"speed-up over DDPM-{p.deg.T}"):
         st.add_column(col, justify="left" if col == "sampler" else "right")
     for (sampler, steps), s in secs.items():
-        st.add_row(samplers.describe(sampler, steps, p.deg.T), f"{s:.2f}", f"{n / s:,.1f}",
-                   f"{base / s:.1f}x")
+        st.add_row(
+            samplers.describe(sampler, steps, p.deg.T),
+            f"{s:.2f}",
+            f"{n / s:,.1f}",
+            f"{base / s:.1f}x",
+        )
     con.print(st)
     con.print(f"total time {time.perf_counter() - start:.1f} s")
     return 0

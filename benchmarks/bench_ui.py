@@ -13,6 +13,7 @@ Pilot, whose press() also waits until the whole process has been idle for 20 ms 
 (at least 40 ms a key, more while the poll thread or trainings use the CPU), as the README's
 earlier numbers did.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -69,6 +70,7 @@ def watch_frames(app) -> list:
         if renderable is not None:
             frames.append((time.perf_counter(), screen, getattr(screen, "ready", True)))
         return display(screen, renderable)
+
     app._display = recording
     return frames
 
@@ -123,14 +125,18 @@ async def bench(presses: int, subset: int) -> list[tuple[str, list[float]]]:
         rows.append(("idle (0 trainings), frame", await frame_round_trips(app, frames, presses)))
         rows.append(("idle (0 trainings), pilot", await round_trips(app, pilot, presses)))
         await pilot.press("s")
-        await until(pilot, lambda: sum(p.state == "running" and p.step > 0
-                                       for p in app.snapshot.values()) == 2)
+        await until(
+            pilot,
+            lambda: sum(p.state == "running" and p.step > 0 for p in app.snapshot.values()) == 2,
+        )
         rows.append(("2 trainings running, frame", await frame_round_trips(app, frames, presses)))
         rows.append(("2 trainings running, pilot", await round_trips(app, pilot, presses)))
         running = sum(p.state == "running" for p in app.snapshot.values())
         app.queue.stop(["one", "two"])
     if running != 2:
-        raise SystemExit(f"only {running} trainings were still running at the end: use a larger --subset")
+        raise SystemExit(
+            f"only {running} trainings were still running at the end: use a larger --subset"
+        )
     return rows
 
 
@@ -145,8 +151,13 @@ def main() -> int:
         table.add_column(col)
     for name, times in rows:
         ms = sorted(times)
-        table.add_row(name, f"{statistics.median(ms):.0f}", f"{ms[int(0.95 * (len(ms) - 1))]:.0f}",
-                      f"{ms[-1]:.0f}", f"{times[0]:.0f}")
+        table.add_row(
+            name,
+            f"{statistics.median(ms):.0f}",
+            f"{ms[int(0.95 * (len(ms) - 1))]:.0f}",
+            f"{ms[-1]:.0f}",
+            f"{times[0]:.0f}",
+        )
     Console().print(table)
     for how in ("frame", "pilot"):
         idle, busy = (statistics.median(ms) for name, ms in rows if name.endswith(how))

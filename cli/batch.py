@@ -1,24 +1,30 @@
 """``diffui --batch``: queue the runs, let the queue service run them, and follow them with a
 rich progress bar per run (one line per epoch when the output is not a terminal)."""
+
 from __future__ import annotations
 
 import os
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 from rich.console import Console
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                           TimeRemainingColumn)
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from engine.rundir.progress import (SUMMARY_COLUMNS, RunProgress, status_text, summary,
-                                    summary_row, why)
-from engine.text import fmt, format_seconds
 from engine.queue.client import Queue
+from engine.rundir.progress import (
+    SUMMARY_COLUMNS,
+    RunProgress,
+    status_text,
+    summary,
+    summary_row,
+    why,
+)
 from engine.rundir.run import Run
+from engine.text import fmt, format_seconds
 
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 
@@ -27,8 +33,13 @@ def _eta(seconds: float | None) -> str:
     return "-" if seconds is None else format_seconds(seconds)
 
 
-def run_batch(queue: Queue, runs: list[Run], jobs: int | None = None,
-              console: Console | None = None, poll_every: float = 0.25) -> int:
+def run_batch(
+    queue: Queue,
+    runs: list[Run],
+    jobs: int | None = None,
+    console: Console | None = None,
+    poll_every: float = 0.25,
+) -> int:
     """Run ``runs`` (folders of ``queue``'s runs folder) to their end through the queue."""
     if console is None:
         console = Console()
@@ -82,8 +93,13 @@ def _follow(queue: Queue, todo: list[str], console: Console, poll_every: float) 
     """A bar per run of ``todo`` in a terminal (plain lines otherwise), until none of them is
     queued or running."""
     live = console.is_terminal
-    bars = Progress(TextColumn("{task.description:<24}"), BarColumn(),
-                    TextColumn("{task.fields[status]}"), console=console, disable=not live)
+    bars = Progress(
+        TextColumn("{task.description:<24}"),
+        BarColumn(),
+        TextColumn("{task.fields[status]}"),
+        console=console,
+        disable=not live,
+    )
     tasks = {n: bars.add_task(n, total=1.0, status="") for n in todo}
     logged: dict[str, tuple] = {}
     with bars:
@@ -92,8 +108,7 @@ def _follow(queue: Queue, todo: list[str], console: Console, poll_every: float) 
             queued = queue.queued()
             for name, task in tasks.items():
                 p = queue.progress[name]
-                status = status_text(p, queued.index(name) if name in queued else None,
-                                     style="bar")
+                status = status_text(p, queued.index(name) if name in queued else None, style="bar")
                 bars.update(task, completed=p.fraction, status=status)
                 if not live:
                     _log_line(console, p, logged)
@@ -107,9 +122,15 @@ def task_bars(console: Console):
     """A ``tasks(name)`` factory for long steps of the front end itself (the FID classifier,
     the report's figures): each task a rich bar (done / total, ETA) in a terminal, one line as it
     starts otherwise."""
-    with Progress(TextColumn("{task.description:<24}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("eta"), TimeRemainingColumn(), console=console,
-                  disable=not console.is_terminal) as bars:
+    with Progress(
+        TextColumn("{task.description:<24}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not console.is_terminal,
+    ) as bars:
         ids: dict[str, int] = {}
 
         def tasks(name: str):
@@ -119,15 +140,20 @@ def task_bars(console: Console):
                     if not console.is_terminal:
                         console.print(f"{name}...")
                 bars.update(ids[name], completed=done, total=total)
+
             return update
+
         yield tasks
 
 
 def _log_line(console: Console, p: RunProgress, logged: dict[str, tuple]) -> None:
     """Plain lines for log files and CI: each epoch, and each long task as it starts."""
     if p.epoch > logged.get(p.name, (0, ""))[0]:
-        numbers = (f"FID {fmt(p.fid, '.1f')}" if p.unit == "value" else
-                   f"train {fmt(p.train_loss)} val {fmt(p.val_loss)}")
+        numbers = (
+            f"FID {fmt(p.fid, '.1f')}"
+            if p.unit == "value"
+            else f"train {fmt(p.train_loss)} val {fmt(p.val_loss)}"
+        )
         console.print(f"{p.name}: {p.unit} {p.epoch}/{p.epochs} {numbers} eta {_eta(p.eta())}")
     elif p.task and p.task != logged.get(p.name, (0, ""))[1]:
         console.print(f"{p.name}: {p.task}...")
@@ -145,6 +171,7 @@ def summary_table(runs: list[Run]) -> Table:
     if any(reasons):
         table.add_column("why", overflow="fold")
     for run, p, reason in zip(runs, summaries, reasons):
-        table.add_row(*summary_row(p), os.path.relpath(run.path),
-                      *((reason,) if any(reasons) else ()))
+        table.add_row(
+            *summary_row(p), os.path.relpath(run.path), *((reason,) if any(reasons) else ())
+        )
     return table

@@ -1,6 +1,7 @@
 """The commands of ``diffui`` about runs and their queue: the UI, ``diffui --batch``, ``diffui
 study`` and ``diffui queue``. What they do to the runs folder is :mod:`engine.usecases`; here is
 how they ask (the command line) and what they print."""
+
 from __future__ import annotations
 
 import argparse
@@ -11,25 +12,26 @@ from socket import gethostname
 from rich.console import Console
 from rich.table import Table
 
+from cli.batch import EXIT_INTERRUPTED, run_batch, task_bars
+from cli.parsers import check_jobs, runs_dir_of
 from engine import usecases
 from engine.errors import UserError
 from engine.queue.client import Queue, QueueError
 from engine.spec.checks import ConfigError
 from engine.spec.experiments import load_experiments, override_host, select
 
-from cli.batch import EXIT_INTERRUPTED, run_batch, task_bars
-from cli.parsers import check_jobs, runs_dir_of
-
 
 def cmd_ui(args: argparse.Namespace) -> int:
     """The terminal UI. A broken experiments file is shown inside it, not refused here."""
     from tui.widgets import image_widget_class  # (imports Textual: only for the UI)
+
     image_class = image_widget_class(args.images)  # may query the terminal: before the app runs
     from tui.app import DiffuiApp
 
     file = Path(args.file)
-    app = DiffuiApp(file, runs_dir_of(args, file),
-                    profile=args.profile, image_class=image_class, jobs=args.jobs)
+    app = DiffuiApp(
+        file, runs_dir_of(args, file), profile=args.profile, image_class=image_class, jobs=args.jobs
+    )
     app.run()
     return app.return_code or 0
 
@@ -108,16 +110,23 @@ def cmd_queue(args: argparse.Namespace) -> int:
             _queue_add(queue, args, file)
         elif args.action == "start":
             pid = usecases.start_queue(queue)
-            print(f"queue started: {len(queue.queued())} queued, {queue.jobs} at once"
-                  + (f"; service pid {pid}" if pid else ""))
+            print(
+                f"queue started: {len(queue.queued())} queued, {queue.jobs} at once"
+                + (f"; service pid {pid}" if pid else "")
+            )
         elif args.action == "pause":
             queue.set_paused(True)
             print("queue paused: nothing new starts; running runs go on")
         elif args.action == "stop":
             stopped = queue.stop_all()
-            print(f"queue paused; stopping {len(stopped)} run{'s' * (len(stopped) != 1)}"
-                  + (f" ({', '.join(stopped)}): resumable, queued again at the front"
-                     if stopped else ""))
+            print(
+                f"queue paused; stopping {len(stopped)} run{'s' * (len(stopped) != 1)}"
+                + (
+                    f" ({', '.join(stopped)}): resumable, queued again at the front"
+                    if stopped
+                    else ""
+                )
+            )
         else:
             _queue_status(queue)
     except QueueError as e:
@@ -133,15 +142,19 @@ def _queue_add(queue: Queue, args: argparse.Namespace, file: Path) -> None:
     for line in done.skipped:
         print(line)
     n = len(done.names)
-    print(f"queued {n} run{'s' * (n != 1)} in {queue.runs_dir}"
-          + ("; the queue is paused: diffui queue start" if queue.paused else ""))
+    print(
+        f"queued {n} run{'s' * (n != 1)} in {queue.runs_dir}"
+        + ("; the queue is paused: diffui queue start" if queue.paused else "")
+    )
 
 
 def _queue_status(queue: Queue) -> None:
     queue.poll()
     pid = usecases.service_pid(queue)
-    print(f"{queue.runs_dir}: queue {'paused' if queue.paused else 'started'}, "
-          f"{queue.jobs} at once, service " + (f"running (pid {pid})" if pid else "not running"))
+    print(
+        f"{queue.runs_dir}: queue {'paused' if queue.paused else 'started'}, "
+        f"{queue.jobs} at once, service " + (f"running (pid {pid})" if pid else "not running")
+    )
     table = Table()
     for col in usecases.STATUS_COLUMNS:
         table.add_column(col)

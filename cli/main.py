@@ -18,15 +18,15 @@ with 1 when a host cannot be used.
 The arguments are :mod:`cli.parsers`; the commands about runs and their queue
 :mod:`cli.commands` (through :mod:`engine.usecases`), the others :mod:`cli.tools`.
 """
+
 from __future__ import annotations
 
 import sys
 
+from cli import commands, parsers, tools
 from engine.errors import UserError
 from engine.files import os_error_line
 from engine.text import escape_breaks
-
-from cli import commands, parsers, tools
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1  # a run failed, a download failed, or the disk refused a write

@@ -1,5 +1,6 @@
 """The ``diffui`` command line's arguments: a parser per command, and the checks of option values
 that argparse does not make (each a :class:`UserError` in one line: exit 2)."""
+
 from __future__ import annotations
 
 import argparse
@@ -22,8 +23,12 @@ def runs_dir_of(args: argparse.Namespace, file: Path = Path("experiments.toml"))
     """The runs folder a command works on, resolved here once (workers and the queue service
     run in other folders); a :class:`ConfigError` when it cannot be a folder."""
     if args.profile is not None and not safe_name(args.profile):  # it names runs-PROFILE
-        raise ConfigError(escape_breaks(f"--profile {args.profile}: expected the name of a profile "
-                                   "(letters, digits, '.', '_', '-')"))
+        raise ConfigError(
+            escape_breaks(
+                f"--profile {args.profile}: expected the name of a profile "
+                "(letters, digits, '.', '_', '-')"
+            )
+        )
     runs_dir = (args.runs_dir or default_runs_dir(file, args.profile)).expanduser().resolve()
     return folder_arg("--runs-dir", runs_dir)
 
@@ -34,8 +39,12 @@ def folder_arg(option: str, path: Path) -> Path:
     for p in (path, *path.parents):
         if p.exists():
             if not p.is_dir():
-                raise UserError(escape_breaks(f"{option} {path}: expected a folder, but "
-                                           + ("it is a file" if p == path else f"{p} is a file")))
+                raise UserError(
+                    escape_breaks(
+                        f"{option} {path}: expected a folder, but "
+                        + ("it is a file" if p == path else f"{p} is a file")
+                    )
+                )
             break
     return path
 
@@ -59,12 +68,15 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def main_parser() -> argparse.ArgumentParser:
-    p = OneLineParser(prog="diffui", description="Diffusion experiment manager.",
-                      epilog="Also: diffui queue add|start|pause|stop|status; "
-                             "diffui schedules [FILE] --out DIR; "
-                             "diffui report [--runs-dir DIR] [RUN ...] --out DIR; "
-                             "diffui data [list|fetch|import]; "
-                             "diffui hosts check|install")
+    p = OneLineParser(
+        prog="diffui",
+        description="Diffusion experiment manager.",
+        epilog="Also: diffui queue add|start|pause|stop|status; "
+        "diffui schedules [FILE] --out DIR; "
+        "diffui report [--runs-dir DIR] [RUN ...] --out DIR; "
+        "diffui data [list|fetch|import]; "
+        "diffui hosts check|install",
+    )
     p.add_argument("file", nargs="?", default="experiments.toml", help="the experiments file")
     p.add_argument("--batch", action="store_true", help="run the queue with no UI")
     p.add_argument("--profile", help="a named profile of the file, e.g. quick")
@@ -72,15 +84,21 @@ def main_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs-dir", type=Path, help="where run folders go")
     p.add_argument("--jobs", type=int, help="runs at once (default 1; the UI keeps the last value)")
     p.add_argument("--host", help="run everything on this host ('local' or a [hosts] table)")
-    p.add_argument("--images", choices=("auto", "halfcell", "sixel", "tgp"), default="auto",
-                   help="how the UI draws sample grids: half-block characters (any terminal) or "
-                        "a graphics protocol; auto asks the terminal (default)")
+    p.add_argument(
+        "--images",
+        choices=("auto", "halfcell", "sixel", "tgp"),
+        default="auto",
+        help="how the UI draws sample grids: half-block characters (any terminal) or "
+        "a graphics protocol; auto asks the terminal (default)",
+    )
     return p
 
 
 def schedules_parser() -> argparse.ArgumentParser:
-    p = OneLineParser(prog="diffui schedules",
-                      description="Schedule values and the KS test of z_t against N(0, 1).")
+    p = OneLineParser(
+        prog="diffui schedules",
+        description="Schedule values and the KS test of z_t against N(0, 1).",
+    )
     p.add_argument("file", nargs="?", default="experiments.toml")
     p.add_argument("--out", type=Path, required=True, help="folder for the CSV and PNG files")
     p.add_argument("--profile")
@@ -90,8 +108,11 @@ def schedules_parser() -> argparse.ArgumentParser:
 
 
 def study_parser() -> argparse.ArgumentParser:
-    p = OneLineParser(prog="diffui study", description="Run one sampling study of the "
-                      "experiments file on its finished run, and follow it.")
+    p = OneLineParser(
+        prog="diffui study",
+        description="Run one sampling study of the "
+        "experiments file on its finished run, and follow it.",
+    )
     p.add_argument("name", help="the study's name ([[studies]] name = ...)")
     p.add_argument("file", nargs="?", default="experiments.toml")
     p.add_argument("--profile")
@@ -103,35 +124,51 @@ def study_parser() -> argparse.ArgumentParser:
 
 def queue_parser() -> argparse.ArgumentParser:
     p = OneLineParser(
-        prog="diffui queue", description="The queue of a runs folder, from a shell. Its service "
+        prog="diffui queue",
+        description="The queue of a runs folder, from a shell. Its service "
         "(one detached process per runs folder) starts the queued runs and goes on when the "
-        "terminal closes.")
+        "terminal closes.",
+    )
     sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
-    add = sub.add_parser("add", help="queue runs of an experiments file (the queue stays "
-                                     "paused or started as it was)")
+    add = sub.add_parser(
+        "add",
+        help="queue runs of an experiments file (the queue stays paused or started as it was)",
+    )
     add.add_argument("file", nargs="?", default="experiments.toml")
     add.add_argument("--only", nargs="+", metavar="NAME", help="only these experiments or runs")
     add.add_argument("--host", help="queue them for this host ('local' or a [hosts] table)")
-    for name, text in (("start", "start the queue (starts its service)"),
-                       ("pause", "start nothing new; running runs go on"),
-                       ("stop", "pause, and stop the running runs (resumable; they go back "
-                                "to the front of the queue)"),
-                       ("status", "the queue and its runs as a table")):
+    for name, text in (
+        ("start", "start the queue (starts its service)"),
+        ("pause", "start nothing new; running runs go on"),
+        (
+            "stop",
+            "pause, and stop the running runs (resumable; they go back to the front of the queue)",
+        ),
+        ("status", "the queue and its runs as a table"),
+    ):
         sub.add_parser(name, help=text)
     for action in sub.choices.values():
         action.add_argument("--profile", help="the runs of this profile (runs-PROFILE/)")
-        action.add_argument("--runs-dir", type=Path, help="the runs folder (default: runs/ "
-                            "beside the experiments file)")
+        action.add_argument(
+            "--runs-dir",
+            type=Path,
+            help="the runs folder (default: runs/ beside the experiments file)",
+        )
         action.add_argument("--jobs", type=int, help="runs at once (kept in the queue)")
     return p
 
 
 def report_parser() -> argparse.ArgumentParser:
-    p = OneLineParser(prog="diffui report",
-                      description="Figures (PNG) and a Markdown report of runs.")
+    p = OneLineParser(
+        prog="diffui report", description="Figures (PNG) and a Markdown report of runs."
+    )
     p.add_argument("runs", nargs="*", metavar="RUN", help="run names (default: every run)")
-    p.add_argument("--runs-dir", type=Path, default=Path("runs"),
-                   help="the folder holding the run folders (default ./runs)")
+    p.add_argument(
+        "--runs-dir",
+        type=Path,
+        default=Path("runs"),
+        help="the folder holding the run folders (default ./runs)",
+    )
     p.add_argument("--out", type=Path, required=True, help="folder for the report")
     return p
 
@@ -139,33 +176,53 @@ def report_parser() -> argparse.ArgumentParser:
 def data_parser() -> argparse.ArgumentParser:
     from engine.data.datasets import DATASETS  # (imports torch: only for diffui data)
 
-    p = OneLineParser(prog="diffui data",
-                      description="MNIST and FashionMNIST in diffui's data folder "
-                                  "($DIFFUI_DATA_DIR or the user data folder).")
+    p = OneLineParser(
+        prog="diffui data",
+        description="MNIST and FashionMNIST in diffui's data folder "
+        "($DIFFUI_DATA_DIR or the user data folder).",
+    )
     sub = p.add_subparsers(dest="action", metavar="{list,fetch,import}")
     sub.add_parser("list", help="which source each dataset and split comes from (the default)")
     f = sub.add_parser("fetch", help="download through torchvision into the data folder")
     f.add_argument("dataset", nargs="?", choices=DATASETS, help="default: both")
     i = sub.add_parser("import", help="copy IDX files (plain or .gz) into the data folder")
     i.add_argument("dir", type=Path, help="a folder of IDX files, or torchvision's root folder")
-    i.add_argument("--as", dest="as_name", choices=DATASETS,
-                   help="the dataset of the files directly in DIR (default: from its name)")
+    i.add_argument(
+        "--as",
+        dest="as_name",
+        choices=DATASETS,
+        help="the dataset of the files directly in DIR (default: from its name)",
+    )
     return p
 
 
 def hosts_parser() -> argparse.ArgumentParser:
-    p = OneLineParser(prog="diffui hosts", description="The [hosts] tables of the experiments "
-                      "file reached over SSH (GPU boxes, and clusters' login nodes): what each "
-                      "host has, and diffui installed on it.")
+    p = OneLineParser(
+        prog="diffui hosts",
+        description="The [hosts] tables of the experiments "
+        "file reached over SSH (GPU boxes, and clusters' login nodes): what each "
+        "host has, and diffui installed on it.",
+    )
     sub = p.add_subparsers(dest="action", required=True, metavar="{check,install}")
-    c = sub.add_parser("check", help="reachable, python, diffui, torch and CUDA, GPUs (a "
-                                     "cluster: its Slurm), free disk and datasets of each host "
-                                     "(or of NAME), as a table")
+    c = sub.add_parser(
+        "check",
+        help="reachable, python, diffui, torch and CUDA, GPUs (a "
+        "cluster: its Slurm), free disk and datasets of each host "
+        "(or of NAME), as a table",
+    )
     c.add_argument("name", nargs="?", help="one host (default: all)")
-    i = sub.add_parser("install", help="build a wheel of this diffui, pip install it into the "
-                                       "host's python, copy the datasets it lacks")
+    i = sub.add_parser(
+        "install",
+        help="build a wheel of this diffui, pip install it into the "
+        "host's python, copy the datasets it lacks",
+    )
     i.add_argument("name", help="the host")
     for action in (c, i):
-        action.add_argument("--file", "-f", type=Path, default=Path("experiments.toml"),
-                            help="the experiments file (default ./experiments.toml)")
+        action.add_argument(
+            "--file",
+            "-f",
+            type=Path,
+            default=Path("experiments.toml"),
+            help="the experiments file (default ./experiments.toml)",
+        )
     return p

@@ -1,6 +1,7 @@
 """The commands of ``diffui`` besides the runs and their queue: ``diffui schedules`` (the KS
 study of the schedules), ``diffui report``, ``diffui data`` and ``diffui hosts``. Their heavy
 imports (torch, matplotlib, asyncssh) are inside the commands, so that the others start fast."""
+
 from __future__ import annotations
 
 import argparse
@@ -11,21 +12,20 @@ from pathlib import Path
 
 from rich.console import Console
 
+from cli.batch import task_bars
+from cli.parsers import MAX_KS_SAMPLES, folder_arg, int_arg
 from engine.errors import UserError
+from engine.rundir.run import STUDIES_DIR, Run, iter_runs
 from engine.spec.checks import ConfigError
 from engine.spec.experiments import load_experiments
 from engine.spec.names import safe_name
-from engine.rundir.run import STUDIES_DIR, Run, iter_runs
 from engine.text import escape_breaks
-
-from cli.batch import task_bars
-from cli.parsers import MAX_KS_SAMPLES, folder_arg, int_arg
 
 
 def cmd_schedules(args: argparse.Namespace) -> int:
     from engine.data import datasets as data  # (these import torch)
-    from engine.evaluation.ks import write_schedule_figures
     from engine.diffusion.schedules import from_spec
+    from engine.evaluation.ks import write_schedule_figures
 
     int_arg("--n", args.n, 2, MAX_KS_SAMPLES)
     int_arg("--seed", args.seed, 0, 2**32 - 1)  # numpy's seeds
@@ -45,8 +45,9 @@ def cmd_schedules(args: argparse.Namespace) -> int:
     except data.DataUnavailable as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    first = write_schedule_figures(schedules, data.to_model(ds.images), args.out, n=args.n,
-                                 seed=args.seed, names=names)
+    first = write_schedule_figures(
+        schedules, data.to_model(ds.images), args.out, n=args.n, seed=args.seed, names=names
+    )
     for name, t in first.items():
         when = f"t = {t}" if t is not None else "never"
         print(f"{name}: z_t indistinguishable from N(0, 1) (KS, p > 0.05) first at {when}")
@@ -55,36 +56,13 @@ def cmd_schedules(args: argparse.Namespace) -> int:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
+    """``diffui data [list|fetch|import DIR]``: the datasets diffui trains on."""
     from engine.data import datasets as data  # (imports torch)
 
     if args.action == "fetch":
-        for name in [args.dataset] if args.dataset else list(data.DATASETS):
-            folder = data.dataset_folder(name)
-            if data.has_full_set(name):
-                print(f"{name}: the full set is in {folder} already")
-                continue
-            print(f"{name}: downloading through torchvision into {folder}", flush=True)
-            try:
-                data.fetch(name)
-            except data.FetchError as e:
-                print(f"error: {e}", file=sys.stderr)
-                return 1
-            print(f"{name}: {data.FULL_SIZE['train']:,} training and "
-                  f"{data.FULL_SIZE['test']:,} test images in {folder}")
-        return 0
+        return _data_fetch(data, args.dataset)
     if args.action == "import":
-        try:
-            done = data.import_dir(args.dir, args.as_name)
-        except data.DataInputError as e:
-            raise UserError(str(e)) from None
-        except (ValueError, OSError) as e:  # a file that does not parse, or cannot be copied
-            print(f"error: {e}", file=sys.stderr)
-            return 1
-        for name, split, n, dest in done:
-            full = "" if n == data.FULL_SIZE[split] else \
-                f" (not the full set of {data.FULL_SIZE[split]:,})"
-            print(f"{name} {split}: {n:,} images into {dest}{full}")
-        return 0
+        return _data_import(data, args.dir, args.as_name)
     print(f"diffui data folder: {data.data_dir()}")
     rows = [("dataset", "split", "images", "full", "source")]
     infos = data.describe()
@@ -93,14 +71,60 @@ def cmd_data(args: argparse.Namespace) -> int:
             rows.append((info.name, info.split, "-", "no", info.problem or "none"))
         else:
             source = info.source + (f" ({info.origin})" if info.origin else "")
-            rows.append((info.name, info.split, f"{info.size:,}", "yes" if info.full else "no",
-                         source))
+            rows.append(
+                (info.name, info.split, f"{info.size:,}", "yes" if info.full else "no", source)
+            )
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for r in rows:
-        print("  ".join([r[0].ljust(widths[0]), r[1].ljust(widths[1]), r[2].rjust(widths[2]),
-                         r[3].ljust(widths[3]), r[4]]).rstrip())
+        cells = [
+            r[0].ljust(widths[0]),
+            r[1].ljust(widths[1]),
+            r[2].rjust(widths[2]),
+            r[3].ljust(widths[3]),
+            r[4],
+        ]
+        print("  ".join(cells).rstrip())
     for note in filter(None, (data.fallback_note(i.source) for i in infos)):
         print(note)
+    return 0
+
+
+def _data_fetch(data, dataset: str | None) -> int:
+    """``diffui data fetch [NAME]``: download the full sets through torchvision."""
+    for name in [dataset] if dataset else list(data.DATASETS):
+        folder = data.dataset_folder(name)
+        if data.has_full_set(name):
+            print(f"{name}: the full set is in {folder} already")
+            continue
+        print(f"{name}: downloading through torchvision into {folder}", flush=True)
+        try:
+            data.fetch(name)
+        except data.FetchError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        print(
+            f"{name}: {data.FULL_SIZE['train']:,} training and "
+            f"{data.FULL_SIZE['test']:,} test images in {folder}"
+        )
+    return 0
+
+
+def _data_import(data, folder: Path, as_name: str | None) -> int:
+    """``diffui data import DIR [--as NAME]``: copy IDX files into diffui's data folder."""
+    try:
+        done = data.import_dir(folder, as_name)
+    except data.DataInputError as e:
+        raise UserError(str(e)) from None
+    except (ValueError, OSError) as e:  # a file that does not parse, or cannot be copied
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    for name, split, n, dest in done:
+        full = (
+            ""
+            if n == data.FULL_SIZE[split]
+            else f" (not the full set of {data.FULL_SIZE[split]:,})"
+        )
+        print(f"{name} {split}: {n:,} images into {dest}{full}")
     return 0
 
 
@@ -110,16 +134,7 @@ def cmd_hosts(args: argparse.Namespace) -> int:
     from engine.queue.executors.remote import HostError
     from engine.queue.hosts import build_wheel, check_hosts, install, local_version
 
-    experiments = load_experiments(args.file)
-    # the hosts reached over SSH (a cluster: its login node)
-    hosts = {n: h for n, h in experiments.hosts.items() if h.address}
-    if args.name is not None:
-        if args.name not in hosts:
-            raise ConfigError(f"{args.file.name}: hosts.{args.name}: no such host reached over "
-                              f"SSH (hosts: {', '.join(hosts) or 'none defined'})")
-        hosts = {args.name: hosts[args.name]}
-    if not hosts:
-        raise ConfigError(f"{args.file.name}: hosts: no [hosts.NAME] table with an address")
+    hosts = _hosts_asked(args)
     if args.action == "install":
         try:
             with tempfile.TemporaryDirectory() as tmp:
@@ -131,26 +146,18 @@ def cmd_hosts(args: argparse.Namespace) -> int:
             return 1
         return 0
     here = local_version()
-    rows = [("host", "reachable", "python", "diffui", "torch / CUDA", "GPUs", "free disk",
-             "datasets")]
+    rows = [
+        ("host", "reachable", "python", "diffui", "torch / CUDA", "GPUs", "free disk", "datasets")
+    ]
     problems = []
     for info in check_hosts(hosts):
         if info.get("problem"):
-            problems.append(info["problem"] if info["problem"].startswith(f"{info['host']}:")
-                            else f"{info['host']}: {info['problem']}")
-        if not info["reachable"]:
-            rows.append((info["host"], "no", *["-"] * 6))
-            continue
-        version = info.get("diffui") or "missing"
-        if info.get("diffui") and info["diffui"] != here:
-            version += f" (here {here})"
-        torch = (info.get("torch") or "missing") + (f" / CUDA {info['cuda']}" if info.get("cuda")
-                                                    else " / no CUDA" if info.get("torch") else "")
-        gpus = info["slurm"] if "slurm" in info else _gpus_text(info.get("gpus", []))
-        free = f"{info['free'] / 1e9:.1f} GB" if "free" in info else "-"
-        sets = ", ".join(f"{n} ({'+'.join(s)})" for n, s in info.get("data", {}).items() if s)
-        rows.append((info["host"], "yes", info.get("python") or "-", version, torch, gpus, free,
-                     sets or "none"))
+            problems.append(
+                info["problem"]
+                if info["problem"].startswith(f"{info['host']}:")
+                else f"{info['host']}: {info['problem']}"
+            )
+        rows.append(_host_row(info, here))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
@@ -159,10 +166,53 @@ def cmd_hosts(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def _hosts_asked(args: argparse.Namespace) -> dict:
+    """The file's hosts reached over SSH (a cluster: its login node), or the one named."""
+    experiments = load_experiments(args.file)
+    hosts = {n: h for n, h in experiments.hosts.items() if h.address}
+    if args.name is not None:
+        if args.name not in hosts:
+            raise ConfigError(
+                f"{args.file.name}: hosts.{args.name}: no such host reached over "
+                f"SSH (hosts: {', '.join(hosts) or 'none defined'})"
+            )
+        hosts = {args.name: hosts[args.name]}
+    if not hosts:
+        raise ConfigError(f"{args.file.name}: hosts: no [hosts.NAME] table with an address")
+    return hosts
+
+
+def _host_row(info: dict, here: str) -> tuple[str, ...]:
+    """One row of ``diffui hosts check``'s table, from what the host's probe found."""
+    if not info["reachable"]:
+        return (info["host"], "no", *["-"] * 6)
+    version = info.get("diffui") or "missing"
+    if info.get("diffui") and info["diffui"] != here:
+        version += f" (here {here})"
+    cuda = (
+        f" / CUDA {info['cuda']}" if info.get("cuda") else " / no CUDA" if info.get("torch") else ""
+    )
+    torch = (info.get("torch") or "missing") + cuda
+    gpus = info["slurm"] if "slurm" in info else _gpus_text(info.get("gpus", []))
+    free = f"{info['free'] / 1e9:.1f} GB" if "free" in info else "-"
+    sets = ", ".join(f"{n} ({'+'.join(s)})" for n, s in info.get("data", {}).items() if s)
+    return (
+        info["host"],
+        "yes",
+        info.get("python") or "-",
+        version,
+        torch,
+        gpus,
+        free,
+        sets or "none",
+    )
+
+
 def _gpus_text(lines: list[str]) -> str:
     """nvidia-smi's ``index, name, memory`` lines as ``2x NVIDIA H100 (81559 MiB)``."""
-    kinds = Counter(" (".join(line.split(", ")[1:3]) + ")" if line.count(", ") >= 2 else line
-                    for line in lines)
+    kinds = Counter(
+        " (".join(line.split(", ")[1:3]) + ")" if line.count(", ") >= 2 else line for line in lines
+    )
     return ", ".join(f"{n}x {kind}" for kind, n in kinds.items()) or "none (nvidia-smi)"
 
 
@@ -174,14 +224,20 @@ def cmd_report(args: argparse.Namespace) -> int:
     for name in args.runs:  # a run's name becomes part of figure file names in --out
         folder, _, study = name.partition("/")
         if not (safe_name(name) or folder == STUDIES_DIR and safe_name(study)):
-            raise UserError(escape_breaks(f"report {name}: expected the name of a run folder in "
-                                       f"{args.runs_dir} (or {STUDIES_DIR}/NAME for a study)"))
+            raise UserError(
+                escape_breaks(
+                    f"report {name}: expected the name of a run folder in "
+                    f"{args.runs_dir} (or {STUDIES_DIR}/NAME for a study)"
+                )
+            )
     if args.runs:
         runs = [Run(args.runs_dir / name) for name in args.runs]
         missing = [r.name for r in runs if not r.exists()]
         if missing:
-            raise UserError(f"{args.runs_dir}: no run folder {', '.join(missing)} "
-                              "(expected folders holding a config.toml)")
+            raise UserError(
+                f"{args.runs_dir}: no run folder {', '.join(missing)} "
+                "(expected folders holding a config.toml)"
+            )
     else:
         runs = list(iter_runs(args.runs_dir, studies=True))
         if not runs:

@@ -7,6 +7,7 @@ Textual bindings, and the layout from the modules' docstrings: none of them can 
 ``tests/test_docs.py`` builds the docs with ``mkdocs build --strict``; ``tests/test_registry.py``
 and ``tests/test_docs.py`` check the generated tables against the code.
 """
+
 from __future__ import annotations
 
 import ast
@@ -32,17 +33,24 @@ from tui.runs_screen import RUNS_ACTIONS  # noqa: E402
 
 MARKER = re.compile(r"^<!-- ((?:keys|layout): [\w-]+) -->$", re.M)
 LAYOUT_PACKAGES = ("engine", "tui", "cli")  # the code folders the layout table lists
-_KINDED: dict[str, Any] = {"schedule": SCHEDULES, "network": NETWORKS}  # sections whose keys come from a registry
+_KINDED: dict[str, Any] = {
+    "schedule": SCHEDULES,
+    "network": NETWORKS,
+}  # sections whose keys come from a registry
 
 
 def on_page_markdown(markdown: str, page: Any = None, **_: Any) -> str:
     """mkdocs' hook: every marker replaced by its table; an unknown marker fails the build."""
+
     def table(match: re.Match) -> str:
         name = match.group(1)
         if name not in TABLES:
-            raise ValueError(f"{page.file.src_path if page else 'page'}: unknown table "
-                             f"<!-- {name} -->; known: {', '.join(TABLES)}")
+            raise ValueError(
+                f"{page.file.src_path if page else 'page'}: unknown table "
+                f"<!-- {name} -->; known: {', '.join(TABLES)}"
+            )
         return TABLES[name]()
+
     return MARKER.sub(table, markdown)
 
 
@@ -95,11 +103,14 @@ def key_rows(section: str, cls: Any, first: bool = True) -> list[str]:
             kinds = [e.name for e in _KINDED[section] if name in param_names(e)]
             meaning += " (read by " + ", ".join(f"`{k}`" for k in kinds) + ")"
         elif name in ("sampler", "final_sampler"):
-            meaning += ": " + "; ".join(", ".join(f"`{s}`" for s in d.samplers) + f" ({d.name})"
-                                        for d in DEGRADATIONS)
+            meaning += ": " + "; ".join(
+                ", ".join(f"`{s}`" for s in d.samplers) + f" ({d.name})" for d in DEGRADATIONS
+            )
         label = f"`{section}`" if first else ""
-        rows.append(f"| {label} | `{name}` | `{toml_value(default)}` | {cell(accepts(check))} "
-                    f"| {cell(meaning)} |")
+        rows.append(
+            f"| {label} | `{name}` | `{toml_value(default)}` | {cell(accepts(check))} "
+            f"| {cell(meaning)} |"
+        )
         first = False
     return rows
 
@@ -119,10 +130,14 @@ def experiments_keys() -> str:
     """Every key of a run's settings: ``degradation`` at the top, then each section's keys."""
     # the default is what a run that does not set it gets
     default = parse_experiments('[[experiments]]\nname = "a"\n', Path("x")).runs[0].degradation
-    rows = [*KEY_HEADER,
-            f"| (top) | `degradation` | `{toml_value(default)}` | one of "
-            + ", ".join(repr(n) for n in DEGRADATIONS.names()) + " | "
-            + cell(named(DEGRADATIONS, lambda d: "samplers " + ", ".join(d.samplers))) + " |"]
+    rows = [
+        *KEY_HEADER,
+        f"| (top) | `degradation` | `{toml_value(default)}` | one of "
+        + ", ".join(repr(n) for n in DEGRADATIONS.names())
+        + " | "
+        + cell(named(DEGRADATIONS, lambda d: "samplers " + ", ".join(d.samplers)))
+        + " |",
+    ]
     for section in SECTIONS:
         rows += key_rows(section, section_class(section))
     return "\n".join(rows)
@@ -146,8 +161,11 @@ def components() -> str:
             keys = ", ".join(f"`{f}`" for f in param_names(e))
             rows.append(f"| {what} | `{e.name}` | {keys} | {cell(e.doc)} |")
     for d in DEGRADATIONS:
-        rows.append(f"| degradation | `{d.name}` | | {cell(d.doc)}; its samplers: "
-                    + ", ".join(f"`{s}`" for s in d.samplers) + " |")
+        rows.append(
+            f"| degradation | `{d.name}` | | {cell(d.doc)}; its samplers: "
+            + ", ".join(f"`{s}`" for s in d.samplers)
+            + " |"
+        )
     for s in SAMPLERS:
         steps = "`evaluation.steps`" if s.uses_steps else ""
         rows.append(f"| sampler | `{s.name}` | {steps} | {cell(s.doc)} |")
@@ -168,8 +186,10 @@ def key_text(binding: Any) -> str:
 
 def ui_keys() -> str:
     """The app's actions (every screen) and the runs view's, with their palette titles."""
-    rows = ["| key | where | action (its title in the command palette) | what it does |",
-            "|---|---|---|---|"]
+    rows = [
+        "| key | where | action (its title in the command palette) | what it does |",
+        "|---|---|---|---|",
+    ]
     for where, actions in (("every screen", APP_ACTIONS), ("runs view", RUNS_ACTIONS)):
         for key, _, _, title, help in actions:
             rows.append(f"| `{key}` | {where} | {cell(title)} | {cell(help)} |")
@@ -178,16 +198,25 @@ def ui_keys() -> str:
 
 def screen_keys() -> str:
     """The keys of every other screen and dialog, from their bindings, a table each."""
+
     def subclasses(cls: Any) -> list[Any]:
         return [c for s in cls.__subclasses__() for c in (s, *subclasses(s))]
-    screens = [c for c in dict.fromkeys(subclasses(Screen)) if c.__module__.startswith("tui.")
-               and "BINDINGS" in vars(c) and c.__name__ != "RunsScreen"]
+
+    screens = [
+        c
+        for c in dict.fromkeys(subclasses(Screen))
+        if c.__module__.startswith("tui.") and "BINDINGS" in vars(c) and c.__name__ != "RunsScreen"
+    ]
     screens.sort(key=lambda c: (c.__module__, inspect.getsourcelines(c)[1]))
     out = []
     for cls in screens:
         about = first_sentence(cls.__doc__ or "")
-        out += [f"**{cls.__name__}**: {about}", "",
-                "| key | action (as the key bar shows it) |", "|---|---|"]
+        out += [
+            f"**{cls.__name__}**: {about}",
+            "",
+            "| key | action (as the key bar shows it) |",
+            "|---|---|",
+        ]
         for b in cls.BINDINGS:
             out.append(f"| {key_text(b)} | {cell(b.description)} |")
         out.append("")
@@ -201,7 +230,7 @@ def first_sentence(doc: str) -> str:
     para = re.sub(r":\w+:`", "`", para).replace("``", "`")  # reST roles and literals as Markdown
     sentences = re.findall(r".+?\.(?=\s+[A-Z(`]|$)", para) or [para]
     short = len(sentences[0].split()) < 4  # a heading-like "Samplers.": the next one says more
-    return " ".join(s.strip() for s in sentences[:2 if short else 1])
+    return " ".join(s.strip() for s in sentences[: 2 if short else 1])
 
 
 def layout() -> str:

@@ -7,6 +7,7 @@ Writes runs.svg (the runs view, 100x30), run.svg (the view of --run, 100x30),
 compare.svg (every run compared, 120x36) and, when RUNS_DIR has its folder, study.svg (the
 view of the sampling study --study, 100x30).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,16 +50,39 @@ def main() -> int:
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     asyncio.run(shoot(args, (100, 30), [], lambda app: True, "runs"))
-    asyncio.run(shoot(args, (100, 30), ["enter"],
-                      lambda app: isinstance(app.screen, RunScreen) and app.screen.ready, "run"))
-    asyncio.run(shoot(args, (120, 36), ["c"],
-                      lambda app: isinstance(app.screen, CompareScreen) and app.screen.ready,
-                      "compare"))
+    asyncio.run(
+        shoot(
+            args,
+            (100, 30),
+            ["enter"],
+            lambda app: isinstance(app.screen, RunScreen) and app.screen.ready,
+            "run",
+        )
+    )
+    asyncio.run(
+        shoot(
+            args,
+            (120, 36),
+            ["c"],
+            lambda app: isinstance(app.screen, CompareScreen) and app.screen.ready,
+            "compare",
+        )
+    )
     if (args.runs_dir / "studies" / args.study / "config.toml").is_file():
-        asyncio.run(shoot(args, (100, 30), ["enter"],
-                          lambda app: isinstance(app.screen, StudyScreen) and app.screen.ready
-                          and all(g.current for _, g, _ in app.screen.columns.values()),
-                          "study", row=f"studies/{args.study}"))
+        asyncio.run(
+            shoot(
+                args,
+                (100, 30),
+                ["enter"],
+                lambda app: (
+                    isinstance(app.screen, StudyScreen)
+                    and app.screen.ready
+                    and all(g.current for _, g, _ in app.screen.columns.values())
+                ),
+                "study",
+                row=f"studies/{args.study}",
+            )
+        )
     return 0
 
 

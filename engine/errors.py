@@ -1,6 +1,7 @@
 """The one kind of error a user can fix: :class:`UserError`, said in one line that names the
 file or option and what was expected. Front ends print it and exit 2 (batch mode, ``diffui
 queue``) or show it (the UI); anything else is a bug or the machine's (an OSError)."""
+
 from __future__ import annotations
 
 

@@ -1,5 +1,6 @@
 """Files written so that a reader never sees half of one: atomic writes (temp file, fsync,
 rename), folders made with a one-line error, and an OSError told in one line."""
+
 from __future__ import annotations
 
 import errno
@@ -34,7 +35,6 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
-
 def make_dir(path: Path) -> Path:
     """``mkdir -p path``; a failure raises an OSError marked as a failed write."""
     try:
@@ -44,13 +44,11 @@ def make_dir(path: Path) -> Path:
     return Path(path)
 
 
-
 def write_error(e: OSError, path: Path) -> OSError:
     """``e`` (same class and errno) naming ``path``, marked as a failed write."""
     err = OSError(e.errno, e.strerror, str(path))
     setattr(err, "writing", True)  # noqa: B010 (OSError picks its subclass by errno; no subclass of ours)
     return err
-
 
 
 def os_error_line(e: OSError) -> str:
@@ -64,15 +62,12 @@ def os_error_line(e: OSError) -> str:
     return f"cannot use {where}: {e.strerror or e}"
 
 
-
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-
 def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=1) + "\n")
-
 
 
 def atomic_save(save_fn, path: Path) -> None:
@@ -81,7 +76,6 @@ def atomic_save(save_fn, path: Path) -> None:
     buf = io.BytesIO()
     save_fn(buf)
     atomic_write_bytes(path, buf.getvalue())
-
 
 
 def keep_file(path: Path, keep: Path) -> None:

@@ -1,5 +1,6 @@
 """Small text helpers every layer shares: one line for a message, numbers and durations as the
 tables show them."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -9,22 +10,25 @@ def json_kind(v: Any) -> str:
     """How JSON calls the kind of ``v``: "an object", "a list", "a string"..."""
     if isinstance(v, bool):
         return "true or false"
-    for types, name in ((dict, "an object"), (list, "a list"), (str, "a string"),
-                        ((int, float), "a number"), (type(None), "null")):
+    for types, name in (
+        (dict, "an object"),
+        (list, "a list"),
+        (str, "a string"),
+        ((int, float), "a number"),
+        (type(None), "null"),
+    ):
         if isinstance(v, types):
             return name
     return type(v).__name__
 
 
-
-def one_line(e: "BaseException | str") -> str:
+def one_line(e: BaseException | str) -> str:
     """An exception's message (or a text) on one line."""
     return " ".join(str(e).split())
 
 
 def fmt(x: float | None, spec: str = ".4f") -> str:
     return "-" if x is None else format(x, spec)
-
 
 
 def format_seconds(s: float) -> str:

@@ -9,6 +9,7 @@ The rules themselves live with what they are about: a study needs a finished run
 (:func:`engine.rundir.progress.study_values`); the queue's own rules (what can be queued,
 cancelled, moved) are :class:`engine.queue.client.Queue`'s.
 """
+
 from __future__ import annotations
 
 import time
@@ -20,8 +21,8 @@ from engine.queue import service
 from engine.queue.client import Queue, QueueError
 from engine.rundir.progress import status_text
 from engine.rundir.run import can_sample, check_runs, source_state
-from engine.spec.components import DEGRADATIONS
 from engine.spec.checks import ConfigError
+from engine.spec.components import DEGRADATIONS
 from engine.spec.experiments import Experiments
 from engine.spec.specs import RunSpec, StudySpec
 from engine.text import format_seconds
@@ -41,12 +42,14 @@ class StudyWaits(UserError):
     that run's state (``not made yet`` when it has no folder)."""
 
     def __init__(self, spec: StudySpec, state: str):
-        super().__init__(f"study {spec.name} samples from run {spec.run}, which is {state}: "
-                         "finish it first")
+        super().__init__(
+            f"study {spec.name} samples from run {spec.run}, which is {state}: finish it first"
+        )
         self.spec, self.state = spec, state
 
 
 # --- the queue -----------------------------------------------------------------------------------
+
 
 def open_queue(runs_dir: Path) -> Queue:
     """The queue of ``runs_dir``; a :class:`UserError` when its queue.json is damaged."""
@@ -82,8 +85,11 @@ def runs_to_train(specs: list[RunSpec], runs_dir: Path) -> list[RunSpec]:
     evaluation for); a :class:`UserError` when a run's inputs cannot be loaded
     (:func:`check_inputs`) or a folder holds other settings. Makes nothing."""
     check_inputs(specs)
-    return [s for s, r in zip(specs, check_runs(specs, runs_dir))
-            if not (r.exists() and r.status().state == "finished")]
+    return [
+        s
+        for s, r in zip(specs, check_runs(specs, runs_dir))
+        if not (r.exists() and r.status().state == "finished")
+    ]
 
 
 def check_inputs(specs: list) -> None:
@@ -93,15 +99,17 @@ def check_inputs(specs: list) -> None:
     from engine.data import datasets as data  # (imports torch: only when runs are queued)
 
     for spec in specs:
-        check = DEGRADATIONS.get(spec.degradation).check_inputs \
-            if isinstance(spec, RunSpec) else None
+        check = (
+            DEGRADATIONS.get(spec.degradation).check_inputs if isinstance(spec, RunSpec) else None
+        )
         if check is None:
             continue
         try:
             check(spec)
         except data.DataUnavailable as e:
-            raise ConfigError(f"{spec.experiment}: degradation = {spec.degradation!r}: "
-                              f"{e.one_line()}") from None
+            raise ConfigError(
+                f"{spec.experiment}: degradation = {spec.degradation!r}: {e.one_line()}"
+            ) from None
 
 
 def start_queue(queue: Queue, wait: float = 10.0) -> int | None:
@@ -125,6 +133,7 @@ def service_pid(queue: Queue) -> int | None:
 
 
 # --- one run -------------------------------------------------------------------------------------
+
 
 def cancel(queue: Queue, name: str) -> str:
     """Take a queued run off the queue, or stop a running one; what was done, in words."""
@@ -153,6 +162,7 @@ def _requeue(queue: Queue, name: str, done: str, state: str) -> None:
 
 # --- sampling studies ----------------------------------------------------------------------------
 
+
 def find_study(experiments: Experiments, name: str, file: Path) -> StudySpec:
     """The study ``name`` of the experiments file ``file``; a :class:`ConfigError` naming the
     file's studies when it has no such study."""
@@ -175,8 +185,9 @@ def check_study(runs_dir: Path, spec: StudySpec) -> None:
         raise StudyWaits(spec, state)
 
 
-def split_studies(runs_dir: Path, studies: list[StudySpec]) \
-        -> tuple[list[StudySpec], list[StudyWaits]]:
+def split_studies(
+    runs_dir: Path, studies: list[StudySpec]
+) -> tuple[list[StudySpec], list[StudyWaits]]:
     """``studies`` whose runs have finished (they can start), and the others as
     :class:`StudyWaits` (each with the state of its run)."""
     ready: list[StudySpec] = []
@@ -203,10 +214,15 @@ def status_rows(queue: Queue, here: str) -> list[list[str]]:
     rows = []
     for name in queued + sorted(n for n in queue.progress if n not in queued):
         p = queue.progress[name]
-        rows.append([name, status_text(p, queued.index(name) if name in queued else None,
-                                       style="table"),
-                     f"{p.epoch}/{p.epochs}" if p.epochs else "-",
-                     "-" if p.val_loss is None else f"{p.val_loss:.4f}",
-                     "-" if p.fid is None else f"{p.fid:.2f}", format_seconds(p.elapsed()),
-                     queue.state.where_text(name, p.host, here) or "-"])
+        rows.append(
+            [
+                name,
+                status_text(p, queued.index(name) if name in queued else None, style="table"),
+                f"{p.epoch}/{p.epochs}" if p.epochs else "-",
+                "-" if p.val_loss is None else f"{p.val_loss:.4f}",
+                "-" if p.fid is None else f"{p.fid:.2f}",
+                format_seconds(p.elapsed()),
+                queue.state.where_text(name, p.host, here) or "-",
+            ]
+        )
     return rows

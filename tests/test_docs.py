@@ -1,6 +1,7 @@
 """The docs: ``mkdocs build --strict`` passes (no broken link or anchor, every page in the nav,
 every generated table made), the README stays short and its links lead somewhere, every path
 and module the docs name exists, and the generated tables cover what they describe."""
+
 from __future__ import annotations
 
 import ast
@@ -55,9 +56,14 @@ def table_rows(markdown: str, header: str) -> list[list[str]]:
 
 def test_mkdocs_build_strict_passes_without_a_warning(tmp_path):
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}  # mkdocs-material's notice about its future
-    result = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir",
-                             str(tmp_path / "site")], cwd=ROOT, env=env, capture_output=True,
-                            text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert not re.search(r"^(WARNING|ERROR)\b", output, re.M), output
@@ -87,6 +93,7 @@ def test_the_readme_is_at_most_200_lines():
 def headings_slugs(page: Path) -> set[str]:
     """The anchors of a Markdown page's headings, as mkdocs' toc makes them."""
     from markdown.extensions.toc import slugify
+
     text = page.read_text(encoding="utf-8")
     return {slugify(re.sub(r"[`*]", "", h), "-") for h in re.findall(r"^#+ (.+)$", text, re.M)}
 
@@ -187,10 +194,13 @@ def documented_keys(page: str) -> dict[str, dict[str, object]]:
     return out
 
 
-@pytest.mark.parametrize("page, section, cls", [
-    ("ssh-hosts.md", "hosts.NAME", HostSpec),
-    ("studies.md", "studies", StudyKeys),
-])
+@pytest.mark.parametrize(
+    "page, section, cls",
+    [
+        ("ssh-hosts.md", "hosts.NAME", HostSpec),
+        ("studies.md", "studies", StudyKeys),
+    ],
+)
 def test_the_host_and_study_tables_have_every_key_with_its_default(page, section, cls):
     documented = documented_keys(page)
     assert documented == {section: {k: v[0] for k, v in cls.keys().items()}}
@@ -201,19 +211,27 @@ def test_the_ui_tables_have_every_binding():
 
     from tui.app import APP_ACTIONS, DiffuiApp
     from tui.runs_screen import RUNS_ACTIONS, RunsScreen
+
     page = rendered("ui.md")
-    rows = table_rows(page, "| key | where | action (its title in the command palette) | "
-                            "what it does |")
-    assert [(r[0], r[2]) for r in rows] == [(f"`{k}`", t) for k, _, _, t, _ in
-                                            APP_ACTIONS + RUNS_ACTIONS]
-    assert {b.key for b in DiffuiApp.BINDINGS} | {b.key for b in RunsScreen.BINDINGS} == \
-        {k for k, *_ in APP_ACTIONS + RUNS_ACTIONS}
+    rows = table_rows(
+        page, "| key | where | action (its title in the command palette) | what it does |"
+    )
+    assert [(r[0], r[2]) for r in rows] == [
+        (f"`{k}`", t) for k, _, _, t, _ in APP_ACTIONS + RUNS_ACTIONS
+    ]
+    assert {b.key for b in DiffuiApp.BINDINGS} | {b.key for b in RunsScreen.BINDINGS} == {
+        k for k, *_ in APP_ACTIONS + RUNS_ACTIONS
+    }
 
     def subclasses(cls):
         return [c for s in cls.__subclasses__() for c in (s, *subclasses(s))]
+
     for screen in subclasses(Screen):
-        if screen.__module__.startswith("tui.") and "BINDINGS" in vars(screen) \
-                and screen is not RunsScreen:
+        if (
+            screen.__module__.startswith("tui.")
+            and "BINDINGS" in vars(screen)
+            and screen is not RunsScreen
+        ):
             assert f"**{screen.__name__}**" in page, screen
             for b in screen.BINDINGS:
                 assert f"| {b.description} |" in page, (screen, b)
@@ -230,6 +248,7 @@ def test_the_layout_lists_every_module():
 def test_generated_cells_stay_in_one_table_cell():
     assert HOOKS.cell("a | b\n c") == "a \\| b c"
     assert HOOKS.toml_value(["a", 1, True, 2e-4]) == '["a", 1, true, 0.0002]'
-    assert HOOKS.first_sentence("The ``x``: a thing. More (e.g. this).\n\nOther.") == \
-        "The `x`: a thing."
-
+    assert (
+        HOOKS.first_sentence("The ``x``: a thing. More (e.g. this).\n\nOther.")
+        == "The `x`: a thing."
+    )

@@ -1,35 +1,102 @@
 """events.jsonl as an interface: every event type round-trips, the reader skips and names bad
 lines, a torn last line neither breaks reading nor swallows the next event, and the one fold
 turns events into what the front ends show."""
+
 from __future__ import annotations
 
 import json
 
 import pytest
 
-from engine.rundir import events as ev
-from engine.rundir.events import TYPES, BadEvent, Checkpoint, End, Epoch, Eval, EventLog, EventReader, Figure, Other, Progress, Samples, Start, Value, from_dict, latest_by_epoch, read_events
-from engine.rundir.progress import RunProgress
 from engine.jobs.tasks import TaskProgress
+from engine.rundir import events as ev
+from engine.rundir.events import (
+    TYPES,
+    BadEvent,
+    Checkpoint,
+    End,
+    Epoch,
+    Eval,
+    EventLog,
+    EventReader,
+    Figure,
+    Other,
+    Progress,
+    Samples,
+    Start,
+    Value,
+    from_dict,
+    latest_by_epoch,
+    read_events,
+)
+from engine.rundir.progress import RunProgress
 
 EXAMPLES = [
-    Start(time=1.0, epoch=0, epochs=3, device="cpu", data_source="IDX files in /d",
-          train_size=900, val_size=100, parameters=1234, resumed=False),
+    Start(
+        time=1.0,
+        epoch=0,
+        epochs=3,
+        device="cpu",
+        data_source="IDX files in /d",
+        train_size=900,
+        val_size=100,
+        parameters=1234,
+        resumed=False,
+    ),
     Progress(time=2.0, epoch=1, step=5, steps=8, loss=0.25),
     Progress(time=2.5, task="FID classifier", step=10, steps=100),
-    Epoch(time=3.0, epoch=1, epochs=3, train_loss=0.5, val_loss=0.45, seconds=1.5,
-          images_per_s=600.0),
-    Samples(time=4.0, epoch=1, png="samples/epoch-0001.png", npy="samples/epoch-0001.npy", n=4,
-            sampler="DDIM-4", seconds=0.1),
-    Eval(time=5.0, epoch=1, sampler="DDIM-4", n=200, backbone="lenet", fid=80.5, floor=12.0,
-         histogram=[20] * 10, entropy=3.32, sample_seconds=1.0, score_seconds=0.5),
+    Epoch(
+        time=3.0, epoch=1, epochs=3, train_loss=0.5, val_loss=0.45, seconds=1.5, images_per_s=600.0
+    ),
+    Samples(
+        time=4.0,
+        epoch=1,
+        png="samples/epoch-0001.png",
+        npy="samples/epoch-0001.npy",
+        n=4,
+        sampler="DDIM-4",
+        seconds=0.1,
+    ),
+    Eval(
+        time=5.0,
+        epoch=1,
+        sampler="DDIM-4",
+        n=200,
+        backbone="lenet",
+        fid=80.5,
+        floor=12.0,
+        histogram=[20] * 10,
+        entropy=3.32,
+        sample_seconds=1.0,
+        score_seconds=0.5,
+    ),
     Checkpoint(time=6.0, epoch=1),
-    Figure(time=7.0, name="diffusion", files=["figures/diffusion-forward.npy"], epoch=3,
-           rows=["forward", ""], columns=["t=0", "t=40"], t=[0, 40]),
-    Value(time=7.5, value=0.01, n=200, sampler="iterative-4", png="value-0.01.png",
-          npy="value-0.01.npy", fid=90.0, floor=12.0, histogram=[20] * 10, entropy=3.3,
-          distinct_share=1.0, pairwise_distance=4.5, nearest_train_distance=0.03,
-          near_copy_share=0.0, seconds=2.0),
+    Figure(
+        time=7.0,
+        name="diffusion",
+        files=["figures/diffusion-forward.npy"],
+        epoch=3,
+        rows=["forward", ""],
+        columns=["t=0", "t=40"],
+        t=[0, 40],
+    ),
+    Value(
+        time=7.5,
+        value=0.01,
+        n=200,
+        sampler="iterative-4",
+        png="value-0.01.png",
+        npy="value-0.01.npy",
+        fid=90.0,
+        floor=12.0,
+        histogram=[20] * 10,
+        entropy=3.3,
+        distinct_share=1.0,
+        pairwise_distance=4.5,
+        nearest_train_distance=0.03,
+        near_copy_share=0.0,
+        seconds=2.0,
+    ),
     End(time=8.0, status="failed", error="RuntimeError: boom"),
 ]
 
@@ -55,10 +122,21 @@ def test_an_event_without_a_time_is_stamped_when_written(tmp_path):
 def test_bad_lines_are_skipped_and_named_unknown_types_kept(tmp_path):
     path = tmp_path / "events.jsonl"
     good = [json.dumps(e.to_dict()) for e in EXAMPLES[:2]]
-    path.write_text("\n".join([good[0], "42", '{"type": "epoch"}', "not json",
-                               '{"type": "epoch", "epoch": "one", "epochs": 2, "train_loss": 1,'
-                               ' "val_loss": 1, "seconds": 1}',
-                               '{"type": "gpu", "time": 3, "util": 0.9}', good[1]]) + "\n")
+    path.write_text(
+        "\n".join(
+            [
+                good[0],
+                "42",
+                '{"type": "epoch"}',
+                "not json",
+                '{"type": "epoch", "epoch": "one", "epochs": 2, "train_loss": 1,'
+                ' "val_loss": 1, "seconds": 1}',
+                '{"type": "gpu", "time": 3, "util": 0.9}',
+                good[1],
+            ]
+        )
+        + "\n"
+    )
     reader = EventReader(path)
     got = reader.read()
     assert got[0] == EXAMPLES[0] and got[-1] == EXAMPLES[1]
@@ -67,7 +145,7 @@ def test_bad_lines_are_skipped_and_named_unknown_types_kept(tmp_path):
         f"{path}: line 2: expected a JSON object, got int",
         f"{path}: line 3: epoch event without 'epoch'",
         f"{path}: line 4: not JSON",
-        f"{path}: line 5: epoch event: epoch = \"one\" is not int",
+        f'{path}: line 5: epoch event: epoch = "one" is not int',
     ]
     with pytest.raises(BadEvent):
         from_dict({"type": "end"})
@@ -107,8 +185,15 @@ def test_the_fold_follows_attempts_tasks_and_numbers():
     for e in EXAMPLES[3:]:
         if not isinstance(e, Value):  # a study's event (below)
             p.fold(e)
-    assert (p.epoch, p.train_loss, p.val_loss, p.fid, p.floor, p.entropy, p.sampler) == \
-        (1, 0.5, 0.45, 80.5, 12.0, 3.32, "DDIM-4")
+    assert (p.epoch, p.train_loss, p.val_loss, p.fid, p.floor, p.entropy, p.sampler) == (
+        1,
+        0.5,
+        0.45,
+        80.5,
+        12.0,
+        3.32,
+        "DDIM-4",
+    )
     assert p.task == "" and p.elapsed() == 7.0  # from start (1.0) to end (8.0)
     p.fold(Start(time=10.0, epoch=1, epochs=3))  # resumed: a second attempt
     p.fold(Epoch(time=12.0, epoch=2, epochs=3, train_loss=0.4, val_loss=0.4, seconds=2))
@@ -130,6 +215,7 @@ def test_every_type_is_documented_with_its_fields():
     import dataclasses
     import re
     from pathlib import Path
+
     page = (Path(__file__).resolve().parents[1] / "docs" / "run-folders.md").read_text()
     for name, cls in ev.TYPES.items():
         rows = [line for line in page.splitlines() if line.startswith(f"| `{name}` |")]
@@ -164,8 +250,11 @@ def test_a_runs_status_in_words_as_each_front_end_shows_it():
     assert shown(p) == ("running  38%", "epoch 1/4  loss 0.2500  eta 0:05", "running 38%")
     assert shown(p, 0) == ("running  38%", "queued", "running 38%")  # running beats queued
     p.fold(Progress(time=5.0, task="FID classifier", step=10, steps=100))
-    assert shown(p) == ("FID classifier 10%", f"epoch 1/4  {p.task_text()}",
-                        f"running 38% ({p.task_text()})")
+    assert shown(p) == (
+        "FID classifier 10%",
+        f"epoch 1/4  {p.task_text()}",
+        f"running 38% ({p.task_text()})",
+    )
 
 
 def test_a_studys_finished_values_are_the_latest_of_each_with_files_on_disk(tmp_path):

@@ -1,5 +1,6 @@
 """Diversity and novelty of sample sets (engine/evaluation/measures.py) on known inputs: duplicates, real
 test digits, copies of training digits, the same copies with a little noise."""
+
 from __future__ import annotations
 
 import math
@@ -8,8 +9,8 @@ import pytest
 import torch
 
 from engine.data import datasets
-from engine.evaluation import measures
 from engine.evaluation import fid as metrics
+from engine.evaluation import measures
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +52,9 @@ def test_rms_distance_is_pixel_rms():
     b[1, :7] = 1.0  # a quarter of the pixels differ by 1
     assert measures.rms_distance(a, b).tolist() == pytest.approx([1.0, 0.5])
     # uint8 is read as 0..255
-    assert measures.rms_distance(torch.full((1, 28, 28), 255, dtype=torch.uint8), a[:1]).item() == 1.0
+    assert (
+        measures.rms_distance(torch.full((1, 28, 28), 255, dtype=torch.uint8), a[:1]).item() == 1.0
+    )
 
 
 def test_exact_duplicates_have_distinct_share_0_and_feature_distance_0(test_digits, features):
@@ -61,8 +64,9 @@ def test_exact_duplicates_have_distinct_share_0_and_feature_distance_0(test_digi
     assert measures.mean_pairwise_feature_distance(dup, features) == 0.0
 
 
-def test_real_test_digits_are_distinct_not_copies_and_spread_in_features(test_digits,
-                                                                          train_digits, features):
+def test_real_test_digits_are_distinct_not_copies_and_spread_in_features(
+    test_digits, train_digits, features
+):
     x = floats(test_digits.images[:1000])
     stats = measures.sample_stats(x, train_digits, features)
     assert stats.n == 1000
@@ -71,8 +75,13 @@ def test_real_test_digits_are_distinct_not_copies_and_spread_in_features(test_di
     # calibration: nearest training digit of a test digit, median 0.15
     assert 0.12 < stats.mean_nearest_train_distance < 0.2
     assert stats.mean_pairwise_feature_distance > 20
-    assert set(stats.row()) == {"n", "distinct_share", "mean_pairwise_feature_distance",
-                                "mean_nearest_train_distance", "near_copy_share"}
+    assert set(stats.row()) == {
+        "n",
+        "distinct_share",
+        "mean_pairwise_feature_distance",
+        "mean_nearest_train_distance",
+        "near_copy_share",
+    }
 
 
 def test_different_writers_digits_are_not_near_duplicates(test_digits):

@@ -1,4 +1,5 @@
 """FID with the cached MNIST classifier, its floor, class histograms, and evaluation in a run."""
+
 from __future__ import annotations
 
 import math
@@ -7,14 +8,13 @@ import threading
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_study
 
 from engine.evaluation import fid as metrics
-from engine.spec.experiments import load_experiments
+from engine.jobs.worker import execute
 from engine.rundir.events import Eval, latest_by_epoch
 from engine.rundir.run import prepare_runs
-from engine.jobs.worker import execute
-
-from conftest import tiny_study
+from engine.spec.experiments import load_experiments
 
 
 @pytest.fixture(scope="module")
@@ -79,9 +79,11 @@ def test_inception_backbone_fails_with_one_clear_line(monkeypatch):
     assert "\n" not in msg and "backbone = 'lenet'" in msg and "inception" in msg
 
 
-def test_batch_refuses_an_unloadable_inception_backbone_before_training(tmp_path, monkeypatch,
-                                                                       capsys):
+def test_batch_refuses_an_unloadable_inception_backbone_before_training(
+    tmp_path, monkeypatch, capsys
+):
     import torchmetrics.image.fid as tm
+
     from cli.main import main
 
     def offline(*a, **k):
@@ -108,9 +110,16 @@ def test_tiny_run_evaluates_and_report_writes_files(tmp_path, fid, capsys):
     assert evals[2].floor == pytest.approx(fid.floor(200))
 
     from cli.main import main
+
     out = tmp_path / "report"
     assert main(["report", "--runs-dir", str(tmp_path / "runs"), "--out", str(out)]) == 0
-    for name in ("report.md", "tiny-loss.png", "tiny-fid.png", "tiny-grids.png", "tiny-diffusion.png"):
+    for name in (
+        "report.md",
+        "tiny-loss.png",
+        "tiny-fid.png",
+        "tiny-grids.png",
+        "tiny-diffusion.png",
+    ):
         assert (out / name).stat().st_size > 0, name
     md = (out / "report.md").read_text()
     assert "| tiny | finished | 2/2 |" in md and f"{evals[2].fid:.2f}" in md

@@ -1,6 +1,7 @@
 """Cold diffusion "morph": the degradation, its samplers (direct and iterative, both latent
 settings), the UNet with either degradation, a tiny morph run with its figures, and the error
 when FashionMNIST is missing."""
+
 from __future__ import annotations
 
 import math
@@ -9,21 +10,19 @@ import threading
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_study
 
 from engine.data import datasets as data
-
 from engine.diffusion import samplers
-from engine.spec.experiments import load_experiments
-from engine.spec.sections import make_section
 from engine.diffusion.degradations import Gaussian, Morph
-from engine.diffusion.nets.unet import UNet
 from engine.diffusion.nets import build
-from engine.rundir.events import Epoch, Eval, Samples, latest_by_epoch
-from engine.rundir.run import Run, prepare_runs
+from engine.diffusion.nets.unet import UNet
 from engine.diffusion.schedules import make_schedule
 from engine.jobs.worker import execute
-
-from conftest import tiny_study
+from engine.rundir.events import Epoch, Eval, Samples, latest_by_epoch
+from engine.rundir.run import Run, prepare_runs
+from engine.spec.experiments import load_experiments
+from engine.spec.sections import make_section
 
 MORPH = """degradation = "morph"
 network = { kind = "unet", unet_channels = [8, 16, 16] }
@@ -33,8 +32,9 @@ evaluation = { sampler = "iterative", final_sampler = "same", morph_latent = "%s
 
 def fake_latents(n: int, seed: int) -> torch.Tensor:
     """uint8 (n, 28, 28) images standing in for FashionMNIST."""
-    return torch.randint(0, 256, (n, 28, 28), dtype=torch.uint8,
-                         generator=torch.Generator().manual_seed(seed))
+    return torch.randint(
+        0, 256, (n, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed)
+    )
 
 
 def morph(kind: str = "linear", T: int = 40) -> Morph:
@@ -85,8 +85,10 @@ def test_morph_latents_come_from_the_right_pool_and_the_loss_targets_x():
 
 
 @pytest.mark.parametrize("latent", ["start", "estimate"])
-@pytest.mark.parametrize("kind,T,steps", [("linear", 40, 40), ("cosine", 40, 40),
-                                          ("cosine", 40, 7), ("linear", 1000, 1000)])
+@pytest.mark.parametrize(
+    "kind,T,steps",
+    [("linear", 40, 40), ("cosine", 40, 40), ("cosine", 40, 7), ("linear", 1000, 1000)],
+)
 def test_iterative_sampler_with_a_perfect_oracle_returns_x(latent, kind, T, steps):
     deg = morph(kind, T)
     x = digits()
@@ -152,8 +154,11 @@ def test_unet_structure_and_28x28_output_for_both_degradations():
     for name in ("down", "up"):
         for i, block in enumerate(getattr(model, name)):
             block.register_forward_hook(
-                lambda m, inp, out, key=f"{name}{i}": shapes.__setitem__(key, tuple(out.shape[1:])))
-    model.mid.register_forward_hook(lambda m, i, out: shapes.__setitem__("mid", tuple(out.shape[1:])))
+                lambda m, inp, out, key=f"{name}{i}": shapes.__setitem__(key, tuple(out.shape[1:]))
+            )
+    model.mid.register_forward_hook(
+        lambda m, i, out: shapes.__setitem__("mid", tuple(out.shape[1:]))
+    )
     x = digits(3)
     g = torch.Generator().manual_seed(0)
     for deg in (Gaussian(make_schedule("linear", 40)), morph()):
@@ -162,9 +167,15 @@ def test_unet_structure_and_28x28_output_for_both_degradations():
         assert math.isfinite(loss.item())
         out = model(deg.degrade(x, torch.full((3,), 20), deg.latents(3, g)), torch.full((3,), 0.5))
         assert out.shape == (3, 1, 28, 28)
-    assert shapes == {"down0": (32, 28, 28), "down1": (64, 14, 14), "down2": (128, 7, 7),
-                      "mid": (128, 7, 7),
-                      "up0": (128, 7, 7), "up1": (64, 14, 14), "up2": (32, 28, 28)}
+    assert shapes == {
+        "down0": (32, 28, 28),
+        "down1": (64, 14, 14),
+        "down2": (128, 7, 7),
+        "mid": (128, 7, 7),
+        "up0": (128, 7, 7),
+        "up1": (64, 14, 14),
+        "up2": (32, 28, 28),
+    }
     block = model.down[0]
     assert block.body[0].groups == 32 and block.body[0].kernel_size == (7, 7)  # depthwise 7x7
     assert block.body[2].out_channels == 4 * 32 and block.body[2].kernel_size == (3, 3)
@@ -177,8 +188,9 @@ def test_cnn_restores_with_the_morph_degradation():
     model = build(make_section("network", {"kind": "cnn", "channels": [4, 4], "time_embedding": 4}))
     deg = morph()
     x = digits(2)
-    assert model(deg.degrade(x, torch.full((2,), 5), deg.latents(2, None)),
-                 torch.full((2,), 0.1)).shape == (2, 1, 28, 28)
+    assert model(
+        deg.degrade(x, torch.full((2,), 5), deg.latents(2, None)), torch.full((2,), 0.1)
+    ).shape == (2, 1, 28, 28)
 
 
 # --- a tiny morph run, end to end ----------------------------------------------------------
@@ -207,8 +219,13 @@ def test_tiny_morph_run_evaluates_and_writes_its_figures(tmp_path):
 
     out = tmp_path / "report"
     assert main(["report", "--runs-dir", str(tmp_path / "runs"), "--out", str(out)]) == 0
-    names = ("tiny-loss.png", "tiny-fid.png", "tiny-grids.png", "tiny-restoration.png",
-             "tiny-direct-vs-iterative.png")
+    names = (
+        "tiny-loss.png",
+        "tiny-fid.png",
+        "tiny-grids.png",
+        "tiny-restoration.png",
+        "tiny-direct-vs-iterative.png",
+    )
     for name in names:
         assert (out / name).stat().st_size > 5000, name
     assert not (out / "tiny-diffusion.png").exists()  # the DDPM strip is for Gaussian runs
@@ -228,8 +245,10 @@ def test_a_runs_samples_use_its_latent_setting(tmp_path, latent):
     saved = torch.from_numpy(np.load(run.samples_dir / "epoch-0001.npy"))
     z = deg.latents(4, torch.Generator().manual_seed(104729 + 1), held_out=True)  # as Evaluator
     other = "estimate" if latent == "start" else "start"
-    want, unwanted = (data.from_model(samplers.iterative(model, deg, z, z, 4, mode))[:, 0]
-                      for mode in (latent, other))
+    want, unwanted = (
+        data.from_model(samplers.iterative(model, deg, z, z, 4, mode))[:, 0]
+        for mode in (latent, other)
+    )
     torch.testing.assert_close(saved, want, atol=1e-5, rtol=0)
     assert (saved - unwanted).abs().max() > 1e-3
 
@@ -245,7 +264,9 @@ def test_missing_fashion_mnist_is_one_line_and_exit_2(tmp_path, monkeypatch, cap
     assert main(["--batch", str(f), "--runs-dir", str(tmp_path / "runs")]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err
-    assert err.startswith("error: tiny: degradation = 'morph': cannot load FashionMNIST (train split)")
+    assert err.startswith(
+        "error: tiny: degradation = 'morph': cannot load FashionMNIST (train split)"
+    )
     assert f"Debian folder {tmp_path / 'empty' / 'fashion-mnist'}: no such folder" in err
     assert "apt-get install dataset-fashion-mnist" in err and "copy its IDX files into" in err
     assert "idx_dir" not in err  # data.idx_dir holds the digits, not the latents

@@ -1,5 +1,6 @@
 """The queue of a runs folder (order, runs at once, pause; queue.json shared by every diffui) and
 its service (the one process that starts work, on the executors' slots)."""
+
 from __future__ import annotations
 
 import json
@@ -8,18 +9,17 @@ import subprocess
 import sys
 
 import pytest
+from conftest import tiny_study
 
+from engine.files import atomic_write_json
 from engine.queue import service
-from engine.spec.experiments import load_experiments
+from engine.queue.client import Queue, QueueError
 from engine.queue.executors.base import Executor, Job
 from engine.queue.handle import Handle, SlurmJob
-from engine.queue.client import Queue, QueueError
+from engine.queue.service import Service
 from engine.queue.state import QueueFile
 from engine.rundir.run import Run, prepare_runs
-from engine.files import atomic_write_json
-from engine.queue.service import Service
-
-from conftest import tiny_study
+from engine.spec.experiments import load_experiments
 
 
 class RecordingExecutor(Executor):
@@ -80,9 +80,15 @@ def test_order_jobs_and_pause_are_saved_and_restored(runs_dir):
     q.move("a", 5)  # clamped to the back
     q.set_jobs(2)
     q.set_paused(False)
-    assert json.loads((runs_dir / "queue.json").read_text()) == \
-        {"queued": ["c", "b", "a"], "jobs": 2, "paused": False, "active": {}, "stop": [],
-         "where": {}, "hosts": {}}
+    assert json.loads((runs_dir / "queue.json").read_text()) == {
+        "queued": ["c", "b", "a"],
+        "jobs": 2,
+        "paused": False,
+        "active": {},
+        "stop": [],
+        "where": {},
+        "hosts": {},
+    }
     again = Queue.open(runs_dir, start_service=False)
     assert again.queued() == ["c", "b", "a"] and again.jobs == 2 and not again.paused
     assert again.cancel("b") == "b taken off the queue"
@@ -135,12 +141,12 @@ def test_a_restarted_service_requeues_runs_whose_worker_died(runs_dir):
     atomic_write_json(run.worker_path, {"pid": 999_999_999, "host": "h", "started": 1.0})
     with QueueFile(runs_dir).edit() as st:
         st.queued, st.paused = ["c"], True
-        st.active = {"b": {"executor": "local", "slot": "local:0",
-                           "handle": {"pid": 999_999_999}}}
+        st.active = {"b": {"executor": "local", "slot": "local:0", "handle": {"pid": 999_999_999}}}
     serve(runs_dir, RecordingExecutor()).reconcile()  # the recorder says no worker lives...
     st = QueueFile(runs_dir).read()
-    assert st.active == {"b": {"executor": "local", "slot": "local:0",
-                               "handle": {"pid": 999_999_999}}}  # ...unless told it died:
+    assert st.active == {
+        "b": {"executor": "local", "slot": "local:0", "handle": {"pid": 999_999_999}}
+    }  # ...unless told it died:
     ex = RecordingExecutor()
     ex.done.add("b")
     serve(runs_dir, ex).reconcile()
@@ -171,15 +177,17 @@ def test_refusals_are_one_line(runs_dir):
 def test_a_damaged_queue_file_is_reported_and_kept(runs_dir):
     (runs_dir / "queue.json").write_text("{not json")
     q = Queue.open(runs_dir, start_service=False)
-    assert q.error == (f"{runs_dir / 'queue.json'}: not valid JSON (the saved queue); "
-                       "remove it to start afresh")
+    assert q.error == (
+        f"{runs_dir / 'queue.json'}: not valid JSON (the saved queue); remove it to start afresh"
+    )
     with pytest.raises(QueueError, match="not valid JSON"):
         q.enqueue("a")
     assert (runs_dir / "queue.json").read_text() == "{not json"
     (runs_dir / "queue.json").write_text('{"queued": "a"}')
     assert Queue.open(runs_dir, start_service=False).error == (
         f"{runs_dir / 'queue.json'}: queued: expected a list of run names (the saved queue); "
-        "fix or remove it to start afresh")
+        "fix or remove it to start afresh"
+    )
     assert (runs_dir / "queue.json").read_text() == '{"queued": "a"}'
 
 
@@ -200,35 +208,43 @@ def test_two_services_on_one_runs_folder_one_wins(runs_dir):
 
 def test_next_jobs_fills_free_slots_in_order_and_drops_runs_done_elsewhere():
     from engine.queue.state import QueueState, next_jobs
+
     slots = {"local": ["local:0", "local:1", "local:2"]}
-    st = QueueState(queued=["a", "b", "c", "d"], jobs=3,
-                    active={"x": {"executor": "local", "slot": "local:1"}})
+    st = QueueState(
+        queued=["a", "b", "c", "d"], jobs=3, active={"x": {"executor": "local", "slot": "local:1"}}
+    )
     got = next_jobs(st, {"a": "pending", "b": "finished", "c": "resumable", "d": "pending"}, slots)
     assert got == [("a", "local", "local:0"), ("b", None, None), ("c", "local", "local:2")]
     assert st.queued == ["d"]
     st = QueueState(queued=["a", "b"], jobs=2)
     two = {"local": slots["local"][:2]}
     assert next_jobs(st, {}, two, foreign=1) == [("a", "local", "local:0")]  # one taken outside
-    st = QueueState(queued=["a", "b"], jobs=1,
-                    active={"a": {"executor": "local", "slot": "local:0"}})
+    st = QueueState(
+        queued=["a", "b"], jobs=1, active={"a": {"executor": "local", "slot": "local:0"}}
+    )
     assert next_jobs(st, {}, {"local": ["local:0"]}) == [] and st.queued == ["a", "b"]  # a stopping
 
 
 def test_next_jobs_sends_each_run_to_the_first_of_its_hosts_with_a_free_slot():
     from engine.queue.state import QueueState, next_jobs
+
     slots = {"local": ["local:0"], "gpu1": ["gpu1:0", "gpu1:1"], "gpu2": ["gpu2:0"]}
-    st = QueueState(queued=["a", "b", "c", "d", "e"],
-                    where={"a": ["gpu1"], "b": ["gpu1"], "c": ["gpu1"], "d": ["gpu1", "gpu2"]},
-                    active={"x": {"executor": "gpu2", "slot": "gpu2:0"}})
+    st = QueueState(
+        queued=["a", "b", "c", "d", "e"],
+        where={"a": ["gpu1"], "b": ["gpu1"], "c": ["gpu1"], "d": ["gpu1", "gpu2"]},
+        active={"x": {"executor": "gpu2", "slot": "gpu2:0"}},
+    )
     got = next_jobs(st, {}, slots)
     # c waits for gpu1 without holding up d (gpu2 is busy: d waits too) or e (local by default)
     assert got == [("a", "gpu1", "gpu1:0"), ("b", "gpu1", "gpu1:1"), ("e", "local", "local:0")]
     assert st.queued == ["c", "d"]
     # the same slot name on two hosts are two slots; foreign runs take local slots only
-    st = QueueState(queued=["a", "b"], where={"a": ["gpu1"]},
-                    active={"x": {"executor": "gpu1", "slot": "0"}})
-    assert next_jobs(st, {}, {"local": ["0"], "gpu1": ["0", "1"]}, foreign=1) == \
-        [("a", "gpu1", "1")]
+    st = QueueState(
+        queued=["a", "b"], where={"a": ["gpu1"]}, active={"x": {"executor": "gpu1", "slot": "0"}}
+    )
+    assert next_jobs(st, {}, {"local": ["0"], "gpu1": ["0", "1"]}, foreign=1) == [
+        ("a", "gpu1", "1")
+    ]
 
 
 def test_service_sends_runs_to_their_hosts_and_fails_a_run_with_nowhere_to_go(runs_dir):
@@ -248,8 +264,9 @@ def test_service_sends_runs_to_their_hosts_and_fails_a_run_with_nowhere_to_go(ru
     assert QueueFile(runs_dir).read().queued == []
 
 
-def test_a_start_that_failed_reads_as_failed_at_every_moment_of_its_recording(runs_dir,
-                                                                               monkeypatch):
+def test_a_start_that_failed_reads_as_failed_at_every_moment_of_its_recording(
+    runs_dir, monkeypatch
+):
     """``record_failure`` writes two files; a reader (the UI, a client waiting for the run)
     between the two already sees the failure and its line, never a worker that died."""
     run = prepare_runs(load_experiments(tiny_study(runs_dir.parent / "exp.toml")).runs, runs_dir)[0]
@@ -260,33 +277,64 @@ def test_a_start_that_failed_reads_as_failed_at_every_moment_of_its_recording(ru
     def write(path, data):  # look at the run before each of its records is written
         seen.append(run.status())
         real(path, data)
+
     monkeypatch.setattr("engine.rundir.run.atomic_write_json", write)
     run.record_failure("gpu1", "gpu1: cannot connect again")
     seen.append(run.status())
     assert [(s.state, s.detail) for s in seen] == [
-        ("failed", "gpu1: cannot connect"), ("failed", "gpu1: cannot connect again"),
-        ("failed", "gpu1: cannot connect again")]
+        ("failed", "gpu1: cannot connect"),
+        ("failed", "gpu1: cannot connect again"),
+        ("failed", "gpu1: cannot connect again"),
+    ]
 
 
-@pytest.mark.parametrize("written", [
-    {"pid": 123, "host": "laptop"},  # the local executor's
-    {"host": "gpu1", "run": "a", "gpu": 0, "pid": 4567, "state": "running",
-     "note": "connection lost; trying again in 2 s"},  # an SSH host's
-    {"job_id": "12", "folder": "/r/.slurm/c/1/12", "state": "PENDING", "reason": "Priority",
-     "since": 1.5, "seen": 2.5},  # a Slurm job submitted on the login node
-    {"host": "c", "run": "studies/s", "state": "SUBMITTING"},  # a Slurm job over SSH, and
-    {"host": "c", "run": "a", "job_id": "12_0", "folder": "f", "state": "PREEMPTED",
-     "reason": "", "since": 1.0, "seen": 2.0, "stopped": True,
-     "again": "c: Slurm job 12_0 was pre-empted"}])  # once submitted
+@pytest.mark.parametrize(
+    "written",
+    [
+        {"pid": 123, "host": "laptop"},  # the local executor's
+        {
+            "host": "gpu1",
+            "run": "a",
+            "gpu": 0,
+            "pid": 4567,
+            "state": "running",
+            "note": "connection lost; trying again in 2 s",
+        },  # an SSH host's
+        {
+            "job_id": "12",
+            "folder": "/r/.slurm/c/1/12",
+            "state": "PENDING",
+            "reason": "Priority",
+            "since": 1.5,
+            "seen": 2.5,
+        },  # a Slurm job submitted on the login node
+        {"host": "c", "run": "studies/s", "state": "SUBMITTING"},  # a Slurm job over SSH, and
+        {
+            "host": "c",
+            "run": "a",
+            "job_id": "12_0",
+            "folder": "f",
+            "state": "PREEMPTED",
+            "reason": "",
+            "since": 1.0,
+            "seen": 2.0,
+            "stopped": True,
+            "again": "c: Slurm job 12_0 was pre-empted",
+        },
+    ],
+)  # once submitted
 def test_a_handle_is_written_back_to_queue_json_as_it_was_read(written):
     assert Handle.from_dict(json.loads(json.dumps(written))).to_dict() == written
 
 
 def test_a_handle_of_a_damaged_queue_json_reads_as_unset_and_says_a_slurm_job_in_words():
-    assert Handle.from_dict({"pid": "1; rm -rf /", "gpu": True, "job_id": ["x"], "state": 3}) \
-        == Handle() == Handle.from_dict([1, 2]) == Handle.from_dict(None)
+    assert (
+        Handle.from_dict({"pid": "1; rm -rf /", "gpu": True, "job_id": ["x"], "state": 3})
+        == Handle()
+        == Handle.from_dict([1, 2])
+        == Handle.from_dict(None)
+    )
     ssh = {"host": "gpu1", "run": "a", "gpu": None, "pid": None, "state": "starting"}
     assert Handle.from_dict(ssh).to_dict() == {"host": "gpu1", "run": "a", "state": "starting"}
-    assert Handle(slurm=SlurmJob("12", reason="Priority")).describe() == \
-        "job 12 PENDING (Priority)"
+    assert Handle(slurm=SlurmJob("12", reason="Priority")).describe() == "job 12 PENDING (Priority)"
     assert Handle(pid=1, host="h").describe() == ""

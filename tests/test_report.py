@@ -1,5 +1,6 @@
 """The report: the worker writes the process figures' arrays into the run folder, the report draws
 every figure from run folders alone (no checkpoint, no torch), one axes per panel, with progress."""
+
 from __future__ import annotations
 
 import json
@@ -12,17 +13,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_study
 
 from engine.data import datasets
-from engine.report import writer
 from engine.diffusion import samplers
-from engine.spec.experiments import load_experiments
+from engine.jobs.worker import execute
+from engine.report import writer
 from engine.rundir.events import Figure as FigureEvent
 from engine.rundir.events import Samples, latest_by_epoch
 from engine.rundir.run import Run, prepare_runs
-from engine.jobs.worker import execute
-
-from conftest import tiny_study
+from engine.spec.experiments import load_experiments
 
 MORPH = """degradation = "morph"
 network = { kind = "unet", unet_channels = [8, 16, 16] }
@@ -80,6 +80,7 @@ def test_gaussian_run_writes_the_diffusion_strips(gaussian):
     # the same images the report drew from the checkpoint before (same seeds): real digits
     # noised with one generator, then DDPM samples from it
     from engine.jobs.checkpoints import load_model
+
     model, deg = load_model(gaussian)
     g = torch.Generator().manual_seed(0)
     ds = datasets.load_configured(gaussian.spec().data)
@@ -102,8 +103,13 @@ def test_morph_run_writes_restoration_and_direct_vs_iterative(morph):
     assert rest.t == torch.linspace(0, T, 8).round().long().tolist()
     assert rest.rows == ["degraded z_t", "restored R(z_t, t)"]
     assert dvi.files == ["figures/direct-vs-iterative.npy"]
-    assert dvi.rows == ["digit x", f"z_T (t={T})", "direct", "iterative-4\nestimate latent",
-                           "iterative-4\nstart latent"]
+    assert dvi.rows == [
+        "digit x",
+        f"z_T (t={T})",
+        "direct",
+        "iterative-4\nestimate latent",
+        "iterative-4\nstart latent",
+    ]
     r, d = load(morph, rest.files[0]), load(morph, dvi.files[0])
     assert r.shape == (2, 8, 28, 28) and d.shape == (5, 10, 28, 28)
     np.testing.assert_allclose(r[0, 0], d[0, 0], atol=1e-6)  # t = 0: the first held-out digit
@@ -111,6 +117,7 @@ def test_morph_run_writes_restoration_and_direct_vs_iterative(morph):
     # the same images as the report drew from the checkpoint before (same seeds)
     from engine.jobs.checkpoints import load_model
     from engine.jobs.setup import training_data
+
     model, deg = load_model(morph)
     x = training_data(morph.spec())[1][:10]
     z = deg.latents(10, torch.Generator().manual_seed(0), held_out=True)
@@ -138,12 +145,26 @@ def add_evaluations(run: Run) -> None:
     test_metrics)."""
     with open(run.events_path, "a") as f:
         for epoch, fid in ((1, 90.0), (2, 60.0)):
-            f.write(json.dumps({"type": "eval", "time": 0.0, "epoch": epoch, "sampler": "DDIM-4",
-                                "n": 200, "fid": fid, "floor": 5.0, "entropy": 3.0}) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "type": "eval",
+                        "time": 0.0,
+                        "epoch": epoch,
+                        "sampler": "DDIM-4",
+                        "n": 200,
+                        "fid": fid,
+                        "floor": 5.0,
+                        "entropy": 3.0,
+                    }
+                )
+                + "\n"
+            )
 
 
-def test_report_draws_every_figure_from_folders_without_checkpoints(gaussian, morph, tmp_path,
-                                                                    capsys):
+def test_report_draws_every_figure_from_folders_without_checkpoints(
+    gaussian, morph, tmp_path, capsys
+):
     from cli.main import main
 
     runs_dir = tmp_path / "runs"
@@ -151,9 +172,16 @@ def test_report_draws_every_figure_from_folders_without_checkpoints(gaussian, mo
     copy_without_checkpoints([gaussian, morph], runs_dir)
     out = tmp_path / "report"
     assert main(["report", "--runs-dir", str(runs_dir), "--out", str(out)]) == 0
-    names = ["gauss-loss.png", "gauss-grids.png", "gauss-diffusion.png", "morph-loss.png",
-             "morph-grids.png", "morph-restoration.png", "morph-direct-vs-iterative.png",
-             "_compare-loss.png"]
+    names = [
+        "gauss-loss.png",
+        "gauss-grids.png",
+        "gauss-diffusion.png",
+        "morph-loss.png",
+        "morph-grids.png",
+        "morph-restoration.png",
+        "morph-direct-vs-iterative.png",
+        "_compare-loss.png",
+    ]
     assert sorted(p.name for p in out.glob("*.png")) == sorted(names)
     for name in names:
         assert (out / name).stat().st_size > 5000, name
@@ -168,7 +196,9 @@ def test_a_folder_without_the_arrays_gets_those_figures_skipped(gaussian, tmp_pa
     shutil.rmtree(run.path / "figures")  # as a run made before the worker wrote them
     writer.write_report([run], tmp_path / "report")
     assert sorted(p.name for p in (tmp_path / "report").glob("*.png")) == [
-        "gauss-grids.png", "gauss-loss.png"]
+        "gauss-grids.png",
+        "gauss-loss.png",
+    ]
     assert "No diffusion or restoration figures" in (tmp_path / "report" / "report.md").read_text()
 
 
@@ -182,8 +212,11 @@ def test_every_figure_has_one_axes_per_panel(gaussian, morph, tmp_path):
     assert {p.file for p in planned} >= {"gauss-fid.png", "_compare-fid.png", "_compare-loss.png"}
     for run in runs:
         assert len(latest_by_epoch(run.events(), Samples)) == 1  # epochs = 1: one grid
-    panels = {"gauss-diffusion.png": 8 * 6,  # forward and backward rows, 6 times
-              "morph-restoration.png": 2 * 8, "morph-direct-vs-iterative.png": 5 * 10}
+    panels = {
+        "gauss-diffusion.png": 8 * 6,  # forward and backward rows, 6 times
+        "morph-restoration.png": 2 * 8,
+        "morph-direct-vs-iterative.png": 5 * 10,
+    }
     for p in planned:
         fig = p.draw()
         assert len(fig.axes) == panels.get(p.file, 1), p.file
@@ -194,7 +227,9 @@ def test_every_figure_has_one_axes_per_panel(gaussian, morph, tmp_path):
 
 def test_write_report_calls_progress_per_figure(gaussian, tmp_path):
     calls = []
-    writer.write_report([gaussian], tmp_path, progress=lambda done, total: calls.append((done, total)))
+    writer.write_report(
+        [gaussian], tmp_path, progress=lambda done, total: calls.append((done, total))
+    )
     n = len(list(tmp_path.glob("*.png")))
     assert n == 3 and calls == [(i, n) for i in range(n + 1)]
 
@@ -203,18 +238,24 @@ def test_report_on_a_terminal_shows_a_progress_bar(gaussian, tmp_path, capsys, m
     from cli.main import main
 
     monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
-    assert main(["report", "--runs-dir", str(gaussian.path.parent), "--out",
-                 str(tmp_path)]) == 0
+    assert main(["report", "--runs-dir", str(gaussian.path.parent), "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "report figures" in out and "3/3" in out
     assert out.rstrip().endswith(f"wrote {tmp_path / 'report.md'} and 3 figures")
 
 
 def test_report_does_not_import_torch():
-    code = ("import sys, engine.report.arrays, engine.report.figures, engine.report.tables, "
-            "engine.report.writer, engine.rundir.run, engine.spec.experiments, "
-            "engine.queue.client; "
-            "print(sorted(m for m in ('torch', 'torchvision') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=Path(__file__).resolve().parents[1])
+    code = (
+        "import sys, engine.report.arrays, engine.report.figures, engine.report.tables, "
+        "engine.report.writer, engine.rundir.run, engine.spec.experiments, "
+        "engine.queue.client; "
+        "print(sorted(m for m in ('torch', 'torchvision') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
     assert out.stdout.strip() == "[]"

@@ -6,10 +6,10 @@ import pytest
 import torch
 from PIL import Image
 
+from engine.diffusion.schedules import from_spec, make_schedule
 from engine.evaluation.ks import first_indistinguishable, ks_pvalues, write_schedule_figures
 from engine.spec.components import SCHEDULES
 from engine.spec.sections import make_section
-from engine.diffusion.schedules import from_spec, make_schedule
 
 KINDS = SCHEDULES.names()
 
@@ -42,7 +42,9 @@ def test_inverse_linear_is_linear_reversed():
     lin, inv = make_schedule("linear", 1000), make_schedule("inverse_linear", 1000)
     assert inv.betas[0] == 0
     assert torch.equal(inv.betas[1:], lin.betas[1:].flip(0))
-    assert inv.betas[1].item() == pytest.approx(0.02) and inv.betas[-1].item() == pytest.approx(1e-4)
+    assert inv.betas[1].item() == pytest.approx(0.02) and inv.betas[-1].item() == pytest.approx(
+        1e-4
+    )
 
 
 def test_constant():
@@ -60,7 +62,9 @@ def test_cosine_betas_capped(max_beta):
 def test_cosine_paper_cap_matches_closed_form():
     sch = make_schedule("cosine", 1000, max_beta=0.999)
     for t in (100, 300, 500, 700, 900):
-        assert sch.alpha_bar[t].item() == pytest.approx(cosine_f(t, 1000) / cosine_f(0, 1000), rel=1e-9)
+        assert sch.alpha_bar[t].item() == pytest.approx(
+            cosine_f(t, 1000) / cosine_f(0, 1000), rel=1e-9
+        )
 
 
 def test_cosine_study_cap_changes_alpha_bar_near_T():
@@ -87,14 +91,24 @@ def test_unknown_kind():
 
 
 def test_from_spec():
-    cfg = {"kind": "cosine", "T": 20, "beta_min": 1e-4, "beta_max": 0.02, "s": 0.008, "max_beta": 0.5, "beta": 0.01}
+    cfg = {
+        "kind": "cosine",
+        "T": 20,
+        "beta_min": 1e-4,
+        "beta_max": 0.02,
+        "s": 0.008,
+        "max_beta": 0.5,
+        "beta": 0.01,
+    }
     sch = from_spec(make_section("schedule", cfg))
     assert torch.equal(sch.betas, make_schedule("cosine", 20, max_beta=0.5).betas)
 
 
 def test_ks_pvalues_clean_vs_noised():
     images = toy_images()
-    p = ks_pvalues(make_schedule("linear", 1000), images[:, 0], n=500, seed=1)  # (N, 28, 28) works too
+    p = ks_pvalues(
+        make_schedule("linear", 1000), images[:, 0], n=500, seed=1
+    )  # (N, 28, 28) works too
     assert p.shape == (1000,)
     assert p[0] < 1e-10
     assert p[-50:].mean() > 0.01
@@ -145,6 +159,8 @@ def test_write_schedule_study(tmp_path):
 
 
 def test_write_schedule_study_defaults_to_kind_names(tmp_path):
-    first = write_schedule_figures([make_schedule("constant", 5, beta=0.001)], toy_images(50), tmp_path, n=50)
+    first = write_schedule_figures(
+        [make_schedule("constant", 5, beta=0.001)], toy_images(50), tmp_path, n=50
+    )
     assert first == {"constant": None}
     assert read_csv(tmp_path / "ks_summary.csv")[1] == ["constant", "", "0.05"]

@@ -7,6 +7,7 @@ uninterrupted run.
 A worker is frozen (SIGSTOP) where a test needs it still running at a later moment (a cancel, a
 time limit): the run is tiny, so nothing else keeps it from finishing first. Slurm sends SIGCONT
 with its stop signals, and the job's checkpoint() does too."""
+
 from __future__ import annotations
 
 import asyncio
@@ -19,22 +20,20 @@ import threading
 
 import numpy as np
 import pytest
-
-from engine.spec.experiments import load_experiments
-from engine.rundir.events import Checkpoint, End, Epoch, Start, Value, latest_by_epoch
-from engine.evaluation.fid import load_classifier
-from engine.queue.client import Queue
-from engine.rundir.run import Run, prepare_runs
-from engine.queue.service import running_pid
-from engine.jobs.worker import execute
-from cli.main import main
-from tui.widgets import RunsTable
-
-from conftest import MORPH_STUDY, tiny_study, wait_for
+from conftest import MORPH_STUDY, tiny_study, until, wait_for
 from slurm_cluster import SlurmCluster
 from sshd import ALIAS, serving
-from conftest import until
 from test_tui import cell, make_app
+
+from cli.main import main
+from engine.evaluation.fid import load_classifier
+from engine.jobs.worker import execute
+from engine.queue.client import Queue
+from engine.queue.service import running_pid
+from engine.rundir.events import Checkpoint, End, Epoch, Start, Value, latest_by_epoch
+from engine.rundir.run import Run, prepare_runs
+from engine.spec.experiments import load_experiments
+from tui.widgets import RunsTable
 
 
 @pytest.fixture(scope="session")
@@ -61,15 +60,18 @@ def login(slurm, tmp_path_factory):
         yield server
 
 
-def cluster_study(tmp_path, names=("tiny",), epochs=2, time="00:10:00", sbatch=(),
-                  partition="debug", **more):
+def cluster_study(
+    tmp_path, names=("tiny",), epochs=2, time="00:10:00", sbatch=(), partition="debug", **more
+):
     """A study of tiny runs (FID off) whose runs all go to [hosts.cluster] (``more``: further
     keys of its table, e.g. address, python, workdir)."""
-    table = (f'\n[hosts.cluster]\nkind = "slurm"\n'
-             f'partition = "{partition}"\ncpus_per_job = 1\n'
-             f'mem_gb = 1\ntime = "{time}"\nsignal_delay_s = 30\nmax_jobs = 4\n'
-             f'sbatch = {json.dumps(list(sbatch))}\n'
-             + "".join(f"{k} = {json.dumps(str(v))}\n" for k, v in more.items()))
+    table = (
+        f'\n[hosts.cluster]\nkind = "slurm"\n'
+        f'partition = "{partition}"\ncpus_per_job = 1\n'
+        f'mem_gb = 1\ntime = "{time}"\nsignal_delay_s = 30\nmax_jobs = 4\n'
+        f"sbatch = {json.dumps(list(sbatch))}\n"
+        + "".join(f"{k} = {json.dumps(str(v))}\n" for k, v in more.items())
+    )
     f = tiny_study(tmp_path / "exp.toml", name=names[0], epochs=epochs, extra=table)
     text = f.read_text() + 'host = "cluster"\n'
     for name in names[1:]:
@@ -91,14 +93,19 @@ def handle(runs_dir, name) -> dict:
 
 
 def sacct(slurm, job_id: str, *options: str) -> list[str]:
-    out = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "State", *options, "-j", job_id],
-                         capture_output=True, text=True, env={**os.environ, **slurm.env()})
+    out = subprocess.run(
+        ["sacct", "-n", "-X", "-P", "-o", "State", *options, "-j", job_id],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **slurm.env()},
+    )
     return [line.split()[0] for line in out.stdout.splitlines() if line.strip()]  # "CANCELLED by 0"
 
 
 def epoch_losses(run: Run) -> list[tuple[int, float, float]]:
-    return [(e, ev.train_loss, ev.val_loss)
-            for e, ev in latest_by_epoch(run.events(), Epoch).items()]
+    return [
+        (e, ev.train_loss, ev.val_loss) for e, ev in latest_by_epoch(run.events(), Epoch).items()
+    ]
 
 
 def freeze_after_first_checkpoint(run: Run) -> int:
@@ -113,39 +120,74 @@ async def where_in_ui(f, runs_dir, name: str, text: str) -> None:
     """The UI's runs table shows ``text`` in the where column of run ``name``."""
     app = make_app(f, runs_dir)
     async with app.run_test(size=(160, 30)) as pilot:
-        await until(pilot, lambda: app.query_one(RunsTable).row_count
-                    and cell(app, name, "where") == text, timeout=60)
+        await until(
+            pilot,
+            lambda: app.query_one(RunsTable).row_count and cell(app, name, "where") == text,
+            timeout=60,
+        )
 
 
 def test_the_hosts_table_becomes_sbatch_options():
-    from engine.spec.sections import HostSpec
     from engine.queue.executors.slurm import SlurmExecutor, time_minutes
-    assert [time_minutes(t) for t in ("90", "1:30", "04:00:00", "1-12", "1-12:30", "0-00:00:30")] \
-        == [90, 2, 240, 2160, 2190, 1]
-    spec = HostSpec(kind="slurm", partition="gpu", gpus_per_job=2, cpus_per_job=8, mem_gb=32,
-                    time="1-00:00:00", account="lab", sbatch=["--constraint=a100", "--exclusive"],
-                    max_jobs=5, signal_delay_s=120)
+    from engine.spec.sections import HostSpec
+
+    assert [
+        time_minutes(t) for t in ("90", "1:30", "04:00:00", "1-12", "1-12:30", "0-00:00:30")
+    ] == [90, 2, 240, 2160, 2190, 1]
+    spec = HostSpec(
+        kind="slurm",
+        partition="gpu",
+        gpus_per_job=2,
+        cpus_per_job=8,
+        mem_gb=32,
+        time="1-00:00:00",
+        account="lab",
+        sbatch=["--constraint=a100", "--exclusive"],
+        max_jobs=5,
+        signal_delay_s=120,
+    )
     p = SlurmExecutor._parameters(spec)
-    assert {k: p[k] for k in ("partition", "gpus_per_node", "cpus_per_task", "mem", "time",
-                              "account", "signal_delay_s", "array_parallelism")} == \
-        {"partition": "gpu", "gpus_per_node": 2, "cpus_per_task": 8, "mem": "32GB",
-         "time": 1440, "account": "lab", "signal_delay_s": 120, "array_parallelism": 5}
+    assert {
+        k: p[k]
+        for k in (
+            "partition",
+            "gpus_per_node",
+            "cpus_per_task",
+            "mem",
+            "time",
+            "account",
+            "signal_delay_s",
+            "array_parallelism",
+        )
+    } == {
+        "partition": "gpu",
+        "gpus_per_node": 2,
+        "cpus_per_task": 8,
+        "mem": "32GB",
+        "time": 1440,
+        "account": "lab",
+        "signal_delay_s": 120,
+        "array_parallelism": 5,
+    }
     assert "qos" not in p
     assert p["additional_parameters"] == {"constraint": "a100", "exclusive": True}
     with pytest.raises(ValueError, match="sbatch: '-C a100': expected a long option"):
         SlurmExecutor._parameters(HostSpec(kind="slurm", sbatch=["-C a100"]))
 
 
-def test_a_run_goes_to_the_cluster_and_is_followed_to_its_end(slurm, tmp_path, capsys,
-                                                              monkeypatch):
+def test_a_run_goes_to_the_cluster_and_is_followed_to_its_end(slurm, tmp_path, capsys, monkeypatch):
     """Held, it shows its job id, state and pending reason in `diffui queue status` and in the
     UI's where column; released, it runs to its end."""
     monkeypatch.setenv("COLUMNS", "200")  # the status table on one line per run
     runs_dir = tmp_path / "runs"
     f = cluster_study(tmp_path, sbatch=["--hold"])  # held: pending until released below
     queue_and_start(f, runs_dir, capsys)
-    h = wait_for(lambda: handle(runs_dir, "tiny").get("reason") == "JobHeldUser"
-                 and handle(runs_dir, "tiny"), timeout=60)
+    h = wait_for(
+        lambda: (
+            handle(runs_dir, "tiny").get("reason") == "JobHeldUser" and handle(runs_dir, "tiny")
+        ),
+        timeout=60,
+    )
     job_id = h["job_id"]
     assert main(["queue", "status", "--runs-dir", str(runs_dir)]) == 0
     assert f"cluster: job {job_id} PENDING (JobHeldUser)" in capsys.readouterr().out
@@ -172,12 +214,23 @@ def test_a_sweep_goes_as_one_job_array(slurm, tmp_path, capsys):
     python.chmod(0o755)
     f = cluster_study(tmp_path, names=("a", "b"), epochs=1, python=python)
     queue_and_start(f, runs_dir, capsys)
-    ids = wait_for(lambda: [handle(runs_dir, n).get("job_id") for n in ("a", "b")]
-                   if all(handle(runs_dir, n) for n in ("a", "b")) else None, timeout=60)
+    ids = wait_for(
+        lambda: (
+            [handle(runs_dir, n).get("job_id") for n in ("a", "b")]
+            if all(handle(runs_dir, n) for n in ("a", "b"))
+            else None
+        ),
+        timeout=60,
+    )
     array = ids[0].split("_")[0]
     assert sorted(ids) == [f"{array}_0", f"{array}_1"]
-    wait_for(lambda: all(Run(runs_dir / n).status().state == "finished" for n in ("a", "b"))
-             and not any(handle(runs_dir, n) for n in ("a", "b")), timeout=240)
+    wait_for(
+        lambda: (
+            all(Run(runs_dir / n).status().state == "finished" for n in ("a", "b"))
+            and not any(handle(runs_dir, n) for n in ("a", "b"))
+        ),
+        timeout=240,
+    )
     assert sacct(slurm, array) == ["COMPLETED", "COMPLETED"]
     assert calls.read_text().count("-m submitit.core._submit") == 2
 
@@ -187,8 +240,10 @@ def test_a_job_the_cluster_refuses_fails_with_one_line(slurm, tmp_path, capsys):
     queue_and_start(cluster_study(tmp_path, partition="nope"), runs_dir, capsys)
     run = Run(runs_dir / "tiny")
     wait_for(lambda: run.status().state == "failed", timeout=60)
-    assert run.status().detail == \
-        "cluster: sbatch: Batch job submission failed: Invalid partition name specified"
+    assert (
+        run.status().detail
+        == "cluster: sbatch: Batch job submission failed: Invalid partition name specified"
+    )
 
 
 def test_a_cancelled_job_stays_resumable_and_resumes_in_a_new_job(slurm, tmp_path, capsys):
@@ -212,8 +267,9 @@ def test_a_cancelled_job_stays_resumable_and_resumes_in_a_new_job(slurm, tmp_pat
     assert [s.resumed for s in starts] == [False, True] and starts[1].epoch >= 1
 
 
-def test_a_job_killed_under_its_worker_marks_the_run_failed_with_slurms_state(slurm, tmp_path,
-                                                                             capsys):
+def test_a_job_killed_under_its_worker_marks_the_run_failed_with_slurms_state(
+    slurm, tmp_path, capsys
+):
     """As when the kernel's OOM killer ends the worker: no exit record from it."""
     runs_dir = tmp_path / "runs"
     queue_and_start(cluster_study(tmp_path, epochs=2), runs_dir, capsys)
@@ -238,8 +294,7 @@ def test_a_preempted_job_is_requeued_and_resumes(slurm, tmp_path, capsys):
     freeze_after_first_checkpoint(run)
     for sig in ("TERM", "USR2"):
         subprocess.run(["scancel", f"--signal={sig}", job_id], check=True)
-    wait_for(lambda: run.status().state == "finished" and not handle(runs_dir, "tiny"),
-             timeout=180)
+    wait_for(lambda: run.status().state == "finished" and not handle(runs_dir, "tiny"), timeout=180)
     starts = [e for e in run.events() if isinstance(e, Start)]
     assert [s.resumed for s in starts] == [False, True]
     assert [e.status for e in run.events() if isinstance(e, End)] == ["stopped", "finished"]
@@ -249,8 +304,9 @@ def test_a_preempted_job_is_requeued_and_resumes(slurm, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("partition, mode", [("debug", "REQUEUE"), ("scavenger", "CANCEL")])
-def test_a_job_preempted_by_slurm_itself_resumes_from_its_checkpoint(slurm, tmp_path, capsys,
-                                                                    partition, mode):
+def test_a_job_preempted_by_slurm_itself_resumes_from_its_checkpoint(
+    slurm, tmp_path, capsys, partition, mode
+):
     """Slurm's own pre-emption (PreemptType=preempt/partition_prio): a job of the higher
     partition `urgent` that wants the whole node ends ours, whose worker stops on Slurm's
     SIGTERM. PreemptMode=REQUEUE: Slurm requeues the same job. PreemptMode=CANCEL: the job ends
@@ -262,11 +318,23 @@ def test_a_job_preempted_by_slurm_itself_resumes_from_its_checkpoint(slurm, tmp_
     run = Run(runs_dir / "tiny")
     job_id = wait_for(lambda: handle(runs_dir, "tiny").get("job_id"), timeout=60)
     freeze_after_first_checkpoint(run)
-    urgent = subprocess.run(["sbatch", "--parsable", "-p", "urgent", "--exclusive", "-o",
-                             "/dev/null", "--wrap", "sleep 1"], capture_output=True, text=True,
-                            check=True).stdout.strip()
-    wait_for(lambda: run.status().state == "finished" and not handle(runs_dir, "tiny"),
-             timeout=240)
+    urgent = subprocess.run(
+        [
+            "sbatch",
+            "--parsable",
+            "-p",
+            "urgent",
+            "--exclusive",
+            "-o",
+            "/dev/null",
+            "--wrap",
+            "sleep 1",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    wait_for(lambda: run.status().state == "finished" and not handle(runs_dir, "tiny"), timeout=240)
     starts = [e for e in run.events() if isinstance(e, Start)]
     assert [s.resumed for s in starts] == [False, True] and starts[1].epoch >= 1
     assert [e.status for e in run.events() if isinstance(e, End)] == ["stopped", "finished"]
@@ -289,12 +357,13 @@ def test_a_job_at_its_time_limit_is_requeued_and_resumes_exactly(slurm, tmp_path
     job_id = wait_for(lambda: handle(runs_dir, "tiny").get("job_id"), timeout=60)
     freeze_after_first_checkpoint(run)  # now only the time limit ends this job
 
-    reference = prepare_runs(load_experiments(tiny_study(tmp_path / "ref.toml", name="reference",
-                                                   epochs=3)).runs, tmp_path / "ref")[0]
+    reference = prepare_runs(
+        load_experiments(tiny_study(tmp_path / "ref.toml", name="reference", epochs=3)).runs,
+        tmp_path / "ref",
+    )[0]
     assert execute(reference, threading.Event()) == "finished"  # meanwhile, unbroken, here
 
-    wait_for(lambda: run.status().state == "finished" and not handle(runs_dir, "tiny"),
-             timeout=240)
+    wait_for(lambda: run.status().state == "finished" and not handle(runs_dir, "tiny"), timeout=240)
     starts = [e for e in run.events() if isinstance(e, Start)]
     assert [s.resumed for s in starts] == [False, True] and starts[1].epoch >= 1
     # the checkpoint signal stopped the worker cleanly (an exit record), then Slurm requeued
@@ -307,8 +376,9 @@ def test_a_job_at_its_time_limit_is_requeued_and_resumes_exactly(slurm, tmp_path
     assert np.array(got) == pytest.approx(np.array(want), rel=1e-4)
 
 
-def test_a_sweep_submitted_over_ssh_to_the_login_node_comes_back_whole(slurm, login, tmp_path,
-                                                                      capsys, monkeypatch):
+def test_a_sweep_submitted_over_ssh_to_the_login_node_comes_back_whole(
+    slurm, login, tmp_path, capsys, monkeypatch
+):
     """From a laptop: the run folders go to the login node's workdir, its diffui submits them as
     one job array, the laptop follows them through sacct and squeue over SSH (a held job shows
     its job id and pending reason) and mirrors their folders back; a new service follows them
@@ -316,20 +386,33 @@ def test_a_sweep_submitted_over_ssh_to_the_login_node_comes_back_whole(slurm, lo
     a new job from its checkpoint."""
     monkeypatch.setenv("COLUMNS", "200")
     runs_dir, workdir = tmp_path / "runs", tmp_path / "login-node"
-    f = cluster_study(tmp_path, names=("a", "b"), epochs=3, sbatch=["--hold"], address=ALIAS,
-                      python=login.python, workdir=workdir)
+    f = cluster_study(
+        tmp_path,
+        names=("a", "b"),
+        epochs=3,
+        sbatch=["--hold"],
+        address=ALIAS,
+        python=login.python,
+        workdir=workdir,
+    )
     queue = queue_and_start(f, runs_dir, capsys)
-    ids = wait_for(lambda: [handle(runs_dir, n).get("job_id") for n in ("a", "b")]
-                   if all(handle(runs_dir, n).get("reason") == "JobHeldUser" for n in ("a", "b"))
-                   else None, timeout=120)
+    ids = wait_for(
+        lambda: (
+            [handle(runs_dir, n).get("job_id") for n in ("a", "b")]
+            if all(handle(runs_dir, n).get("reason") == "JobHeldUser" for n in ("a", "b"))
+            else None
+        ),
+        timeout=120,
+    )
     array = ids[0].split("_")[0]
     assert ids == [f"{array}_0", f"{array}_1"]
     assert main(["queue", "status", "--runs-dir", str(runs_dir)]) == 0
     out = capsys.readouterr().out
     assert f"cluster: job {array}_0 PENDING (JobHeldUser)" in out
     assert f"cluster: job {array}_1 PENDING (JobHeldUser)" in out
-    assert (workdir / "runs" / "a" / "config.toml").read_text() == \
-        (runs_dir / "a" / "config.toml").read_text()
+    assert (workdir / "runs" / "a" / "config.toml").read_text() == (
+        runs_dir / "a" / "config.toml"
+    ).read_text()
     # the laptop's service dies (a closed lid): the next one follows the same jobs
     os.kill(running_pid(runs_dir), signal.SIGKILL)
     wait_for(lambda: running_pid(runs_dir) is None, timeout=30)
@@ -348,16 +431,23 @@ def test_a_sweep_submitted_over_ssh_to_the_login_node_comes_back_whole(slurm, lo
     second = wait_for(lambda: handle(runs_dir, "b").get("job_id"), timeout=120)
     assert second.split("_")[0] != array
     subprocess.run(["scontrol", "release", second], check=True)  # (held too)
-    wait_for(lambda: a.status().state == b.status().state == "finished"
-             and not handle(runs_dir, "a") and not handle(runs_dir, "b"), timeout=300)
+    wait_for(
+        lambda: (
+            a.status().state == b.status().state == "finished"
+            and not handle(runs_dir, "a")
+            and not handle(runs_dir, "b")
+        ),
+        timeout=300,
+    )
     assert sacct(slurm, f"{array}_0") == ["COMPLETED"]
     assert (runs_dir / "service.log").read_text().count("a: started on cluster:") == 1
     for run in (a, b):
         assert [e for e, _, _ in epoch_losses(run)] == [1, 2, 3]
         for name in ("checkpoint.pt", "samples/epoch-0003.png", "worker.log"):
             assert (run.path / name).is_file(), (run.name, name)
-        assert (run.path / "events.jsonl").read_bytes() == \
-            (workdir / "runs" / run.name / "events.jsonl").read_bytes()
+        assert (run.path / "events.jsonl").read_bytes() == (
+            workdir / "runs" / run.name / "events.jsonl"
+        ).read_bytes()
     starts = [e for e in b.events() if isinstance(e, Start)]
     assert [s.resumed for s in starts] == [False, True] and starts[1].epoch >= 1
     # submitit's files stay on the login node
@@ -368,8 +458,14 @@ def test_a_sweep_submitted_over_ssh_to_the_login_node_comes_back_whole(slurm, lo
 def test_a_study_goes_over_ssh_to_the_cluster_with_the_run_it_samples(slurm, login, tmp_path):
     """A sampling study of a run trained here: the run's model goes to the login node beside
     the study, and the study's numbers and arrays come back."""
-    f = cluster_study(tmp_path, names=("m",), epochs=1, address=ALIAS, python=login.python,
-                      workdir=tmp_path / "login-node")
+    f = cluster_study(
+        tmp_path,
+        names=("m",),
+        epochs=1,
+        address=ALIAS,
+        python=login.python,
+        workdir=tmp_path / "login-node",
+    )
     f.write_text(f.read_text().replace('host = "cluster"\n', MORPH_STUDY + 'host = "cluster"\n'))
     study = load_experiments(f)
     runs_dir = tmp_path / "runs"
@@ -384,23 +480,35 @@ def test_a_study_goes_over_ssh_to_the_cluster_with_the_run_it_samples(slurm, log
     remote = tmp_path / "login-node" / "runs"
     assert (remote / "m" / "checkpoint.pt").read_bytes() == run.checkpoint_path.read_bytes()
     assert [e.value for e in folder.events() if isinstance(e, Value)] == [0, 0.5]
-    assert (folder.path / "events.jsonl").read_bytes() == \
-        (remote / "studies" / "noise" / "events.jsonl").read_bytes()
+    assert (folder.path / "events.jsonl").read_bytes() == (
+        remote / "studies" / "noise" / "events.jsonl"
+    ).read_bytes()
     rows = (folder.path / "results.csv").read_text().splitlines()
     assert [r.split(",")[0] for r in rows[1:]] == ["0", "0.5"]
     assert (folder.path / "value-0.5.npy").is_file()
 
 
-def test_a_submission_the_cluster_refuses_over_ssh_fails_with_one_line(slurm, login, tmp_path,
-                                                                      capsys):
+def test_a_submission_the_cluster_refuses_over_ssh_fails_with_one_line(
+    slurm, login, tmp_path, capsys
+):
     runs_dir = tmp_path / "runs"
-    queue_and_start(cluster_study(tmp_path, partition="nope", address=ALIAS,
-                                  python=login.python, workdir=tmp_path / "login-node"),
-                    runs_dir, capsys)
+    queue_and_start(
+        cluster_study(
+            tmp_path,
+            partition="nope",
+            address=ALIAS,
+            python=login.python,
+            workdir=tmp_path / "login-node",
+        ),
+        runs_dir,
+        capsys,
+    )
     run = Run(runs_dir / "tiny")
     wait_for(lambda: run.status().state == "failed", timeout=120)
-    assert run.status().detail == \
-        "cluster: sbatch: Batch job submission failed: Invalid partition name specified"
+    assert (
+        run.status().detail
+        == "cluster: sbatch: Batch job submission failed: Invalid partition name specified"
+    )
 
 
 def test_hosts_check_tells_what_the_login_node_has(slurm, login, tmp_path, capsys):

@@ -3,6 +3,7 @@ whose "remote" python is this test's own: a quick run trained there end to end a
 into the local run folder (events equal line for line), a study, a connection cut mid-run, a
 host that is down, an unknown or changed host key, a remote run cancelled and resumed, two
 slots running two runs while a third waits, and ``diffui hosts check`` / ``install``."""
+
 from __future__ import annotations
 
 import json
@@ -16,30 +17,42 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from conftest import MORPH_STUDY, table_why, tiny_study, wait_for
+from sshd import free_port, sshd_fixture  # noqa: F401 (the fixture `sshd`)
 
-from engine.spec.sections import HostSpec
-from engine.spec.experiments import load_experiments
-from engine.rundir.events import End, Epoch, Start, Value
+from engine.evaluation.fid import load_classifier
+from engine.jobs.worker import execute
+from engine.queue.client import Queue
 from engine.queue.executors.base import Job, StartError
 from engine.queue.executors.ssh import SSHExecutor
 from engine.queue.hosts import local_version
-from engine.evaluation.fid import load_classifier
-from engine.queue.client import Queue
 from engine.queue.state import QueueFile
+from engine.rundir.events import End, Epoch, Start, Value
 from engine.rundir.run import Run, prepare_runs
-from engine.jobs.worker import execute
-
-from conftest import MORPH_STUDY, table_why, tiny_study, wait_for
-from sshd import free_port, sshd_fixture  # noqa: F401 (the fixture `sshd`)
+from engine.spec.experiments import load_experiments
+from engine.spec.sections import HostSpec
 
 DEADLINE = 300.0  # seconds a remote run gets on a busy machine
 
 
-def remote_file(tmp_path: Path, server, name: str = "r", epochs: int = 2, subset: int = 256,
-                more: str = "", workdir: str = "remote", **host) -> Path:
+def remote_file(
+    tmp_path: Path,
+    server,
+    name: str = "r",
+    epochs: int = 2,
+    subset: int = 256,
+    more: str = "",
+    workdir: str = "remote",
+    **host,
+) -> Path:
     """A tiny study whose run goes to host gpu1 (the test server), workdir tmp/remote."""
-    f = tiny_study(tmp_path / "exp.toml", name=name, epochs=epochs, subset=subset,
-                   extra=server.table(tmp_path / workdir, **host))
+    f = tiny_study(
+        tmp_path / "exp.toml",
+        name=name,
+        epochs=epochs,
+        subset=subset,
+        extra=server.table(tmp_path / workdir, **host),
+    )
     f.write_text(f.read_text() + 'host = "gpu1"\n' + more)
     return f
 
@@ -54,6 +67,7 @@ def settle(q: Queue, names: list[str], timeout: float = DEADLINE) -> None:
     def done():
         q.poll()
         return q.settled(names)
+
     wait_for(done, timeout, every=0.2)
 
 
@@ -99,11 +113,18 @@ def test_a_quick_run_trains_on_the_host_and_comes_back_whole(tmp_path, sshd):
     assert [type(e) for e in events if not type(e).__name__ == "Progress"][:1] == [Start]
     assert [e.epoch for e in events if isinstance(e, Epoch)] == [1, 2]
     assert isinstance(events[-1], End) and events[-1].status == "finished"
-    for rel in ("samples/epoch-0001.png", "samples/epoch-0001.npy", "samples/epoch-0002.npy",
-                "checkpoint.pt", "figures/diffusion-forward.npy"):
+    for rel in (
+        "samples/epoch-0001.png",
+        "samples/epoch-0001.npy",
+        "samples/epoch-0002.npy",
+        "checkpoint.pt",
+        "figures/diffusion-forward.npy",
+    ):
         assert (run.path / rel).read_bytes() == (remote / rel).read_bytes(), rel
-    assert json.loads((run.path / "worker.json").read_text())["pid"] == \
-        json.loads((remote / "worker.json").read_text())["pid"]
+    assert (
+        json.loads((run.path / "worker.json").read_text())["pid"]
+        == json.loads((remote / "worker.json").read_text())["pid"]
+    )
     calls = (sshd.folder / "calls.log").read_text()
     assert f"|-m engine.jobs.worker {remote}" in calls  # the remote folder, not the local one
 
@@ -119,7 +140,7 @@ def test_a_study_runs_on_the_host_from_the_run_it_samples(tmp_path, sshd):
     (run,) = prepare_runs(study.runs, runs_dir)  # the morph run, trained here
     assert execute(run, threading.Event()) == "finished"
     load_classifier(data_cfg=run.spec().data)  # the FID classifier, in the cache the host
-    q = Queue.open(runs_dir)                   # shares (trained once a session, unhurried)
+    q = Queue.open(runs_dir)  # shares (trained once a session, unhurried)
     (folder,) = q.prepare(study.studies, study.hosts)
     q.submit([folder.name])
     settle(q, [folder.name])
@@ -150,12 +171,17 @@ def test_a_cut_connection_is_made_again_and_no_event_is_lost_or_repeated(tmp_pat
     assert [e.epoch for e in run.events() if isinstance(e, Epoch)] == [1, 2, 3]
 
 
-def test_a_host_that_is_down_fails_its_run_in_one_line_and_leaves_the_rest(tmp_path, sshd,
-                                                                           capsys):
+def test_a_host_that_is_down_fails_its_run_in_one_line_and_leaves_the_rest(tmp_path, sshd, capsys):
     from cli.main import main
+
     port = free_port()  # nothing listens there
-    f = tiny_study(tmp_path / "exp.toml", name="far", epochs=1, subset=64,
-                   extra=f'[hosts.gpu1]\naddress = "127.0.0.1"\nport = {port}\n')
+    f = tiny_study(
+        tmp_path / "exp.toml",
+        name="far",
+        epochs=1,
+        subset=64,
+        extra=f'[hosts.gpu1]\naddress = "127.0.0.1"\nport = {port}\n',
+    )
     f.write_text(f.read_text() + 'host = "gpu1"\n[[experiments]]\nname = "near"\n')
     assert main(["--batch", str(f), "--runs-dir", str(tmp_path / "runs")]) == 1
     line = f"gpu1: cannot connect to 127.0.0.1 port {port}: Connection refused"
@@ -172,8 +198,13 @@ def test_run_names_cannot_leave_the_remote_workdir(tmp_path):
     (tmp_path / "out").mkdir()
     (runs / "link").symlink_to(tmp_path / "out")
     ex = SSHExecutor("gpu1", HostSpec(address="h"), runs)
-    for bad in (tmp_path / "out", runs / "link", runs / "studies" / ".." / ".." / "out",
-                runs / "a" / "b", runs / "-x"):
+    for bad in (
+        tmp_path / "out",
+        runs / "link",
+        runs / "studies" / ".." / ".." / "out",
+        runs / "a" / "b",
+        runs / "-x",
+    ):
         with pytest.raises(StartError, match="^gpu1: "):
             ex.start(Job(bad), "gpu1:0")
     assert ex._loop is None and not list(tmp_path.rglob("worker.json"))  # nothing started
@@ -183,20 +214,27 @@ def test_a_host_without_diffui_fails_the_run_with_what_to_do(tmp_path, sshd):
     bare = tmp_path / "bare"  # a python without diffui
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True)
     f = remote_file(tmp_path, sshd)
-    f.write_text(f.read_text().replace(f'python = "{sshd.python}"',
-                                       f'python = "{bare / "bin" / "python"}"'))
+    f.write_text(
+        f.read_text().replace(f'python = "{sshd.python}"', f'python = "{bare / "bin" / "python"}"')
+    )
     q, (run,) = queue_runs(f, tmp_path / "runs")
     q.submit(["r"])
     settle(q, ["r"])
     st = run.status()
     assert (st.state, st.detail) == (
-        "failed", f"gpu1: {bare / 'bin' / 'python'} cannot run diffui (ModuleNotFoundError: No "
-        "module named 'engine'): install it with: diffui hosts install gpu1")
+        "failed",
+        f"gpu1: {bare / 'bin' / 'python'} cannot run diffui (ModuleNotFoundError: No "
+        "module named 'engine'): install it with: diffui hosts install gpu1",
+    )
 
 
 def fingerprint(server) -> str:
-    out = subprocess.run(["ssh-keygen", "-lf", str(server.folder / "host_key.pub")],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["ssh-keygen", "-lf", str(server.folder / "host_key.pub")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return out.split()[1]  # SHA256:...
 
 
@@ -213,28 +251,34 @@ def test_an_unknown_host_key_is_refused_with_its_fingerprint(tmp_path, sshd):
         known.write_text(kept)
     st = run.status()
     assert st.state == "failed"
-    assert st.detail.startswith("gpu1: the host key of testhost is unknown (ssh-ed25519 "
-                                f"{fingerprint(sshd)}); refused:")
+    assert st.detail.startswith(
+        f"gpu1: the host key of testhost is unknown (ssh-ed25519 {fingerprint(sshd)}); refused:"
+    )
     assert "ssh-keyscan" in st.detail and "\n" not in st.detail
     assert not (tmp_path / "remote" / "runs").exists()  # nothing was copied or started
 
 
 def test_a_changed_host_key_is_refused_by_hosts_check(tmp_path, sshd, capsys):
     from cli.main import main
+
     known = sshd.home / ".ssh" / "known_hosts"
     kept = known.read_text()
     other = tmp_path / "other"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
-    known.write_text(f"[127.0.0.1]:{sshd.port} "
-                     + " ".join((tmp_path / "other.pub").read_text().split()[:2]) + "\n")
+    known.write_text(
+        f"[127.0.0.1]:{sshd.port} "
+        + " ".join((tmp_path / "other.pub").read_text().split()[:2])
+        + "\n"
+    )
     try:
         rc = main(["hosts", "check", "-f", str(remote_file(tmp_path, sshd))])
     finally:
         known.write_text(kept)
     out = capsys.readouterr().out
     assert rc == 1
-    assert f"gpu1: the host key of testhost has CHANGED (now ssh-ed25519 {fingerprint(sshd)})" \
-        in out
+    assert (
+        f"gpu1: the host key of testhost has CHANGED (now ssh-ed25519 {fingerprint(sshd)})" in out
+    )
 
 
 def test_a_remote_run_cancelled_is_resumable_and_resumes_to_the_end(tmp_path, sshd):
@@ -265,6 +309,7 @@ def test_a_remote_run_cancelled_is_resumable_and_resumes_to_the_end(tmp_path, ss
 
 def test_a_new_queue_service_follows_the_remote_run_where_the_killed_one_left(tmp_path, sshd):
     from engine.queue.service import running_pid
+
     f = remote_file(tmp_path, sshd, epochs=3)
     q, (run,) = queue_runs(f, tmp_path / "runs")
     q.submit(["r"])
@@ -289,51 +334,77 @@ def test_two_gpus_of_a_host_run_two_runs_at_once_and_a_third_waits(tmp_path, ssh
     def two_at_once():
         st = QueueFile(q.runs_dir).read()
         return len(st.active) == 2 and st.queued == ["c"] and st
+
     st = wait_for(two_at_once, DEADLINE)
     assert sorted(a["slot"] for a in st.active.values()) == ["gpu1:gpu0", "gpu1:gpu1"]
     settle(q, ["a", "b", "c"])
     assert [r.status().state for r in runs] == ["finished"] * 3
     calls = [c.split("|") for c in (sshd.folder / "calls.log").read_text().splitlines()]
-    used = {str(tmp_path / "remote" / "runs" / n): gpu for gpu, args in calls
-            for n in "abc" if args == f"-m engine.jobs.worker {tmp_path / 'remote' / 'runs' / n}"}
+    used = {
+        str(tmp_path / "remote" / "runs" / n): gpu
+        for gpu, args in calls
+        for n in "abc"
+        if args == f"-m engine.jobs.worker {tmp_path / 'remote' / 'runs' / n}"
+    }
     assert set(used.values()) == {"0", "1"} and len(used) == 3  # one GPU each
 
 
 def test_hosts_check_tells_what_each_host_has(tmp_path, sshd, capsys):
     import platform
+
     from cli.main import main
+
     port = free_port()
     f = remote_file(tmp_path, sshd)
-    f.write_text(f.read_text().replace("[[experiments]]", f'[hosts.down]\naddress = "127.0.0.1"\n'
-                                       f"port = {port}\n[[experiments]]", 1))
+    f.write_text(
+        f.read_text().replace(
+            "[[experiments]]",
+            f'[hosts.down]\naddress = "127.0.0.1"\nport = {port}\n[[experiments]]',
+            1,
+        )
+    )
     rc = main(["hosts", "check", "-f", str(f)])
     out = capsys.readouterr().out.splitlines()
     assert rc == 1
-    assert out[0].split() == ["host", "reachable", "python", "diffui", "torch", "/", "CUDA",
-                              "GPUs", "free", "disk", "datasets"]
+    assert out[0].split() == [
+        "host",
+        "reachable",
+        "python",
+        "diffui",
+        "torch",
+        "/",
+        "CUDA",
+        "GPUs",
+        "free",
+        "disk",
+        "datasets",
+    ]
     gpu1 = out[1].split()
     assert gpu1[:4] == ["gpu1", "yes", platform.python_version(), local_version()]
     assert out[2].split()[:2] == ["down", "no"]
     assert out[3] == f"down: cannot connect to 127.0.0.1 port {port}: Connection refused"
     assert main(["hosts", "check", "gpu1", "-f", str(f)]) == 0
     assert main(["hosts", "check", "gpu9", "-f", str(f)]) == 2
-    assert capsys.readouterr().err.strip() == \
-        "error: exp.toml: hosts.gpu9: no such host reached over SSH (hosts: gpu1, down)"
+    assert (
+        capsys.readouterr().err.strip()
+        == "error: exp.toml: hosts.gpu9: no such host reached over SSH (hosts: gpu1, down)"
+    )
 
 
 def test_hosts_install_puts_this_diffui_and_the_datasets_on_the_host(tmp_path, sshd, capsys):
     from cli.main import main
+
     venv = tmp_path / "venv"  # the host's environment: torch and the rest, but no diffui
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     # this interpreter's packages without their .pth files (an editable diffui is one of them)
     site_dir = next((venv / "lib").glob("python3*/site-packages"))
     (site_dir / "system-site.pth").write_text("\n".join(site.getsitepackages()) + "\n")
     f = remote_file(tmp_path, sshd)
-    f.write_text(f.read_text().replace(f'python = "{sshd.python}"',
-                                       f'python = "{venv / "bin" / "python"}"'))
+    f.write_text(
+        f.read_text().replace(f'python = "{sshd.python}"', f'python = "{venv / "bin" / "python"}"')
+    )
     assert main(["hosts", "check", "-f", str(f)]) == 1
-    assert "gpu1: diffui: ModuleNotFoundError: No module named 'engine'" in \
-        capsys.readouterr().out
+    assert "gpu1: diffui: ModuleNotFoundError: No module named 'engine'" in capsys.readouterr().out
     assert main(["hosts", "install", "gpu1", "-f", str(f)]) == 0
     out = capsys.readouterr().out
     assert f"gpu1: diffui {local_version()} installed" in out
@@ -352,6 +423,7 @@ def test_a_file_rewritten_within_a_second_at_the_same_size_is_seen_as_changed(tm
     import asyncio
 
     from engine.queue.executors.remote import Remote
+
     spec = load_experiments(remote_file(tmp_path, sshd)).hosts["gpu1"]
     folder = tmp_path / "remote" / "runs" / "r"
     folder.mkdir(parents=True)

@@ -2,6 +2,7 @@
 Gaussian run: sampling from given latents is the samplers' own sampling, λ = 0 and N = 1 are
 plain sampling, the perturbations are the documented ones, GMM draws are new latents in range,
 and bad kinds or values are one line."""
+
 from __future__ import annotations
 
 import math
@@ -9,18 +10,15 @@ import threading
 
 import pytest
 import torch
+from conftest import tiny_study
 
 from engine.data import datasets as data
-
-from engine.diffusion import samplers
-
 from engine.diffusion import latents as studies
-from engine.spec.experiments import load_experiments
-from engine.rundir.run import prepare_runs
+from engine.diffusion import samplers
 from engine.jobs.checkpoints import load_model
 from engine.jobs.worker import execute
-
-from conftest import tiny_study
+from engine.rundir.run import prepare_runs
+from engine.spec.experiments import load_experiments
 
 MORPH = """degradation = "morph"
 network = { kind = "unet", unet_channels = [8, 16, 16] }
@@ -48,8 +46,10 @@ def gauss_run(tmp_path_factory):
     return _trained(tmp_path_factory.mktemp("gauss"), "gauss")
 
 
-@pytest.fixture(params=[("morph", "direct"), ("morph", "iterative"), ("gauss", "ddim"),
-                        ("gauss", "ddpm")], ids=lambda p: p[1])
+@pytest.fixture(
+    params=[("morph", "direct"), ("morph", "iterative"), ("gauss", "ddim"), ("gauss", "ddpm")],
+    ids=lambda p: p[1],
+)
 def run_sampler(request):
     model, deg = request.getfixturevalue(f"{request.param[0]}_run")
     return model, deg, request.param[1]
@@ -69,8 +69,9 @@ def test_sample_from_the_samplers_own_latents_is_its_sampling(run_sampler):
     got = studies.sample_from(model, deg, sampler, z, STEPS, generator=g)
     assert torch.equal(got, plain(model, deg, sampler))
     assert torch.equal(studies.baseline_latents(deg, N, SEED), z)
-    other = studies.sample_from(model, deg, sampler, torch.flip(z, [0]), STEPS,
-                                generator=torch.Generator().manual_seed(0))
+    other = studies.sample_from(
+        model, deg, sampler, torch.flip(z, [0]), STEPS, generator=torch.Generator().manual_seed(0)
+    )
     assert not torch.equal(other, got)  # the latents are used
 
 
@@ -92,8 +93,9 @@ def test_lambda_0_and_n_1_are_plain_sampling(run_sampler):
     model, deg, sampler = run_sampler
     want = plain(model, deg, sampler)
     for kind, value in (("noise", 0), ("noise", 0.0), ("interpolation", 1)):
-        assert torch.equal(studies.study_latents(kind, value, deg, N, SEED),
-                           studies.baseline_latents(deg, N, SEED))
+        assert torch.equal(
+            studies.study_latents(kind, value, deg, N, SEED), studies.baseline_latents(deg, N, SEED)
+        )
     for kind, value in (("noise", 0), ("interpolation", 1)):
         got = studies.study_samples(model, deg, sampler, kind, value, N, STEPS, SEED)
         assert torch.equal(got, want), (kind, value)
@@ -111,7 +113,8 @@ def test_noise_adds_lambda_times_one_epsilon_unscaled(request, which):
     torch.testing.assert_close(d2, 5 * d1, atol=1e-5, rtol=0)  # the same ε for every λ
     assert abs(d1.std().item() - 0.1) < 0.003  # λ·ε, ε standard normal, not rescaled
     other = studies.study_latents("noise", 0.1, deg, n, SEED + 1) - studies.baseline_latents(
-        deg, n, SEED + 1)
+        deg, n, SEED + 1
+    )
     assert not torch.allclose(other, d1)  # and ε depends on the seed
 
 
@@ -162,8 +165,10 @@ def test_gmm_draws_new_latents_in_range(morph_run, components, covariance, pca):
     assert len({tuple(v.flatten().tolist()) for v in z}) == n  # all distinct
     again = studies.study_latents("gmm", components, deg, n, SEED, covariance=covariance, pca=pca)
     assert torch.equal(z, again)  # reproducible from the seed
-    assert not torch.equal(z, studies.study_latents("gmm", components, deg, n, SEED + 1,
-                                                    covariance=covariance, pca=pca))
+    assert not torch.equal(
+        z,
+        studies.study_latents("gmm", components, deg, n, SEED + 1, covariance=covariance, pca=pca),
+    )
     key = (components, covariance, pca, SEED, studies.GMM_FIT_SIZE)
     assert studies.GMM_FIT_SECONDS[key] > 0
 
@@ -189,16 +194,24 @@ def test_gmm_on_a_gaussian_run_is_one_line(gauss_run):
         studies.study_samples(model, deg, "ddim", "gmm", 3, 4, STEPS, SEED)
 
 
-@pytest.mark.parametrize("kind,value,kw,start", [
-    ("noise", -0.1, {}, "noise: λ must be a number >= 0"),
-    ("noise", float("nan"), {}, "noise: λ must be a number >= 0"),
-    ("interpolation", 0, {}, "interpolation: N (latents averaged) must be an integer >= 1"),
-    ("interpolation", 2.5, {}, "interpolation: N (latents averaged) must be an integer >= 1"),
-    ("gmm", 0, {}, "gmm: components must be an integer >= 1"),
-    ("gmm", 2, {"covariance": "round"}, "gmm: covariance must be one of full, diag, tied, spherical"),
-    ("gmm", 2, {"pca": 785}, "gmm: pca must be an integer from 0 (none) to 784"),
-    ("mix", 1, {}, "unknown study kind 'mix'; expected one of noise, interpolation, gmm"),
-])
+@pytest.mark.parametrize(
+    "kind,value,kw,start",
+    [
+        ("noise", -0.1, {}, "noise: λ must be a number >= 0"),
+        ("noise", float("nan"), {}, "noise: λ must be a number >= 0"),
+        ("interpolation", 0, {}, "interpolation: N (latents averaged) must be an integer >= 1"),
+        ("interpolation", 2.5, {}, "interpolation: N (latents averaged) must be an integer >= 1"),
+        ("gmm", 0, {}, "gmm: components must be an integer >= 1"),
+        (
+            "gmm",
+            2,
+            {"covariance": "round"},
+            "gmm: covariance must be one of full, diag, tied, spherical",
+        ),
+        ("gmm", 2, {"pca": 785}, "gmm: pca must be an integer from 0 (none) to 784"),
+        ("mix", 1, {}, "unknown study kind 'mix'; expected one of noise, interpolation, gmm"),
+    ],
+)
 def test_bad_kinds_and_values_are_one_line(kind, value, kw, start):
     with pytest.raises(ValueError) as e:
         studies.check(kind, value, "morph", **kw)

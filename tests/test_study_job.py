@@ -1,6 +1,7 @@
 """A sampling study as a job: a study folder run by the worker on a finished tiny morph run writes
 each value's samples, grid, value event and results.csv row, resumes at the values it has not
 finished, and the report shows its table and figure."""
+
 from __future__ import annotations
 
 import csv
@@ -8,14 +9,14 @@ import threading
 
 import numpy as np
 import pytest
+from conftest import MORPH_STUDY as STUDY
+from conftest import tiny_study
 
-from engine.spec.experiments import load_experiments
-from engine.rundir.events import EventLog, Start, Value
-from engine.rundir.run import prepare_runs, study_run
 from engine.jobs.study import RESULT_COLUMNS, run_study
 from engine.jobs.worker import execute
-
-from conftest import MORPH_STUDY as STUDY, tiny_study
+from engine.rundir.events import EventLog, Start, Value
+from engine.rundir.run import prepare_runs, study_run
+from engine.spec.experiments import load_experiments
 
 
 @pytest.fixture(scope="module")
@@ -23,8 +24,11 @@ def finished(tmp_path_factory):
     """A finished tiny morph run and the study's folder beside it (not started)."""
     folder = tmp_path_factory.mktemp("study")
     f = tiny_study(folder / "exp.toml", name="m", epochs=1)
-    f.write_text(f.read_text().replace('[[experiments]]\nname = "m"\n',
-                                       '[[experiments]]\nname = "m"\n' + STUDY))
+    f.write_text(
+        f.read_text().replace(
+            '[[experiments]]\nname = "m"\n', '[[experiments]]\nname = "m"\n' + STUDY
+        )
+    )
     study = load_experiments(f)
     run = prepare_runs(study.runs, folder / "runs")[0]
     assert execute(run, threading.Event()) == "finished", run.status()
@@ -48,8 +52,10 @@ def test_a_study_stopped_after_a_value_resumes_with_the_rest(finished):
 
     assert execute(folder, threading.Event()) == "finished"  # the worker, as the queue runs it
     events = folder.events()
-    assert [(e.epoch, e.epochs, e.resumed) for e in events if isinstance(e, Start)] == \
-        [(0, 2, False), (1, 2, True)]
+    assert [(e.epoch, e.epochs, e.resumed) for e in events if isinstance(e, Start)] == [
+        (0, 2, False),
+        (1, 2, True),
+    ]
     values = [e for e in events if isinstance(e, Value)]
     assert [v.value for v in values] == [0, 0.5]  # each value once
     for v in values:
@@ -68,6 +74,7 @@ def test_a_study_stopped_after_a_value_resumes_with_the_rest(finished):
     assert folder.status().state == "finished"
 
     from engine.report.writer import write_report
+
     out = runs_dir.parent / "report"
     md = write_report([folder], out).read_text()
     assert "### noise" in md and "| 0.5 |" in md and "(_study-noise.png)" in md

@@ -1,4 +1,5 @@
 """Training runs: files written, reproducibility, derived status, resume after SIGKILL."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -11,16 +12,15 @@ import threading
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_study, wait_for
 from PIL import Image
 
-from engine.spec.experiments import load_experiments
-from engine.rundir.events import End, Epoch, Progress, Samples, Start, latest_by_epoch
+from engine.jobs.worker import execute
 from engine.queue.executors.base import Job
 from engine.queue.executors.local import LocalExecutor
+from engine.rundir.events import End, Epoch, Progress, Samples, Start, latest_by_epoch
 from engine.rundir.run import Run, prepare_runs
-from engine.jobs.worker import execute
-
-from conftest import tiny_study, wait_for
+from engine.spec.experiments import load_experiments
 
 
 def make_run(tmp_path, name="tiny", **kw) -> Run:
@@ -29,8 +29,9 @@ def make_run(tmp_path, name="tiny", **kw) -> Run:
 
 
 def epoch_losses(run: Run) -> list[tuple[int, float, float]]:
-    return [(e, ev.train_loss, ev.val_loss)
-            for e, ev in latest_by_epoch(run.events(), Epoch).items()]
+    return [
+        (e, ev.train_loss, ev.val_loss) for e, ev in latest_by_epoch(run.events(), Epoch).items()
+    ]
 
 
 def test_tiny_run_writes_every_file(tmp_path):
@@ -72,8 +73,9 @@ def test_same_seed_gives_same_losses_other_seed_differs(tmp_path):
         execute(run, threading.Event())
     assert epoch_losses(a) == epoch_losses(b)
     assert epoch_losses(a) != epoch_losses(c)
-    np.testing.assert_array_equal(np.load(a.samples_dir / "epoch-0001.npy"),
-                                  np.load(b.samples_dir / "epoch-0001.npy"))
+    np.testing.assert_array_equal(
+        np.load(a.samples_dir / "epoch-0001.npy"), np.load(b.samples_dir / "epoch-0001.npy")
+    )
 
 
 def test_stop_request_leaves_run_resumable(tmp_path):
@@ -94,15 +96,17 @@ def test_dead_worker_reads_as_resumable_or_failed_never_running(tmp_path):
     run = make_run(tmp_path)
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    run.worker_path.write_text(json.dumps({"pid": dead.pid, "host": os.uname().nodename,
-                                           "started": 1.0}))
+    run.worker_path.write_text(
+        json.dumps({"pid": dead.pid, "host": os.uname().nodename, "started": 1.0})
+    )
     assert run.status().state == "failed"  # died before writing a checkpoint
     run.checkpoint_path.write_bytes(b"")
     st = run.status()
     assert st.state == "resumable" and "died" in st.detail
     # a live process that is not this run's worker (pid reuse) does not count as running
-    run.worker_path.write_text(json.dumps({"pid": os.getpid(), "host": os.uname().nodename,
-                                           "started": 1.0}))
+    run.worker_path.write_text(
+        json.dumps({"pid": os.getpid(), "host": os.uname().nodename, "started": 1.0})
+    )
     assert run.status().state == "resumable"
 
 
@@ -153,6 +157,9 @@ def test_seed_streams_are_pinned(tmp_path):
     it gave before they were named."""
     run = make_run(tmp_path)
     assert execute(run, threading.Event()) == "finished"
-    assert np.array(epoch_losses(run))[:, 1:] == pytest.approx(np.array(
-        [[1.0476007212763248, 0.9101762771606445], [0.8510852979577106, 0.7526090741157532]]),
-        rel=1e-5)
+    assert np.array(epoch_losses(run))[:, 1:] == pytest.approx(
+        np.array(
+            [[1.0476007212763248, 0.9101762771606445], [0.8510852979577106, 0.7526090741157532]]
+        ),
+        rel=1e-5,
+    )

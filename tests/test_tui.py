@@ -1,4 +1,5 @@
 """The terminal UI, driven with Textual's Pilot against real tiny runs (worker processes)."""
+
 from __future__ import annotations
 
 import builtins
@@ -10,29 +11,37 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from conftest import tiny_study, until, wait_for
 from textual.widgets import DataTable, Input, Static
 from textual_image.widget import HalfcellImage
+from tui_runs import STUDY_NAME, make_runs, make_study, study_values
 
+from engine.files import atomic_write_json
+from engine.queue.client import Queue
+from engine.rundir.events import End, Epoch, Start, latest_by_epoch
+from engine.rundir.run import Run, pid_running, prepare_runs
 from engine.spec.checks import ConfigError
 from engine.spec.experiments import load_experiments
-from engine.rundir.events import End, Epoch, Start, latest_by_epoch
-from engine.queue.client import Queue
-from engine.rundir.run import Run, pid_running, prepare_runs
-from engine.files import atomic_write_json
 from tui.app import DiffuiApp
 from tui.messages import RunEvents
-from tui.screens import (CompareScreen, EditScreen, HostPickScreen, JobsScreen, PickScreen, RunScreen,
-                         StudyPickScreen, StudyScreen)
+from tui.screens import (
+    CompareScreen,
+    EditScreen,
+    HostPickScreen,
+    JobsScreen,
+    PickScreen,
+    RunScreen,
+    StudyPickScreen,
+    StudyScreen,
+)
 from tui.widgets import GridView, RunsTable
-
-from conftest import tiny_study, until, wait_for
-from tui_runs import STUDY_NAME, make_runs, make_study, study_values
 
 
 def two_run_study(path: Path, epochs: int = 2, subset: int = 256) -> Path:
     tiny_study(path, name="alpha", epochs=epochs, subset=subset)
-    path.write_text(path.read_text() + '\n[[experiments]]\nname = "beta"\n'
-                    'schedule = { kind = "cosine" }\n')
+    path.write_text(
+        path.read_text() + '\n[[experiments]]\nname = "beta"\nschedule = { kind = "cosine" }\n'
+    )
     return path
 
 
@@ -85,10 +94,23 @@ async def test_queue_reorder_jobs_start_and_finish(tmp_path):
         await pilot.press("enter")  # every run is selected at first
         assert not isinstance(app.screen, PickScreen)
         saved = lambda: json.loads((runs_dir / "queue.json").read_text())  # noqa: E731
-        await until(pilot, lambda: (runs_dir / "queue.json").exists()  # queued off the UI thread
-                    and saved()["queued"] == ["alpha", "beta"], timeout=30)
-        assert saved() == {"queued": ["alpha", "beta"], "jobs": 1, "paused": True, "active": {},
-                           "stop": [], "where": {}, "hosts": {}}
+        await until(
+            pilot,
+            lambda: (
+                (runs_dir / "queue.json").exists()  # queued off the UI thread
+                and saved()["queued"] == ["alpha", "beta"]
+            ),
+            timeout=30,
+        )
+        assert saved() == {
+            "queued": ["alpha", "beta"],
+            "jobs": 1,
+            "paused": True,
+            "active": {},
+            "stop": [],
+            "where": {},
+            "hosts": {},
+        }
         await until(pilot, lambda: app.query_one(RunsTable).row_count == 2)
         await until(pilot, lambda: cell(app, "alpha", "status") == "queued #1")
 
@@ -113,7 +135,9 @@ async def test_queue_reorder_jobs_start_and_finish(tmp_path):
         await until(pilot, lambda: not isinstance(app.screen, RunScreen), timeout=5)
         assert time.time() - t0 < 5
         await pilot.press("o")  # the run view (kept from before) follows its run to the end
-        await until(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.ready, timeout=5)
+        await until(
+            pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.ready, timeout=5
+        )
         screen = app.screen
         await until(pilot, lambda: states(app) == {"alpha": "finished", "beta": "finished"})
         loss = screen.query_one("#loss-chart")
@@ -141,8 +165,11 @@ async def test_queueing_asks_where_when_the_file_has_hosts(tmp_path):
         await until(pilot, lambda: isinstance(app.screen, HostPickScreen), timeout=10)
         await pilot.press("down", "down", "enter")  # as the file says, local, gpu1
         saved = lambda: json.loads((runs_dir / "queue.json").read_text())  # noqa: E731
-        await until(pilot, lambda: (runs_dir / "queue.json").exists()
-                    and saved()["queued"] == ["alpha", "beta"], timeout=30)
+        await until(
+            pilot,
+            lambda: (runs_dir / "queue.json").exists() and saved()["queued"] == ["alpha", "beta"],
+            timeout=30,
+        )
         assert saved()["where"] == {"alpha": ["gpu1"], "beta": ["gpu1"]}
         assert saved()["hosts"]["gpu1"]["address"] == "gpu1.lab"
         await until(pilot, lambda: cell(app, "alpha", "where") == "→ gpu1")
@@ -156,8 +183,9 @@ async def test_the_queue_goes_on_after_the_ui_quits(tmp_path):
     from engine.queue.service import running_pid
 
     file = tiny_study(tmp_path / "exp.toml", name="long", epochs=1000, subset=256)
-    file.write_text(file.read_text() + '[[experiments]]\nname = "short"\n'
-                    'training = { epochs = 1 }\n')
+    file.write_text(
+        file.read_text() + '[[experiments]]\nname = "short"\ntraining = { epochs = 1 }\n'
+    )
     runs_dir = tmp_path / "runs"
     app = make_app(file, runs_dir)
     async with app.run_test(size=(100, 30)) as pilot:
@@ -168,7 +196,9 @@ async def test_the_queue_goes_on_after_the_ui_quits(tmp_path):
         await pilot.press("q")
     short = Run(runs_dir / "short")
     assert short.status().state == "pending" and running_pid(runs_dir)  # it waits its turn
-    assert Queue.open(runs_dir).cancel("long") == "long: stopping (resumable from its last checkpoint)"
+    assert (
+        Queue.open(runs_dir).cancel("long") == "long: stopping (resumable from its last checkpoint)"
+    )
     wait_for(lambda: short.status().state == "finished", timeout=300)
     wait_for(lambda: running_pid(runs_dir) is None, timeout=30)  # nothing left: it exits
 
@@ -244,21 +274,30 @@ async def test_damaged_and_failed_runs_say_why_and_the_others_show(tmp_path):
     linear.exit_path.write_text("[1]")
     with linear.events_path.open("a") as f:
         f.write('42\n{"type": "epoch"}\n')
-    atomic_write_json(cosine.exit_path, {"status": "failed", "error": "RuntimeError: boom",
-                                         "started": json.loads(cosine.worker_path.read_text())
-                                         ["started"]})
+    atomic_write_json(
+        cosine.exit_path,
+        {
+            "status": "failed",
+            "error": "RuntimeError: boom",
+            "started": json.loads(cosine.worker_path.read_text())["started"],
+        },
+    )
     broken = tmp_path / "runs" / "broken"
     broken.mkdir()
     (broken / "config.toml").write_text("name = [\n")
     app = make_app(tmp_path / "missing.toml", tmp_path / "runs")
     async with app.run_test(size=(120, 30)) as pilot:
         await until(pilot, lambda: app.table.row_count == 3 and len(app.snapshot) == 3)
-        assert states(app) == {"ddpm-linear": "damaged", "ddpm-cosine": "failed",
-                               "broken": "damaged"}
+        assert states(app) == {
+            "ddpm-linear": "damaged",
+            "ddpm-cosine": "failed",
+            "broken": "damaged",
+        }
         why = app.query_one("#why", Static)
         await select_row(pilot, app, "ddpm-linear")
-        assert str(why.render()) == ("ddpm-linear damaged: exit.json: damaged (expected a JSON "
-                                     "object, got a list)")
+        assert str(why.render()) == (
+            "ddpm-linear damaged: exit.json: damaged (expected a JSON object, got a list)"
+        )
         await select_row(pilot, app, "broken")
         assert str(why.render()).startswith("broken damaged: config.toml: damaged (not TOML: ")
         await select_row(pilot, app, "ddpm-cosine")
@@ -308,13 +347,18 @@ async def test_damaged_queue_file_is_shown_and_kept(tmp_path):
     async with app.run_test(size=(80, 24)) as pilot:
         await until(pilot, lambda: app.query_one(RunsTable).row_count == 2)
         lines = str(app.query_one("#error", Static).render()).splitlines()
-        assert lines == [f"error: {runs_dir / 'queue.json'}: not valid JSON (the saved queue); "
-                         "remove it to start afresh",
-                         f"error: {tmp_path / 'missing.toml'}: no such file (expected an "
-                         "experiments file, e.g. experiments.toml)"]
+        assert lines == [
+            f"error: {runs_dir / 'queue.json'}: not valid JSON (the saved queue); "
+            "remove it to start afresh",
+            f"error: {tmp_path / 'missing.toml'}: no such file (expected an "
+            "experiments file, e.g. experiments.toml)",
+        ]
         await pilot.press("j", "3", "enter")  # the queue refuses changes until it is fixed...
-        await until(pilot, lambda: any("not valid JSON" in n.message for n in app._notifications),
-                    timeout=30)
+        await until(
+            pilot,
+            lambda: any("not valid JSON" in n.message for n in app._notifications),
+            timeout=30,
+        )
         assert app.queue.jobs == 1 and app.is_running
     assert (runs_dir / "queue.json").read_text() == "[oops"  # ...and the file is left for the user
 
@@ -360,8 +404,10 @@ async def test_compare_marked_runs(fixed_app):
         assert rows["ddpm-linear"][3:7] == ["0.1125", "75.00", "12.50", "3.32"]
         assert rows["ddpm-cosine"][3:7] == ["0.1325", "85.00", "12.50", "3.22"]
         labels = [s[0] for s in app.screen.query_one("#fid-chart").series]
-        assert labels == ["ddpm-linear FID", "ddpm-cosine FID"] or \
-            labels == ["ddpm-cosine FID", "ddpm-linear FID"]
+        assert labels == ["ddpm-linear FID", "ddpm-cosine FID"] or labels == [
+            "ddpm-cosine FID",
+            "ddpm-linear FID",
+        ]
 
 
 async def test_edit_saves_the_setting_and_keeps_comments(tmp_path):
@@ -376,8 +422,11 @@ async def test_edit_saves_the_setting_and_keeps_comments(tmp_path):
         await pilot.click("#key")
         await pilot.press(*"training.epochs", "enter")
         await pilot.press(*"nine", "enter")  # not a TOML value: the file is left alone
-        await until(pilot, lambda: "expected a TOML value" in
-                    str(app.screen.query_one("#edit-error").render()), timeout=30)
+        await until(
+            pilot,
+            lambda: "expected a TOML value" in str(app.screen.query_one("#edit-error").render()),
+            timeout=30,
+        )
         assert "epochs = 2" in file.read_text()
         app.screen.query_one("#value", Input).value = "9"
         await pilot.press("enter")
@@ -409,8 +458,10 @@ async def test_first_screen_lists_every_experiment_of_the_file(tmp_path):
     as not queued, then the other run folders of the runs folder; enter on a not-queued run says
     how to queue it."""
     file = two_run_study(tmp_path / "exp.toml")
-    file.write_text(file.read_text() + '\n[[experiments]]\nname = "gamma"\n'
-                    '[experiments.sweep]\n"training.lr" = [1e-3, 2e-4]\n')
+    file.write_text(
+        file.read_text() + '\n[[experiments]]\nname = "gamma"\n'
+        '[experiments.sweep]\n"training.lr" = [1e-3, 2e-4]\n'
+    )
     names = [s.name for s in load_experiments(file).runs]
     assert names == ["alpha", "beta", "gamma-lr0.001", "gamma-lr0.0002"]
     runs_dir = tmp_path / "runs"
@@ -426,8 +477,9 @@ async def test_first_screen_lists_every_experiment_of_the_file(tmp_path):
         assert cell(app, "alpha", "epoch") == "-"
         await select_row(pilot, app, "gamma-lr0.0002")
         await pilot.press("enter")
-        await until(pilot, lambda: said(app, "gamma-lr0.0002 is not queued yet: press a"),
-                    timeout=30)
+        await until(
+            pilot, lambda: said(app, "gamma-lr0.0002 is not queued yet: press a"), timeout=30
+        )
         assert not isinstance(app.screen, RunScreen)
     assert sorted(p.name for p in runs_dir.iterdir()) == ["ddpm-cosine", "ddpm-linear"]
 
@@ -443,6 +495,7 @@ def watch_reads(monkeypatch) -> list[str]:
         if threading.current_thread() is main and not set(mode) & set("wax+"):
             opened.append(str(file))
         return real_open(file, mode, *a, **kw)
+
     monkeypatch.setattr(io, "open", watch)
     monkeypatch.setattr(builtins, "open", watch)
     return opened
@@ -463,6 +516,7 @@ async def test_run_view_follows_new_events_through_messages(tmp_path, monkeypatc
     def record(screen, message):
         got.append(message)
         on_run_events(screen, message)
+
     monkeypatch.setattr(RunScreen, "on_run_events", record)
     app = make_app(tmp_path / "missing.toml", runs_dir)
     async with app.run_test(size=(100, 30)) as pilot:
@@ -480,14 +534,17 @@ async def test_run_view_follows_new_events_through_messages(tmp_path, monkeypatc
         await until(pilot, lambda: len(loss.series[1][1]) == 4, timeout=30)
         assert loss.series[1][1:] == ([1, 2, 3, 4], [0.45, 0.225, 0.15, 0.1125])
         assert app.screen.query_one("#fid-chart").series[0][1:] == ([2, 4], [150.0, 75.0])
-        await until(pilot, lambda: "grid 3 of 3" in str(app.screen.query_one("#grid-label").render()))
+        await until(
+            pilot, lambda: "grid 3 of 3" in str(app.screen.query_one("#grid-label").render())
+        )
         assert app.screen.query_one("#grid-image").image.size == (62, 62)
         await pilot.press("escape")
         monkeypatch.undo()
     assert [e.type for e in got[0].events][:2] == ["start", "epoch"]  # the history first...
     assert got[0].settings and got[0].grids and len(got[0].grids) == 2
-    assert [e.type for m in got[1:] for e in m.events] == \
-        [json.loads(line)["type"] for line in lines[cut:]]  # ...then only the new events
+    assert [e.type for m in got[1:] for e in m.events] == [
+        json.loads(line)["type"] for line in lines[cut:]
+    ]  # ...then only the new events
     assert not [f for f in opened if f.startswith(str(tmp_path))], opened
 
 
@@ -502,6 +559,7 @@ async def test_edit_dialog_reads_the_file_once(tmp_path, monkeypatch):
         if self == file:
             reads.append(threading.current_thread() is threading.main_thread())
         return read_text(self, *a, **kw)
+
     monkeypatch.setattr(Path, "read_text", counting)
     app = make_app(file, tmp_path / "runs")
     async with app.run_test(size=(100, 30)) as pilot:
@@ -515,16 +573,18 @@ async def test_edit_dialog_reads_the_file_once(tmp_path, monkeypatch):
         await pilot.click("#key")
         await pilot.press(*"training.epochs")
         # the value the file sets there, and what the schema (the registry) says of the key
-        await until(pilot, lambda: str(app.screen.query_one("#edit-error").render())
-                    == "now: 2 · default 50", timeout=30)
+        await until(
+            pilot,
+            lambda: str(app.screen.query_one("#edit-error").render()) == "now: 2 · default 50",
+            timeout=30,
+        )
         await pilot.press("escape")
     assert reads == [False], reads
 
 
 def test_a_long_step_shows_in_the_status_column_with_its_eta():
     from engine.rundir.events import Progress as StepProgress
-    from engine.rundir.progress import RunProgress
-    from engine.rundir.progress import status_text
+    from engine.rundir.progress import RunProgress, status_text
 
     p = RunProgress("r", state="running")
     p.fold(Start(time=100.0, epoch=0, epochs=2))
@@ -539,6 +599,7 @@ def test_a_long_step_shows_in_the_status_column_with_its_eta():
 def results(study: Run) -> dict[str, list[float]]:
     """results.csv of a study folder: column -> numbers, in the study's order."""
     import csv
+
     with open(study.path / "results.csv") as f:
         rows = list(csv.DictReader(f))
     return {k: [float(r[k]) for r in rows] for k in rows[0] if k not in ("sampler", "histogram")}
@@ -549,9 +610,12 @@ def assert_charts_hold_results(screen: StudyScreen, study: Run, values: list) ->
     csv, charts = results(study), {c.id: c.series for c in screen.query("Chart")}
     assert csv["value"] == values
     assert [s[0] for s in charts["fid-chart"]] == ["FID", "floor"]
-    for chart, i, column in (("fid-chart", 0, "fid"), ("fid-chart", 1, "floor"),
-                             ("diversity-chart", 0, "pairwise_distance"),
-                             ("novelty-chart", 0, "nearest_train_distance")):
+    for chart, i, column in (
+        ("fid-chart", 0, "fid"),
+        ("fid-chart", 1, "floor"),
+        ("diversity-chart", 0, "pairwise_distance"),
+        ("novelty-chart", 0, "nearest_train_distance"),
+    ):
         xs, ys = charts[chart][i][1:]
         assert xs == values and ys == pytest.approx(csv[column], abs=1e-4), (chart, column)
 
@@ -559,8 +623,14 @@ def assert_charts_hold_results(screen: StudyScreen, study: Run, values: list) ->
 def study_shown(screen: StudyScreen) -> dict:
     """What the study view shows: each value's label, grid (PNG name) and numbers, and the
     charts' series."""
-    columns = {v: (str(label.render()), grid.current.png.name if grid.current else None,
-                   str(numbers.render())) for v, (label, grid, numbers) in screen.columns.items()}
+    columns = {
+        v: (
+            str(label.render()),
+            grid.current.png.name if grid.current else None,
+            str(numbers.render()),
+        )
+        for v, (label, grid, numbers) in screen.columns.items()
+    }
     charts = {c.id: c.series for c in screen.query("Chart")}
     return {"columns": columns, "charts": charts}
 
@@ -600,13 +670,20 @@ async def test_study_view_follows_a_study_value_by_value(tmp_path, monkeypatch):
         monkeypatch.undo()  # (the test reads results.csv below)
         assert not [f for f in opened if f.startswith(str(tmp_path))], opened
         shown = study_shown(screen)
-        assert [g for _, g, _ in shown["columns"].values()] == \
-            ["value-0.png", "value-0.1.png", "value-0.5.png"]
-        assert [n.split("\n")[0] for _, _, n in shown["columns"].values()] == \
-            ["FID 200.0", "FID 300.0", "FID 400.0"]
+        assert [g for _, g, _ in shown["columns"].values()] == [
+            "value-0.png",
+            "value-0.1.png",
+            "value-0.5.png",
+        ]
+        assert [n.split("\n")[0] for _, _, n in shown["columns"].values()] == [
+            "FID 200.0",
+            "FID 300.0",
+            "FID 400.0",
+        ]
         assert_charts_hold_results(screen, study, [0, 0.1, 0.5])
-        assert results(study)["pairwise_distance"] == \
-            [study_values(k)["pairwise_distance"] for k in range(3)]
+        assert results(study)["pairwise_distance"] == [
+            study_values(k)["pairwise_distance"] for k in range(3)
+        ]
         await pilot.press("escape")
         assert not isinstance(app.screen, StudyScreen)
 
@@ -660,15 +737,26 @@ async def test_S_queues_a_study_of_a_finished_run_which_runs_to_its_end(tmp_path
         await until(pilot, lambda: app.table.row_count == 3, timeout=30)
         await select_row(pilot, app, "beta")
         await pilot.press("S")
-        await until(pilot, lambda: said(app, "beta is not queued: a study samples from a finished "
-                                             "run (its studies: beta-noise)"), timeout=10)
+        await until(
+            pilot,
+            lambda: said(
+                app,
+                "beta is not queued: a study samples from a finished run (its studies: beta-noise)",
+            ),
+            timeout=10,
+        )
         await select_row(pilot, app, "gamma")
         await pilot.press("ctrl+p")  # the palette's entry does what S does
         await pilot.press(*"Queue a study")
         await pilot.pause(0.3)
         await pilot.press("enter")
-        await until(pilot, lambda: said(app, 'exp.toml has no study of gamma: add a [[studies]] '
-                                             'table with run = "gamma"'), timeout=10)
+        await until(
+            pilot,
+            lambda: said(
+                app, 'exp.toml has no study of gamma: add a [[studies]] table with run = "gamma"'
+            ),
+            timeout=10,
+        )
         assert not isinstance(app.screen, StudyPickScreen) and not (runs_dir / "studies").exists()
 
         await select_row(pilot, app, "alpha")
@@ -687,11 +775,14 @@ async def test_S_queues_a_study_of_a_finished_run_which_runs_to_its_end(tmp_path
         await pilot.press("enter")
         await until(pilot, lambda: isinstance(app.screen, StudyScreen) and app.screen.ready)
         screen, study = app.screen, Run(runs_dir / name, name)
-        await until(pilot, lambda: all(g for _, g, _ in study_shown(screen)["columns"].values()),
-                    timeout=30)
+        await until(
+            pilot, lambda: all(g for _, g, _ in study_shown(screen)["columns"].values()), timeout=30
+        )
         shown = study_shown(screen)["columns"]
-        assert [(label, png) for label, png, _ in shown.values()] == \
-            [("N = 1", "value-1.png"), ("N = 2", "value-2.png")]
+        assert [(label, png) for label, png, _ in shown.values()] == [
+            ("N = 1", "value-1.png"),
+            ("N = 2", "value-2.png"),
+        ]
         assert len(screen.query(GridView)) == 2
         fids = results(study)["fid"]
         assert [n.split("\n")[0] for _, _, n in shown.values()] == [f"FID {f:.1f}" for f in fids]

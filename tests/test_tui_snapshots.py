@@ -2,21 +2,21 @@
 
 Update them after an intended change of the UI with ``pytest tests/test_tui_snapshots.py
 --snapshot-update`` and look at the SVG files before committing them."""
+
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
 import pytest
+from conftest import until
+from test_tui import select_row
 from textual_image.widget import HalfcellImage
+from tui_runs import STUDY, STUDY_NAME, make_runs, make_study
 
 from tui.app import DiffuiApp
 from tui.screens import CompareScreen, RunScreen, StudyScreen
 from tui.widgets import RunsTable
-
-from conftest import until
-from test_tui import select_row
-from tui_runs import STUDY, STUDY_NAME, make_runs, make_study
 
 
 @pytest.fixture
@@ -28,8 +28,9 @@ def app(tmp_path, monkeypatch):
     time.tzset()
     make_runs(Path("runs"))
     Path("experiments.toml").write_text(STUDY)
-    yield DiffuiApp(Path("experiments.toml"), Path("runs"), image_class=HalfcellImage,
-                    poll_every=0.1)
+    yield DiffuiApp(
+        Path("experiments.toml"), Path("runs"), image_class=HalfcellImage, poll_every=0.1
+    )
     monkeypatch.undo()
     time.tzset()
 
@@ -48,6 +49,7 @@ def test_run_view_80x24(snap_compare, app):
         await pilot.press("enter")
         await until(pilot, lambda: getattr(pilot.app.screen, "ready", False))
         await pilot.press("left_square_bracket")
+
     assert snap_compare(app, terminal_size=(80, 24), run_before=open_run)
 
 
@@ -55,9 +57,12 @@ def test_run_view_zoomed_grid_120x40(snap_compare, app):
     async def zoom(pilot):
         await rows_shown(pilot)
         await pilot.press("enter")
-        await until(pilot, lambda: isinstance(pilot.app.screen, RunScreen) and pilot.app.screen.ready)
+        await until(
+            pilot, lambda: isinstance(pilot.app.screen, RunScreen) and pilot.app.screen.ready
+        )
         await pilot.press("z")
         await pilot.pause(0.3)
+
     assert snap_compare(app, terminal_size=(120, 40), run_before=zoom)
 
 
@@ -65,8 +70,14 @@ def test_compare_view_100x30(snap_compare, app):
     async def compare(pilot):
         await rows_shown(pilot)
         await pilot.press("c")
-        await until(pilot, lambda: isinstance(pilot.app.screen, CompareScreen)
-                    and pilot.app.screen.query_one("#compare-table").row_count == 2)
+        await until(
+            pilot,
+            lambda: (
+                isinstance(pilot.app.screen, CompareScreen)
+                and pilot.app.screen.query_one("#compare-table").row_count == 2
+            ),
+        )
+
     assert snap_compare(app, terminal_size=(100, 30), run_before=compare)
 
 
@@ -77,8 +88,14 @@ def test_study_view_100x30(snap_compare, app):
         await until(pilot, lambda: pilot.app.query_one(RunsTable).row_count == 3)
         await select_row(pilot, pilot.app, STUDY_NAME)
         await pilot.press("enter")
-        await until(pilot, lambda: isinstance(pilot.app.screen, StudyScreen)
-                    and pilot.app.screen.ready and all(
-                        g.current for _, g, _ in pilot.app.screen.columns.values()))
+        await until(
+            pilot,
+            lambda: (
+                isinstance(pilot.app.screen, StudyScreen)
+                and pilot.app.screen.ready
+                and all(g.current for _, g, _ in pilot.app.screen.columns.values())
+            ),
+        )
         await pilot.pause(0.3)
+
     assert snap_compare(app, terminal_size=(100, 30), run_before=open_study)

@@ -8,10 +8,10 @@ folders and posts typed messages to the screens (:mod:`tui.messages`); another t
 the actions on the queue in the order of the key presses; the event loop only draws, so key
 presses never wait on a worker or a file.
 """
+
 from __future__ import annotations
 
 import dataclasses
-
 import threading
 from functools import partial
 from pathlib import Path
@@ -26,30 +26,56 @@ from textual.worker import get_current_worker
 
 from engine import usecases
 from engine.errors import UserError
-from engine.queue.client import Queue, QueueError
 from engine.files import os_error_line
+from engine.queue.client import Queue, QueueError
 from engine.rundir.run import can_sample, is_study, study_run
 from engine.spec.experiments import Experiments
-
 from tui.messages import FileLoaded, Snapshot
 from tui.model import Poller, read_experiments
 from tui.runs_screen import RUNS_ACTIONS, RunsScreen
-from tui.screens import (EditScreen, HostPickScreen, JobsScreen, PickScreen, RunScreen,
-                         StudyPickScreen, StudyScreen)
+from tui.screens import (
+    EditScreen,
+    HostPickScreen,
+    JobsScreen,
+    PickScreen,
+    RunScreen,
+    StudyPickScreen,
+    StudyScreen,
+)
 from tui.widgets import RunsTable, image_widget_class
 
 # (key, action, footer label, palette title, palette help): the actions of every screen
 APP_ACTIONS = [
     ("a", "add", "add", "Queue experiments", "pick runs of the experiments file to queue"),
-    ("s", "toggle_queue", "start/pause", "Start or pause the queue",
-     "a paused queue starts nothing new; running runs go on"),
+    (
+        "s",
+        "toggle_queue",
+        "start/pause",
+        "Start or pause the queue",
+        "a paused queue starts nothing new; running runs go on",
+    ),
     ("j", "jobs", "jobs", "Runs at once", "how many runs the queue runs at the same time"),
-    ("x", "cancel", "cancel", "Cancel run",
-     "take a queued run off the queue, or stop a running one"),
-    ("r", "resume", "resume", "Resume run",
-     "queue a stopped run again; it goes on from its checkpoint"),
-    ("t", "retry", "retry", "Retry run",
-     "queue a failed run again (from its checkpoint if it has one)"),
+    (
+        "x",
+        "cancel",
+        "cancel",
+        "Cancel run",
+        "take a queued run off the queue, or stop a running one",
+    ),
+    (
+        "r",
+        "resume",
+        "resume",
+        "Resume run",
+        "queue a stopped run again; it goes on from its checkpoint",
+    ),
+    (
+        "t",
+        "retry",
+        "retry",
+        "Retry run",
+        "queue a failed run again (from its checkpoint if it has one)",
+    ),
     ("w", "report", "report", "Write report", "figures and report.md of every run, in RUNS/report"),
     ("e", "edit", "edit", "Edit a setting", "change a setting of the experiments file and save it"),
     ("l", "reload", "reload", "Reload experiments file", "read the experiments file again"),
@@ -62,13 +88,25 @@ class DiffuiApp(App):
     TITLE = "diffui"
     # the styles of every screen, read once as the app starts (a screen's own CSS_PATH is read
     # when it is first shown, and then restyles the whole app: a run view would open slower)
-    CSS_PATH = ["styles/app.tcss", "styles/run.tcss", "styles/study.tcss", "styles/compare.tcss",
-                "styles/dialogs.tcss"]
+    CSS_PATH = [
+        "styles/app.tcss",
+        "styles/run.tcss",
+        "styles/study.tcss",
+        "styles/compare.tcss",
+        "styles/dialogs.tcss",
+    ]
     BINDINGS = [Binding(k, a, label) for k, a, label, _, _ in APP_ACTIONS]
     RUN_SCREENS_KEPT = 8  # run views kept composed (and following their runs) for a quick reopen
 
-    def __init__(self, file: Path, runs_dir: Path, profile: str | None = None,
-                 image_class=None, poll_every: float = 0.5, jobs: int | None = None):
+    def __init__(
+        self,
+        file: Path,
+        runs_dir: Path,
+        profile: str | None = None,
+        image_class=None,
+        poll_every: float = 0.5,
+        jobs: int | None = None,
+    ):
         super().__init__()
         if image_class is None:
             image_class = image_widget_class("halfcell")
@@ -95,8 +133,10 @@ class DiffuiApp(App):
         return self.runs_screen
 
     def on_mount(self) -> None:
-        self.sub_title = f"{self.file.name}{f' · profile {self.profile}' if self.profile else ''}" \
-                         f" · {self.runs_dir}"
+        self.sub_title = (
+            f"{self.file.name}{f' · profile {self.profile}' if self.profile else ''}"
+            f" · {self.runs_dir}"
+        )
         self.show_error("queue", self.errors.get("queue", ""))
         self.load_file()
         self.poll_loop()
@@ -200,8 +240,9 @@ class DiffuiApp(App):
             return
         key = f"run:{name}"
         if not self.is_screen_installed(key):
-            self.install_screen(screen_class(name, self.image_class, self.poller.history(name)),
-                                key)
+            self.install_screen(
+                screen_class(name, self.image_class, self.poller.history(name)), key
+            )
         self._run_screens = [k for k in self._run_screens if k != key] + [key]
         while len(self._run_screens) > self.RUN_SCREENS_KEPT:
             old = self.get_screen(self._run_screens.pop(0))
@@ -216,11 +257,13 @@ class DiffuiApp(App):
             name, _, arg = action.partition("(")
             args = [int(arg[:-1])] if arg else []
             if name in APP_ACTION_NAMES and self._applies(name, screen) and name != "quit":
-                yield SystemCommand(f"{title}  [{key}]", help,
-                                    partial(getattr(self, f"action_{name}"), *args))
+                yield SystemCommand(
+                    f"{title}  [{key}]", help, partial(getattr(self, f"action_{name}"), *args)
+                )
             elif name not in APP_ACTION_NAMES and isinstance(screen, RunsScreen):
-                yield SystemCommand(f"{title}  [{key}]", help,
-                                    partial(getattr(screen, f"action_{name}"), *args))
+                yield SystemCommand(
+                    f"{title}  [{key}]", help, partial(getattr(screen, f"action_{name}"), *args)
+                )
 
     def check_action(self, action: str, parameters) -> bool | None:
         return self._applies(action, self.screen)
@@ -242,8 +285,9 @@ class DiffuiApp(App):
             self.say("no run selected", severity="warning")
             return
         if name not in self.snapshot:
-            self.say(f"{name} is not queued yet: press a to pick the runs to queue",
-                     severity="warning")
+            self.say(
+                f"{name} is not queued yet: press a to pick the runs to queue", severity="warning"
+            )
             return
 
         def job() -> None:
@@ -254,6 +298,7 @@ class DiffuiApp(App):
                 return
             if message:
                 self.tell(message)
+
         self.in_background(job)
 
     def say(self, message: str, **kw) -> None:
@@ -287,6 +332,7 @@ class DiffuiApp(App):
                 return
             chosen = [dataclasses.replace(spec, host=host) for spec in specs] if host else specs
             self.in_background(partial(self._queue_runs, chosen))
+
         self.push_screen(HostPickScreen(self.experiments.hosts), placed)
 
     def queue_study(self, name: str | None) -> None:
@@ -298,23 +344,33 @@ class DiffuiApp(App):
         if not self.file_read():
             return
         if is_study(name):
-            self.say(f"{name} is a study: select the run it samples from and press S",
-                     severity="warning")
+            self.say(
+                f"{name} is a study: select the run it samples from and press S", severity="warning"
+            )
             return
         studies = usecases.studies_of(self.experiments, [name])
         p = self.snapshot.get(name)
         state = "not queued" if p is None or p.state == "pending" else p.state
         if not studies:
-            self.say(f"{self.file.name} has no study of {name}: add a [[studies]] table with "
-                     f"run = \"{name}\"", severity="warning")
+            self.say(
+                f"{self.file.name} has no study of {name}: add a [[studies]] table with "
+                f'run = "{name}"',
+                severity="warning",
+            )
         elif not can_sample(state):
-            self.say(f"{name} is {state}: a study samples from a finished run "
-                     f"(its studies: {', '.join(s.name for s in studies)})", severity="warning")
+            self.say(
+                f"{name} is {state}: a study samples from a finished run "
+                f"(its studies: {', '.join(s.name for s in studies)})",
+                severity="warning",
+            )
         elif len(studies) == 1:
             self._queue_study(studies[0].name)
         else:
-            states = {s.name: p.state for s in studies  # of the studies that have a folder
-                      if (p := self.snapshot.get(study_run(self.runs_dir, s.name).name))}
+            states = {
+                s.name: p.state
+                for s in studies  # of the studies that have a folder
+                if (p := self.snapshot.get(study_run(self.runs_dir, s.name).name))
+            }
             self.push_screen(StudyPickScreen(name, studies, states), self._queue_study)
 
     def _queue_study(self, name: str | None) -> None:
@@ -340,17 +396,24 @@ class DiffuiApp(App):
         def toggle() -> None:
             queue = self.queue
             queue.set_paused(not queue.paused)
-            self.tell("queue paused: running runs go on, nothing new starts" if queue.paused
-                      else f"queue started: up to {queue.jobs} at once")
+            self.tell(
+                "queue paused: running runs go on, nothing new starts"
+                if queue.paused
+                else f"queue started: up to {queue.jobs} at once"
+            )
+
         self.in_background(toggle)
 
     def action_jobs(self) -> None:
         def set_jobs(n: int | None) -> None:
             if n:
+
                 def job() -> None:
                     self.queue.set_jobs(n)
                     self.tell(f"{n} run{'s' * (n != 1)} at once")
+
                 self.in_background(job)
+
         jobs = self.last_snapshot.jobs if self.last_snapshot else self.queue.jobs
         self.push_screen(JobsScreen(jobs), set_jobs)
 
@@ -381,6 +444,7 @@ class DiffuiApp(App):
     @work(thread=True, group="report")
     def _write_report(self, runs: list, out: Path) -> None:
         from engine.report.writer import write_report
+
         unread: list[str] = []
         try:
             path = write_report(runs, out, warn=unread.append)
@@ -391,8 +455,12 @@ class DiffuiApp(App):
             self.tell(f"report failed: {type(e).__name__}: {e}", severity="error")
             return
         if unread:  # damaged files: left out, the rest drawn
-            self.tell(f"wrote {path}; could not read {len(unread)} file"
-                      f"{'s' * (len(unread) != 1)}: {unread[0]}", severity="warning", timeout=10)
+            self.tell(
+                f"wrote {path}; could not read {len(unread)} file"
+                f"{'s' * (len(unread) != 1)}: {unread[0]}",
+                severity="warning",
+                timeout=10,
+            )
         else:
             self.tell(f"wrote {path}", timeout=10)
 
@@ -409,6 +477,7 @@ class DiffuiApp(App):
             if message:
                 self.load_file()
                 self.say(message)
+
         self.push_screen(EditScreen(self.file, self.profile, self.file_text, target), saved)
 
     def action_reload(self) -> None:
@@ -418,6 +487,10 @@ class DiffuiApp(App):
     def action_quit(self) -> None:
         running = sum(p.state == "running" for p in self.snapshot.values())
         queued = 0 if self.queue.paused else len(self.queue.queued())
-        self.exit(message=f"diffui: {running} run{'s' * (running != 1)} running, {queued} queued; "
-                          "the queue service goes on: open diffui again (or diffui queue status) "
-                          "to follow them" if running or queued else None)
+        self.exit(
+            message=f"diffui: {running} run{'s' * (running != 1)} running, {queued} queued; "
+            "the queue service goes on: open diffui again (or diffui queue status) "
+            "to follow them"
+            if running or queued
+            else None
+        )

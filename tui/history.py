@@ -1,6 +1,7 @@
 """A run's history as the poll thread reads it (:class:`RunHistory`): its events without the
 frequent step-progress ones, and its sample grids decoded once (:class:`Grid`). The screens get
 them in :class:`tui.messages.RunEvents`."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -56,8 +57,9 @@ class RunHistory:
         new = [e for e in self._reader.read() if not isinstance(e, StepProgress)]
         if new:
             self.events = self.events + new  # a new list: ``state`` keeps the old one
-        if any(isinstance(e, (Samples, Value)) for e in new) or \
-                (self.grids_version == 0 and self._grid_events()):
+        if any(isinstance(e, (Samples, Value)) for e in new) or (
+            self.grids_version == 0 and self._grid_events()
+        ):
             self._load_grids()
         self.state = (self.events, self.grids, self.grids_version, self.settings)
         return bool(new)

@@ -2,6 +2,7 @@
 
 They carry plain data read off the event loop; handlers (``on_snapshot``, ``on_run_events``,
 ``on_file_loaded``) only draw it. None bubbles: each is posted to the screen that subscribed."""
+
 from __future__ import annotations
 
 from textual.message import Message
@@ -9,7 +10,6 @@ from textual.message import Message
 from engine.rundir.events import Event
 from engine.rundir.progress import RunProgress
 from engine.spec.experiments import Experiments
-
 from tui.history import Grid
 
 
@@ -20,9 +20,17 @@ class Snapshot(Message, bubble=False):
     empty), ``queue_error`` the one line of a damaged queue.json ("" when it is fine), ``where``
     each run's place in words (``gpu1``, ``→ gpu1, local``, ``cluster: job 3 RUNNING``)."""
 
-    def __init__(self, progress: dict[str, RunProgress], queued: list[str], jobs: int,
-                 paused: bool, planned: list[str], problem: str = "", queue_error: str = "",
-                 where: dict[str, str] | None = None):
+    def __init__(
+        self,
+        progress: dict[str, RunProgress],
+        queued: list[str],
+        jobs: int,
+        paused: bool,
+        planned: list[str],
+        problem: str = "",
+        queue_error: str = "",
+        where: dict[str, str] | None = None,
+    ):
         super().__init__()
         self.progress, self.queued, self.jobs, self.paused = progress, queued, jobs, paused
         self.planned, self.problem, self.queue_error = planned, problem, queue_error
@@ -34,8 +42,9 @@ class RunEvents(Message, bubble=False):
     without the step-progress ones. ``grids`` is the run's sample grids when they changed
     (else None), ``settings`` its resolved settings as TOML in the first message (else None)."""
 
-    def __init__(self, name: str, events: list[Event], grids: list[Grid] | None,
-                 settings: str | None):
+    def __init__(
+        self, name: str, events: list[Event], grids: list[Grid] | None, settings: str | None
+    ):
         super().__init__()
         self.name, self.events, self.grids, self.settings = name, events, grids, settings
 

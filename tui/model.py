@@ -4,6 +4,7 @@ followed run's events, settings text and sample grids (:class:`tui.history.RunHi
 what it found to the screens that subscribed, as the typed messages of :mod:`tui.messages`; the
 event loop only draws. :func:`read_experiments` reads the experiments file for the app's worker.
 """
+
 from __future__ import annotations
 
 import copy
@@ -16,7 +17,6 @@ from engine.queue.client import Queue
 from engine.rundir.run import Run
 from engine.spec.checks import ConfigError
 from engine.spec.experiments import Experiments, load_experiments, parse_experiments
-
 from tui.history import Grid, RunHistory
 from tui.messages import RunEvents, Snapshot
 
@@ -40,8 +40,13 @@ class Poller:
         self._scanned = 0.0
         self.here = socket.gethostname()  # "local" in the where column
 
-    def subscribe(self, target, runs: tuple[str, ...] = (), snapshots: bool = True,
-                  have: dict[str, tuple[int, int]] | None = None) -> None:
+    def subscribe(
+        self,
+        target,
+        runs: tuple[str, ...] = (),
+        snapshots: bool = True,
+        have: dict[str, tuple[int, int]] | None = None,
+    ) -> None:
         """``target`` (a screen) gets a :class:`Snapshot` every round when ``snapshots``, and
         the events of ``runs``: all of them at first, then the new ones. ``have`` says what it
         holds already (from :meth:`history`): run name -> (events, grids version)."""
@@ -81,8 +86,10 @@ class Poller:
                 progress = {n: copy.copy(p) for n, p in self.queue.progress.items()}
                 queued, jobs, paused = self.queue.queued(), self.queue.jobs, self.queue.paused
                 queue_error = f"error: {self.queue.error}" if self.queue.error else ""
-                where = {n: self.queue.state.where_text(n, p.host, self.here) for n, p in
-                         progress.items()}
+                where = {
+                    n: self.queue.state.where_text(n, p.host, self.here)
+                    for n, p in progress.items()
+                }
         except OSError as e:  # a run folder we cannot read: say so, keep following the rest
             problem = f"error: following the runs: {e}"
             progress, queued, jobs, paused = {}, [], self.queue.jobs, self.queue.paused
@@ -92,14 +99,17 @@ class Poller:
             subs = list(self._subs.items())
         for target, (_, snapshots) in subs:
             if snapshots:
-                self._post(target, Snapshot(progress, queued, jobs, paused, planned, problem,
-                                            queue_error, where))
+                self._post(
+                    target,
+                    Snapshot(progress, queued, jobs, paused, planned, problem, queue_error, where),
+                )
 
     def _feed(self, subs) -> None:
         """Read the new events of every run (so that a screen opening on one has its history at
         hand) and post them to the screens following it."""
-        names = {r.name for r in list(self.queue.runs)} | \
-                {name for _, (runs, _) in subs for name in runs}
+        names = {r.name for r in list(self.queue.runs)} | {
+            name for _, (runs, _) in subs for name in runs
+        }
         for name in names:
             history = self._histories.get(name)
             if history is None:
@@ -122,17 +132,22 @@ class Poller:
                         continue
                     self._sent[key] = (len(events), version)
                 n_sent, grids_sent = sent or (0, 0)
-                self._post(target, RunEvents(name, events[n_sent:],
-                                             list(grids) if version != grids_sent else None,
-                                             settings if sent is None else None))
+                self._post(
+                    target,
+                    RunEvents(
+                        name,
+                        events[n_sent:],
+                        list(grids) if version != grids_sent else None,
+                        settings if sent is None else None,
+                    ),
+                )
 
     def _post(self, target, message) -> None:
         if not target.post_message(message):  # closing or closed
             self.unsubscribe(target)
 
 
-def read_experiments(file: Path, profile: str | None) \
-        -> tuple[Experiments | None, str | None, str]:
+def read_experiments(file: Path, profile: str | None) -> tuple[Experiments | None, str | None, str]:
     """The experiments file (:class:`Experiments`) and its text, or the one-line error of batch
     mode (call it off the event loop)."""
     try:

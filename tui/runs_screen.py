@@ -1,6 +1,7 @@
 """The runs view, diffui's first screen: every run of the experiments file and of the runs folder,
 with the queue's state above. It draws the :class:`Snapshot` messages of the poll thread; the
 actions on the queue are the app's."""
+
 from __future__ import annotations
 
 from textual.app import ComposeResult
@@ -9,7 +10,6 @@ from textual.screen import Screen
 from textual.widgets import Header, Static
 
 from engine.rundir.progress import why
-
 from tui.messages import Snapshot
 from tui.screens import CompareScreen
 from tui.widgets import KeyBar, RunsTable
@@ -18,12 +18,22 @@ from tui.widgets import KeyBar, RunsTable
 RUNS_ACTIONS = [
     ("K", "move(-1)", "up", "Move run up", "move the selected queued run towards the front"),
     ("J", "move(1)", "down", "Move run down", "move the selected queued run towards the back"),
-    ("o", "open", "open", "Open run",
-     "charts, sample grids, settings and events of the selected run"),
+    (
+        "o",
+        "open",
+        "open",
+        "Open run",
+        "charts, sample grids, settings and events of the selected run",
+    ),
     ("space", "mark", "mark", "Mark run", "mark or unmark the selected run for the compare view"),
     ("c", "compare", "compare", "Compare runs", "curves and final numbers of the marked runs"),
-    ("S", "study", "study", "Queue a study",
-     "queue a sampling study of the experiments file on the selected finished run"),
+    (
+        "S",
+        "study",
+        "study",
+        "Queue a study",
+        "queue a sampling study of the experiments file on the selected finished run",
+    ),
 ]
 
 
@@ -71,7 +81,8 @@ class RunsScreen(Screen):
         state = "paused (s to start)" if message.paused else "started"
         self.query_one("#queue-line", Static).update(
             f"queue {state} · {message.jobs} at once · {running} running · "
-            f"{len(message.queued)} queued")
+            f"{len(message.queued)} queued"
+        )
         self._show()
 
     def _show(self) -> None:
@@ -109,8 +120,9 @@ class RunsScreen(Screen):
         if name is None:
             return
         if not self.is_folder(name):
-            self.app.say(f"{name} is not queued yet: press a to pick the runs to queue "
-                         "(it is in the list)")
+            self.app.say(
+                f"{name} is not queued yet: press a to pick the runs to queue (it is in the list)"
+            )
             return
         self.app.open_run(name)
 

@@ -5,6 +5,7 @@ The run, study and compare views subscribe to the poll thread (:class:`tui.model
 their runs' events and draw the :class:`RunEvents` and :class:`Snapshot` messages it posts; none
 of these screens reads a file on the event loop (the edit dialog is handed the file's text and
 saves in a worker)."""
+
 from __future__ import annotations
 
 import time
@@ -15,19 +16,33 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
-from textual.widgets import (DataTable, Header, Input, Label, OptionList, RichLog, Select,
-                             SelectionList, Static)
+from textual.widgets import (
+    DataTable,
+    Header,
+    Input,
+    Label,
+    OptionList,
+    RichLog,
+    Select,
+    SelectionList,
+    Static,
+)
 
 from engine.data.datasets import fallback_note
 from engine.rundir.events import End, Epoch, Eval, Samples, Start, Value, latest_by_epoch
-from engine.rundir.progress import (SUMMARY_COLUMNS, RunProgress, status_text, study_values,
-                                    summary_row, why)
-from engine.spec.sections import STUDY_VALUE
+from engine.rundir.progress import (
+    SUMMARY_COLUMNS,
+    RunProgress,
+    status_text,
+    study_values,
+    summary_row,
+    why,
+)
 from engine.spec.checks import ConfigError
-from engine.spec.specs import RunSpec, StudySpec, spec_from_toml
 from engine.spec.edit import get_setting, key_help, set_setting, targets
+from engine.spec.sections import STUDY_VALUE
+from engine.spec.specs import RunSpec, StudySpec, spec_from_toml
 from engine.text import fmt
-
 from tui.messages import RunEvents, Snapshot
 from tui.widgets import Chart, GridView, KeyBar
 
@@ -37,18 +52,23 @@ CURVE_EVENTS = (Epoch, Eval)  # the events that change a chart
 def describe_event(e) -> str | None:
     """One line of a run's event log (None for the frequent progress events)."""
     if isinstance(e, Start):
-        line = (f"start at epoch {e.epoch}/{e.epochs} on {e.device or '?'}"
-                + (" (resumed)" if e.resumed else ""))
+        line = f"start at epoch {e.epoch}/{e.epochs} on {e.device or '?'}" + (
+            " (resumed)" if e.resumed else ""
+        )
         notes = [n for n in (e.note, fallback_note(e.data_source)) if n]
         return "; ".join([line, *notes])
     if isinstance(e, Epoch):
-        return (f"epoch {e.epoch}/{e.epochs}  train {e.train_loss:.4f}  "
-                f"val {e.val_loss:.4f}  ({e.seconds:.1f} s)")
+        return (
+            f"epoch {e.epoch}/{e.epochs}  train {e.train_loss:.4f}  "
+            f"val {e.val_loss:.4f}  ({e.seconds:.1f} s)"
+        )
     if isinstance(e, Samples):
         return f"grid of epoch {e.epoch} ({e.sampler}, {e.n} images)"
     if isinstance(e, Eval):
-        return (f"FID {e.fid:.2f} (floor {e.floor:.2f}, n {e.n}, {e.sampler}), "
-                f"class entropy {e.entropy or 0:.2f} bits")
+        return (
+            f"FID {e.fid:.2f} (floor {e.floor:.2f}, n {e.n}, {e.sampler}), "
+            f"class entropy {e.entropy or 0:.2f} bits"
+        )
     if isinstance(e, End):
         return f"end: {e.status}" + (f": {e.error}" if e.error else "")
     return None
@@ -185,11 +205,13 @@ def value_numbers(e: Value | None) -> str:
     """The numbers of one value of a study, under its grid."""
     if e is None:
         return ""
-    return (f"FID {e.fid:.1f}\nfloor {e.floor:.1f}\n"
-            f"distinct {fmt(e.distinct_share, '.0%')} · "
-            f"pairwise {fmt(e.pairwise_distance, '.1f')}\n"
-            f"nearest train {fmt(e.nearest_train_distance, '.3f')} · "
-            f"copies {fmt(e.near_copy_share, '.0%')}")
+    return (
+        f"FID {e.fid:.1f}\nfloor {e.floor:.1f}\n"
+        f"distinct {fmt(e.distinct_share, '.0%')} · "
+        f"pairwise {fmt(e.pairwise_distance, '.1f')}\n"
+        f"nearest train {fmt(e.nearest_train_distance, '.3f')} · "
+        f"copies {fmt(e.near_copy_share, '.0%')}"
+    )
 
 
 def study_series(spec: StudySpec, values: dict[float, Value]) -> dict[str, list]:
@@ -200,9 +222,12 @@ def study_series(spec: StudySpec, values: dict[float, Value]) -> dict[str, list]
     def series(label: str, field: str) -> tuple[str, list, list]:
         pairs = [(x, getattr(e, field)) for x, e in zip(xs, done) if getattr(e, field) is not None]
         return label, [x for x, _ in pairs], [y for _, y in pairs]
-    return {"fid-chart": [series("FID", "fid"), series("floor", "floor")],
-            "diversity-chart": [series("pairwise distance", "pairwise_distance")],
-            "novelty-chart": [series("nearest training digit", "nearest_train_distance")]}
+
+    return {
+        "fid-chart": [series("FID", "fid"), series("floor", "floor")],
+        "diversity-chart": [series("pairwise distance", "pairwise_distance")],
+        "novelty-chart": [series("nearest training digit", "nearest_train_distance")],
+    }
 
 
 class StudyScreen(FollowScreen):
@@ -261,7 +286,8 @@ class StudyScreen(FollowScreen):
             else:
                 first = (message.settings.splitlines() or [""])[0]
                 self.query_one("#study-line", Static).update(
-                    f"{self.run_name}: no study settings to show ({first})")
+                    f"{self.run_name}: no study settings to show ({first})"
+                )
         self.events = self.events + message.events
         new_values = any(isinstance(e, Value) for e in message.events)
         if new_values:
@@ -285,9 +311,11 @@ class StudyScreen(FollowScreen):
         for chart in self.query(Chart):
             chart.xlabel = what
         for v in self.spec.values:
-            self.columns[v] = (Label(f"{what} = {v:g}", classes="value-label", markup=False),
-                               GridView(self.image_class, classes="value-grid"),
-                               Static("", classes="value-numbers", markup=False))
+            self.columns[v] = (
+                Label(f"{what} = {v:g}", classes="value-label", markup=False),
+                GridView(self.image_class, classes="value-grid"),
+                Static("", classes="value-numbers", markup=False),
+            )
             box.mount(Vertical(*self.columns[v], classes="study-value"))
 
     def _show_line(self) -> None:
@@ -296,24 +324,34 @@ class StudyScreen(FollowScreen):
         if spec is None:
             return
         what = STUDY_VALUE.get(spec.kind, "value")
-        sampler = next(reversed(self.values.values())).sampler if self.values else \
-            (spec.keys.sampler or "the run's final sampler")
-        parts = [f"{spec.kind} on {spec.run}", f"n {spec.keys.n}", sampler,
-                 f"{len(self.values)} of {len(spec.values)} values done"]
+        sampler = (
+            next(reversed(self.values.values())).sampler
+            if self.values
+            else (spec.keys.sampler or "the run's final sampler")
+        )
+        parts = [
+            f"{spec.kind} on {spec.run}",
+            f"n {spec.keys.n}",
+            sampler,
+            f"{len(self.values)} of {len(spec.values)} values done",
+        ]
         current = self.current
         if current is not None:
             place = spec.values.index(current) + 1
             task = p.task_text()
-            parts.append(f"on value {place} of {len(spec.values)} ({what} = {current:g})"
-                         + (f": {task}" if task else ""))
+            parts.append(
+                f"on value {place} of {len(spec.values)} ({what} = {current:g})"
+                + (f": {task}" if task else "")
+            )
         elif p is not None:
             q = self.queued.index(self.run_name) if self.run_name in self.queued else None
             parts.append(status_text(p, q) + (f": {p.detail}" if p.detail else ""))
         self.query_one("#study-line", Static).update(" · ".join(parts))
         for v, (label, _, numbers) in self.columns.items():
             label.update(("▶ " if v == current else "") + f"{what} = {v:g}")
-            numbers.update(value_numbers(self.values.get(v))
-                           or ("sampling..." if v == current else "to do"))
+            numbers.update(
+                value_numbers(self.values.get(v)) or ("sampling..." if v == current else "to do")
+            )
 
 
 class CompareScreen(Screen):
@@ -362,11 +400,20 @@ class CompareScreen(Screen):
         many = len(self.names) > 1
         shown = [n for n in self.names if n in self.events]
         self.query_one("#loss-chart", Chart).show(
-            [s for n in shown for s in loss_series(self.events[n], f"{n} " if many else "",
-                                                  train=not many)], logy=True)
+            [
+                s
+                for n in shown
+                for s in loss_series(self.events[n], f"{n} " if many else "", train=not many)
+            ],
+            logy=True,
+        )
         self.query_one("#fid-chart", Chart).show(
-            [s for n in shown for s in fid_series(self.events[n], f"{n} " if many else "",
-                                                 floor=not many)])
+            [
+                s
+                for n in shown
+                for s in fid_series(self.events[n], f"{n} " if many else "", floor=not many)
+            ]
+        )
         self.ready = len(shown) == len(self.names) and bool(self.rows)
 
     def on_snapshot(self, message: Snapshot) -> None:
@@ -385,12 +432,16 @@ class CompareScreen(Screen):
 
 # --- dialogs --------------------------------------------------------------------------------
 
+
 class PickScreen(ModalScreen[list[str]]):
     """Pick runs of the experiments file to queue (a sweep lists each of its runs)."""
 
-    BINDINGS = [Binding("enter", "submit", "queue", priority=True),
-                Binding("a", "all", "all"), Binding("n", "none", "none"),
-                Binding("escape", "dismiss", "cancel")]
+    BINDINGS = [
+        Binding("enter", "submit", "queue", priority=True),
+        Binding("a", "all", "all"),
+        Binding("n", "none", "none"),
+        Binding("escape", "dismiss", "cancel"),
+    ]
 
     def __init__(self, specs: list[RunSpec], states: dict[str, str]):
         super().__init__()
@@ -398,8 +449,9 @@ class PickScreen(ModalScreen[list[str]]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label("Queue which runs? space: toggle · a: all · n: none · enter: queue · "
-                        "escape: cancel")
+            yield Label(
+                "Queue which runs? space: toggle · a: all · n: none · enter: queue · escape: cancel"
+            )
             items = []
             for s in self.specs:
                 label = s.name if s.name == s.experiment else f"{s.name}  (sweep of {s.experiment})"
@@ -429,15 +481,18 @@ class StudyPickScreen(ModalScreen[str]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(f"Queue which study of {self.run}? enter: queue · escape: cancel",
-                        markup=False)
+            yield Label(
+                f"Queue which study of {self.run}? enter: queue · escape: cancel", markup=False
+            )
             items = []
             for s in self.studies:
                 what = STUDY_VALUE.get(s.kind, "value")
                 state = self.states.get(s.name)
-                items.append(f"{s.name}  ({s.kind}, {what} = "
-                             f"{', '.join(f'{v:g}' for v in s.values)}, n {s.keys.n})"
-                             + (f"  {state}" if state else ""))
+                items.append(
+                    f"{s.name}  ({s.kind}, {what} = "
+                    f"{', '.join(f'{v:g}' for v in s.values)}, n {s.keys.n})"
+                    + (f"  {state}" if state else "")
+                )
             yield OptionList(*items, id="pick-study", markup=False)
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
@@ -454,10 +509,16 @@ class HostPickScreen(ModalScreen[list]):
     def __init__(self, hosts: dict):
         super().__init__()
         self.choices: list[list[str]] = [[], ["local"], *([h] for h in hosts)]
-        self.labels = ["as the experiments file says (each run's host)", "local (this machine)",
-                       *(f"{h}  ({spec.kind}: {spec.address or 'this machine'}"
-                         + (f", GPUs {spec.gpus}" if spec.kind == "ssh" and spec.gpus else "")
-                         + ")" for h, spec in hosts.items())]
+        self.labels = [
+            "as the experiments file says (each run's host)",
+            "local (this machine)",
+            *(
+                f"{h}  ({spec.kind}: {spec.address or 'this machine'}"
+                + (f", GPUs {spec.gpus}" if spec.kind == "ssh" and spec.gpus else "")
+                + ")"
+                for h, spec in hosts.items()
+            ),
+        ]
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
@@ -508,12 +569,15 @@ class EditScreen(ModalScreen[str]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(f"Edit {self.path.name}: where, key (section.key), value as TOML; "
-                        "enter saves, escape cancels")
-            yield Select([(t, t) for t in self.targets], value=self.target, allow_blank=False,
-                         id="target")
+            yield Label(
+                f"Edit {self.path.name}: where, key (section.key), value as TOML; "
+                "enter saves, escape cancels"
+            )
+            yield Select(
+                [(t, t) for t in self.targets], value=self.target, allow_blank=False, id="target"
+            )
             yield Input(placeholder="training.epochs", id="key")
-            yield Input(placeholder="value, e.g. 20 or \"cosine\"", id="value")
+            yield Input(placeholder='value, e.g. 20 or "cosine"', id="value")
             yield Label("", id="edit-error", classes="error", markup=False)
 
     def on_input_changed(self, event: Input.Changed) -> None:
@@ -527,8 +591,9 @@ class EditScreen(ModalScreen[str]):
         key = self.query_one("#key", Input).value.strip()
         err = self.query_one("#edit-error", Label)
         try:
-            value = get_setting(self.text, self.path, str(self.query_one("#target", Select).value),
-                                key)
+            value = get_setting(
+                self.text, self.path, str(self.query_one("#target", Select).value), key
+            )
         except ConfigError:
             value = None
         info = [f"now: {value!r}"] if value is not None else []
@@ -551,5 +616,6 @@ class EditScreen(ModalScreen[str]):
         except ConfigError as e:
             self.app.call_from_thread(self.query_one("#edit-error", Label).update, f"error: {e}")
             return
-        self.app.call_from_thread(self.dismiss,
-                                  f"saved {key} = {value} at {target} in {self.path.name}")
+        self.app.call_from_thread(
+            self.dismiss, f"saved {key} = {value} at {target} in {self.path.name}"
+        )

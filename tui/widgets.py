@@ -3,6 +3,7 @@
 They only display what they are handed (progress snapshots, events, decoded sample grids);
 reading run folders is the poll thread's work (:mod:`tui.model`), driving the queue the app's.
 """
+
 from __future__ import annotations
 
 import time
@@ -16,7 +17,6 @@ from textual_plotext import PlotextPlot
 
 from engine.rundir.progress import RunProgress, status_text
 from engine.text import fmt, format_seconds
-
 from tui.history import Grid
 
 IMAGE_MODES = ("auto", "halfcell", "sixel", "tgp")
@@ -29,9 +29,11 @@ def image_widget_class(mode: str = "halfcell") -> type[Widget]:
     # imported here: importing textual_image queries the terminal
     from textual_image import renderable
     from textual_image import widget as timg
+
     if mode == "auto":  # what the terminal answered when textual_image was imported
-        mode = {renderable.SixelImage: "sixel",
-                renderable.TGPImage: "tgp"}.get(renderable.Image, "")
+        mode = {renderable.SixelImage: "sixel", renderable.TGPImage: "tgp"}.get(
+            renderable.Image, ""
+        )
     return {"sixel": timg.SixelImage, "tgp": timg.TGPImage}.get(mode, timg.HalfcellImage)
 
 
@@ -59,16 +61,26 @@ class RunsTable(DataTable):
         if name:
             self.marked ^= {name}
 
-    def show(self, progress: dict[str, RunProgress], queued: list[str], where: dict[str, str],
-             planned: list[str] = (), now: float | None = None) -> None:
+    def show(
+        self,
+        progress: dict[str, RunProgress],
+        queued: list[str],
+        where: dict[str, str],
+        planned: list[str] = (),
+        now: float | None = None,
+    ) -> None:
         """Redraw from a progress snapshot: the queued runs in queue order, then the runs of
         the experiments file (``planned``) in its order, then other run folders by name. A run
         of the file with no folder yet shows as not queued. Cells change in place; when runs
         come, go or change order, the rows are rebuilt with the cursor kept on the same run."""
         now = now or time.time()
         order = list(dict.fromkeys([*queued, *planned, *sorted(progress)]))
-        rows = {name: self._cells(progress.get(name) or RunProgress(name), queued,
-                                  where.get(name, ""), now) for name in order}
+        rows = {
+            name: self._cells(
+                progress.get(name) or RunProgress(name), queued, where.get(name, ""), now
+            )
+            for name in order
+        }
         if [k.value for k in self.rows] == order:
             for name, cells in rows.items():
                 for col, value in zip(self.COLUMNS, cells):
@@ -85,10 +97,17 @@ class RunsTable(DataTable):
     def _cells(self, p: RunProgress, queued: list[str], where: str, now: float) -> list[str]:
         q = queued.index(p.name) if p.name in queued else None
         eta = p.task_eta(now) if p.task else p.eta()
-        return [("● " if p.name in self.marked else "") + p.name, status_text(p, q),
-                f"{p.epoch}/{p.epochs}" if p.epochs else "-", fmt(p.train_loss), fmt(p.val_loss),
-                fmt(p.fid, ".1f"), format_seconds(p.elapsed(now)) if p.started else "-",
-                "-" if eta is None else format_seconds(eta), where]
+        return [
+            ("● " if p.name in self.marked else "") + p.name,
+            status_text(p, q),
+            f"{p.epoch}/{p.epochs}" if p.epochs else "-",
+            fmt(p.train_loss),
+            fmt(p.val_loss),
+            fmt(p.fid, ".1f"),
+            format_seconds(p.elapsed(now)) if p.started else "-",
+            "-" if eta is None else format_seconds(eta),
+            where,
+        ]
 
 
 class Chart(PlotextPlot):
@@ -99,8 +118,9 @@ class Chart(PlotextPlot):
         self.title, self.ylabel, self.xlabel = title, ylabel, xlabel
         self.series: list[tuple[str, list, list]] = []
 
-    def show(self, series: list[tuple[str, list, list]], logy: bool = False,
-             evenly: bool = False) -> None:
+    def show(
+        self, series: list[tuple[str, list, list]], logy: bool = False, evenly: bool = False
+    ) -> None:
         """Draw ``series``; with ``evenly`` the x values are set at even steps, labelled with
         their values (a study's λ = 0, 0.001, 0.01, 0.1 apart)."""
         self.series = series
@@ -230,8 +250,11 @@ class KeyBar(Widget):
             text.append(" ")
         if palette in active:
             binding = active[palette][1]
-            tail = Text.assemble("▏", (self.app.get_key_display(binding), key_style),
-                                 (f" {binding.description}", desc_style))
+            tail = Text.assemble(
+                "▏",
+                (self.app.get_key_display(binding), key_style),
+                (f" {binding.description}", desc_style),
+            )
             width = self.size.width
             text.truncate(max(0, width - tail.cell_len))
             text.pad_right(max(0, width - tail.cell_len - text.cell_len))

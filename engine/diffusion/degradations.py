@@ -9,14 +9,15 @@ z_t = D(x, t) = sqrt(a_t) x + sqrt(1 - a_t) z.
 
 Time enters the networks as t/T.
 """
+
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
 from engine.data import datasets
-from engine.spec.components import DEGRADATIONS
 from engine.diffusion.schedules import Schedule, from_spec
+from engine.spec.components import DEGRADATIONS
 
 
 class Degradation:
@@ -50,8 +51,9 @@ class Degradation:
     def target(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def loss(self, model, x: torch.Tensor, generator: torch.Generator,
-             held_out: bool = False) -> torch.Tensor:
+    def loss(
+        self, model, x: torch.Tensor, generator: torch.Generator, held_out: bool = False
+    ) -> torch.Tensor:
         """MSE of the network's prediction at t ~ U{1..T} (the study's, and Ho et al.'s, simple
         loss); ``held_out`` draws latents from the held-out pool where there is one."""
         t = torch.randint(1, self.T + 1, (x.shape[0],), device=x.device, generator=generator)
@@ -63,8 +65,7 @@ class Gaussian(Degradation):
     name = "gaussian"
 
     def latents(self, n, generator, held_out=False):
-        return torch.randn((n, *datasets.IMAGE_SHAPE), device=self.device,
-                           generator=generator)
+        return torch.randn((n, *datasets.IMAGE_SHAPE), device=self.device, generator=generator)
 
     def target(self, x, z):
         return z
@@ -76,8 +77,13 @@ class Morph(Degradation):
 
     name = "morph"
 
-    def __init__(self, schedule: Schedule, train_latents: torch.Tensor, test_latents: torch.Tensor,
-                 device: torch.device | str = "cpu"):
+    def __init__(
+        self,
+        schedule: Schedule,
+        train_latents: torch.Tensor,
+        test_latents: torch.Tensor,
+        device: torch.device | str = "cpu",
+    ):
         super().__init__(schedule, device)
         self.pools = {False: train_latents.to(device), True: test_latents.to(device)}  # uint8
 
@@ -95,8 +101,12 @@ def build_gaussian(schedule: Schedule, spec, device) -> Gaussian:
 
 
 def build_morph(schedule: Schedule, spec, device) -> Morph:
-    return Morph(schedule, datasets.load_latents(spec.data, "train").images,
-                 datasets.load_latents(spec.data, "test").images, device)
+    return Morph(
+        schedule,
+        datasets.load_latents(spec.data, "train").images,
+        datasets.load_latents(spec.data, "test").images,
+        device,
+    )
 
 
 def check_morph_inputs(spec) -> None:

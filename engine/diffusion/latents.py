@@ -26,6 +26,7 @@ per-step noise). Hence λ = 0 and N = 1 give, for n <= ``batch``, exactly the im
 ``samplers.sample(model, deg, sampler, n, steps, torch.Generator(device).manual_seed(s))``.
 The GMM uses ``random_state = s`` for the subsample, the PCA, the fit and the draws.
 """
+
 from __future__ import annotations
 
 import math
@@ -35,11 +36,11 @@ import numpy as np
 import torch
 
 from engine.data import datasets
+from engine.data.datasets import HI, IMAGE_SHAPE, LO
 from engine.diffusion import samplers
+from engine.diffusion.degradations import Degradation, Morph
 from engine.spec.sections import COVARIANCES  # GaussianMixture's covariance_type
 from engine.spec.sections import STUDY_KINDS as KINDS
-from engine.data.datasets import HI, IMAGE_SHAPE, LO
-from engine.diffusion.degradations import Degradation, Morph
 
 STUDY_SEED_OFFSET = 7919  # the generator of a study's own draws: seed + offset
 # FashionMNIST training images the GMM is fitted on (a seeded subsample of the 60,000): a full
@@ -57,21 +58,33 @@ def check(kind: str, value, degradation: str, *, covariance: str = "full", pca: 
     if kind not in KINDS:
         raise ValueError(f"unknown study kind {kind!r}; expected one of {', '.join(KINDS)}")
     if kind == "noise":
-        if isinstance(value, bool) or not isinstance(value, (int, float)) \
-                or not math.isfinite(value) or value < 0:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+            or value < 0
+        ):
             raise ValueError(f"noise: λ must be a number >= 0, got {value!r}")
         return
-    if isinstance(value, bool) or not isinstance(value, (int, float)) \
-            or not math.isfinite(value) or value != int(value) or value < 1:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value != int(value)
+        or value < 1
+    ):
         what = "N (latents averaged)" if kind == "interpolation" else "components"
         raise ValueError(f"{kind}: {what} must be an integer >= 1, got {value!r}")
     if kind == "gmm":
         if degradation != "morph":
-            raise ValueError(f"gmm latents need a morph run (a Gaussian mixture fitted to its "
-                             f"FashionMNIST latents); this run's degradation is {degradation}")
+            raise ValueError(
+                f"gmm latents need a morph run (a Gaussian mixture fitted to its "
+                f"FashionMNIST latents); this run's degradation is {degradation}"
+            )
         if covariance not in COVARIANCES:
-            raise ValueError(f"gmm: covariance must be one of {', '.join(COVARIANCES)}, "
-                             f"got {covariance!r}")
+            raise ValueError(
+                f"gmm: covariance must be one of {', '.join(COVARIANCES)}, got {covariance!r}"
+            )
         dims = math.prod(IMAGE_SHAPE)
         if isinstance(pca, bool) or not isinstance(pca, int) or not 0 <= pca <= dims:
             raise ValueError(f"gmm: pca must be an integer from 0 (none) to {dims}, got {pca!r}")
@@ -114,8 +127,9 @@ def _latents(kind, value, deg, n, seed, covariance, pca):
     return (mean * math.sqrt(N) if deg.name == "gaussian" else mean), g
 
 
-def study_latents(kind: str, value, deg: Degradation, n: int, seed: int, *,
-                  covariance: str = "full", pca: int = 0) -> torch.Tensor:
+def study_latents(
+    kind: str, value, deg: Degradation, n: int, seed: int, *, covariance: str = "full", pca: int = 0
+) -> torch.Tensor:
     """``n`` starting latents (n, *IMAGE_SHAPE), float32 on the degradation's device, of study
     ``kind`` at ``value`` (λ, N or components; see the module's docstring), reproducible from
     ``seed``. ``covariance`` and ``pca`` are the ``gmm`` settings. A kind or value that does not
@@ -123,22 +137,54 @@ def study_latents(kind: str, value, deg: Degradation, n: int, seed: int, *,
     return _latents(kind, value, deg, n, seed, covariance, pca)[0]
 
 
-def sample_from(model, deg: Degradation, sampler: str, z: torch.Tensor, steps: int,
-                latent_mode: str = "estimate", generator: torch.Generator | None = None,
-                batch: int = 500, progress=None) -> torch.Tensor:
+def sample_from(
+    model,
+    deg: Degradation,
+    sampler: str,
+    z: torch.Tensor,
+    steps: int,
+    latent_mode: str = "estimate",
+    generator: torch.Generator | None = None,
+    batch: int = 500,
+    progress=None,
+) -> torch.Tensor:
     """The images (model space, clipped to [LO, HI]) of the registered ``sampler`` started from
     the latents ``z`` rather than from latents it draws: ``ddim`` and ``ddpm`` take z = z_T
     (Gaussian noise), ``direct`` and ``iterative`` the FashionMNIST latent z_T (``latent_mode``
     is the iterative sampler's "estimate" or "start"). Only ``ddpm`` uses ``generator`` (its
     per-step noise; None: torch's global generator). Runs on z's device, in batches of
     ``batch``."""
-    return samplers.sample(model, deg, sampler, len(z), steps, generator, z.device, batch=batch,
-                           latent=latent_mode, progress=progress, z=z)
+    return samplers.sample(
+        model,
+        deg,
+        sampler,
+        len(z),
+        steps,
+        generator,
+        z.device,
+        batch=batch,
+        latent=latent_mode,
+        progress=progress,
+        z=z,
+    )
 
 
-def study_samples(model, deg: Degradation, sampler: str, kind: str, value, n: int, steps: int,
-                  seed: int, *, latent_mode: str = "estimate", covariance: str = "full",
-                  pca: int = 0, batch: int = 500, progress=None) -> torch.Tensor:
+def study_samples(
+    model,
+    deg: Degradation,
+    sampler: str,
+    kind: str,
+    value,
+    n: int,
+    steps: int,
+    seed: int,
+    *,
+    latent_mode: str = "estimate",
+    covariance: str = "full",
+    pca: int = 0,
+    batch: int = 500,
+    progress=None,
+) -> torch.Tensor:
     """``n`` images of the study ``kind`` at ``value``: :func:`study_latents` through
     :func:`sample_from`, the sampler continuing the seed's generator (so that λ = 0 and N = 1
     give exactly ``samplers.sample`` with that generator when n <= ``batch``)."""
@@ -148,8 +194,16 @@ def study_samples(model, deg: Degradation, sampler: str, kind: str, value, n: in
 
 # --- Gaussian-mixture latents ----------------------------------------------------------------
 
-def fit_gmm(train_latents: torch.Tensor, components: int, seed: int, *,
-            covariance: str = "full", pca: int = 0, fit_size: int | None = None):
+
+def fit_gmm(
+    train_latents: torch.Tensor,
+    components: int,
+    seed: int,
+    *,
+    covariance: str = "full",
+    pca: int = 0,
+    fit_size: int | None = None,
+):
     """(pca or None, GaussianMixture) fitted to ``fit_size`` (default :data:`GMM_FIT_SIZE`)
     images of ``train_latents`` (uint8 (N, 28, 28), FashionMNIST's training split), picked with
     ``random_state = seed`` and flattened in model space; ``pca`` > 0 fits in that many PCA
@@ -167,14 +221,16 @@ def fit_gmm(train_latents: torch.Tensor, components: int, seed: int, *,
     reducer = PCA(n_components=pca, random_state=seed).fit(x) if pca else None
     if reducer is not None:
         x = reducer.transform(x)
-    gmm = GaussianMixture(n_components=components, covariance_type=covariance,
-                          random_state=seed).fit(x)
+    gmm = GaussianMixture(
+        n_components=components, covariance_type=covariance, random_state=seed
+    ).fit(x)
     GMM_FIT_SECONDS[(components, covariance, pca, seed, size)] = round(time.time() - t0, 3)
     return reducer, gmm
 
 
-def gmm_latents(deg: Degradation, n: int, components: int, seed: int, *,
-                covariance: str = "full", pca: int = 0) -> torch.Tensor:
+def gmm_latents(
+    deg: Degradation, n: int, components: int, seed: int, *, covariance: str = "full", pca: int = 0
+) -> torch.Tensor:
     """``n`` latents drawn from a Gaussian mixture fitted (:func:`fit_gmm`) to the morph run's
     FashionMNIST training latents; GaussianMixture.sample returns them grouped by component, so
     they are shuffled (``seed``), then clipped to [LO, HI]."""

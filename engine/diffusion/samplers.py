@@ -4,6 +4,7 @@ z_{t-1} = z_t - D(x̂, t) + D(x̂, t - 1) of Bansal et al. (2022), from a held-o
 
 All return images in model space ([data.LO, data.HI]) and draw all randomness from ``generator``.
 """
+
 from __future__ import annotations
 
 import math
@@ -32,14 +33,23 @@ def _start(z: torch.Tensor | None, n: int, generator: torch.Generator, device) -
     if z is None:
         return torch.randn((n, *IMAGE_SHAPE), generator=generator, device=device)
     if tuple(z.shape) != (n, *IMAGE_SHAPE):
-        raise ValueError(f"starting latents have shape {tuple(z.shape)}, "
-                         f"expected {(n, *IMAGE_SHAPE)}")
+        raise ValueError(
+            f"starting latents have shape {tuple(z.shape)}, expected {(n, *IMAGE_SHAPE)}"
+        )
     return z
 
 
 @torch.no_grad()
-def ddpm(model, deg: Degradation, n: int, generator: torch.Generator, device="cpu",
-         on_step=None, progress=None, z: torch.Tensor | None = None) -> torch.Tensor:
+def ddpm(
+    model,
+    deg: Degradation,
+    n: int,
+    generator: torch.Generator,
+    device="cpu",
+    on_step=None,
+    progress=None,
+    z: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Ancestral sampling over all T steps (Ho et al. 2020, sigma_t^2 = beta_t).
     ``on_step(t, z_t)`` sees every state from z_T down to z_0; ``progress(k, T)`` hears of
     each of the T network evaluations. ``z``, when given, is z_T (n of them) instead of noise
@@ -70,8 +80,16 @@ def ddim_timesteps(T: int, steps: int) -> list[int]:
 
 
 @torch.no_grad()
-def ddim(model, deg: Degradation, n: int, steps: int, generator: torch.Generator,
-         device="cpu", progress=None, z: torch.Tensor | None = None) -> torch.Tensor:
+def ddim(
+    model,
+    deg: Degradation,
+    n: int,
+    steps: int,
+    generator: torch.Generator,
+    device="cpu",
+    progress=None,
+    z: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Deterministic DDIM (Song et al. 2021) with ``steps`` network evaluations; the predicted
     clean image is clipped to the data range at each step. ``z``, when given, is z_T (n of
     them) instead of noise drawn from ``generator``."""
@@ -97,8 +115,15 @@ def direct(model, deg: Degradation, z: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def iterative(model, deg: Degradation, z: torch.Tensor, latent: torch.Tensor, steps: int,
-              mode: str = "estimate", progress=None) -> torch.Tensor:
+def iterative(
+    model,
+    deg: Degradation,
+    z: torch.Tensor,
+    latent: torch.Tensor,
+    steps: int,
+    mode: str = "estimate",
+    progress=None,
+) -> torch.Tensor:
     """The cold-diffusion sampler from z = z_T down to z_0 in ``steps`` strides (every step
     when ``steps`` = T): x̂ = R(z_t, t), clipped to the data range;
     z_s = z_t - D(x̂, t) + D(x̂, s). D's latent is ``latent`` (``mode`` "start", the image the
@@ -125,6 +150,7 @@ def iterative(model, deg: Degradation, z: torch.Tensor, latent: torch.Tensor, st
 # n starting latents z_T (Gaussian noise for ddpm/ddim, a FashionMNIST-like image for the morph
 # samplers) instead of the ones the sampler draws from ``generator`` (which then draws only
 # ddpm's per-step noise). Without z, the draws are exactly those of the samplers before z existed.
+
 
 def run_ddpm(model, deg, n, *, steps, generator, device, latent, progress=None, z=None):
     return ddpm(model, deg, n, generator, device, progress=progress, z=z)
@@ -155,10 +181,19 @@ def describe_iterative(steps: int, T: int) -> str:
     return f"iterative-{len(ddim_timesteps(T, steps)) - 1}"
 
 
-def sample(model, deg: Degradation, sampler: str, n: int, steps: int,
-           generator: torch.Generator | None, device="cpu", batch: int = 500,
-           latent: str = "estimate", progress=None,
-           z: torch.Tensor | None = None) -> torch.Tensor:
+def sample(
+    model,
+    deg: Degradation,
+    sampler: str,
+    n: int,
+    steps: int,
+    generator: torch.Generator | None,
+    device="cpu",
+    batch: int = 500,
+    latent: str = "estimate",
+    progress=None,
+    z: torch.Tensor | None = None,
+) -> torch.Tensor:
     """``n`` images in model space with the named (registered) sampler, in batches of
     ``batch``. The morph samplers start from held-out FashionMNIST images (z_T = z).
     ``progress(done, total)`` hears of every network evaluation of every batch. ``z``, when
@@ -175,9 +210,20 @@ def sample(model, deg: Degradation, sampler: str, n: int, steps: int,
         for i, start in enumerate(range(0, n, batch)):
             m = min(batch, n - start)
             within = progress and (lambda k, K, i=i: progress(i * K + k, batches * K))
-            given = {} if z is None else {"z": z[start:start + m]}  # a sampler without z works
-            out.append(run(model, deg, m, steps=steps, generator=generator, device=device,
-                           latent=latent, progress=within, **given))
+            given = {} if z is None else {"z": z[start : start + m]}  # a sampler without z works
+            out.append(
+                run(
+                    model,
+                    deg,
+                    m,
+                    steps=steps,
+                    generator=generator,
+                    device=device,
+                    latent=latent,
+                    progress=within,
+                    **given,
+                )
+            )
     finally:
         model.train(was_training)
     return torch.cat(out).clamp(LO, HI)

@@ -58,16 +58,22 @@ class Schedule:
         """√(1 - ᾱ_t): the weight of the latent in z_t."""
         return (1 - self.alpha_bar).sqrt()
 
-    def to(self, device: torch.device | str | None = None,
-           dtype: torch.dtype | None = None) -> Schedule:
+    def to(
+        self, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+    ) -> Schedule:
         """The same schedule with ``betas`` and ``alpha_bar`` on ``device`` as ``dtype``; the
         derived coefficients are computed from those, in that precision."""
-        return Schedule(self.kind, self.T, self.betas.to(device=device, dtype=dtype),
-                        self.alpha_bar.to(device=device, dtype=dtype))
+        return Schedule(
+            self.kind,
+            self.T,
+            self.betas.to(device=device, dtype=dtype),
+            self.alpha_bar.to(device=device, dtype=dtype),
+        )
 
 
 # The betas of each kind, beta_1..beta_T; registered in engine/spec/components.py with their
 # parameters (each takes T and that kind's parameter dataclass).
+
 
 def linear_betas(T: int, p) -> torch.Tensor:
     # linspace hits both endpoints exactly; for T == 1 it is just [beta_min].

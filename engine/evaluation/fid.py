@@ -10,6 +10,7 @@ biased upwards at small N, so every value comes with a floor: the FID between tw
 sets of N real reference images. ``backbone = "inception"`` uses torchmetrics' InceptionV3 when its
 weights can be loaded.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -49,6 +50,7 @@ def cache_dir() -> Path:
 
 # --- the classifier ----------------------------------------------------------------------------
 
+
 class Classifier(nn.Module):
     """Two conv-conv-pool stages and a 128-unit feature layer; ``features`` feeds FID."""
 
@@ -58,12 +60,23 @@ class Classifier(nn.Module):
         super().__init__()
 
         def stage(c_in, c_out):
-            return [nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU(),
-                    nn.Conv2d(c_out, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU(),
-                    nn.MaxPool2d(2)]
+            return [
+                nn.Conv2d(c_in, c_out, 3, padding=1),
+                nn.BatchNorm2d(c_out),
+                nn.ReLU(),
+                nn.Conv2d(c_out, c_out, 3, padding=1),
+                nn.BatchNorm2d(c_out),
+                nn.ReLU(),
+                nn.MaxPool2d(2),
+            ]
 
-        self.body = nn.Sequential(*stage(1, 32), *stage(32, 64), nn.Flatten(),
-                                  nn.Linear(64 * 7 * 7, self.num_features), nn.ReLU())
+        self.body = nn.Sequential(
+            *stage(1, 32),
+            *stage(32, 64),
+            nn.Flatten(),
+            nn.Linear(64 * 7 * 7, self.num_features),
+            nn.ReLU(),
+        )
         self.drop = nn.Dropout(0.3)
         self.head = nn.Linear(self.num_features, 10)
 
@@ -97,8 +110,9 @@ def _augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     scale = 1 + (torch.rand(n, generator=g) - 0.5) * 0.2
     shift = (torch.rand(n, 2, generator=g) - 0.5) * 0.2
     cos, sin = torch.cos(ang) / scale, torch.sin(ang) / scale
-    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1),
-                         torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+    theta = torch.stack(
+        [torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1
+    )
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, align_corners=False, padding_mode="zeros")
 
@@ -106,13 +120,16 @@ def _augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
 @torch.no_grad()
 def accuracy(clf: Classifier, images: torch.Tensor, labels: torch.Tensor) -> float:
     clf.eval()
-    correct = sum((clf(images[i:i + 1000].float() / 255).argmax(1) == labels[i:i + 1000]).sum().item()
-                  for i in range(0, len(images), 1000))
+    correct = sum(
+        (clf(images[i : i + 1000].float() / 255).argmax(1) == labels[i : i + 1000]).sum().item()
+        for i in range(0, len(images), 1000)
+    )
     return correct / len(images)
 
 
-def train_classifier(train: datasets.Dataset, epochs: int = 30, seed: int = 0,
-                     batch: int = 128, progress=None) -> Classifier:
+def train_classifier(
+    train: datasets.Dataset, epochs: int = 30, seed: int = 0, batch: int = 128, progress=None
+) -> Classifier:
     """``progress(done, total)`` hears of every optimizer step."""
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
@@ -127,7 +144,7 @@ def train_classifier(train: datasets.Dataset, epochs: int = 30, seed: int = 0,
         clf.train()
         perm = torch.randperm(len(x), generator=g)
         for i in range(0, len(x), batch):
-            idx = perm[i:i + batch]
+            idx = perm[i : i + batch]
             loss = F.cross_entropy(clf(_augment(x[idx], g)), y[idx])
             opt.zero_grad()
             loss.backward()
@@ -154,30 +171,40 @@ def _data_key(ds: datasets.Dataset) -> str:
     return h.hexdigest()[:16]
 
 
-def load_classifier(epochs: int = 30, data_cfg: DataSection | None = None, log=None,
-                    tasks=None) -> tuple[Classifier, ClassifierInfo]:
+def load_classifier(
+    epochs: int = 30, data_cfg: DataSection | None = None, log=None, tasks=None
+) -> tuple[Classifier, ClassifierInfo]:
     """The cached MNIST classifier, trained on first use. Keyed by code version, training
     settings and the training data itself, so a different data source trains a new one.
     ``tasks(name)`` gives the ``progress(done, total)`` callback of a long task (see
     :class:`engine.rundir.events.TaskProgress`)."""
     train = datasets.load_configured(data_cfg, "train", name="mnist")
-    key = hashlib.sha256(f"{CLASSIFIER_VERSION}|{epochs}|{_data_key(train)}".encode()).hexdigest()[:16]
+    key = hashlib.sha256(f"{CLASSIFIER_VERSION}|{epochs}|{_data_key(train)}".encode()).hexdigest()[
+        :16
+    ]
     path = cache_dir() / f"classifier-{key}.pt"
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one process trains; the others wait and reuse it
         if not path.with_suffix(".json").exists():
-            _train_and_cache(train, epochs, data_cfg, path, log,
-                             tasks("FID classifier") if tasks else None)
+            _train_and_cache(
+                train, epochs, data_cfg, path, log, tasks("FID classifier") if tasks else None
+            )
     meta = json.loads(path.with_suffix(".json").read_text())
     clf = Classifier()
     clf.load_state_dict(torch.load(path, weights_only=True))
-    return clf.eval(), ClassifierInfo(path, meta["test_accuracy"], meta["train_source"],
-                                      meta["test_source"], meta["trained_seconds"])
+    return clf.eval(), ClassifierInfo(
+        path,
+        meta["test_accuracy"],
+        meta["train_source"],
+        meta["test_source"],
+        meta["trained_seconds"],
+    )
 
 
-def _train_and_cache(train: datasets.Dataset, epochs: int, data_cfg: DataSection | None, path: Path,
-                     log, progress) -> None:
+def _train_and_cache(
+    train: datasets.Dataset, epochs: int, data_cfg: DataSection | None, path: Path, log, progress
+) -> None:
     if log:
         log(f"training the FID classifier on {train.source} (once; cached in {path.parent})")
     t0 = time.time()
@@ -189,13 +216,24 @@ def _train_and_cache(train: datasets.Dataset, epochs: int, data_cfg: DataSection
     except datasets.DataUnavailable:
         acc, test_source = None, ""
     atomic_save(lambda f: torch.save(clf.state_dict(), f), path)
-    atomic_write_json(path.with_suffix(".json"), {
-        "test_accuracy": acc, "train_source": train.source, "train_size": len(train.images),
-        "test_source": test_source, "epochs": epochs, "trained_seconds": round(seconds, 1),
-        "version": CLASSIFIER_VERSION})
+    atomic_write_json(
+        path.with_suffix(".json"),
+        {
+            "test_accuracy": acc,
+            "train_source": train.source,
+            "train_size": len(train.images),
+            "test_source": test_source,
+            "epochs": epochs,
+            "trained_seconds": round(seconds, 1),
+            "version": CLASSIFIER_VERSION,
+        },
+    )
     if log:
-        log(f"FID classifier: {acc:.2%} on {test_source} ({seconds:.0f} s)" if acc is not None
-            else f"FID classifier trained ({seconds:.0f} s); no MNIST test set to measure it on")
+        log(
+            f"FID classifier: {acc:.2%} on {test_source} ({seconds:.0f} s)"
+            if acc is not None
+            else f"FID classifier trained ({seconds:.0f} s); no MNIST test set to measure it on"
+        )
 
 
 def prepare_evaluation(specs: list, log=None, tasks=None) -> None:
@@ -229,13 +267,15 @@ def reference_set(data_cfg: DataSection | None = None) -> datasets.Dataset:
 
 def inception_metric():
     from torchmetrics.image.fid import FrechetInceptionDistance  # lazy: see above
+
     try:
         return FrechetInceptionDistance(feature=2048, normalize=True)
     except Exception as e:  # missing torch-fidelity, or its weights cannot be downloaded
         raise MetricsError(
             "evaluation.backbone = 'inception' needs torchmetrics' InceptionV3 FID weights, which "
             f"could not be loaded ({type(e).__name__}: {' '.join(str(e).split())[:200]}); "
-            "use backbone = 'lenet' (the default, works offline)") from None
+            "use backbone = 'lenet' (the default, works offline)"
+        ) from None
 
 
 class FID:
@@ -244,8 +284,9 @@ class FID:
     Reference statistics and floors are cached beside the classifier, so each is computed once.
     """
 
-    def __init__(self, backbone: str = "lenet", data_cfg: DataSection | None = None, log=None,
-                 tasks=None):
+    def __init__(
+        self, backbone: str = "lenet", data_cfg: DataSection | None = None, log=None, tasks=None
+    ):
         from torchmetrics.image.fid import FrechetInceptionDistance  # lazy: see above
 
         if backbone not in BACKBONES:
@@ -260,18 +301,20 @@ class FID:
             self._make = inception_metric
             self._prep = lambda x: (x if x.dim() == 4 else x[:, None]).expand(-1, 3, -1, -1)
         else:
-            self._make = lambda: FrechetInceptionDistance(feature=_Features(self.clf),
-                                                          normalize=True)
+            self._make = lambda: FrechetInceptionDistance(
+                feature=_Features(self.clf), normalize=True
+            )
             self._prep = lambda x: x
         self.metric = self._make()
         self.metric.reset_real_features = False
         self._key = f"{backbone}-{self.info.path.stem}-{_data_key(ref)}"
         self._load_or_compute_reference()
 
-    def _update(self, metric, images: torch.Tensor, real: bool, batch: int = 500,
-                progress=None) -> None:
+    def _update(
+        self, metric, images: torch.Tensor, real: bool, batch: int = 500, progress=None
+    ) -> None:
         for i in range(0, len(images), batch):
-            metric.update(self._prep(images[i:i + batch].float()), real=real)
+            metric.update(self._prep(images[i : i + batch].float()), real=real)
             if progress:
                 progress(min(i + batch, len(images)), len(images))
 
@@ -283,8 +326,9 @@ class FID:
             for n in names:
                 setattr(self.metric, n, state[n])
             return
-        self._update(self.metric, self.reference, real=True,
-                     progress=self.tasks("FID reference statistics"))
+        self._update(
+            self.metric, self.reference, real=True, progress=self.tasks("FID reference statistics")
+        )
         atomic_save(lambda f: torch.save({n: getattr(self.metric, n) for n in names}, f), path)
 
     def score(self, images: torch.Tensor) -> float:
@@ -293,8 +337,9 @@ class FID:
         if len(images) < 2:
             raise MetricsError("FID needs at least 2 samples")
         if not torch.isfinite(images).all():
-            raise MetricsError("FID of samples that are not finite (NaN or inf): the model "
-                               "gives no usable samples")
+            raise MetricsError(
+                "FID of samples that are not finite (NaN or inf): the model gives no usable samples"
+            )
         self.metric.reset()  # keeps the reference statistics
         self._update(self.metric, images, real=False)
         return float(self.metric.compute())
@@ -311,10 +356,18 @@ class FID:
         perm = torch.randperm(len(self.reference), generator=torch.Generator().manual_seed(seed))
         metric = self._make()
         progress = self.tasks("FID floor")
-        self._update(metric, self.reference[perm[:n]], real=True,
-                     progress=progress and (lambda done, total: progress(done, 2 * total)))
-        self._update(metric, self.reference[perm[n:2 * n]], real=False,
-                     progress=progress and (lambda done, total: progress(total + done, 2 * total)))
+        self._update(
+            metric,
+            self.reference[perm[:n]],
+            real=True,
+            progress=progress and (lambda done, total: progress(done, 2 * total)),
+        )
+        self._update(
+            metric,
+            self.reference[perm[n : 2 * n]],
+            real=False,
+            progress=progress and (lambda done, total: progress(total + done, 2 * total)),
+        )
         cached[f"{n}:{seed}"] = value = float(metric.compute())
         atomic_write_json(path, cached)
         return value
@@ -323,8 +376,9 @@ class FID:
     def class_histogram(self, images: torch.Tensor) -> np.ndarray:
         """Counts of the classifier's predicted digit over ``images`` (shape (10,))."""
         self.clf.eval()
-        pred = torch.cat([self.clf(images[i:i + 1000].float()).argmax(1)
-                          for i in range(0, len(images), 1000)])
+        pred = torch.cat(
+            [self.clf(images[i : i + 1000].float()).argmax(1) for i in range(0, len(images), 1000)]
+        )
         return np.bincount(pred.numpy(), minlength=10)
 
 
@@ -352,5 +406,10 @@ def score_samples(fid: FID, x: torch.Tensor) -> Scores:
     """FID, floor, class histogram and its entropy of the samples ``x`` ((N, 28, 28) floats in
     [0, 1]), by the scorer ``fid``."""
     hist = fid.class_histogram(x)
-    return Scores(n=len(x), fid=fid.score(x), floor=fid.floor(len(x)), histogram=hist.tolist(),
-                  entropy=entropy_bits(hist))
+    return Scores(
+        n=len(x),
+        fid=fid.score(x),
+        floor=fid.floor(len(x)),
+        histogram=hist.tolist(),
+        entropy=entropy_bits(hist),
+    )

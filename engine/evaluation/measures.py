@@ -39,11 +39,12 @@ chosen neighbour's distance is then recomputed directly, so an exact copy reads 
 matrix-product form of cdist leaves float32 rounding of ~1e-4). 1,000 samples against 60,000
 digits take about a second on a CPU.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Callable
 
 import numpy as np
 import torch
@@ -104,17 +105,17 @@ def nearest_distances(x, pool, exclude_self: bool = False) -> tuple[torch.Tensor
     best = torch.full((n,), math.inf)
     arg = torch.full((n,), -1, dtype=torch.long)
     for j in range(0, len(pool), POOL_CHUNK):
-        block = _flat(pool[j:j + POOL_CHUNK])
+        block = _flat(pool[j : j + POOL_CHUNK])
         for i in range(0, n, SAMPLE_CHUNK):
-            d = torch.cdist(xs[i:i + SAMPLE_CHUNK], block)
+            d = torch.cdist(xs[i : i + SAMPLE_CHUNK], block)
             if exclude_self:
                 rows = torch.arange(i, min(i + SAMPLE_CHUNK, n))
                 inside = (rows >= j) & (rows < j + len(block))
                 d[torch.nonzero(inside).squeeze(1), rows[inside] - j] = math.inf
             v, k = d.min(1)
-            better = v < best[i:i + SAMPLE_CHUNK]
-            best[i:i + SAMPLE_CHUNK] = torch.where(better, v, best[i:i + SAMPLE_CHUNK])
-            arg[i:i + SAMPLE_CHUNK] = torch.where(better, k + j, arg[i:i + SAMPLE_CHUNK])
+            better = v < best[i : i + SAMPLE_CHUNK]
+            best[i : i + SAMPLE_CHUNK] = torch.where(better, v, best[i : i + SAMPLE_CHUNK])
+            arg[i : i + SAMPLE_CHUNK] = torch.where(better, k + j, arg[i : i + SAMPLE_CHUNK])
     found = arg >= 0
     exact = torch.full((n,), math.inf)
     if found.any():  # recompute directly: cdist's matrix-product form rounds copies to ~1e-4
@@ -132,8 +133,9 @@ def distinct_share(x, threshold: float = NEAR_DUPLICATE_RMS) -> float:
     return float((d >= threshold).float().mean())
 
 
-def classifier_features(clf: Classifier | None = None,
-                        data_cfg: DataSection | None = None) -> Features:
+def classifier_features(
+    clf: Classifier | None = None, data_cfg: DataSection | None = None
+) -> Features:
     """The FID classifier's feature layer as a :data:`Features` function (the cached one from
     :func:`engine.evaluation.fid.load_classifier` when ``clf`` is None)."""
     if clf is None:
@@ -150,12 +152,13 @@ def mean_pairwise_feature_distance(x, features: Features) -> float:
     x = as_images(x)
     if len(x) < 2:
         return 0.0
-    f = torch.cat([features(x[i:i + FEATURE_BATCH]).float()
-                   for i in range(0, len(x), FEATURE_BATCH)]).double()
+    f = torch.cat(
+        [features(x[i : i + FEATURE_BATCH]).float() for i in range(0, len(x), FEATURE_BATCH)]
+    ).double()
     total = 0.0
     for i in range(0, len(f), SAMPLE_CHUNK):
         # exact differences (not the matrix-product form) so that equal features read exactly 0
-        d = torch.cdist(f[i:i + SAMPLE_CHUNK], f, compute_mode="donot_use_mm_for_euclid_dist")
+        d = torch.cdist(f[i : i + SAMPLE_CHUNK], f, compute_mode="donot_use_mm_for_euclid_dist")
         total += float(d.sum())
     return total / (len(f) * (len(f) - 1))  # each pair counted twice, the diagonal is 0
 

@@ -6,12 +6,13 @@ The measures themselves live in :mod:`engine.evaluation`; this module decides wh
 evaluated, with which sampler and seed, and writes the files. The sampling study writes its
 samples with :func:`save_samples` too.
 """
+
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -21,16 +22,17 @@ from torchvision.utils import make_grid
 from engine.data import datasets
 from engine.diffusion import samplers
 from engine.evaluation.fid import FID, score_samples
+from engine.files import atomic_save
 from engine.jobs.setup import SAMPLES_SEED_OFFSET, Prepared, autocast
 from engine.jobs.tasks import Diverged, TaskProgress
 from engine.rundir.events import Eval, EventLog, Samples, read_events
-from engine.files import atomic_save
 from engine.rundir.run import Run
 from engine.spec.sections import EvaluationSection
 
 
-def save_samples(run: Run, stem: str, images: torch.Tensor, folder: str = "samples",
-                 n_grid: int | None = None) -> tuple[str, str]:
+def save_samples(
+    run: Run, stem: str, images: torch.Tensor, folder: str = "samples", n_grid: int | None = None
+) -> tuple[str, str]:
     """``<folder>/<stem>.png`` (a grid of the first ``n_grid``, default all) and
     ``<folder>/<stem>.npy`` (all of them, N x 28 x 28 float32 in [0, 1]), in the run folder;
     their paths relative to it."""
@@ -58,8 +60,9 @@ class Evaluator:
     """Draws the samples of an epoch: a grid when the epoch is a grid epoch, and FID, floor and
     the class histogram when it is an evaluation epoch (every ``every`` epochs and the last)."""
 
-    def __init__(self, p: Prepared, run: Run, log: EventLog,
-                 should_stop: Callable[[], bool] | None = None):
+    def __init__(
+        self, p: Prepared, run: Run, log: EventLog, should_stop: Callable[[], bool] | None = None
+    ):
         self.p, self.run, self.log = p, run, log
         self.ev = p.spec.evaluation
         self._fid: FID | None = None
@@ -83,23 +86,36 @@ class Evaluator:
         imgs = self.draw(epoch, sampler, name, n)
         seconds = round(time.time() - t0, 3)
         if not torch.isfinite(imgs).all():
-            raise Diverged(f"the {name} samples of epoch {epoch} are not finite (NaN or inf): "
-                           "the model or its schedule gives no usable samples")
+            raise Diverged(
+                f"the {name} samples of epoch {epoch} are not finite (NaN or inf): "
+                "the model or its schedule gives no usable samples"
+            )
         if grid:
-            png, npy = save_samples(self.run, f"epoch-{epoch:04d}", imgs[:ev.n_grid])
-            self.log.emit(Samples(epoch=epoch, png=png, npy=npy, n=ev.n_grid, sampler=name,
-                                  seconds=seconds))
+            png, npy = save_samples(self.run, f"epoch-{epoch:04d}", imgs[: ev.n_grid])
+            self.log.emit(
+                Samples(epoch=epoch, png=png, npy=npy, n=ev.n_grid, sampler=name, seconds=seconds)
+            )
         if score:
             t1 = time.time()
             fid = self.fid()
             # n_eval images whatever n_grid is: FID's bias depends on N, so every epoch's
             # number is comparable
-            x = datasets.from_model(imgs[:ev.n_eval].float().cpu())[:, 0]
+            x = datasets.from_model(imgs[: ev.n_eval].float().cpu())[:, 0]
             s = score_samples(fid, x)
-            self.log.emit(Eval(epoch=epoch, sampler=name, n=s.n, backbone=ev.backbone,
-                               fid=s.fid, floor=s.floor, histogram=s.histogram,
-                               entropy=s.entropy, sample_seconds=seconds,
-                               score_seconds=round(time.time() - t1, 3)))
+            self.log.emit(
+                Eval(
+                    epoch=epoch,
+                    sampler=name,
+                    n=s.n,
+                    backbone=ev.backbone,
+                    fid=s.fid,
+                    floor=s.floor,
+                    histogram=s.histogram,
+                    entropy=s.entropy,
+                    sample_seconds=seconds,
+                    score_seconds=round(time.time() - t1, 3),
+                )
+            )
 
     def due(self, epoch: int, last: bool) -> tuple[bool, bool]:
         """(a grid, a score) of ``epoch``: what its evaluation writes."""
@@ -108,8 +124,10 @@ class Evaluator:
         score = ev.every > 0 and (epoch % ev.every == 0 or last)
         if last:  # the final evaluation of an attempt that was stopped: do only what is left
             done = read_events(self.run.events_path)
-            grid = grid and not any(isinstance(e, Samples) and e.epoch == epoch
-                                    and (self.run.path / e.npy).is_file() for e in done)
+            grid = grid and not any(
+                isinstance(e, Samples) and e.epoch == epoch and (self.run.path / e.npy).is_file()
+                for e in done
+            )
             score = score and not any(isinstance(e, Eval) and e.epoch == epoch for e in done)
         return grid, score
 
@@ -117,9 +135,18 @@ class Evaluator:
         """``n`` samples of ``epoch`` (model space) from its own seed."""
         p, ev = self.p, self.ev
         g = torch.Generator(device=p.device).manual_seed(
-            p.spec.training.seed + SAMPLES_SEED_OFFSET + epoch)
+            p.spec.training.seed + SAMPLES_SEED_OFFSET + epoch
+        )
         with autocast(p.device, p.spec.training.amp):
-            imgs = samplers.sample(p.model, p.deg, sampler, n, ev.steps, g, p.device,
-                                   latent=ev.morph_latent,
-                                   progress=self.task(f"{name} samples"))
+            imgs = samplers.sample(
+                p.model,
+                p.deg,
+                sampler,
+                n,
+                ev.steps,
+                g,
+                p.device,
+                latent=ev.morph_latent,
+                progress=self.task(f"{name} samples"),
+            )
         return imgs

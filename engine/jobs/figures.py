@@ -24,19 +24,21 @@ Each set is announced by one ``figure`` event::
 The seeds are those the report used when it drew these figures itself, so the figures look the
 same as before.
 """
+
 from __future__ import annotations
 
-from typing import Callable, cast
+from collections.abc import Callable
+from typing import cast
 
 import numpy as np
 import torch
 
 from engine.data import datasets
 from engine.diffusion import samplers
+from engine.files import atomic_save
 from engine.jobs.setup import Prepared
 from engine.jobs.tasks import TaskProgress
 from engine.rundir.events import EventLog, Figure, read_events
-from engine.files import atomic_save
 from engine.rundir.run import Run
 from engine.spec.components import DEGRADATIONS
 from engine.spec.sections import MORPH_LATENTS
@@ -53,8 +55,11 @@ def write_arrays(p: Prepared, run: Run, log: EventLog, should_stop=None) -> list
     """Draw and save the arrays of ``run``'s process figures (its degradation's) that an
     earlier attempt has not written; one ``figure`` event each. Returns the new events.
     ``should_stop()`` stops it within a sampler step (:class:`engine.rundir.events.Stopped`)."""
-    done = {e.name for e in read_events(run.events_path) if isinstance(e, Figure)
-            and all((run.path / f).is_file() for f in e.files)}
+    done = {
+        e.name
+        for e in read_events(run.events_path)
+        if isinstance(e, Figure) and all((run.path / f).is_file() for f in e.files)
+    }
     model = p.model
     was_training = model.training
     model.eval()
@@ -72,16 +77,28 @@ def write_arrays(p: Prepared, run: Run, log: EventLog, should_stop=None) -> list
     return made
 
 
-def _save(run: Run, log: EventLog, epoch: int, name: str, arrays: dict[str, torch.Tensor],
-          rows: list[str], columns: list[str], t: list[int] | None = None) -> Figure:
+def _save(
+    run: Run,
+    log: EventLog,
+    epoch: int,
+    name: str,
+    arrays: dict[str, torch.Tensor],
+    rows: list[str],
+    columns: list[str],
+    t: list[int] | None = None,
+) -> Figure:
     files = []
     for stem, images in arrays.items():
         arr = datasets.from_model(images.float().cpu())[:, :, 0].numpy().astype(np.float32)
         rel = f"{FIGURES_DIR}/{stem}.npy"
         atomic_save(lambda f, arr=arr: np.save(f, arr), run.path / rel)
         files.append(rel)
-    return cast(Figure, log.emit(Figure(name=name, epoch=epoch, files=files, rows=rows,
-                                        columns=columns, t=t or [])))
+    return cast(
+        Figure,
+        log.emit(
+            Figure(name=name, epoch=epoch, files=files, rows=rows, columns=columns, t=t or [])
+        ),
+    )
 
 
 def _generator(device: torch.device, seed: int = FIGURE_SEED) -> torch.Generator:
@@ -92,8 +109,9 @@ def _times(T: int, n: int) -> list[int]:
     return torch.linspace(0, T, n).round().long().tolist()
 
 
-def diffusion(p: Prepared, n: int = DIFFUSION_IMAGES, columns: int = DIFFUSION_TIMES,
-              progress=None) -> dict:
+def diffusion(
+    p: Prepared, n: int = DIFFUSION_IMAGES, columns: int = DIFFUSION_TIMES, progress=None
+) -> dict:
     """Forward diffusion of ``n`` training digits and backward (ancestral DDPM) diffusion of
     ``n`` samples, at ``columns`` times from 0 to T; one generator draws the digits, the noise
     and the samples (on the CPU; the samples' noise comes from the device's own generator)."""
@@ -104,18 +122,28 @@ def diffusion(p: Prepared, n: int = DIFFUSION_IMAGES, columns: int = DIFFUSION_T
     x0 = datasets.to_model(ds.images[torch.randperm(len(ds.images), generator=g)[:n]])
     eps = torch.randn(x0.shape, generator=g)
     x0, eps = x0.to(device), eps.to(device)
-    forward = torch.stack([deg.degrade(x0, torch.full((n,), t, device=device), eps)
-                           for t in shown], 1)
+    forward = torch.stack(
+        [deg.degrade(x0, torch.full((n,), t, device=device), eps) for t in shown], 1
+    )
     seen: dict[int, torch.Tensor] = {}
-    samplers.ddpm(p.model, deg, n, g if device.type == "cpu" else _generator(device), device,
-                  on_step=lambda t, z: seen.__setitem__(t, z) if t in shown else None,
-                  progress=progress)
+    samplers.ddpm(
+        p.model,
+        deg,
+        n,
+        g if device.type == "cpu" else _generator(device),
+        device,
+        on_step=lambda t, z: seen.__setitem__(t, z) if t in shown else None,
+        progress=progress,
+    )
     backward = torch.stack([seen[t] for t in shown], 1)
     label = lambda first: [first] + [""] * (n - 1)  # noqa: E731
-    return dict(name="diffusion",
-                arrays={"diffusion-forward": forward, "diffusion-backward": backward},
-                rows=label("forward") + label("backward"), columns=[f"t={t}" for t in shown],
-                t=shown)
+    return dict(
+        name="diffusion",
+        arrays={"diffusion-forward": forward, "diffusion-backward": backward},
+        rows=label("forward") + label("backward"),
+        columns=[f"t={t}" for t in shown],
+        t=shown,
+    )
 
 
 def restoration(p: Prepared, columns: int = RESTORATION_TIMES, progress=None) -> dict:
@@ -127,9 +155,13 @@ def restoration(p: Prepared, columns: int = RESTORATION_TIMES, progress=None) ->
     ts = torch.tensor(_times(deg.T, columns), device=device)
     degraded = torch.cat([deg.degrade(x, t.view(1), z) for t in ts])
     restored = p.model(degraded, ts / deg.T).clamp(datasets.LO, datasets.HI)
-    return dict(name="restoration", arrays={"restoration": torch.stack([degraded, restored])},
-                rows=["degraded z_t", "restored R(z_t, t)"],
-                columns=[f"t={t}" for t in ts.tolist()], t=ts.tolist())
+    return dict(
+        name="restoration",
+        arrays={"restoration": torch.stack([degraded, restored])},
+        rows=["degraded z_t", "restored R(z_t, t)"],
+        columns=[f"t={t}" for t in ts.tolist()],
+        t=ts.tolist(),
+    )
 
 
 def direct_vs_iterative(p: Prepared, n: int = DIRECT_DIGITS, progress=None) -> dict:
@@ -141,15 +173,27 @@ def direct_vs_iterative(p: Prepared, n: int = DIRECT_DIGITS, progress=None) -> d
     z = deg.latents(len(x), _generator(device), held_out=True)
     z_T = deg.degrade(x, torch.full((len(x),), deg.T, device=device), z)
     name = samplers.describe("iterative", steps, deg.T)
-    rows = [("digit x", x), (f"z_T (t={deg.T})", z_T),
-            ("direct", samplers.direct(p.model, deg, z_T))]
-    rows += [(f"{name}\n{mode} latent", samplers.iterative(p.model, deg, z_T, z, steps, mode))
-             for mode in MORPH_LATENTS]
+    rows = [
+        ("digit x", x),
+        (f"z_T (t={deg.T})", z_T),
+        ("direct", samplers.direct(p.model, deg, z_T)),
+    ]
+    rows += [
+        (f"{name}\n{mode} latent", samplers.iterative(p.model, deg, z_T, z, steps, mode))
+        for mode in MORPH_LATENTS
+    ]
     table = torch.stack([imgs.clamp(datasets.LO, datasets.HI) for _, imgs in rows])
-    return dict(name="direct-vs-iterative", arrays={"direct-vs-iterative": table},
-                rows=[label for label, _ in rows], columns=[""] * len(x))
+    return dict(
+        name="direct-vs-iterative",
+        arrays={"direct-vs-iterative": table},
+        rows=[label for label, _ in rows],
+        columns=[""] * len(x),
+    )
 
 
 # the figure kinds a degradation names (engine.spec.components: DegradationEntry.figures)
-FIGURES: dict[str, Callable[..., dict]] = {"diffusion": diffusion, "restoration": restoration,
-           "direct-vs-iterative": direct_vs_iterative}
+FIGURES: dict[str, Callable[..., dict]] = {
+    "diffusion": diffusion,
+    "restoration": restoration,
+    "direct-vs-iterative": direct_vs_iterative,
+}

@@ -4,6 +4,7 @@ random streams, its data (the training subset and the validation split) and its 
 Both jobs start here: training (:mod:`engine.jobs.training`) prepares everything; the sampling
 study (:mod:`engine.jobs.study`) needs only the device and the training images of its run.
 """
+
 from __future__ import annotations
 
 from contextlib import AbstractContextManager, nullcontext
@@ -93,8 +94,12 @@ def prepare(spec: RunSpec) -> Prepared:
     torch.manual_seed(spec.training.seed)
     model = nets.build(spec.network).to(device)
     return Prepared(
-        spec=spec, device=device, model=model,
+        spec=spec,
+        device=device,
+        model=model,
         optimizer=torch.optim.Adam(model.parameters(), lr=spec.training.lr),
         deg=degradations.build(spec, device),
-        train_x=train_x.to(device), val_x=val_x.to(device), source=source,
+        train_x=train_x.to(device),
+        val_x=val_x.to(device),
+        source=source,
     )

@@ -7,18 +7,22 @@ entropy, diversity, novelty), and writes ``value-<v>.npy``, ``value-<v>.png`` an
 event. ``results.csv`` is rewritten from those events after each value. A stopped or killed
 study resumes at the first value it has not finished; values run in the file's order.
 """
+
 from __future__ import annotations
 
 import csv
 import io
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
+
+import torch
 
 from engine.data import datasets
 from engine.diffusion import latents, samplers
 from engine.evaluation.fid import FID, score_samples
 from engine.evaluation.measures import sample_stats
+from engine.files import atomic_write_text
 from engine.jobs.checkpoints import load_model
 from engine.jobs.evaluation import final_sampler, save_samples
 from engine.jobs.setup import resolve_device, run_spec, training_data
@@ -26,12 +30,22 @@ from engine.jobs.tasks import TaskProgress
 from engine.report.figures import save_figure, study_figure
 from engine.rundir.events import EventLog, Start, Value
 from engine.rundir.progress import study_values
-from engine.files import atomic_write_text
 from engine.rundir.run import Run, can_sample, source_run, source_state
 
 RESULTS = "results.csv"
-RESULT_COLUMNS = ("value", "n", "sampler", "fid", "floor", "entropy_bits", "distinct_share",
-                  "pairwise_distance", "nearest_train_distance", "near_copy_share", "histogram")
+RESULT_COLUMNS = (
+    "value",
+    "n",
+    "sampler",
+    "fid",
+    "floor",
+    "entropy_bits",
+    "distinct_share",
+    "pairwise_distance",
+    "nearest_train_distance",
+    "near_copy_share",
+    "histogram",
+)
 
 
 def value_stem(value: float) -> str:
@@ -48,10 +62,21 @@ def write_results(study: Run) -> Path:
     for v in study.study_spec().values:
         e = done.get(v)
         if e is not None:
-            w.writerow([f"{v:g}", e.n, e.sampler, f"{e.fid:.4f}", f"{e.floor:.4f}",
-                        f"{e.entropy:.4f}", f"{e.distinct_share:.4f}", f"{e.pairwise_distance:.4f}",
-                        f"{e.nearest_train_distance:.4f}", f"{e.near_copy_share:.4f}",
-                        " ".join(str(int(c)) for c in e.histogram)])
+            w.writerow(
+                [
+                    f"{v:g}",
+                    e.n,
+                    e.sampler,
+                    f"{e.fid:.4f}",
+                    f"{e.floor:.4f}",
+                    f"{e.entropy:.4f}",
+                    f"{e.distinct_share:.4f}",
+                    f"{e.pairwise_distance:.4f}",
+                    f"{e.nearest_train_distance:.4f}",
+                    f"{e.near_copy_share:.4f}",
+                    " ".join(str(int(c)) for c in e.histogram),
+                ]
+            )
     path = study.path / RESULTS
     atomic_write_text(path, out.getvalue())
     return path
@@ -73,8 +98,9 @@ def run_study(study: Run, log: EventLog, should_stop: Callable[[], bool]) -> str
     steps = keys.steps or ev.steps
     name = samplers.describe(sampler, steps, deg.T)
     done = study_values(study.events(), study.path)
-    log.emit(Start(epoch=len(done), epochs=len(spec.values), device=str(device),
-                   resumed=bool(done)))
+    log.emit(
+        Start(epoch=len(done), epochs=len(spec.values), device=str(device), resumed=bool(done))
+    )
     task = lambda name: TaskProgress(log, name, should_stop=should_stop)  # noqa: E731
     fid = FID("lenet", source_spec.data, tasks=task)
     train = training_data(source_spec)[0]  # the digits the run trained on (model space)
@@ -85,22 +111,55 @@ def run_study(study: Run, log: EventLog, should_stop: Callable[[], bool]) -> str
         if should_stop():
             return "stopped"
         t0 = time.time()
-        imgs = latents.study_samples(model, deg, sampler, spec.kind, value, keys.n, steps,
-                                     keys.seed, latent_mode=ev.morph_latent,
-                                     covariance=keys.covariance, pca=keys.pca,
-                                     progress=task(f"{name} samples, {value:g}"))
+        imgs = latents.study_samples(
+            model,
+            deg,
+            sampler,
+            spec.kind,
+            value,
+            keys.n,
+            steps,
+            keys.seed,
+            latent_mode=ev.morph_latent,
+            covariance=keys.covariance,
+            pca=keys.pca,
+            progress=task(f"{name} samples, {value:g}"),
+        )
         png, npy = save_samples(study, value_stem(value), imgs, folder=".", n_grid=keys.n_grid)
-        x = datasets.from_model(imgs.float().cpu())[:, 0]
-        scores = score_samples(fid, x)
-        stats = sample_stats(x, train_display, fid.clf.features)
-        log.emit(Value(value=value, n=scores.n, sampler=name, png=png, npy=npy, fid=scores.fid,
-                       floor=scores.floor, histogram=scores.histogram, entropy=scores.entropy,
-                       distinct_share=stats.distinct_share,
-                       pairwise_distance=stats.mean_pairwise_feature_distance,
-                       nearest_train_distance=stats.mean_nearest_train_distance,
-                       near_copy_share=stats.near_copy_share,
-                       seconds=round(time.time() - t0, 3)))
+        log.emit(_value_event(value, name, png, npy, imgs, fid, train_display, time.time() - t0))
         write_results(study)
     write_results(study)
     save_figure(study_figure(study), study.path / "study.png")
     return "finished"
+
+
+def _value_event(
+    value: float,
+    sampler: str,
+    png: str,
+    npy: str,
+    imgs: torch.Tensor,
+    fid: FID,
+    train_display: torch.Tensor,
+    seconds: float,
+) -> Value:
+    """What one value of a study measured: FID and its floor, classes, diversity, novelty."""
+    x = datasets.from_model(imgs.float().cpu())[:, 0]
+    scores = score_samples(fid, x)
+    stats = sample_stats(x, train_display, fid.clf.features)
+    return Value(
+        value=value,
+        n=scores.n,
+        sampler=sampler,
+        png=png,
+        npy=npy,
+        fid=scores.fid,
+        floor=scores.floor,
+        histogram=scores.histogram,
+        entropy=scores.entropy,
+        distinct_share=stats.distinct_share,
+        pairwise_distance=stats.mean_pairwise_feature_distance,
+        nearest_train_distance=stats.mean_nearest_train_distance,
+        near_copy_share=stats.near_copy_share,
+        seconds=round(seconds, 3),
+    )

@@ -1,6 +1,7 @@
 """Long tasks of a worker (sampling, evaluation, figures) report their progress as events and
 hear a stop request within a step; and the two ways a job ends early: :class:`Stopped` (asked
 to, resumable) and :class:`Diverged` (non-finite numbers, failed)."""
+
 from __future__ import annotations
 
 import math
@@ -23,8 +24,9 @@ class Diverged(RunError):
 def check_finite(value: float, what: str, where: str) -> None:
     """A :class:`Diverged` when ``value`` (a loss) is NaN or infinite."""
     if not math.isfinite(value):
-        raise Diverged(f"{what} is {value} at {where}: the run diverged (a lower training.lr "
-                       "may help)")
+        raise Diverged(
+            f"{what} is {value} at {where}: the run diverged (a lower training.lr may help)"
+        )
 
 
 class TaskProgress:
@@ -33,8 +35,7 @@ class TaskProgress:
     ``should_stop``, it raises :class:`Stopped` as soon as that says so: sampling, evaluation
     and the report's figures stop within a step, not at their end."""
 
-    def __init__(self, log: EventLog | None, task: str, every: float = 1.0,
-                 should_stop=None):
+    def __init__(self, log: EventLog | None, task: str, every: float = 1.0, should_stop=None):
         self.log, self.task, self.every = log, task, every
         self.should_stop = should_stop
         self._last = 0.0

@@ -8,27 +8,38 @@ The run's set-up is :mod:`engine.jobs.setup`, its checkpoints :mod:`engine.jobs.
 the samples and scores of its epochs :mod:`engine.jobs.evaluation`, the arrays of its report's
 figures :mod:`engine.jobs.figures`.
 """
+
 from __future__ import annotations
 
 import math
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
 from engine.jobs import figures
 from engine.jobs.checkpoints import resume, save_checkpoint
 from engine.jobs.evaluation import Evaluator
-from engine.jobs.setup import (VALIDATION_SEED_OFFSET, Prepared, autocast, epoch_generator,
-                               prepare, run_spec)
+from engine.jobs.setup import (
+    VALIDATION_SEED_OFFSET,
+    Prepared,
+    autocast,
+    epoch_generator,
+    prepare,
+    run_spec,
+)
 from engine.jobs.tasks import check_finite
 from engine.rundir.events import Checkpoint, Epoch, EventLog, Progress, Start
 from engine.rundir.run import Run
 
 
-def train_epoch(p: Prepared, epoch: int, should_stop: Callable[[], bool] = lambda: False,
-                on_step: Callable[[int, int, torch.Tensor], bool | None] | None = None,
-                scaler: torch.amp.GradScaler | None = None) -> float | None:
+def train_epoch(
+    p: Prepared,
+    epoch: int,
+    should_stop: Callable[[], bool] = lambda: False,
+    on_step: Callable[[int, int, torch.Tensor], bool | None] | None = None,
+    scaler: torch.amp.GradScaler | None = None,
+) -> float | None:
     """One pass over the training set; the mean loss, or None when stopped part-way.
     :class:`Diverged`, naming the first step, when a step's loss is not finite. The losses stay
     on the device (no wait per step): they are checked at the end of the epoch, or earlier when
@@ -44,7 +55,7 @@ def train_epoch(p: Prepared, epoch: int, should_stop: Callable[[], bool] = lambd
     for step in range(steps):
         if should_stop():
             return None
-        x = p.train_x[perm[step * bs:(step + 1) * bs]]
+        x = p.train_x[perm[step * bs : (step + 1) * bs]]
         with autocast(p.device, tr.amp):
             loss = p.deg.loss(p.model, x, g)
         p.optimizer.zero_grad(set_to_none=True)
@@ -56,14 +67,16 @@ def train_epoch(p: Prepared, epoch: int, should_stop: Callable[[], bool] = lambd
             loss.backward()
             p.optimizer.step()
         total += loss.detach() * len(x)
-        first_bad = torch.where(torch.isfinite(loss.detach()), first_bad,
-                                first_bad.clamp(max=step + 1))
+        first_bad = torch.where(
+            torch.isfinite(loss.detach()), first_bad, first_bad.clamp(max=step + 1)
+        )
         if on_step is not None and on_step(step + 1, steps, loss):
             break  # a non-finite loss: the epoch's mean is not finite either
     mean = total.item() / n
     if not math.isfinite(mean):
-        check_finite(mean, "the training loss", f"epoch {epoch}, step {int(first_bad.item())} "
-                     f"of {steps}")
+        check_finite(
+            mean, "the training loss", f"epoch {epoch}, step {int(first_bad.item())} of {steps}"
+        )
     return mean
 
 
@@ -75,7 +88,7 @@ def validation_loss(p: Prepared, batch: int = 1000) -> float:
     p.model.eval()
     total = 0.0
     for start in range(0, len(p.val_x), batch):
-        x = p.val_x[start:start + batch]
+        x = p.val_x[start : start + batch]
         with autocast(p.device, p.spec.training.amp):
             total += p.deg.loss(p.model, x, g, held_out=True).item() * len(x)
     p.model.train()
@@ -110,10 +123,19 @@ def run_training(run: Run, log: EventLog, should_stop: Callable[[], bool]) -> st
     tr = spec.training
     scaler = torch.amp.GradScaler("cuda") if p.device.type == "cuda" and tr.amp == "fp16" else None
     start_epoch, note = resume(run, p)
-    log.emit(Start(epoch=start_epoch, epochs=tr.epochs, device=str(p.device),
-                   data_source=p.source, train_size=len(p.train_x), val_size=len(p.val_x),
-                   parameters=sum(x.numel() for x in p.model.parameters()),
-                   resumed=start_epoch > 0, note=note))
+    log.emit(
+        Start(
+            epoch=start_epoch,
+            epochs=tr.epochs,
+            device=str(p.device),
+            data_source=p.source,
+            train_size=len(p.train_x),
+            val_size=len(p.val_x),
+            parameters=sum(x.numel() for x in p.model.parameters()),
+            resumed=start_epoch > 0,
+            note=note,
+        )
+    )
 
     on_step = LossProgress(log, tr.progress_every)
     evaluate = Evaluator(p, run, log, should_stop)
@@ -127,9 +149,16 @@ def run_training(run: Run, log: EventLog, should_stop: Callable[[], bool]) -> st
         seconds = time.time() - t0
         val_loss = validation_loss(p)
         check_finite(val_loss, "the validation loss", f"epoch {epoch}")
-        log.emit(Epoch(epoch=epoch, epochs=tr.epochs, train_loss=train_loss,
-                       val_loss=val_loss, seconds=round(seconds, 3),
-                       images_per_s=round(len(p.train_x) / max(seconds, 1e-9), 1)))
+        log.emit(
+            Epoch(
+                epoch=epoch,
+                epochs=tr.epochs,
+                train_loss=train_loss,
+                val_loss=val_loss,
+                seconds=round(seconds, 3),
+                images_per_s=round(len(p.train_x) / max(seconds, 1e-9), 1),
+            )
+        )
         if epoch != tr.epochs:
             evaluate(epoch, last=False)
         save_checkpoint(run, p, epoch, keep_previous=not note)  # not a damaged one

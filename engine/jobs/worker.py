@@ -8,6 +8,7 @@ lives, so that a second worker of the same run refuses to start rather than trai
 SIGTERM or SIGINT stop it cleanly between two optimizer steps; the run stays resumable from its
 last checkpoint.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -18,9 +19,9 @@ import threading
 import traceback
 from pathlib import Path
 
+from engine.files import os_error_line
 from engine.jobs.tasks import Stopped
 from engine.rundir.events import End, EventLog
-from engine.files import os_error_line
 from engine.rundir.run import EXIT_BUSY, EXIT_CODES, HEARTBEAT_EVERY, Run, RunError
 from engine.spec.specs import StudySpec
 from engine.text import one_line
@@ -35,8 +36,10 @@ def job_function(run: Run):
     sampling study for a study folder, training otherwise."""
     if isinstance(run.spec(), StudySpec):
         from engine.jobs.study import run_study  # lazy: torch (see above)
+
         return run_study
     from engine.jobs.training import run_training  # lazy: torch (see above)
+
     return run_training
 
 
@@ -96,16 +99,21 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     state = run.status()
     if state.state == "damaged":  # starting would overwrite the worker's records
-        print(f"error: {run.path}: {state.detail}; not starting (fix or remove that file)",
-              file=sys.stderr)
+        print(
+            f"error: {run.path}: {state.detail}; not starting (fix or remove that file)",
+            file=sys.stderr,
+        )
         return 2
     lock = hold_run(run)
     if lock is None:
-        print(f"error: {run.path}: another worker runs it already; not starting a second",
-              file=sys.stderr)
+        print(
+            f"error: {run.path}: another worker runs it already; not starting a second",
+            file=sys.stderr,
+        )
         return EXIT_BUSY
     if os.environ.get("DIFFUI_THREADS"):
         import torch  # lazy: only now that the worker runs a job (see above)
+
         torch.set_num_threads(int(os.environ["DIFFUI_THREADS"]))
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -1,14 +1,15 @@
 """The front ends' handle on the queue of a runs folder (:class:`Queue`): they change
 ``queued``, ``jobs``, ``paused`` and ``stop`` in ``queue.json`` (:mod:`engine.queue.state`), read
 the run folders, and make sure a queue service runs when there is work for it."""
+
 from __future__ import annotations
 
 import copy
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from engine.errors import UserError
 from engine.queue import service
@@ -23,6 +24,7 @@ class QueueError(Exception):
 
 
 # --- the client ---------------------------------------------------------------------------------
+
 
 class Queue:
     """A front end's handle on the queue of a runs folder: follows every run in it and changes
@@ -46,7 +48,7 @@ class Queue:
         self.rescan()
 
     @classmethod
-    def open(cls, runs_dir: Path, **kw) -> "Queue":
+    def open(cls, runs_dir: Path, **kw) -> Queue:
         return cls(runs_dir, **kw)
 
     # -- what is there --
@@ -88,8 +90,12 @@ class Queue:
     def settled(self, names: list[str]) -> bool:
         """Whether none of ``names`` is queued, active or running (as of the last poll)."""
         with self.lock:
-            return not any(n in self.state.queued or n in self.state.active
-                           or self.progress[n].state == "running" for n in names)
+            return not any(
+                n in self.state.queued
+                or n in self.state.active
+                or self.progress[n].state == "running"
+                for n in names
+            )
 
     # -- actions --
     def submit(self, names: list[str], jobs: int | None = None) -> list[str]:
@@ -136,8 +142,9 @@ class Queue:
             run = self._run(name)
             st_ = run.status()
             if st_.state == "damaged":
-                raise QueueError(f"{name} is damaged ({st_.detail}): fix or remove that file "
-                                 "to queue it")
+                raise QueueError(
+                    f"{name} is damaged ({st_.detail}): fix or remove that file to queue it"
+                )
             if st_.state in NOT_STARTED:
                 raise QueueError(f"{name} is {st_.state}: nothing to queue")
             with self._edit() as st:
@@ -181,8 +188,9 @@ class Queue:
         """Pause the queue and stop every running run; they go back to the front of the queue,
         so that starting it again resumes them. Returns their names."""
         with self.lock, self._edit() as st:
-            running = [n for n in st.active] + [n for n, p in self.progress.items()
-                                                if p.state == "running" and n not in st.active]
+            running = [n for n in st.active] + [
+                n for n, p in self.progress.items() if p.state == "running" and n not in st.active
+            ]
             st.paused = True
             st.stop = list(dict.fromkeys([*st.stop, *running]))
             st.queued[:0] = [n for n in running if n not in st.queued]

@@ -19,6 +19,7 @@ the fields an executor uses (a field that is not set is left out):
 :meth:`Handle.from_dict` reads whatever ``queue.json`` holds without failing: a field of the
 wrong type reads as unset.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
@@ -51,18 +52,29 @@ class SlurmJob:
     stopped: bool = False  # cancelled by the queue: its end is no failure
 
     def to_dict(self) -> dict:
-        d: dict = {"job_id": self.job_id, "folder": self.folder, "state": self.state,
-                   "reason": self.reason, "since": self.since, "seen": self.seen}
+        d: dict = {
+            "job_id": self.job_id,
+            "folder": self.folder,
+            "state": self.state,
+            "reason": self.reason,
+            "since": self.since,
+            "seen": self.seen,
+        }
         if self.stopped:
             d["stopped"] = True
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> SlurmJob:
-        return cls(job_id=_str(d.get("job_id")), folder=_str(d.get("folder")),
-                   state=_str(d.get("state")) or "UNKNOWN", reason=_str(d.get("reason")),
-                   since=_time(d.get("since")), seen=_time(d.get("seen")),
-                   stopped=d.get("stopped") is True)
+        return cls(
+            job_id=_str(d.get("job_id")),
+            folder=_str(d.get("folder")),
+            state=_str(d.get("state")) or "UNKNOWN",
+            reason=_str(d.get("reason")),
+            since=_time(d.get("since")),
+            seen=_time(d.get("seen")),
+            stopped=d.get("stopped") is True,
+        )
 
 
 @dataclass
@@ -80,9 +92,17 @@ class Handle:
 
     def to_dict(self) -> dict:
         """The JSON object kept in queue.json (flat, only the fields in use)."""
-        d = {k: v for k, v in (("pid", self.pid), ("host", self.host), ("run", self.run),
-                               ("gpu", self.gpu), ("state", self.state))
-             if v is not None and v != ""}
+        d = {
+            k: v
+            for k, v in (
+                ("pid", self.pid),
+                ("host", self.host),
+                ("run", self.run),
+                ("gpu", self.gpu),
+                ("state", self.state),
+            )
+            if v is not None and v != ""
+        }
         if self.slurm is not None:
             d.update(self.slurm.to_dict())
         if self.again:
@@ -97,9 +117,16 @@ class Handle:
         if not isinstance(d, dict):
             return cls()
         slurm = SlurmJob.from_dict(d) if _str(d.get("job_id")) else None
-        return cls(pid=_int(d.get("pid")), host=_str(d.get("host")), run=_str(d.get("run")),
-                   gpu=_int(d.get("gpu")), state="" if slurm else _str(d.get("state")),
-                   note=_str(d.get("note")), again=_str(d.get("again")), slurm=slurm)
+        return cls(
+            pid=_int(d.get("pid")),
+            host=_str(d.get("host")),
+            run=_str(d.get("run")),
+            gpu=_int(d.get("gpu")),
+            state="" if slurm else _str(d.get("state")),
+            note=_str(d.get("note")),
+            again=_str(d.get("again")),
+            slurm=slurm,
+        )
 
     def update(self, other: Handle) -> None:
         """Take every field of ``other`` (an executor bringing a handle up to date)."""

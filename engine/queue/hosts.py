@@ -1,6 +1,7 @@
 """``diffui hosts check`` and ``diffui hosts install``: what a host has (python, diffui, torch
 and CUDA, GPUs, free disk, datasets; a cluster's sbatch), and putting this diffui (a wheel of
 it) and the datasets it lacks there."""
+
 from __future__ import annotations
 
 import asyncio
@@ -9,9 +10,9 @@ import posixpath
 import shlex
 import subprocess
 import sys
+from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Callable
 
 import asyncssh
 
@@ -59,8 +60,9 @@ for name, folder in (("mnist", "mnist"), ("fashion_mnist", "fashion-mnist")):
                          and any(n.startswith(pre + "-labels-idx1-ubyte") for n in names)]
 print(json.dumps(out))
 """
-GPU_QUERY = ("nvidia-smi --query-gpu=index,name,memory.total --format=csv,noheader "
-             "2>/dev/null || true")
+GPU_QUERY = (
+    "nvidia-smi --query-gpu=index,name,memory.total --format=csv,noheader 2>/dev/null || true"
+)
 
 
 def local_version() -> str:
@@ -78,8 +80,14 @@ async def probe(remote: Remote) -> dict:
     if r.exit_status != 0:
         lines = (r.stderr or r.stdout).strip().splitlines()
         why = lines[-1] if lines else f"exit status {r.exit_status}"
-        return {"problem": f"{remote.spec.python}: {why}", "python": "", "diffui": "",
-                "torch": "", "cuda": "", "data": {}}
+        return {
+            "problem": f"{remote.spec.python}: {why}",
+            "python": "",
+            "diffui": "",
+            "torch": "",
+            "cuda": "",
+            "data": {},
+        }
     info = json.loads(r.stdout.strip().splitlines()[-1])
     gpus = (await remote.run(GPU_QUERY, check=False)).strip().splitlines()
     info["gpus"] = [g.strip() for g in gpus if g.strip()]
@@ -97,11 +105,15 @@ async def _check(name: str, spec: HostSpec) -> dict:
             r = await remote.run_full("sbatch --version")
             info["slurm"] = r.stdout.strip() or "sbatch missing"
             if r.exit_status != 0:
-                info["problem"] = info["problem"] or f"{name}: sbatch cannot run there " \
-                    "(is this the cluster's login node?)"
+                info["problem"] = (
+                    info["problem"]
+                    or f"{name}: sbatch cannot run there (is this the cluster's login node?)"
+                )
             elif not info.get("submitit") and not info["problem"]:
-                info["problem"] = f"{name}: {spec.python} lacks submitit: install diffui " \
+                info["problem"] = (
+                    f"{name}: {spec.python} lacks submitit: install diffui "
                     f"with: diffui hosts install {name}"
+                )
         return {"host": name, "reachable": True, **info}
     except (asyncssh.Error, OSError, ValueError) as e:
         return {"host": name, "reachable": True, "problem": f"{name}: {e}"}
@@ -111,8 +123,10 @@ async def _check(name: str, spec: HostSpec) -> dict:
 
 def check_hosts(hosts: dict[str, HostSpec]) -> list[dict]:
     """``diffui hosts check``: each host's probe (or why it cannot be reached), all at once."""
+
     async def main() -> list[dict]:
         return await asyncio.gather(*(_check(n, s) for n, s in hosts.items()))
+
     return list(asyncio.run(main()))
 
 
@@ -120,10 +134,26 @@ def build_wheel(out: Path) -> Path:
     """A wheel of this diffui (``pip wheel --no-deps`` of the checkout it runs from)."""
     root = ENGINE_ROOT
     if not (root / "pyproject.toml").is_file():
-        raise HostError(f"cannot build a wheel of diffui: {root} has no pyproject.toml "
-                        "(install diffui on the host from the same source as here)")
-    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                        "-q", "-w", str(out), str(root)], capture_output=True, text=True)
+        raise HostError(
+            f"cannot build a wheel of diffui: {root} has no pyproject.toml "
+            "(install diffui on the host from the same source as here)"
+        )
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(out),
+            str(root),
+        ],
+        capture_output=True,
+        text=True,
+    )
     wheels = sorted(out.glob("diffui-*.whl"))
     if r.returncode != 0 or not wheels:
         lines = (r.stderr or r.stdout).strip().splitlines()
@@ -131,10 +161,10 @@ def build_wheel(out: Path) -> Path:
     return wheels[-1]
 
 
-def install(name: str, spec: HostSpec, wheel: Path,
-            log: Callable[[str], None] = print) -> None:
+def install(name: str, spec: HostSpec, wheel: Path, log: Callable[[str], None] = print) -> None:
     """``diffui hosts install``: the wheel into the host's python (its dependencies from the
     host's package index when missing), then the datasets the host lacks into its workdir."""
+
     async def main() -> None:
         remote = await Remote(name, spec).open()
         try:
@@ -142,6 +172,7 @@ def install(name: str, spec: HostSpec, wheel: Path,
             await _copy_datasets(remote, info, log)
         finally:
             remote.close()
+
     try:
         asyncio.run(main())
     except (asyncssh.Error, OSError) as e:
@@ -155,13 +186,17 @@ async def _install_wheel(remote: Remote, wheel: Path, log: Callable[[str], None]
     await remote.put(wheel, where)
     log(f"{name}: copied {wheel.name}; pip install into {remote.spec.python}")
     py = q(remote.python)
-    await remote.run(f"{py} -m pip install -q {q(where)} && "  # and what it needs
-                     f"{py} -m pip install -q --force-reinstall --no-deps {q(where)}")
+    await remote.run(
+        f"{py} -m pip install -q {q(where)} && "  # and what it needs
+        f"{py} -m pip install -q --force-reinstall --no-deps {q(where)}"
+    )
     info = await probe(remote)
     if info["problem"]:
         raise HostError(f"{name}: installed, but {info['problem']}")
-    log(f"{name}: diffui {info['diffui']} installed (python {info['python']}, "
-        f"torch {info['torch'] or '-'})")
+    log(
+        f"{name}: diffui {info['diffui']} installed (python {info['python']}, "
+        f"torch {info['torch'] or '-'})"
+    )
     return info
 
 
@@ -169,6 +204,7 @@ async def _copy_datasets(remote: Remote, info: dict, log: Callable[[str], None])
     """The datasets (IDX files) found here that the host lacks (``info``: its probe)."""
     # imported here: the datasets module imports torch, which only an install needs
     from engine.data import datasets as data
+
     name = remote.name
     for ds in data.DATASETS:
         for split in data.SPLITS:

@@ -2,6 +2,7 @@
 (``python -m engine.queue.service``), a worker (``python -m engine.jobs.worker``) started by
 the local executor or inside a Slurm job. Each of them imports this very diffui first (its
 folder leads ``PYTHONPATH``), whatever else is installed."""
+
 from __future__ import annotations
 
 import os
@@ -32,14 +33,21 @@ def python_command(module: str, *args: str) -> list[str]:
     return [sys.executable, "-m", module, *args]
 
 
-def spawn_detached(module: str, args: list[str], log: Path, cwd: Path,
-                   threads: int | None = None) -> subprocess.Popen:
+def spawn_detached(
+    module: str, args: list[str], log: Path, cwd: Path, threads: int | None = None
+) -> subprocess.Popen:
     """Start ``python -m module args`` in a session of its own, so that it outlives the
     terminal, the UI or the service that started it; its output is appended to ``log``."""
     with open(log, "ab") as out:
-        return subprocess.Popen(python_command(module, *args), stdout=out,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=python_env(threads), cwd=cwd, start_new_session=True)
+        return subprocess.Popen(
+            python_command(module, *args),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=python_env(threads),
+            cwd=cwd,
+            start_new_session=True,
+        )
 
 
 def process_alive(pid: int, marker: str) -> bool:

@@ -12,6 +12,7 @@ After a reboot (or a killed service) the queue is still in ``queue.json``: the n
 follows workers that still live, and puts runs whose worker died with the machine back at the
 front of the queue, to resume from their checkpoints.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -20,8 +21,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, TextIO
+from typing import TextIO
 
 from engine.queue.executors.base import Executor, Job, StartError, start_error
 from engine.queue.executors.registry import executors, make
@@ -73,8 +75,13 @@ def stop_service(runs_dir: Path, timeout: float = 10.0) -> bool:
 class Service:
     """The queue service of one runs folder (see the module's text)."""
 
-    def __init__(self, runs_dir: Path, executors_: dict[str, Executor] | None = None,
-                 poll_every: float = 0.5, log: Callable[[str], None] | None = None):
+    def __init__(
+        self,
+        runs_dir: Path,
+        executors_: dict[str, Executor] | None = None,
+        poll_every: float = 0.5,
+        log: Callable[[str], None] | None = None,
+    ):
         self.runs_dir = Path(runs_dir).resolve()
         self.file = QueueFile(self.runs_dir)
         self.executors = executors_ or executors()
@@ -93,8 +100,10 @@ class Service:
         except BlockingIOError:
             f.close()
             pid = running_pid(self.runs_dir)
-            raise ServiceRunning(f"a queue service already runs for {self.runs_dir}"
-                                 + (f" (pid {pid})" if pid else "")) from None
+            raise ServiceRunning(
+                f"a queue service already runs for {self.runs_dir}"
+                + (f" (pid {pid})" if pid else "")
+            ) from None
         f.seek(0)
         f.truncate()
         f.write(f"{os.getpid()}\n")
@@ -129,8 +138,10 @@ class Service:
             self.release()
             for ex in self.executors.values():
                 ex.close()
-        self.log("queue service exits: " + ("asked to stop" if self._quit else
-                                            "nothing queued and nothing running"))
+        self.log(
+            "queue service exits: "
+            + ("asked to stop" if self._quit else "nothing queued and nothing running")
+        )
 
     def executor(self, st: QueueState, host: str) -> Executor | None:
         """The executor of ``host``: this machine's, or one made from its table in the queue
@@ -166,8 +177,11 @@ class Service:
             if back:
                 self.log(f"requeued at the front (their workers died): {', '.join(back)}")
             st.queued[:0] = [n for n in back if n not in st.queued]
-            st.stop = [n for n in st.stop  # requests for workers that are gone are done
-                       if n in st.active or Run(self.runs_dir / n).status().state == "running"]
+            st.stop = [
+                n
+                for n in st.stop  # requests for workers that are gone are done
+                if n in st.active or Run(self.runs_dir / n).status().state == "running"
+            ]
 
     def step(self, st: QueueState) -> None:
         """One pass over the queue, holding its lock: follow and reap, stop, start what fits."""
@@ -187,8 +201,11 @@ class Service:
         starts: dict[str, list[tuple[str, str]]] = {}  # host -> (run, slot) to start there
         for name, host, slot in next_jobs(st, statuses, slots, foreign):
             if host is None or slot is None:
-                self.log(f"{name}: damaged; not started" if statuses[name] == "damaged" else
-                         f"{name}: {statuses[name]} already (another diffui ran it); not started")
+                self.log(
+                    f"{name}: damaged; not started"
+                    if statuses[name] == "damaged"
+                    else f"{name}: {statuses[name]} already (another diffui ran it); not started"
+                )
             else:
                 starts.setdefault(host, []).append((name, slot))
         threads = max(1, (os.cpu_count() or 1) // st.jobs)
@@ -250,19 +267,31 @@ class Service:
         for name in list(st.queued):
             if not any(h in slots for h in st.hosts_of(name)):
                 st.queued.remove(name)
-                line = (f"no host to run on: {', '.join(st.hosts_of(name))} "
-                        "(not in the [hosts] tables of the experiments file, or unusable: "
-                        "see service.log)")
+                line = (
+                    f"no host to run on: {', '.join(st.hosts_of(name))} "
+                    "(not in the [hosts] tables of the experiments file, or unusable: "
+                    "see service.log)"
+                )
                 self.log(f"{name}: {line}")
                 Run(self.runs_dir / name).record_failure(st.hosts_of(name)[0], line)
 
     def _foreign(self, st: QueueState) -> int:
         """How many runs of the folder run outside this queue (others' workers, here)."""
-        return sum(1 for run in iter_runs(self.runs_dir, studies=True)
-                   if run.name not in st.active and run.status().state == "running")
+        return sum(
+            1
+            for run in iter_runs(self.runs_dir, studies=True)
+            if run.name not in st.active and run.status().state == "running"
+        )
 
-    def _start(self, st: QueueState, host: str, ex: Executor, items: list[tuple[str, str]],
-               threads: int | None, now: float) -> None:
+    def _start(
+        self,
+        st: QueueState,
+        host: str,
+        ex: Executor,
+        items: list[tuple[str, str]],
+        threads: int | None,
+        now: float,
+    ) -> None:
         """Start the runs ``items`` (name, slot) on ``host``, in one go: recorded as active, or
         as failed in their run folders."""
         jobs = [Job(self.runs_dir / name) for name, _ in items]
@@ -276,8 +305,12 @@ class Service:
                 self.log(f"{name}: {result}")
                 Run(job.run_dir).record_failure(host, str(result))
                 continue
-            st.active[name] = {"executor": host, "slot": slot, "handle": result.to_dict(),
-                               "since": round(now, 3)}
+            st.active[name] = {
+                "executor": host,
+                "slot": slot,
+                "handle": result.to_dict(),
+                "since": round(now, 3),
+            }
             self.log(f"{name}: started on {slot} ({result.to_dict()})")
 
 

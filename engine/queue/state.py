@@ -15,27 +15,25 @@ file, so any number of diffuis (UIs, batch processes, ``diffui queue``) can chan
 (:mod:`engine.queue.service`) is the only one that starts work: it takes runs off ``queued`` and
 records them in ``active`` in one locked step, so a run is never started twice.
 """
+
 from __future__ import annotations
 
 import fcntl
 import json
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 from engine.errors import UserError
-from engine.queue.handle import Handle
 from engine.files import atomic_write_json, make_dir, write_error
+from engine.queue.handle import Handle
 from engine.spec.sections import LOCAL
-
 
 STATE_FILE = "queue.json"
 
 
-
 LOCK_FILE = ".queue.lock"
-
 
 
 @dataclass
@@ -70,15 +68,14 @@ class QueueState:
         return bool((self.queued and not self.paused) or self.active or self.stop)
 
 
-
 # states in which the queue starts no worker: nothing to do, one runs, or starting one would
 # overwrite a damaged file
 NOT_STARTED = ("finished", "running", "damaged")
 
 
-
-def next_jobs(st: QueueState, statuses: dict[str, str], slots: dict[str, list[str]],
-              foreign: int = 0) -> list[tuple[str, str | None, str | None]]:
+def next_jobs(
+    st: QueueState, statuses: dict[str, str], slots: dict[str, list[str]], foreign: int = 0
+) -> list[tuple[str, str | None, str | None]]:
     """What to start now, in queue order: ``(name, host, slot)`` for each queued run that gets
     a free slot on one of the hosts it may use (the first of them that has one), taking it off
     ``st.queued``; ``(name, None, None)`` for a run that ``statuses`` says another diffui runs
@@ -92,7 +89,7 @@ def next_jobs(st: QueueState, statuses: dict[str, str], slots: dict[str, list[st
         left = [s for s in names if (host, s) not in used]
         if host == LOCAL:
             taken = sum(1 for h, _ in used if h == LOCAL)
-            left = left[:max(0, len(names) - taken - foreign)]
+            left = left[: max(0, len(names) - taken - foreign)]
         free[host] = left
     out: list[tuple[str, str | None, str | None]] = []
     for name in list(st.queued):
@@ -110,7 +107,6 @@ def next_jobs(st: QueueState, statuses: dict[str, str], slots: dict[str, list[st
     return out
 
 
-
 class QueueFile:
     """``queue.json`` of a runs folder, read freely (it is replaced atomically) and changed only
     inside :meth:`edit`, which holds ``.queue.lock``."""
@@ -125,8 +121,9 @@ class QueueFile:
         except FileNotFoundError:
             return QueueState()
         except (ValueError, UnicodeDecodeError):
-            raise UserError(f"{self.path}: not valid JSON (the saved queue); remove it to "
-                              "start afresh") from None
+            raise UserError(
+                f"{self.path}: not valid JSON (the saved queue); remove it to start afresh"
+            ) from None
         return _state(raw, self.path)
 
     @contextmanager
@@ -147,31 +144,54 @@ class QueueFile:
                 atomic_write_json(self.path, asdict(state))
 
 
-
 def _state(raw, path: Path) -> QueueState:
     def bad(key: str, expected: str):
-        return UserError(f"{path}: {key}: expected {expected} (the saved queue); fix or remove "
-                           "it to start afresh")
+        return UserError(
+            f"{path}: {key}: expected {expected} (the saved queue); fix or remove "
+            "it to start afresh"
+        )
+
     if not isinstance(raw, dict):
         raise bad("(top)", "a JSON object")
     s = QueueState()
     for key, check, expected in (
-            ("queued", lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
-             "a list of run names"),
-            ("jobs", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
-             "an integer >= 1"),
-            ("paused", lambda v: isinstance(v, bool), "true or false"),
-            ("active", lambda v: isinstance(v, dict) and all(isinstance(x, dict)
-                                                             for x in v.values()),
-             "an object of run names"),
-            ("stop", lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
-             "a list of run names"),
-            ("where", lambda v: isinstance(v, dict) and all(
-                isinstance(x, list) and all(isinstance(h, str) for h in x) for x in v.values()),
-             "an object of run names and lists of hosts"),
-            ("hosts", lambda v: isinstance(v, dict) and all(isinstance(x, dict)
-                                                            for x in v.values()),
-             "an object of host tables")):
+        (
+            "queued",
+            lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
+            "a list of run names",
+        ),
+        (
+            "jobs",
+            lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+            "an integer >= 1",
+        ),
+        ("paused", lambda v: isinstance(v, bool), "true or false"),
+        (
+            "active",
+            lambda v: isinstance(v, dict) and all(isinstance(x, dict) for x in v.values()),
+            "an object of run names",
+        ),
+        (
+            "stop",
+            lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
+            "a list of run names",
+        ),
+        (
+            "where",
+            lambda v: (
+                isinstance(v, dict)
+                and all(
+                    isinstance(x, list) and all(isinstance(h, str) for h in x) for x in v.values()
+                )
+            ),
+            "an object of run names and lists of hosts",
+        ),
+        (
+            "hosts",
+            lambda v: isinstance(v, dict) and all(isinstance(x, dict) for x in v.values()),
+            "an object of host tables",
+        ),
+    ):
         if key in raw:
             if not check(raw[key]):
                 raise bad(key, expected)

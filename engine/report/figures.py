@@ -9,6 +9,7 @@ each value's grid with its numbers. :func:`save_figure` writes one as a PNG file
 
 No pyplot (no global state, no GUI backend) and no torch.
 """
+
 from __future__ import annotations
 
 import math
@@ -19,11 +20,10 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from engine.report.arrays import by_epoch, load_array, process_table, sample_grids
-from engine.report.arrays import values_in_order
+from engine.files import atomic_save
+from engine.report.arrays import by_epoch, load_array, process_table, sample_grids, values_in_order
 from engine.rundir.events import Epoch, Eval
 from engine.rundir.events import Figure as FigureEvent
-from engine.files import atomic_save
 from engine.rundir.run import DamagedRun, Run
 from engine.spec.sections import STUDY_VALUE
 
@@ -50,10 +50,20 @@ def losses_figure(runs: list[Run]) -> Figure:
         ep = by_epoch(run, Epoch)
         x = list(ep)
         color = f"C{i % 10}"
-        ax.plot(x, [e.train_loss for e in ep.values()], "-", color=color,
-                label=f"{run.name} train" if len(runs) > 1 else "train")
-        ax.plot(x, [e.val_loss for e in ep.values()], "--", color=color,
-                label=f"{run.name} validation" if len(runs) > 1 else "validation")
+        ax.plot(
+            x,
+            [e.train_loss for e in ep.values()],
+            "-",
+            color=color,
+            label=f"{run.name} train" if len(runs) > 1 else "train",
+        )
+        ax.plot(
+            x,
+            [e.val_loss for e in ep.values()],
+            "--",
+            color=color,
+            label=f"{run.name} validation" if len(runs) > 1 else "validation",
+        )
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss (MSE to the noise, or to x for morph runs)")
     ax.set_yscale("log")
@@ -71,8 +81,13 @@ def fid_figure(runs: list[Run]) -> Figure:
             continue
         color = f"C{i % 10}"
         ax.plot(list(ev), [e.fid for e in ev.values()], "o-", color=color, label=run.name)
-        ax.plot(list(ev), [e.floor for e in ev.values()], ":", color=color,
-                label=f"{run.name} floor (real vs real)")
+        ax.plot(
+            list(ev),
+            [e.floor for e in ev.values()],
+            ":",
+            color=color,
+            label=f"{run.name} floor (real vs real)",
+        )
     ax.set_xlabel("epoch")
     ax.set_ylabel("FID (MNIST classifier features)")
     ax.set_yscale("log")
@@ -110,7 +125,7 @@ def _tile(imgs: np.ndarray) -> np.ndarray:
     out = np.ones((rows * 30, cols * 30), dtype=np.float32)
     for k, img in enumerate(imgs):
         r, c = divmod(k, cols)
-        out[r * 30 + 1:r * 30 + 29, c * 30 + 1:c * 30 + 29] = img
+        out[r * 30 + 1 : r * 30 + 29, c * 30 + 1 : c * 30 + 29] = img
     return out
 
 
@@ -141,18 +156,27 @@ def study_figure(study: Run) -> Figure:
     for i, e in enumerate(values):
         ax = fig.add_subplot(1, len(values), i + 1)
         try:
-            ax.imshow(_tile(load_array(study.path / e.npy)[:spec.keys.n_grid]), cmap="gray",
-                      vmin=0, vmax=1)
+            ax.imshow(
+                _tile(load_array(study.path / e.npy)[: spec.keys.n_grid]),
+                cmap="gray",
+                vmin=0,
+                vmax=1,
+            )
         except DamagedRun as damaged:
             _damaged_panel(ax, damaged)
         ax.set_xticks([])
         ax.set_yticks([])
         ax.set_title(f"{STUDY_VALUE[spec.kind]} = {e.value:g}", fontsize=9)
-        ax.set_xlabel(f"FID {e.fid:.0f} (floor {e.floor:.0f})\ndistinct {e.distinct_share:.0%}"
-                      f" · near-copies {e.near_copy_share:.0%}\nentropy {e.entropy or 0:.2f} bits",
-                      fontsize=7)
-    fig.suptitle(f"{spec.name}: {spec.kind} on {spec.run} ({values[0].sampler if values else ''},"
-                 f" n = {spec.keys.n})", fontsize=9)
+        ax.set_xlabel(
+            f"FID {e.fid:.0f} (floor {e.floor:.0f})\ndistinct {e.distinct_share:.0%}"
+            f" · near-copies {e.near_copy_share:.0%}\nentropy {e.entropy or 0:.2f} bits",
+            fontsize=7,
+        )
+    fig.suptitle(
+        f"{spec.name}: {spec.kind} on {spec.run} ({values[0].sampler if values else ''},"
+        f" n = {spec.keys.n})",
+        fontsize=9,
+    )
     return fig
 
 

@@ -1,4 +1,5 @@
 """The report's Markdown tables: the final numbers of runs, and a sampling study's numbers."""
+
 from __future__ import annotations
 
 from engine.report.arrays import values_in_order
@@ -17,10 +18,15 @@ def markdown_table(summaries: list[RunProgress]) -> str:
 def study_table(study: Run) -> str:
     """The study's numbers as a Markdown table (one row per finished value)."""
     spec = study.study_spec()
-    rows = [f"| {STUDY_VALUE[spec.kind]} | FID | floor | entropy (bits) | distinct | pairwise "
-            "distance | nearest training digit | near-copies |", "|" + "---|" * 8]
-    rows += [f"| {e.value:g} | {e.fid:.1f} | {e.floor:.1f} | {e.entropy or 0:.2f} | "
-             f"{e.distinct_share:.0%} | {e.pairwise_distance:.2f} | "
-             f"{e.nearest_train_distance:.4f} | {e.near_copy_share:.0%} |"
-             for e in values_in_order(study)]
+    rows = [
+        f"| {STUDY_VALUE[spec.kind]} | FID | floor | entropy (bits) | distinct | pairwise "
+        "distance | nearest training digit | near-copies |",
+        "|" + "---|" * 8,
+    ]
+    rows += [
+        f"| {e.value:g} | {e.fid:.1f} | {e.floor:.1f} | {e.entropy or 0:.2f} | "
+        f"{e.distinct_share:.0%} | {e.pairwise_distance:.2f} | "
+        f"{e.nearest_train_distance:.4f} | {e.near_copy_share:.0%} |"
+        for e in values_in_order(study)
+    ]
     return "\n".join(rows)

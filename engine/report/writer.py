@@ -7,6 +7,7 @@ and writes it. A run folder without the process figures' arrays (made before dif
 or not finished) gets those figures skipped; what cannot be read (a damaged file) is said in
 ``report.md`` and left out of the figures, and the rest is drawn.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
@@ -16,13 +17,24 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from engine.report.arrays import by_epoch, damaged_files, process_figures, sample_grids
-from engine.report.arrays import values_in_order
-from engine.report.figures import fid_figure, grids_figure, losses_figure, process_figure
-from engine.report.figures import save_figure, study_figure
+from engine.files import atomic_write_text, make_dir
+from engine.report.arrays import (
+    by_epoch,
+    damaged_files,
+    process_figures,
+    sample_grids,
+    values_in_order,
+)
+from engine.report.figures import (
+    fid_figure,
+    grids_figure,
+    losses_figure,
+    process_figure,
+    save_figure,
+    study_figure,
+)
 from engine.report.tables import markdown_table, study_table
 from engine.rundir.events import Eval
-from engine.files import atomic_write_text, make_dir
 from engine.rundir.progress import RunProgress, summary, why
 from engine.rundir.run import STUDIES_DIR, DamagedRun, Run
 from engine.spec.specs import StudySpec
@@ -84,9 +96,12 @@ def problems(run: Run) -> list[str]:
     return lines + p.problems
 
 
-def write_report(runs: list[Run], out: Path,
-                 progress: Callable[[int, int], None] | None = None,
-                 warn: Callable[[str], None] | None = None) -> Path:
+def write_report(
+    runs: list[Run],
+    out: Path,
+    progress: Callable[[int, int], None] | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> Path:
     """Figures for every run, overlaid curves when there are several, and ``report.md``; a
     section with the table and figure of every sampling study among ``runs``.
     ``progress(done, total)`` is called before the first figure and after each one. What cannot
@@ -103,14 +118,18 @@ def write_report(runs: list[Run], out: Path,
             warn(line)
     per_run, overlays = plan(runs)
     todo = [p for r in runs for p in per_run[r.name]] + overlays
-    todo += [Planned(study_file(s), partial(study_figure, s)) for s in studies
-             if not s.damage() and values_in_order(s)]
+    todo += [
+        Planned(study_file(s), partial(study_figure, s))
+        for s in studies
+        if not s.damage() and values_in_order(s)
+    ]
     skipped = _draw(todo, out, told, progress, warn)
     lines = ["# diffui report", "", markdown_table(summaries), ""]
     lines += _shown((p.file for p in overlays), skipped)
     for r, s in zip(runs, summaries):
-        lines += _run_section(r, s, found[r.name], _shown((p.file for p in per_run[r.name]),
-                                                          skipped))
+        lines += _run_section(
+            r, s, found[r.name], _shown((p.file for p in per_run[r.name]), skipped)
+        )
     if studies:
         lines += ["", "## Sampling studies"]
     for study in studies:
@@ -120,9 +139,13 @@ def write_report(runs: list[Run], out: Path,
     return path
 
 
-def _draw(todo: list[Planned], out: Path, told: list[str],
-          progress: Callable[[int, int], None] | None,
-          warn: Callable[[str], None] | None) -> set[str]:
+def _draw(
+    todo: list[Planned],
+    out: Path,
+    told: list[str],
+    progress: Callable[[int, int], None] | None,
+    warn: Callable[[str], None] | None,
+) -> set[str]:
     """Draw and save each planned figure; the files not drawn (a damaged file of theirs, told
     unless ``told`` has said it already)."""
     if progress:
@@ -153,21 +176,37 @@ def _run_section(run: Run, p: RunProgress, found: list[str], figures: list[str])
     lines += [f"Not read: {line}" for line in found if line != f"{run.name}: {p.detail}"]
     lines += figures
     if not process_figures(run):
-        lines += ["", "No diffusion or restoration figures: the run folder has none of their "
-                      "arrays (the run has not finished, or finished before diffui wrote "
-                      "them)."]
+        lines += [
+            "",
+            "No diffusion or restoration figures: the run folder has none of their "
+            "arrays (the run has not finished, or finished before diffui wrote "
+            "them).",
+        ]
     return lines
 
 
 def _study_section(study: Run, found: list[str], skipped: set[str]) -> list[str]:
     """A sampling study's section of report.md: what it is, its table and figure."""
     if study.damage():
-        return ["", f"### {study.path.name}", "", f"**damaged**: {study.damage()}; study "
-                f"folder: `{study.path}`"]
+        return [
+            "",
+            f"### {study.path.name}",
+            "",
+            f"**damaged**: {study.damage()}; study folder: `{study.path}`",
+        ]
     spec = study.study_spec()
-    lines = ["", f"### {spec.name}", "", f"{spec.kind} on run {spec.run}, n = {spec.keys.n} "
-             f"samples per value; study folder: `{study.path}`", ""]
+    lines = [
+        "",
+        f"### {spec.name}",
+        "",
+        f"{spec.kind} on run {spec.run}, n = {spec.keys.n} "
+        f"samples per value; study folder: `{study.path}`",
+        "",
+    ]
     lines += [f"Not read: {line}" for line in found]
-    lines += [study_table(study), "", *_shown([study_file(study)], skipped)] \
-        if values_in_order(study) else ["No value has finished yet."]
+    lines += (
+        [study_table(study), "", *_shown([study_file(study)], skipped)]
+        if values_in_order(study)
+        else ["No value has finished yet."]
+    )
     return lines

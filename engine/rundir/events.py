@@ -18,15 +18,17 @@ Rules a reader can rely on:
 * a resumed run appends a new ``start`` and may repeat epochs: the latest event of an epoch
   wins (:func:`latest_by_epoch`).
 """
+
 from __future__ import annotations
 
 import json
 import os
 import time
 import typing
+from collections.abc import Iterable
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path, PurePosixPath
-from typing import Any, ClassVar, Iterable, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 # --- the event types ------------------------------------------------------------------------------
 
@@ -37,13 +39,18 @@ class Event:
     time: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"type": self.type, **{k: v for k, v in asdict(self).items()
-                                      if v is not None or k in _REQUIRED[type(self)]}}
+        return {
+            "type": self.type,
+            **{
+                k: v for k, v in asdict(self).items() if v is not None or k in _REQUIRED[type(self)]
+            },
+        }
 
 
 @dataclass(frozen=True, kw_only=True)
 class Start(Event):
     """A worker attempt begins (training from ``epoch``, 0 for a fresh run)."""
+
     type: ClassVar[str] = "start"
     epoch: int
     epochs: int
@@ -61,6 +68,7 @@ class Progress(Event):
     """Progress within a step: training steps of an epoch (``task`` "train", with ``epoch`` and
     the step ``loss``), or a long task (``task`` names it: "FID classifier", "reference
     statistics", "FID floor", "final samples", ...) that is ``step`` of ``steps`` done."""
+
     type: ClassVar[str] = "progress"
     step: int
     steps: int
@@ -72,6 +80,7 @@ class Progress(Event):
 @dataclass(frozen=True, kw_only=True)
 class Epoch(Event):
     """An epoch ended: mean training loss, held-out validation loss."""
+
     type: ClassVar[str] = "epoch"
     epoch: int
     epochs: int
@@ -85,6 +94,7 @@ class Epoch(Event):
 class Samples(Event):
     """A sample grid: ``png`` (the grid) and ``npy`` (N x 28 x 28 float32 in [0, 1]), paths
     relative to the run folder."""
+
     type: ClassVar[str] = "samples"
     epoch: int
     png: str
@@ -97,6 +107,7 @@ class Samples(Event):
 @dataclass(frozen=True, kw_only=True)
 class Eval(Event):
     """FID of ``n`` samples, its real-vs-real floor at that n, the class histogram and entropy."""
+
     type: ClassVar[str] = "eval"
     epoch: int
     sampler: str
@@ -113,6 +124,7 @@ class Eval(Event):
 @dataclass(frozen=True, kw_only=True)
 class Checkpoint(Event):
     """``checkpoint.pt`` now holds the end of ``epoch`` (a resumed run starts after it)."""
+
     type: ClassVar[str] = "checkpoint"
     epoch: int
     path: str = "checkpoint.pt"
@@ -122,6 +134,7 @@ class Checkpoint(Event):
 class Figure(Event):
     """Arrays for one of the report's figures, written by the worker (paths relative to the run
     folder), so that the report draws from the folder alone."""
+
     type: ClassVar[str] = "figure"
     name: str  # "diffusion", "restoration", "direct-vs-iterative"
     files: list = field(default_factory=list)  # .npy (rows, columns, 28, 28) in [0, 1], stacked
@@ -137,6 +150,7 @@ class Value(Event):
     ``png``, paths relative to the study folder), their FID, floor, class histogram and
     entropy, diversity (the share of distinct samples, the mean pairwise feature distance) and
     novelty (the mean distance to the nearest training digit, the share of near-copies)."""
+
     type: ClassVar[str] = "value"
     value: float
     n: int
@@ -157,6 +171,7 @@ class Value(Event):
 @dataclass(frozen=True, kw_only=True)
 class End(Event):
     """A worker attempt ended: ``finished``, ``stopped`` (resumable) or ``failed`` (``error``)."""
+
     type: ClassVar[str] = "end"
     status: str
     error: str = ""
@@ -166,6 +181,7 @@ class End(Event):
 @dataclass(frozen=True, kw_only=True)
 class Other(Event):
     """An event of a type this version does not know (kept whole in ``data``)."""
+
     type: ClassVar[str] = "other"
     data: dict = field(default_factory=dict)
 
@@ -173,10 +189,13 @@ class Other(Event):
         return dict(self.data)
 
 
-TYPES: dict[str, type[Event]] = {c.type: c for c in (Start, Progress, Epoch, Samples, Eval,
-                                                     Checkpoint, Figure, Value, End)}
-_REQUIRED = {c: {f.name for f in fields(c) if f.default is MISSING and f.default_factory is MISSING}
-             for c in (*TYPES.values(), Other)}
+TYPES: dict[str, type[Event]] = {
+    c.type: c for c in (Start, Progress, Epoch, Samples, Eval, Checkpoint, Figure, Value, End)
+}
+_REQUIRED = {
+    c: {f.name for f in fields(c) if f.default is MISSING and f.default_factory is MISSING}
+    for c in (*TYPES.values(), Other)
+}
 
 
 class BadEvent(ValueError):
@@ -204,7 +223,7 @@ def from_dict(d: Any) -> Event:
     cls = TYPES.get(name) if isinstance(name, str) else None
     if cls is None:
         if not isinstance(name, str):
-            raise BadEvent("no \"type\" field")
+            raise BadEvent('no "type" field')
         return Other(time=_num(d.get("time", 0.0)), data=d)
     hints = _HINTS[cls]
     kw: dict[str, Any] = {}
@@ -216,13 +235,17 @@ def from_dict(d: Any) -> Event:
         v = d[f.name]
         ok = _expected(hints[f.name])
         if isinstance(v, bool) and bool not in ok or not isinstance(v, ok):
-            raise BadEvent(f"{name} event: {f.name} = {json.dumps(v)[:40]} is not "
-                           f"{' or '.join(t.__name__ for t in ok)}")
+            raise BadEvent(
+                f"{name} event: {f.name} = {json.dumps(v)[:40]} is not "
+                f"{' or '.join(t.__name__ for t in ok)}"
+            )
         if f.name in PATH_FIELDS:
-            for path in (v if isinstance(v, list) else [v]):
+            for path in v if isinstance(v, list) else [v]:
                 if not inside_folder(path):
-                    raise BadEvent(f"{name} event: {f.name} = {json.dumps(path)[:60]} is not a "
-                                   "path inside the run folder")
+                    raise BadEvent(
+                        f"{name} event: {f.name} = {json.dumps(path)[:60]} is not a "
+                        "path inside the run folder"
+                    )
         kw[f.name] = v
     return cls(**kw)
 

@@ -1,12 +1,13 @@
 """The one fold of a run's events into what a front end shows (:class:`RunProgress`), a run's
 status in words (:func:`status_text`), a study's finished values (:func:`study_values`), and the
 summary row every table of runs uses."""
+
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 from engine.rundir.events import End, Epoch, Eval, Event, EventReader, Other, Progress, Start, Value
 from engine.text import fmt, format_seconds
@@ -196,8 +197,17 @@ def follow(run, prog: RunProgress) -> RunProgress:
     return prog
 
 
-SUMMARY_COLUMNS = ("run", "status", "epochs", "final val loss", "FID", "floor", "class entropy",
-                   "sampler", "wall time")
+SUMMARY_COLUMNS = (
+    "run",
+    "status",
+    "epochs",
+    "final val loss",
+    "FID",
+    "floor",
+    "class entropy",
+    "sampler",
+    "wall time",
+)
 
 
 def summary(run) -> RunProgress:
@@ -218,6 +228,14 @@ def why(p: RunProgress) -> str:
 
 def summary_row(p: RunProgress) -> list[str]:
     """The row of the report's table (SUMMARY_COLUMNS): batch mode, report.md, the compare view."""
-    return [p.name, p.state, f"{p.epoch}/{p.epochs}", fmt(p.val_loss), fmt(p.fid, ".2f"),
-            fmt(p.floor, ".2f"), fmt(p.entropy, ".2f"), p.sampler or "-",
-            format_seconds(p.elapsed())]
+    return [
+        p.name,
+        p.state,
+        f"{p.epoch}/{p.epochs}",
+        fmt(p.val_loss),
+        fmt(p.fid, ".2f"),
+        fmt(p.floor, ".2f"),
+        fmt(p.entropy, ".2f"),
+        p.sampler or "-",
+        format_seconds(p.elapsed()),
+    ]

@@ -16,6 +16,7 @@ Status is derived when read, never stored: a worker that was killed leaves no ex
 pid is gone (or its heartbeat is stale), so it reads as resumable (or failed when it had not yet
 written a checkpoint) — never as running.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,15 +24,15 @@ import os
 import signal
 import socket
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from engine.errors import UserError
-from engine.spec.specs import RunSpec, StudySpec, spec_from_toml, spec_to_toml
-from engine.spec.checks import toml_text
-from engine.rundir.events import Event, read_events
 from engine.files import atomic_write_json, atomic_write_text, write_error
+from engine.rundir.events import Event, read_events
+from engine.spec.checks import toml_text
+from engine.spec.specs import RunSpec, StudySpec, spec_from_toml, spec_to_toml
 from engine.text import json_kind, one_line
 
 HEARTBEAT_EVERY = 5.0  # seconds between heartbeats of a live worker
@@ -61,6 +62,7 @@ class DamagedRun(RunError, UserError):
 
 
 # --- the run directory ----------------------------------------------------------------------------
+
 
 @dataclass
 class RunStatus:
@@ -95,7 +97,7 @@ class Run:
     previous_checkpoint_path = property(lambda self: self.path / "checkpoint.prev.pt")
 
     @classmethod
-    def create(cls, path: Path, spec: RunSpec) -> "Run":
+    def create(cls, path: Path, spec: RunSpec) -> Run:
         """A new run folder holding ``spec``; when it cannot be written, no folder is left."""
         run = cls(path)
         new = not run.path.exists()
@@ -114,7 +116,7 @@ class Run:
     def exists(self) -> bool:
         return self.config_path.is_file()
 
-    def spec(self) -> "RunSpec | StudySpec":
+    def spec(self) -> RunSpec | StudySpec:
         """The settings of config.toml; :class:`DamagedRun` when it is not what diffui wrote."""
         try:
             text = self.config_path.read_text(encoding="utf-8")
@@ -126,8 +128,7 @@ class Run:
             raise DamagedRun(self.config_path, f"damaged (not TOML: {one_line(e)})") from None
         except (KeyError, TypeError, AttributeError) as e:
             what = f"no {e}" if isinstance(e, KeyError) else one_line(e)
-            raise DamagedRun(self.config_path, f"damaged (not a run's settings: {what})") \
-                from None
+            raise DamagedRun(self.config_path, f"damaged (not a run's settings: {what})") from None
 
     def study_spec(self) -> StudySpec:
         """The settings of a study folder (:meth:`spec`); :class:`DamagedRun` when config.toml
@@ -169,8 +170,16 @@ class Run:
         self.heartbeat_path.touch()
 
     def end_attempt(self, attempt: dict, status: str, error: str = "") -> None:
-        atomic_write_json(self.exit_path, {"status": status, "error": error, "pid": attempt["pid"],
-                                           "started": attempt["started"], "time": time.time()})
+        atomic_write_json(
+            self.exit_path,
+            {
+                "status": status,
+                "error": error,
+                "pid": attempt["pid"],
+                "started": attempt["started"],
+                "time": time.time(),
+            },
+        )
 
     def record_failure(self, host: str, error: str) -> None:
         """An attempt that never got a worker (a host down, a refused key): the run reads as
@@ -195,8 +204,10 @@ class Run:
             return RunStatus("damaged", damage, pid, host)
         # the exit record of this attempt; or that of a newer attempt without a process,
         # whose worker record (written after it by record_failure) is on its way
-        if exit_rec and (exit_rec.get("started") == worker.get("started") or (
-                exit_rec.get("pid") == 0 and exit_rec["started"] > worker["started"])):
+        if exit_rec and (
+            exit_rec.get("started") == worker.get("started")
+            or (exit_rec.get("pid") == 0 and exit_rec["started"] > worker["started"])
+        ):
             st = exit_rec.get("status")
             if st == "finished":
                 return RunStatus("finished", pid=pid, host=host)
@@ -205,8 +216,9 @@ class Run:
             return RunStatus("failed", exit_rec.get("error", "") or "worker failed", pid, host)
         if self._alive(pid, host):
             return RunStatus("running", pid=pid, host=host)
-        return RunStatus(self._unfinished(), f"worker {pid} on {host} died without an exit record",
-                         pid, host)
+        return RunStatus(
+            self._unfinished(), f"worker {pid} on {host} died without an exit record", pid, host
+        )
 
     def request_stop(self) -> bool:
         """Ask this run's live worker on this machine to stop (SIGTERM): it stops between two
@@ -251,8 +263,11 @@ def pid_running(pid: int, run_path: Path) -> bool:
 
 
 # the fields a worker record must have, and their JSON types
-WORKER_RECORD: dict[str, tuple[type, ...]] = {"pid": (int,), "host": (str,),
-                                              "started": (int, float)}
+WORKER_RECORD: dict[str, tuple[type, ...]] = {
+    "pid": (int,),
+    "host": (str,),
+    "started": (int, float),
+}
 EXIT_RECORD: dict[str, tuple[type, ...]] = {"status": (str,), "started": (int, float)}
 
 
@@ -274,11 +289,15 @@ def _read_record(path: Path, fields: dict[str, tuple[type, ...]]) -> tuple[dict 
     for name, types in fields.items():
         v = obj.get(name)
         if isinstance(v, bool) or not isinstance(v, types):
-            return None, (f"{path.name}: damaged ({name} = {json.dumps(v)[:30]}, expected "
-                          f"{json_kind(types[0]())})")
+            return None, (
+                f"{path.name}: damaged ({name} = {json.dumps(v)[:30]}, expected "
+                f"{json_kind(types[0]())})"
+            )
     if fields is EXIT_RECORD and obj["status"] not in EXIT_STATUSES:
-        return None, (f"{path.name}: damaged (status = {json.dumps(obj['status'])[:30]}, "
-                      f"expected one of {', '.join(EXIT_STATUSES)})")
+        return None, (
+            f"{path.name}: damaged (status = {json.dumps(obj['status'])[:30]}, "
+            f"expected one of {', '.join(EXIT_STATUSES)})"
+        )
     return obj, ""
 
 
@@ -308,6 +327,7 @@ def is_study(name: str) -> bool:
 
 # --- sampling studies and the runs they sample from -----------------------------------------------
 
+
 def can_sample(state: str) -> bool:
     """Whether a study can sample from a run in ``state``: a study needs a finished run (its
     final model). The study job, batch mode, ``diffui study`` and the UI all ask this."""
@@ -328,6 +348,7 @@ def source_state(runs_dir: Path, spec: StudySpec, missing: str = "not made yet")
 
 
 # --- making run folders ---------------------------------------------------------------------------
+
 
 def prepare_runs(specs: list, runs_dir: Path) -> list[Run]:
     """The run folder of every spec (a StudySpec's in ``runs_dir/studies``), created when new,
@@ -351,23 +372,31 @@ def check_runs(specs: list, runs_dir: Path) -> list[Run]:
     loaded is :func:`engine.usecases.check_inputs`: the run folder knows no datasets.)"""
     runs = []
     for spec in specs:
-        run = (study_run(runs_dir, spec.name) if isinstance(spec, StudySpec)
-               else Run(Path(runs_dir) / spec.name))
+        run = (
+            study_run(runs_dir, spec.name)
+            if isinstance(spec, StudySpec)
+            else Run(Path(runs_dir) / spec.name)
+        )
         if run.exists():
             try:
                 old = run.spec().to_dict()
             except (ValueError, KeyError, TypeError) as e:  # tomllib's errors are ValueErrors
-                raise UserError(f"{run.config_path}: not a run's settings ({e}); "
-                                  "use --runs-dir for a separate set of runs, or remove that "
-                                  "folder") from None
+                raise UserError(
+                    f"{run.config_path}: not a run's settings ({e}); "
+                    "use --runs-dir for a separate set of runs, or remove that "
+                    "folder"
+                ) from None
             diff = _first_difference(old, spec.to_dict())
             if diff:
                 raise UserError(
                     f"{run.path}: holds a run with other settings ({diff}); "
-                    "use --runs-dir for a separate set of runs, or remove that folder")
+                    "use --runs-dir for a separate set of runs, or remove that folder"
+                )
         elif run.path.exists() and not run.path.is_dir():
-            raise UserError(f"{run.path}: a file is where the folder of run {spec.name} goes; "
-                              "move it away or use --runs-dir")
+            raise UserError(
+                f"{run.path}: a file is where the folder of run {spec.name} goes; "
+                "move it away or use --runs-dir"
+            )
         runs.append(run)
     return runs
 

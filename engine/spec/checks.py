@@ -3,6 +3,7 @@ file, the key path and what was expected, and the checks that tables of any kind
 
 Everything is validated before anything runs; the first problem raises :class:`ConfigError`.
 """
+
 from __future__ import annotations
 
 import copy

@@ -12,13 +12,15 @@ a key shared by several kinds is declared by each with the same default.
 
 Torch-free: code that needs torch is referenced with :func:`registry.lazy`.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
-from engine.spec.registry import Registry, int_list, key, lazy, number, three_widths, integer
+from engine.spec.registry import Registry, int_list, integer, key, lazy, number, three_widths
 
 
 @dataclass(frozen=True)
@@ -27,7 +29,7 @@ class ScheduleEntry:
     params: type  # dataclass of the [schedule] keys this kind reads
     betas: Callable[[int, Any], Any]  # (T, params) -> float64 tensor of beta_1..beta_T
     # cross-check of the parameters: None, or (key, what was expected, the value got)
-    check: Callable[[Any], "tuple[str, str, Any] | None"] | None = None
+    check: Callable[[Any], tuple[str, str, Any] | None] | None = None
     doc: str = ""
 
 
@@ -48,7 +50,7 @@ class DegradationEntry:
     check_inputs: Callable[[Any], None] | None = None
     figures: tuple[str, ...] = ()  # the report's figure kinds for its runs
     # cross-check of a run spec: None, or (dotted key, what was expected, the value got)
-    check: Callable[[Any], "tuple[str, str, Any] | None"] | None = None
+    check: Callable[[Any], tuple[str, str, Any] | None] | None = None
     doc: str = ""
 
 
@@ -85,8 +87,9 @@ class LinearParams:
 @dataclass(frozen=True)
 class CosineParams:
     s: float = key(0.008, number(0, 1), "cosine offset")
-    max_beta: float = key(0.1, number(0, 1, lo_open=True),
-                          "cosine beta cap (0.1 in the study, 0.999 in the paper)")
+    max_beta: float = key(
+        0.1, number(0, 1, lo_open=True), "cosine beta cap (0.1 in the study, 0.999 in the paper)"
+    )
 
 
 @dataclass(frozen=True)
@@ -100,17 +103,35 @@ def _beta_min_at_most_max(p: LinearParams):
     return None
 
 
-SCHEDULES.register(ScheduleEntry("linear", LinearParams,
-                                 lazy("engine.diffusion.schedules:linear_betas"),
-                                 _beta_min_at_most_max, "Ho et al. (2020)"))
-SCHEDULES.register(ScheduleEntry("cosine", CosineParams,
-                                 lazy("engine.diffusion.schedules:cosine_betas"),
-                                 doc="Nichol & Dhariwal (2021)"))
-SCHEDULES.register(ScheduleEntry("constant", ConstantParams,
-                                 lazy("engine.diffusion.schedules:constant_betas")))
-SCHEDULES.register(ScheduleEntry("inverse_linear", LinearParams,
-                                 lazy("engine.diffusion.schedules:inverse_linear_betas"),
-                                 _beta_min_at_most_max, "linear, reversed"))
+SCHEDULES.register(
+    ScheduleEntry(
+        "linear",
+        LinearParams,
+        lazy("engine.diffusion.schedules:linear_betas"),
+        _beta_min_at_most_max,
+        "Ho et al. (2020)",
+    )
+)
+SCHEDULES.register(
+    ScheduleEntry(
+        "cosine",
+        CosineParams,
+        lazy("engine.diffusion.schedules:cosine_betas"),
+        doc="Nichol & Dhariwal (2021)",
+    )
+)
+SCHEDULES.register(
+    ScheduleEntry("constant", ConstantParams, lazy("engine.diffusion.schedules:constant_betas"))
+)
+SCHEDULES.register(
+    ScheduleEntry(
+        "inverse_linear",
+        LinearParams,
+        lazy("engine.diffusion.schedules:inverse_linear_betas"),
+        _beta_min_at_most_max,
+        "linear, reversed",
+    )
+)
 
 
 # --- networks ------------------------------------------------------------------------------
@@ -129,47 +150,79 @@ class CNNParams:
 
 @dataclass(frozen=True)
 class UNetParams:
-    unet_channels: list[int] = key([32, 64, 128], three_widths,
-                                   "the UNet's widths at 28, 14 and 7 pixels")
+    unet_channels: list[int] = key(
+        [32, 64, 128], three_widths, "the UNet's widths at 28, 14 and 7 pixels"
+    )
     time_embedding: int = key(*_TIME_EMBEDDING)
 
 
-NETWORKS.register(NetworkEntry("cnn", CNNParams, lazy("engine.diffusion.nets:build_cnn"),
-                               "the study's"))
-NETWORKS.register(NetworkEntry("unet", UNetParams, lazy("engine.diffusion.nets:build_unet"),
-                               "ConvNeXt blocks"))
+NETWORKS.register(
+    NetworkEntry("cnn", CNNParams, lazy("engine.diffusion.nets:build_cnn"), "the study's")
+)
+NETWORKS.register(
+    NetworkEntry("unet", UNetParams, lazy("engine.diffusion.nets:build_unet"), "ConvNeXt blocks")
+)
 
 
 # --- samplers ------------------------------------------------------------------------------
 
-SAMPLERS.register(SamplerEntry("ddim", lazy("engine.diffusion.samplers:run_ddim"),
-                               lazy("engine.diffusion.samplers:describe_ddim"), uses_steps=True))
-SAMPLERS.register(SamplerEntry("ddpm", lazy("engine.diffusion.samplers:run_ddpm"),
-                               lambda steps, T: f"DDPM-{T}"))
-SAMPLERS.register(SamplerEntry("iterative", lazy("engine.diffusion.samplers:run_iterative"),
-                               lazy("engine.diffusion.samplers:describe_iterative"),
-                               uses_steps=True))
-SAMPLERS.register(SamplerEntry("direct", lazy("engine.diffusion.samplers:run_direct"),
-                               lambda steps, T: "direct"))
+SAMPLERS.register(
+    SamplerEntry(
+        "ddim",
+        lazy("engine.diffusion.samplers:run_ddim"),
+        lazy("engine.diffusion.samplers:describe_ddim"),
+        uses_steps=True,
+    )
+)
+SAMPLERS.register(
+    SamplerEntry("ddpm", lazy("engine.diffusion.samplers:run_ddpm"), lambda steps, T: f"DDPM-{T}")
+)
+SAMPLERS.register(
+    SamplerEntry(
+        "iterative",
+        lazy("engine.diffusion.samplers:run_iterative"),
+        lazy("engine.diffusion.samplers:describe_iterative"),
+        uses_steps=True,
+    )
+)
+SAMPLERS.register(
+    SamplerEntry("direct", lazy("engine.diffusion.samplers:run_direct"), lambda steps, T: "direct")
+)
 
 
 # --- degradations --------------------------------------------------------------------------
+
 
 def _betas_below_one(spec):
     """DDPM divides by sqrt(1 - beta_t) and DDIM by sqrt(alpha_bar_T): a beta of 1 (the cosine
     cap ``max_beta = 1``) makes every sample NaN."""
     cap = getattr(spec.schedule.params(), "max_beta", None)
     if cap is not None and cap >= 1:
-        return "schedule.max_beta", ("a number below 1 for the gaussian degradation (DDPM "
-                                     "divides by sqrt(1 - beta))"), cap
+        return (
+            "schedule.max_beta",
+            ("a number below 1 for the gaussian degradation (DDPM divides by sqrt(1 - beta))"),
+            cap,
+        )
     return None
 
 
-DEGRADATIONS.register(DegradationEntry(
-    "gaussian", lazy("engine.diffusion.degradations:build_gaussian"), ("ddim", "ddpm"),
-    figures=("diffusion",), check=_betas_below_one, doc="DDPM's noise"))
-DEGRADATIONS.register(DegradationEntry(
-    "morph", lazy("engine.diffusion.degradations:build_morph"), ("iterative", "direct"),
-    check_inputs=lazy("engine.diffusion.degradations:check_morph_inputs"),
-    figures=("restoration", "direct-vs-iterative"),
-    doc="cold diffusion into FashionMNIST images"))
+DEGRADATIONS.register(
+    DegradationEntry(
+        "gaussian",
+        lazy("engine.diffusion.degradations:build_gaussian"),
+        ("ddim", "ddpm"),
+        figures=("diffusion",),
+        check=_betas_below_one,
+        doc="DDPM's noise",
+    )
+)
+DEGRADATIONS.register(
+    DegradationEntry(
+        "morph",
+        lazy("engine.diffusion.degradations:build_morph"),
+        ("iterative", "direct"),
+        check_inputs=lazy("engine.diffusion.degradations:check_morph_inputs"),
+        figures=("restoration", "direct-vs-iterative"),
+        doc="cold diffusion into FashionMNIST images",
+    )
+)

@@ -7,6 +7,7 @@ old one, atomically: a bad value raises :class:`ConfigError` and leaves the file
 A setting is addressed by a target (``defaults``, ``experiments.NAME`` or ``profiles.NAME``) and
 a key (``section.key`` such as ``training.epochs``, or ``degradation``).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,26 +16,31 @@ from typing import Any
 import tomlkit
 from tomlkit.exceptions import TOMLKitError
 
-from engine.spec.sections import SECTIONS, section_class
+from engine.files import atomic_write_text
 from engine.spec.checks import ConfigError
 from engine.spec.experiments import parse_experiments
-from engine.files import atomic_write_text
+from engine.spec.sections import SECTIONS, section_class
 
 
 def targets(text: str) -> list[str]:
     """Where a setting can go in this file: defaults, each experiment, each profile."""
     doc = tomlkit.parse(text)
     names = [e["name"] for e in doc.get("experiments", []) if isinstance(e.get("name"), str)]
-    return ["defaults", *(f"experiments.{n}" for n in names),
-            *(f"profiles.{p}" for p in doc.get("profiles", {}))]
+    return [
+        "defaults",
+        *(f"experiments.{n}" for n in names),
+        *(f"profiles.{p}" for p in doc.get("profiles", {})),
+    ]
 
 
 def _split_key(path: Path, key: str) -> list[str]:
     parts = key.split(".")
     if parts == ["degradation"] or (len(parts) == 2 and parts[0] in SECTIONS and parts[1]):
         return parts
-    raise ConfigError(f"{path.name}: {key or '(empty key)'}: expected degradation or SECTION.KEY "
-                      f"with SECTION one of {', '.join(SECTIONS)} (e.g. training.epochs)")
+    raise ConfigError(
+        f"{path.name}: {key or '(empty key)'}: expected degradation or SECTION.KEY "
+        f"with SECTION one of {', '.join(SECTIONS)} (e.g. training.epochs)"
+    )
 
 
 def _table(doc, path: Path, target: str, create: bool):
@@ -49,8 +55,9 @@ def _table(doc, path: Path, target: str, create: bool):
                 return exp
     elif kind == "profiles" and name and name in doc.get("profiles", {}):
         return doc["profiles"][name]
-    raise ConfigError(f"{path.name}: {target}: expected defaults, experiments.NAME or "
-                      "profiles.NAME of this file")
+    raise ConfigError(
+        f"{path.name}: {target}: expected defaults, experiments.NAME or profiles.NAME of this file"
+    )
 
 
 def get_setting(text: str, path: Path, target: str, key: str) -> Any:
@@ -82,12 +89,15 @@ def parse_value(path: Path, key: str, text: str) -> Any:
     try:
         return tomlkit.parse(f"v = {text}")["v"].unwrap()  # plain, without its trivia
     except (TOMLKitError, ValueError):
-        raise ConfigError(f"{path.name}: {key}: expected a TOML value (a number, \"text\", "
-                          f"[a, list] or true/false), got {text!r}") from None
+        raise ConfigError(
+            f'{path.name}: {key}: expected a TOML value (a number, "text", '
+            f"[a, list] or true/false), got {text!r}"
+        ) from None
 
 
-def set_setting(path: Path, target: str, key: str, value_text: str,
-                profile: str | None = None) -> str:
+def set_setting(
+    path: Path, target: str, key: str, value_text: str, profile: str | None = None
+) -> str:
     """Write ``key = value_text`` at ``target`` of the file at ``path`` and return the new text.
     The whole file must still be a valid experiments file (checked with ``profile`` selected
     too)."""

@@ -22,6 +22,7 @@ Everything is validated before anything runs; the first problem raises
 :class:`engine.spec.checks.ConfigError` whose message is one line naming the file, the key path
 and what was expected.
 """
+
 from __future__ import annotations
 
 import copy
@@ -31,8 +32,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.spec.checks import Checker, ConfigError, check_degradation, check_name, check_section
-from engine.spec.checks import check_table, merge
+from engine.spec.checks import (
+    Checker,
+    ConfigError,
+    check_degradation,
+    check_name,
+    check_section,
+    check_table,
+    merge,
+)
 from engine.spec.components import DEGRADATIONS, SAMPLERS, SCHEDULES
 from engine.spec.hosts import parse_hosts
 from engine.spec.names import name_problem, safe_name
@@ -77,17 +85,23 @@ def parse_experiments(text: str, path: Path, profile: str | None = None) -> Expe
     profiles = parse_profiles(ck, doc.get("profiles", {}), hosts)
     if profile is not None and profile not in profiles:
         known = ", ".join(profiles) or "none defined"
-        raise ConfigError(escape_breaks(f"{path.name}: profiles.{profile}: no such profile "
-                                        f"(profiles: {known})"))
+        raise ConfigError(
+            escape_breaks(f"{path.name}: profiles.{profile}: no such profile (profiles: {known})")
+        )
     chosen = Profile(profile, profiles[profile]) if profile else Profile()
     every_run = _parse_runs(ck, doc.get("experiments", []), defaults, chosen, hosts)
-    check_listed(ck, profiles, "experiments", {r.experiment for r in every_run.values()},
-                 "names of experiments in this file")
+    check_listed(
+        ck,
+        profiles,
+        "experiments",
+        {r.experiment for r in every_run.values()},
+        "names of experiments in this file",
+    )
     runs = [r for r in every_run.values() if chosen.selects("experiments", r.experiment)]
-    studies = parse_studies(ck, doc.get("studies", []), chosen, profiles, every_run,
-                            {r.name for r in runs}, hosts)
-    return Experiments(path=path, runs=runs, profiles=list(profiles), studies=studies,
-                       hosts=hosts)
+    studies = parse_studies(
+        ck, doc.get("studies", []), chosen, profiles, every_run, {r.name for r in runs}, hosts
+    )
+    return Experiments(path=path, runs=runs, profiles=list(profiles), studies=studies, hosts=hosts)
 
 
 def _toml(ck: Checker, text: str) -> dict[str, Any]:
@@ -100,29 +114,34 @@ def _toml(ck: Checker, text: str) -> dict[str, Any]:
         raise ConfigError(f"{ck.path.name}: not valid TOML: {e}") from None
     for key in doc:
         if key not in TOP_KEYS:
-            ck.fail(key, "one of the top-level tables " + ", ".join(sorted(TOP_KEYS)),
-                    show_got=False)
+            ck.fail(
+                key, "one of the top-level tables " + ", ".join(sorted(TOP_KEYS)), show_got=False
+            )
     return doc
 
 
 def _parse_defaults(ck: Checker, table: Any) -> _Defaults:
     """diffui's defaults with those of the ``[defaults]`` table set."""
-    out = _Defaults({s: {k: copy.deepcopy(v[0]) for k, v in SCHEMA[s].items()}
-                     for s in SECTIONS})
+    out = _Defaults({s: {k: copy.deepcopy(v[0]) for k, v in SCHEMA[s].items()} for s in SECTIONS})
     for key, value in check_table(ck, "defaults", table).items():
         if key == "degradation":
             out.degradation = check_degradation(ck, "defaults.degradation", value)
         elif key in SECTIONS:
-            out.sections[key] = merge(out.sections[key],
-                                      check_section(ck, f"defaults.{key}", key, value))
+            out.sections[key] = merge(
+                out.sections[key], check_section(ck, f"defaults.{key}", key, value)
+            )
         else:
-            ck.fail(f"defaults.{key}", "one of the keys degradation, " + ", ".join(SECTIONS),
-                    show_got=False)
+            ck.fail(
+                f"defaults.{key}",
+                "one of the keys degradation, " + ", ".join(SECTIONS),
+                show_got=False,
+            )
     return out
 
 
-def _parse_runs(ck: Checker, tables: Any, defaults: _Defaults, profile: Profile,
-                hosts: dict[str, HostSpec]) -> dict[str, RunSpec]:
+def _parse_runs(
+    ck: Checker, tables: Any, defaults: _Defaults, profile: Profile, hosts: dict[str, HostSpec]
+) -> dict[str, RunSpec]:
     """Every run of the file by name, whatever experiments the profile keeps (its settings
     applied); the profile's own runs are cross-checked."""
     if not isinstance(tables, list) or not tables:
@@ -131,8 +150,9 @@ def _parse_runs(ck: Checker, tables: Any, defaults: _Defaults, profile: Profile,
     seen: dict[str, str] = {}  # where each run name comes from
     for i, table in enumerate(tables):
         exp = check_table(ck, f"experiments[{i}]", table)
-        name = check_name(ck, f"experiments[{i}].name", exp,
-                          "a name for the experiment (a safe folder name)")
+        name = check_name(
+            ck, f"experiments[{i}].name", exp, "a name for the experiment (a safe folder name)"
+        )
         where = f"experiments[{i}] ({name})"
         _check_experiment(ck, where, exp)
         host = profile.hosts(ck, where, exp, hosts)
@@ -149,8 +169,11 @@ def _parse_runs(ck: Checker, tables: Any, defaults: _Defaults, profile: Profile,
 def _check_experiment(ck: Checker, where: str, exp: dict[str, Any]) -> None:
     for key, value in exp.items():
         if key not in EXPERIMENT_KEYS:
-            ck.fail(f"{where}.{key}", "one of the keys " + ", ".join(sorted(EXPERIMENT_KEYS)),
-                    show_got=False)
+            ck.fail(
+                f"{where}.{key}",
+                "one of the keys " + ", ".join(sorted(EXPERIMENT_KEYS)),
+                show_got=False,
+            )
         if key in SECTIONS:
             check_section(ck, f"{where}.{key}", key, value)
     if "degradation" in exp:
@@ -159,27 +182,51 @@ def _check_experiment(ck: Checker, where: str, exp: dict[str, Any]) -> None:
 
 def _check_run_name(ck: Checker, where: str, run_name: str, seen: dict[str, str]) -> None:
     if seen.get(run_name) == where:  # two values of its own sweep print alike
-        ck.fail(f"{where}.sweep", f"values that give distinct run names (\"{run_name}\" "
-                "comes twice)", show_got=False)
+        ck.fail(
+            f"{where}.sweep",
+            f'values that give distinct run names ("{run_name}" comes twice)',
+            show_got=False,
+        )
     if run_name in seen:
-        ck.fail(f"{where}.name", f"a name used once (\"{run_name}\" is also {seen[run_name]})",
-                show_got=False)
+        ck.fail(
+            f"{where}.name",
+            f'a name used once ("{run_name}" is also {seen[run_name]})',
+            show_got=False,
+        )
     if not safe_name(run_name):
-        ck.fail(f"{where}.sweep", f"values that make {name_problem(run_name)}, not "
-                f"{run_name!r}", show_got=False)
+        ck.fail(
+            f"{where}.sweep",
+            f"values that make {name_problem(run_name)}, not {run_name!r}",
+            show_got=False,
+        )
 
 
-def _run_spec(ck: Checker, where: str, run_name: str, exp: dict[str, Any], defaults: _Defaults,
-              profile: Profile, host: list[str]) -> RunSpec:
+def _run_spec(
+    ck: Checker,
+    where: str,
+    run_name: str,
+    exp: dict[str, Any],
+    defaults: _Defaults,
+    profile: Profile,
+    host: list[str],
+) -> RunSpec:
     """The run ``run_name`` of the experiment table ``exp`` (a sweep's values set): defaults,
     then the experiment's settings, then the profile's."""
-    sections = {s: merge(merge(defaults.sections[s], exp.get(s, {})), profile.table.get(s, {}))
-                for s in SECTIONS}
+    sections = {
+        s: merge(merge(defaults.sections[s], exp.get(s, {})), profile.table.get(s, {}))
+        for s in SECTIONS
+    }
     for s in SECTIONS:  # a sweep value is checked like any other value
         check_section(ck, f"{where}.{s}", s, sections[s])
     degradation = profile.table.get("degradation", exp.get("degradation", defaults.degradation))
-    return RunSpec(name=run_name, experiment=exp["name"], profile=profile.name, host=host,
-                   degradation=degradation, **make_sections(sections))
+    return RunSpec(
+        name=run_name,
+        experiment=exp["name"],
+        profile=profile.name,
+        host=host,
+        degradation=degradation,
+        **make_sections(sections),
+    )
 
 
 def _cross_checks(ck: Checker, where: str, spec: RunSpec) -> None:
@@ -201,8 +248,11 @@ def _cross_checks(ck: Checker, where: str, spec: RunSpec) -> None:
     for name, ok in (("sampler", allowed), ("final_sampler", (*allowed, "same"))):
         value = getattr(ev, name)
         if value not in ok:
-            ck.fail(f"{where}.evaluation.{name}", f"one of {', '.join(map(repr, ok))} for the "
-                    f"{spec.degradation} degradation", value)
+            ck.fail(
+                f"{where}.evaluation.{name}",
+                f"one of {', '.join(map(repr, ok))} for the {spec.degradation} degradation",
+                value,
+            )
     used = {ev.sampler, ev.final_sampler} - {"same"}
     if any(SAMPLERS.get(s).uses_steps for s in used) and ev.steps > sch.T:
         ck.fail(f"{where}.evaluation.steps", f"at most schedule.T ({sch.T})", ev.steps)
@@ -214,8 +264,9 @@ def load_experiments(path: str | Path, profile: str | None = None) -> Experiment
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file (expected an experiments file, "
-                          "e.g. experiments.toml)") from None
+        raise ConfigError(
+            f"{path}: no such file (expected an experiments file, e.g. experiments.toml)"
+        ) from None
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: cannot be read: {e}") from None
     return parse_experiments(text, path, profile)
@@ -228,21 +279,27 @@ def select(experiments: Experiments, only: list[str] | None) -> list[RunSpec]:
     known = {r.name for r in experiments.runs} | {r.experiment for r in experiments.runs}
     for n in only:
         if n not in known:
-            raise ConfigError(escape_breaks(
-                f"{experiments.path.name}: --only {n}: expected the name of an experiment or run "
-                f"in this file (have: {', '.join(sorted(known))})"))
+            raise ConfigError(
+                escape_breaks(
+                    f"{experiments.path.name}: --only {n}: expected the name of an experiment or run "
+                    f"in this file (have: {', '.join(sorted(known))})"
+                )
+            )
     return [r for r in experiments.runs if r.name in only or r.experiment in only]
 
 
-def override_host(experiments: Experiments, specs: Sequence[RunSpec | StudySpec],
-                  host: str | None) -> None:
+def override_host(
+    experiments: Experiments, specs: Sequence[RunSpec | StudySpec], host: str | None
+) -> None:
     """``--host NAME``: every spec of ``specs`` goes to that host (``local`` or a [hosts]
     table of the file) for this call."""
     if host is None:
         return
     if host != LOCAL and host not in experiments.hosts:
-        raise ConfigError(f"--host {host}: expected {LOCAL!r} or a host of "
-                          f"{experiments.path.name} (hosts: "
-                          f"{', '.join(experiments.hosts) or 'none defined'})")
+        raise ConfigError(
+            f"--host {host}: expected {LOCAL!r} or a host of "
+            f"{experiments.path.name} (hosts: "
+            f"{', '.join(experiments.hosts) or 'none defined'})"
+        )
     for spec in specs:
         spec.host = [host]

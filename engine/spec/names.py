@@ -1,5 +1,6 @@
 """What may name a run, a study or a profile: a safe folder name that none of diffui's own files
 in a runs folder has (an experiment's name, with its sweep labels, names the run folder)."""
+
 from __future__ import annotations
 
 import re
@@ -10,20 +11,22 @@ SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # always fullmatch (
 # engine.rundir.run, the UI's report folder): no run may be named so (tests/test_bad_input.py
 # checks the list)
 RESERVED_NAMES = ("queue.json", "service.lock", "service.log", "studies", "report")
-NAME_EXPECTED = ("a safe folder name (letters, digits, '.', '_', '-'; not starting with '.' or "
-                 "'-'; at most 100 characters)")
+NAME_EXPECTED = (
+    "a safe folder name (letters, digits, '.', '_', '-'; not starting with '.' or "
+    "'-'; at most 100 characters)"
+)
 
 
 def safe_name(name: Any) -> bool:
     """Whether ``name`` can name a run, study or profile folder: a safe folder name that none of
     diffui's own files in a runs folder has."""
-    return isinstance(name, str) and bool(SAFE_NAME.fullmatch(name)) and \
-        name not in RESERVED_NAMES
+    return isinstance(name, str) and bool(SAFE_NAME.fullmatch(name)) and name not in RESERVED_NAMES
 
 
 def name_problem(name: Any) -> str:
     """What a name that is not :func:`safe_name` was expected to be (for a message)."""
     if isinstance(name, str) and name in RESERVED_NAMES:
-        return (f"a name other than {', '.join(RESERVED_NAMES)} (diffui's own files in a runs "
-                "folder)")
+        return (
+            f"a name other than {', '.join(RESERVED_NAMES)} (diffui's own files in a runs folder)"
+        )
     return NAME_EXPECTED

@@ -5,6 +5,7 @@ A profile may restrict the experiments (``experiments = [...]``; its settings ar
 cross-checked against those experiments only) and the studies (``studies = [...]``), override
 the studies' keys (a ``study`` table) and send everything to other hosts (``host``).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -30,8 +31,9 @@ class Profile:
         (``"studies"``) called ``name``: all of them unless it lists some."""
         return name in self.table.get(key, [name])
 
-    def hosts(self, ck: Checker, where: str, table: dict[str, Any],
-              hosts: dict[str, HostSpec]) -> list[str]:
+    def hosts(
+        self, ck: Checker, where: str, table: dict[str, Any], hosts: dict[str, HostSpec]
+    ) -> list[str]:
         """Where the experiment or study of ``table`` (at ``where``) may run: the profile's
         ``host`` when it has one, else the table's own (this machine by default)."""
         if "host" in self.table:
@@ -39,24 +41,26 @@ class Profile:
         return host_list(ck, f"{where}.host", table.get("host", LOCAL), hosts)
 
 
-def parse_profiles(ck: Checker, table: Any,
-                   hosts: dict[str, HostSpec]) -> dict[str, dict[str, Any]]:
+def parse_profiles(
+    ck: Checker, table: Any, hosts: dict[str, HostSpec]
+) -> dict[str, dict[str, Any]]:
     """The ``[profiles.NAME]`` tables by name, every one checked (not only the one selected)."""
     profiles = check_table(ck, "profiles", table)
     for pname, ptable in profiles.items():
         if not safe_name(pname):  # it names the folder runs-PROFILE
-            ck.fail(f"profiles.{pname}", "a profile name that is " + name_problem(pname),
-                    show_got=False)
+            ck.fail(
+                f"profiles.{pname}", "a profile name that is " + name_problem(pname), show_got=False
+            )
         for key, value in check_table(ck, f"profiles.{pname}", ptable).items():
             _check_profile_key(ck, f"profiles.{pname}.{key}", key, value, hosts)
     return profiles
 
 
-def _check_profile_key(ck: Checker, where: str, key: str, value: Any,
-                       hosts: dict[str, HostSpec]) -> None:
+def _check_profile_key(
+    ck: Checker, where: str, key: str, value: Any, hosts: dict[str, HostSpec]
+) -> None:
     if key == "experiments":
-        if not isinstance(value, list) or not value or \
-                not all(isinstance(x, str) for x in value):
+        if not isinstance(value, list) or not value or not all(isinstance(x, str) for x in value):
             ck.fail(where, "a non-empty list of experiment names", value)
     elif key == "degradation":
         check_degradation(ck, where, value)
@@ -73,8 +77,13 @@ def _check_profile_key(ck: Checker, where: str, key: str, value: Any,
         ck.fail(where, "one of the keys " + ", ".join(sorted(PROFILE_KEYS)), show_got=False)
 
 
-def check_listed(ck: Checker, profiles: dict[str, dict[str, Any]], key: str,
-                 names: set[str] | list[str], expected: str) -> None:
+def check_listed(
+    ck: Checker,
+    profiles: dict[str, dict[str, Any]],
+    key: str,
+    names: set[str] | list[str],
+    expected: str,
+) -> None:
     """Every name that a profile lists under ``key`` (``experiments``, ``studies``) is one of
     ``names``: every profile, not only the one selected."""
     for pname, ptable in profiles.items():

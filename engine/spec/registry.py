@@ -10,6 +10,7 @@ elsewhere.
 Nothing here imports torch: the UI validates experiments files without loading it. Entries whose
 code needs torch reference it with :func:`lazy`.
 """
+
 from __future__ import annotations
 
 import copy
@@ -17,7 +18,8 @@ import dataclasses
 import importlib
 import math
 import re
-from typing import Any, Callable, Generic, Iterator, TypeVar
+from collections.abc import Callable, Iterator
+from typing import Any, Generic, TypeVar
 
 E = TypeVar("E")
 
@@ -53,8 +55,9 @@ class Registry(Generic[E]):
         try:
             return self._entries[name]
         except (KeyError, TypeError):
-            raise UnknownName(f"unknown {self.what} {name!r}; expected one of "
-                              f"{', '.join(self.names())}") from None
+            raise UnknownName(
+                f"unknown {self.what} {name!r}; expected one of {', '.join(self.names())}"
+            ) from None
 
     def names(self) -> tuple[str, ...]:
         return tuple(self._entries)
@@ -130,6 +133,7 @@ def integer(lo=None, hi=None) -> Check:
         if (lo is not None and v < lo) or (hi is not None and v > hi):
             return _range_text("an integer", lo, hi)
         return None
+
     return check
 
 
@@ -142,17 +146,20 @@ def number(lo=None, hi=None, lo_open=False, hi_open=False) -> Check:
         if hi is not None and (v > hi or (hi_open and v == hi)):
             return _range_text("a number", lo, hi, lo_open, hi_open)
         return None
+
     return check
 
 
 def choice(options: tuple | Callable[[], tuple]) -> Check:
     """One of ``options`` (or of what ``options()`` returns when it is called, e.g. the names
     of a registry at that moment)."""
+
     def check(v):
         opts = options() if callable(options) else options
         if v not in opts:
             return "one of " + ", ".join(repr(o) for o in opts)
         return None
+
     return check
 
 
@@ -172,6 +179,7 @@ def int_list(lo=None, min_len=0) -> Check:
         if not isinstance(v, list) or len(v) < min_len or any(item(x) for x in v):
             return what + (f" (at least {min_len})" if min_len else "")
         return None
+
     return check
 
 

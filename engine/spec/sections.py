@@ -8,6 +8,7 @@ sections also have the keys of every registered kind (:mod:`engine.spec.componen
 section (``SCHEMA[section]`` = ``{key: (default, checker)}``) for the defaults and sweeps of
 :mod:`engine.spec.experiments`.
 """
+
 from __future__ import annotations
 
 import copy
@@ -17,8 +18,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.spec.components import NETWORKS, SAMPLERS, SCHEDULES
-from engine.spec.registry import Registry, boolean, choice, int_list, integer, keys_of, number
-from engine.spec.registry import params_of, sbatch_options, slurm_time, string
+from engine.spec.registry import (
+    Registry,
+    boolean,
+    choice,
+    int_list,
+    integer,
+    keys_of,
+    number,
+    params_of,
+    sbatch_options,
+    slurm_time,
+    string,
+)
 from engine.spec.registry import device as device_check
 from engine.spec.registry import key as setting
 
@@ -48,16 +60,25 @@ class Section:
 @dataclass(frozen=True)
 class DataSection(Section):
     dataset: str = setting("mnist", choice(DATASETS), "`mnist` or `fashion_mnist`")
-    train_subset: int = setting(0, lambda v: None if v == 0 or not integer(MIN_TRAIN_SUBSET)(v)
-                                else f"0 (all) or an integer >= {MIN_TRAIN_SUBSET} (one image "
-                                "to train on, one held out)",
-                                "use this many training images (0 = all)")
+    train_subset: int = setting(
+        0,
+        lambda v: (
+            None
+            if v == 0 or not integer(MIN_TRAIN_SUBSET)(v)
+            else f"0 (all) or an integer >= {MIN_TRAIN_SUBSET} (one image "
+            "to train on, one held out)"
+        ),
+        "use this many training images (0 = all)",
+    )
     val_fraction: float = setting(0.1, number(0, 0.5, lo_open=True), "held out for validation")
     idx_dir: str = setting("", string(), "a folder of IDX files (optional)")
     torchvision_root: str = setting("", string(), "torchvision's root folder (optional)")
     download: bool = setting(False, boolean(), "let torchvision download into torchvision_root")
-    fetch: bool = setting(True, boolean(), "download the full set into diffui's data folder on "
-                      "first use when no local source has it")
+    fetch: bool = setting(
+        True,
+        boolean(),
+        "download the full set into diffui's data folder on first use when no local source has it",
+    )
 
 
 @dataclass(frozen=True)
@@ -88,8 +109,9 @@ class TrainingSection(Section):
     seed: int = setting(0, integer(0, 2**31 - 1))
     device: str = setting("auto", device_check, "`auto`, `cpu`, `cuda`, `cuda:N`")
     amp: str = setting("auto", choice(("auto", "off", "bf16", "fp16")), "mixed precision")
-    progress_every: float = setting(1.0, number(0, 3600, lo_open=True),
-                                "seconds between progress events")
+    progress_every: float = setting(
+        1.0, number(0, 3600, lo_open=True), "seconds between progress events"
+    )
 
 
 @dataclass(frozen=True)
@@ -98,20 +120,35 @@ class EvaluationSection(Section):
     steps: int = setting(50, integer(1, 100_000), "DDIM steps, or iterative morph steps")
     grid_epochs: list[int] = setting([5, 10, 20, 30, 40], int_list(1), "epochs that save a grid")
     n_grid: int = setting(25, integer(1, 1024), "images per grid")
-    final_sampler: str = setting("ddpm", choice(lambda: (*SAMPLERS.names(), "same")),
-                             "samples after the last epoch (`same`: `sampler`)")
-    morph_latent: str = setting("estimate", choice(MORPH_LATENTS),
-                            "the latent of D in the iterative morph sampler")
-    every: int = setting(5, integer(0, 100_000),
-                         "FID every k epochs and after the last (0 = never)")
+    final_sampler: str = setting(
+        "ddpm",
+        choice(lambda: (*SAMPLERS.names(), "same")),
+        "samples after the last epoch (`same`: `sampler`)",
+    )
+    morph_latent: str = setting(
+        "estimate", choice(MORPH_LATENTS), "the latent of D in the iterative morph sampler"
+    )
+    every: int = setting(
+        5, integer(0, 100_000), "FID every k epochs and after the last (0 = never)"
+    )
     n_eval: int = setting(1000, integer(2, 100_000), "samples per FID evaluation")
     backbone: str = setting("lenet", choice(("lenet", "inception")), "FID feature network")
 
 
 HOST_KINDS = ("ssh", "slurm")
 LOCAL = "local"  # the host name of this machine (not a [hosts] table)
-SLURM_KEYS = ("partition", "gpus_per_job", "cpus_per_job", "mem_gb", "time", "account", "qos",
-              "sbatch", "max_jobs", "signal_delay_s")
+SLURM_KEYS = (
+    "partition",
+    "gpus_per_job",
+    "cpus_per_job",
+    "mem_gb",
+    "time",
+    "account",
+    "qos",
+    "sbatch",
+    "max_jobs",
+    "signal_delay_s",
+)
 SSH_KEYS = ("gpus", "slots")
 
 
@@ -122,27 +159,38 @@ class HostSpec(Section):
     over SSH, or this machine when ``address`` is empty) that submits each job to Slurm."""
 
     kind: str = setting("ssh", choice(HOST_KINDS), "`ssh` (a GPU box) or `slurm` (a cluster)")
-    address: str = setting("", string(), "host name, IP or ~/.ssh/config alias (slurm: \"\" = "
-                           "this machine is the login node)")
-    user: str = setting("", string(), "\"\" = ~/.ssh/config's or the local user")
+    address: str = setting(
+        "",
+        string(),
+        'host name, IP or ~/.ssh/config alias (slurm: "" = this machine is the login node)',
+    )
+    user: str = setting("", string(), '"" = ~/.ssh/config\'s or the local user')
     port: int = setting(22, integer(1, 65535), "the SSH port")
-    python: str = setting("python3", string(), "the remote interpreter that has diffui installed "
-                          "(slurm on its login node: diffui's own unless given)")
+    python: str = setting(
+        "python3",
+        string(),
+        "the remote interpreter that has diffui installed "
+        "(slurm on its login node: diffui's own unless given)",
+    )
     workdir: str = setting("~/diffui", string(), "remote folder for run folders and data")
     gpus: list[int] = setting([], int_list(0), "ssh: one job per listed GPU; [] = CPU")
     slots: int = setting(1, integer(1, 1024), "ssh: jobs at once when gpus = []")
-    partition: str = setting("", string(), "slurm: the partition (\"\" = the cluster's default)")
+    partition: str = setting("", string(), 'slurm: the partition ("" = the cluster\'s default)')
     gpus_per_job: int = setting(0, integer(0, 64), "slurm: GPUs per job")
     cpus_per_job: int = setting(1, integer(1, 1024), "slurm: CPUs per job")
     mem_gb: int = setting(4, integer(1, 100_000), "slurm: memory per job (GiB)")
-    time: str = setting("04:00:00", slurm_time, "slurm: time limit per job; a longer run "
-                        "resumes in the next job")
-    account: str = setting("", string(), "slurm: --account (\"\" = none)")
-    qos: str = setting("", string(), "slurm: --qos (\"\" = none)")
+    time: str = setting(
+        "04:00:00", slurm_time, "slurm: time limit per job; a longer run resumes in the next job"
+    )
+    account: str = setting("", string(), 'slurm: --account ("" = none)')
+    qos: str = setting("", string(), 'slurm: --qos ("" = none)')
     sbatch: list[str] = setting([], sbatch_options, "slurm: further sbatch options")
     max_jobs: int = setting(20, integer(1, 100_000), "slurm: our jobs queued or running at once")
-    signal_delay_s: int = setting(90, integer(10, 3600), "slurm: seconds before the time limit "
-                                  "at which a job saves its state and is requeued")
+    signal_delay_s: int = setting(
+        90,
+        integer(10, 3600),
+        "slurm: seconds before the time limit at which a job saves its state and is requeued",
+    )
 
 
 STUDY_KINDS = ("noise", "interpolation", "gmm")
@@ -157,17 +205,23 @@ class StudyKeys(Section):
     n: int = setting(1000, integer(2, 100_000), "samples per value (for the measurements)")
     n_grid: int = setting(25, integer(1, 1024), "samples in each value's grid")
     seed: int = setting(0, integer(0, 2**31 - 1), "seed of the latents and the sampler")
-    sampler: str = setting("", choice(lambda: ("", *SAMPLERS.names())),
-                           "the run's final sampler when empty")
+    sampler: str = setting(
+        "", choice(lambda: ("", *SAMPLERS.names())), "the run's final sampler when empty"
+    )
     steps: int = setting(0, integer(0, 100_000), "sampler steps (0: the run's evaluation.steps)")
     covariance: str = setting("full", choice(COVARIANCES), "gmm: the mixture's covariance")
     pca: int = setting(0, integer(0, 784), "gmm: fit in this many PCA components (0 = none)")
 
 
 _STATIC: dict[str, type[Section]] = {
-    "data": DataSection, "training": TrainingSection, "evaluation": EvaluationSection}
+    "data": DataSection,
+    "training": TrainingSection,
+    "evaluation": EvaluationSection,
+}
 _KINDED: dict[str, tuple[type[Section], Registry[Any]]] = {
-    "schedule": (ScheduleSection, SCHEDULES), "network": (NetworkSection, NETWORKS)}
+    "schedule": (ScheduleSection, SCHEDULES),
+    "network": (NetworkSection, NETWORKS),
+}
 _built: dict[str, tuple[int, type[Section]]] = {}
 
 
@@ -186,16 +240,27 @@ def section_class(section: str) -> type[Section]:
             if f.name in extra or f.name in {b.name for b in dataclasses.fields(base)}:
                 seen = extra.get(f.name)
                 if seen is not None and _default_of(seen) != _default_of(f):
-                    raise ValueError(f"{section}.{f.name}: {registry.what} {entry.name!r} "
-                                     "declares it with another default")
+                    raise ValueError(
+                        f"{section}.{f.name}: {registry.what} {entry.name!r} "
+                        "declares it with another default"
+                    )
                 continue
             extra[f.name] = f
     cls = dataclasses.make_dataclass(
-        base.__name__, [(n, f.type, dataclasses.field(default=f.default,
-                                                      default_factory=f.default_factory,
-                                                      metadata=f.metadata))
-                        for n, f in extra.items()],
-        bases=(base,), frozen=True)
+        base.__name__,
+        [
+            (
+                n,
+                f.type,
+                dataclasses.field(
+                    default=f.default, default_factory=f.default_factory, metadata=f.metadata
+                ),
+            )
+            for n, f in extra.items()
+        ],
+        bases=(base,),
+        frozen=True,
+    )
     cls.__module__ = __name__
     _built[section] = (registry.version, cls)
     return cls

@@ -4,6 +4,7 @@
 An experiments file resolves to these (:mod:`engine.spec.experiments`); a folder keeps its spec
 as config.toml (:func:`spec_to_toml`), read back with :func:`spec_from_toml`.
 """
+
 from __future__ import annotations
 
 import tomllib
@@ -12,8 +13,17 @@ from typing import Any
 
 import tomli_w
 
-from engine.spec.sections import LOCAL, SECTIONS, DataSection, EvaluationSection, NetworkSection
-from engine.spec.sections import ScheduleSection, StudyKeys, TrainingSection, make_sections
+from engine.spec.sections import (
+    LOCAL,
+    SECTIONS,
+    DataSection,
+    EvaluationSection,
+    NetworkSection,
+    ScheduleSection,
+    StudyKeys,
+    TrainingSection,
+    make_sections,
+)
 
 
 @dataclass
@@ -33,19 +43,27 @@ class RunSpec:
     # (not in to_dict: where a run goes is the queue's business, not part of what it is)
 
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"name": self.name, "experiment": self.experiment or self.name,
-                             "profile": self.profile, "degradation": self.degradation}
+        d: dict[str, Any] = {
+            "name": self.name,
+            "experiment": self.experiment or self.name,
+            "profile": self.profile,
+            "degradation": self.degradation,
+        }
         for s in SECTIONS:
             d[s] = getattr(self, s).to_dict()
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "RunSpec":
+    def from_dict(cls, d: dict[str, Any]) -> RunSpec:
         """From a run's config.toml; keys added to diffui after the run was made get their
         defaults, so older run folders stay readable."""
-        return cls(name=d["name"], degradation=d["degradation"],
-                   experiment=d.get("experiment", d["name"]), profile=d.get("profile", ""),
-                   **make_sections(d))
+        return cls(
+            name=d["name"],
+            degradation=d["degradation"],
+            experiment=d.get("experiment", d["name"]),
+            profile=d.get("profile", ""),
+            **make_sections(d),
+        )
 
 
 @dataclass
@@ -65,16 +83,30 @@ class StudySpec:
     job = "study"  # what the worker runs for a folder of this spec
 
     def to_dict(self) -> dict[str, Any]:
-        return {"job": self.job, "name": self.name, "run": self.run, "kind": self.kind,
-                "values": list(self.values), "degradation": self.degradation,
-                "profile": self.profile, "study": self.keys.to_dict()}
+        return {
+            "job": self.job,
+            "name": self.name,
+            "run": self.run,
+            "kind": self.kind,
+            "values": list(self.values),
+            "degradation": self.degradation,
+            "profile": self.profile,
+            "study": self.keys.to_dict(),
+        }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "StudySpec":
-        return cls(name=d["name"], run=d["run"], kind=d["kind"], values=list(d["values"]),
-                   degradation=d.get("degradation", "gaussian"), profile=d.get("profile", ""),
-                   keys=StudyKeys(**{k: v for k, v in d.get("study", {}).items()
-                                     if k in StudyKeys.keys()}))
+    def from_dict(cls, d: dict[str, Any]) -> StudySpec:
+        return cls(
+            name=d["name"],
+            run=d["run"],
+            kind=d["kind"],
+            values=list(d["values"]),
+            degradation=d.get("degradation", "gaussian"),
+            profile=d.get("profile", ""),
+            keys=StudyKeys(
+                **{k: v for k, v in d.get("study", {}).items() if k in StudyKeys.keys()}
+            ),
+        )
 
 
 def spec_to_toml(spec: RunSpec | StudySpec) -> str:

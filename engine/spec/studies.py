@@ -1,5 +1,6 @@
 """The ``[[studies]]`` tables of an experiments file -> :class:`StudySpec`: sampling studies on
 the file's runs (``kind`` at each of ``values``), checked against the run they sample from."""
+
 from __future__ import annotations
 
 import math
@@ -14,9 +15,15 @@ from engine.spec.specs import RunSpec, StudySpec
 STUDY_KEYS = {"name", "run", "kind", "values", "host"}  # and those of StudyKeys
 
 
-def parse_studies(ck: Checker, tables: Any, profile: Profile,
-                  profiles: dict[str, dict[str, Any]], every_run: dict[str, RunSpec],
-                  selected: set[str], hosts: dict[str, HostSpec]) -> list[StudySpec]:
+def parse_studies(
+    ck: Checker,
+    tables: Any,
+    profile: Profile,
+    profiles: dict[str, dict[str, Any]],
+    every_run: dict[str, RunSpec],
+    selected: set[str],
+    hosts: dict[str, HostSpec],
+) -> list[StudySpec]:
     """The studies of the file that ``profile`` keeps and whose run is ``selected``; every
     study is checked against its run in ``every_run`` (the file's runs, whatever the profile)."""
     if not isinstance(tables, list):
@@ -36,37 +43,70 @@ def parse_studies(ck: Checker, tables: Any, profile: Profile,
     return out
 
 
-def _study_spec(ck: Checker, where: str, table: dict[str, Any], profile: Profile,
-                every_run: dict[str, RunSpec], hosts: dict[str, HostSpec]) -> StudySpec:
+def _study_spec(
+    ck: Checker,
+    where: str,
+    table: dict[str, Any],
+    profile: Profile,
+    every_run: dict[str, RunSpec],
+    hosts: dict[str, HostSpec],
+) -> StudySpec:
     extra = {k: v for k, v in table.items() if k not in STUDY_KEYS}
     check_keys(ck, where, StudyKeys, extra)
     host = profile.hosts(ck, where, table, hosts)
     run = table.get("run")
     if not isinstance(run, str) or run not in every_run:
-        ck.fail(f"{where}.run", "the name of a run of this file"
-                + (f" (have: {', '.join(every_run)})" if every_run else ""), run)
+        ck.fail(
+            f"{where}.run",
+            "the name of a run of this file"
+            + (f" (have: {', '.join(every_run)})" if every_run else ""),
+            run,
+        )
     spec_run = every_run[run]
     kind = _kind(ck, where, table.get("kind"), spec_run.degradation)
     values = _values(ck, where, kind, table.get("values"))
     keys = StudyKeys(**{**extra, **profile.table.get("study", {})})
     samplers = DEGRADATIONS.get(spec_run.degradation).samplers
     if keys.sampler and keys.sampler not in samplers:
-        ck.fail(f"{where}.sampler", "one of " + ", ".join(map(repr, samplers))
-                + f" for the {spec_run.degradation} degradation", keys.sampler)
+        ck.fail(
+            f"{where}.sampler",
+            "one of "
+            + ", ".join(map(repr, samplers))
+            + f" for the {spec_run.degradation} degradation",
+            keys.sampler,
+        )
     if keys.steps > spec_run.schedule.T:
-        ck.fail(f"{where}.steps", f"at most the run's schedule.T ({spec_run.schedule.T})",
-                keys.steps)
-    return StudySpec(name=str(table["name"]), run=run, kind=kind, values=values, keys=keys,
-                     degradation=spec_run.degradation, profile=profile.name, host=host)
+        ck.fail(
+            f"{where}.steps", f"at most the run's schedule.T ({spec_run.schedule.T})", keys.steps
+        )
+    return StudySpec(
+        name=str(table["name"]),
+        run=run,
+        kind=kind,
+        values=values,
+        keys=keys,
+        degradation=spec_run.degradation,
+        profile=profile.name,
+        host=host,
+    )
 
 
 def _kind(ck: Checker, where: str, kind: Any, degradation: str) -> str:
     """A study kind that a run of ``degradation`` has (gmm: morph runs only)."""
     allowed = STUDY_KINDS if degradation == "morph" else STUDY_KINDS[:2]
     if kind not in allowed:
-        ck.fail(f"{where}.kind", "one of " + ", ".join(map(repr, allowed)) + (
-            f" for a run of the {degradation} degradation (gmm fits a mixture to "
-            "FashionMNIST latents)" if kind == "gmm" else ""), kind)
+        ck.fail(
+            f"{where}.kind",
+            "one of "
+            + ", ".join(map(repr, allowed))
+            + (
+                f" for a run of the {degradation} degradation (gmm fits a mixture to "
+                "FashionMNIST latents)"
+                if kind == "gmm"
+                else ""
+            ),
+            kind,
+        )
     return str(kind)
 
 
@@ -74,13 +114,30 @@ def _values(ck: Checker, where: str, kind: str, values: Any) -> list[Any]:
     """Distinct values of the study's kind: λ >= 0 (noise), or integers >= 1 (N latents
     averaged, mixture components)."""
     integer_values = kind != "noise"
-    ok = isinstance(values, list) and values and all(
-        not isinstance(v, bool) and (isinstance(v, int) and v >= 1 if integer_values
-                                     else isinstance(v, (int, float)) and 0 <= v < 1e6
-                                     and math.isfinite(v)) for v in values)
+    ok = (
+        isinstance(values, list)
+        and values
+        and all(
+            not isinstance(v, bool)
+            and (
+                isinstance(v, int) and v >= 1
+                if integer_values
+                else isinstance(v, (int, float)) and 0 <= v < 1e6 and math.isfinite(v)
+            )
+            for v in values
+        )
+    )
     if not ok or len(set(values)) != len(values):
-        ck.fail(f"{where}.values", "a non-empty list of distinct " + (
-            "integers >= 1 (N latents averaged)" if kind == "interpolation" else
-            "integers >= 1 (mixture components)" if kind == "gmm" else "numbers >= 0 (λ)"),
-            values)
+        ck.fail(
+            f"{where}.values",
+            "a non-empty list of distinct "
+            + (
+                "integers >= 1 (N latents averaged)"
+                if kind == "interpolation"
+                else "integers >= 1 (mixture components)"
+                if kind == "gmm"
+                else "numbers >= 0 (λ)"
+            ),
+            values,
+        )
     return list(values)

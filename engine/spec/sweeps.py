@@ -1,5 +1,6 @@
 """An experiment's ``sweep`` table: ``"section.key" = [values]`` expands into a grid of runs,
 each named after the experiment and its values (``lr-sweep-lr0.001-epochs5``)."""
+
 from __future__ import annotations
 
 import copy
@@ -21,8 +22,7 @@ def _sweep_label(key: str, value: Any) -> str:
     return f"{leaf}{text}"
 
 
-def expand_sweep(ck: Checker, where: str,
-                 exp: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+def expand_sweep(ck: Checker, where: str, exp: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """(run name, the experiment's table with the values set) of each run of the experiment
     ``exp``; the experiment itself when it has no sweep."""
     sweep = exp.get("sweep")
@@ -30,13 +30,16 @@ def expand_sweep(ck: Checker, where: str,
         return [(exp["name"], exp)]
     sweep = check_table(ck, f"{where}.sweep", sweep)
     if not sweep:
-        ck.fail(f"{where}.sweep", "at least one \"section.key\" = [values] entry", sweep)
+        ck.fail(f"{where}.sweep", 'at least one "section.key" = [values] entry', sweep)
     axes = []
     for key, values in sweep.items():
         parts = key.split(".")
         if len(parts) != 2 or parts[0] not in SECTIONS or parts[1] not in SCHEMA[parts[0]]:
-            ck.fail(f"{where}.sweep.{key}", "a key of the form section.key, like \"training.lr\"",
-                    show_got=False)
+            ck.fail(
+                f"{where}.sweep.{key}",
+                'a key of the form section.key, like "training.lr"',
+                show_got=False,
+            )
         if not isinstance(values, list) or not values:
             ck.fail(f"{where}.sweep.{key}", "a non-empty list of values", values)
         for value in values:  # before the value becomes part of a run name

@@ -2,13 +2,14 @@
 
 Each is registered in engine/spec/components.py with its parameters; :func:`build` looks it up.
 """
+
 from __future__ import annotations
 
 from torch import nn
 
-from engine.spec.components import NETWORKS
 from engine.diffusion.nets.cnn import CNN
 from engine.diffusion.nets.unet import UNet
+from engine.spec.components import NETWORKS
 
 
 def build_cnn(p, in_channels: int = 1) -> nn.Module:

@@ -1,4 +1,5 @@
 """The study's small CNN: 7x7 conv blocks with LayerNorm over the 28x28 map and GELU."""
+
 from __future__ import annotations
 
 import torch
@@ -20,8 +21,13 @@ class CNN(nn.Module):
     """Blocks of channels ``channels`` (16, 32, 32, 16 in the study), a last 3x3 convolution back
     to one channel, and the time embedding added after the first block."""
 
-    def __init__(self, channels=(16, 32, 32, 16), time_embedding: int = 16, in_channels: int = 1,
-                 size: tuple[int, int] = (28, 28)):
+    def __init__(
+        self,
+        channels=(16, 32, 32, 16),
+        time_embedding: int = 16,
+        in_channels: int = 1,
+        size: tuple[int, int] = (28, 28),
+    ):
         super().__init__()
         widths = [in_channels, *channels]
         self.blocks = nn.ModuleList(CNNBlock(a, b, size) for a, b in zip(widths[:-1], widths[1:]))

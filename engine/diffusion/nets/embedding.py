@@ -1,4 +1,5 @@
 """Sinusoidal encoding of t/T followed by a small MLP (shared by both networks)."""
+
 from __future__ import annotations
 
 import math
@@ -15,8 +16,10 @@ class TimeEmbedding(nn.Module):
         self.freqs: torch.Tensor
         self.register_buffer("freqs", freqs, persistent=False)
         self.mlp = nn.Sequential(
-            nn.Linear(2 * n_freq, hidden), nn.GELU(),
-            nn.Linear(hidden, hidden), nn.GELU(),
+            nn.Linear(2 * n_freq, hidden),
+            nn.GELU(),
+            nn.Linear(hidden, hidden),
+            nn.GELU(),
             nn.Linear(hidden, out),
         )
 

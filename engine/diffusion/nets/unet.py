@@ -1,4 +1,5 @@
 """A small UNet of ConvNeXt-style blocks working at 28x28 (28 -> 14 -> 7 and back)."""
+
 from __future__ import annotations
 
 import torch
@@ -39,14 +40,25 @@ class UNet(nn.Module):
         t_dim = 4 * c1
         self.time = TimeEmbedding(time_embedding, t_dim)
         self.stem = nn.Conv2d(in_channels, c1, 3, padding=1)
-        self.down = nn.ModuleList([ConvNeXtBlock(c1, c1, t_dim), ConvNeXtBlock(c1, c2, t_dim),
-                                   ConvNeXtBlock(c2, c3, t_dim)])
+        self.down = nn.ModuleList(
+            [
+                ConvNeXtBlock(c1, c1, t_dim),
+                ConvNeXtBlock(c1, c2, t_dim),
+                ConvNeXtBlock(c2, c3, t_dim),
+            ]
+        )
         self.pool = nn.MaxPool2d(2)
         self.mid = ConvNeXtBlock(c3, c3, t_dim)
-        self.up = nn.ModuleList([ConvNeXtBlock(2 * c3, c3, t_dim), ConvNeXtBlock(2 * c2, c2, t_dim),
-                                 ConvNeXtBlock(2 * c1, c1, t_dim)])
-        self.upsample = nn.ModuleList([nn.ConvTranspose2d(c3, c2, 2, stride=2),
-                                       nn.ConvTranspose2d(c2, c1, 2, stride=2)])
+        self.up = nn.ModuleList(
+            [
+                ConvNeXtBlock(2 * c3, c3, t_dim),
+                ConvNeXtBlock(2 * c2, c2, t_dim),
+                ConvNeXtBlock(2 * c1, c1, t_dim),
+            ]
+        )
+        self.upsample = nn.ModuleList(
+            [nn.ConvTranspose2d(c3, c2, 2, stride=2), nn.ConvTranspose2d(c2, c1, 2, stride=2)]
+        )
         self.final = nn.Conv2d(c1, in_channels, 1)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

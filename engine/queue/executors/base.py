@@ -33,6 +33,7 @@ user; the service records it in the run folder (:meth:`engine.rundir.run.Run.rec
 Whatever the executor, the worker writes an ordinary run folder (local, or mirrored back), so
 the UI, batch mode and the report read every run the same way.
 """
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
@@ -87,8 +88,9 @@ class Executor(ABC):
     def kill(self, job: Job, handle: Handle) -> None:
         """Make it stop (after a stop that was not heeded)."""
 
-    def start_many(self, jobs: list[Job], slots: list[str],
-                   threads: int | None = None) -> list[Handle | StartError]:
+    def start_many(
+        self, jobs: list[Job], slots: list[str], threads: int | None = None
+    ) -> list[Handle | StartError]:
         """Start ``jobs`` on ``slots``: for each, its handle or why it could not be started.
         By default one by one; an executor that starts them together (a Slurm job array) may
         instead raise a StartError for them all."""

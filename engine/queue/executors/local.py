@@ -1,6 +1,7 @@
 """The local executor: each job a detached child process of this machine
 (``python -m engine.jobs.worker RUN_DIR``) in its own session, so that it outlives the terminal, the
 UI and the queue service that started it."""
+
 from __future__ import annotations
 
 import os
@@ -24,8 +25,13 @@ class LocalExecutor(Executor):
         return [f"local:{i}" for i in range(max(1, jobs))]
 
     def start(self, job: Job, slot: str, threads: int | None = None) -> Handle:
-        proc = spawn_detached("engine.jobs.worker", [str(job.run_dir)], job.run_dir / "worker.log",
-                              cwd=job.run_dir, threads=threads)
+        proc = spawn_detached(
+            "engine.jobs.worker",
+            [str(job.run_dir)],
+            job.run_dir / "worker.log",
+            cwd=job.run_dir,
+            threads=threads,
+        )
         self._procs[proc.pid] = proc
         return Handle(pid=proc.pid, host=socket.gethostname())
 

@@ -1,4 +1,5 @@
 """The executors by kind: this machine's, and one made from each ``[hosts.NAME]`` table."""
+
 from __future__ import annotations
 
 import importlib
@@ -10,8 +11,10 @@ from engine.spec.sections import HostSpec
 
 # a host's kind -> the class (or function) that makes its executor; imported when a host of
 # that kind is used, so that a queue of local runs never imports asyncssh or submitit
-KINDS = {"ssh": "engine.queue.executors.ssh:SSHExecutor",
-         "slurm": "engine.queue.executors.slurm:executor"}
+KINDS = {
+    "ssh": "engine.queue.executors.ssh:SSHExecutor",
+    "slurm": "engine.queue.executors.slurm:executor",
+}
 
 
 def executors() -> dict[str, Executor]:

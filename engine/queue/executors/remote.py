@@ -2,6 +2,7 @@
 ``diffui hosts`` use it: asyncssh, with the user's keys and agent, ``~/.ssh/config`` (aliases,
 ProxyJump) and ``~/.ssh/known_hosts``. An unknown or changed host key is refused with its
 fingerprint and what to do; every failure is a :class:`HostError` of one line."""
+
 from __future__ import annotations
 
 import asyncio
@@ -53,24 +54,30 @@ async def _host_key_problem(name: str, spec: HostSpec) -> str:
         return [], [], []  # trust nothing: this handshake only looks
 
     try:
-        await asyncio.wait_for(asyncssh.connect(**_target(spec), known_hosts=record),
-                               CONNECT_TIMEOUT)
-    except (OSError, asyncssh.Error, asyncio.TimeoutError):
+        await asyncio.wait_for(
+            asyncssh.connect(**_target(spec), known_hosts=record), CONNECT_TIMEOUT
+        )
+    except (TimeoutError, OSError, asyncssh.Error):
         pass
     host, port = seen.get("host", spec.address), seen.get("port", spec.port)
     try:
         key = await asyncio.wait_for(asyncssh.get_server_host_key(host, port), CONNECT_TIMEOUT)
-    except (OSError, asyncssh.Error, asyncio.TimeoutError):
+    except (TimeoutError, OSError, asyncssh.Error):
         key = None
     shown = f"{key.get_algorithm()} {key.get_fingerprint()}" if key else "fingerprint unknown"
     entry = host if port == 22 else f"[{host}]:{port}"
-    scan = f"ssh-keyscan{' -p %d' % port if port != 22 else ''} {host} >> ~/.ssh/known_hosts"
+    port_option = f" -p {port}" if port != 22 else ""
+    scan = f"ssh-keyscan{port_option} {host} >> ~/.ssh/known_hosts"
     if seen.get("trusted"):
-        return (f"{name}: the host key of {spec.address} has CHANGED (now {shown}); refused: "
-                f"if the host was reinstalled, check the fingerprint with its owner, then "
-                f"ssh-keygen -R '{entry}' and {scan}")
-    return (f"{name}: the host key of {spec.address} is unknown ({shown}); refused: check the "
-            f"fingerprint with the host's owner, then add it ({scan}, or connect once with ssh)")
+        return (
+            f"{name}: the host key of {spec.address} has CHANGED (now {shown}); refused: "
+            f"if the host was reinstalled, check the fingerprint with its owner, then "
+            f"ssh-keygen -R '{entry}' and {scan}"
+        )
+    return (
+        f"{name}: the host key of {spec.address} is unknown ({shown}); refused: check the "
+        f"fingerprint with the host's owner, then add it ({scan}, or connect once with ssh)"
+    )
 
 
 async def connect(name: str, spec: HostSpec) -> asyncssh.SSHClientConnection:
@@ -80,18 +87,25 @@ async def connect(name: str, spec: HostSpec) -> asyncssh.SSHClientConnection:
     except asyncssh.HostKeyNotVerifiable:
         raise HostError(await _host_key_problem(name, spec)) from None
     except asyncssh.PermissionDenied as e:
-        raise HostError(f"{name}: {_where(spec)} refused our keys ({e.reason}): add your public "
-                        "key to the host's ~/.ssh/authorized_keys, or load it into your "
-                        "SSH agent") from None
-    except asyncio.TimeoutError:
-        raise HostError(f"{name}: cannot reach {_where(spec)}: no answer within "
-                        f"{CONNECT_TIMEOUT:.0f} s") from None
+        raise HostError(
+            f"{name}: {_where(spec)} refused our keys ({e.reason}): add your public "
+            "key to the host's ~/.ssh/authorized_keys, or load it into your "
+            "SSH agent"
+        ) from None
+    except TimeoutError:
+        raise HostError(
+            f"{name}: cannot reach {_where(spec)}: no answer within {CONNECT_TIMEOUT:.0f} s"
+        ) from None
     except (OSError, asyncssh.Error) as e:
         errno = getattr(e, "errno", None)
-        reason = (getattr(e, "reason", "") or (os.strerror(errno) if isinstance(errno, int)
-                                               else "") or str(e))
-        raise HostError(f"{name}: cannot connect to {_where(spec)}: "
-                        + " ".join(str(reason).split())) from None
+        reason = (
+            getattr(e, "reason", "")
+            or (os.strerror(errno) if isinstance(errno, int) else "")
+            or str(e)
+        )
+        raise HostError(
+            f"{name}: cannot connect to {_where(spec)}: " + " ".join(str(reason).split())
+        ) from None
 
 
 class Remote:
@@ -173,17 +187,22 @@ class Remote:
         if r.exit_status != 0:
             lines = (r.stderr or r.stdout).strip().splitlines()
             why = lines[-1] if lines else f"exit status {r.exit_status}"
-            raise HostError(f"{self.name}: {self.spec.python} cannot run diffui ({why}): "
-                            f"install it with: diffui hosts install {self.name}")
+            raise HostError(
+                f"{self.name}: {self.spec.python} cannot run diffui ({why}): "
+                f"install it with: diffui hosts install {self.name}"
+            )
         self.checked = True
 
-    async def listing(self, folder: str, depth: int = 3) -> dict[str, "RemoteFile"]:
+    async def listing(self, folder: str, depth: int = 3) -> dict[str, RemoteFile]:
         """Every file under ``folder`` (relative names, '/'-separated; hidden ones left out):
         {} when it is missing. Through find, not SFTP: SFTP's times are whole seconds, so a
         checkpoint rewritten within a second at the same size would look unchanged."""
         out: dict[str, RemoteFile] = {}
-        text = await self.run(f"find {shlex.quote(folder)} -mindepth 1 -maxdepth {int(depth)} "
-                              "-type f -printf '%P\\t%s\\t%T@\\n' 2>/dev/null", check=False)
+        text = await self.run(
+            f"find {shlex.quote(folder)} -mindepth 1 -maxdepth {int(depth)} "
+            "-type f -printf '%P\\t%s\\t%T@\\n' 2>/dev/null",
+            check=False,
+        )
         for line in text.splitlines():
             rel, _, rest = line.partition("\t")
             size, _, mtime = rest.partition("\t")

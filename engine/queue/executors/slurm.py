@@ -24,6 +24,7 @@ date from ``sacct`` (one call for all our jobs every :data:`POLL_EVERY` seconds)
 folders are ``RUNS/.slurm/HOST/<slurmctld boot time>/``: a restarted test cluster numbers its
 jobs from 1 again. A sweep queued together goes as one job array (``start_many``).
 """
+
 from __future__ import annotations
 
 import json
@@ -49,8 +50,8 @@ from engine.queue.executors.ssh import RemoteJob, SSHExecutor
 from engine.queue.handle import Handle, SlurmJob
 from engine.queue.process import python_command, python_env, pythonpath_line
 from engine.rundir.run import EXIT_CODES, Run
-from engine.spec.sections import HostSpec
 from engine.spec.registry import SBATCH_OPTION
+from engine.spec.sections import HostSpec
 
 POLL_EVERY = 3.0  # seconds between two sacct calls
 LOST_AFTER = 600.0  # a job Slurm has not known of for this long is gone (a wiped cluster)
@@ -58,8 +59,19 @@ MAX_TIMEOUTS = 100  # requeues on time limits before submitit gives up on a run
 # Slurm states of a job that has ended for good (REQUEUED is on its way back; PREEMPTED is when
 # squeue says so too: a job pre-empted with PreemptMode=REQUEUE is pending again there, while
 # sacct may still show its last record, PREEMPTED)
-ENDED = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED",
-         "BOOT_FAIL", "DEADLINE", "REVOKED", "LOST"}
+ENDED = {
+    "COMPLETED",
+    "FAILED",
+    "CANCELLED",
+    "TIMEOUT",
+    "NODE_FAIL",
+    "OUT_OF_MEMORY",
+    "PREEMPTED",
+    "BOOT_FAIL",
+    "DEADLINE",
+    "REVOKED",
+    "LOST",
+}
 
 
 def time_minutes(text: str) -> int:
@@ -90,8 +102,9 @@ def parse_sbatch_options(items: list[str]) -> dict:
 def cluster_start() -> str:
     """When slurmctld started (``scontrol show config``'s BOOT_TIME), as a folder name."""
     try:
-        out = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True,
-                             timeout=60)
+        out = subprocess.run(
+            ["scontrol", "show", "config"], capture_output=True, text=True, timeout=60
+        )
     except FileNotFoundError:
         raise StartError("scontrol not found: run diffui on the cluster's login node") from None
     except subprocess.TimeoutExpired:
@@ -119,8 +132,12 @@ class WorkerJob(submitit.helpers.Checkpointable):
         self._checkpointed = False
 
     def __getstate__(self) -> dict:  # the worker process stays behind
-        return {"run_dir": self.run_dir, "stop_wait": self.stop_wait, "_proc": None,
-                "_checkpointed": False}
+        return {
+            "run_dir": self.run_dir,
+            "stop_wait": self.stop_wait,
+            "_proc": None,
+            "_checkpointed": False,
+        }
 
     def __call__(self) -> str:
         env = python_env()
@@ -133,9 +150,14 @@ class WorkerJob(submitit.helpers.Checkpointable):
 
         with open(Path(self.run_dir) / "worker.log", "ab") as log:
             self._proc = subprocess.Popen(
-                python_command("engine.jobs.worker", self.run_dir), stdout=log,
-                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=self.run_dir,
-                preexec_fn=ignore_usr)
+                python_command("engine.jobs.worker", self.run_dir),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                cwd=self.run_dir,
+                preexec_fn=ignore_usr,
+            )
         while self._proc.poll() is None:
             time.sleep(0.5)
         status, rc = Run(Path(self.run_dir)).status(), self._proc.returncode
@@ -184,10 +206,16 @@ class _Watcher(SlurmInfoWatcher):
 
     def queue_command(self) -> list[str] | None:
         """squeue for the jobs sacct says are pending (why) or pre-empted (whether requeued)."""
-        asked = {j.split("_")[0] for j in self._registered - self._finished
-                 if self._info_dict.get(j, {}).get("State") in ("PENDING", "PREEMPTED")}
-        return ["squeue", "-h", "-t", "all", "-o", "%i|%T|%r", "-j", ",".join(sorted(asked))] \
-            if asked else None
+        asked = {
+            j.split("_")[0]
+            for j in self._registered - self._finished
+            if self._info_dict.get(j, {}).get("State") in ("PENDING", "PREEMPTED")
+        }
+        return (
+            ["squeue", "-h", "-t", "all", "-o", "%i|%T|%r", "-j", ",".join(sorted(asked))]
+            if asked
+            else None
+        )
 
     def take_queue(self, out: str | None) -> None:
         """squeue's answer: a job's "Queue" is its state there, GONE when it was asked about
@@ -198,8 +226,11 @@ class _Watcher(SlurmInfoWatcher):
         for job_id, info in self._info_dict.items():
             if info.get("State") in ("PENDING", "PREEMPTED"):
                 there = seen.get(job_id, {})
-                self._info_dict[job_id] = {**info, "Queue": there.get("Queue", "GONE"),
-                                           "Reason": there.get("Reason", "")}
+                self._info_dict[job_id] = {
+                    **info,
+                    "Queue": there.get("Queue", "GONE"),
+                    "Reason": there.get("Reason", ""),
+                }
 
     def follow(self, slurm: SlurmJob, now: float) -> None:
         """Bring a job's Slurm part up to date from what was read last."""
@@ -225,8 +256,9 @@ def _output(command: list[str] | None) -> str | None:
     if command is None:
         return None
     try:
-        return subprocess.run(command, capture_output=True, text=True, timeout=60,
-                              check=True).stdout
+        return subprocess.run(
+            command, capture_output=True, text=True, timeout=60, check=True
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return None
 
@@ -249,8 +281,9 @@ def job_ended(run: Run, host: str, slurm: SlurmJob, log: str) -> str:
             return ""  # the worker recorded its own end
     except (OSError, ValueError):
         pass
-    run.record_failure(host, f"{host}: Slurm job {slurm.job_id} ended {slurm.state} "
-                             f"(its log: {log})")
+    run.record_failure(
+        host, f"{host}: Slurm job {slurm.job_id} ended {slurm.state} (its log: {log})"
+    )
     return ""
 
 
@@ -273,13 +306,22 @@ class SlurmExecutor(Executor):
 
     @staticmethod
     def _parameters(spec: HostSpec) -> dict:
-        p = {"time": time_minutes(spec.time), "cpus_per_task": spec.cpus_per_job,
-             "mem": f"{spec.mem_gb}GB", "signal_delay_s": spec.signal_delay_s,
-             "array_parallelism": spec.max_jobs, "stderr_to_stdout": True,
-             "setup": [pythonpath_line()],
-             "additional_parameters": parse_sbatch_options(spec.sbatch)}
-        for key, value in (("partition", spec.partition), ("account", spec.account),
-                           ("qos", spec.qos), ("gpus_per_node", spec.gpus_per_job)):
+        p = {
+            "time": time_minutes(spec.time),
+            "cpus_per_task": spec.cpus_per_job,
+            "mem": f"{spec.mem_gb}GB",
+            "signal_delay_s": spec.signal_delay_s,
+            "array_parallelism": spec.max_jobs,
+            "stderr_to_stdout": True,
+            "setup": [pythonpath_line()],
+            "additional_parameters": parse_sbatch_options(spec.sbatch),
+        }
+        for key, value in (
+            ("partition", spec.partition),
+            ("account", spec.account),
+            ("qos", spec.qos),
+            ("gpus_per_node", spec.gpus_per_job),
+        ):
             if value:
                 p[key] = value
         return p
@@ -293,8 +335,9 @@ class SlurmExecutor(Executor):
         if self._executor is None or boot != self._boot:
             folder = self.runs_dir / ".slurm" / self.name / boot
             python = os.path.expanduser(self.spec.python) if self.spec.python else None
-            ex = submitit.SlurmExecutor(folder=folder / "%j", max_num_timeout=MAX_TIMEOUTS,
-                                        python=python)
+            ex = submitit.SlurmExecutor(
+                folder=folder / "%j", max_num_timeout=MAX_TIMEOUTS, python=python
+            )
             ex.update_parameters(**self.parameters)
             self._executor, self._boot = ex, boot
         return self._executor
@@ -302,8 +345,9 @@ class SlurmExecutor(Executor):
     def start(self, job: Job, slot: str, threads: int | None = None) -> Handle:
         return self.submit([job])[0]
 
-    def start_many(self, jobs: list[Job], slots: list[str],
-                   threads: int | None = None) -> list[Handle | StartError]:
+    def start_many(
+        self, jobs: list[Job], slots: list[str], threads: int | None = None
+    ) -> list[Handle | StartError]:
         return [*self.submit(jobs)]
 
     def submit(self, jobs: list[Job]) -> list[Handle]:
@@ -311,12 +355,16 @@ class SlurmExecutor(Executor):
         StartError when sbatch refuses them."""
         try:
             ex = self._submitit()
-            ex.update_parameters(job_name="diffui-" + (jobs[0].name.replace("/", "-")
-                                                       if len(jobs) == 1 else "sweep"))
+            ex.update_parameters(
+                job_name="diffui-" + (jobs[0].name.replace("/", "-") if len(jobs) == 1 else "sweep")
+            )
             with ex.batch():
-                submitted = [ex.submit(WorkerJob(str(job.run_dir),
-                                                 max(5.0, self.spec.signal_delay_s - 10.0)))
-                             for job in jobs]
+                submitted = [
+                    ex.submit(
+                        WorkerJob(str(job.run_dir), max(5.0, self.spec.signal_delay_s - 10.0))
+                    )
+                    for job in jobs
+                ]
         except (FailedJobError, FailedSubmissionError, OSError, subprocess.SubprocessError) as e:
             line = _last_line(str(e)).removeprefix("sbatch: error: ")
             raise StartError(f"{self.name}: sbatch: {line}") from None
@@ -326,8 +374,9 @@ class SlurmExecutor(Executor):
         handles = []
         for sj in submitted:
             self._watcher.register_job(sj.job_id)
-            handles.append(Handle(slurm=SlurmJob(sj.job_id, str(sj.paths.folder), since=now,
-                                                 seen=now)))
+            handles.append(
+                Handle(slurm=SlurmJob(sj.job_id, str(sj.paths.folder), since=now, seen=now))
+            )
         return handles
 
     def sync(self, job: Job, handle: Handle) -> None:
@@ -387,8 +436,9 @@ class SlurmOverSSH(SSHExecutor):
     def start(self, job: Job, slot: str, threads: int | None = None) -> Handle:
         return self.submit([job])[0]
 
-    def start_many(self, jobs: list[Job], slots: list[str],
-                   threads: int | None = None) -> list[Handle | StartError]:
+    def start_many(
+        self, jobs: list[Job], slots: list[str], threads: int | None = None
+    ) -> list[Handle | StartError]:
         return [*self.submit(jobs)]
 
     def submit(self, jobs: list[Job]) -> list[Handle]:
@@ -402,8 +452,14 @@ class SlurmOverSSH(SSHExecutor):
 
     # -- the hooks of SSHExecutor --
     def handle(self, j: RemoteJob) -> Handle:
-        return Handle(host=self.name, run=j.rel, state="" if j.slurm else "SUBMITTING",
-                      note=j.note, again=j.again, slurm=replace(j.slurm) if j.slurm else None)
+        return Handle(
+            host=self.name,
+            run=j.rel,
+            state="" if j.slurm else "SUBMITTING",
+            note=j.note,
+            again=j.again,
+            slurm=replace(j.slurm) if j.slurm else None,
+        )
 
     def adopt(self, job: Job, handle: Handle) -> RemoteJob | None:
         """A job a previous service submitted: follow it again (one whose submission never
@@ -411,8 +467,9 @@ class SlurmOverSSH(SSHExecutor):
         if handle.slurm is None:
             return None
         try:
-            j = RemoteJob(job, self.rel(job), state="running", again=handle.again,
-                          slurm=replace(handle.slurm))
+            j = RemoteJob(
+                job, self.rel(job), state="running", again=handle.again, slurm=replace(handle.slurm)
+            )
         except StartError:
             return None
         self._watcher.register_job(handle.slurm.job_id)
@@ -452,8 +509,12 @@ class SlurmOverSSH(SSHExecutor):
         try:
             handles = await self._submitted(js)
         except Exception as e:  # noqa: BLE001 (whatever it is, the runs say it, in one line)
-            line = str(e) if isinstance(e, HostError) else \
-                f"{self.name}: could not submit: " + (" ".join(str(e).split()) or type(e).__name__)
+            line = (
+                str(e)
+                if isinstance(e, HostError)
+                else f"{self.name}: could not submit: "
+                + (" ".join(str(e).split()) or type(e).__name__)
+            )
             for j in js:
                 Run(j.job.run_dir).record_failure(self.name, line)
                 j.state = "gone"
@@ -472,12 +533,17 @@ class SlurmOverSSH(SSHExecutor):
         for j in js:
             await self.push_job(remote, j)
         runs = posixpath.join(remote.workdir, "runs")
-        request = {"name": self.name, "table": {**self.spec.to_dict(), "address": "",
-                                                "python": ""},
-                   "runs": runs, "jobs": [j.rel for j in js]}
-        out = await remote.run(f"env DIFFUI_DATA_DIR={q(posixpath.join(remote.workdir, 'data'))}"
-                               f" {q(remote.python)} -m engine.queue.executors.slurm submit",
-                               input=json.dumps(request))
+        request = {
+            "name": self.name,
+            "table": {**self.spec.to_dict(), "address": "", "python": ""},
+            "runs": runs,
+            "jobs": [j.rel for j in js],
+        }
+        out = await remote.run(
+            f"env DIFFUI_DATA_DIR={q(posixpath.join(remote.workdir, 'data'))}"
+            f" {q(remote.python)} -m engine.queue.executors.slurm submit",
+            input=json.dumps(request),
+        )
         answer = json.loads(out.strip().splitlines()[-1])
         if answer.get("error"):
             raise HostError(answer["error"])
@@ -490,8 +556,10 @@ class SlurmOverSSH(SSHExecutor):
         if now - self._polled < POLL_EVERY:
             return
         self._polled = now
-        for command, take in ((self._watcher._make_command, self._watcher.take),
-                              (self._watcher.queue_command, self._watcher.take_queue)):
+        for command, take in (
+            (self._watcher._make_command, self._watcher.take),
+            (self._watcher.queue_command, self._watcher.take_queue),
+        ):
             argv = command()
             r = await remote.run_full(shlex.join(argv)) if argv else None
             take(r.stdout if r is not None and r.exit_status == 0 else None)
@@ -512,8 +580,9 @@ def main(argv: list[str] | None = None) -> int:
     login node, and prints ``{"handles": [...]}`` or ``{"error": "one line"}``."""
     argv = sys.argv[1:] if argv is None else argv
     if argv != ["submit"]:
-        print("usage: python -m engine.queue.executors.slurm submit < REQUEST.json",
-              file=sys.stderr)
+        print(
+            "usage: python -m engine.queue.executors.slurm submit < REQUEST.json", file=sys.stderr
+        )
         return 2
     req = json.load(sys.stdin)
     spec = HostSpec(**{k: v for k, v in req["table"].items() if k in HostSpec.keys()})

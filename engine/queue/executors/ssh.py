@@ -23,6 +23,7 @@ The Slurm executor of a cluster reached over SSH (:class:`engine.queue.executors
 SlurmOverSSH`) is this executor with other ways to start, stop and follow a job: see the hooks
 of :class:`SSHExecutor`.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -39,10 +40,10 @@ from typing import Any
 
 import asyncssh
 
+from engine.files import atomic_write_bytes, atomic_write_json
 from engine.queue.executors.base import Executor, Job, StartError
 from engine.queue.executors.remote import HostError, Remote, RemoteFile, same_file
 from engine.queue.handle import Handle, SlurmJob
-from engine.files import atomic_write_bytes, atomic_write_json
 from engine.rundir.run import STUDIES_DIR, Run
 from engine.spec.names import SAFE_NAME
 from engine.spec.sections import HostSpec
@@ -112,8 +113,7 @@ class SSHExecutor(Executor):
         if slot.startswith(f"{self.name}:gpu"):
             gpu = int(slot.rsplit("gpu", 1)[1])
         run = Run(job.run_dir)  # reads as running on this host while it starts (heartbeat)
-        atomic_write_json(run.worker_path, {"pid": None, "host": self.name,
-                                            "started": time.time()})
+        atomic_write_json(run.worker_path, {"pid": None, "host": self.name, "started": time.time()})
         run.beat()
         j = RemoteJob(job, rel, gpu)
         self.follow(j)
@@ -150,6 +150,7 @@ class SSHExecutor(Executor):
                     j.task.cancel()
             if self._remote is not None:
                 self._remote.close()
+
         asyncio.run_coroutine_threadsafe(shut(), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
@@ -158,8 +159,7 @@ class SSHExecutor(Executor):
     # -- the hooks --
     def handle(self, j: RemoteJob) -> Handle:
         """The handle of a job, for queue.json."""
-        return Handle(host=self.name, run=j.rel, gpu=j.gpu, pid=j.pid, state=j.state,
-                      note=j.note)
+        return Handle(host=self.name, run=j.rel, gpu=j.gpu, pid=j.pid, state=j.state, note=j.note)
 
     def adopt(self, job: Job, handle: Handle) -> RemoteJob | None:
         """A job a previous service started (its handle from queue.json): followed again;
@@ -168,8 +168,13 @@ class SSHExecutor(Executor):
             rel = self.rel(job)
         except StartError:
             return None
-        j = RemoteJob(job, rel, handle.gpu, handle.pid,
-                      "running" if handle.state in ("running", "gone") else "lost")
+        j = RemoteJob(
+            job,
+            rel,
+            handle.gpu,
+            handle.pid,
+            "running" if handle.state in ("running", "gone") else "lost",
+        )
         self.follow(j)
         return j
 
@@ -182,12 +187,16 @@ class SSHExecutor(Executor):
         await remote.check_worker()
         folder = await self.push_job(remote, j)
         q = shlex.quote
-        env = {"CUDA_VISIBLE_DEVICES": "" if j.gpu is None else str(j.gpu),
-               "DIFFUI_DATA_DIR": posixpath.join(remote.workdir, "data")}
-        command = (f"cd {q(folder)} && {{ setsid nohup env "
-                   + " ".join(f"{k}={q(v)}" for k, v in env.items())
-                   + f" {q(remote.python)} -m engine.jobs.worker {q(folder)} >> worker.log 2>&1 "
-                   "< /dev/null & }; echo $!")
+        env = {
+            "CUDA_VISIBLE_DEVICES": "" if j.gpu is None else str(j.gpu),
+            "DIFFUI_DATA_DIR": posixpath.join(remote.workdir, "data"),
+        }
+        command = (
+            f"cd {q(folder)} && {{ setsid nohup env "
+            + " ".join(f"{k}={q(v)}" for k, v in env.items())
+            + f" {q(remote.python)} -m engine.jobs.worker {q(folder)} >> worker.log 2>&1 "
+            "< /dev/null & }; echo $!"
+        )
         j.pid = int((await remote.run(command)).strip().splitlines()[-1])
         j.checked = time.time()
 
@@ -201,8 +210,15 @@ class SSHExecutor(Executor):
         if "exit.json" in files:
             return True
         if time.time() - j.checked >= LIVE_EVERY or j.state == "lost":
-            alive = bool(j.pid) and (await remote.run(
-                f"kill -0 {int(j.pid or 0)} 2>/dev/null && echo yes || echo no")).strip() == "yes"
+            alive = (
+                bool(j.pid)
+                and (
+                    await remote.run(
+                        f"kill -0 {int(j.pid or 0)} 2>/dev/null && echo yes || echo no"
+                    )
+                ).strip()
+                == "yes"
+            )
             if not alive:
                 await self._ended(remote, j, files)
                 return True
@@ -216,10 +232,12 @@ class SSHExecutor(Executor):
             parts = job.run_dir.resolve().relative_to(self.runs_dir).parts
         except ValueError:
             raise StartError(f"{self.name}: {job.run_dir} is not in {self.runs_dir}") from None
-        ok = (len(parts) == 1 or (len(parts) == 2 and parts[0] == STUDIES_DIR))
+        ok = len(parts) == 1 or (len(parts) == 2 and parts[0] == STUDIES_DIR)
         if not ok or not all(SAFE_NAME.fullmatch(p) and p not in (".", "..") for p in parts):
-            raise StartError(f"{self.name}: run name {'/'.join(parts)!r} cannot be used on a "
-                             "host (expected letters, digits, '.', '_', '-')")
+            raise StartError(
+                f"{self.name}: run name {'/'.join(parts)!r} cannot be used on a "
+                "host (expected letters, digits, '.', '_', '-')"
+            )
         return "/".join(parts)
 
     def track(self, j: RemoteJob) -> None:
@@ -237,6 +255,7 @@ class SSHExecutor(Executor):
 
         def go() -> None:
             j.task = loop.create_task(self._run(j))
+
         loop.call_soon_threadsafe(go)
 
     def soon(self, work: Coroutine[Any, Any, None]) -> None:
@@ -259,8 +278,12 @@ class SSHExecutor(Executor):
         await self._push(remote, j.job.run_dir, folder, everything=True)
         spec = Run(j.job.run_dir).spec()
         if isinstance(spec, StudySpec):
-            await self._push(remote, self.runs_dir / spec.run, posixpath.join(runs, spec.run),
-                             only=("config.toml", "checkpoint.pt", "worker.json", "exit.json"))
+            await self._push(
+                remote,
+                self.runs_dir / spec.run,
+                posixpath.join(runs, spec.run),
+                only=("config.toml", "checkpoint.pt", "worker.json", "exit.json"),
+            )
         await remote.run(f"cd {shlex.quote(folder)} && rm -f exit.json worker.json")
         return folder
 
@@ -312,6 +335,7 @@ class SSHExecutor(Executor):
                     asyncio.set_event_loop(loop)
                     loop.call_soon(ready.set)
                     loop.run_forever()
+
                 self._thread = threading.Thread(target=main, name=f"ssh-{self.name}", daemon=True)
                 self._thread.start()
                 ready.wait()
@@ -345,8 +369,10 @@ class SSHExecutor(Executor):
                 self._drop(remote)
                 if j.state == "running":  # can't tell: the run goes on remotely meanwhile
                     Run(j.job.run_dir).beat()
-                j.note = (f"connection lost ({' '.join(str(e).split()) or type(e).__name__}); "
-                          f"trying again in {delay:.0f} s")
+                j.note = (
+                    f"connection lost ({' '.join(str(e).split()) or type(e).__name__}); "
+                    f"trying again in {delay:.0f} s"
+                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, BACKOFF_MAX)
 
@@ -360,23 +386,29 @@ class SSHExecutor(Executor):
                 self._drop(self._remote)
                 await self.launch(await self.connection(), j)
         except Exception as e:  # noqa: BLE001 (whatever it is, the run says it, in one line)
-            line = str(e) if isinstance(e, HostError) else \
-                f"{self.name}: could not start the worker: " \
+            line = (
+                str(e)
+                if isinstance(e, HostError)
+                else f"{self.name}: could not start the worker: "
                 + (" ".join(str(e).split()) or type(e).__name__)
+            )
             Run(j.job.run_dir).record_failure(self.name, line)
             return False
         return True
 
-    async def _push(self, remote: Remote, local: Path, folder: str, everything: bool = False,
-                    only: tuple = ()) -> None:
+    async def _push(
+        self, remote: Remote, local: Path, folder: str, everything: bool = False, only: tuple = ()
+    ) -> None:
         """Make the remote folder a copy of the local one (or of its files ``only``, e.g. a
         study's run: its settings, model and the records that say it finished): files that
         differ are copied; with ``everything``, remote files the local folder lacks (an earlier
         attempt's) are removed, but for the worker's own records."""
         there = await remote.listing(folder)
-        here = {p.relative_to(local).as_posix(): p for p in sorted(local.rglob("*"))
-                if p.is_file() and not any(part.startswith(".") for part in
-                                           p.relative_to(local).parts)}
+        here = {
+            p.relative_to(local).as_posix(): p
+            for p in sorted(local.rglob("*"))
+            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(local).parts)
+        }
         for rel, path in here.items():
             if rel not in only if only else rel in NOT_PUSHED:
                 continue
@@ -397,8 +429,9 @@ class SSHExecutor(Executor):
         if "worker.json" not in files:  # it never got going
             log = (await _read(remote, folder, "worker.log")).decode(errors="replace")
             last = log.strip().splitlines()[-1:] or ["no output"]
-            Run(local).record_failure(self.name, f"{self.name}: the worker exited at once: "
-                                      + " ".join(last[0].split()))
+            Run(local).record_failure(
+                self.name, f"{self.name}: the worker exited at once: " + " ".join(last[0].split())
+            )
             return
         if "events.jsonl" in files:
             attrs = (await remote.listing(folder)).get("events.jsonl")
