@@ -108,29 +108,32 @@ def no_leftover_processes(tmp_path):
             os.kill(st.pid, signal.SIGKILL)
 
 
+def _tries(timeout: float, why):
+    """Yield until ``timeout`` seconds have passed, then fail the test saying ``why()``."""
+    deadline = time.time() + timeout
+    while True:
+        yield
+        if time.time() >= deadline:
+            raise AssertionError(why() if why else f"condition not met within {timeout} s")
+
+
 def wait_for(predicate, timeout: float = 60.0, every: float = 0.05, why=None):
     """Poll ``predicate`` until it is truthy and return its value; fail the test after
     ``timeout`` seconds, saying ``why()`` when given (a log's tail, the state seen last). The
     one way the tests wait: on a state or a file, with a deadline, never for some seconds."""
-    deadline = time.time() + timeout
-    while True:
+    for _ in _tries(timeout, why):
         value = predicate()
         if value:
             return value
-        if time.time() >= deadline:
-            raise AssertionError(why() if why else f"condition not met within {timeout} s")
         time.sleep(every)
 
 
 async def until(pilot, predicate, timeout: float = 90.0, every: float = 0.1, why=None):
     """:func:`wait_for` in a Textual app under test: the app runs while ``predicate`` waits."""
-    deadline = time.time() + timeout
-    while True:
+    for _ in _tries(timeout, why):
         value = predicate()
         if value:
             return value
-        if time.time() >= deadline:
-            raise AssertionError(why() if why else f"condition not met within {timeout} s")
         await pilot.pause(every)
 
 

@@ -292,7 +292,23 @@ def log_path(slurm: SlurmJob) -> str:
     return posixpath.join(slurm.folder, f"{slurm.job_id}_0_log.out")
 
 
-class SlurmExecutor(Executor):
+class _SubmitsTogether:
+    """A cluster takes a pass's jobs in one submission (a job array): starting jobs is
+    :meth:`submit`, whether one or many."""
+
+    def submit(self, jobs: list[Job]) -> list[Handle]:
+        raise NotImplementedError
+
+    def start(self, job: Job, slot: str, threads: int | None = None) -> Handle:
+        return self.submit([job])[0]
+
+    def start_many(
+        self, jobs: list[Job], slots: list[str], threads: int | None = None
+    ) -> list[Handle | StartError]:
+        return [*self.submit(jobs)]
+
+
+class SlurmExecutor(_SubmitsTogether, Executor):
     """Jobs on the Slurm cluster of host ``name``, submitted from this machine (its login
     node)."""
 
@@ -341,14 +357,6 @@ class SlurmExecutor(Executor):
             ex.update_parameters(**self.parameters)
             self._executor, self._boot = ex, boot
         return self._executor
-
-    def start(self, job: Job, slot: str, threads: int | None = None) -> Handle:
-        return self.submit([job])[0]
-
-    def start_many(
-        self, jobs: list[Job], slots: list[str], threads: int | None = None
-    ) -> list[Handle | StartError]:
-        return [*self.submit(jobs)]
 
     def submit(self, jobs: list[Job]) -> list[Handle]:
         """Submit ``jobs`` together: one Slurm job, or one job array for several; a
@@ -418,7 +426,7 @@ class SlurmExecutor(Executor):
         self._executor = None
 
 
-class SlurmOverSSH(SSHExecutor):
+class SlurmOverSSH(_SubmitsTogether, SSHExecutor):
     """Jobs on the Slurm cluster of host ``name``, whose login node is reached over SSH (see the
     module's text): an SSH executor whose jobs are Slurm jobs, submitted together, stopped with
     scancel and followed with sacct (its hooks). Everything that touches the login node runs on
@@ -432,14 +440,6 @@ class SlurmOverSSH(SSHExecutor):
 
     def slots(self, jobs: int) -> list[str]:
         return [f"{self.name}:{i}" for i in range(self.spec.max_jobs)]
-
-    def start(self, job: Job, slot: str, threads: int | None = None) -> Handle:
-        return self.submit([job])[0]
-
-    def start_many(
-        self, jobs: list[Job], slots: list[str], threads: int | None = None
-    ) -> list[Handle | StartError]:
-        return [*self.submit(jobs)]
 
     def submit(self, jobs: list[Job]) -> list[Handle]:
         """Copy the run folders to the login node and submit them together (one job array for
