@@ -1,0 +1,1 @@
+"""The ``diffui`` command: argument parsing, the commands and batch mode."""

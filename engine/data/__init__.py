@@ -1,0 +1,1 @@
+"""The datasets diffui trains and evaluates on, and where each comes from."""

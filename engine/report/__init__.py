@@ -1,0 +1,1 @@
+"""Figures and report.md, drawn from run folders alone (no torch)."""
