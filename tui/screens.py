@@ -90,6 +90,18 @@ def fid_series(events: list, prefix: str = "", floor: bool = True) -> list[tuple
     return out
 
 
+def epoch_range(*event_lists: list) -> tuple[int, int] | None:
+    """The epochs a view's charts share: from 1 to the last planned (or done) epoch of its
+    runs; None before any run has started."""
+    last = [
+        e.epochs if isinstance(e, Start) else e.epoch
+        for events in event_lists
+        for e in events
+        if isinstance(e, (Start, Epoch, Eval))
+    ]
+    return (1, max(1, *last)) if last else None
+
+
 class FollowScreen(Screen):
     """A screen about one run folder (a run or a study), following it through the poll thread:
     it composes empty and fills from :class:`RunEvents`, the whole history in the first message
@@ -177,8 +189,10 @@ class RunScreen(FollowScreen):
             if line:
                 log.write(time.strftime("%H:%M:%S ", time.localtime(e.time)) + line)
         if not self.ready or any(isinstance(e, CURVE_EVENTS) for e in message.events):
-            self.query_one("#loss-chart", Chart).show(loss_series(self.events), logy=True)
-            self.query_one("#fid-chart", Chart).show(fid_series(self.events))
+            epochs = epoch_range(self.events)
+            loss = self.query_one("#loss-chart", Chart)
+            loss.show(loss_series(self.events), logy=True, xrange=epochs)
+            self.query_one("#fid-chart", Chart).show(fid_series(self.events), xrange=epochs)
         if message.grids is not None:
             self.query_one("#grid", GridView).set_grids(message.grids)
             self._label()
@@ -399,6 +413,7 @@ class CompareScreen(Screen):
             return
         many = len(self.names) > 1
         shown = [n for n in self.names if n in self.events]
+        epochs = epoch_range(*(self.events[n] for n in shown))
         self.query_one("#loss-chart", Chart).show(
             [
                 s
@@ -406,13 +421,15 @@ class CompareScreen(Screen):
                 for s in loss_series(self.events[n], f"{n} " if many else "", train=not many)
             ],
             logy=True,
+            xrange=epochs,
         )
         self.query_one("#fid-chart", Chart).show(
             [
                 s
                 for n in shown
                 for s in fid_series(self.events[n], f"{n} " if many else "", floor=not many)
-            ]
+            ],
+            xrange=epochs,
         )
         self.ready = len(shown) == len(self.names) and bool(self.rows)
 
