@@ -14,9 +14,11 @@ from conftest import until
 from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 from test_tui import make_app, select_row
+from textual.widgets import Static
 from tui_runs import T0, make_runs
 
-from tui.screens import CompareScreen, RunScreen
+from tui.runs_screen import RunsScreen
+from tui.screens import CompareScreen, RunScreen, TooSmallScreen
 from tui.widgets import Chart, RunsTable
 
 SIZES = [(120, 40), (100, 30), (60, 20), (140, 45), (20, 8), (300, 100), (80, 24), (21, 9)]
@@ -170,3 +172,28 @@ def test_epoch_ticks_are_whole_and_the_legend_is_above_the_curves():
     assert "train" not in "\n".join(lines[1:])
     narrow = chart.draw(18, 10).plain.split("\n")[0]
     assert narrow == "loss"  # no room for all of the legend: none of it
+
+
+async def test_a_line_says_the_terminal_is_too_small_until_it_grows(tmp_path):
+    make_runs(tmp_path / "runs")
+    app = make_app(tmp_path / "missing.toml", tmp_path / "runs")
+    async with app.run_test(size=(60, 20)) as pilot:
+        assert isinstance(app.screen, TooSmallScreen)
+        line = str(app.screen.query_one("#too-small", Static).render())
+        assert line == "too small: 60x20, needs 64x18 · q quits"
+        await pilot.press("a", "j")  # the other keys wait
+        assert isinstance(app.screen, TooSmallScreen)
+        await pilot.resize_terminal(100, 30)
+        await until(pilot, lambda: isinstance(app.screen, RunsScreen))
+        await until(pilot, lambda: app.query_one(RunsTable).row_count == 2)
+        await pilot.press("o")
+        await until(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.ready)
+        await pilot.resize_terminal(20, 8)
+        await until(pilot, lambda: isinstance(app.screen, TooSmallScreen))
+        assert "too small: 20x8," in str(app.screen.query_one("#too-small", Static).render())
+        await pilot.resize_terminal(64, 18)  # the least size: the run view again
+        await until(pilot, lambda: isinstance(app.screen, RunScreen))
+        await pilot.resize_terminal(30, 30)
+        await until(pilot, lambda: isinstance(app.screen, TooSmallScreen))
+        await pilot.press("q")
+        await until(pilot, lambda: not app.is_running)

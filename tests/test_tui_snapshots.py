@@ -99,3 +99,7 @@ def test_study_view_100x30(snap_compare, app):
         await pilot.pause(0.3)
 
     assert snap_compare(app, terminal_size=(100, 30), run_before=open_study)
+
+
+def test_too_small_40x12(snap_compare, app):
+    assert snap_compare(app, terminal_size=(40, 12))

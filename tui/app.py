@@ -41,6 +41,7 @@ from tui.screens import (
     RunScreen,
     StudyPickScreen,
     StudyScreen,
+    TooSmallScreen,
 )
 from tui.widgets import RunsTable, image_widget_class
 
@@ -96,6 +97,7 @@ class DiffuiApp(App):
         "styles/dialogs.tcss",
     ]
     BINDINGS = [Binding(k, a, label) for k, a, label, _, _ in APP_ACTIONS]
+    MIN_SIZE = (64, 18)  # (columns, rows) below which one line says the terminal is too small
     RUN_SCREENS_KEPT = 8  # run views kept composed (and following their runs) for a quick reopen
 
     def __init__(
@@ -138,9 +140,26 @@ class DiffuiApp(App):
             f" · {self.runs_dir}"
         )
         self.show_error("queue", self.errors.get("queue", ""))
+        self.fit(self.size)
         self.load_file()
         self.poll_loop()
         self.action_loop()
+
+    def on_resize(self, event) -> None:
+        self.fit(event.size)
+
+    def fit(self, size) -> None:
+        """Below :attr:`MIN_SIZE` the too-small line covers the screens; back when it grows."""
+        if not self.is_mounted or not self.screen_stack:
+            return
+        small = size.width < self.MIN_SIZE[0] or size.height < self.MIN_SIZE[1]
+        top = self.screen
+        if small and isinstance(top, TooSmallScreen):
+            top.show(tuple(size))
+        elif small:
+            self.push_screen(TooSmallScreen(tuple(size), self.MIN_SIZE))
+        elif isinstance(top, TooSmallScreen):
+            self.pop_screen()
 
     def on_unmount(self) -> None:
         self._wake.set()
@@ -269,7 +288,10 @@ class DiffuiApp(App):
         return self._applies(action, self.screen)
 
     def _applies(self, action: str, screen) -> bool:
-        """Our actions wait while a dialog is open."""
+        """Our actions wait while a dialog is open; only quit works while the terminal is too
+        small."""
+        if isinstance(screen, TooSmallScreen):
+            return action == "quit"
         return not (isinstance(screen, ModalScreen) and action in APP_ACTION_NAMES)
 
     def selected_run(self) -> str | None:

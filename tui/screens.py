@@ -447,6 +447,26 @@ class CompareScreen(Screen):
         self.ready = len(self.events) == len(self.names)
 
 
+class TooSmallScreen(Screen):
+    """Shown over the others while the terminal is smaller than the app can draw: one line that
+    says so; the screen below comes back when the terminal grows. Only ``q`` works here."""
+
+    def __init__(self, size: tuple[int, int], least: tuple[int, int]):
+        super().__init__()
+        self.size_now, self.least = size, least
+
+    def compose(self) -> ComposeResult:
+        yield Static(self.line(), id="too-small", markup=False)
+
+    def line(self) -> str:
+        (w, h), (mw, mh) = self.size_now, self.least
+        return f"too small: {w}x{h}, needs {mw}x{mh} · q quits"  # one line from 40 columns
+
+    def show(self, size: tuple[int, int]) -> None:
+        self.size_now = size
+        self.query_one("#too-small", Static).update(self.line())
+
+
 # --- dialogs --------------------------------------------------------------------------------
 
 
