@@ -103,3 +103,12 @@ def test_study_view_100x30(snap_compare, app):
 
 def test_too_small_40x12(snap_compare, app):
     assert snap_compare(app, terminal_size=(40, 12))
+
+
+def test_help_of_the_runs_view_80x24(snap_compare, app):
+    async def help(pilot):
+        await rows_shown(pilot)
+        await pilot.press("question_mark")
+        await pilot.pause(0.3)
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=help)

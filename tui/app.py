@@ -35,6 +35,7 @@ from tui.model import Poller, read_experiments
 from tui.runs_screen import RUNS_ACTIONS, RunsScreen
 from tui.screens import (
     EditScreen,
+    HelpScreen,
     HostPickScreen,
     JobsScreen,
     PickScreen,
@@ -80,6 +81,13 @@ APP_ACTIONS = [
     ("w", "report", "report", "Write report", "figures and report.md of every run, in RUNS/report"),
     ("e", "edit", "edit", "Edit a setting", "change a setting of the experiments file and save it"),
     ("l", "reload", "reload", "Reload experiments file", "read the experiments file again"),
+    (
+        "?,f1",
+        "help",
+        "help",
+        "Keys of this screen",
+        "every key of the current screen with what it does; enter runs the chosen one",
+    ),
     ("q", "quit", "quit", "Quit", "close the UI; the queue service and its runs go on"),
 ]
 APP_ACTION_NAMES = {a.partition("(")[0] for _, a, *_ in APP_ACTIONS}
@@ -96,7 +104,10 @@ class DiffuiApp(App):
         "styles/compare.tcss",
         "styles/dialogs.tcss",
     ]
-    BINDINGS = [Binding(k, a, label) for k, a, label, _, _ in APP_ACTIONS]
+    BINDINGS = [
+        Binding(k, a, label, key_display=k.split(",")[0], tooltip=help)
+        for k, a, label, _, help in APP_ACTIONS
+    ]
     MIN_SIZE = (64, 18)  # (columns, rows) below which one line says the terminal is too small
     RUN_SCREENS_KEPT = 8  # run views kept composed (and following their runs) for a quick reopen
 
@@ -292,6 +303,8 @@ class DiffuiApp(App):
         small."""
         if isinstance(screen, TooSmallScreen):
             return action == "quit"
+        if isinstance(screen, HelpScreen):  # its own keys; q still quits
+            return action in ("quit", "help")
         return not (isinstance(screen, ModalScreen) and action in APP_ACTION_NAMES)
 
     def selected_run(self) -> str | None:
@@ -501,6 +514,19 @@ class DiffuiApp(App):
                 self.say(message)
 
         self.push_screen(EditScreen(self.file, self.profile, self.file_text, target), saved)
+
+    def action_help(self) -> None:
+        """The keys of the current screen, grouped; the one chosen with enter is run."""
+        screen = self.screen
+        if isinstance(screen, HelpScreen):
+            return
+
+        def chosen(choice) -> None:
+            if choice is not None:
+                action, node = choice
+                self.call_later(self.run_action, action, node)
+
+        self.push_screen(HelpScreen(screen), chosen)
 
     def action_reload(self) -> None:
         self._announce_load = True

@@ -16,8 +16,20 @@ from tui.widgets import KeyBar, RunsTable
 
 # (key, action, footer label, palette title, palette help): the actions of this screen's table
 RUNS_ACTIONS = [
-    ("K", "move(-1)", "up", "Move run up", "move the selected queued run towards the front"),
-    ("J", "move(1)", "down", "Move run down", "move the selected queued run towards the back"),
+    (
+        "K",
+        "move(-1)",
+        "move in queue",
+        "Move run up",
+        "move the selected queued run towards the front of the queue",
+    ),
+    (
+        "J",
+        "move(1)",
+        "move in queue",
+        "Move run down",
+        "move the selected queued run towards the back of the queue",
+    ),
     (
         "o",
         "open",
@@ -40,7 +52,11 @@ RUNS_ACTIONS = [
 class RunsScreen(Screen):
     """The runs table, the queue line and the one-line errors (file, queue, poll)."""
 
-    BINDINGS = [Binding(k, a, label) for k, a, label, _, _ in RUNS_ACTIONS]
+    # K and J share one entry of the key bar: "K/J move in queue"
+    BINDINGS = [
+        Binding(k, a, label, show=k != "J", key_display="K/J" if k == "K" else None, tooltip=help)
+        for k, a, label, _, help in RUNS_ACTIONS
+    ]
 
     def __init__(self):
         super().__init__()

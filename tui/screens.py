@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from rich.table import Table
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -27,6 +28,7 @@ from textual.widgets import (
     SelectionList,
     Static,
 )
+from textual.widgets.option_list import Option
 
 from engine.data.datasets import fallback_note
 from engine.rundir.events import End, Epoch, Eval, Samples, Start, Value, latest_by_epoch
@@ -154,12 +156,40 @@ class RunScreen(FollowScreen):
     charts redraw only on new epochs and evaluations."""
 
     BINDINGS = [
-        Binding("left,left_square_bracket", "grid(-1)", "◀ grid", key_display="[", priority=True),
-        Binding("right,right_square_bracket", "grid(1)", "grid ▶", key_display="]", priority=True),
-        Binding("home", "grid_to(0)", "first grid", show=False, priority=True),
-        Binding("end", "grid_to(-1)", "newest grid", show=False, priority=True),
-        Binding("z", "zoom", "zoom grid"),
-        Binding("escape", "app.pop_screen", "back"),
+        Binding(
+            "left,left_square_bracket",
+            "grid(-1)",
+            "◀ grid",
+            key_display="[",
+            priority=True,
+            tooltip="show the sample grid of the epoch before",
+        ),
+        Binding(
+            "right,right_square_bracket",
+            "grid(1)",
+            "grid ▶",
+            key_display="]",
+            priority=True,
+            tooltip="show the sample grid of the epoch after",
+        ),
+        Binding(
+            "home",
+            "grid_to(0)",
+            "first grid",
+            show=False,
+            priority=True,
+            tooltip="show the first sample grid",
+        ),
+        Binding(
+            "end",
+            "grid_to(-1)",
+            "newest grid",
+            show=False,
+            priority=True,
+            tooltip="show the newest sample grid, and follow new ones",
+        ),
+        Binding("z", "zoom", "zoom grid", tooltip="the sample grid alone, as large as it goes"),
+        Binding("escape", "app.pop_screen", "back", tooltip="back to the runs view"),
     ]
 
     def compose(self) -> ComposeResult:
@@ -250,7 +280,7 @@ class StudyScreen(FollowScreen):
     and novelty (RMS distance to the nearest training digit) against the value. It fills as the
     worker finishes values; a line says which value a running study is on."""
 
-    BINDINGS = [Binding("escape", "app.pop_screen", "back")]
+    BINDINGS = [Binding("escape", "app.pop_screen", "back", tooltip="back to the runs view")]
 
     def __init__(self, name: str, image_class, history=None):
         super().__init__(name, image_class, history)
@@ -371,7 +401,7 @@ class StudyScreen(FollowScreen):
 class CompareScreen(Screen):
     """Several runs: validation loss and FID overlaid, final numbers side by side."""
 
-    BINDINGS = [Binding("escape", "app.pop_screen", "back")]
+    BINDINGS = [Binding("escape", "app.pop_screen", "back", tooltip="back to the runs view")]
     ready = False  # every run's history has been drawn
 
     def __init__(self, names: list[str]):
@@ -447,6 +477,67 @@ class CompareScreen(Screen):
         self.ready = len(self.events) == len(self.names)
 
 
+class HelpScreen(ModalScreen):
+    """The keys of the screen below, grouped (that screen's, then every screen's), one sentence
+    each; enter runs the chosen one, escape closes."""
+
+    BINDINGS = [Binding("escape", "dismiss", "close", tooltip="close the help; nothing runs")]
+
+    def __init__(self, screen: Screen):
+        super().__init__()
+        self.groups = help_groups(screen)
+        self.choices: list[tuple[str, object]] = []
+
+    def compose(self) -> ComposeResult:
+        options: list = []
+        for title, rows in self.groups:
+            options.append(Option(title, disabled=True))
+            for keys, description, sentence, action, node, enabled in rows:
+                row = Table.grid(padding=(0, 1))  # the sentence wraps in its own column
+                row.add_column(width=10, style="bold")
+                row.add_column(width=16)
+                row.add_column(ratio=1, style="dim")
+                row.add_row(keys, description, sentence + ("" if enabled else " (not now)"))
+                options.append(Option(row, id=str(len(self.choices)), disabled=not enabled))
+                self.choices.append((action, node))
+        with Vertical(classes="dialog"):
+            yield Label("Keys · enter runs the chosen one · escape closes", markup=False)
+            yield OptionList(*options, id="help-keys")
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        self.dismiss(self.choices[int(event.option.id)])
+
+
+def help_groups(screen: Screen) -> list[tuple[str, list]]:
+    """(group title, rows) of the keys active on ``screen``: its own, then the app's; a row is
+    (keys, description, sentence, action, node, enabled), one per action."""
+    rows: dict[tuple[int, str], list] = {}
+    for key, (node, binding, enabled, _tip) in screen.active_bindings.items():
+        if binding.system or not binding.tooltip:  # Textual's own (tab, copy) say nothing
+            continue
+        name = screen.app.get_key_display(Binding(key, binding.action))  # each key as itself
+        row = rows.setdefault(
+            (id(node), binding.action),
+            [[], binding.description, binding.tooltip, binding.action] + [node, enabled],
+        )
+        if binding.show:  # the key bar's words, over a hidden twin's (Textual's ctrl+q "Quit")
+            row[1:3] = binding.description, binding.tooltip
+        if name not in row[0]:
+            row[0].append(name)
+    mine = [r for r in rows.values() if r[4] is screen]
+    focused = [r for r in rows.values() if r[4] not in (screen, screen.app)]
+    app = [r for r in rows.values() if r[4] is screen.app]
+    out = []
+    for title, group in (
+        ("this screen", mine),
+        ("the focused list", focused),
+        ("every screen", app),
+    ):
+        if group:
+            out.append((title, [(", ".join(r[0]), *r[1:]) for r in group]))
+    return out
+
+
 class TooSmallScreen(Screen):
     """Shown over the others while the terminal is smaller than the app can draw: one line that
     says so; the screen below comes back when the terminal grows. Only ``q`` works here."""
@@ -474,10 +565,10 @@ class PickScreen(ModalScreen[list[str]]):
     """Pick runs of the experiments file to queue (a sweep lists each of its runs)."""
 
     BINDINGS = [
-        Binding("enter", "submit", "queue", priority=True),
-        Binding("a", "all", "all"),
-        Binding("n", "none", "none"),
-        Binding("escape", "dismiss", "cancel"),
+        Binding("enter", "submit", "queue", priority=True, tooltip="queue the ticked runs"),
+        Binding("a", "all", "all", tooltip="tick every run"),
+        Binding("n", "none", "none", tooltip="untick every run"),
+        Binding("escape", "dismiss", "cancel", tooltip="close this dialog; nothing is queued"),
     ]
 
     def __init__(self, specs: list[RunSpec], states: dict[str, str]):
@@ -510,7 +601,9 @@ class PickScreen(ModalScreen[list[str]]):
 class StudyPickScreen(ModalScreen[str]):
     """Pick one of the experiments file's studies of a run, to queue."""
 
-    BINDINGS = [Binding("escape", "dismiss", "cancel")]
+    BINDINGS = [
+        Binding("escape", "dismiss", "cancel", tooltip="close this dialog; nothing changes")
+    ]
 
     def __init__(self, run: str, studies: list[StudySpec], states: dict[str, str]):
         super().__init__()
@@ -541,7 +634,9 @@ class HostPickScreen(ModalScreen[list]):
     machine, or one of the file's ``[hosts]``. Dismisses with the host list (``[]``: as the
     file says)."""
 
-    BINDINGS = [Binding("escape", "dismiss", "cancel")]
+    BINDINGS = [
+        Binding("escape", "dismiss", "cancel", tooltip="close this dialog; nothing changes")
+    ]
 
     def __init__(self, hosts: dict):
         super().__init__()
@@ -569,7 +664,9 @@ class HostPickScreen(ModalScreen[list]):
 class JobsScreen(ModalScreen[int]):
     """How many runs the queue runs at once."""
 
-    BINDINGS = [Binding("escape", "dismiss", "cancel")]
+    BINDINGS = [
+        Binding("escape", "dismiss", "cancel", tooltip="close this dialog; nothing changes")
+    ]
 
     def __init__(self, jobs: int):
         super().__init__()
@@ -596,7 +693,9 @@ class EditScreen(ModalScreen[str]):
     value of the key from that text; saving (which reads, checks and writes the file) runs in a
     worker."""
 
-    BINDINGS = [Binding("escape", "dismiss", "cancel")]
+    BINDINGS = [
+        Binding("escape", "dismiss", "cancel", tooltip="close this dialog; nothing changes")
+    ]
 
     def __init__(self, path: Path, profile: str | None, text: str, target: str = "defaults"):
         super().__init__()

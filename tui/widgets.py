@@ -334,11 +334,12 @@ class GridView(Widget):
 
 class KeyBar(Widget):
     """The keys that apply on this screen, in one line at the bottom, drawn like Textual's compact
-    Footer. The Footer mounts one widget per key and mounts them all again whenever the bindings
-    change, on every screen switch: that was most of the time it took to open a run view and go
-    back. This draws the same keys as one line of text (keyboard only: keys are not clickable)."""
+    Footer (which mounts one widget per key, again on every screen switch: slow). In priority
+    order, the screen's keys then the app's, as many whole entries as fit; it always ends with
+    ``? help`` and ``q quit``. A click on an entry runs it."""
 
     ALLOW_SELECT = False
+    TAIL = ("help", "quit")  # the actions always shown, at the end
     COMPONENT_CLASSES = {"keybar--key", "keybar--description", "keybar--disabled"}
     DEFAULT_CSS = """
     KeyBar {
@@ -352,36 +353,67 @@ class KeyBar(Widget):
     }
     """
 
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.spans: list[tuple[int, int, str, object]] = []  # (from, to, action, node) clicked
+
     def on_mount(self) -> None:
         self.screen.bindings_updated_signal.subscribe(self, lambda _screen: self.refresh())
 
     def on_unmount(self) -> None:
         self.screen.bindings_updated_signal.unsubscribe(self)
 
+    def entries(self) -> list[tuple[str, str, str, object, bool]]:
+        """(key, description, action, node, enabled) of each shown binding, in priority order:
+        the screen's, the app's, the command palette, then the tail."""
+        app = self.app
+        palette = app.COMMAND_PALETTE_BINDING if app.ENABLE_COMMAND_PALETTE else None
+        out, seen = [], set()
+        for _key, (node, binding, enabled, _tip) in self.screen.active_bindings.items():
+            if not binding.show or binding.action in seen:
+                continue
+            seen.add(binding.action)
+            out.append(
+                (
+                    app.get_key_display(binding),
+                    binding.description,
+                    binding.action,
+                    node,
+                    enabled,
+                    binding.key == palette,
+                )
+            )
+        rank = lambda e: (e[2] in self.TAIL, e[5], e[3] is app)  # noqa: E731
+        out.sort(key=lambda e: (rank(e), self.TAIL.index(e[2]) if e[2] in self.TAIL else 0))
+        return [e[:5] for e in out]
+
     def render(self) -> Text:
         key_style = self.get_component_rich_style("keybar--key")
         desc_style = self.get_component_rich_style("keybar--description")
         dim = self.get_component_rich_style("keybar--disabled")
-        active = self.screen.active_bindings
-        palette = self.app.COMMAND_PALETTE_BINDING if self.app.ENABLE_COMMAND_PALETTE else None
-        text, seen = Text(no_wrap=True, overflow="crop"), set()
-        for _node, binding, enabled, _tip in active.values():
-            if not binding.show or binding.action in seen or binding.key == palette:
+        entries = self.entries()
+        tail = [e for e in entries if e[2] in self.TAIL]
+        width = self.size.width - sum(len(k) + len(d) + 2 for k, d, *_ in tail)
+        shown = []
+        for entry in entries:
+            if entry[2] in self.TAIL:
                 continue
-            seen.add(binding.action)
+            width -= len(entry[0]) + len(entry[1]) + 2
+            if width < 0:
+                break
+            shown.append(entry)
+        text, self.spans = Text(no_wrap=True, overflow="crop"), []
+        for key, description, action, node, enabled in shown + tail:
             extra = Style() if enabled else dim
-            text.append(self.app.get_key_display(binding), key_style + extra)
-            text.append(f" {binding.description}", desc_style + extra)
+            start = text.cell_len
+            text.append(key, key_style + extra)
+            text.append(f" {description}", desc_style + extra)
+            self.spans.append((start, text.cell_len, action, node))
             text.append(" ")
-        if palette in active:
-            binding = active[palette][1]
-            tail = Text.assemble(
-                "▏",
-                (self.app.get_key_display(binding), key_style),
-                (f" {binding.description}", desc_style),
-            )
-            width = self.size.width
-            text.truncate(max(0, width - tail.cell_len))
-            text.pad_right(max(0, width - tail.cell_len - text.cell_len))
-            text.append_text(tail)
         return text
+
+    async def on_click(self, event) -> None:
+        for start, end, action, node in self.spans:
+            if start <= event.x < end:
+                await self.app.run_action(action, node)
+                return
