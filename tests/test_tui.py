@@ -410,6 +410,25 @@ async def test_compare_marked_runs(fixed_app):
         ]
 
 
+async def test_compare_leaves_studies_out_and_says_so(tmp_path):
+    make_runs(tmp_path / "runs")
+    make_study(tmp_path / "runs")
+    app = make_app(tmp_path / "missing.toml", tmp_path / "runs")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: app.query_one(RunsTable).row_count == 3)
+        await pilot.press("c")  # nothing marked: every run, no study
+        await until(pilot, lambda: isinstance(app.screen, CompareScreen))
+        assert app.screen.names == ["ddpm-cosine", "ddpm-linear"]
+        await pilot.press("escape")
+        await select_row(pilot, app, STUDY_NAME)
+        await pilot.press("space")
+        await select_row(pilot, app, "ddpm-linear")
+        await pilot.press("space", "c")
+        await until(pilot, lambda: isinstance(app.screen, CompareScreen))
+        assert app.screen.names == ["ddpm-linear"]
+        assert said(app, f"a study is not compared with runs: {STUDY_NAME} left out")
+
+
 async def test_edit_saves_the_setting_and_keeps_comments(tmp_path):
     file = tiny_study(tmp_path / "exp.toml")
     file.write_text("# my study, do not lose this comment\n" + file.read_text())

@@ -79,3 +79,20 @@ async def test_help_lists_the_screens_keys_and_runs_the_chosen_one(tmp_path):
         assert keys["help"] == "?, f1" and set(keys["quit"].split(", ")) == {"q", "^q"}
         await pilot.press("escape", "escape")
         assert isinstance(app.screen, RunsScreen)
+
+
+async def test_the_palette_offers_the_help_instead_of_textuals_keys_panel(tmp_path):
+    make_runs(tmp_path / "runs")
+    app = make_app(tmp_path / "missing.toml", tmp_path / "runs")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await started(tmp_path, pilot, app)
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        assert "Keys" not in titles
+        assert "Keys of this screen  [?,f1]" in titles
+        await pilot.press("ctrl+p")
+        await pilot.press(*"Keys of this")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, HelpScreen))
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(app.screen, RunsScreen))

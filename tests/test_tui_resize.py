@@ -15,10 +15,10 @@ from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 from test_tui import make_app, select_row
 from textual.widgets import Static
-from tui_runs import T0, make_runs
+from tui_runs import STUDY_NAME, T0, make_runs, make_study
 
 from tui.runs_screen import RunsScreen
-from tui.screens import CompareScreen, RunScreen, TooSmallScreen
+from tui.screens import CompareScreen, RunScreen, StudyScreen, TooSmallScreen
 from tui.widgets import Chart, RunsTable
 
 SIZES = [(120, 40), (100, 30), (60, 20), (140, 45), (20, 8), (300, 100), (80, 24), (21, 9)]
@@ -197,3 +197,18 @@ async def test_a_line_says_the_terminal_is_too_small_until_it_grows(tmp_path):
         await until(pilot, lambda: isinstance(app.screen, TooSmallScreen))
         await pilot.press("q")
         await until(pilot, lambda: not app.is_running)
+
+
+async def test_the_study_view_survives_every_size(tmp_path):
+    make_runs(tmp_path / "runs")
+    make_study(tmp_path / "runs", upto=1)  # one value done: one point on each chart
+    app = make_app(tmp_path / "missing.toml", tmp_path / "runs")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: app.query_one(RunsTable).row_count == 3)
+        await select_row(pilot, app, STUDY_NAME)
+        await pilot.press("o")
+        await until(pilot, lambda: isinstance(app.screen, StudyScreen) and app.screen.ready)
+        await resize_through(pilot, app, StudyScreen)
+        await pilot.press("escape", "q")
+        await until(pilot, lambda: not app.is_running)
+    assert app.return_code == 0

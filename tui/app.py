@@ -282,7 +282,8 @@ class DiffuiApp(App):
 
     # -- the command palette and which actions apply where --
     def get_system_commands(self, screen):
-        yield from super().get_system_commands(screen)
+        # Textual's "Keys" panel (one word a key; escape left it open) gives way to our help
+        yield from (c for c in super().get_system_commands(screen) if c.title != "Keys")
         for key, action, _, title, help in APP_ACTIONS + RUNS_ACTIONS:
             name, _, arg = action.partition("(")
             args = [int(arg[:-1])] if arg else []

@@ -10,6 +10,7 @@ from textual.screen import Screen
 from textual.widgets import Header, Static
 
 from engine.rundir.progress import why
+from engine.rundir.run import is_study
 from tui.messages import Snapshot
 from tui.screens import CompareScreen
 from tui.widgets import KeyBar, RunsTable
@@ -156,7 +157,16 @@ class RunsScreen(Screen):
     def action_compare(self) -> None:
         progress = self.snapshot.progress if self.snapshot else {}
         marked = [n for n in self.table.marked if n in progress]
-        names = marked or [n for n, p in progress.items() if p.last_time is not None]
+        studies = sorted(n for n in marked if is_study(n))
+        if studies:  # a study's curves are against its values, not epochs: not comparable
+            self.app.say(
+                f"a study is not compared with runs: {', '.join(studies)} left out "
+                "(open it with o)",
+                severity="warning",
+            )
+        names = [n for n in marked if not is_study(n)] or [
+            n for n, p in progress.items() if p.last_time is not None and not is_study(n)
+        ]
         if not names:
             self.app.say("no runs to compare yet: mark runs with space", severity="warning")
             return

@@ -169,7 +169,8 @@ class Chart(PlotextPlot):
     Drawn afresh from the series at each render, so any size and any data draw: points that
     are not finite (or not positive on a log axis) are left out, one point or one value gets a
     range around it, and below :data:`PLOT_MIN` the chart is its title line alone. The title
-    line holds the legend, so the legend never covers the curves; it drops what does not fit.
+    line holds the legend, so the legend never covers the curves (all of it, or none when it
+    does not fit).
     Epochs are whole numbers, from ``xrange`` when given (one range shared by a view's charts).
     """
 
@@ -201,11 +202,15 @@ class Chart(PlotextPlot):
     def drawn(self, most: int = 0) -> list[tuple[str, str, list, list]]:
         """(label, colour, xs, ys) of each series with a point to draw (x: its step when
         ``evenly``)."""
-        steps = list(dict.fromkeys(x for _, xs, _ in self.series for x in xs))
+        steps: dict = {}
+        if self.evenly:
+            steps = {
+                x: i for i, x in enumerate(dict.fromkeys(x for _, s, _ in self.series for x in s))
+            }
         out = []
         for i, (label, xs, ys) in enumerate(self.series):
             if self.evenly:
-                xs = [steps.index(x) for x in xs]
+                xs = [steps[x] for x in xs]
             xs, ys = finite_points(xs, ys, self.logy, most)
             if xs:
                 label = "".join(c for c in " ".join(str(label).split()) if c.isprintable())
