@@ -96,3 +96,17 @@ async def test_the_palette_offers_the_help_instead_of_textuals_keys_panel(tmp_pa
         await until(pilot, lambda: isinstance(app.screen, HelpScreen))
         await pilot.press("escape")
         await until(pilot, lambda: isinstance(app.screen, RunsScreen))
+
+
+async def test_a_click_on_a_key_bar_entry_runs_it(tmp_path):
+    make_runs(tmp_path / "runs")
+    app = make_app(tmp_path / "missing.toml", tmp_path / "runs")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await started(tmp_path, pilot, app)
+        await select_row(pilot, app, "ddpm-cosine")
+        at = bar(app).index("o open")
+        await pilot.click(KeyBar, offset=(at + 2, 0))
+        await until(pilot, lambda: isinstance(app.screen, RunScreen))
+        assert app.screen.run_name == "ddpm-cosine"
+        await pilot.click(KeyBar, offset=(bar(app).index("? help") + 1, 0))
+        await until(pilot, lambda: isinstance(app.screen, HelpScreen))
