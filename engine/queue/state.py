@@ -27,7 +27,8 @@ from pathlib import Path
 
 from engine.errors import UserError
 from engine.files import atomic_write_json, make_dir, write_error
-from engine.queue.handle import Handle
+from engine.queue.handle import Handle, finite_time, handle_problem
+from engine.spec.names import QUEUE_NAME_EXPECTED, safe_queue_name
 from engine.spec.sections import LOCAL
 
 STATE_FILE = "queue.json"
@@ -196,4 +197,41 @@ def _state(raw, path: Path) -> QueueState:
             if not check(raw[key]):
                 raise bad(key, expected)
             setattr(s, key, raw[key])
+    problem = _names_problem(s)
+    if problem:
+        raise bad(*problem)
     return s
+
+
+def _names_problem(s: QueueState) -> tuple[str, str] | None:
+    """(the key, what it should be) of a run name of the queue that could leave the runs
+    folder (``../x``, ``/x``), or of an ``active`` entry of the wrong kind; or None."""
+    for key, names in (
+        ("queued", s.queued),
+        ("stop", s.stop),
+        ("active", s.active),
+        ("where", s.where),
+    ):
+        for name in names:
+            if not safe_queue_name(name):
+                return f"{key}: {json.dumps(name)[:60]}", QUEUE_NAME_EXPECTED
+    for name, entry in s.active.items():
+        problem = _active_problem(entry)
+        if problem:
+            return f"active.{name}.{problem[0]}", problem[1]
+    return None
+
+
+def _active_problem(entry: dict) -> tuple[str, str] | None:
+    """(the key, what it should be) of what is wrong with an ``active`` entry, or None."""
+    for key in ("executor", "slot"):
+        if not isinstance(entry.get(key, ""), str):
+            return key, "text"
+    for key in ("since", "stopping"):
+        if finite_time(entry.get(key, 0)) is None:
+            return key, "a time (a number)"
+    if "handle" in entry:
+        problem = handle_problem(entry["handle"])
+        if problem:
+            return ".".join(filter(None, ("handle", problem[0]))), problem[1]
+    return None
