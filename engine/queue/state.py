@@ -117,11 +117,15 @@ class QueueFile:
         self.path = self.runs_dir / STATE_FILE
 
     def read(self) -> QueueState:
+        """The queue as saved; a :class:`UserError` in one line naming the file and the key
+        when it is no queue diffui wrote: not JSON, a value of the wrong kind, a run name that
+        could leave the runs folder (``../x``, ``/x``), an active job's pid that is no process
+        id (<= 0) or a Slurm job id that is not Slurm's shape."""
         try:
             raw = json.loads(self.path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             return QueueState()
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # (nested beyond reason)
             raise UserError(
                 f"{self.path}: not valid JSON (the saved queue); remove it to start afresh"
             ) from None
