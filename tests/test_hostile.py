@@ -290,3 +290,34 @@ def test_queue_status_shows_the_rest_when_a_queued_runs_folder_was_deleted(runs_
     out = capsys.readouterr().out
     assert "queued #1" in out and " t " in out and " u " not in out
     assert Queue.open(runs_dir, start_service=False).queued() == ["u", "t"]  # nothing changed
+
+
+# --- defect 19 (the files of this area): a FIFO where diffui keeps a file --------------------
+
+
+@pytest.mark.parametrize(
+    "fifo,code,said",
+    [
+        ("queue.json", 2, "queue.json: not a file"),
+        ("service.lock", 0, "service not running"),
+        ("t/worker.json", 0, "│ t │ damaged"),
+        ("t/exit.json", 0, "│ t │ damaged"),
+    ],
+)
+def test_a_fifo_in_place_of_a_file_is_said_and_never_waited_on(runs_dir, fifo, code, said):
+    if fifo == "t/exit.json":  # (read once a worker record is there)
+        record = {"pid": 0, "host": "elsewhere", "started": 1.0}
+        atomic_write_json(runs_dir / "t" / "worker.json", record)
+    os.mkfifo(runs_dir / fifo)
+    root = Path(__file__).resolve().parents[1]
+    r = subprocess.run(
+        [sys.executable, "-m", "cli.main", "queue", "status", "--runs-dir", str(runs_dir)],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == code and said in " ".join((r.stdout + r.stderr).split())
+    assert "Traceback" not in r.stderr
+    if fifo.startswith("t/"):
+        assert Run(runs_dir / "t").status().detail == f"{fifo[2:]}: damaged (not a file)"

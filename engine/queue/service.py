@@ -31,7 +31,7 @@ from engine.queue.executors.registry import executors, make
 from engine.queue.handle import Handle
 from engine.queue.process import process_alive, spawn_detached
 from engine.queue.state import QueueFile, QueueState, next_jobs
-from engine.rundir.run import Run, iter_runs
+from engine.rundir.run import Run, iter_runs, read_file
 from engine.spec.sections import LOCAL
 
 MODULE = "engine.queue.service"  # how the service is started (python -m), and known by pid
@@ -47,8 +47,8 @@ class ServiceRunning(Exception):
 def running_pid(runs_dir: Path) -> int | None:
     """The pid of the live queue service of ``runs_dir``, or None."""
     try:
-        pid = int((Path(runs_dir) / LOCK).read_text(encoding="utf-8").strip() or 0)
-    except (OSError, ValueError):  # (a UnicodeDecodeError is a ValueError)
+        pid = int(read_file(Path(runs_dir) / LOCK).decode("utf-8").strip() or 0)
+    except (OSError, ValueError):  # (a FIFO is no lock: NotAFile; UnicodeDecodeError)
         return None
     return pid if process_alive(pid, MODULE, Path(runs_dir)) else None
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from engine.errors import UserError
 from engine.files import atomic_write_json, make_dir, write_error
 from engine.queue.handle import Handle, finite_time, handle_problem
+from engine.rundir.run import NotAFile, read_file
 from engine.spec.names import QUEUE_NAME_EXPECTED, safe_queue_name
 from engine.spec.sections import LOCAL
 
@@ -122,9 +123,11 @@ class QueueFile:
         could leave the runs folder (``../x``, ``/x``), an active job's pid that is no process
         id (<= 0) or a Slurm job id that is not Slurm's shape."""
         try:
-            raw = json.loads(self.path.read_text(encoding="utf-8"))
+            raw = json.loads(read_file(self.path).decode("utf-8"))
         except FileNotFoundError:
             return QueueState()
+        except NotAFile:
+            raise UserError(f"{self.path}: not a file (the saved queue); remove it") from None
         except (ValueError, UnicodeDecodeError, RecursionError):  # (nested beyond reason)
             raise UserError(
                 f"{self.path}: not valid JSON (the saved queue); remove it to start afresh"

@@ -27,6 +27,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from stat import S_ISREG
 
 from engine.errors import UserError
 from engine.files import atomic_write_json, atomic_write_text, write_error
@@ -120,9 +121,11 @@ class Run:
     def spec(self) -> RunSpec | StudySpec:
         """The settings of config.toml; :class:`DamagedRun` when it is not what diffui wrote."""
         try:
-            text = self.config_path.read_text(encoding="utf-8")
+            text = read_file(self.config_path).decode("utf-8")
         except UnicodeDecodeError:
             raise DamagedRun(self.config_path, "damaged (not UTF-8 text)") from None
+        except NotAFile:
+            raise DamagedRun(self.config_path, "damaged (not a file)") from None
         try:
             return spec_from_toml(text)
         except ValueError as e:  # tomllib.TOMLDecodeError, or a value of the wrong kind
@@ -245,6 +248,19 @@ class Run:
             return False
 
 
+class NotAFile(OSError):
+    """A path where diffui keeps a file holds something else (a FIFO, a device, a folder)."""
+
+
+def read_file(path: Path) -> bytes:
+    """The bytes of the file ``path`` (FileNotFoundError when there is none); :class:`NotAFile`
+    when it is no regular file, instead of waiting forever on a FIFO or reading a device."""
+    with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as f:
+        if not S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise NotAFile(f"{path}: not a file")
+        return f.read()
+
+
 def pid_running(pid: object, run_path: Path) -> bool:
     """True when ``pid`` is a live worker of this run (``python -m engine.jobs.worker RUN``),
     not a pid reused by another program nor the worker of another folder."""
@@ -313,11 +329,13 @@ def _read_record(path: Path, fields: dict[str, tuple[type, ...]]) -> tuple[dict 
     """(the JSON object of ``path`` or None when there is none, what is wrong with it in one
     line naming the file, or "")."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_file(path).decode("utf-8")
     except FileNotFoundError:
         return None, ""
     except UnicodeDecodeError:
         return None, f"{path.name}: damaged (not UTF-8 text)"
+    except NotAFile:
+        return None, f"{path.name}: damaged (not a file)"
     try:
         obj = json.loads(text)
     except ValueError as e:
