@@ -11,6 +11,7 @@ import pytest
 from engine.errors import UserError
 from engine.queue.handle import Handle
 from engine.queue.state import QueueFile
+from engine.spec.names import SAFE_NAME
 
 hypothesis = pytest.importorskip("hypothesis")
 st = pytest.importorskip("hypothesis.strategies")
@@ -37,7 +38,8 @@ queues = st.fixed_dictionaries(
         "queued": st.lists(names, max_size=4) | json_values,
         "stop": st.lists(names, max_size=3),
         "active": st.dictionaries(names, active, max_size=3) | json_values,
-        "where": st.dictionaries(names, st.lists(st.text(max_size=5), max_size=2)),
+        "where": st.dictionaries(names, st.lists(names, max_size=2)),
+        "hosts": st.dictionaries(names, st.dictionaries(st.text(max_size=4), json_values)),
         "jobs": json_values,
         "paused": json_values,
     },
@@ -57,6 +59,8 @@ def test_fuzz_queue_json_is_a_queue_inside_the_folder_or_one_line(tmp_path_facto
     for name in [*state.queued, *state.stop, *state.active, *state.where]:
         path = (runs_dir / name).resolve()
         assert path.parent in (runs_dir.resolve(), runs_dir.resolve() / "studies"), name
+    for host in [*state.hosts, *(h for hosts in state.where.values() for h in hosts)]:
+        assert SAFE_NAME.fullmatch(host), host
     for entry in state.active.values():
         handle = entry.get("handle", {})
         assert handle.get("pid") is None or 0 < handle["pid"] < 2**31

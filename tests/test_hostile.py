@@ -201,6 +201,8 @@ def test_a_service_lock_without_a_process_id_names_no_service(runs_dir, signals,
         ({"where": {"/abs/victim2": ["local"]}}, "where"),
         ({"queued": [".hidden"]}, "queued"),
         ({"queued": ["queue.json"]}, "queued"),
+        ({"hosts": {"../../x": {"kind": "slurm"}}}, "hosts"),
+        ({"where": {"t": ["gpu1", "../x"]}}, "where.t"),
     ],
 )
 def test_run_names_in_queue_json_that_leave_the_folder_are_refused(
@@ -208,10 +210,24 @@ def test_run_names_in_queue_json_that_leave_the_folder_are_refused(
 ):
     write_queue(runs_dir, {**state, "paused": False})
     line = queue_error(runs_dir)
-    assert f"queue.json: {key}" in line and "run's name" in line
+    assert f"queue.json: {key}: " in line and ("run's name" in line or "host name" in line)
     assert main(["queue", "start", "--runs-dir", str(runs_dir)]) == 2
     assert "queue.json" in capsys.readouterr().err
     assert not (tmp_path / "victim1").exists()
+
+
+def test_a_host_of_no_known_kind_fails_its_runs_and_the_service_goes_on(runs_dir):
+    where = {"t": ["gpu1"]}
+    write_queue(
+        runs_dir,
+        {"queued": ["t"], "paused": False, "where": where, "hosts": {"gpu1": {"kind": "weird"}}},
+    )
+    logged: list[str] = []
+    s = Service(runs_dir, {"local": LocalExecutor()}, log=logged.append)
+    assert s._readable(s._pass)  # nothing left to do
+    assert any("host gpu1: cannot be used" in line for line in logged)
+    st = Run(runs_dir / "t").status()
+    assert st.state == "failed" and "no host to run on: gpu1" in st.detail
 
 
 def test_a_study_and_plain_runs_are_fine_queue_names(runs_dir):

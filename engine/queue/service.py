@@ -179,7 +179,7 @@ class Service:
             ex.close()
         try:
             self.executors[host] = made = make(host, table, self.runs_dir)
-        except (ImportError, TypeError, ValueError) as e:
+        except (ImportError, TypeError, ValueError, KeyError) as e:  # (KeyError: no such kind)
             self.log(f"host {host}: cannot be used: {e}")
             return None
         self._tables[host] = table

@@ -29,7 +29,7 @@ from engine.errors import UserError
 from engine.files import atomic_write_json, make_dir, write_error
 from engine.queue.handle import Handle, finite_time, handle_problem
 from engine.rundir.run import NotAFile, read_file
-from engine.spec.names import QUEUE_NAME_EXPECTED, safe_queue_name
+from engine.spec.names import QUEUE_NAME_EXPECTED, SAFE_NAME, safe_queue_name
 from engine.spec.sections import LOCAL
 
 STATE_FILE = "queue.json"
@@ -211,8 +211,8 @@ def _state(raw, path: Path) -> QueueState:
 
 
 def _names_problem(s: QueueState) -> tuple[str, str] | None:
-    """(the key, what it should be) of a run name of the queue that could leave the runs
-    folder (``../x``, ``/x``), or of an ``active`` entry of the wrong kind; or None."""
+    """(the key, what it should be) of a run or host name of the queue that could leave the
+    runs folder (``../x``, ``/x``), or of an ``active`` entry of the wrong kind; or None."""
     for key, names in (
         ("queued", s.queued),
         ("stop", s.stop),
@@ -222,6 +222,10 @@ def _names_problem(s: QueueState) -> tuple[str, str] | None:
         for name in names:
             if not safe_queue_name(name):
                 return f"{key}: {json.dumps(name)[:60]}", QUEUE_NAME_EXPECTED
+    for key, hosts in [("hosts", list(s.hosts)), *((f"where.{n}", h) for n, h in s.where.items())]:
+        for host in hosts:
+            if not SAFE_NAME.fullmatch(host):  # (it names RUNS/.slurm/HOST)
+                return f"{key}: {json.dumps(host)[:60]}", "a host name (a safe folder name)"
     for name, entry in s.active.items():
         problem = _active_problem(entry)
         if problem:
