@@ -210,7 +210,8 @@ def status_rows(queue: Queue, here: str) -> list[list[str]]:
     """``diffui queue status``'s table (:data:`STATUS_COLUMNS`) as of the queue's last poll:
     the queued runs in queue order, then the others by name; ``here`` is this machine's host
     name (its runs show no host)."""
-    queued = queue.queued()
+    # (a queued name whose run folder was removed meanwhile is no run: the service drops it)
+    queued = [n for n in queue.queued() if n in queue.progress]
     rows = []
     for name in queued + sorted(n for n in queue.progress if n not in queued):
         p = queue.progress[name]

@@ -27,7 +27,7 @@ from engine.queue.executors.base import Job, StartError
 from engine.queue.executors.ssh import SSHExecutor
 from engine.queue.hosts import local_version
 from engine.queue.state import QueueFile
-from engine.rundir.events import End, Epoch, Start, Value
+from engine.rundir.events import Checkpoint, End, Epoch, Start, Value
 from engine.rundir.run import Run, prepare_runs
 from engine.spec.experiments import load_experiments
 from engine.spec.sections import HostSpec
@@ -96,6 +96,12 @@ def pending(pid: int, sig: int) -> bool:
 
 def first_epoch(run: Run) -> bool:
     return any(isinstance(e, Epoch) for e in run.events())
+
+
+def first_checkpoint(run: Run) -> bool:
+    """Whether the first epoch's checkpoint is written (after its epoch event and samples: a
+    stop during those leaves none)."""
+    return any(isinstance(e, Checkpoint) for e in run.events())
 
 
 def test_a_quick_run_trains_on_the_host_and_comes_back_whole(tmp_path, sshd):
@@ -286,7 +292,7 @@ def test_a_remote_run_cancelled_is_resumable_and_resumes_to_the_end(tmp_path, ss
     f = remote_file(tmp_path, sshd, epochs=4, workdir=workdir)
     q, (run,) = queue_runs(f, tmp_path / "runs")
     q.submit(["r"])
-    wait_for(lambda: first_epoch(run), DEADLINE)
+    wait_for(lambda: first_checkpoint(run), DEADLINE)
     with held(tmp_path / workdir / "runs" / "r") as pid:  # it cannot finish first
         q.cancel("r")
         wait_for(lambda: pending(pid, signal.SIGTERM), DEADLINE)  # sent over SSH

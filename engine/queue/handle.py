@@ -22,7 +22,15 @@ wrong type reads as unset.
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, fields
+
+from engine.spec.names import safe_queue_name
+
+# what Slurm calls a job: 12, or a job array's task 12_3 (anything else on a command line of
+# scancel, sacct or squeue could be an option: "--user=root")
+SLURM_JOB_ID = re.compile(r"[0-9]{1,20}(_[0-9]{1,10})?")
 
 
 def _str(value: object) -> str:
@@ -33,10 +41,50 @@ def _int(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def _time(value: object) -> float | None:
+def positive_pid(value: object) -> int | None:
+    """``value`` when it is a process id (an integer > 0, below 2**31), else None: a pid of 0
+    or -1 would signal a process group or every process."""
+    pid = _int(value)
+    return pid if pid is not None and 0 < pid < 2**31 else None
+
+
+def finite_time(value: object) -> float | None:
+    """``value`` as a time (seconds), or None when it is no finite number."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    return float(value)
+    try:
+        seconds = float(value)
+    except OverflowError:  # an integer of 400 digits
+        return None
+    return seconds if math.isfinite(seconds) else None
+
+
+def _job_id(value: object) -> str:
+    return value if isinstance(value, str) and SLURM_JOB_ID.fullmatch(value) else ""
+
+
+_TEXT = ("host", "state", "note", "again", "folder", "reason")  # a handle's text fields
+
+
+def handle_problem(d: object) -> tuple[str, str] | None:
+    """What is wrong with a handle of queue.json: (its key, "" for the handle itself, and what
+    it should be), or None. Its pid must be a process id (an integer > 0), a Slurm job id Slurm's shape (digits, or
+    ``12_3``), its run folder a run's name."""
+    if not isinstance(d, dict):
+        return "", "a JSON object"
+    checks = [
+        ("pid", lambda v: positive_pid(v) is not None, "a process id (an integer > 0)"),
+        ("gpu", lambda v: _int(v) is not None and v >= 0, "a GPU number (an integer >= 0)"),
+        ("job_id", lambda v: v == "" or _job_id(v), "a Slurm job id (digits, or 12_3)"),
+        ("run", lambda v: v == "" or safe_queue_name(v), "a run's name"),
+        ("since", lambda v: finite_time(v) is not None, "a time (a number)"),
+        ("seen", lambda v: finite_time(v) is not None, "a time (a number)"),
+        ("stopped", lambda v: isinstance(v, bool), "true or false"),
+    ] + [(k, lambda v: isinstance(v, str), "text") for k in _TEXT]
+    for key, ok, expected in checks:
+        if d.get(key) is not None and not ok(d[key]):
+            return key, expected
+    return None
 
 
 @dataclass
@@ -67,12 +115,12 @@ class SlurmJob:
     @classmethod
     def from_dict(cls, d: dict) -> SlurmJob:
         return cls(
-            job_id=_str(d.get("job_id")),
+            job_id=_job_id(d.get("job_id")),
             folder=_str(d.get("folder")),
             state=_str(d.get("state")) or "UNKNOWN",
             reason=_str(d.get("reason")),
-            since=_time(d.get("since")),
-            seen=_time(d.get("seen")),
+            since=finite_time(d.get("since")),
+            seen=finite_time(d.get("seen")),
             stopped=d.get("stopped") is True,
         )
 
@@ -116,9 +164,9 @@ class Handle:
         """The handle of a JSON object of queue.json (anything else: an empty handle)."""
         if not isinstance(d, dict):
             return cls()
-        slurm = SlurmJob.from_dict(d) if _str(d.get("job_id")) else None
+        slurm = SlurmJob.from_dict(d) if _job_id(d.get("job_id")) else None
         return cls(
-            pid=_int(d.get("pid")),
+            pid=positive_pid(d.get("pid")),
             host=_str(d.get("host")),
             run=_str(d.get("run")),
             gpu=_int(d.get("gpu")),

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from engine.rundir.run import runs_module
+
 ENGINE_ROOT = Path(__file__).resolve().parents[2]  # the folder that holds the engine package
 
 
@@ -50,14 +52,8 @@ def spawn_detached(
         )
 
 
-def process_alive(pid: int, marker: str) -> bool:
-    """Whether process ``pid`` lives with ``marker`` (a module's name) in its command line, so
-    that a pid reused by another program does not count; without /proc: whether it lives."""
-    try:
-        os.kill(pid, 0)
-        cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except (ProcessLookupError, PermissionError):
-        return False
-    except OSError:
-        return True  # no /proc: trust the signal check
-    return marker.encode() in cmd
+def process_alive(pid: object, module: str, folder: Path) -> bool:
+    """Whether ``pid`` is a live ``python -m module FOLDER`` process of this machine for
+    ``folder`` (:func:`engine.rundir.run.runs_module`): a pid <= 0, a pid reused by another
+    program or a process of another folder never is."""
+    return runs_module(pid, module, folder)

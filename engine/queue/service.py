@@ -25,12 +25,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
+from engine.errors import UserError
 from engine.queue.executors.base import Executor, Job, StartError, start_error
 from engine.queue.executors.registry import executors, make
 from engine.queue.handle import Handle
 from engine.queue.process import process_alive, spawn_detached
 from engine.queue.state import QueueFile, QueueState, next_jobs
-from engine.rundir.run import Run, iter_runs
+from engine.rundir.run import Run, iter_runs, read_file
 from engine.spec.sections import LOCAL
 
 MODULE = "engine.queue.service"  # how the service is started (python -m), and known by pid
@@ -46,10 +47,10 @@ class ServiceRunning(Exception):
 def running_pid(runs_dir: Path) -> int | None:
     """The pid of the live queue service of ``runs_dir``, or None."""
     try:
-        pid = int((Path(runs_dir) / LOCK).read_text().strip() or 0)
-    except (FileNotFoundError, ValueError):
+        pid = int(read_file(Path(runs_dir) / LOCK).decode("utf-8").strip() or 0)
+    except (OSError, ValueError):  # (a FIFO is no lock: NotAFile; UnicodeDecodeError)
         return None
-    return pid if pid and process_alive(pid, MODULE) else None
+    return pid if process_alive(pid, MODULE, Path(runs_dir)) else None
 
 
 def spawn(runs_dir: Path) -> subprocess.Popen:
@@ -90,6 +91,7 @@ class Service:
         self.log = log or (lambda msg: print(time.strftime("%Y-%m-%d %H:%M:%S ") + msg, flush=True))
         self._lock_file: TextIO | None = None
         self._quit = False
+        self._problem = ""  # what is wrong with queue.json, as last logged
 
     # -- the lock --
     def acquire(self) -> None:
@@ -126,13 +128,9 @@ class Service:
         signal.signal(signal.SIGTERM, lambda *_: setattr(self, "_quit", True))
         self.log(f"queue service started (pid {os.getpid()}) for {self.runs_dir}")
         try:
-            self.reconcile()
-            while True:
-                with self.file.edit() as st:
-                    self.step(st)
-                    if self._quit or not st.busy():
-                        self.release()  # inside the queue lock: no client can miss our exit
-                        break
+            while not self._readable(self.reconcile):
+                time.sleep(self.poll_every)
+            while not self._readable(self._pass):
                 time.sleep(self.poll_every)
         finally:
             self.release()
@@ -142,6 +140,31 @@ class Service:
             "queue service exits: "
             + ("asked to stop" if self._quit else "nothing queued and nothing running")
         )
+
+    def _pass(self) -> bool:
+        """One step over the queue; True (the folder given up) once there is nothing to do."""
+        with self.file.edit() as st:
+            self.step(st)
+            if self._quit or not st.busy():
+                self.release()  # inside the queue lock: no client can miss our exit
+                return True
+        return False
+
+    def _readable(self, action: Callable[[], bool]) -> bool:
+        """``action()``; while queue.json cannot be read (damaged, or changed into something
+        that is no queue), False after one line in the log, the service waiting until it is
+        fixed (or asked to stop: True)."""
+        try:
+            done = action()
+        except UserError as e:
+            if str(e) != self._problem:
+                self.log(f"{e} (waiting until it is fixed)")
+            self._problem = str(e)
+            return self._quit
+        if self._problem:
+            self.log(f"{self.file.path}: reads well again")
+            self._problem = ""
+        return done
 
     def executor(self, st: QueueState, host: str) -> Executor | None:
         """The executor of ``host``: this machine's, or one made from its table in the queue
@@ -156,15 +179,15 @@ class Service:
             ex.close()
         try:
             self.executors[host] = made = make(host, table, self.runs_dir)
-        except (ImportError, TypeError, ValueError) as e:
+        except (ImportError, TypeError, ValueError, KeyError) as e:  # (KeyError: no such kind)
             self.log(f"host {host}: cannot be used: {e}")
             return None
         self._tables[host] = table
         return made
 
-    def reconcile(self) -> None:
+    def reconcile(self) -> bool:
         """After a restart: runs the last service started whose workers died without an exit
-        record (a reboot, a kill) go back to the front of the queue."""
+        record (a reboot, a kill) go back to the front of the queue. (True: done.)"""
         with self.file.edit() as st:
             back = []
             for name, a in list(st.active.items()):
@@ -182,6 +205,7 @@ class Service:
                 for n in st.stop  # requests for workers that are gone are done
                 if n in st.active or Run(self.runs_dir / n).status().state == "running"
             ]
+        return True
 
     def step(self, st: QueueState) -> None:
         """One pass over the queue, holding its lock: follow and reap, stop, start what fits."""

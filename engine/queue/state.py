@@ -27,7 +27,9 @@ from pathlib import Path
 
 from engine.errors import UserError
 from engine.files import atomic_write_json, make_dir, write_error
-from engine.queue.handle import Handle
+from engine.queue.handle import Handle, finite_time, handle_problem
+from engine.rundir.run import NotAFile, read_file
+from engine.spec.names import QUEUE_NAME_EXPECTED, SAFE_NAME, safe_queue_name
 from engine.spec.sections import LOCAL
 
 STATE_FILE = "queue.json"
@@ -116,11 +118,17 @@ class QueueFile:
         self.path = self.runs_dir / STATE_FILE
 
     def read(self) -> QueueState:
+        """The queue as saved; a :class:`UserError` in one line naming the file and the key
+        when it is no queue diffui wrote: not JSON, a value of the wrong kind, a run name that
+        could leave the runs folder (``../x``, ``/x``), an active job's pid that is no process
+        id (<= 0) or a Slurm job id that is not Slurm's shape."""
         try:
-            raw = json.loads(self.path.read_text(encoding="utf-8"))
+            raw = json.loads(read_file(self.path).decode("utf-8"))
         except FileNotFoundError:
             return QueueState()
-        except (ValueError, UnicodeDecodeError):
+        except NotAFile:
+            raise UserError(f"{self.path}: not a file (the saved queue); remove it") from None
+        except (ValueError, UnicodeDecodeError, RecursionError):  # (nested beyond reason)
             raise UserError(
                 f"{self.path}: not valid JSON (the saved queue); remove it to start afresh"
             ) from None
@@ -196,4 +204,45 @@ def _state(raw, path: Path) -> QueueState:
             if not check(raw[key]):
                 raise bad(key, expected)
             setattr(s, key, raw[key])
+    problem = _names_problem(s)
+    if problem:
+        raise bad(*problem)
     return s
+
+
+def _names_problem(s: QueueState) -> tuple[str, str] | None:
+    """(the key, what it should be) of a run or host name of the queue that could leave the
+    runs folder (``../x``, ``/x``), or of an ``active`` entry of the wrong kind; or None."""
+    for key, names in (
+        ("queued", s.queued),
+        ("stop", s.stop),
+        ("active", s.active),
+        ("where", s.where),
+    ):
+        for name in names:
+            if not safe_queue_name(name):
+                return f"{key}: {json.dumps(name)[:60]}", QUEUE_NAME_EXPECTED
+    for key, hosts in [("hosts", list(s.hosts)), *((f"where.{n}", h) for n, h in s.where.items())]:
+        for host in hosts:
+            if not SAFE_NAME.fullmatch(host):  # (it names RUNS/.slurm/HOST)
+                return f"{key}: {json.dumps(host)[:60]}", "a host name (a safe folder name)"
+    for name, entry in s.active.items():
+        problem = _active_problem(entry)
+        if problem:
+            return f"active.{name}.{problem[0]}", problem[1]
+    return None
+
+
+def _active_problem(entry: dict) -> tuple[str, str] | None:
+    """(the key, what it should be) of what is wrong with an ``active`` entry, or None."""
+    for key in ("executor", "slot"):
+        if not isinstance(entry.get(key, ""), str):
+            return key, "text"
+    for key in ("since", "stopping"):
+        if finite_time(entry.get(key, 0)) is None:
+            return key, "a time (a number)"
+    if "handle" in entry:
+        problem = handle_problem(entry["handle"])
+        if problem:
+            return ".".join(filter(None, ("handle", problem[0]))), problem[1]
+    return None

@@ -27,11 +27,13 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from stat import S_ISREG
 
 from engine.errors import UserError
 from engine.files import atomic_write_json, atomic_write_text, write_error
 from engine.rundir.events import Event, read_events
 from engine.spec.checks import toml_text
+from engine.spec.names import STUDIES
 from engine.spec.specs import RunSpec, StudySpec, spec_from_toml, spec_to_toml
 from engine.text import json_kind, one_line
 
@@ -72,7 +74,7 @@ class RunStatus:
     host: str = ""
 
 
-STUDIES_DIR = "studies"  # RUNS/studies/NAME: the folders of sampling studies
+STUDIES_DIR = STUDIES  # RUNS/studies/NAME: the folders of sampling studies
 
 
 class Run:
@@ -119,9 +121,11 @@ class Run:
     def spec(self) -> RunSpec | StudySpec:
         """The settings of config.toml; :class:`DamagedRun` when it is not what diffui wrote."""
         try:
-            text = self.config_path.read_text(encoding="utf-8")
+            text = read_file(self.config_path).decode("utf-8")
         except UnicodeDecodeError:
             raise DamagedRun(self.config_path, "damaged (not UTF-8 text)") from None
+        except NotAFile:
+            raise DamagedRun(self.config_path, "damaged (not a file)") from None
         try:
             return spec_from_toml(text)
         except ValueError as e:  # tomllib.TOMLDecodeError, or a value of the wrong kind
@@ -244,22 +248,72 @@ class Run:
             return False
 
 
-def pid_running(pid: int, run_path: Path) -> bool:
-    """True when ``pid`` is a live worker of this run (guards against pid reuse on Linux)."""
+class NotAFile(OSError):
+    """A path where diffui keeps a file holds something else (a FIFO, a device, a folder)."""
+
+
+def read_file(path: Path) -> bytes:
+    """The bytes of the file ``path`` (FileNotFoundError when there is none); :class:`NotAFile`
+    when it is no regular file, instead of waiting forever on a FIFO or reading a device."""
+    with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as f:
+        if not S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise NotAFile(f"{path}: not a file")
+        return f.read()
+
+
+def pid_running(pid: object, run_path: Path) -> bool:
+    """True when ``pid`` is a live worker of this run (``python -m engine.jobs.worker RUN``),
+    not a pid reused by another program nor the worker of another folder."""
+    return runs_module(pid, WORKER_MODULE, run_path)
+
+
+WORKER_MODULE = "engine.jobs.worker"  # the worker process: python -m engine.jobs.worker RUN_DIR
+
+
+def runs_module(pid: object, module: str, folder: Path) -> bool:
+    """Whether ``pid`` (an integer > 0; anything else never is) is a live process of this
+    machine started as ``python -m module FOLDER`` with ``folder`` as its argument (the same
+    folder, once both paths are resolved): how diffui knows its own processes again by a pid
+    read from a file, whatever reused that pid since. Without /proc (not Linux): whether it
+    lives."""
+    if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
+        return False  # 0, -1: os.kill would signal a process group, or every process
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         pass
+    except OverflowError:
+        return False
+    if not Path("/proc/self/cmdline").exists():
+        return True  # no /proc: trust the signal check
+    proc = Path(f"/proc/{pid}")
     try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True  # no /proc (not Linux): trust the signal check
+        args = (proc / "cmdline").read_bytes().split(b"\0")
+        stat = (proc / "stat").read_text()
+        cwd = os.readlink(proc / "cwd")
+    except OSError:  # gone meanwhile, or another user's: not ours
+        return False
     if stat.rsplit(")", 1)[-1].split()[0] == "Z":  # a zombie has exited
         return False
-    return b"engine.jobs.worker" in cmdline and run_path.name.encode() in cmdline
+    arg = _module_argument([os.fsdecode(a) for a in args], module)
+    return arg is not None and _same_path(os.path.join(cwd, arg), folder)
+
+
+def _module_argument(args: list[str], module: str) -> str | None:
+    """The first argument after ``-m module`` in a command line, or None."""
+    for i, a in enumerate(args[:-2]):
+        if a == "-m" and args[i + 1] == module and args[i + 2]:
+            return args[i + 2]
+    return None
+
+
+def _same_path(a: str, b: str | Path) -> bool:
+    try:
+        return os.path.realpath(a) == os.path.realpath(b)
+    except (OSError, ValueError):
+        return False
 
 
 # the fields a worker record must have, and their JSON types
@@ -275,11 +329,13 @@ def _read_record(path: Path, fields: dict[str, tuple[type, ...]]) -> tuple[dict 
     """(the JSON object of ``path`` or None when there is none, what is wrong with it in one
     line naming the file, or "")."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_file(path).decode("utf-8")
     except FileNotFoundError:
         return None, ""
     except UnicodeDecodeError:
         return None, f"{path.name}: damaged (not UTF-8 text)"
+    except NotAFile:
+        return None, f"{path.name}: damaged (not a file)"
     try:
         obj = json.loads(text)
     except ValueError as e:
@@ -293,6 +349,11 @@ def _read_record(path: Path, fields: dict[str, tuple[type, ...]]) -> tuple[dict 
                 f"{path.name}: damaged ({name} = {json.dumps(v)[:30]}, expected "
                 f"{json_kind(types[0]())})"
             )
+    if fields is WORKER_RECORD and obj["pid"] < 0:  # (0: an attempt without a process)
+        return (
+            None,
+            f"{path.name}: damaged (pid = {str(obj['pid'])[:30]}, expected a process id >= 0)",
+        )
     if fields is EXIT_RECORD and obj["status"] not in EXIT_STATUSES:
         return None, (
             f"{path.name}: damaged (status = {json.dumps(obj['status'])[:30]}, "

@@ -30,3 +30,16 @@ def name_problem(name: Any) -> str:
             f"a name other than {', '.join(RESERVED_NAMES)} (diffui's own files in a runs folder)"
         )
     return NAME_EXPECTED
+
+
+STUDIES = "studies"  # a study's name in a queue: studies/NAME (its folder below RUNS/studies)
+QUEUE_NAME_EXPECTED = "a run's name (a safe folder name; a study's: studies/NAME)"
+
+
+def safe_queue_name(name: Any) -> bool:
+    """Whether ``name`` can name a run or a study in a queue (``queue.json``): a
+    :func:`safe_name`, or ``studies/NAME`` with a safe ``NAME``: a folder directly below the
+    runs folder or its ``studies`` folder, never a path that leaves it."""
+    if isinstance(name, str) and name.startswith(f"{STUDIES}/"):
+        return safe_name(name[len(STUDIES) + 1 :])
+    return safe_name(name)

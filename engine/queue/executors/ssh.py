@@ -43,7 +43,7 @@ import asyncssh
 from engine.files import atomic_write_bytes, atomic_write_json
 from engine.queue.executors.base import Executor, Job, StartError
 from engine.queue.executors.remote import HostError, Remote, RemoteFile, same_file
-from engine.queue.handle import Handle, SlurmJob
+from engine.queue.handle import Handle, SlurmJob, positive_pid
 from engine.rundir.run import STUDIES_DIR, Run
 from engine.spec.names import SAFE_NAME
 from engine.spec.sections import HostSpec
@@ -203,15 +203,15 @@ class SSHExecutor(Executor):
     async def mirror(self, remote: Remote, j: RemoteJob) -> bool:
         """Bring the remote folder's news here; send a pending signal; True once the worker is
         gone and everything it wrote is here."""
-        if j.signal and j.pid:
-            await remote.run(f"kill -{j.signal} {int(j.pid)}", check=False)
+        if j.signal and positive_pid(j.pid):
+            await remote.run(f"kill -{j.signal} {int(j.pid or 0)}", check=False)
             j.signal = ""
         files = await self.pull(remote, j)
         if "exit.json" in files:
             return True
         if time.time() - j.checked >= LIVE_EVERY or j.state == "lost":
             alive = (
-                bool(j.pid)
+                positive_pid(j.pid) is not None
                 and (
                     await remote.run(
                         f"kill -0 {int(j.pid or 0)} 2>/dev/null && echo yes || echo no"
@@ -297,7 +297,7 @@ class SSHExecutor(Executor):
         if "worker.json" in files and j.seen.get("worker.json") != _key(files["worker.json"]):
             rec = json.loads((await _read(remote, folder, "worker.json")) or b"{}")
             if rec:
-                j.pid = rec.get("pid") or j.pid
+                j.pid = positive_pid(rec.get("pid")) or j.pid  # (-1 would signal every process)
                 rec["remote_host"], rec["host"] = rec.get("host", ""), self.name
                 atomic_write_json(local / "worker.json", rec)
             j.seen["worker.json"] = _key(files["worker.json"])
