@@ -6,15 +6,13 @@ from __future__ import annotations
 
 import json
 
-import pytest
+import hypothesis
+from hypothesis import strategies as st
 
 from engine.errors import UserError
 from engine.queue.handle import Handle
 from engine.queue.state import QueueFile
 from engine.spec.names import SAFE_NAME
-
-hypothesis = pytest.importorskip("hypothesis")
-st = pytest.importorskip("hypothesis.strategies")
 
 HOSTILE_NAMES = ["t", "studies/s", "..", "../v", "/abs/v", "studies/../v", "a/b", "", ".x", "-x"]
 json_values = st.recursive(
