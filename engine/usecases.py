@@ -25,7 +25,7 @@ from engine.spec.checks import ConfigError
 from engine.spec.components import DEGRADATIONS
 from engine.spec.experiments import Experiments
 from engine.spec.specs import RunSpec, StudySpec
-from engine.text import format_seconds
+from engine.text import fmt, format_seconds
 
 
 @dataclass
@@ -220,8 +220,8 @@ def status_rows(queue: Queue, here: str) -> list[list[str]]:
                 name,
                 status_text(p, queued.index(name) if name in queued else None, style="table"),
                 f"{p.epoch}/{p.epochs}" if p.epochs else "-",
-                "-" if p.val_loss is None else f"{p.val_loss:.4f}",
-                "-" if p.fid is None else f"{p.fid:.2f}",
+                fmt(p.val_loss),
+                fmt(p.fid, ".2f"),
                 format_seconds(p.elapsed()),
                 queue.state.where_text(name, p.host, here) or "-",
             ]

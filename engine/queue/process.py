@@ -10,8 +10,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-from engine.rundir.run import runs_module
-
 ENGINE_ROOT = Path(__file__).resolve().parents[2]  # the folder that holds the engine package
 
 
@@ -50,10 +48,3 @@ def spawn_detached(
             cwd=cwd,
             start_new_session=True,
         )
-
-
-def process_alive(pid: object, module: str, folder: Path) -> bool:
-    """Whether ``pid`` is a live ``python -m module FOLDER`` process of this machine for
-    ``folder`` (:func:`engine.rundir.run.runs_module`): a pid <= 0, a pid reused by another
-    program or a process of another folder never is."""
-    return runs_module(pid, module, folder)

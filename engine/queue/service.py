@@ -29,9 +29,9 @@ from engine.errors import UserError
 from engine.queue.executors.base import Executor, Job, StartError, start_error
 from engine.queue.executors.registry import executors, make
 from engine.queue.handle import Handle
-from engine.queue.process import process_alive, spawn_detached
+from engine.queue.process import spawn_detached
 from engine.queue.state import QueueFile, QueueState, next_jobs
-from engine.rundir.run import Run, iter_runs, read_file
+from engine.rundir.run import Run, iter_runs, read_file, runs_module
 from engine.spec.sections import LOCAL
 
 MODULE = "engine.queue.service"  # how the service is started (python -m), and known by pid
@@ -50,7 +50,7 @@ def running_pid(runs_dir: Path) -> int | None:
         pid = int(read_file(Path(runs_dir) / LOCK).decode("utf-8").strip() or 0)
     except (OSError, ValueError):  # (a FIFO is no lock: NotAFile; UnicodeDecodeError)
         return None
-    return pid if process_alive(pid, MODULE, Path(runs_dir)) else None
+    return pid if runs_module(pid, MODULE, Path(runs_dir)) else None
 
 
 def spawn(runs_dir: Path) -> subprocess.Popen:

@@ -15,12 +15,19 @@ from pathlib import Path
 import asyncssh
 
 from engine.spec.sections import HostSpec
+from engine.text import one_line
 
 CONNECT_TIMEOUT = 15.0
 
 
 class HostError(Exception):
     """The host cannot be used; ``str()`` is one line for the user (``gpu1: ...``)."""
+
+
+def failure_line(e: BaseException, what: str) -> str:
+    """Why a host failed a job, in one line: a :class:`HostError` says it itself; anything else
+    is ``what: the error`` (its name when it says nothing)."""
+    return str(e) if isinstance(e, HostError) else f"{what}: {one_line(e) or type(e).__name__}"
 
 
 def _target(spec: HostSpec) -> dict:

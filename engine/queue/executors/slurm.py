@@ -45,7 +45,7 @@ from submitit.core.utils import DelayedSubmission, FailedJobError, FailedSubmiss
 from submitit.slurm.slurm import SlurmInfoWatcher, SlurmJobEnvironment
 
 from engine.queue.executors.base import Executor, Job, StartError
-from engine.queue.executors.remote import HostError, Remote
+from engine.queue.executors.remote import HostError, Remote, failure_line
 from engine.queue.executors.ssh import RemoteJob, SSHExecutor
 from engine.queue.handle import Handle, SlurmJob
 from engine.queue.process import python_command, python_env, pythonpath_line
@@ -509,12 +509,7 @@ class SlurmOverSSH(_SubmitsTogether, SSHExecutor):
         try:
             handles = await self._submitted(js)
         except Exception as e:  # noqa: BLE001 (whatever it is, the runs say it, in one line)
-            line = (
-                str(e)
-                if isinstance(e, HostError)
-                else f"{self.name}: could not submit: "
-                + (" ".join(str(e).split()) or type(e).__name__)
-            )
+            line = failure_line(e, f"{self.name}: could not submit")
             for j in js:
                 Run(j.job.run_dir).record_failure(self.name, line)
                 j.state = "gone"

@@ -42,7 +42,7 @@ import asyncssh
 
 from engine.files import atomic_write_bytes, atomic_write_json
 from engine.queue.executors.base import Executor, Job, StartError
-from engine.queue.executors.remote import HostError, Remote, RemoteFile, same_file
+from engine.queue.executors.remote import Remote, RemoteFile, failure_line, same_file
 from engine.queue.handle import Handle, SlurmJob, positive_pid
 from engine.rundir.run import STUDIES_DIR, Run
 from engine.spec.names import SAFE_NAME
@@ -386,12 +386,7 @@ class SSHExecutor(Executor):
                 self._drop(self._remote)
                 await self.launch(await self.connection(), j)
         except Exception as e:  # noqa: BLE001 (whatever it is, the run says it, in one line)
-            line = (
-                str(e)
-                if isinstance(e, HostError)
-                else f"{self.name}: could not start the worker: "
-                + (" ".join(str(e).split()) or type(e).__name__)
-            )
+            line = failure_line(e, f"{self.name}: could not start the worker")
             Run(j.job.run_dir).record_failure(self.name, line)
             return False
         return True
