@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -106,12 +107,8 @@ class Evaluator:
                 Eval(
                     epoch=epoch,
                     sampler=name,
-                    n=s.n,
                     backbone=ev.backbone,
-                    fid=s.fid,
-                    floor=s.floor,
-                    histogram=s.histogram,
-                    entropy=s.entropy,
+                    **asdict(s),
                     sample_seconds=seconds,
                     score_seconds=round(time.time() - t1, 3),
                 )

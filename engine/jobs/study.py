@@ -14,6 +14,7 @@ import csv
 import io
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -149,14 +150,10 @@ def _value_event(
     stats = sample_stats(x, train_display, fid.clf.features)
     return Value(
         value=value,
-        n=scores.n,
         sampler=sampler,
         png=png,
         npy=npy,
-        fid=scores.fid,
-        floor=scores.floor,
-        histogram=scores.histogram,
-        entropy=scores.entropy,
+        **asdict(scores),
         distinct_share=stats.distinct_share,
         pairwise_distance=stats.mean_pairwise_feature_distance,
         nearest_train_distance=stats.mean_nearest_train_distance,
