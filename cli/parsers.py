@@ -160,7 +160,8 @@ def queue_parser() -> argparse.ArgumentParser:
 
 def report_parser() -> argparse.ArgumentParser:
     p = OneLineParser(
-        prog="diffui report", description="Figures (PNG) and a Markdown report of runs."
+        prog="diffui report",
+        description="Figures (PNG and PDF), report.md and report.pdf of runs.",
     )
     p.add_argument("runs", nargs="*", metavar="RUN", help="run names (default: every run)")
     p.add_argument(

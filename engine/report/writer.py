@@ -1,23 +1,23 @@
-"""A report of run folders: every figure a folder has the data for (:mod:`engine.report.figures`)
-and ``report.md``, a Markdown page with the table of final numbers, each run's section and one
-per sampling study.
+"""A report of run folders: every figure a folder has the data for (:mod:`engine.report.figures`,
+each as PNG and PDF), ``report.md`` (a Markdown page: the sections it is given, such as the
+claims ledger, then the table of final numbers, the runs compared, each run's settings and
+figures with their captions, one section per sampling study) and ``report.pdf``, the same in one
+file to hand in.
 
-:func:`plan` lists what a report will draw, so progress can count it; :func:`write_report` draws
-and writes it. A run folder without the process figures' arrays (made before diffui wrote them,
-or not finished) gets those figures skipped; what cannot be read (a damaged file) is said in
-``report.md`` and left out of the figures, and the rest is drawn.
+:func:`plan` lists the figures a report will draw, so progress can count them;
+:func:`write_report` draws and writes it. A run folder without the process figures' arrays
+(made before diffui wrote them, or not finished) gets those figures skipped; what cannot be read
+(a damaged file) is said in the report and left out of the figures, and the rest is drawn.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 
-from matplotlib.figure import Figure
-
-from engine.files import atomic_write_text, make_dir
+from engine.files import atomic_write_bytes, atomic_write_text, make_dir
+from engine.report import captions
 from engine.report.arrays import (
     by_epoch,
     damaged_files,
@@ -25,15 +25,24 @@ from engine.report.arrays import (
     sample_grids,
     values_in_order,
 )
+from engine.report.document import (
+    FigureRef,
+    Heading,
+    Item,
+    Paragraph,
+    PdfReport,
+    Section,
+    to_markdown,
+)
 from engine.report.figures import (
     fid_figure,
     grids_figure,
     losses_figure,
     process_figure,
-    save_figure,
     study_figure,
 )
-from engine.report.tables import markdown_table, study_table
+from engine.report.style import save_figure
+from engine.report.tables import run_spec, settings_table, study_table, summary_table
 from engine.rundir.events import Eval
 from engine.rundir.progress import RunProgress, summary, why
 from engine.rundir.run import STUDIES_DIR, DamagedRun, Run
@@ -42,6 +51,7 @@ from engine.spec.specs import StudySpec
 # The report's own figures (runs overlaid, studies) start with this, which no run name can (run
 # names start with a letter or digit), so that a run's "<run>-loss.png" never overwrites them.
 OWN = "_"
+TITLE = "diffui report"
 
 
 def study_file(study: Run) -> str:
@@ -49,34 +59,60 @@ def study_file(study: Run) -> str:
     return f"{OWN}study-{study.path.name}.png"
 
 
-@dataclass
-class Planned:
-    """One figure file of a report, drawn when ``draw()`` is called."""
-
-    file: str  # its name in the report folder
-    draw: Callable[[], Figure]
-
-
-def plan_run(run: Run) -> list[Planned]:
+def plan_run(run: Run) -> list[FigureRef]:
     """The figures of one run that its folder has the data for."""
-    made = [Planned(f"{run.name}-loss.png", partial(losses_figure, [run]))]
+    made = [FigureRef(f"{run.name}-loss.png", captions.loss([run]), partial(losses_figure, [run]))]
     if by_epoch(run, Eval):
-        made.append(Planned(f"{run.name}-fid.png", partial(fid_figure, [run])))
+        made.append(
+            FigureRef(f"{run.name}-fid.png", captions.fid([run]), partial(fid_figure, [run]))
+        )
     if sample_grids(run):
-        made.append(Planned(f"{run.name}-grids.png", partial(grids_figure, run)))
+        made.append(
+            FigureRef(f"{run.name}-grids.png", captions.grids(run), partial(grids_figure, run))
+        )
     for name, event in process_figures(run).items():
-        made.append(Planned(f"{run.name}-{name}.png", partial(process_figure, run, event)))
+        made.append(
+            FigureRef(
+                f"{run.name}-{name}.png",
+                captions.process(run, event),
+                partial(process_figure, run, event),
+            )
+        )
     return made
 
 
-def plan(runs: list[Run]) -> tuple[dict[str, list[Planned]], list[Planned]]:
-    """(figures of each run by name, figures overlaying the runs) of a report."""
+def objectives(runs: list[Run]) -> dict[str, list[Run]]:
+    """The runs by what their network is trained to predict (their degradation): loss curves
+    are overlaid only within one (DDPM's noise MSE and morph's digit MSE apart)."""
+    out: dict[str, list[Run]] = {}
+    for r in runs:
+        spec = run_spec(r)
+        out.setdefault(spec.degradation if spec else "unknown", []).append(r)
+    return out
+
+
+def plan(runs: list[Run]) -> tuple[dict[str, list[FigureRef]], list[FigureRef]]:
+    """(figures of each run by name, figures overlaying the runs) of a report: loss curves of
+    the runs of each objective that has several, FID of every run with evaluations."""
     per_run = {r.name: plan_run(r) for r in runs}
     overlays = []
     if len(runs) > 1:
-        overlays.append(Planned(f"{OWN}compare-loss.png", partial(losses_figure, runs)))
-        if any(by_epoch(r, Eval) for r in runs):
-            overlays.append(Planned(f"{OWN}compare-fid.png", partial(fid_figure, runs)))
+        for kind, group in objectives(runs).items():
+            if len(group) > 1:
+                overlays.append(
+                    FigureRef(
+                        f"{OWN}compare-loss-{kind}.png",
+                        captions.loss(group),
+                        partial(losses_figure, group),
+                    )
+                )
+        with_fid = [r for r in runs if by_epoch(r, Eval)]
+        if with_fid:
+            overlays.append(
+                FigureRef(
+                    f"{OWN}compare-fid.png", captions.fid(with_fid), partial(fid_figure, runs)
+                )
+            )
     return per_run, overlays
 
 
@@ -101,112 +137,128 @@ def write_report(
     out: Path,
     progress: Callable[[int, int], None] | None = None,
     warn: Callable[[str], None] | None = None,
+    sections: Sequence[Section] = (),
 ) -> Path:
-    """Figures for every run, overlaid curves when there are several, and ``report.md``; a
-    section with the table and figure of every sampling study among ``runs``.
-    ``progress(done, total)`` is called before the first figure and after each one. What cannot
-    be read (a damaged file of a run) is left out of the figures, said in ``report.md`` and
-    told to ``warn(line)``, one line each; the rest is drawn."""
+    """Figures for every run (PNG and PDF), overlaid curves when there are several, a section
+    with the table and figure of every sampling study among ``runs``, all in ``report.md`` and
+    ``report.pdf``; ``sections`` (the claims ledger) come first in both. ``progress(done,
+    total)`` is called before the first figure and after each one. What cannot be read (a
+    damaged file of a run) is left out of the figures, said in the report and told to
+    ``warn(line)``, one line each; the rest is drawn. Returns report.md's path."""
     out = make_dir(out)
     studies = [r for r in runs if _is_study(r)]
     runs = [r for r in runs if r not in studies]
-    summaries = [summary(r) for r in runs]
     found = {r.name: problems(r) for r in [*runs, *studies]}
     told = [x for lines in found.values() for x in lines]
     for line in told:
         if warn:
             warn(line)
-    per_run, overlays = plan(runs)
-    todo = [p for r in runs for p in per_run[r.name]] + overlays
-    todo += [
-        Planned(study_file(s), partial(study_figure, s))
-        for s in studies
-        if not s.damage() and values_in_order(s)
-    ]
-    skipped = _draw(todo, out, told, progress, warn)
-    lines = ["# diffui report", "", markdown_table(summaries), ""]
-    lines += _shown((p.file for p in overlays), skipped)
-    for r, s in zip(runs, summaries):
-        lines += _run_section(
-            r, s, found[r.name], _shown((p.file for p in per_run[r.name]), skipped)
-        )
-    if studies:
-        lines += ["", "## Sampling studies"]
-    for study in studies:
-        lines += _study_section(study, found[study.name], skipped)
+    items = document(runs, studies, found, sections)
+    pdf = PdfReport(TITLE)
+    _render(items, out, pdf, told, progress, warn)
+    atomic_write_bytes(out / "report.pdf", pdf.close())
     path = out / "report.md"
-    atomic_write_text(path, "\n".join(lines) + "\n")
+    atomic_write_text(path, to_markdown(items))
     return path
 
 
-def _draw(
-    todo: list[Planned],
+def document(
+    runs: list[Run], studies: list[Run], found: dict[str, list[str]], sections: Sequence[Section]
+) -> list[Item]:
+    """The report's items in order: title, ``sections``, final numbers, runs compared, each
+    run, the sampling studies."""
+    summaries = [summary(r) for r in runs]
+    items: list[Item] = [Heading(TITLE, 1)]
+    for sec in sections:
+        items += sec.items()
+    items += [Heading("Final numbers"), summary_table(summaries)]
+    per_run, overlays = plan(runs)
+    if overlays:
+        items += [Heading("Runs compared"), *overlays]
+    for r, s in zip(runs, summaries):
+        items += _run_section(r, s, found[r.name], per_run[r.name])
+    if studies:
+        items.append(Heading("Sampling studies"))
+    for study in studies:
+        items += _study_section(study, found[study.name])
+    return items
+
+
+def _render(
+    items: list[Item],
     out: Path,
+    pdf: PdfReport,
     told: list[str],
     progress: Callable[[int, int], None] | None,
     warn: Callable[[str], None] | None,
-) -> set[str]:
-    """Draw and save each planned figure; the files not drawn (a damaged file of theirs, told
-    unless ``told`` has said it already)."""
+) -> None:
+    """Draw and save each figure (numbered as drawn), adding every item to ``pdf`` in order; a
+    figure with a damaged file of its run is not drawn (and told unless ``told`` has said it
+    already)."""
+    todo = [it for it in items if isinstance(it, FigureRef)]
     if progress:
         progress(0, len(todo))
-    skipped = set()
-    for done, p in enumerate(todo, 1):
+    done = drawn = 0
+    for it in items:
+        if not isinstance(it, FigureRef):
+            pdf.add(it)
+            continue
         try:
-            save_figure(p.draw(), out / p.file)
+            fig = it.draw()
+            save_figure(fig, out / it.file)
+            drawn += 1
+            it.number = drawn
+            pdf.add(it, fig)
         except DamagedRun as e:  # (told above, as a rule): draw the others
-            skipped.add(p.file)
             if warn and not any(str(e) in line for line in told):
-                warn(f"{p.file}: not drawn: {e}")
+                warn(f"{it.file}: not drawn: {e}")
+        done += 1
         if progress:
             progress(done, len(todo))
-    return skipped
 
 
-def _shown(files: Iterable[str], skipped: set[str]) -> list[str]:
-    """The Markdown images of the figure files that were drawn."""
-    return [f"![{Path(f).stem}]({f})" for f in files if f not in skipped]
-
-
-def _run_section(run: Run, p: RunProgress, found: list[str], figures: list[str]) -> list[str]:
-    """A run's section of report.md: its folder, state, what could not be read, figures."""
-    lines = ["", f"## {run.name}", "", f"Run folder: `{run.path}`", ""]
+def _run_section(
+    run: Run, p: RunProgress, found: list[str], figures: list[FigureRef]
+) -> list[Item]:
+    """A run's section: its folder, state, what could not be read, settings and figures."""
+    items: list[Item] = [Heading(run.name), Paragraph(f"Run folder: `{run.path}`")]
     if why(p):
-        lines += [f"**{p.state}**: {why(p)}", ""]
-    lines += [f"Not read: {line}" for line in found if line != f"{run.name}: {p.detail}"]
-    lines += figures
+        items.append(Paragraph(f"**{p.state}**: {why(p)}"))
+    items += [Paragraph(f"Not read: {line}") for line in found if line != f"{run.name}: {p.detail}"]
+    table = settings_table(run)
+    if table is not None:
+        items += [Heading(f"{run.name}: settings", 3), table]
+    items += figures
     if not process_figures(run):
-        lines += [
-            "",
-            "No diffusion or restoration figures: the run folder has none of their "
-            "arrays (the run has not finished, or finished before diffui wrote "
-            "them).",
-        ]
-    return lines
+        items.append(
+            Paragraph(
+                "No diffusion or restoration figures: the run folder has none of their "
+                "arrays (the run has not finished, or finished before diffui wrote them)."
+            )
+        )
+    return items
 
 
-def _study_section(study: Run, found: list[str], skipped: set[str]) -> list[str]:
-    """A sampling study's section of report.md: what it is, its table and figure."""
+def _study_section(study: Run, found: list[str]) -> list[Item]:
+    """A sampling study's section: what it is, its table and figure."""
     if study.damage():
         return [
-            "",
-            f"### {study.path.name}",
-            "",
-            f"**damaged**: {study.damage()}; study folder: `{study.path}`",
+            Heading(study.path.name, 3),
+            Paragraph(f"**damaged**: {study.damage()}; study folder: `{study.path}`"),
         ]
     spec = study.study_spec()
-    lines = [
-        "",
-        f"### {spec.name}",
-        "",
-        f"{spec.kind} on run {spec.run}, n = {spec.keys.n} "
-        f"samples per value; study folder: `{study.path}`",
-        "",
+    items: list[Item] = [
+        Heading(spec.name, 3),
+        Paragraph(
+            f"{spec.kind} on run {spec.run}, n = {spec.keys.n} samples per value; "
+            f"study folder: `{study.path}`"
+        ),
     ]
-    lines += [f"Not read: {line}" for line in found]
-    lines += (
-        [study_table(study), "", *_shown([study_file(study)], skipped)]
-        if values_in_order(study)
-        else ["No value has finished yet."]
-    )
-    return lines
+    items += [Paragraph(f"Not read: {line}") for line in found]
+    if not values_in_order(study):
+        return [*items, Paragraph("No value has finished yet.")]
+    return [
+        *items,
+        study_table(study),
+        FigureRef(study_file(study), captions.study(study), partial(study_figure, study)),
+    ]
