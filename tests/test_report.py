@@ -390,7 +390,7 @@ def test_quick_figures_name_their_run_sampler_n_and_one_floor(tmp_path):
         "ddpm-linear, DDIM-10, n = 300",
         "ddpm-cosine, DDIM-10, n = 300",
         "morph-linear, iterative-10, n = 300",
-        f"floor {FLOOR:.3g} (real vs real, n = 300)",  # the three runs' floors: one line
+        f"floor {FLOOR:.4g} (real vs real, n = 300)",  # the three runs' floors: one line
     ]
     assert "3 runs" in fid.get_suptitle()
     # a run evaluated at another n has another floor: a second line
@@ -412,7 +412,7 @@ def test_quick_figures_name_their_run_sampler_n_and_one_floor(tmp_path):
     fig = writer.plan(runs)[1][-1].draw()
     floors = [t for t in _legend_texts(fig) if t.startswith("floor")]
     assert floors == [
-        f"floor {FLOOR:.3g} (real vs real, n = 300)",
+        f"floor {FLOOR:.4g} (real vs real, n = 300)",
         "floor 30 (real vs real, n = 100)",
     ]
     assert "morph-linear, direct, n = 100" in _legend_texts(fig)
@@ -464,3 +464,39 @@ def test_written_files_get_normal_modes_and_keep_a_chosen_one(tmp_path):
     finally:
         os.umask(old)
     assert (tmp_path / "a.md").read_text() == "y" and len(list(tmp_path.iterdir())) == 1
+
+
+def test_fid_intervals_are_drawn_as_error_bars(tmp_path, monkeypatch):
+    """Evaluations whose events carry an interval (fid_low, fid_high: issue 20's FID record)
+    get error bars; the others a bare marker."""
+    from dataclasses import field, make_dataclass
+
+    from report_runs import make_quick_runs
+
+    from engine.report import figures
+    from engine.rundir.events import Eval
+
+    run = make_quick_runs(tmp_path)[0]
+    with_ci = make_dataclass(
+        "EvalWithInterval",
+        [("fid_low", float, field(default=0.0)), ("fid_high", float, field(default=0.0))],
+        bases=(Eval,),
+        frozen=True,
+    )
+    evals = {
+        e: with_ci(
+            epoch=e,
+            sampler="DDIM-10",
+            n=300,
+            fid=90.0 / e,
+            floor=14.25,
+            fid_low=80.0 / e,
+            fid_high=100.0 / e,
+        )
+        for e in (1, 2)
+    }
+    monkeypatch.setattr(figures, "by_epoch", lambda r, kind: evals)
+    (ax,) = figures.fid_figure([run]).axes
+    (bars,) = ax.containers
+    segments = bars.lines[2][0].get_segments()
+    assert [tuple(s[:, 1]) for s in segments] == [(80.0, 100.0), (40.0, 50.0)]

@@ -119,9 +119,16 @@ def _table_lines(t: Table) -> list[tuple[str, bool]]:
     n = len(t.header)
     rows = [[_plain(c) for c in t.header]] + [[_plain(c) for c in r] for r in t.rows]
     widths = [max(len(r[k]) for r in rows) for k in range(n)]
+    body = [max([len(r[k]) for r in rows[1:]] + [4]) for k in range(n)]
     room = COLUMNS - 3 * (n - 1)
-    while sum(widths) > room and max(widths) > 8:  # narrow the widest column first
-        widths[widths.index(max(widths))] -= 1
+    while sum(widths) > room:  # wrap long headers first, then narrow the widest column
+        wider = [k for k in range(n) if widths[k] > body[k]] or [
+            k for k in range(n) if widths[k] > 8
+        ]
+        if not wider:
+            break
+        k = max(wider, key=lambda k: widths[k])
+        widths[k] -= 1
     out = []
     for i, row in enumerate(rows):
         cells = [textwrap.wrap(c, w) or [""] for c, w in zip(row, widths)]

@@ -145,7 +145,7 @@ def _floor_lines(ax: Axes, evals: list[Eval]) -> None:
             max(epochs) + 0.25,
             colors="0.35",
             linestyles=(0, (1, 1 + k)),
-            label=f"floor {floor:.3g} (real vs real, n = {ns})",
+            label=f"floor {floor:.4g} (real vs real, n = {ns})",
         )
 
 

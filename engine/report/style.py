@@ -27,7 +27,7 @@ FORMATS = ("png", "pdf")  # the files of every figure (PDF: vector)
 
 def new_figure(width: float, height: float) -> Figure:
     """A figure of ``width`` x ``height`` inches laid out with constrained layout (titles,
-    labels and legends outside the axes get their room)."""
+    labels and legends outside the axes get their room, so no tight bounding box is needed)."""
     return Figure(figsize=(width, height), layout="constrained")
 
 
@@ -89,9 +89,7 @@ def save_figure(fig: Figure, path: Path) -> list[Path]:
     for fmt in FORMATS:
         p = Path(path).with_suffix(f".{fmt}")
         atomic_save(
-            lambda f, fmt=fmt: fig.savefig(
-                f, format=fmt, dpi=DPI, bbox_inches="tight", metadata=_metadata(fmt)
-            ),
+            lambda f, fmt=fmt: fig.savefig(f, format=fmt, dpi=DPI, metadata=_metadata(fmt)),
             p,
         )
         out.append(p)

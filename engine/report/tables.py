@@ -158,11 +158,12 @@ def summary_table(summaries: list[RunProgress]) -> Table:
 
 def interval(e: Eval | Value) -> tuple[float, float] | None:
     """The interval of an evaluation's FID where its event carries one (``fid_low`` and
-    ``fid_high``, or ``fid_interval`` = [low, high]); None for a bare value."""
+    ``fid_high``, or ``fid_interval`` or ``fid_ci`` = [low, high]); None for a bare value."""
     lo, hi = getattr(e, "fid_low", None), getattr(e, "fid_high", None)
-    pair = getattr(e, "fid_interval", None)
-    if (lo is None or hi is None) and isinstance(pair, (list, tuple)) and len(pair) == 2:
-        lo, hi = pair
+    for name in ("fid_interval", "fid_ci"):
+        pair = getattr(e, name, None)
+        if (lo is None or hi is None) and isinstance(pair, (list, tuple)) and len(pair) == 2:
+            lo, hi = pair
     if isinstance(lo, (int, float)) and isinstance(hi, (int, float)):
         return float(lo), float(hi)
     return None
