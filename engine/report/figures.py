@@ -257,7 +257,7 @@ def study_figure(study: Run) -> Figure:
         ax.set_yticks([])
         ax.set_title(f"{STUDY_VALUE[spec.kind]} = {e.value:g}", fontsize=style.LABEL)
         ax.set_xlabel(
-            f"FID {fid_text(e, '.0f')} (floor {e.floor:.0f})\n"
+            f"FID {fid_text(e, '.0f')} (floor {e.floor:.3g})\n"
             f"distinct {e.distinct_share or 0:.0%} · near-copies {e.near_copy_share or 0:.0%}\n"
             f"entropy {e.entropy or 0:.2f} bits",
             fontsize=style.SMALL,
