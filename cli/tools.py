@@ -275,7 +275,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
             plan.CalibrationCache(),
             plan.host_slots(experiments.hosts, args.jobs),
         )
-    except RunError as e:
+    except (RunError, RuntimeError) as e:  # a precision or device this machine cannot do
         raise UserError(f"{file}: {e}") from None
     hosts = sorted({h for est in per_host.values() for h in est}, key=lambda h: h != "local")
     table = Table(title=f"{file}" + (f", profile {args.profile}" if args.profile else ""))
