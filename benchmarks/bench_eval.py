@@ -1,8 +1,10 @@
-"""One evaluation pass of a trained run: N samples with DDIM-S and with DDPM-T (a morph run:
-direct, and iterative-S with either latent setting), timed, and the FID (with its floor and class
-entropy) each gives.
+"""One evaluation pass of a trained run: N samples with DDIM-S, DPM-Solver++ at 10, 20 and 50
+steps and DDPM-T (a morph run: direct, and iterative-S with either latent setting), timed, and
+the FID (with its floor and class entropy) each gives. A Gaussian run ends with lines
+``ratio dpm++-K: X`` (DDPM-T seconds / DPM-Solver++-K seconds) and ``fid dpm++-K: F (ddpm: G)``.
 
-    python benchmarks/bench_eval.py RUN_DIR [--n 1000] [--steps 50] [--device auto|cpu|cuda]
+    python benchmarks/bench_eval.py RUN_DIR [--n 1000] [--steps 50] [--dpm-steps 10,20,50]
+                                    [--device auto|cpu|cuda]
 
 RUN_DIR is a finished (or resumable) run folder with a checkpoint, e.g. runs-quick/ddpm-linear.
 """
@@ -34,6 +36,7 @@ def main() -> int:
     ap.add_argument("run", type=Path)
     ap.add_argument("--n", type=int, default=1000)
     ap.add_argument("--steps", type=int, default=50)
+    ap.add_argument("--dpm-steps", default="10,20,50", help="DPM-Solver++ steps ('' for none)")
     ap.add_argument("--device", default="auto")
     args = ap.parse_args()
     run = Run(args.run)
@@ -56,12 +59,16 @@ def main() -> int:
     if run.spec().degradation == "morph":
         cases = [("direct", "")] + [("iterative", latent) for latent in MORPH_LATENTS]
     else:
-        cases = [("ddim", ""), ("ddpm", "")]
-    for sampler, latent in cases:
+        dpm = [int(k) for k in args.dpm_steps.split(",") if k.strip()]
+        cases = [("ddim", ""), *((f"dpm++:{k}", "") for k in dpm), ("ddpm", "")]
+    seconds, fids = {}, {}
+    for case, latent in cases:
+        sampler, _, k = case.partition(":")
+        steps = int(k) if k else args.steps
         g = torch.Generator(device=device).manual_seed(0)
         t0 = time.perf_counter()
         imgs = samplers.sample(
-            model, deg, sampler, args.n, args.steps, g, device, latent=latent or "estimate"
+            model, deg, sampler, args.n, steps, g, device, latent=latent or "estimate"
         )
         if device.type == "cuda":
             torch.cuda.synchronize()
@@ -70,13 +77,17 @@ def main() -> int:
         score, floor = fid.score(x), fid.floor(len(x))
         ent = entropy_bits(fid.class_histogram(x))
         t2 = time.perf_counter()
-        name = samplers.describe(sampler, args.steps, deg.T) + (
-            f" ({latent} latent)" if latent else ""
-        )
+        seconds[case], fids[case] = t1 - t0, score
+        name = samplers.describe(sampler, steps, deg.T) + (f" ({latent} latent)" if latent else "")
         table.add_row(
             name, f"{t1 - t0:.1f}", f"{t2 - t1:.1f}", f"{score:.2f}", f"{floor:.2f}", f"{ent:.2f}"
         )
     console.print(table)
+    for case in seconds:
+        if case.startswith("dpm++") and "ddpm" in seconds:
+            k = case.partition(":")[2]
+            print(f"ratio dpm++-{k}: {seconds['ddpm'] / seconds[case]:.1f}")
+            print(f"fid dpm++-{k}: {fids[case]:.2f} (ddpm: {fids['ddpm']:.2f})")
     return 0
 
 

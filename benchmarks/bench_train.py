@@ -1,17 +1,23 @@
 """Training and sampling throughput of diffui's engine against a minimal plain PyTorch loop.
 
-    python benchmarks/bench_train.py [--steps N] [--batch 128] [--device auto|cpu|cuda]
-                                     [--network cnn|unet] [--sample-n N] [--repeats 3] [--quick]
+    python benchmarks/bench_train.py [--steps N] [--device auto|cpu|cuda] [--networks cnn,unet]
+                                     [--sample-n N] [--repeats 3] [--quick]
 
-The two training loops run the same model (same seed), optimizer, data tensor, batch size and
+For each network (the study's CNN at batch 128, the UNet at batch 64) the engine's training
+epoch at its default settings (``training.amp`` and ``training.compile`` = auto) runs against a
+plain fp32 PyTorch loop of the same model (same seed), optimizer, data tensor, batch size and
 number of steps; they are interleaved and the median of the repeats is reported, so noise from
-other processes hits both alike. The target is diffui/plain >= 0.95.
+other processes hits both alike. Then the final sampler (DDPM-T) of the engine against the
+sampler as it was before (``torch.no_grad``, per-batch coefficients), same seed, same images.
+The last lines read ``ratio train-cnn: X``, ``ratio train-unet: X`` (engine / plain fp32
+images per second) and ``ratio sample-ddpm: X`` (old seconds / new seconds).
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import statistics
 import sys
 import time
@@ -26,6 +32,7 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from engine.diffusion import nets, samplers  # noqa: E402
+from engine.diffusion.samplers import _coefficients, _start, _times  # noqa: E402
 from engine.jobs import setup, training  # noqa: E402
 from engine.spec.experiments import parse_experiments  # noqa: F401
 
@@ -36,13 +43,15 @@ data = {{ train_subset = {subset} }}
 network = {{ kind = "{network}" }}
 training = {{ batch_size = {batch}, device = "{device}" }}
 """
+BATCH = {"cnn": 128, "unet": 64}  # the study's CNN batch; the UNet's (the digits profile's)
 
 
-def make_spec(args):
+def make_spec(args, network: str):
     # enough images for `steps` batches after the validation split (the data source may hold
     # fewer; the train set is then tiled below, which does not change the cost of a step)
-    subset = math.ceil(args.batch * args.steps / (1 - 0.1)) + 1
-    text = STUDY.format(subset=subset, network=args.network, batch=args.batch, device=args.device)
+    batch = BATCH[network]
+    subset = math.ceil(batch * args.steps / (1 - 0.1)) + 1
+    text = STUDY.format(subset=subset, network=network, batch=batch, device=args.device)
     return parse_experiments(text, Path("bench.toml")).runs[0]
 
 
@@ -75,134 +84,145 @@ def plain_epoch(model, opt, x, alpha_bar, T: int, bs: int, amp) -> None:
         opt.step()
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=40, help="optimizer steps per timed epoch")
-    ap.add_argument("--batch", type=int, default=128)
-    ap.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    ap.add_argument("--network", default="cnn", choices=("cnn", "unet"))
-    ap.add_argument(
-        "--sample-n",
-        type=int,
-        default=None,
-        help="images per sampler (default 100 on CPU, 1000 on CUDA)",
-    )
-    ap.add_argument("--repeats", type=int, default=3, help="interleaved rounds (median taken)")
-    ap.add_argument("--quick", action="store_true", help="smoke run: 4 steps, 2 rounds, 10 samples")
-    args = ap.parse_args()
-    if args.quick:
-        args.steps, args.repeats, args.sample_n = 4, 2, args.sample_n or 10
-    start = time.perf_counter()
-    con = Console()
+@torch.no_grad()
+def old_ddpm(model, deg, n, generator, device):
+    """The DDPM sampler as it was before issue 22 (no_grad, the same arithmetic)."""
+    T = deg.T
+    c = _coefficients(deg)
+    betas, sqrt_alphas, sigmas = c.betas.tolist(), c.sqrt_alphas.tolist(), c.sqrt_betas.tolist()
+    s1ma = c.sqrt_one_minus_alpha_bar.tolist()
+    z = _start(None, n, generator, device)
+    for t in range(T, 0, -1):
+        eps = model(z, _times(n, t, device) / T)
+        z = (z - betas[t] / s1ma[t] * eps) / sqrt_alphas[t]
+        if t > 1:
+            z = z + sigmas[t] * torch.randn(z.shape, generator=generator, device=device)
+    return z
 
-    if args.steps < 1 or args.batch < 1 or args.repeats < 1:
-        ap.error("--steps, --batch and --repeats must be >= 1")
-    spec = make_spec(args)
-    try:
-        p = setup.prepare(spec)
-    except RuntimeError as e:  # e.g. --device cuda without a GPU
-        con.print(f"[red]error:[/] {e}")
-        return 2
-    dev, tr = p.device, spec.training
-    need = args.steps * args.batch
+
+def bench_training(args, network: str, con: Console):
+    """(the prepared run, engine images/s ÷ plain fp32 images/s, both medians)."""
+    spec = make_spec(args, network)
+    p = setup.prepare(spec)
+    dev, tr, bs = p.device, spec.training, BATCH[network]
+    need = args.steps * bs
     x = p.train_x
     if len(x) < need:
         x = x.repeat(math.ceil(need / len(x)), 1, 1, 1)
     p.train_x = x[:need].contiguous()  # one epoch = exactly `steps` batches
-
     torch.manual_seed(tr.seed)
     model = nets.build(spec.network).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=tr.lr)
-    fp32 = nullcontext
-    engine_amp = lambda: setup.autocast(dev, tr.amp)  # noqa: E731  (what the engine uses)
-    on_cuda = dev.type == "cuda"
-    amp_name = ("fp16" if tr.amp == "fp16" else "bf16") if on_cuda and tr.amp != "off" else ""
-
+    prec = setup.precision(dev, tr.amp)
+    compiled = setup.use_compile(dev, tr.compile)
     con.print(
-        f"device {dev}"
-        + (f" ({torch.cuda.get_device_name(dev)})" if on_cuda else "")
-        + f" | torch {torch.__version__} | threads {torch.get_num_threads()}"
+        f"network {network} ({sum(q.numel() for q in model.parameters()):,} parameters) | "
+        f"batch {bs} x {args.steps} steps | engine: {prec}"
+        + (", compiled" if compiled else "")
+        + f" | {args.repeats} interleaved rounds"
     )
-    con.print(
-        f"network {spec.network.kind} ({sum(q.numel() for q in model.parameters()):,} "
-        f"parameters) | data {p.source}"
-    )
-    con.print(
-        f"{len(p.train_x):,} train images = batch {args.batch} x {args.steps} steps | "
-        f"{args.repeats} interleaved rounds" + (f" | engine amp {amp_name}" if amp_name else "")
-    )
-
-    loops = {
-        "plain PyTorch (fp32)": lambda: plain_epoch(
-            model, opt, p.train_x, p.deg.alpha_bar, p.deg.T, args.batch, fp32
-        )
-    }
-    if amp_name:
-        loops[f"plain PyTorch ({amp_name} autocast)"] = lambda: plain_epoch(
-            model, opt, p.train_x, p.deg.alpha_bar, p.deg.T, args.batch, engine_amp
-        )
     epoch = [1]
 
     def diffui():
         training.train_epoch(p, epoch[0])
         epoch[0] += 1
 
-    engine_name = f"diffui train_epoch{f' ({amp_name} autocast)' if amp_name else ' (fp32)'}"
-    loops[engine_name] = diffui
-
-    for fn in loops.values():  # warm-up: one pass of each
+    loops = {
+        "plain PyTorch (fp32)": lambda: plain_epoch(
+            model, opt, p.train_x, p.deg.alpha_bar, p.deg.T, bs, nullcontext
+        ),
+        f"diffui train_epoch ({prec}{', compiled' if compiled else ''})": diffui,
+    }
+    for fn in loops.values():  # warm-up (and the compile, where on)
         timed(fn, dev)
-    times = {name: [] for name in loops}
+    times: dict[str, list[float]] = {name: [] for name in loops}
     for _ in range(args.repeats):
         for name, fn in loops.items():
             times[name].append(timed(fn, dev))
     rate = {name: [need / s for s in ts] for name, ts in times.items()}
     med = {name: statistics.median(r) for name, r in rate.items()}
-
-    table = Table(
-        title="Training throughput",
-        caption="diffui/plain = diffui median / this loop's median; "
-        "target >= 0.95 (vs the plain loop at the engine's precision)",
-    )
-    table.add_column("loop")
-    table.add_column("images/s (median)", justify="right")
-    table.add_column("min - max", justify="right")
-    table.add_column("diffui/plain", justify="right")
+    plain, engine = list(loops)
+    table = Table(title=f"Training throughput, {network}")
+    for col in ("loop", "images/s (median)", "min - max", "ratio to plain fp32"):
+        table.add_column(col, justify="left" if col == "loop" else "right")
     for name in loops:
-        ratio = "" if name == engine_name else f"{med[engine_name] / med[name]:.3f}"
         table.add_row(
-            name, f"{med[name]:,.1f}", f"{min(rate[name]):,.1f} - {max(rate[name]):,.1f}", ratio
+            name,
+            f"{med[name]:,.1f}",
+            f"{min(rate[name]):,.1f} - {max(rate[name]):,.1f}",
+            f"{med[name] / med[plain]:.3f}",
         )
     con.print(table)
+    return p, med[engine] / med[plain]
 
-    # --- sampling ------------------------------------------------------------------------
-    n = args.sample_n or (1000 if on_cuda else 100)
-    runs = [("ddpm", p.deg.T), ("ddim", 50), ("ddim", 100)]
 
-    def draw(sampler: str, steps: int, count: int):
-        g = torch.Generator(device=dev).manual_seed(tr.seed + setup.SAMPLES_SEED_OFFSET)
-        with setup.autocast(dev, tr.amp):  # as the engine's draw_samples does
-            samplers.sample(p.model, p.deg, sampler, count, steps, g, dev)
+def bench_sampling(args, p, con: Console) -> float:
+    """Old ÷ new seconds of the final sampler (DDPM-T) on ``p``'s model; the images agree."""
+    dev, n, tr = p.device, args.sample_n, p.spec.training
+    seed = tr.seed + setup.SAMPLES_SEED_OFFSET
 
-    timed(lambda: draw("ddim", 5, n), dev)  # warm-up
-    secs = {}
-    for sampler, steps in runs:
-        secs[(sampler, steps)] = timed(lambda s=sampler, k=steps: draw(s, k, n), dev)
-    base = secs[("ddpm", p.deg.T)]
-    st = Table(
-        title=f"Sampling throughput ({n} images{f', {amp_name} autocast' if amp_name else ''})"
-    )
-    for col in ("sampler", "seconds", "images/s", f"speed-up over DDPM-{p.deg.T}"):
-        st.add_column(col, justify="left" if col == "sampler" else "right")
-    for (sampler, steps), s in secs.items():
-        st.add_row(
-            samplers.describe(sampler, steps, p.deg.T),
-            f"{s:.2f}",
-            f"{n / s:,.1f}",
-            f"{base / s:.1f}x",
+    def new():
+        g = torch.Generator(device=dev).manual_seed(seed)
+        with setup.autocast(dev, tr.amp):  # as the engine's evaluation pass does
+            return samplers.sample(p.net, p.deg, "ddpm", n, 0, g, dev)
+
+    def old():
+        g = torch.Generator(device=dev).manual_seed(seed)
+        p.model.eval()
+        return old_ddpm(p.model, p.deg, n, g, dev).clamp(-0.5, 0.5)
+
+    same = (new() - old()).abs().max().item()  # (also the warm-up)
+    secs: dict[str, list[float]] = {"old": [], "new": []}
+    for _ in range(args.repeats):
+        secs["old"].append(timed(old, dev))
+        secs["new"].append(timed(new, dev))
+    med = {k: statistics.median(v) for k, v in secs.items()}
+    table = Table(title=f"Final sampler DDPM-{p.deg.T}, {n} images, {p.spec.network.kind}")
+    for col in ("sampler", "seconds (median)", "images/s"):
+        table.add_column(col, justify="left" if col == "sampler" else "right")
+    for k in ("old", "new"):
+        table.add_row(
+            f"{k} (engine {'before' if k == 'old' else 'now'})",
+            f"{med[k]:.2f}",
+            f"{n / med[k]:.2f}",
         )
-    con.print(st)
+    con.print(table)
+    con.print(f"largest difference between their images: {same:.2e}")
+    return med["old"] / med["new"]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=8, help="optimizer steps per timed epoch")
+    ap.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    ap.add_argument("--networks", default="cnn,unet", help="comma-separated: cnn, unet")
+    ap.add_argument("--sample-n", type=int, default=10, help="images for the sampler timing")
+    ap.add_argument("--repeats", type=int, default=3, help="interleaved rounds (median taken)")
+    ap.add_argument("--quick", action="store_true", help="smoke run: 2 steps, 1 round, 2 images")
+    args = ap.parse_args()
+    if args.quick:
+        args.steps, args.repeats, args.sample_n = 2, 1, 2
+    nets_ = [n.strip() for n in args.networks.split(",") if n.strip()]
+    if args.steps < 1 or args.repeats < 1 or args.sample_n < 1 or not set(nets_) <= set(BATCH):
+        ap.error("--steps, --repeats, --sample-n must be >= 1; --networks of cnn, unet")
+    start = time.perf_counter()
+    con = Console()
+    dev = setup.resolve_device(args.device)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    con.print(
+        f"device {dev}"
+        + (f" ({torch.cuda.get_device_name(dev)})" if dev.type == "cuda" else "")
+        + f" | torch {torch.__version__} | threads {torch.get_num_threads()}"
+        + f" | CPU bf16 in hardware: {setup.native_bf16(torch.device('cpu'))}"
+        + f" | load average {load:.1f}"
+    )
+    ratios, prepared = {}, {}
+    for network in nets_:
+        prepared[network], ratios[f"train-{network}"] = bench_training(args, network, con)
+    ratios["sample-ddpm"] = bench_sampling(args, prepared.get("cnn") or prepared[nets_[0]], con)
     con.print(f"total time {time.perf_counter() - start:.1f} s")
+    for name, r in ratios.items():
+        print(f"ratio {name}: {r:.2f}")
     return 0
 
 

@@ -9,6 +9,7 @@
     diffui report [--runs-dir DIR] [RUN ...] --out DIR
     diffui data [list] | data fetch [mnist|fashion_mnist] | data import DIR [--as NAME]
     diffui hosts check [NAME] [--file FILE] | hosts install NAME [--file FILE]
+    diffui plan [FILE] [--profile NAME] [--host NAME] [--jobs N]
 
 FILE defaults to ./experiments.toml. Runs go to ``runs/`` beside FILE (``runs-<profile>/`` for
 a profile) unless --runs-dir says otherwise. Bad input prints one line and exits with 2;
@@ -40,6 +41,7 @@ SUBCOMMANDS = {
     "queue": (parsers.queue_parser, commands.cmd_queue),
     "hosts": (parsers.hosts_parser, tools.cmd_hosts),
     "study": (parsers.study_parser, commands.cmd_study),
+    "plan": (parsers.plan_parser, tools.cmd_plan),
 }
 
 

@@ -227,3 +227,17 @@ def hosts_parser() -> argparse.ArgumentParser:
             help="the experiments file (default ./experiments.toml)",
         )
     return p
+
+
+def plan_parser() -> argparse.ArgumentParser:
+    p = OneLineParser(
+        prog="diffui plan",
+        description="The estimated wall time of each run and study on each allowed host "
+        "(from a short calibration of its network, cached per host and device), the total, "
+        "and the critical path on the hosts' slots.",
+    )
+    p.add_argument("file", nargs="?", default="experiments.toml")
+    p.add_argument("--profile", help="a named profile of the file, e.g. quick")
+    p.add_argument("--host", help="everything on this host ('local' or a [hosts] table)")
+    p.add_argument("--jobs", type=int, default=1, help="runs at once here (default 1)")
+    return p

@@ -254,3 +254,45 @@ def cmd_report(args: argparse.Namespace) -> int:
     n = len(list(args.out.glob("*.png")))
     print(f"wrote {path}, {path.with_suffix('.pdf')} and {n} figures (PNG and PDF)")
     return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    """``diffui plan``: each job's estimated wall time on each allowed host, the total and the
+    critical path (:mod:`engine.jobs.plan`; calibrating a network here takes seconds)."""
+    from rich.table import Table
+
+    from engine.jobs import plan
+    from engine.rundir.run import RunError
+    from engine.spec.experiments import override_host
+
+    file = Path(args.file)
+    int_arg("--jobs", args.jobs, 1, 1024)
+    experiments = load_experiments(file, args.profile)
+    override_host(experiments, [*experiments.runs, *experiments.studies], args.host)
+    try:
+        jobs, per_host, critical = plan.plan_jobs(
+            experiments.runs,
+            experiments.studies,
+            plan.CalibrationCache(),
+            plan.host_slots(experiments.hosts, args.jobs),
+        )
+    except (RunError, RuntimeError) as e:  # a precision or device this machine cannot do
+        raise UserError(f"{file}: {e}") from None
+    hosts = sorted({h for est in per_host.values() for h in est}, key=lambda h: h != "local")
+    table = Table(title=f"{file}" + (f", profile {args.profile}" if args.profile else ""))
+    for col in ("job", *hosts, "starts", "ends"):
+        table.add_column(col, justify="left" if col == "job" else "right")
+    for job in jobs:
+        cells = [
+            plan.fmt_seconds(per_host[job.name][h]) if h in per_host[job.name] else ""
+            for h in hosts
+        ]
+        table.add_row(job.name, *cells, plan.fmt_seconds(job.start), plan.fmt_seconds(job.end))
+    Console().print(table)
+    total = sum(j.seconds or 0.0 for j in jobs)
+    missing = [j.name for j in jobs if j.seconds is None]
+    print(
+        f"total {plan.fmt_seconds(total)} of work; critical path {plan.fmt_seconds(critical)}"
+        + (f"; not calibrated: {', '.join(missing)}" if missing else "")
+    )
+    return 0

@@ -405,3 +405,61 @@ def test_queue_commands_refuse_bad_input_in_one_line(tmp_path, capsys):
     assert main(["queue", "start", "--runs-dir", str(tmp_path / "r2"), "--jobs", "0"]) == 2
     assert capsys.readouterr().err == "error: --jobs: expected an integer in [1, 256], got 0\n"
     assert (tmp_path / "runs" / "queue.json").read_text() == "[1]"
+
+
+def test_plan_prints_every_run_and_study_of_the_quick_profile(tmp_path, monkeypatch, capsys):
+    """``diffui plan``: one row per run and study with its estimate on each allowed host (a
+    host never calibrated says so), the total and the critical path. The calibrations come
+    from the cache (one per network, measured once)."""
+    from engine.jobs import plan
+    from engine.spec.experiments import load_experiments
+
+    root = Path(__file__).resolve().parents[1]
+    f = tmp_path / "experiments.toml"
+    f.write_text(
+        (root / "experiments.toml").read_text()
+        + '\n[hosts.gpu]\nkind = "ssh"\naddress = "gpu.example"\ngpus = [0, 1]\n'
+    )
+    monkeypatch.setenv("DIFFUI_CACHE_DIR", str(tmp_path / "cache"))
+    cache = plan.CalibrationCache()
+    ex = load_experiments(f, "quick")
+    for run in ex.runs:  # a CNN image trains in 2 ms and samples in 0.5 ms, the UNet 4x
+        cost = 4 if run.network.kind == "unet" else 1
+        cal = plan.Calibration(train_s=0.002 * cost, eval_s=0.0005 * cost)
+        cache.put(plan.calibration_key("local", "cpu", run), cal)
+    assert main(["plan", str(f), "--profile", "quick"]) == 0
+    out = capsys.readouterr().out
+    for name in [r.name for r in ex.runs] + [s.name for s in ex.studies]:
+        assert f"│ {name} " in out
+    # ddpm-linear: 1800 training images x 3 epochs x 2 ms, 200 validation images x 3 x 0.5 ms,
+    # 300 DDIM-10 samples per epoch and the 4-image DDPM-1000 strip x 0.5 ms, 10 s to start
+    linear = next(r for r in ex.runs if r.name == "ddpm-linear")
+    assert plan.run_seconds(linear, cache.get(plan.calibration_key("local", "cpu", linear))) == (
+        pytest.approx(10 + 10.8 + 0.3 + (3 * 300 * 10 + 4 * 1000) * 0.0005)
+    )
+    assert out.splitlines()[-1].startswith("total ") and "critical path" in out
+
+    assert main(["plan", str(f), "--profile", "quick", "--host", "gpu"]) == 0
+    out = capsys.readouterr().out
+    assert "not calibrated" in out and out.splitlines()[-1].startswith("total 0 s of work")
+
+    assert main(["plan", str(f), "--host", "nowhere"]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        "error: --host nowhere: expected 'local' or a host of experiments.toml (hosts: gpu)\n"
+    )
+
+
+def test_plan_calibrates_a_network_once_per_host_and_device(tmp_path, monkeypatch):
+    from engine.jobs import plan
+    from engine.spec.experiments import load_experiments
+
+    monkeypatch.setenv("DIFFUI_CACHE_DIR", str(tmp_path / "cache"))
+    f = tiny_study(tmp_path / "t.toml", extra="[defaults.network]\nchannels = [4, 4]\n")
+    run = load_experiments(f).runs[0]
+    cal = plan.CalibrationCache().local(run)
+    assert cal.train_s > 0 and cal.eval_s > 0
+    again = plan.CalibrationCache()  # read back from calibration.json, not measured again
+    assert again.get(plan.calibration_key("local", "cpu", run)) == cal
+    monkeypatch.setattr(plan, "calibrate", lambda *a: pytest.fail("calibrated twice"))
+    assert again.local(run) == cal

@@ -320,13 +320,13 @@ BAD = [
     (
         ONE + 'evaluation = { sampler = "iterative" }\n',
         "experiments[0] (a).evaluation.sampler",
-        "one of 'ddim', 'ddpm' for the gaussian degradation",
+        "one of 'ddim', 'ddpm', 'dpm++' for the gaussian degradation",
         "got 'iterative'",
     ),
     (
         ONE + 'evaluation = { final_sampler = "direct" }\n',
         "experiments[0] (a).evaluation.final_sampler",
-        "'ddim', 'ddpm', 'same' for the gaussian",
+        "'ddim', 'ddpm', 'dpm++', 'same' for the gaussian",
     ),
     (
         ONE + 'evaluation = { morph_latent = "end" }\n',

@@ -40,7 +40,7 @@ def error(text: str) -> str:
         (SCHEDULES, "sigmoid", "linear, cosine, constant, inverse_linear"),
         (NETWORKS, "mlp", "cnn, unet"),
         (DEGRADATIONS, "blur", "gaussian, morph"),
-        (SAMPLERS, "euler", "ddim, ddpm, iterative, direct"),
+        (SAMPLERS, "euler", "ddim, ddpm, dpm++, iterative, direct"),
     ],
 )
 def test_unknown_names_raise_one_line_listing_the_known_ones(reg, name, known):
@@ -69,7 +69,7 @@ def test_unknown_names_raise_one_line_listing_the_known_ones(reg, name, known):
         (
             ONE + 'evaluation = { sampler = "euler" }\n',
             "exp.toml: experiments[0] (a).evaluation.sampler: expected one of 'ddim', 'ddpm', "
-            "'iterative', 'direct', got 'euler'",
+            "'dpm++', 'iterative', 'direct', got 'euler'",
         ),
     ],
 )
@@ -79,7 +79,11 @@ def test_config_rejects_unknown_names_with_the_same_line_as_before(text, message
 
 def test_degradations_declare_samplers_inputs_and_figures():
     g, m = DEGRADATIONS.get("gaussian"), DEGRADATIONS.get("morph")
-    assert (g.samplers, g.figures, g.check_inputs) == (("ddim", "ddpm"), ("diffusion",), None)
+    assert (g.samplers, g.figures, g.check_inputs) == (
+        ("ddim", "ddpm", "dpm++"),
+        ("diffusion",),
+        None,
+    )
     assert m.samplers == ("iterative", "direct") and callable(m.check_inputs)
     assert m.figures == ("restoration", "direct-vs-iterative")
     assert all(s in SAMPLERS for d in DEGRADATIONS for s in d.samplers)

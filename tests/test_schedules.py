@@ -164,3 +164,93 @@ def test_write_schedule_study_defaults_to_kind_names(tmp_path):
     )
     assert first == {"constant": None}
     assert read_csv(tmp_path / "ks_summary.csv")[1] == ["constant", "", "0.05"]
+
+
+# --- the Gaussian samplers ----------------------------------------------------------------
+
+
+def _tiny_model_and_degradation(kind="linear", T=40):
+    from engine.diffusion.degradations import Gaussian
+    from engine.diffusion.nets import CNN
+
+    torch.manual_seed(3)
+    model = CNN((4, 4), time_embedding=4).eval()
+    return model, Gaussian(make_schedule(kind, T))
+
+
+def _reference_ddpm(model, deg, z, g):
+    """Ho et al.'s algorithm 2 written out step by step in float32 (the study's sampler)."""
+    b, ab = deg.schedule.betas, deg.schedule.alpha_bar
+    for t in range(deg.T, 0, -1):
+        eps = model(z, torch.full((len(z),), t / deg.T))
+        z = (z - b[t] / (1 - ab[t]).sqrt() * eps) / (1 - b[t]).sqrt()
+        if t > 1:
+            z = z + b[t].sqrt() * torch.randn(z.shape, generator=g)
+    return z
+
+
+def _reference_ddim(model, deg, z, steps):
+    from engine.diffusion.samplers import ddim_timesteps
+
+    ab = deg.schedule.alpha_bar
+    ts = ddim_timesteps(deg.T, steps)
+    for t, s in zip(ts[:-1], ts[1:]):
+        eps = model(z, torch.full((len(z),), t / deg.T))
+        x0 = ((z - (1 - ab[t]).sqrt() * eps) / ab[t].sqrt()).clamp(-0.5, 0.5)
+        eps = (z - ab[t].sqrt() * x0) / (1 - ab[t]).sqrt()
+        z = ab[s].sqrt() * x0 + (1 - ab[s]).sqrt() * eps
+    return z
+
+
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim"])
+def test_fp32_samples_are_the_algorithms_to_1e_5(sampler):
+    """Whatever makes sampling faster keeps the fp32 samples of a seed: the same images as the
+    algorithm written out step by step, across batches."""
+    from engine.diffusion.samplers import sample
+
+    model, deg = _tiny_model_and_degradation()
+    got = sample(model, deg, sampler, 6, 10, torch.Generator().manual_seed(5), batch=4)
+    g = torch.Generator().manual_seed(5)
+    want = []
+    with torch.no_grad():
+        for m in (4, 2):
+            z = torch.randn((m, 1, 28, 28), generator=g)
+            if sampler == "ddpm":
+                want.append(_reference_ddpm(model, deg, z, g))
+            else:
+                want.append(_reference_ddim(model, deg, z, 10))
+    want = torch.cat(want).clamp(-0.5, 0.5)
+    assert torch.allclose(got, want, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize(("kind", "steps"), [("linear", 10), ("cosine", 7), ("linear", 40)])
+def test_dpmpp_is_diffusers_dpm_solver_multistep_step_by_step(kind, steps):
+    """sampler = "dpm++" follows diffusers' DPMSolverMultistepScheduler (dpmsolver++, order 2,
+    final sigma 0) state by state to float precision. diffusers clips x0 to [-1, 1], ours to
+    the data range [-0.5, 0.5]: its copy runs in twice our scale (the solver is linear in z and
+    x0, so its states are exactly twice ours)."""
+    diffusers = pytest.importorskip("diffusers")
+    from engine.diffusion.samplers import ddim_timesteps, dpmpp
+
+    model, deg = _tiny_model_and_degradation(kind, T=40)
+    T = deg.T
+    z_T = torch.randn((3, 1, 28, 28), generator=torch.Generator().manual_seed(1))
+    ours = []  # the state after each step
+    dpmpp(model, deg, 3, steps, None, z=z_T, on_step=lambda t, z: ours.append(z.clone()))
+    sched = diffusers.DPMSolverMultistepScheduler(
+        num_train_timesteps=T,
+        trained_betas=deg.schedule.betas[1:].double().numpy(),
+        algorithm_type="dpmsolver++",
+        solver_order=2,
+        thresholding=True,
+        sample_max_value=1.0,
+        final_sigmas_type="zero",
+    )
+    sched.set_timesteps(timesteps=[t - 1 for t in ddim_timesteps(T, steps)[:-1]])
+    x = 2 * z_T
+    with torch.no_grad():
+        for k, t in enumerate(sched.timesteps):
+            eps = 2 * model(x / 2, torch.full((3,), (int(t) + 1) / T))
+            x = sched.step(eps, t, x).prev_sample
+            assert torch.allclose(ours[k], x / 2, atol=2e-5, rtol=0), k
+    assert len(ours) == len(sched.timesteps)

@@ -163,3 +163,57 @@ def test_seed_streams_are_pinned(tmp_path):
         ),
         rel=1e-5,
     )
+
+
+def _curve(tmp_path, name, epochs=2, **training):
+    """(train, validation) losses per epoch of a tiny CNN run with ``training`` keys."""
+    from engine.jobs import setup
+    from engine.jobs import training as jobs_training
+
+    extra = "[defaults.network]\nchannels = [8, 8]\n"
+    f = tiny_study(tmp_path / f"{name}.toml", name=name, epochs=epochs, subset=96, extra=extra)
+    spec = load_experiments(f).runs[0]
+    spec.training = dataclasses.replace(spec.training, **training)
+    p = setup.prepare(spec)
+    out = []
+    for epoch in range(1, epochs + 1):
+        out.append((jobs_training.train_epoch(p, epoch), jobs_training.validation_loss(p)))
+    return np.array(out)
+
+
+@pytest.mark.parametrize("setting", [{"amp": "bf16"}, {"compile": "on"}])
+def test_bf16_and_compiled_training_follow_the_fp32_loss_curve(tmp_path, setting):
+    """The fast paths train the same model: the loss curve of a tiny run within 2% (bf16) or
+    0.1% (compiled fp32) of the fp32 one, epoch by epoch. Compiling takes minutes on a busy
+    2-core CPU: that case runs with DIFFUI_TEST_COMPILE=1 (and a C++ compiler)."""
+    from engine.jobs.setup import compiler_missing
+
+    if setting.get("compile") and (compiler_missing() or not os.environ.get("DIFFUI_TEST_COMPILE")):
+        pytest.skip("torch.compile: set DIFFUI_TEST_COMPILE=1 (needs a C++ compiler)")
+    fp32 = _curve(tmp_path, "fp32", amp="off", compile="off")
+    fast = _curve(tmp_path, "fast", **{"amp": "off", "compile": "off", **setting})
+    assert fp32[-1, 1] < fp32[0, 0]  # it learns
+    np.testing.assert_allclose(fast, fp32, rtol=0.02 if "amp" in setting else 1e-3)
+
+
+def test_a_precision_or_compile_the_device_cannot_do_fails_the_run_in_one_line(
+    tmp_path, monkeypatch
+):
+    from engine.jobs import setup
+
+    run = make_run(tmp_path, "half")
+    spec = run.spec()
+    spec.training = dataclasses.replace(spec.training, amp="fp16")
+    Run.create(run.path, spec)
+    assert execute(run, threading.Event()) == "failed"
+    assert run.status().detail == (
+        "training.amp = 'fp16' needs a CUDA device, not cpu (use bf16 or off)"
+    )
+    monkeypatch.setattr(setup.shutil, "which", lambda name: None)
+    spec.training = dataclasses.replace(spec.training, amp="auto", compile="on")
+    with pytest.raises(setup.RunError, match="^training.compile = 'on' but torch.compile needs"):
+        setup.prepare(spec)
+    assert not setup.use_compile(torch.device("cpu"), "auto")  # auto: never on the CPU
+    assert setup.precision(torch.device("cpu"), "auto") == (
+        "bf16" if setup.native_bf16(torch.device("cpu")) else "fp32"
+    )

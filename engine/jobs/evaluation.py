@@ -136,7 +136,7 @@ class Evaluator:
         )
         with autocast(p.device, p.spec.training.amp):
             imgs = samplers.sample(
-                p.model,
+                p.net,
                 p.deg,
                 sampler,
                 n,

@@ -7,15 +7,17 @@ study (:mod:`engine.jobs.study`) needs only the device and the training images o
 
 from __future__ import annotations
 
+import shutil
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 
 from engine.data import datasets
 from engine.diffusion import degradations, nets
 from engine.diffusion.degradations import Degradation
-from engine.rundir.run import Run
+from engine.rundir.run import Run, RunError
 from engine.spec.specs import RunSpec
 
 
@@ -29,11 +31,56 @@ def resolve_device(name: str) -> torch.device:
     return dev
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes in bf16 in hardware: a CUDA GPU that supports it, or a CPU
+    with AMX or AVX-512 bf16 (elsewhere bf16 on the CPU is emulated, many times slower)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    cpu = getattr(torch, "cpu", None)
+    probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    return device.type == "cpu" and any(getattr(cpu, n, lambda: False)() for n in probes)
+
+
+def precision(device: torch.device, amp: str) -> str:
+    """What ``training.amp`` means on ``device``: "fp32", "bf16" or "fp16". ``auto`` is bf16
+    where the device computes it in hardware (a GPU, a CPU with AMX or AVX-512 bf16), else
+    fp32. A setting the device cannot do raises :class:`RunError` in one line."""
+    if amp == "auto":
+        return "bf16" if native_bf16(device) else "fp32"
+    if amp == "off":
+        return "fp32"
+    if amp == "fp16" and device.type != "cuda":
+        raise RunError(f"training.amp = 'fp16' needs a CUDA device, not {device} (use bf16 or off)")
+    return amp
+
+
 def autocast(device: torch.device, amp: str) -> AbstractContextManager:
-    """Mixed precision on CUDA (bf16 by default); full precision on the CPU."""
-    if device.type != "cuda" or amp == "off":
+    """Mixed precision as :func:`precision` resolves ``training.amp`` on ``device``."""
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision(device, amp))
+    if dtype is None:
         return nullcontext()
-    return torch.autocast("cuda", dtype=torch.float16 if amp == "fp16" else torch.bfloat16)
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def compiler_missing() -> str:
+    """Why torch.compile cannot run here ("" when it can): its CPU code needs a C++ compiler."""
+    if not hasattr(torch, "compile"):
+        return "this PyTorch has no torch.compile"
+    if not any(shutil.which(c) for c in ("c++", "g++", "clang++")):
+        return "torch.compile needs a C++ compiler (c++, g++ or clang++) on the PATH"
+    return ""
+
+
+def use_compile(device: torch.device, setting: str) -> bool:
+    """What ``training.compile`` means on ``device``: ``auto`` compiles on CUDA only (on the
+    CPU the compiled code is no faster for these networks, see docs/benchmarks.md, and the
+    compile costs a minute); ``on`` where the compiler is missing raises RunError in one line."""
+    if setting == "off" or (setting == "auto" and device.type != "cuda"):
+        return False
+    why = compiler_missing()
+    if why and setting == "on":
+        raise RunError(f"training.compile = 'on' but {why}")
+    return not why
 
 
 # The seeds of a run's random streams, all derived from training.seed. Their values are part of
@@ -68,6 +115,13 @@ class Prepared:
     train_x: torch.Tensor  # (N, *data.IMAGE_SHAPE) model space, on the device
     val_x: torch.Tensor
     source: str
+    compiled: torch.nn.Module | None = None  # torch.compile(model) where training.compile says
+
+    @property
+    def net(self) -> torch.nn.Module:
+        """What trains and samples: the compiled model where there is one, else ``model`` (the
+        two share their parameters; checkpoints save ``model``)."""
+        return self.model if self.compiled is None else self.compiled
 
 
 def training_data(spec: RunSpec) -> tuple[torch.Tensor, torch.Tensor, str]:
@@ -89,6 +143,8 @@ def prepare(spec: RunSpec) -> Prepared:
     """The device, data, model (seeded by ``training.seed``), optimizer and degradation of a
     run, before any checkpoint is loaded."""
     device = resolve_device(spec.training.device)
+    precision(device, spec.training.amp)  # a setting the device cannot do: one line, now
+    compiled = use_compile(device, spec.training.compile)
     torch.backends.cudnn.benchmark = device.type == "cuda"  # fixed 28x28 shapes: let cuDNN tune
     train_x, val_x, source = training_data(spec)
     torch.manual_seed(spec.training.seed)
@@ -102,4 +158,5 @@ def prepare(spec: RunSpec) -> Prepared:
         train_x=train_x.to(device),
         val_x=val_x.to(device),
         source=source,
+        compiled=cast(torch.nn.Module, torch.compile(model)) if compiled else None,
     )

@@ -57,7 +57,7 @@ def train_epoch(
             return None
         x = p.train_x[perm[step * bs : (step + 1) * bs]]
         with autocast(p.device, tr.amp):
-            loss = p.deg.loss(p.model, x, g)
+            loss = p.deg.loss(p.net, x, g)
         p.optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
@@ -90,7 +90,7 @@ def validation_loss(p: Prepared, batch: int = 1000) -> float:
     for start in range(0, len(p.val_x), batch):
         x = p.val_x[start : start + batch]
         with autocast(p.device, p.spec.training.amp):
-            total += p.deg.loss(p.model, x, g, held_out=True).item() * len(x)
+            total += p.deg.loss(p.net, x, g, held_out=True).item() * len(x)
     p.model.train()
     return total / len(p.val_x)
 

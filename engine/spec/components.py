@@ -179,6 +179,15 @@ SAMPLERS.register(
 )
 SAMPLERS.register(
     SamplerEntry(
+        "dpm++",
+        lazy("engine.diffusion.samplers:run_dpmpp"),
+        lazy("engine.diffusion.samplers:describe_dpmpp"),
+        uses_steps=True,
+        doc="DPM-Solver++(2M) (Lu et al. 2022) in `steps` network evaluations",
+    )
+)
+SAMPLERS.register(
+    SamplerEntry(
         "iterative",
         lazy("engine.diffusion.samplers:run_iterative"),
         lazy("engine.diffusion.samplers:describe_iterative"),
@@ -210,7 +219,7 @@ DEGRADATIONS.register(
     DegradationEntry(
         "gaussian",
         lazy("engine.diffusion.degradations:build_gaussian"),
-        ("ddim", "ddpm"),
+        ("ddim", "ddpm", "dpm++"),
         figures=("diffusion",),
         check=_betas_below_one,
         doc="DDPM's noise",

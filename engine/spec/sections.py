@@ -108,7 +108,14 @@ class TrainingSection(Section):
     lr: float = setting(2e-4, number(0, 10, lo_open=True), "Adam's learning rate")
     seed: int = setting(0, integer(0, 2**31 - 1))
     device: str = setting("auto", device_check, "`auto`, `cpu`, `cuda`, `cuda:N`")
-    amp: str = setting("auto", choice(("auto", "off", "bf16", "fp16")), "mixed precision")
+    amp: str = setting(
+        "auto",
+        choice(("auto", "off", "bf16", "fp16")),
+        "mixed precision (`auto`: bf16 where the device computes it in hardware, else fp32)",
+    )
+    compile: str = setting(
+        "auto", choice(("auto", "on", "off")), "torch.compile the network (`auto`: on CUDA)"
+    )
     progress_every: float = setting(
         1.0, number(0, 3600, lo_open=True), "seconds between progress events"
     )
