@@ -5,6 +5,7 @@ how they ask (the command line) and what they print."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from socket import gethostname
@@ -23,14 +24,22 @@ from engine.spec.experiments import load_experiments, override_host, select
 
 def cmd_ui(args: argparse.Namespace) -> int:
     """The terminal UI. A broken experiments file is shown inside it, not refused here."""
+    if args.colors:  # read when Textual is imported
+        os.environ["TEXTUAL_COLOR_SYSTEM"] = {"16": "standard"}.get(args.colors, args.colors)
     from tui.widgets import image_widget_class  # (imports Textual: only for the UI)
 
-    image_class = image_widget_class(args.images)  # may query the terminal: before the app runs
+    # may query the terminal: before the app runs
+    image_class = image_widget_class(args.images, args.colors or "256")
     from tui.app import DiffuiApp
 
     file = Path(args.file)
     app = DiffuiApp(
-        file, runs_dir_of(args, file), profile=args.profile, image_class=image_class, jobs=args.jobs
+        file,
+        runs_dir_of(args, file),
+        profile=args.profile,
+        image_class=image_class,
+        jobs=args.jobs,
+        only=args.only,
     )
     app.run()
     return app.return_code or 0

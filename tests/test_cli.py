@@ -82,13 +82,27 @@ def test_ui_refuses_bad_jobs_before_opening(study_file, capsys):
 
 
 def test_ui_draws_grids_with_half_blocks_unless_told_or_the_terminal_says_otherwise():
-    from textual_image.widget import HalfcellImage, SixelImage, TGPImage
+    from textual_image.widget import SixelImage, TGPImage
 
+    from tui.pixels import HalfBlocks, Shades
     from tui.widgets import image_widget_class
 
-    assert image_widget_class("auto") is HalfcellImage  # pytest's stdout is not a terminal
-    assert image_widget_class("halfcell") is HalfcellImage
+    assert image_widget_class("auto") is HalfBlocks  # pytest's stdout is not a terminal
+    assert image_widget_class("halfcell") is HalfBlocks
+    assert image_widget_class("halfcell", "16") is Shades  # 16 colours: shade glyphs
     assert image_widget_class("sixel") is SixelImage and image_widget_class("tgp") is TGPImage
+
+
+def test_help_lists_every_command_with_a_line_each(capsys):
+    from cli.main import SUBCOMMANDS
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    listed = out[out.index("commands (diffui COMMAND --help") :].splitlines()[1:]
+    assert sorted(line.split()[0] for line in listed) == sorted(SUBCOMMANDS)
+    assert all(len(line) <= 100 for line in listed)
+    assert "--colors {16,256,truecolor}" in out
 
 
 def test_run_folder_with_other_settings_is_refused_and_kept(tmp_path, capsys):
