@@ -11,9 +11,8 @@ from pathlib import Path
 from socket import gethostname
 
 from rich.console import Console
-from rich.table import Table
 
-from cli.batch import EXIT_INTERRUPTED, run_batch, task_bars
+from cli.batch import EXIT_INTERRUPTED, compact_table, keep_names_whole, run_batch, task_bars
 from cli.parsers import check_jobs, runs_dir_of
 from engine import usecases
 from engine.errors import UserError
@@ -164,9 +163,12 @@ def _queue_status(queue: Queue) -> None:
         f"{queue.runs_dir}: queue {'paused' if queue.paused else 'started'}, "
         f"{queue.jobs} at once, service " + (f"running (pid {pid})" if pid else "not running")
     )
-    table = Table()
+    console = Console()
+    rows = usecases.status_rows(queue, gethostname())
+    table = compact_table(console.width)
     for col in usecases.STATUS_COLUMNS:
-        table.add_column(col)
-    for row in usecases.status_rows(queue, gethostname()):
+        table.add_column(col, overflow="fold", no_wrap=col != "where")
+    keep_names_whole(table, [row[0] for row in rows])
+    for row in rows:
         table.add_row(*row)
-    Console().print(table)
+    console.print(table)

@@ -419,3 +419,34 @@ def test_queue_commands_refuse_bad_input_in_one_line(tmp_path, capsys):
     assert main(["queue", "start", "--runs-dir", str(tmp_path / "r2"), "--jobs", "0"]) == 2
     assert capsys.readouterr().err == "error: --jobs: expected an integer in [1, 256], got 0\n"
     assert (tmp_path / "runs" / "queue.json").read_text() == "[1]"
+
+
+def test_the_batch_summary_and_queue_status_read_at_80_columns(tmp_path, monkeypatch, capsys):
+    """At 80 columns the tables keep every run name and number whole (the folders and the
+    reasons a run failed go under the table)."""
+    import io
+
+    from rich.console import Console
+    from tui_runs import make_runs
+
+    from cli.batch import summary_table
+
+    monkeypatch.chdir(tmp_path)
+    runs = make_runs(tmp_path / "a-rather-long-runs-folder")
+    (runs[1].path / "exit.json").unlink()  # its worker died: failed
+    console = Console(width=80, record=True, file=io.StringIO())
+    console.print(summary_table(runs, console.width))
+    lines = console.export_text().splitlines()
+    assert max(len(line) for line in lines) <= 80
+    row = next(line.split() for line in lines if line.startswith("ddpm-linear "))
+    assert row == ["ddpm-linear", "finished", "4/4", "0.1125", "75.00", "12.50", "3.32"] + [
+        "DDPM-40",
+        "2:01",
+    ]
+    assert [line for line in lines if line.startswith("ddpm-cosine: ")]  # why it failed
+    assert lines[-1] == "run folders in a-rather-long-runs-folder"
+    monkeypatch.setenv("COLUMNS", "80")
+    assert main(["queue", "status", "--runs-dir", str(tmp_path / "a-rather-long-runs-folder")]) == 0
+    table = capsys.readouterr().out.splitlines()[1:]
+    assert max(len(line) for line in table) <= 80
+    assert [line.split()[0] for line in table[1:]] == ["ddpm-cosine", "ddpm-linear"]
