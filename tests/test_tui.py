@@ -245,6 +245,7 @@ async def test_the_queue_goes_on_after_the_ui_quits(tmp_path):
     runs_dir = tmp_path / "runs"
     app = make_app(file, runs_dir)
     async with app.run_test(size=(100, 30)) as pilot:
+        await file_read(pilot, app)
         await pilot.press("a", "a", "enter")
         await until(pilot, lambda: app.queue.queued() == ["long", "short"])
         await pilot.press("s")

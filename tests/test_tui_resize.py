@@ -312,6 +312,7 @@ async def test_the_walk_every_screen_every_size_every_key(tmp_path):
     events = live_runs(runs_dir)
     (tmp_path / "exp.toml").write_text(WALK_FILE)
     app = make_app(tmp_path / "exp.toml", runs_dir)
+    app.poll_every = 0.5  # (the walk's own pace: fewer rounds of the poll thread)
     epoch = 5
     async with app.run_test(size=(120, 40)) as pilot:
         await until(pilot, lambda: app.experiments is not None and app.table.row_count == 4)
