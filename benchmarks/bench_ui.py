@@ -1,7 +1,15 @@
 """How fast the UI answers keys while trainings run: open a run view and go back, N times, with
-0 and then 2 training workers busy on this machine, headless (Textual's run_test).
+0 and then 2 training workers busy on this machine, headless (Textual's run_test); and how fast
+it starts.
 
     python benchmarks/bench_ui.py [--presses 20] [--subset 2000]
+    python benchmarks/bench_ui.py --startup [--times 5]
+
+``--startup`` times "start to first frame": ``diffui`` started in a pseudo-terminal (100x30)
+over two finished runs, from the exec to the first frame of the runs view written to the
+terminal (its key bar's ``quit``), the median of ``--times`` starts; with ``--images halfcell``
+and with the default ``--images auto`` (the pseudo-terminal does not answer textual-image's
+queries: each waits its 0.1 s timeout, which a real terminal answers at once).
 
 Each round trip is timed from the key press to the moment the run view has drawn the run's
 history, and back to the runs view. The first opening of a run view composes it (the app keeps it
@@ -24,7 +32,8 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
@@ -117,8 +126,8 @@ async def bench(presses: int, subset: int) -> list[tuple[str, list[float]]]:
     app = DiffuiApp(folder / "exp.toml", folder / "runs", image_class=HalfcellImage)
     rows = []
     async with app.run_test(size=(100, 30)) as pilot:
-        await until(pilot, lambda: app.study is not None)  # read by a worker
-        await pilot.press("a", "enter", "j", "2", "enter")
+        await until(pilot, lambda: app.experiments is not None)  # read by a worker
+        await pilot.press("a", "a", "enter", "j", "2", "enter")
         await until(pilot, lambda: len(app.queue.queued()) == 2 and app.queue.jobs == 2)
         await until(pilot, lambda: app.table.row_count == 2 and app.snapshot)
         frames = watch_frames(app)
@@ -140,11 +149,71 @@ async def bench(presses: int, subset: int) -> list[tuple[str, list[float]]]:
     return rows
 
 
+def first_frame(folder: Path, images: str, timeout: float = 60.0) -> float:
+    """Seconds from starting ``diffui`` in a pseudo-terminal to the first frame of its runs
+    view; then it is sent ``q``."""
+    import fcntl
+    import os
+    import pty
+    import select
+    import struct
+    import subprocess
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
+    env = {**os.environ, "TERM": "xterm-256color", "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "cli.main", "experiments.toml", "--images", images]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        cmd, cwd=folder, stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True
+    )
+    os.close(slave)
+    seen, elapsed = b"", None
+    try:
+        while elapsed is None and time.perf_counter() - t0 < timeout:
+            if select.select([master], [], [], 0.01)[0]:
+                seen += os.read(master, 65536)
+                if b"quit" in seen:
+                    elapsed = time.perf_counter() - t0
+        os.write(master, b"q")
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+    if elapsed is None:
+        raise SystemExit(f"no frame in {timeout} s: {seen[-300:]!r}")
+    return elapsed
+
+
+def startup(times: int) -> None:
+    """``--startup``: the median of ``times`` starts to the first frame."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from tui_runs import STUDY, make_runs
+
+    folder = Path(tempfile.mkdtemp(prefix="diffui-bench-start-"))
+    make_runs(folder / "runs")
+    (folder / "experiments.toml").write_text(STUDY)
+    table = Table(title=f"start to first frame (diffui in a 100x30 pseudo-terminal), {times} times")
+    for col in ("--images", "median s", "min s", "max s"):
+        table.add_column(col)
+    for images in ("halfcell", "auto"):
+        ts = sorted(first_frame(folder, images) for _ in range(times))
+        table.add_row(images, f"{statistics.median(ts):.2f}", f"{ts[0]:.2f}", f"{ts[-1]:.2f}")
+    Console().print(table)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--presses", type=int, default=20)
     ap.add_argument("--subset", type=int, default=2000)
+    ap.add_argument("--startup", action="store_true", help="time start to first frame instead")
+    ap.add_argument("--times", type=int, default=5, help="starts timed with --startup")
     args = ap.parse_args()
+    if args.startup:
+        startup(args.times)
+        return 0
     rows = asyncio.run(bench(args.presses, args.subset))
     table = Table(title=f"UI round trip (open a run view and back), {args.presses} times")
     for col in ("workers", "p50 ms", "p95 ms", "max ms", "first ms"):

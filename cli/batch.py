@@ -10,9 +10,10 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from rich.console import Console
+from rich.console import Console, Group
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from engine.queue.client import Queue
 from engine.rundir.progress import (
@@ -61,7 +62,7 @@ def run_batch(
             stopping.append(True)
             console.print("[yellow]interrupted: stopping workers (runs stay resumable)...[/yellow]")
             queue.stop(todo)
-        console.print(summary_table(runs))
+        console.print(summary_table(runs, console.width))
     if interrupted:
         return EXIT_INTERRUPTED
     return EXIT_FAILED if any(summary(r).state != "finished" for r in runs) else EXIT_OK
@@ -160,18 +161,42 @@ def _log_line(console: Console, p: RunProgress, logged: dict[str, tuple]) -> Non
     logged[p.name] = (p.epoch, p.task)
 
 
-def summary_table(runs: list[Run]) -> Table:
+WIDE = 120  # columns from which batch mode's table holds each run's folder and why it failed
+
+
+def summary_table(runs: list[Run], width: int = WIDE) -> Table | Group:
     """The report's table of final numbers, with each run's folder, and why a run failed or
-    is damaged when one is."""
-    table = Table(title="diffui runs")
+    is damaged when one is. Narrower than :data:`WIDE` columns the folders and the reasons are
+    lines under the table, whose run names are never cut."""
     summaries = [summary(run) for run in runs]
     reasons = [why(p) for p in summaries]
-    for col in (*SUMMARY_COLUMNS, "folder"):
-        table.add_column(col)
-    if any(reasons):
+    wide = width >= WIDE
+    table = compact_table(width, title="diffui runs")
+    for col in (*SUMMARY_COLUMNS, *(("folder",) if wide else ())):  # narrow: a word a line
+        table.add_column(col if wide else col.replace(" ", "\n"), no_wrap=not wide)
+    keep_names_whole(table, [r.name for r in runs])
+    if wide and any(reasons):
         table.add_column("why", overflow="fold")
     for run, p, reason in zip(runs, summaries, reasons):
-        table.add_row(
-            *summary_row(p), os.path.relpath(run.path), *((reason,) if any(reasons) else ())
-        )
-    return table
+        folder = (os.path.relpath(run.path),) if wide else ()
+        table.add_row(*summary_row(p), *folder, *((reason,) if wide and any(reasons) else ()))
+    if wide:
+        return table
+    folders = sorted({os.path.relpath(run.path.parent) for run in runs})
+    lines = [f"{r.name}: {reason}" for r, reason in zip(runs, reasons) if reason]
+    lines.append(f"run folders in {', '.join(folders)}")
+    return Group(table, *(Text(line, overflow="fold") for line in lines))
+
+
+def compact_table(width: int, **kw) -> Table:
+    """A table with lines around it when there is room (:data:`WIDE` columns), else with one
+    space between columns and no lines: 80 columns hold a summary's numbers whole."""
+    if width >= WIDE:
+        return Table(**kw)
+    return Table(box=None, pad_edge=False, collapse_padding=True, **kw)
+
+
+def keep_names_whole(table: Table, names: list[str]) -> None:
+    """The table's first column (run names) as wide as its longest name, never cut."""
+    run = table.columns[0]
+    run.no_wrap, run.min_width = True, max([len(n) for n in names] + [len(str(run.header))])

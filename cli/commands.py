@@ -5,14 +5,14 @@ how they ask (the command line) and what they print."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from socket import gethostname
 
 from rich.console import Console
-from rich.table import Table
 
-from cli.batch import EXIT_INTERRUPTED, run_batch, task_bars
+from cli.batch import EXIT_INTERRUPTED, compact_table, keep_names_whole, run_batch, task_bars
 from cli.parsers import check_jobs, runs_dir_of
 from engine import usecases
 from engine.errors import UserError
@@ -23,14 +23,22 @@ from engine.spec.experiments import load_experiments, override_host, select
 
 def cmd_ui(args: argparse.Namespace) -> int:
     """The terminal UI. A broken experiments file is shown inside it, not refused here."""
+    if args.colors:  # read when Textual is imported
+        os.environ["TEXTUAL_COLOR_SYSTEM"] = {"16": "standard"}.get(args.colors, args.colors)
     from tui.widgets import image_widget_class  # (imports Textual: only for the UI)
 
-    image_class = image_widget_class(args.images)  # may query the terminal: before the app runs
+    # may query the terminal: before the app runs
+    image_class = image_widget_class(args.images, args.colors or "256")
     from tui.app import DiffuiApp
 
     file = Path(args.file)
     app = DiffuiApp(
-        file, runs_dir_of(args, file), profile=args.profile, image_class=image_class, jobs=args.jobs
+        file,
+        runs_dir_of(args, file),
+        profile=args.profile,
+        image_class=image_class,
+        jobs=args.jobs,
+        only=args.only,
     )
     app.run()
     return app.return_code or 0
@@ -155,9 +163,12 @@ def _queue_status(queue: Queue) -> None:
         f"{queue.runs_dir}: queue {'paused' if queue.paused else 'started'}, "
         f"{queue.jobs} at once, service " + (f"running (pid {pid})" if pid else "not running")
     )
-    table = Table()
+    console = Console()
+    rows = usecases.status_rows(queue, gethostname())
+    table = compact_table(console.width)
     for col in usecases.STATUS_COLUMNS:
-        table.add_column(col)
-    for row in usecases.status_rows(queue, gethostname()):
+        table.add_column(col, overflow="fold", no_wrap=col != "where")
+    keep_names_whole(table, [row[0] for row in rows])
+    for row in rows:
         table.add_row(*row)
-    Console().print(table)
+    console.print(table)

@@ -67,20 +67,43 @@ class OneLineParser(argparse.ArgumentParser):
         raise UserError(f"{self.prog}: {message}")
 
 
+# diffui WORD: one line each for diffui --help (cli.main.SUBCOMMANDS runs them; a test checks
+# that the two lists agree)
+COMMANDS = (
+    ("queue", "add|start|pause|stop|status: the queue of a runs folder, from a shell"),
+    ("study", "NAME [FILE]: run one sampling study on a finished run, and follow it"),
+    ("schedules", "[FILE] --out DIR: the beta schedules and the KS test of z_t (CSV, PNG)"),
+    ("report", "[RUN ...] --out DIR: figures and report.md from run folders"),
+    ("data", "[list|fetch|import DIR]: the datasets diffui trains on"),
+    ("hosts", "check [NAME] | install NAME: the file's SSH hosts and clusters"),
+    ("plan", "[FILE] [--host NAME]: each run's and study's estimated time, before queueing"),
+)
+
+
+def commands_text() -> str:
+    width = max(len(w) for w, _ in COMMANDS)
+    lines = [f"  {word.ljust(width)}  {text}" for word, text in COMMANDS]
+    return "commands (diffui COMMAND --help for their options):\n" + "\n".join(lines)
+
+
 def main_parser() -> argparse.ArgumentParser:
     p = OneLineParser(
         prog="diffui",
-        description="Diffusion experiment manager.",
-        epilog="Also: diffui queue add|start|pause|stop|status; "
-        "diffui schedules [FILE] --out DIR; "
-        "diffui report [--runs-dir DIR] [RUN ...] --out DIR; "
-        "diffui data [list|fetch|import]; "
-        "diffui hosts check|install",
+        usage="diffui [FILE] [options]  |  diffui --batch [FILE] [options]  |  diffui COMMAND ...",
+        description="Diffusion experiment manager: the terminal UI on FILE (default "
+        "./experiments.toml),\nor with --batch its runs and studies with no UI.",
+        epilog=commands_text(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("file", nargs="?", default="experiments.toml", help="the experiments file")
     p.add_argument("--batch", action="store_true", help="run the queue with no UI")
     p.add_argument("--profile", help="a named profile of the file, e.g. quick")
-    p.add_argument("--only", nargs="+", metavar="NAME", help="run only these experiments or runs")
+    p.add_argument(
+        "--only",
+        nargs="+",
+        metavar="NAME",
+        help="run only these experiments or runs (the UI shows only them)",
+    )
     p.add_argument("--runs-dir", type=Path, help="where run folders go")
     p.add_argument("--jobs", type=int, help="runs at once (default 1; the UI keeps the last value)")
     p.add_argument("--host", help="run everything on this host ('local' or a [hosts] table)")
@@ -90,6 +113,12 @@ def main_parser() -> argparse.ArgumentParser:
         default="auto",
         help="how the UI draws sample grids: half-block characters (any terminal) or "
         "a graphics protocol; auto asks the terminal (default)",
+    )
+    p.add_argument(
+        "--colors",
+        choices=("16", "256", "truecolor"),
+        help="the colours the UI uses (default: what the terminal says; NO_COLOR=1 for none); "
+        "in 16 colours sample grids are drawn in shade glyphs",
     )
     return p
 

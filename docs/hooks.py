@@ -247,6 +247,19 @@ def layout() -> str:
     return "\n".join(rows)
 
 
+README_BLOCK = re.compile(
+    r"(<!-- begin keys: ui \(generated\):[^\n]*-->\n)(.*?)(<!-- end keys: ui -->)", re.S
+)
+
+
+def readme_with_keys(readme: str) -> str:
+    """The README with its keys block (between its begin and end markers) made afresh from the
+    bindings: ``python docs/hooks.py`` writes it; tests/test_docs.py checks it is current."""
+    if not README_BLOCK.search(readme):
+        raise ValueError("README.md: no <!-- begin keys: ui (generated): ... --> block")
+    return README_BLOCK.sub(lambda m: m.group(1) + ui_keys() + "\n" + m.group(3), readme)
+
+
 TABLES: dict[str, Callable[[], str]] = {
     "keys: experiments": experiments_keys,
     "keys: hosts": host_keys,
@@ -256,3 +269,9 @@ TABLES: dict[str, Callable[[], str]] = {
     "keys: screens": screen_keys,
     "layout: modules": layout,
 }
+
+
+if __name__ == "__main__":  # python docs/hooks.py: the README's keys table made afresh
+    readme = ROOT / "README.md"
+    readme.write_text(readme_with_keys(readme.read_text(encoding="utf-8")), encoding="utf-8")
+    print(f"wrote the keys table of {readme}")

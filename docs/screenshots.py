@@ -3,7 +3,8 @@ run folders.
 
     python docs/screenshots.py RUNS_DIR [--file experiments.toml] [--profile quick] [--out docs/ui]
 
-Writes runs.svg (the runs view, 100x30), run.svg (the view of --run, 100x30),
+Writes runs.svg (the runs view, 100x30), help.svg (its help screen, ``?``, 100x30), run.svg
+(the view of --run, 100x30),
 compare.svg (every run compared, 120x36) and, when RUNS_DIR has its folder, study.svg (the
 view of the sampling study --study, 100x30).
 """
@@ -20,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from textual_image.widget import HalfcellImage  # noqa: E402
 
 from tui.app import DiffuiApp  # noqa: E402
-from tui.screens import CompareScreen, RunScreen, StudyScreen  # noqa: E402
+from tui.screens import CompareScreen, HelpScreen, RunScreen, StudyScreen  # noqa: E402
 
 
 async def shoot(args, size, keys, ready, name, row=None) -> None:
@@ -62,6 +63,15 @@ def main() -> int:
     asyncio.run(
         shoot(
             args,
+            (100, 30),
+            ["question_mark"],
+            lambda app: isinstance(app.screen, HelpScreen),
+            "help",
+        )
+    )
+    asyncio.run(
+        shoot(
+            args,
             (120, 36),
             ["c"],
             lambda app: isinstance(app.screen, CompareScreen) and app.screen.ready,
@@ -77,7 +87,7 @@ def main() -> int:
                 lambda app: (
                     isinstance(app.screen, StudyScreen)
                     and app.screen.ready
-                    and all(g.current for _, g, _ in app.screen.columns.values())
+                    and len(app.screen.grids) == len(app.screen.spec.values)
                 ),
                 "study",
                 row=f"studies/{args.study}",

@@ -53,6 +53,8 @@ TORCH_FREE = (
     "engine.queue",
     "engine.report",
     "engine.usecases",
+    "tui",  # the UI's first frame does not wait for torch
+    "cli",
 )
 
 

@@ -82,13 +82,27 @@ def test_ui_refuses_bad_jobs_before_opening(study_file, capsys):
 
 
 def test_ui_draws_grids_with_half_blocks_unless_told_or_the_terminal_says_otherwise():
-    from textual_image.widget import HalfcellImage, SixelImage, TGPImage
+    from textual_image.widget import SixelImage, TGPImage
 
+    from tui.pixels import HalfBlocks, Shades
     from tui.widgets import image_widget_class
 
-    assert image_widget_class("auto") is HalfcellImage  # pytest's stdout is not a terminal
-    assert image_widget_class("halfcell") is HalfcellImage
+    assert image_widget_class("auto") is HalfBlocks  # pytest's stdout is not a terminal
+    assert image_widget_class("halfcell") is HalfBlocks
+    assert image_widget_class("halfcell", "16") is Shades  # 16 colours: shade glyphs
     assert image_widget_class("sixel") is SixelImage and image_widget_class("tgp") is TGPImage
+
+
+def test_help_lists_every_command_with_a_line_each(capsys):
+    from cli.main import SUBCOMMANDS
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    listed = out[out.index("commands (diffui COMMAND --help") :].splitlines()[1:]
+    assert sorted(line.split()[0] for line in listed) == sorted(SUBCOMMANDS)
+    assert all(len(line) <= 100 for line in listed)
+    assert "--colors {16,256,truecolor}" in out
 
 
 def test_run_folder_with_other_settings_is_refused_and_kept(tmp_path, capsys):
@@ -463,3 +477,34 @@ def test_plan_calibrates_a_network_once_per_host_and_device(tmp_path, monkeypatc
     assert again.get(plan.calibration_key("local", "cpu", run)) == cal
     monkeypatch.setattr(plan, "calibrate", lambda *a: pytest.fail("calibrated twice"))
     assert again.local(run) == cal
+
+
+def test_the_batch_summary_and_queue_status_read_at_80_columns(tmp_path, monkeypatch, capsys):
+    """At 80 columns the tables keep every run name and number whole (the folders and the
+    reasons a run failed go under the table)."""
+    import io
+
+    from rich.console import Console
+    from tui_runs import make_runs
+
+    from cli.batch import summary_table
+
+    monkeypatch.chdir(tmp_path)
+    runs = make_runs(tmp_path / "a-rather-long-runs-folder")
+    (runs[1].path / "exit.json").unlink()  # its worker died: failed
+    console = Console(width=80, record=True, file=io.StringIO())
+    console.print(summary_table(runs, console.width))
+    lines = console.export_text().splitlines()
+    assert max(len(line) for line in lines) <= 80
+    row = next(line.split() for line in lines if line.startswith("ddpm-linear "))
+    assert row == ["ddpm-linear", "finished", "4/4", "0.1125", "75.00", "12.50", "3.32"] + [
+        "DDPM-40",
+        "2:01",
+    ]
+    assert [line for line in lines if line.startswith("ddpm-cosine: ")]  # why it failed
+    assert lines[-1] == "run folders in a-rather-long-runs-folder"
+    monkeypatch.setenv("COLUMNS", "80")
+    assert main(["queue", "status", "--runs-dir", str(tmp_path / "a-rather-long-runs-folder")]) == 0
+    table = capsys.readouterr().out.splitlines()[1:]
+    assert max(len(line) for line in table) <= 80
+    assert [line.split()[0] for line in table[1:]] == ["ddpm-cosine", "ddpm-linear"]

@@ -111,6 +111,12 @@ def test_every_relative_link_of_the_readme_leads_to_a_file():
             assert anchor in headings_slugs(target), f"README.md: {link}: no such heading"
 
 
+def test_the_readmes_keys_table_is_the_one_generated_from_the_bindings():
+    readme = README.read_text(encoding="utf-8")
+    assert HOOKS.readme_with_keys(readme) == readme, "run: python docs/hooks.py"
+    assert "| `?,f1` | every screen | Keys of this screen |" in readme
+
+
 def test_the_readme_links_every_docs_page():
     text = README.read_text(encoding="utf-8")
     assert [p.name for p in PAGES if f"(docs/{p.name}" not in text] == []

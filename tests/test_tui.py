@@ -14,7 +14,7 @@ import pytest
 from conftest import tiny_study, until, wait_for
 from textual.widgets import DataTable, Input, Static
 from textual_image.widget import HalfcellImage
-from tui_runs import STUDY_NAME, make_runs, make_study, study_values
+from tui_runs import STUDY, STUDY_NAME, make_runs, make_study, study_values
 
 from engine.files import atomic_write_json
 from engine.queue.client import Queue
@@ -91,7 +91,7 @@ async def test_queue_reorder_jobs_start_and_finish(tmp_path):
         await file_read(pilot, app)
         await pilot.press("a")
         assert isinstance(app.screen, PickScreen)
-        await pilot.press("enter")  # every run is selected at first
+        await pilot.press("a", "enter")  # nothing is ticked at first: a ticks every run
         assert not isinstance(app.screen, PickScreen)
         saved = lambda: json.loads((runs_dir / "queue.json").read_text())  # noqa: E731
         await until(
@@ -161,7 +161,7 @@ async def test_queueing_asks_where_when_the_file_has_hosts(tmp_path):
     app = make_app(file, runs_dir)
     async with app.run_test(size=(120, 30)) as pilot:
         await file_read(pilot, app)
-        await pilot.press("a", "enter")
+        await pilot.press("a", "a", "enter")
         await until(pilot, lambda: isinstance(app.screen, HostPickScreen), timeout=10)
         await pilot.press("down", "down", "enter")  # as the file says, local, gpu1
         saved = lambda: json.loads((runs_dir / "queue.json").read_text())  # noqa: E731
@@ -174,6 +174,62 @@ async def test_queueing_asks_where_when_the_file_has_hosts(tmp_path):
         assert saved()["hosts"]["gpu1"]["address"] == "gpu1.lab"
         await until(pilot, lambda: cell(app, "alpha", "where") == "→ gpu1")
         assert app.experiments.runs[0].host == ["local"]  # the file's own placement is unchanged
+
+
+def pick_lines(app: DiffuiApp) -> list[str]:
+    """The pick dialog's rows as drawn (tick glyph and label) and its cost line."""
+    ticks = app.screen.query_one("#pick")
+    rows = [ticks.render_line(y).text.rstrip() for y in range(ticks.option_count)]
+    return [*rows, str(app.screen.query_one("#pick-cost").render())]
+
+
+async def test_the_pick_dialog_starts_with_nothing_ticked_and_says_what_it_costs(tmp_path):
+    """a opens the pick dialog with no run ticked ([ ] glyphs, readable without colour); its
+    line says how many are ticked and the cost (epochs x images); enter with nothing ticked
+    queues nothing and says so."""
+    (tmp_path / "exp.toml").write_text(STUDY)
+    runs_dir = tmp_path / "runs"
+    app = make_app(tmp_path / "exp.toml", runs_dir)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await file_read(pilot, app)
+        await pilot.press("a")
+        assert pick_lines(app) == [
+            "[ ] ddpm-linear",
+            "[ ] ddpm-cosine",
+            "nothing ticked of 2 runs: space ticks one, a ticks all",
+        ]
+        await pilot.press("space")
+        assert pick_lines(app)[0] == "[x] ddpm-linear"
+        assert pick_lines(app)[2] == (  # 4 epochs x (512 - 51 held out) images
+            "1 of 2 runs ticked · 4 epochs in all · 1,844 training images through the network "
+            "(epochs x images)"
+        )
+        await pilot.press("n", "enter")
+        await until(pilot, lambda: said(app, "nothing ticked: nothing queued"))
+        assert not (runs_dir / "queue.json").exists()
+
+
+async def test_only_restricts_the_ui_to_the_runs_it_names(tmp_path):
+    """diffui --only NAME: the runs view shows that run alone (a line counts the folders left
+    out) and the pick dialog offers it, ticked."""
+    make_runs(tmp_path / "runs")
+    (tmp_path / "exp.toml").write_text(STUDY)
+    app = make_app(tmp_path / "exp.toml", tmp_path / "runs", only=["ddpm-cosine"])
+    async with app.run_test(size=(100, 30)) as pilot:
+        await file_read(pilot, app)
+        await until(pilot, lambda: app.table.row_count == 1)
+        assert app.table.selected() == "ddpm-cosine"
+        line = app.screen.query_one("#queue-line")
+        await until(pilot, lambda: "1 other run folder hidden (--only)" in str(line.render()))
+        await pilot.press("c")  # nothing marked: the started runs shown, not the hidden one
+        await until(pilot, lambda: isinstance(app.screen, CompareScreen))
+        assert app.screen.names == ["ddpm-cosine"]
+        await pilot.press("escape", "a")
+        assert pick_lines(app) == [
+            "[x] ddpm-cosine  (finished)",
+            "1 of 1 runs ticked · 4 epochs in all · 1,844 training images through the network "
+            "(epochs x images)",
+        ]
 
 
 async def test_the_queue_goes_on_after_the_ui_quits(tmp_path):
@@ -189,10 +245,14 @@ async def test_the_queue_goes_on_after_the_ui_quits(tmp_path):
     runs_dir = tmp_path / "runs"
     app = make_app(file, runs_dir)
     async with app.run_test(size=(100, 30)) as pilot:
-        await pilot.press("a", "enter")
+        await file_read(pilot, app)
+        await pilot.press("a", "a", "enter")
         await until(pilot, lambda: app.queue.queued() == ["long", "short"])
         await pilot.press("s")
         await until(pilot, lambda: states(app).get("long") == "running")
+        assert app.quit_line() == (  # printed as the UI closes
+            "2 runs continue in the queue service (1 running, 1 queued); diffui queue status"
+        )
         await pilot.press("q")
     short = Run(runs_dir / "short")
     assert short.status().state == "pending" and running_pid(runs_dir)  # it waits its turn
@@ -216,7 +276,7 @@ async def test_cancel_quit_reattach_and_resume(tmp_path):
     app = make_app(file, runs_dir)
     async with app.run_test(size=(100, 30)) as pilot:
         await file_read(pilot, app)
-        await pilot.press("a", "enter", "s")
+        await pilot.press("a", "a", "enter", "s")
         await until(pilot, lambda: run.checkpoint_path.exists() and run.status().state == "running")
         await pilot.press("q")
     pid = run.status().pid
@@ -253,7 +313,7 @@ async def test_failed_run_shows_why_and_retries(tmp_path):
     async with app.run_test(size=(100, 30)) as pilot:
         await until(pilot, lambda: app.table.row_count == 1)
         await file_read(pilot, app)
-        await pilot.press("a", "enter", "s")
+        await pilot.press("a", "a", "enter", "s")
         await until(pilot, lambda: states(app)["flaky"] == "failed")
         detail = app.snapshot["flaky"].detail
         assert detail.startswith(f"{run.checkpoint_path}: damaged (not a checkpoint torch can read")
@@ -408,6 +468,21 @@ async def test_compare_marked_runs(fixed_app):
             "ddpm-cosine FID",
             "ddpm-linear FID",
         ]
+        await pilot.press("escape")
+        await select_row(pilot, app, "ddpm-linear")
+        await pilot.press("space")  # unmarked
+        await until(pilot, lambda: cell(app, "ddpm-linear", "run") == "ddpm-linear")
+    until_marks_kept(app)
+    again = make_app(app.file, app.runs_dir)  # the marks are kept across sessions
+    async with again.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: again.query_one(RunsTable).row_count == 2)
+        assert cell(again, "ddpm-cosine", "run") == "● ddpm-cosine"
+        assert cell(again, "ddpm-linear", "run") == "ddpm-linear"
+
+
+def until_marks_kept(app: DiffuiApp) -> None:
+    wait_for(lambda: '"ddpm-cosine"' in (app.runs_dir / "ui.json").read_text(), timeout=10)
+    assert "ddpm-linear" not in (app.runs_dir / "ui.json").read_text()
 
 
 async def test_compare_leaves_studies_out_and_says_so(tmp_path):
@@ -640,18 +715,26 @@ def assert_charts_hold_results(screen: StudyScreen, study: Run, values: list) ->
 
 
 def study_shown(screen: StudyScreen) -> dict:
-    """What the study view shows: each value's label, grid (PNG name) and numbers, and the
-    charts' series."""
-    columns = {
-        v: (
-            str(label.render()),
-            grid.current.png.name if grid.current else None,
-            str(numbers.render()),
-        )
-        for v, (label, grid, numbers) in screen.columns.items()
+    """What the study view shows: the table's rows (value, then its numbers), the value whose
+    grid is shown with that grid's PNG name, and the charts' series."""
+    grid = screen.query_one("#value-grid", GridView).current
+    return {
+        "rows": screen.table_rows(),
+        "label": str(screen.query_one("#value-label").render()),
+        "grid": grid.png.name if grid else None,
+        "charts": {c.id: c.series for c in screen.query("Chart")},
     }
-    charts = {c.id: c.series for c in screen.query("Chart")}
-    return {"columns": columns, "charts": charts}
+
+
+async def step_values(pilot, screen: StudyScreen) -> list[tuple[str, str | None]]:
+    """Step through the study's values from the first with right: each label and grid."""
+    await pilot.press(*["left"] * len(screen.spec.values))
+    seen = []
+    for _ in screen.spec.values:
+        shown = study_shown(screen)
+        seen.append((shown["label"], shown["grid"]))
+        await pilot.press("right")
+    return seen
 
 
 async def test_study_view_follows_a_study_value_by_value(tmp_path, monkeypatch):
@@ -677,28 +760,27 @@ async def test_study_view_follows_a_study_value_by_value(tmp_path, monkeypatch):
         await until(pilot, lambda: "on value 2 of 3 (λ = 0.1)" in str(line.render()))
         assert "noise on ddpm-linear · n 200 · DDPM-40 · 1 of 3 values done" in str(line.render())
         shown = study_shown(screen)
-        assert shown["columns"][0][:2] == ("λ = 0", "value-0.png")
-        assert shown["columns"][0][2].startswith("FID 200.0\nfloor 12.5\ndistinct 100%")
-        assert shown["columns"][0.1] == ("▶ λ = 0.1", None, "sampling...")
-        assert shown["columns"][0.5] == ("λ = 0.5", None, "to do")
+        assert shown["rows"] == [
+            ["0", "200.0", "12.5", "100%", "20.0", "0.200", "0%"],
+            ["▶ 0.1", "sampling..."],
+            ["0.5", "to do"],
+        ]
+        assert (shown["label"], shown["grid"]) == ("◀ λ = 0 ▶ (1 of 3)", "value-0.png")
         assert shown["charts"]["fid-chart"] == [("FID", [0], [200.0]), ("floor", [0], [12.5])]
+        await pilot.press("right")
+        assert study_shown(screen)["label"] == "◀ λ = 0.1 ▶ (2 of 3) · no grid yet"
 
         await asyncio.to_thread(make_study, runs_dir, 3)  # the worker finishes the other two
-        await until(pilot, lambda: all(g for _, g, _ in study_shown(screen)["columns"].values()))
+        await until(pilot, lambda: len(screen.grids) == 3)
         await until(pilot, lambda: "finished" in str(line.render()))
         monkeypatch.undo()  # (the test reads results.csv below)
         assert not [f for f in opened if f.startswith(str(tmp_path))], opened
-        shown = study_shown(screen)
-        assert [g for _, g, _ in shown["columns"].values()] == [
-            "value-0.png",
-            "value-0.1.png",
-            "value-0.5.png",
+        assert await step_values(pilot, screen) == [
+            ("◀ λ = 0 ▶ (1 of 3)", "value-0.png"),
+            ("◀ λ = 0.1 ▶ (2 of 3)", "value-0.1.png"),
+            ("◀ λ = 0.5 ▶ (3 of 3)", "value-0.5.png"),
         ]
-        assert [n.split("\n")[0] for _, _, n in shown["columns"].values()] == [
-            "FID 200.0",
-            "FID 300.0",
-            "FID 400.0",
-        ]
+        assert [r[1] for r in study_shown(screen)["rows"]] == ["200.0", "300.0", "400.0"]
         assert_charts_hold_results(screen, study, [0, 0.1, 0.5])
         assert results(study)["pairwise_distance"] == [
             study_values(k)["pairwise_distance"] for k in range(3)
@@ -794,15 +876,11 @@ async def test_S_queues_a_study_of_a_finished_run_which_runs_to_its_end(tmp_path
         await pilot.press("enter")
         await until(pilot, lambda: isinstance(app.screen, StudyScreen) and app.screen.ready)
         screen, study = app.screen, Run(runs_dir / name, name)
-        await until(
-            pilot, lambda: all(g for _, g, _ in study_shown(screen)["columns"].values()), timeout=30
-        )
-        shown = study_shown(screen)["columns"]
-        assert [(label, png) for label, png, _ in shown.values()] == [
-            ("N = 1", "value-1.png"),
-            ("N = 2", "value-2.png"),
+        await until(pilot, lambda: len(screen.grids) == 2, timeout=30)
+        assert await step_values(pilot, screen) == [
+            ("◀ N = 1 ▶ (1 of 2)", "value-1.png"),
+            ("◀ N = 2 ▶ (2 of 2)", "value-2.png"),
         ]
-        assert len(screen.query(GridView)) == 2
         fids = results(study)["fid"]
-        assert [n.split("\n")[0] for _, _, n in shown.values()] == [f"FID {f:.1f}" for f in fids]
+        assert [r[1] for r in study_shown(screen)["rows"]] == [f"{f:.1f}" for f in fids]
         assert_charts_hold_results(screen, study, [1, 2])

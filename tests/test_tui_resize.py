@@ -1,6 +1,8 @@
 """The UI at any terminal size and on any numbers: resizing while a run view or the compare view
 is open (over runs whose curves hold zero, negative, NaN and infinite values or one point, with
-events still coming) never ends the app, and the chart code draws any series at any size."""
+events still coming) never ends the app, and the chart code draws any series at any size. A walk
+opens every screen and dialog, resizes it through ten sizes from 20x8 to 300x100 while events
+come, and presses every key its key bar shows: the app goes on, and answers q."""
 
 from __future__ import annotations
 
@@ -13,13 +15,28 @@ import pytest
 from conftest import until
 from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
+from PIL import Image as PILImage
 from test_tui import make_app, select_row
+from textual.command import CommandPalette
 from textual.widgets import Static
-from tui_runs import STUDY_NAME, T0, make_runs, make_study
+from tui_runs import STUDIES, STUDY, STUDY_NAME, T0, make_runs, make_study
 
+from engine.queue.client import Queue
+from tui.pixels import ANSI_GREYS, HalfBlocks, Shades
 from tui.runs_screen import RunsScreen
-from tui.screens import CompareScreen, RunScreen, StudyScreen, TooSmallScreen
-from tui.widgets import Chart, RunsTable
+from tui.screens import (
+    CompareScreen,
+    EditScreen,
+    HelpScreen,
+    HostPickScreen,
+    JobsScreen,
+    PickScreen,
+    RunScreen,
+    StudyPickScreen,
+    StudyScreen,
+    TooSmallScreen,
+)
+from tui.widgets import Chart, KeyBar, RunsTable
 
 SIZES = [(120, 40), (100, 30), (60, 20), (140, 45), (20, 8), (300, 100), (80, 24), (21, 9)]
 SIZES += [(41, 13), (200, 60), (64, 18), (120, 40)]
@@ -212,3 +229,158 @@ async def test_the_study_view_survives_every_size(tmp_path):
         await pilot.press("escape", "q")
         await until(pilot, lambda: not app.is_running)
     assert app.return_code == 0
+
+
+# --- the walk: every screen, ten sizes, every key of its key bar -----------------------------
+
+WALK_SIZES = [(20, 8), (40, 12), (63, 17), (64, 18), (80, 24), (100, 30), (120, 40), (160, 50)]
+WALK_SIZES += [(200, 60), (300, 100)]
+WALK_FILE = (
+    STUDY
+    + STUDIES
+    + """
+[[studies]]
+name = "linear-mean"
+run = "ddpm-linear"
+kind = "interpolation"
+values = [1, 2]
+[hosts.gpu1]
+address = "gpu1.lab"
+"""
+)
+# screen -> (the run selected, the keys that open it from the runs view, its class)
+WALK = {
+    "runs": (None, [], RunsScreen),
+    "run": ("live", ["o"], RunScreen),
+    "zoomed run": ("live", ["o", "z"], RunScreen),
+    "compare": (None, ["c"], CompareScreen),
+    "study": (STUDY_NAME, ["o"], StudyScreen),
+    "zoomed study": (STUDY_NAME, ["o", "z"], StudyScreen),
+    "pick": (None, ["a"], PickScreen),
+    "host pick": (None, ["a", "space", "enter"], HostPickScreen),
+    "study pick": ("ddpm-linear", ["S"], StudyPickScreen),
+    "jobs": (None, ["j"], JobsScreen),
+    "edit": (None, ["e"], EditScreen),
+    "help": (None, ["question_mark"], HelpScreen),
+    "palette": (None, ["ctrl+p"], CommandPalette),
+}
+NOT_PRESSED = ("q", "w")  # q at the end; w writes the report's figures (test_palette_and_report)
+
+
+async def open_screen(pilot, app, name: str):
+    row, keys, cls = WALK[name]
+    while len(app.screen_stack) > 1:
+        app.pop_screen()
+    await pilot.pause()
+    if row is not None:
+        await select_row(pilot, app, row)
+    await pilot.press(*keys)
+    await until(pilot, lambda: isinstance(app.screen, cls))
+    return app.screen
+
+
+def bar_keys(screen) -> list[str]:
+    """The keys the key bar of ``screen`` shows (all of them, at 300 columns), as pressed."""
+    if not screen.query(KeyBar):
+        return ["escape"]
+    keys: dict[str, str] = {}  # action -> its first key
+    for key, (_node, binding, _on, _tip) in screen.active_bindings.items():
+        if binding.show and key not in NOT_PRESSED:
+            keys.setdefault(binding.action, key)
+    shown = screen.query_one(KeyBar).render().plain
+    assert shown.rstrip().endswith("? help q quit"), shown
+    return list(keys.values())
+
+
+def live_runs(runs_dir: Path) -> Path:
+    """Two finished runs, a finished study and a run "live" that has not ended (its events
+    file, returned, can be appended to)."""
+    make_runs(runs_dir)
+    make_study(runs_dir)
+    shutil.copytree(runs_dir / "ddpm-linear", runs_dir / "live")
+    (runs_dir / "live" / "exit.json").unlink()
+    events = runs_dir / "live" / "events.jsonl"
+    events.write_text("".join(line for line in events.open() if '"end"' not in line))
+    return events
+
+
+async def test_the_walk_every_screen_every_size_every_key(tmp_path):
+    """Each screen in turn: resized through WALK_SIZES while the live run writes events, then
+    every key of its key bar pressed (a screen a key opened or closed is opened again). The
+    app goes on all along, and quits on q with nothing queued."""
+    runs_dir = tmp_path / "runs"
+    events = live_runs(runs_dir)
+    (tmp_path / "exp.toml").write_text(WALK_FILE)
+    app = make_app(tmp_path / "exp.toml", runs_dir)
+    app.poll_every = 0.5  # (the walk's own pace: fewer rounds of the poll thread)
+    epoch = 5
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: app.experiments is not None and app.table.row_count == 4)
+        for name in WALK:
+            screen = await open_screen(pilot, app, name)
+            for w, h in WALK_SIZES:
+                append(events, epoch_events([0.1 / epoch], [500.0 / epoch], start=epoch))
+                epoch += 1
+                await pilot.resize_terminal(w, h)
+                await pilot.pause()
+                assert app.is_running and app.return_code is None, (name, w, h)
+            await until(pilot, lambda s=screen: app.screen is s)  # back from the too-small line
+            for key in bar_keys(screen):
+                await pilot.press(key)
+                await pilot.pause()
+                assert app.is_running and app.return_code is None, (name, key)
+                if app.screen is not screen:  # a key that opened a screen or closed this one
+                    screen = await open_screen(pilot, app, name)
+        while len(app.screen_stack) > 1:
+            app.pop_screen()
+        await pilot.press("q")
+        await until(pilot, lambda: not app.is_running)
+    assert app.return_code == 0
+    assert Queue.open(runs_dir).queued() == []  # no key queued a finished run or a study
+
+
+# --- the grid code: any image at any size, and the greys of 16 colours -----------------------
+
+
+@settings(max_examples=60, deadline=None, phases=(Phase.explicit, Phase.generate), database=None)
+@given(
+    st.integers(1, 200),
+    st.integers(1, 200),
+    st.sampled_from(["L", "RGB", "1", "I"]),
+    st.integers(0, 300),
+    st.integers(0, 100),
+    st.sampled_from([HalfBlocks, Shades]),
+)
+def test_a_grid_draws_any_image_in_any_size(w, h, mode, width, height, cls):
+    image = PILImage.effect_noise((w, h), 64).convert(mode)
+    lines = cls(image).strips(width, height)
+    assert len(lines) == height
+    assert all(line.cell_length == width for line in lines)
+
+
+def test_in_16_colours_a_grid_keeps_more_than_8_greys():
+    ramp = PILImage.linear_gradient("L").resize((1, 64))  # black to white, top to bottom
+    cells = {(s.text, s.style) for line in Shades(ramp).strips(1, 64) for s in line}
+    assert len(cells) >= 8
+    assert all(
+        s.style.color.name in {n for n, _ in ANSI_GREYS}
+        for line in Shades(ramp).strips(1, 64)
+        for s in line
+    )
+
+
+async def test_a_grid_follows_its_widget_size_in_the_app(tmp_path):
+    """GridView scales the grid to its box, keeping its aspect: resizing redraws it."""
+    make_runs(tmp_path / "runs")
+    app = make_app(tmp_path / "missing.toml", tmp_path / "runs")
+    app.image_class = Shades
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: app.query_one(RunsTable).row_count == 2)
+        await pilot.press("o", "z")
+        await until(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.ready)
+        image = app.screen.query_one(Shades)
+        await until(pilot, lambda: image.size.width > 0)
+        big = tuple(image.size)
+        await pilot.resize_terminal(80, 24)
+        await until(pilot, lambda: tuple(image.size) != big)
+        assert image.size.width < big[0] and image.size.height <= image.size.width

@@ -81,34 +81,62 @@ def test_compare_view_100x30(snap_compare, app):
     assert snap_compare(app, terminal_size=(100, 30), run_before=compare)
 
 
+async def open_study(pilot):
+    """The study view, its grids read, at its second value (λ = 0.1)."""
+    await until(pilot, lambda: pilot.app.query_one(RunsTable).row_count == 3)
+    await select_row(pilot, pilot.app, STUDY_NAME)
+    await pilot.press("enter")
+    await until(
+        pilot,
+        lambda: (
+            isinstance(pilot.app.screen, StudyScreen)
+            and pilot.app.screen.ready
+            and len(pilot.app.screen.grids) == 3
+        ),
+    )
+    await pilot.press("left", "left", "left", "right")
+    await pilot.pause(0.3)
+
+
 def test_study_view_100x30(snap_compare, app):
     make_study(Path("runs"))
-
-    async def open_study(pilot):
-        await until(pilot, lambda: pilot.app.query_one(RunsTable).row_count == 3)
-        await select_row(pilot, pilot.app, STUDY_NAME)
-        await pilot.press("enter")
-        await until(
-            pilot,
-            lambda: (
-                isinstance(pilot.app.screen, StudyScreen)
-                and pilot.app.screen.ready
-                and all(g.current for _, g, _ in pilot.app.screen.columns.values())
-            ),
-        )
-        await pilot.pause(0.3)
-
     assert snap_compare(app, terminal_size=(100, 30), run_before=open_study)
 
 
-def test_too_small_40x12(snap_compare, app):
-    assert snap_compare(app, terminal_size=(40, 12))
+SIZES = [(80, 24), (120, 40)]
 
 
-def test_help_of_the_runs_view_80x24(snap_compare, app):
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_study_view_at_one_value(snap_compare, app, size):
+    make_study(Path("runs"))
+    assert snap_compare(app, terminal_size=size, run_before=open_study)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_pick_dialog_nothing_ticked(snap_compare, app, size):
+    async def pick(pilot):
+        await rows_shown(pilot)
+        await until(pilot, lambda: pilot.app.experiments is not None)
+        await pilot.press("a")
+        await pilot.pause(0.3)
+
+    assert snap_compare(app, terminal_size=size, run_before=pick)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_help_of_the_runs_view(snap_compare, app, size):
     async def help(pilot):
         await rows_shown(pilot)
         await pilot.press("question_mark")
         await pilot.pause(0.3)
 
-    assert snap_compare(app, terminal_size=(80, 24), run_before=help)
+    assert snap_compare(app, terminal_size=size, run_before=help)
+
+
+@pytest.mark.parametrize("size", [(60, 20), (120, 16)], ids=lambda s: f"{s[0]}x{s[1]}")
+def test_too_small(snap_compare, app, size):
+    assert snap_compare(app, terminal_size=size)
+
+
+def test_too_small_40x12(snap_compare, app):
+    assert snap_compare(app, terminal_size=(40, 12))

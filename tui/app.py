@@ -12,6 +12,7 @@ presses never wait on a worker or a file.
 from __future__ import annotations
 
 import dataclasses
+import json
 import threading
 from functools import partial
 from pathlib import Path
@@ -26,10 +27,12 @@ from textual.worker import get_current_worker
 
 from engine import usecases
 from engine.errors import UserError
-from engine.files import os_error_line
+from engine.files import atomic_write_json, os_error_line
 from engine.queue.client import Queue, QueueError
 from engine.rundir.run import can_sample, is_study, study_run
-from engine.spec.experiments import Experiments
+from engine.spec.checks import ConfigError
+from engine.spec.experiments import Experiments, select
+from engine.spec.specs import RunSpec
 from tui.messages import FileLoaded, Snapshot
 from tui.model import Poller, read_experiments
 from tui.runs_screen import RUNS_ACTIONS, RunsScreen
@@ -93,6 +96,18 @@ APP_ACTIONS = [
 APP_ACTION_NAMES = {a.partition("(")[0] for _, a, *_ in APP_ACTIONS}
 
 
+UI_FILE = "ui.json"  # in the runs folder: what the UI keeps between sessions (the marks)
+
+
+def read_marks(path: Path) -> set[str]:
+    """The marked runs kept in ``path`` (none when it is missing or damaged)."""
+    try:
+        marked = json.loads(path.read_text(encoding="utf-8")).get("marked", [])
+    except (OSError, ValueError, AttributeError):
+        return set()
+    return {m for m in marked if isinstance(m, str)} if isinstance(marked, list) else set()
+
+
 class DiffuiApp(App):
     TITLE = "diffui"
     # the styles of every screen, read once as the app starts (a screen's own CSS_PATH is read
@@ -119,7 +134,10 @@ class DiffuiApp(App):
         image_class=None,
         poll_every: float = 0.5,
         jobs: int | None = None,
+        only: list[str] | None = None,
     ):
+        """``only``: the experiments or runs of ``diffui --only``; the UI shows those runs (and
+        their studies) alone, as batch mode runs them alone."""
         super().__init__()
         if image_class is None:
             image_class = image_widget_class("halfcell")
@@ -127,6 +145,8 @@ class DiffuiApp(App):
         self.image_class = image_class
         self.poll_every = poll_every
         self.experiments: Experiments | None = None
+        self.only = list(only or [])
+        self.selected: list[RunSpec] = []  # the runs of the file --only names (all without it)
         self.file_text: str | None = None  # the experiments file as last read (by a worker)
         self.errors: dict[str, str] = {}  # "file", "queue" and "poll": one line each
         self.queue = Queue.open(self.runs_dir)
@@ -139,6 +159,7 @@ class DiffuiApp(App):
         self._jobs: SimpleQueue = SimpleQueue()  # actions on the queue, run in order off the loop
         self._run_screens: list[str] = []  # installed run views, least recently opened first
         self._announce_load = False
+        self.marked = read_marks(self.runs_dir / UI_FILE)  # the runs view's marks, kept
 
     # -- the shell: screens, threads, messages --
     def get_default_screen(self) -> RunsScreen:
@@ -207,6 +228,12 @@ class DiffuiApp(App):
                 self.tell(f"error: {os_error_line(e)}", severity="error", timeout=10)
             self.poll_now()
 
+    def keep_marks(self, marked: set[str]) -> None:
+        """Keep the runs view's marks in the runs folder, for the next session."""
+        self.marked = set(marked)
+        path, data = self.runs_dir / UI_FILE, {"marked": sorted(marked)}
+        self.in_background(lambda: atomic_write_json(path, data))
+
     def in_background(self, job) -> None:
         self._jobs.put(job)
 
@@ -225,16 +252,21 @@ class DiffuiApp(App):
     @work(thread=True, exclusive=True, group="file")
     def _load_file(self) -> None:
         experiments, text, error = read_experiments(self.file, self.profile)
+        selected: list[RunSpec] = []
         if experiments is not None:
-            self.poller.planned = [s.name for s in experiments.runs]
-        self.post_message(FileLoaded(experiments, text, error))
+            try:
+                selected = select(experiments, self.only)
+            except ConfigError as e:
+                error = f"error: {e}"
+            self.poller.planned = [s.name for s in selected]
+        self.post_message(FileLoaded(experiments, text, error, selected))
         self.poll_now()
 
     def on_file_loaded(self, message: FileLoaded) -> None:
         self.file_text = message.text
         self.show_error("file", message.error)
         if message.experiments is not None:
-            self.experiments = message.experiments
+            self.experiments, self.selected = message.experiments, message.selected
         if self._announce_load:
             self._announce_load = False
             if message.experiments is not None:
@@ -353,9 +385,23 @@ class DiffuiApp(App):
         if not self.file_read():
             return
         states = {n: p.state for n, p in self.snapshot.items()}
-        self.push_screen(PickScreen(self.experiments.runs, states), self._queue_picked)
+        ticked = [s.name for s in self.selected] if self.only else []
+        self.push_screen(PickScreen(self.selected, states, ticked), self._queue_picked)
+
+    def shown(self, name: str) -> bool:
+        """Whether the runs view shows run folder ``name``: every one, or with ``--only`` the
+        runs it names and their studies."""
+        if not self.only:
+            return True
+        picked = {s.name for s in self.selected}
+        if is_study(name):
+            studies = self.experiments.studies if self.experiments else []
+            return any(study_run(Path(), s.name).name == name and s.run in picked for s in studies)
+        return name in picked
 
     def _queue_picked(self, names: list[str] | None) -> None:
+        if names is not None and not names:
+            self.say("nothing ticked: nothing queued")
         if not names:
             return
         specs = [s for s in self.experiments.runs if s.name in names]
@@ -534,12 +580,17 @@ class DiffuiApp(App):
         self.load_file()
 
     def action_quit(self) -> None:
+        self.exit(message=self.quit_line())
+
+    def quit_line(self) -> str | None:
+        """The line printed as the UI closes while runs go on without it (None when none do)."""
         running = sum(p.state == "running" for p in self.snapshot.values())
         queued = 0 if self.queue.paused else len(self.queue.queued())
-        self.exit(
-            message=f"diffui: {running} run{'s' * (running != 1)} running, {queued} queued; "
-            "the queue service goes on: open diffui again (or diffui queue status) "
-            "to follow them"
-            if running or queued
-            else None
+        if not running + queued:
+            return None
+        n = running + queued
+        where = f" --profile {self.profile}" if self.profile else ""
+        return (
+            f"{n} run{'s' * (n != 1)} continue{'s' * (n == 1)} in the queue service "
+            f"({running} running, {queued} queued); diffui queue status{where}"
         )

@@ -51,8 +51,15 @@ class RunEvents(Message, bubble=False):
 
 class FileLoaded(Message, bubble=False):
     """The experiments file as read by a worker (:class:`Experiments`) and its text, or the
-    one-line error."""
+    one-line error; ``selected`` its runs that ``--only`` names (all of them without it)."""
 
-    def __init__(self, experiments: Experiments | None, text: str | None, error: str):
+    def __init__(
+        self,
+        experiments: Experiments | None,
+        text: str | None,
+        error: str,
+        selected: list | None = None,
+    ):
         super().__init__()
         self.experiments, self.text, self.error = experiments, text, error
+        self.selected = list(selected or [])

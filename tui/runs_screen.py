@@ -72,6 +72,7 @@ class RunsScreen(Screen):
         yield KeyBar()
 
     def on_mount(self) -> None:
+        self.table.marked = set(self.app.marked)
         self.app.poller.subscribe(self)
 
     def on_unmount(self) -> None:
@@ -96,16 +97,24 @@ class RunsScreen(Screen):
         self.snapshot = message
         running = sum(p.state == "running" for p in message.progress.values())
         state = "paused (s to start)" if message.paused else "started"
+        hidden = sum(not self.app.shown(n) for n in message.progress)
         self.query_one("#queue-line", Static).update(
             f"queue {state} · {message.jobs} at once · {running} running · "
             f"{len(message.queued)} queued"
+            + (
+                f" · {hidden} other run folder{'s' * (hidden != 1)} hidden (--only)"
+                if hidden
+                else ""
+            )
         )
         self._show()
 
     def _show(self) -> None:
         m = self.snapshot
         if m is not None:
-            self.table.show(m.progress, m.queued, m.where, m.planned)
+            shown = self.app.shown
+            progress = {n: p for n, p in m.progress.items() if shown(n)}
+            self.table.show(progress, [n for n in m.queued if shown(n)], m.where, m.planned)
             self._show_why()
 
     def _show_why(self) -> None:
@@ -152,10 +161,12 @@ class RunsScreen(Screen):
 
     def action_mark(self) -> None:
         self.table.toggle_mark()
+        self.app.keep_marks(self.table.marked)
         self._show()
 
     def action_compare(self) -> None:
         progress = self.snapshot.progress if self.snapshot else {}
+        progress = {n: p for n, p in progress.items() if self.app.shown(n)}
         marked = [n for n in self.table.marked if n in progress]
         studies = sorted(n for n in marked if is_study(n))
         if studies:  # a study's curves are against its values, not epochs: not comparable

