@@ -74,6 +74,7 @@ def main_parser() -> argparse.ArgumentParser:
         epilog="Also: diffui queue add|start|pause|stop|status; "
         "diffui schedules [FILE] --out DIR; "
         "diffui report [--runs-dir DIR] [RUN ...] --out DIR; "
+        "diffui claims [--runs-dir DIR]; "
         "diffui data [list|fetch|import]; "
         "diffui hosts check|install",
     )
@@ -170,6 +171,27 @@ def report_parser() -> argparse.ArgumentParser:
         help="the folder holding the run folders (default ./runs)",
     )
     p.add_argument("--out", type=Path, required=True, help="folder for the report")
+    return p
+
+
+def claims_parser() -> argparse.ArgumentParser:
+    p = OneLineParser(
+        prog="diffui claims",
+        description="The claims ledger: each claim of the study, what the runs measured, and "
+        "whether it holds.",
+    )
+    p.add_argument(
+        "--runs-dir",
+        type=Path,
+        default=Path("runs"),
+        help="the folder holding the run folders (default ./runs)",
+    )
+    p.add_argument(
+        "--schedules",
+        type=Path,
+        help="the folder of diffui schedules' tables (default RUNS/schedules)",
+    )
+    p.add_argument("--markdown", action="store_true", help="print a Markdown table")
     return p
 
 
