@@ -292,3 +292,26 @@ def test_share_interval_and_estimate_comparisons():
     )
     assert compare(a, Estimate(20.0)) == "no interval" and Estimate(20.0).text() == "20.0"
     assert a.text() == "10.0 [8.0, 12.0]" and spread([1.0]).text() == "1.00 (1 seed)"
+
+
+async def test_the_ui_shows_the_ledger_on_v_and_escape_closes_it(tmp_path):
+    from conftest import until
+    from textual.widgets import DataTable
+
+    from tui.app import DiffuiApp
+    from tui.claims_screen import ClaimsScreen
+
+    runs_dir = make_study(tmp_path, DECIDED)
+    file = tmp_path / "e.toml"
+    file.write_text(experiments(RUNS))
+    app = DiffuiApp(file, runs_dir, poll_every=0.1)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: app.experiments is not None, timeout=30)
+        await pilot.press("v")
+        assert isinstance(app.screen, ClaimsScreen)
+        table = app.screen.query_one(DataTable)
+        await until(pilot, lambda: table.row_count == 13)
+        assert str(table.get_row("C4")[1]) == "holds"
+        assert "bravo 20.0 [18.0, 22.0]" in table.get_row("C4")[2]
+        await pilot.press("escape")
+        assert not isinstance(app.screen, ClaimsScreen)

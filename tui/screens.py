@@ -31,6 +31,7 @@ from textual.widgets import (
 from textual.widgets.option_list import Option
 
 from engine.data.datasets import fallback_note
+from engine.rundir.estimates import Estimate
 from engine.rundir.events import End, Epoch, Eval, Samples, Start, Value, latest_by_epoch
 from engine.rundir.progress import (
     SUMMARY_COLUMNS,
@@ -68,7 +69,7 @@ def describe_event(e) -> str | None:
         return f"grid of epoch {e.epoch} ({e.sampler}, {e.n} images)"
     if isinstance(e, Eval):
         return (
-            f"FID {e.fid:.2f} (floor {e.floor:.2f}, n {e.n}, {e.sampler}), "
+            f"FID {Estimate.of(e).text('.2f')} (floor {e.floor:.2f}, n {e.n}, {e.sampler}), "
             f"class entropy {e.entropy or 0:.2f} bits"
         )
     if isinstance(e, End):
