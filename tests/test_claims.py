@@ -137,6 +137,10 @@ def test_decided_claims_on_runs_found_by_what_they_are(tmp_path):
     rows = {r.id: r for r in ledger(tmp_path / "runs")}
     assert "bravo 20.0 [18.0, 22.0]" in rows["C4"].measured
     assert "alpha (50 epochs, n 1000)" in rows["C7"].runs
+    # a report of some runs: the ledger of those alone
+    some = [Run(tmp_path / "runs" / n) for n in ("alpha", "bravo", "charlie", "delta")]
+    rows = {r.id: r for r in ledger(tmp_path / "runs", runs=some)}
+    assert rows["C4"].verdict == "holds" and rows["C8"].reason.startswith("runs missing")
 
 
 def test_verdicts_the_other_way_round(tmp_path):

@@ -457,10 +457,12 @@ CLAIMS = [
 ]
 
 
-def ledger(runs_dir: Path, schedules: Path | None = None) -> list[Row]:
+def ledger(runs_dir: Path, schedules: Path | None = None, runs: list | None = None) -> list[Row]:
     """The ledger of the runs folder ``runs_dir`` (``schedules``: the folder of ``diffui
-    schedules``' tables, by default ``runs_dir/schedules``), one row per claim."""
-    found = find(Path(runs_dir), schedules)
+    schedules``' tables, by default ``runs_dir/schedules``), one row per claim; with ``runs``
+    (:class:`engine.rundir.run.Run` of runs and studies, as a report is given them) only those
+    are looked at."""
+    found = find(Path(runs_dir), schedules, runs)
     return [
         Row(c.id, c.claim, c.study, j.measured, j.runs, j.verdict, j.reason)
         for c in CLAIMS

@@ -86,12 +86,14 @@ def _facts(run: Run) -> Facts | None:
     )
 
 
-def find(runs_dir: Path, schedules: Path | None = None) -> Found:
-    """The runs and studies of ``runs_dir`` as the claims see them."""
-    runs = [f for r in iter_runs(runs_dir) if (f := _facts(r)) is not None]
+def find(runs_dir: Path, schedules: Path | None = None, only: list[Run] | None = None) -> Found:
+    """The runs and studies of ``runs_dir`` (or only those of ``only``, runs and studies, as a
+    report is given them) as the claims see them."""
+    every = list(iter_runs(runs_dir, studies=True)) if only is None else list(only)
+    runs = [f for r in every if (f := _facts(r)) is not None]
     by_name = {f.run.name: f for f in runs}
     studies = []
-    for s in iter_runs(runs_dir, studies=True):
+    for s in every:
         try:
             spec = s.spec()
         except DamagedRun:
@@ -137,7 +139,10 @@ def gate(facts: list[Facts], epochs: int = STUDY_EPOCHS, noise: bool = True) -> 
         )
     short = [f for f in facts if f.epochs < epochs]
     if short:
-        return f"{min(f.epochs for f in short)} epochs, the study trains {epochs}"
+        trained = min(f.epochs for f in short)
+        if epochs != STUDY_EPOCHS:  # a claim about one epoch of training
+            return f"{trained} epochs trained, the claim looks at epoch {epochs}"
+        return f"{trained} epochs, the study trains {epochs}"
     for f in facts:
         if f.final is None:
             return f"{f.run.name} has no FID evaluation"
