@@ -30,6 +30,7 @@ from torch import nn
 
 from engine.data import datasets
 from engine.evaluation import uncertainty
+from engine.evaluation.uncertainty import Reference
 from engine.files import atomic_save, atomic_write_json
 from engine.spec.sections import DataSection
 
@@ -311,7 +312,7 @@ class FID:
         self.metric.reset_real_features = False
         self._key = f"{backbone}-{self.info.path.stem}-{_data_key(ref)}"
         self._load_or_compute_reference()
-        self._bootstrap: uncertainty.Reference | None = None
+        self._bootstrap: Reference | None = None
         self._centroids: tuple[torch.Tensor, float] | None = None
 
     def _update(
@@ -375,12 +376,23 @@ class FID:
         over its features and the reference's, and KID in the same feature space."""
         real = self.reference_features()
         if self._bootstrap is None:  # once per scorer: the reference's resamples
-            self._bootstrap = uncertainty.Reference(real)
+            self._bootstrap = self._reference_resamples(real)
         point, low, high = uncertainty.fid_interval(fake, self._bootstrap)
         # the reflection about torchmetrics' value (equal to ``point`` up to rounding)
         low, high = max(0.0, low + fid - point), max(0.0, high + fid - point)
         kid, kid_std = uncertainty.kid(fake, real)
         return low, high, kid, kid_std
+
+    def _reference_resamples(self, real: np.ndarray) -> Reference:
+        """The reference's bootstrap summaries, cached beside its statistics (computed once:
+        200 covariances of the whole reference set take a while on a CPU)."""
+        path = cache_dir() / f"fid-bootstrap-{self._key}-{uncertainty.RESAMPLES}.pt"
+        if path.exists():
+            return Reference(real, kept=torch.load(path, weights_only=True))
+        ref = Reference(real)
+        if ref.kept is not None:
+            atomic_save(lambda f: torch.save(ref.kept, f), path)
+        return ref
 
     @torch.no_grad()
     def classify(self, feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
