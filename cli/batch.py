@@ -151,7 +151,7 @@ def _log_line(console: Console, p: RunProgress, logged: dict[str, tuple]) -> Non
     """Plain lines for log files and CI: each epoch, and each long task as it starts."""
     if p.epoch > logged.get(p.name, (0, ""))[0]:
         numbers = (
-            f"FID {fmt(p.fid, '.1f')}"
+            f"FID {p.estimate.text() if p.estimate else fmt(p.fid, '.1f')}"
             if p.unit == "value"
             else f"train {fmt(p.train_loss)} val {fmt(p.val_loss)}"
         )

@@ -7,6 +7,7 @@
     diffui study NAME [FILE] [--profile NAME] [--runs-dir DIR] [--jobs N]
     diffui schedules [FILE] --out DIR [--profile NAME] [--n N] [--seed S]
     diffui report [--runs-dir DIR] [RUN ...] --out DIR
+    diffui claims [--runs-dir DIR] [--schedules DIR] [--markdown]
     diffui data [list] | data fetch [mnist|fashion_mnist] | data import DIR [--as NAME]
     diffui hosts check [NAME] [--file FILE] | hosts install NAME [--file FILE]
     diffui plan [FILE] [--profile NAME] [--host NAME] [--jobs N]
@@ -38,6 +39,7 @@ SUBCOMMANDS = {
     "data": (parsers.data_parser, tools.cmd_data),
     "schedules": (parsers.schedules_parser, tools.cmd_schedules),
     "report": (parsers.report_parser, tools.cmd_report),
+    "claims": (parsers.claims_parser, tools.cmd_claims),
     "queue": (parsers.queue_parser, commands.cmd_queue),
     "hosts": (parsers.hosts_parser, tools.cmd_hosts),
     "study": (parsers.study_parser, commands.cmd_study),

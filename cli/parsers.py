@@ -76,6 +76,7 @@ COMMANDS = (
     ("report", "[RUN ...] --out DIR: figures and report.md from run folders"),
     ("data", "[list|fetch|import DIR]: the datasets diffui trains on"),
     ("hosts", "check [NAME] | install NAME: the file's SSH hosts and clusters"),
+    ("claims", "[--runs-dir DIR]: the claims ledger: each claim of the study and whether it holds"),
     ("plan", "[FILE] [--host NAME]: each run's and study's estimated time, before queueing"),
 )
 

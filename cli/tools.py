@@ -31,7 +31,7 @@ def cmd_schedules(args: argparse.Namespace) -> int:
     int_arg("--seed", args.seed, 0, 2**32 - 1)  # numpy's seeds
     folder_arg("--out", args.out)
     experiments = load_experiments(Path(args.file), args.profile)
-    schedules, names = [], []
+    schedules, names, caps = [], [], []
     for run in experiments.runs:
         sched = from_spec(run.schedule)
         name = sched.kind
@@ -40,6 +40,7 @@ def cmd_schedules(args: argparse.Namespace) -> int:
         if name not in names:
             schedules.append(sched)
             names.append(name)
+            caps.append(getattr(run.schedule.params(), "max_beta", None))
     try:
         ds = data.load_configured(experiments.runs[0].data)
     except data.DataUnavailable as e:
@@ -51,6 +52,11 @@ def cmd_schedules(args: argparse.Namespace) -> int:
     for name, t in first.items():
         when = f"t = {t}" if t is not None else "never"
         print(f"{name}: z_t indistinguishable from N(0, 1) (KS, p > 0.05) first at {when}")
+    for name, sched, cap in zip(names, schedules, caps):
+        if sched.kind == "cosine" and cap is not None:
+            capped = [t for t in range(1, sched.T + 1) if float(sched.betas[t]) >= cap]
+            where = f" (t = {capped[0]}..{capped[-1]})" if capped else ""
+            print(f"{name}: {len(capped)} of {sched.T} betas capped at max_beta = {cap:g}{where}")
     print(f"wrote schedules.csv, ks.csv, ks_summary.csv, schedules.png, ks.png to {args.out}")
     return 0
 
@@ -214,6 +220,19 @@ def _gpus_text(lines: list[str]) -> str:
         " (".join(line.split(", ")[1:3]) + ")" if line.count(", ") >= 2 else line for line in lines
     )
     return ", ".join(f"{n}x {kind}" for kind, n in kinds.items()) or "none (nvidia-smi)"
+
+
+def cmd_claims(args: argparse.Namespace) -> int:
+    """``diffui claims``: the claims ledger of a runs folder (every claim a row; a claim whose
+    runs are missing is undecided, not an error)."""
+    from engine.report.claims import ledger, ledger_lines, ledger_markdown
+
+    folder_arg("--runs-dir", args.runs_dir)
+    if not args.runs_dir.is_dir():
+        raise UserError(f"--runs-dir {args.runs_dir}: no such folder")
+    rows = ledger(args.runs_dir, args.schedules)
+    print(ledger_markdown(rows) if args.markdown else "\n".join(ledger_lines(rows)))
+    return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:

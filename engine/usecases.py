@@ -221,7 +221,7 @@ def status_rows(queue: Queue, here: str) -> list[list[str]]:
                 status_text(p, queued.index(name) if name in queued else None, style="table"),
                 f"{p.epoch}/{p.epochs}" if p.epochs else "-",
                 fmt(p.val_loss),
-                fmt(p.fid, ".2f"),
+                p.estimate.text(".2f") if p.estimate else fmt(p.fid, ".2f"),
                 format_seconds(p.elapsed()),
                 queue.state.where_text(name, p.host, here) or "-",
             ]

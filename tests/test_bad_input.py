@@ -20,6 +20,7 @@ import threading
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import TINY as TEMPLATE
 from conftest import tiny_study, until, wait_for
@@ -718,10 +719,16 @@ def test_fid_uses_n_eval_samples_when_the_grid_is_larger(tmp_path, monkeypatch):
         def floor(self, n):
             return 0.5
 
-        def class_histogram(self, x):
-            import torch
+        backbone = "lenet"
 
-            return torch.full((10,), len(x) / 10)
+        def features(self, x):
+            return np.zeros((len(x), 2))
+
+        def classify(self, feats):
+            return np.zeros(len(feats), int), np.ones(len(feats), bool)
+
+        def uncertainty(self, feats, fid):
+            return 0.9, 1.1, 0.0, 0.0
 
     monkeypatch.setattr(Evaluator, "fid", lambda self: FID())
     log = EventLog(run.events_path)

@@ -268,3 +268,22 @@ def test_a_studys_finished_values_are_the_latest_of_each_with_files_on_disk(tmp_
     assert list(study_values([a, b, again])) == [0.01, 0.1]  # in the order they first came
     (tmp_path / "value-0.1.npy").write_bytes(b"")
     assert study_values([a, b, again], tmp_path) == {0.1: b}  # 0.01's samples are not there
+
+
+def test_an_fid_with_or_without_its_interval_reads_and_shows_so(tmp_path):
+    """Runs scored before diffui measured intervals read as before and show the bare FID; newer
+    ones show the interval in every table of runs (summary_row)."""
+    from engine.rundir.progress import RunProgress, summary_row
+
+    old = {"type": "eval", "time": 1.0, "epoch": 1, "sampler": "DDIM-4", "n": 200, "fid": 80.5,
+           "floor": 12.0}  # fmt: skip
+    new = dict(old, epoch=2, fid=70.25, fid_low=61.5, fid_high=74.0, fid_level=0.95, kid=0.02,
+               kid_std=0.004, recognised=0.9)  # fmt: skip
+    (tmp_path / "e.jsonl").write_text(json.dumps(old) + "\n" + json.dumps(new) + "\n")
+    first, second = read_events(tmp_path / "e.jsonl")
+    assert first.fid_low is None and first.kid is None and second.fid_high == 74.0
+    p = RunProgress("r")
+    p.fold(first)
+    assert summary_row(p)[4] == "80.50"
+    p.fold(second)
+    assert summary_row(p)[4] == "70.25 [61.50, 74.00]"

@@ -62,6 +62,20 @@ def test_histogram_of_one_class_is_one_hot_and_entropy(fid):
     assert metrics.entropy_bits([1] * 10) == pytest.approx(math.log2(10))
 
 
+def test_real_digits_are_recognised_and_noise_is_not(fid):
+    g = torch.Generator().manual_seed(0)
+    real = fid.reference[5000:5500]
+    cases = {
+        "real": real,
+        "uniform noise": torch.rand(500, 28, 28, generator=g),  # the classifier says 8, sure
+        "half noise": 0.5 * real + 0.5 * torch.rand(500, 28, 28, generator=g),
+    }
+    share = {k: fid.classify(fid.features(x))[1].mean() for k, x in cases.items()}
+    assert share["real"] >= 0.95 and share["uniform noise"] <= 0.05 and share["half noise"] < 0.5
+    classes = fid.classify(fid.features(real))[0]
+    assert (classes == reference_labels(fid)[5000:5500]).mean() > 0.97
+
+
 def reference_labels(fid) -> np.ndarray:
     return metrics.reference_set().labels.numpy()
 
@@ -105,6 +119,9 @@ def test_tiny_run_evaluates_and_report_writes_files(tmp_path, fid, capsys):
     assert sorted(evals) == [1, 2]
     for e in evals.values():
         assert e.n == 200 and e.fid > 0 and e.floor > 0
+        assert 0 <= e.fid_low < e.fid_high and e.fid_level == 0.95 and "bootstrap" in e.fid_method
+        assert e.kid is not None and e.kid_std is not None and e.kid_std >= 0
+        assert 0 <= e.recognised <= 1
         assert sum(e.histogram) == 200 and 0 <= e.entropy <= math.log2(10)
     assert evals[1].sampler == "DDIM-4" and evals[2].sampler == "DDPM-40"
     assert evals[2].floor == pytest.approx(fid.floor(200))
@@ -122,6 +139,80 @@ def test_tiny_run_evaluates_and_report_writes_files(tmp_path, fid, capsys):
     ):
         assert (out / name).stat().st_size > 0, name
     md = (out / "report.md").read_text()
-    assert "| tiny | finished | 2/2 |" in md and f"{evals[2].fid:.2f}" in md
+    assert "| tiny | finished | 2/2 |" in md
+    assert f"{evals[2].fid:.2f} [{evals[2].fid_low:.2f}, {evals[2].fid_high:.2f}]" in md
     assert main(["report", "--runs-dir", str(tmp_path / "runs"), "nope", "--out", str(out)]) == 2
     assert "no run folder nope" in capsys.readouterr().err
+
+
+# --- the FID's interval and KID (engine.evaluation.uncertainty), on Gaussians with known FID ---
+
+
+@pytest.fixture
+def one_thread():
+    """Small matrices: one thread is faster than two fighting over a busy machine's cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def gaussians(rng, n: int, d: int = 8, n_ref: int = 1000):
+    """n features from N(0.3, diag(s²)) and n_ref from N(0, I); their true FID is
+    ||0.3||² + sum (s - 1)² (both covariances diagonal)."""
+    s = np.linspace(0.5, 1.5, d)
+    true = 0.09 * d + float(((s - 1) ** 2).sum())
+    return rng.standard_normal((n, d)) * s + 0.3, rng.standard_normal((n_ref, d)), true
+
+
+def test_the_fid_interval_covers_the_true_fid_at_its_level(one_thread):
+    from engine.evaluation import uncertainty
+
+    rng = np.random.default_rng(0)
+    repeats, covered, above = 60, 0, 0
+    for r in range(repeats):
+        fake, real, true = gaussians(rng, 100)
+        fid, low, high = uncertainty.fid_interval(fake, uncertainty.Reference(real, seed=r), seed=r)
+        covered += low <= true <= high
+        above += fid > true
+    # 95 % intervals: >= 90 % of 60 repeats (at this seed: 58); the FID of n = 100 itself reads
+    # above the truth nearly always (its bias), which the percentile interval would inherit
+    assert covered / repeats >= 0.90
+    assert above / repeats >= 0.9
+
+
+def test_the_fid_interval_shrinks_as_n_grows(one_thread):
+    from engine.evaluation import uncertainty
+
+    rng = np.random.default_rng(1)
+    widths = []
+    for n in (100, 400, 1600):
+        w = []
+        for r in range(4):
+            fake, real, _ = gaussians(rng, n)
+            _, low, high = uncertainty.fid_interval(fake, uncertainty.Reference(real, seed=r))
+            w.append(high - low)
+        widths.append(np.mean(w))
+    assert widths[0] > 1.3 * widths[1] > 1.3 * 1.3 * widths[2]
+
+
+def test_the_kept_and_the_recomputed_reference_resamples_agree(one_thread, monkeypatch):
+    from engine.evaluation import uncertainty
+
+    fake, real, _ = gaussians(np.random.default_rng(2), 50, d=4, n_ref=200)
+    kept = uncertainty.fid_interval(fake, uncertainty.Reference(real, resamples=30))
+    monkeypatch.setattr(uncertainty, "KEEP_DIM", 2)  # Inception-sized features: recomputed
+    assert uncertainty.Reference(real, resamples=30).kept is None
+    assert uncertainty.fid_interval(fake, uncertainty.Reference(real, resamples=30)) == kept
+    assert uncertainty.fid_of(fake, real) == pytest.approx(kept[0])
+
+
+def test_kid_is_near_zero_for_one_distribution_and_grows_with_the_shift(one_thread):
+    from engine.evaluation import uncertainty
+
+    rng = np.random.default_rng(3)
+    real = rng.standard_normal((1000, 8))
+    same, same_std = uncertainty.kid(rng.standard_normal((500, 8)), real)
+    assert abs(same) < 3 * same_std + 1e-3  # unbiased: zero within its spread
+    shifted = [uncertainty.kid(rng.standard_normal((500, 8)) + m, real)[0] for m in (0.5, 1.0)]
+    assert same < shifted[0] < shifted[1]

@@ -33,6 +33,7 @@ from engine.rundir.run import can_sample, is_study, study_run
 from engine.spec.checks import ConfigError
 from engine.spec.experiments import Experiments, select
 from engine.spec.specs import RunSpec
+from tui.claims_screen import ClaimsScreen
 from tui.messages import FileLoaded, Snapshot
 from tui.model import Poller, read_experiments
 from tui.runs_screen import RUNS_ACTIONS, RunsScreen
@@ -82,6 +83,13 @@ APP_ACTIONS = [
         "queue a failed run again (from its checkpoint if it has one)",
     ),
     ("w", "report", "report", "Write report", "figures and report.md of every run, in RUNS/report"),
+    (
+        "v",
+        "claims",
+        "claims",
+        "Claims ledger",
+        "each claim of the study, what the runs measured, and whether it holds",
+    ),
     ("e", "edit", "edit", "Edit a setting", "change a setting of the experiments file and save it"),
     ("l", "reload", "reload", "Reload experiments file", "read the experiments file again"),
     (
@@ -93,6 +101,7 @@ APP_ACTIONS = [
     ),
     ("q", "quit", "quit", "Quit", "close the UI; the queue service and its runs go on"),
 ]
+OFF_BAR = {"claims"}  # in the help screen and the palette, not in the key bar (no room there)
 APP_ACTION_NAMES = {a.partition("(")[0] for _, a, *_ in APP_ACTIONS}
 
 
@@ -120,7 +129,7 @@ class DiffuiApp(App):
         "styles/dialogs.tcss",
     ]
     BINDINGS = [
-        Binding(k, a, label, key_display=k.split(",")[0], tooltip=help)
+        Binding(k, a, label, key_display=k.split(",")[0], tooltip=help, show=a not in OFF_BAR)
         for k, a, label, _, help in APP_ACTIONS
     ]
     MIN_SIZE = (64, 18)  # (columns, rows) below which one line says the terminal is too small
@@ -545,6 +554,9 @@ class DiffuiApp(App):
             )
         else:
             self.tell(f"wrote {path}", timeout=10)
+
+    def action_claims(self) -> None:
+        self.push_screen(ClaimsScreen(self.runs_dir))
 
     def action_edit(self) -> None:
         if self.file_text is None:

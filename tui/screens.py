@@ -33,6 +33,7 @@ from textual.widgets import (
 )
 from textual.widgets.option_list import Option, OptionDoesNotExist
 
+from engine.rundir.estimates import Estimate
 from engine.rundir.events import End, Epoch, Eval, Samples, Start, Value, latest_by_epoch
 from engine.rundir.progress import (
     SUMMARY_COLUMNS,
@@ -71,7 +72,7 @@ def describe_event(e) -> str | None:
         return f"grid of epoch {e.epoch} ({e.sampler}, {e.n} images)"
     if isinstance(e, Eval):
         return (
-            f"FID {e.fid:.2f} (floor {e.floor:.2f}, n {e.n}, {e.sampler}), "
+            f"FID {Estimate.of(e).text('.2f')} (floor {e.floor:.2f}, n {e.n}, {e.sampler}), "
             f"class entropy {e.entropy or 0:.2f} bits"
         )
     if isinstance(e, End):
@@ -299,8 +300,8 @@ STUDY_COLUMNS = ("FID", "floor", "distinct", "pairwise", "nearest", "copies")
 
 
 def fid_cell(e: Value) -> str:
-    """A value's FID as the study view writes it (the one place: an interval goes here)."""
-    return fmt(e.fid, ".1f")
+    """A value's FID as the study view writes it, with its interval where it has one."""
+    return Estimate.of(e).text(".1f")
 
 
 def value_cells(e: Value) -> list[str]:

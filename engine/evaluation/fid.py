@@ -29,11 +29,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.data import datasets
+from engine.evaluation import uncertainty
+from engine.evaluation.uncertainty import Reference
 from engine.files import atomic_save, atomic_write_json
 from engine.spec.sections import DataSection
 
 CLASSIFIER_VERSION = "lenet-v1"  # bump when the network or its training changes
 MIN_ACCURACY = 0.98
+RECOGNISED_QUANTILE = 0.99  # of the reference digits' distances to their class centroid
 BACKBONES = ("lenet", "inception")
 
 
@@ -309,6 +312,8 @@ class FID:
         self.metric.reset_real_features = False
         self._key = f"{backbone}-{self.info.path.stem}-{_data_key(ref)}"
         self._load_or_compute_reference()
+        self._bootstrap: Reference | None = None
+        self._centroids: tuple[torch.Tensor, float] | None = None
 
     def _update(
         self, metric, images: torch.Tensor, real: bool, batch: int = 500, progress=None
@@ -344,6 +349,91 @@ class FID:
         self._update(self.metric, images, real=False)
         return float(self.metric.compute())
 
+    @torch.no_grad()
+    def features(self, images: torch.Tensor, batch: int = 500) -> np.ndarray:
+        """The feature vectors FID compares, of ``images`` (as :meth:`score` takes them)."""
+        extract = self.metric.inception
+        out = []
+        for i in range(0, len(images), batch):
+            x = self._prep(images[i : i + batch].float())
+            if self.backbone == "inception":  # what torchmetrics' update does with normalize
+                x = (x * 255).byte()
+            out.append(extract(x).double().cpu().numpy())
+        return np.concatenate(out)
+
+    def reference_features(self) -> np.ndarray:
+        """The reference set's features (cached beside the reference statistics)."""
+        path = cache_dir() / f"fid-reference-features-{self._key}.npy"
+        if path.exists():
+            return np.load(path)
+        feats = self.features(self.reference).astype(np.float32)
+        atomic_save(lambda f: np.save(f, feats), path)
+        return feats
+
+    def uncertainty(self, fake: np.ndarray, fid: float) -> tuple[float, float, float, float]:
+        """(low, high, KID, KID's std) of a sample set with features ``fake`` (:meth:`features`)
+        whose FID is ``fid``: the bootstrap interval of :mod:`engine.evaluation.uncertainty`
+        over its features and the reference's, and KID in the same feature space."""
+        real = self.reference_features()
+        if self._bootstrap is None:  # once per scorer: the reference's resamples
+            self._bootstrap = self._reference_resamples(real)
+        point, low, high = uncertainty.fid_interval(fake, self._bootstrap)
+        # the reflection about torchmetrics' value (equal to ``point`` up to rounding)
+        low, high = max(0.0, low + fid - point), max(0.0, high + fid - point)
+        kid, kid_std = uncertainty.kid(fake, real)
+        return low, high, kid, kid_std
+
+    def _reference_resamples(self, real: np.ndarray) -> Reference:
+        """The reference's bootstrap summaries, cached beside its statistics (computed once:
+        200 covariances of the whole reference set take a while on a CPU)."""
+        path = cache_dir() / f"fid-bootstrap-{self._key}-{uncertainty.RESAMPLES}.pt"
+        if path.exists():
+            return Reference(real, kept=torch.load(path, weights_only=True))
+        ref = Reference(real)
+        if ref.kept is not None:
+            atomic_save(lambda f: torch.save(ref.kept, f), path)
+        return ref
+
+    @torch.no_grad()
+    def classify(self, feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(the classifier's digit, recognised) of each sample with features ``feats`` (lenet
+        features: :meth:`features` of the default backbone). Recognised: its features lie
+        within the distance of its digit's centroid (the mean feature of the reference digits
+        classified so) that :data:`RECOGNISED_QUANTILE` of the reference digits lie within.
+        The classifier alone names a digit for anything, noise included (uniform noise reads
+        as an 8 with 100 % confidence): the distance is what tells a digit from noise."""
+        if self._centroids is None:
+            real = torch.as_tensor(self.lenet_reference_features(), dtype=torch.float64)
+            pred = self._logits(real).argmax(1)
+            cent = torch.stack([real[pred == k].mean(0) for k in range(10)])
+            dist = (real - cent[pred]).norm(dim=1)
+            self._centroids = (cent, float(torch.quantile(dist, RECOGNISED_QUANTILE)))
+        cent, radius = self._centroids
+        x = torch.as_tensor(feats, dtype=torch.float64)
+        pred = self._logits(x).argmax(1)
+        return pred.numpy(), ((x - cent[pred]).norm(dim=1) <= radius).numpy()
+
+    def _logits(self, feats: torch.Tensor) -> torch.Tensor:
+        """The classifier's head on features, in float64."""
+        head = self.clf.head
+        return F.linear(feats, head.weight.double(), head.bias.double())
+
+    @torch.no_grad()
+    def lenet_features(self, images: torch.Tensor) -> np.ndarray:
+        """The classifier's features of ``images`` (the FID's own when the backbone is lenet)."""
+        return np.concatenate(
+            [
+                self.clf.features(images[i : i + 1000].float()).double().numpy()
+                for i in range(0, len(images), 1000)
+            ]
+        )
+
+    def lenet_reference_features(self) -> np.ndarray:
+        """The classifier's features of the reference set."""
+        if self.backbone == "lenet":
+            return self.reference_features()
+        return self.lenet_features(self.reference)
+
     def floor(self, n: int, seed: int = 0) -> float:
         """FID between two disjoint random sets of ``n`` reference images (cached): what FID
         reads at this N for samples as good as real data. Random, not halves: the MNIST test
@@ -373,13 +463,18 @@ class FID:
         return value
 
     @torch.no_grad()
+    def predict(self, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """The classifier's digit for each of ``images`` and its probability (softmax)."""
+        self.clf.eval()
+        probs = torch.cat(
+            [self.clf(images[i : i + 1000].float()).softmax(1) for i in range(0, len(images), 1000)]
+        )
+        conf, pred = probs.max(1)
+        return pred.numpy(), conf.double().numpy()
+
     def class_histogram(self, images: torch.Tensor) -> np.ndarray:
         """Counts of the classifier's predicted digit over ``images`` (shape (10,))."""
-        self.clf.eval()
-        pred = torch.cat(
-            [self.clf(images[i : i + 1000].float()).argmax(1) for i in range(0, len(images), 1000)]
-        )
-        return np.bincount(pred.numpy(), minlength=10)
+        return np.bincount(self.predict(images)[0], minlength=10)
 
 
 def entropy_bits(hist) -> float:
@@ -400,16 +495,36 @@ class Scores:
     floor: float  # FID of two sets of n real images: what FID reads at this n for real data
     histogram: list[int]  # the classifier's predicted digits, counts of 0..9
     entropy: float  # of the histogram, in bits
+    fid_low: float  # the FID's bootstrap interval (engine.evaluation.uncertainty)
+    fid_high: float
+    fid_level: float  # its level (0.95)
+    fid_method: str  # how it was computed, in words
+    kid: float  # KID in the same feature space: mean and std over subsets
+    kid_std: float
+    recognised: float  # the share of samples that read as a digit (FID.classify)
+    classes: list[int]  # each sample's digit, in order (not in eval events: histogram)
 
 
 def score_samples(fid: FID, x: torch.Tensor) -> Scores:
-    """FID, floor, class histogram and its entropy of the samples ``x`` ((N, 28, 28) floats in
-    [0, 1]), by the scorer ``fid``."""
-    hist = fid.class_histogram(x)
+    """FID with its interval, KID, floor, class histogram and its entropy of the samples ``x``
+    ((N, 28, 28) floats in [0, 1]), by the scorer ``fid``."""
+    feats = fid.features(x)
+    classes, recognised = fid.classify(feats if fid.backbone == "lenet" else fid.lenet_features(x))
+    hist = np.bincount(classes, minlength=10)
+    value = fid.score(x)
+    low, high, kid, kid_std = fid.uncertainty(feats, value)
     return Scores(
         n=len(x),
-        fid=fid.score(x),
+        fid=value,
         floor=fid.floor(len(x)),
         histogram=hist.tolist(),
         entropy=entropy_bits(hist),
+        fid_low=low,
+        fid_high=high,
+        fid_level=uncertainty.LEVEL,
+        fid_method=uncertainty.METHOD,
+        kid=kid,
+        kid_std=kid_std,
+        recognised=float(recognised.mean()),
+        classes=classes.tolist(),
     )

@@ -108,7 +108,7 @@ class Evaluator:
                     epoch=epoch,
                     sampler=name,
                     backbone=ev.backbone,
-                    **asdict(s),
+                    **{k: v for k, v in asdict(s).items() if k != "classes"},
                     sample_seconds=seconds,
                     score_seconds=round(time.time() - t1, 3),
                 )

@@ -2,7 +2,7 @@
 
 For each value of the study (λ for ``noise``, N for ``interpolation``, mixture components for
 ``gmm``) it draws the study's latents (:mod:`engine.diffusion.latents`), samples ``n`` images from them
-with the run's final model and sampler, measures them (FID and its floor, class histogram and
+with the run's final model and sampler, measures them (FID with its interval, KID, its floor, class histogram and
 entropy, diversity, novelty), and writes ``value-<v>.npy``, ``value-<v>.png`` and a ``value``
 event. ``results.csv`` is rewritten from those events after each value. A stopped or killed
 study resumes at the first value it has not finished; values run in the file's order.
@@ -39,6 +39,11 @@ RESULT_COLUMNS = (
     "n",
     "sampler",
     "fid",
+    "fid_low",
+    "fid_high",
+    "kid",
+    "kid_std",
+    "recognised",
     "floor",
     "entropy_bits",
     "distinct_share",
@@ -69,6 +74,10 @@ def write_results(study: Run) -> Path:
                     e.n,
                     e.sampler,
                     f"{e.fid:.4f}",
+                    *(
+                        "" if x is None else f"{x:.4f}"  # none in older studies' events
+                        for x in (e.fid_low, e.fid_high, e.kid, e.kid_std, e.recognised)
+                    ),
                     f"{e.floor:.4f}",
                     f"{e.entropy:.4f}",
                     f"{e.distinct_share:.4f}",

@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.report.arrays import values_in_order
+from engine.rundir.estimates import Estimate
 from engine.rundir.events import Eval, Start, Value
 from engine.rundir.progress import SUMMARY_COLUMNS, RunProgress, summary_row
 from engine.rundir.run import DamagedRun, Run
 from engine.spec.components import DEGRADATIONS
 from engine.spec.sections import STUDY_VALUE
 from engine.spec.specs import RunSpec
-from engine.text import fmt
 
 
 @dataclass
@@ -157,22 +157,15 @@ def summary_table(summaries: list[RunProgress]) -> Table:
 
 
 def interval(e: Eval | Value) -> tuple[float, float] | None:
-    """The interval of an evaluation's FID where its event carries one (``fid_low`` and
-    ``fid_high``, or ``fid_interval`` or ``fid_ci`` = [low, high]); None for a bare value."""
-    lo, hi = getattr(e, "fid_low", None), getattr(e, "fid_high", None)
-    for name in ("fid_interval", "fid_ci"):
-        pair = getattr(e, name, None)
-        if (lo is None or hi is None) and isinstance(pair, (list, tuple)) and len(pair) == 2:
-            lo, hi = pair
-    if isinstance(lo, (int, float)) and isinstance(hi, (int, float)):
-        return float(lo), float(hi)
-    return None
+    """The interval of an evaluation's FID where its event carries one; None for a bare value
+    (an event written before diffui measured intervals)."""
+    est = Estimate.of(e)
+    return (est.low, est.high) if est.low is not None and est.high is not None else None
 
 
 def fid_text(e: Eval | Value, spec: str = ".1f") -> str:
     """An FID with its interval where there is one: "61.2 [55.0, 68.1]"."""
-    ci = interval(e)
-    return fmt(e.fid, spec) + (f" [{fmt(ci[0], spec)}, {fmt(ci[1], spec)}]" if ci else "")
+    return Estimate.of(e).text(spec)
 
 
 def study_table(study: Run) -> Table:
@@ -180,7 +173,7 @@ def study_table(study: Run) -> Table:
     spec = study.study_spec()
     header = [
         STUDY_VALUE[spec.kind],
-        "FID",
+        "FID [95% interval]",
         "floor",
         "entropy (bits)",
         "distinct",

@@ -106,7 +106,11 @@ class Samples(Event):
 
 @dataclass(frozen=True, kw_only=True)
 class Eval(Event):
-    """FID of ``n`` samples, its real-vs-real floor at that n, the class histogram and entropy."""
+    """FID of ``n`` samples with its bootstrap interval [``fid_low``, ``fid_high``] at
+    ``fid_level`` (``fid_method`` says how), KID (mean ± ``kid_std`` over subsets), its
+    real-vs-real floor at that n, the class histogram and entropy, and the share of samples
+    that read as a digit (``recognised``). The interval, KID and ``recognised`` are optional:
+    runs scored before diffui measured them have none, and read as before."""
 
     type: ClassVar[str] = "eval"
     epoch: int
@@ -117,6 +121,13 @@ class Eval(Event):
     backbone: str = "lenet"
     histogram: list = field(default_factory=list)
     entropy: float | None = None
+    fid_low: float | None = None  # the FID's interval (absent in older runs: optional)
+    fid_high: float | None = None
+    fid_level: float | None = None
+    fid_method: str = ""
+    kid: float | None = None
+    kid_std: float | None = None
+    recognised: float | None = None  # the share of samples that read as a digit
     sample_seconds: float = 0.0
     score_seconds: float = 0.0
 
@@ -161,6 +172,14 @@ class Value(Event):
     floor: float
     histogram: list = field(default_factory=list)
     entropy: float | None = None
+    fid_low: float | None = None  # as in Eval
+    fid_high: float | None = None
+    fid_level: float | None = None
+    fid_method: str = ""
+    kid: float | None = None
+    kid_std: float | None = None
+    recognised: float | None = None
+    classes: list = field(default_factory=list)  # each sample's digit, in the samples' order
     distinct_share: float | None = None
     pairwise_distance: float | None = None
     nearest_train_distance: float | None = None

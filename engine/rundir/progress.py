@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from engine.rundir.estimates import Estimate
 from engine.rundir.events import End, Epoch, Eval, Event, EventReader, Other, Progress, Start, Value
 from engine.text import fmt, format_seconds
 
@@ -31,6 +32,7 @@ class RunProgress:
     val_loss: float | None = None
     fid: float | None = None  # latest evaluation
     floor: float | None = None
+    estimate: Estimate | None = None  # the latest FID with its interval (when it has one)
     entropy: float | None = None
     sampler: str = ""
     data_source: str = ""
@@ -73,11 +75,13 @@ class RunProgress:
             self.epoch_started, self.step, self.task = e.time, 0, ""
         elif isinstance(e, Eval):
             self.fid, self.floor, self.entropy = e.fid, e.floor, e.entropy
+            self.estimate = Estimate.of(e)
             self.sampler, self.task = e.sampler, ""
         elif isinstance(e, Value):  # a study's value counts like a run's epoch
             self.epoch, self.unit = self.epoch + 1, "value"
             self.epoch_seconds.append(e.seconds)
             self.fid, self.floor, self.entropy = e.fid, e.floor, e.entropy
+            self.estimate = Estimate.of(e)
             self.sampler, self.task, self.epoch_started, self.step = e.sampler, "", e.time, 0
         elif isinstance(e, End):
             if e.started is not None and e.started > (self.last_time or 0.0):
@@ -233,7 +237,7 @@ def summary_row(p: RunProgress) -> list[str]:
         p.state,
         f"{p.epoch}/{p.epochs}",
         fmt(p.val_loss),
-        fmt(p.fid, ".2f"),
+        p.estimate.text(".2f") if p.estimate else fmt(p.fid, ".2f"),
         fmt(p.floor, ".2f"),
         fmt(p.entropy, ".2f"),
         p.sampler or "-",

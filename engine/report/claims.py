@@ -1,0 +1,497 @@
+"""The claims ledger: each claim of the study, what diffui measured for it in a runs folder, and
+whether it holds, does not hold or is undecided (and why), from run folders alone.
+
+Each claim is one entry of :data:`CLAIMS`: an id, the study's words and value, and a rule that
+finds the runs it needs by what they are (degradation, network, schedule kind, a study's kind;
+never by name: :mod:`engine.report.findings`), reads their values with their intervals and
+gives a verdict. A claim without its runs is undecided, never an error. Honesty first: runs
+trained for fewer epochs than the study's, runs trained on different data, samples that are
+still noise, or intervals that overlap leave a claim undecided, with the reason in words.
+
+:func:`ledger` gives the rows, :func:`ledger_markdown` the report's table of them,
+:func:`ledger_lines` the plain table ``diffui claims`` prints. docs/claims.md describes each
+rule and measure.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from engine.report import measures as m
+from engine.report.arrays import load_array
+from engine.report.findings import (
+    BACKBONE_NOTE,
+    FAILS,
+    HOLDS,
+    KINDS,
+    UNDECIDED,
+    Facts,
+    Found,
+    Judged,
+    StudyFacts,
+    find,
+    gate,
+    missing,
+    names,
+    pick,
+)
+from engine.rundir.estimates import compare
+from engine.rundir.run import DamagedRun
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One claim of the study: its words, its value, and the rule that judges it."""
+
+    id: str
+    claim: str
+    study: str
+    judge: Callable[[Found], Judged]
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the ledger."""
+
+    id: str
+    claim: str  # the study's words, shortened
+    study: str  # the study's value
+    measured: str  # diffui's value(s), with their uncertainty
+    runs: str  # the runs (and n) it rests on
+    verdict: str  # holds, does not hold, undecided
+    reason: str  # why, in words
+
+
+# --- C1, C2: the schedules (diffui schedules --out RUNS/schedules) ------------------------------
+
+
+def _csv(path: Path) -> list[dict[str, str]] | None:
+    try:
+        with open(path, newline="") as f:
+            return list(csv.DictReader(f))
+    except (OSError, csv.Error, UnicodeDecodeError):
+        return None
+
+
+def _kind(name: str) -> str:
+    return name.split("-")[0]
+
+
+def c1(found: Found) -> Judged:
+    rows = _csv(found.schedules / "ks_summary.csv")
+    if rows is None:
+        return missing(f"KS results: run `diffui schedules --out {found.schedules}`")
+    first = {_kind(r["schedule"]): r["first_t_indistinguishable"] for r in rows}
+    if any(k not in first for k in KINDS):
+        return missing(f"KS result of every schedule in {found.schedules}")
+    t = {k: int(first[k]) if first[k] else float("inf") for k in KINDS}
+    measured = ", ".join(f"{k} t = {first[k] or 'never'}" for k in KINDS)
+    where = f"{found.schedules / 'ks_summary.csv'}"
+    last = max(t, key=lambda k: t[k])
+    if last == "cosine" and all(t[k] < t["cosine"] for k in KINDS if k != "cosine"):
+        return Judged(measured, where, HOLDS, "cosine's z_t stays distinguishable longest")
+    return Judged(measured, where, FAILS, f"{last} reaches N(0, 1) last, not cosine")
+
+
+def c2(found: Found) -> Judged:
+    rows = _csv(found.schedules / "schedules.csv")
+    betas = [float(r["beta"]) for r in rows or [] if _kind(r["schedule"]) == "cosine"]
+    if not betas:
+        return missing(f"cosine schedule table: run `diffui schedules --out {found.schedules}`")
+    cap = max(betas)
+    at_cap = [t for t, b in enumerate(betas, 1) if b >= cap - 1e-12]
+    T, n = len(betas), len(at_cap)
+    where = str(found.schedules / "schedules.csv")
+    if n <= 1:
+        return Judged(f"0 of {T} capped", where, FAILS, "no beta reaches the cap")
+    measured = f"{n} of {T} capped at {cap:g} (t = {at_cap[0]}..{at_cap[-1]})"
+    if at_cap != list(range(T - n + 1, T + 1)):
+        return Judged(measured, where, FAILS, "capped betas are not only the last ones")
+    return Judged(measured, where, HOLDS, f"only the last betas are capped: {n}, not 10")
+
+
+# --- DDPM's four schedules ----------------------------------------------------------------------
+
+
+def _four(found: Found) -> tuple[list[Facts], str]:
+    """The Gaussian runs of the four schedules (one network, the CNN where it has them all)."""
+    for net in ("cnn", "unet"):
+        runs = [pick(found, "gaussian", k, net) for k in KINDS]
+        if all(runs):
+            return [r for r in runs if r], ""
+    have = {k for k in KINDS if pick(found, "gaussian", k)}
+    return [], "DDPM run of " + ", ".join(k for k in KINDS if k not in have)
+
+
+def c3(found: Found) -> Judged:
+    runs, lack = _four(found)
+    if lack:
+        return missing(lack)
+    why = gate(runs, noise=False)
+    loss = {f.spec.schedule.kind: f.val_loss for f in runs}
+    measured = ", ".join(f"{k} {loss[k]:.4f}" for k in KINDS if loss[k] is not None)
+    if why or any(v is None for v in loss.values()):
+        return Judged(measured or "-", names(runs), UNDECIDED, why or "a run has no loss")
+    done = {k: float(v) for k, v in loss.items() if v is not None}
+    low, high = min(done["linear"], done["cosine"]), max(done["constant"], done["inverse_linear"])
+    note = "final validation loss, one seed each (no spread across seeds)"
+    return Judged(measured, names(runs), HOLDS if low > high else FAILS, note)
+
+
+def _fid_order(a: Facts, b: Facts) -> str:
+    fa, fb = a.fid, b.fid
+    return compare(fa, fb) if fa and fb else "no interval"
+
+
+def _fids(runs: list[Facts]) -> str:
+    return "; ".join(f"{f.run.name} {f.fid.text()}" for f in runs if f.fid)
+
+
+def c4(found: Found) -> Judged:
+    runs, lack = _four(found)
+    if lack:
+        return missing(lack)
+    why = gate(runs)
+    if why:
+        return Judged(_fids(runs) or "-", names(runs), UNDECIDED, why)
+    cos = runs[KINDS.index("cosine")]
+    order = {f.spec.schedule.kind: _fid_order(cos, f) for f in runs if f is not cos}
+    measured = _fids(runs)
+    if "no interval" in order.values():
+        return Judged(measured, names(runs), UNDECIDED, "a FID without interval (an older run)")
+    if all(o == "lower" for o in order.values()):
+        return Judged(measured, names(runs), HOLDS, f"cosine's interval lowest; {BACKBONE_NOTE}")
+    if "higher" in order.values():
+        better = [k for k, o in order.items() if o == "higher"]
+        return Judged(measured, names(runs), FAILS, f"{', '.join(better)} clearly below cosine")
+    over = [k for k, o in order.items() if o == "overlap"]
+    return Judged(measured, names(runs), UNDECIDED, f"intervals overlap: cosine and {over[0]}")
+
+
+def _grid_share(f: Facts, epoch: int):
+    e = f.evals.get(epoch)
+    if e is None or e.recognised is None:
+        return None
+    return m.share_interval(round(e.recognised * e.n), e.n)
+
+
+def c5(found: Found) -> Judged:
+    runs, lack = _four(found)
+    if lack:
+        return missing(lack)
+    why = gate(runs, epochs=10, noise=False)
+    shares = {f.spec.schedule.kind: _grid_share(f, 10) for f in runs}
+    measured = ", ".join(f"{k} {s[0]:.0%} [{s[1]:.0%}, {s[2]:.0%}]" for k, s in shares.items() if s)
+    if why or any(s is None for s in shares.values()):
+        reason = why or "no epoch-10 evaluation with recognised shares (evaluation.every)"
+        return Judged(measured or "-", names(runs), UNDECIDED, reason)
+    early = [shares["linear"], shares["cosine"]]
+    late = [shares["constant"], shares["inverse_linear"]]
+    note = "share of epoch-10 samples that read as digits"
+    if min(s[1] for s in early) > max(s[2] for s in late):  # type: ignore[index]
+        return Judged(measured, names(runs), HOLDS, note)
+    if max(s[2] for s in early) < min(s[1] for s in late):  # type: ignore[index]
+        return Judged(measured, names(runs), FAILS, note + ": the other way round")
+    return Judged(measured, names(runs), UNDECIDED, "intervals overlap")
+
+
+def _background(f: Facts):
+    if not f.samples:
+        return None
+    s = f.samples[max(f.samples)]
+    try:
+        return m.mean_interval(m.background_noise(load_array(f.run.path / s.npy)))
+    except (OSError, DamagedRun):
+        return None
+
+
+def c6(found: Found) -> Judged:
+    runs, lack = _four(found)
+    if lack:
+        return missing(lack)
+    why = gate(runs)
+    score = {f.spec.schedule.kind: _background(f) for f in runs}
+    measured = ", ".join(f"{k} {s[0]:.4f} ± {s[2] - s[0]:.4f}" for k, s in score.items() if s)
+    if why or any(s is None for s in score.values()):
+        return Judged(measured or "-", names(runs), UNDECIDED, why or "a run has no final grid")
+    noisy = [score["constant"], score["inverse_linear"]]
+    clean = [score["linear"], score["cosine"]]
+    note = "background-pixel variance of the final grid"
+    if min(s[1] for s in noisy) > max(s[2] for s in clean):  # type: ignore[index]
+        return Judged(measured, names(runs), HOLDS, note)
+    if max(s[2] for s in noisy) < min(s[1] for s in clean):  # type: ignore[index]
+        return Judged(measured, names(runs), FAILS, note + ": the other way round")
+    return Judged(measured, names(runs), UNDECIDED, "intervals overlap")
+
+
+def _pair(found: Found, deg: str, a: str, b: str, net: str | None = None):
+    return pick(found, deg, a, net), pick(found, deg, b, net)
+
+
+def c7(found: Found) -> Judged:
+    lin, cos = _pair(found, "gaussian", "linear", "cosine")
+    if not (lin and cos):
+        return missing("DDPM run of linear and of cosine")
+    runs = [lin, cos]
+    why = gate(runs)
+    if why:
+        return Judged(_fids(runs) or "-", names(runs), UNDECIDED, why)
+    order = _fid_order(cos, lin)
+    verdicts = {
+        "overlap": (HOLDS, "the FIDs' intervals overlap: no clear improvement"),
+        "lower": (FAILS, "cosine clearly lower: more than marginal"),
+        "higher": (FAILS, "cosine clearly higher: no improvement"),
+        "no interval": (UNDECIDED, "a FID without interval (an older run)"),
+    }
+    return Judged(_fids(runs), names(runs), *verdicts[order])
+
+
+def c8(found: Found) -> Judged:
+    lin, cos = _pair(found, "morph", "linear", "cosine")
+    if not (lin and cos):
+        return missing("morph run of linear and of cosine")
+    runs = [lin, cos]
+    why = gate(runs)
+    measured = _fids(runs) + (
+        f"; loss linear {lin.val_loss:.4f}, cosine {cos.val_loss:.4f}"
+        if lin.val_loss is not None and cos.val_loss is not None
+        else ""
+    )
+    if why or lin.val_loss is None or cos.val_loss is None:
+        return Judged(measured or "-", names(runs), UNDECIDED, why or "a run has no loss")
+    order = _fid_order(cos, lin)
+    if order == "no interval":
+        return Judged(measured, names(runs), UNDECIDED, "a FID without interval (an older run)")
+    if cos.val_loss >= lin.val_loss:
+        return Judged(measured, names(runs), FAILS, "cosine's loss is not lower")
+    if order != "overlap":
+        return Judged(measured, names(runs), FAILS, f"cosine's FID clearly {order}")
+    return Judged(measured, names(runs), HOLDS, "lower loss, FID intervals overlap")
+
+
+def _rows(f: Facts) -> tuple[np.ndarray, np.ndarray] | None:
+    """(direct, iterative) restorations of the run's direct-vs-iterative figure."""
+    e = f.figures.get("direct-vs-iterative")
+    if e is None:
+        return None
+    try:
+        table = np.concatenate([load_array(f.run.path / p) for p in e.files])
+    except (OSError, DamagedRun):
+        return None
+    labels = list(e.rows)
+    mode = f"{f.spec.evaluation.morph_latent} latent"
+    it = [i for i, r in enumerate(labels) if r.endswith(mode)] or [
+        i for i, r in enumerate(labels) if r.startswith("iterative")
+    ]
+    if "direct" not in labels or not it or len(table) != len(labels):
+        return None
+    return table[labels.index("direct")], table[it[0]]
+
+
+def c9(found: Found) -> Judged:
+    morph = [f for f in found.runs if f.spec.degradation == "morph" and _rows(f) is not None]
+    if not morph:
+        return missing("morph run with its direct-vs-iterative arrays")
+    f = max(morph, key=lambda f: f.epochs)
+    direct, iterative = _rows(f)  # type: ignore[misc]
+    d, i = m.mean_interval(m.sharpness(direct)), m.mean_interval(m.sharpness(iterative))
+    measured = (
+        f"sharpness direct {d[0]:.4f} ± {d[2] - d[0]:.4f}, iterative {i[0]:.4f} ± {i[2] - i[0]:.4f}"
+    )
+    runs = f"{f.run.name} ({f.epochs} epochs, {len(direct)} digits)"
+    why = gate([f], noise=False)
+    if why:
+        return Judged(measured, runs, UNDECIDED, why)
+    if i[1] > d[2]:
+        return Judged(
+            measured, runs, HOLDS, "higher gradient energy (mean squared neighbour difference)"
+        )
+    if i[2] < d[1]:
+        return Judged(measured, runs, FAILS, "direct restorations are sharper")
+    return Judged(measured, runs, UNDECIDED, "intervals overlap")
+
+
+def _best(found: Found, deg: str, net: str) -> Facts | None:
+    """The run of ``deg`` and ``net`` with the lowest final FID (any schedule)."""
+    runs = [
+        f
+        for f in found.runs
+        if f.spec.degradation == deg and f.spec.network.kind == net and f.fid is not None
+    ]
+    return min(runs, key=lambda f: f.fid.value, default=None)  # type: ignore[union-attr]
+
+
+def _versus(found: Found, a: tuple[str, str], b: tuple[str, str]) -> tuple[list[Facts], str]:
+    fa, fb = _best(found, *a), _best(found, *b)
+    lack = [" + ".join(x) for x, f in ((a, fa), (b, fb)) if f is None]
+    return [f for f in (fa, fb) if f], ("evaluated run of " + " and ".join(lack) if lack else "")
+
+
+def c10(found: Found) -> Judged:
+    runs, lack = _versus(found, ("morph", "unet"), ("gaussian", "cnn"))
+    if lack:
+        return missing(lack)
+    why = gate(runs)
+    if why:
+        return Judged(_fids(runs), names(runs), UNDECIDED, why)
+    order = _fid_order(*runs)
+    verdicts = {
+        "lower": (HOLDS, f"morph + UNet's interval lower; {BACKBONE_NOTE}"),
+        "higher": (FAILS, f"DDPM + CNN clearly lower; {BACKBONE_NOTE}"),
+        "overlap": (UNDECIDED, "intervals overlap"),
+        "no interval": (UNDECIDED, "a FID without interval (an older run)"),
+    }
+    return Judged(_fids(runs), names(runs), *verdicts[order])
+
+
+def c11(found: Found) -> Judged:
+    runs, lack = _versus(found, ("gaussian", "unet"), ("morph", "unet"))
+    if lack:
+        return missing(lack)
+    why = gate(runs)
+    if why:
+        return Judged(_fids(runs), names(runs), UNDECIDED, why)
+    order = _fid_order(*runs)
+    verdicts = {
+        "lower": (HOLDS, "DDPM + UNet's interval lower"),
+        "overlap": (HOLDS, "intervals overlap: as good"),
+        "higher": (FAILS, "morph + UNet clearly lower"),
+        "no interval": (UNDECIDED, "a FID without interval (an older run)"),
+    }
+    return Judged(_fids(runs), names(runs), *verdicts[order])
+
+
+def _study(found: Found, kind: str) -> StudyFacts | None:
+    """The study of ``kind`` on a morph run (the one with most values done)."""
+    studies = [
+        s
+        for s in found.studies
+        if s.spec.kind == kind and s.source is not None and s.source.spec.degradation == "morph"
+    ]
+    return max(studies, key=lambda s: len(s.values), default=None)
+
+
+def _near(values, target: float, lo: float, hi: float) -> float | None:
+    inside = [v for v in values if lo <= v <= hi]
+    return min(inside, key=lambda v: abs(v - target), default=None)
+
+
+def c12(found: Found) -> Judged:
+    s = _study(found, "noise")
+    if s is None:
+        return missing("noise study on a morph run")
+    v = s.values
+    small, mid = _near(v, 0.001, 1e-9, 0.002), _near(v, 0.01, 0.005, 0.02)
+    large = max((x for x in v if x >= 0.25), default=None)
+    runs = f"{s.study.name} (n {v[0].n})" if 0 in v else s.study.name
+    if 0 not in v or None in (small, mid, large):
+        return Judged("-", runs, UNDECIDED, "values missing: needs λ = 0, ~0.001, ~0.01, >= 0.25")
+    assert small is not None and mid is not None and large is not None
+    base = v[0]
+    if base.recognised is None or not base.classes:
+        return Judged("-", runs, UNDECIDED, "study scored before diffui measured classes")
+    if base.recognised < 0.5:
+        return Judged("-", runs, UNDECIDED, f"λ = 0 samples are noise ({base.recognised:.0%})")
+    changed = {x: m.changed_share(v[x].classes, base.classes) for x in (small, mid)}
+    rec = {x: v[x].recognised or 0.0 for x in (0, small, mid, large)}
+    measured = "; ".join(
+        f"λ {x:g}: {changed.get(x, 0):.0%} changed, {rec[x]:.0%} digits" for x in rec
+    )
+    parts = [
+        changed[small] <= 0.1,  # small λ ≈ λ = 0
+        changed[mid] > changed[small] and rec[mid] >= rec[0] - 0.1,  # new digits, still digits
+        rec[large] < 0.5,  # large λ: unrecognisable
+    ]
+    if all(parts):
+        return Judged(measured, runs, HOLDS, "small λ keeps the digit, λ≈0.01 changes some")
+    failed = ["small λ changes digits", "λ≈0.01 adds no legible new digits", "large λ legible"]
+    return Judged(measured, runs, FAILS, "; ".join(w for w, ok in zip(failed, parts) if not ok))
+
+
+def c13(found: Found) -> Judged:
+    s = _study(found, "interpolation")
+    if s is None:
+        return missing("interpolation study on a morph run")
+    v = s.values
+    if 1 not in v or len(v) < 2:
+        return Judged("-", s.study.name, UNDECIDED, "values missing: needs N = 1 and a larger N")
+    n_max = max(v)
+    one, big = v[1], v[n_max]
+    runs = f"{s.study.name} (N = 1 and {n_max:g}, n {big.n})"
+    d, lo, hi = m.excess(big.histogram, one.histogram)
+    rec = f"{one.recognised:.0%} → {big.recognised:.0%} digits" if big.recognised else ""
+    measured = f"3s + 8s {d:+.0%} [{lo:+.0%}, {hi:+.0%}] at N = {n_max:g}" + (
+        f"; {rec}" if rec else ""
+    )
+    if big.recognised is None:
+        return Judged(measured, runs, UNDECIDED, "study scored before diffui measured digits")
+    if big.recognised < 0.5:
+        reason = f"N = {n_max:g} samples are not digits ({big.recognised:.0%}): classes say nothing"
+        return Judged(measured, runs, UNDECIDED, reason)
+    if lo > 0:
+        return Judged(measured, runs, HOLDS, "more 3s and 8s than at N = 1")
+    if hi < 0:
+        return Judged(measured, runs, FAILS, "fewer 3s and 8s than at N = 1")
+    return Judged(measured, runs, UNDECIDED, "interval of the excess includes 0")
+
+
+CLAIMS = [
+    Claim("C1", "KS test: cosine's z_t reaches N(0, 1) last", "t = 906; others earlier", c1),
+    Claim("C2", "capping cosine betas at 0.1 changes only the last betas", "10 of 1000", c2),
+    Claim("C3", "DDPM loss: linear, cosine above constant, inverse linear", "Fig. 3", c3),
+    Claim("C4", "cosine gives the lowest FID of the four schedules", "Fig. 6", c4),
+    Claim("C5", "linear, cosine draw digits earlier (epoch 10)", "by eye", c5),
+    Claim("C6", "constant, inverse linear: noisy, pixelated backgrounds", "by eye", c6),
+    Claim("C7", "cosine's improvement over linear is marginal", "Fig. 6", c7),
+    Claim("C8", "morph: cosine reaches a lower loss, similar FID", "-", c8),
+    Claim("C9", "iterative restoration sharper than direct", "by eye", c9),
+    Claim("C10", "morph + UNet beats DDPM + CNN on FID", "50.98 vs 113.31", c10),
+    Claim("C11", "DDPM + UNet at least as good as morph + UNet", "-", c11),
+    Claim("C12", "latent noise: small λ ≈ 0; λ≈0.01 best; large λ unrecognisable", "by eye", c12),
+    Claim("C13", "averaging N latents smears, biases to 3s and 8s", "by eye", c13),
+]
+
+
+def ledger(runs_dir: Path, schedules: Path | None = None, runs: list | None = None) -> list[Row]:
+    """The ledger of the runs folder ``runs_dir`` (``schedules``: the folder of ``diffui
+    schedules``' tables, by default ``runs_dir/schedules``), one row per claim; with ``runs``
+    (:class:`engine.rundir.run.Run` of runs and studies, as a report is given them) only those
+    are looked at."""
+    found = find(Path(runs_dir), schedules, runs)
+    return [
+        Row(c.id, c.claim, c.study, j.measured, j.runs, j.verdict, j.reason)
+        for c in CLAIMS
+        for j in [c.judge(found)]
+    ]
+
+
+COLUMNS = ("claim", "study", "diffui", "runs", "verdict", "why")
+
+
+def _cells(r: Row) -> list[str]:
+    return [f"{r.id} {r.claim}", r.study, r.measured, r.runs, r.verdict, r.reason]
+
+
+def ledger_markdown(rows: list[Row]) -> str:
+    """The ledger as a Markdown table (the report's first section)."""
+    esc = lambda s: s.replace("|", "\\|")  # noqa: E731
+    out = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    out += ["| " + " | ".join(esc(c) for c in _cells(r)) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def ledger_lines(rows: list[Row]) -> list[str]:
+    """The ledger as plain lines: per claim, its verdict line and the numbers beneath."""
+    out = []
+    for r in rows:
+        out.append(f"{r.id:<4} {r.verdict:<14} {r.claim}")
+        out.append(f"     study: {r.study}; diffui: {r.measured}")
+        out.append(f"     runs: {r.runs}; why: {r.reason}")
+    counts = {v: sum(r.verdict == v for r in rows) for v in (HOLDS, FAILS, UNDECIDED)}
+    out.append(", ".join(f"{n} {v}" for v, n in counts.items()))
+    return out

@@ -1,0 +1,170 @@
+"""What the claims ledger (:mod:`engine.report.claims`) reads of a runs folder: each training
+run's facts (what it is, from its config.toml; how long it trained, on which data, its FIDs
+with their intervals, from its events), each sampling study's values, and the rules every claim
+shares: how a run is found by what it is (:func:`pick`), and why runs cannot decide a claim
+(:func:`gate`: different training data, fewer epochs than the study's, samples still noise).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine.rundir.estimates import Estimate
+from engine.rundir.events import Epoch, Eval, Figure, Samples, Start, Value, latest_by_epoch
+from engine.rundir.run import DamagedRun, Run, iter_runs
+from engine.spec.specs import RunSpec, StudySpec
+
+HOLDS, FAILS, UNDECIDED = "holds", "does not hold", "undecided"
+STUDY_EPOCHS = 50  # the study trains every model for 50 epochs
+NOISE = 0.5  # samples of which fewer than this share read as digits are "still noise"
+SCHEDULES_DIR = "schedules"  # diffui schedules --out RUNS/schedules: the KS and beta tables
+KINDS = ("linear", "cosine", "constant", "inverse_linear")
+
+
+@dataclass
+class Facts:
+    """What the ledger reads of one training run's folder."""
+
+    run: Run
+    spec: RunSpec
+    state: str
+    epochs: int  # trained (the last epoch event)
+    data: str  # where its training digits came from
+    evals: dict[int, Eval]
+    samples: dict[int, Samples]
+    figures: dict[str, Figure]
+    val_loss: float | None
+
+    @property
+    def final(self) -> Eval | None:
+        return self.evals[max(self.evals)] if self.evals else None
+
+    @property
+    def fid(self) -> Estimate | None:
+        return Estimate.of(self.final) if self.final else None
+
+
+@dataclass
+class StudyFacts:
+    study: Run
+    spec: StudySpec
+    source: Facts | None
+    values: dict[float, Value] = field(default_factory=dict)
+
+
+@dataclass
+class Found:
+    """Everything the ledger knows of a runs folder."""
+
+    runs: list[Facts]
+    studies: list[StudyFacts]
+    schedules: Path  # the folder of ``diffui schedules`` tables
+
+
+def _facts(run: Run) -> Facts | None:
+    try:
+        spec = run.spec()
+    except DamagedRun:
+        return None
+    if not isinstance(spec, RunSpec):
+        return None
+    events = run.events()
+    epochs = [e for e in events if isinstance(e, Epoch)]
+    start = [e for e in events if isinstance(e, Start)]
+    data = f"{start[-1].data_source} ({start[-1].train_size:,} digits)" if start else ""
+    return Facts(
+        run=run,
+        spec=spec,
+        state=run.status().state,
+        epochs=epochs[-1].epoch if epochs else 0,
+        data=data if start and start[-1].data_source else "",
+        evals=latest_by_epoch(events, Eval),
+        samples=latest_by_epoch(events, Samples),
+        figures={e.name: e for e in events if isinstance(e, Figure)},
+        val_loss=epochs[-1].val_loss if epochs else None,
+    )
+
+
+def find(runs_dir: Path, schedules: Path | None = None, only: list[Run] | None = None) -> Found:
+    """The runs and studies of ``runs_dir`` (or only those of ``only``, runs and studies, as a
+    report is given them) as the claims see them."""
+    every = list(iter_runs(runs_dir, studies=True)) if only is None else list(only)
+    runs = [f for r in every if (f := _facts(r)) is not None]
+    by_name = {f.run.name: f for f in runs}
+    studies = []
+    for s in every:
+        try:
+            spec = s.spec()
+        except DamagedRun:
+            continue
+        if isinstance(spec, StudySpec):
+            values = {e.value: e for e in s.events() if isinstance(e, Value)}
+            studies.append(StudyFacts(s, spec, by_name.get(spec.run), values))
+    return Found(runs, studies, schedules or Path(runs_dir) / SCHEDULES_DIR)
+
+
+def pick(
+    found: Found, degradation: str, schedule: str | None = None, network: str | None = None
+) -> Facts | None:
+    """The run that is what is asked (the one trained longest when several are)."""
+    match = [
+        f
+        for f in found.runs
+        if f.spec.degradation == degradation
+        and (schedule is None or f.spec.schedule.kind == schedule)
+        and (network is None or f.spec.network.kind == network)
+    ]
+    return max(match, key=lambda f: (f.epochs, f.state == "finished"), default=None)
+
+
+def names(facts: list[Facts]) -> str:
+    """``ddpm-linear (50 epochs, n 1000), ...``: the runs a row rests on."""
+    parts = []
+    for f in facts:
+        n = f", n {f.final.n}" if f.final else ""
+        parts.append(f"{f.run.name} ({f.epochs} epochs{n})")
+    return ", ".join(parts)
+
+
+def gate(facts: list[Facts], epochs: int = STUDY_EPOCHS, noise: bool = True) -> str:
+    """Why these runs cannot decide a claim ("" when they can): different training data, fewer
+    epochs than the study's, no evaluation, samples that are still noise."""
+    sources = {f.data for f in facts if f.data}
+    if len(sources) > 1:
+        return (
+            "runs trained on different data sources ("
+            + "; ".join(f"{f.run.name}: {f.data}" for f in facts)
+            + "): not compared"
+        )
+    short = [f for f in facts if f.epochs < epochs]
+    if short:
+        trained = min(f.epochs for f in short)
+        if epochs != STUDY_EPOCHS:  # a claim about one epoch of training
+            return f"{trained} epochs trained, the claim looks at epoch {epochs}"
+        return f"{trained} epochs, the study trains {epochs}"
+    for f in facts:
+        if f.final is None:
+            return f"{f.run.name} has no FID evaluation"
+        if noise and f.final.recognised is not None and f.final.recognised < NOISE:
+            return (
+                f"{f.run.name}'s samples are still noise ({f.final.recognised:.0%} read as digits)"
+            )
+    return ""
+
+
+BACKBONE_NOTE = "the study's FIDs are Inception FIDs, diffui's another network's: order only"
+
+
+@dataclass
+class Judged:
+    """What a claim's rule found: diffui's values, the runs they rest on, the verdict, why."""
+
+    measured: str
+    runs: str
+    verdict: str
+    reason: str
+
+
+def missing(what: str) -> Judged:
+    return Judged("-", "-", UNDECIDED, f"runs missing: no {what}")
