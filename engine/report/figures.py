@@ -26,6 +26,7 @@ from engine.rundir.events import Epoch, Eval
 from engine.rundir.events import Figure as FigureEvent
 from engine.rundir.run import DamagedRun, Run
 from engine.spec.sections import STUDY_VALUE
+from engine.text import fmt
 
 
 def _overlay_figure(runs: list[Run]) -> tuple[Figure, Axes]:
@@ -110,7 +111,7 @@ def grids_figure(run: Run) -> Figure:
         ax = fig.add_subplot(1, len(grids), i + 1)
         ax.set_title(f"epoch {epoch}\n{sampler}", fontsize=8)
         try:
-            ax.imshow(_tile(load_array(npy)), cmap="gray", vmin=0, vmax=1)
+            ax.imshow(_tile(load_array(npy, ndim=3)), cmap="gray", vmin=0, vmax=1)
         except DamagedRun as e:
             _damaged_panel(ax, e)
             continue
@@ -134,7 +135,8 @@ def process_figure(run: Run, event: FigureEvent) -> Figure:
     titles."""
     table = process_table(run, event)
     rows, cols = table.shape[:2]
-    labels, titles = event.rows or [""] * rows, event.columns or [""] * cols
+    labels = [*event.rows, *[""] * rows][:rows]  # (an event may name fewer, or none)
+    titles = [*event.columns, *[""] * cols][:cols]
     fig = Figure(figsize=(1.1 * cols + 0.4, 1.15 * rows + 0.5))
     for i in range(rows):
         for j in range(cols):
@@ -157,7 +159,7 @@ def study_figure(study: Run) -> Figure:
         ax = fig.add_subplot(1, len(values), i + 1)
         try:
             ax.imshow(
-                _tile(load_array(study.path / e.npy)[: spec.keys.n_grid]),
+                _tile(load_array(study.path / e.npy, ndim=3)[: spec.keys.n_grid]),
                 cmap="gray",
                 vmin=0,
                 vmax=1,
@@ -168,8 +170,8 @@ def study_figure(study: Run) -> Figure:
         ax.set_yticks([])
         ax.set_title(f"{STUDY_VALUE[spec.kind]} = {e.value:g}", fontsize=9)
         ax.set_xlabel(
-            f"FID {e.fid:.0f} (floor {e.floor:.0f})\ndistinct {e.distinct_share:.0%}"
-            f" · near-copies {e.near_copy_share:.0%}\nentropy {e.entropy or 0:.2f} bits",
+            f"FID {e.fid:.0f} (floor {e.floor:.0f})\ndistinct {fmt(e.distinct_share, '.0%')}"
+            f" · near-copies {fmt(e.near_copy_share, '.0%')}\nentropy {fmt(e.entropy, '.2f')} bits",
             fontsize=7,
         )
     fig.suptitle(

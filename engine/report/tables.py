@@ -6,6 +6,7 @@ from engine.report.arrays import values_in_order
 from engine.rundir.progress import SUMMARY_COLUMNS, RunProgress, summary_row
 from engine.rundir.run import Run
 from engine.spec.sections import STUDY_VALUE
+from engine.text import fmt
 
 
 def markdown_table(summaries: list[RunProgress]) -> str:
@@ -24,9 +25,9 @@ def study_table(study: Run) -> str:
         "|" + "---|" * 8,
     ]
     rows += [
-        f"| {e.value:g} | {e.fid:.1f} | {e.floor:.1f} | {e.entropy or 0:.2f} | "
-        f"{e.distinct_share:.0%} | {e.pairwise_distance:.2f} | "
-        f"{e.nearest_train_distance:.4f} | {e.near_copy_share:.0%} |"
+        f"| {e.value:g} | {e.fid:.1f} | {e.floor:.1f} | {fmt(e.entropy, '.2f')} | "
+        f"{fmt(e.distinct_share, '.0%')} | {fmt(e.pairwise_distance, '.2f')} | "
+        f"{fmt(e.nearest_train_distance, '.4f')} | {fmt(e.near_copy_share, '.0%')} |"
         for e in values_in_order(study)
     ]
     return "\n".join(rows)
