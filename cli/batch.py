@@ -63,6 +63,9 @@ def run_batch(
             console.print("[yellow]interrupted: stopping workers (runs stay resumable)...[/yellow]")
             queue.stop(todo)
         console.print(summary_table(runs, console.width))
+    for run in runs:  # bad lines of events.jsonl, skipped
+        for line in summary(run).problems:
+            console.print(f"warning: {line}", markup=False, highlight=False, soft_wrap=True)
     if interrupted:
         return EXIT_INTERRUPTED
     return EXIT_FAILED if any(summary(r).state != "finished" for r in runs) else EXIT_OK

@@ -100,7 +100,8 @@ def cmd_study(args: argparse.Namespace) -> int:
     try:
         usecases.check_study(runs_dir, spec)
     except usecases.StudyWaits as e:
-        print(f"error: {e} (diffui --batch {file} --only {spec.run})", file=sys.stderr)
+        how = "" if e.state == "damaged" else f" (diffui --batch {file} --only {spec.run})"
+        print(f"error: {e}{how}", file=sys.stderr)
         return 1
     queue = usecases.open_queue(runs_dir)
     return run_batch(queue, queue.prepare([spec], experiments.hosts), jobs=args.jobs)
@@ -172,3 +173,6 @@ def _queue_status(queue: Queue) -> None:
     for row in rows:
         table.add_row(*row)
     console.print(table)
+    for p in queue.progress.values():  # bad lines of events.jsonl, skipped
+        for line in p.problems:
+            print(f"warning: {line}", file=sys.stderr)

@@ -3,6 +3,7 @@ tables show them."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 
@@ -32,7 +33,9 @@ def fmt(x: float | None, spec: str = ".4f") -> str:
 
 
 def format_seconds(s: float) -> str:
-    """1:02:03 or 2:03."""
+    """1:02:03 or 2:03 ("-" for no number of seconds: NaN, infinite)."""
+    if not math.isfinite(s):
+        return "-"
     m, sec = divmod(int(round(s)), 60)
     h, m = divmod(m, 60)
     return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"

@@ -20,7 +20,7 @@ from engine.errors import UserError
 from engine.queue import service
 from engine.queue.client import Queue, QueueError
 from engine.rundir.progress import status_text
-from engine.rundir.run import can_sample, check_runs, source_state
+from engine.rundir.run import can_sample, check_runs, source_run, source_state
 from engine.spec.checks import ConfigError
 from engine.spec.components import DEGRADATIONS
 from engine.spec.experiments import Experiments
@@ -41,9 +41,12 @@ class StudyWaits(UserError):
     """A study whose run has not finished: a study samples from a finished run. ``state`` is
     that run's state (``not made yet`` when it has no folder)."""
 
-    def __init__(self, spec: StudySpec, state: str):
+    def __init__(self, spec: StudySpec, state: str, detail: str = ""):
         super().__init__(
-            f"study {spec.name} samples from run {spec.run}, which is {state}: finish it first"
+            f"study {spec.name} samples from run {spec.run}, which is damaged ({detail}): "
+            "mend or remove that file of the run, then finish the run"
+            if state == "damaged"
+            else f"study {spec.name} samples from run {spec.run}, which is {state}: finish it first"
         )
         self.spec, self.state = spec, state
 
@@ -182,7 +185,8 @@ def check_study(runs_dir: Path, spec: StudySpec) -> None:
     """:class:`StudyWaits` when the run study ``spec`` samples from has not finished."""
     state = source_state(runs_dir, spec)
     if not can_sample(state):
-        raise StudyWaits(spec, state)
+        detail = source_run(runs_dir, spec).status().detail if state == "damaged" else ""
+        raise StudyWaits(spec, state, detail)
 
 
 def split_studies(

@@ -90,6 +90,18 @@ def tiny_text(name: str, epochs: int = 1) -> str:
 
 
 TINY = tiny_text("b")
+STUDY_VALUES = [
+    (
+        "noise",
+        "[0.1, 0.1000001]",
+        "values that differ in their first 6 digits (files and tables name a value by them: "
+        "0.1 and 0.1000001 are both 0.1)",
+    ),
+    ("noise", "[5, 5.0000001]", "values that differ in their first 6 digits"),
+    ("interpolation", "[1, 100000000]", "integers from 1 to 1000 (N latents averaged), got "),
+    ("interpolation", "[1001]", "integers from 1 to 1000 (N latents averaged), got 1001"),
+    ("noise", "[0, 1e6]", "numbers from 0 to below 1,000,000 (λ), got 1000000.0"),
+]
 
 FILES = [
     # names (defect 15: a full match; defect 3: reserved names)
@@ -264,6 +276,14 @@ FILES = [
         "studies[1] (s).name",
     ),
     (TINY + "studies = 3\n", "studies"),
+    # issue 19: values that would share files (defect 11), N without a bound (18), λ's bound
+    *[
+        (
+            TINY + f'[[studies]]\nname = "s"\nrun = "b"\nkind = "{kind}"\nvalues = {values}\n',
+            f"studies[0] (s).values: expected {expected}",
+        )
+        for kind, values, expected in STUDY_VALUES
+    ],
     # a run of the file whose folder holds a run with other settings: refused, kept
     (tiny_text(TINY_RUN, epochs=3), "training.epochs is 1 there, 3 here"),
     (
@@ -806,3 +826,67 @@ async def test_the_ui_says_a_full_disk_in_one_line_and_goes_on(tmp_path, monkeyp
     after = snapshot(runs_dir)
     assert after.pop(str(runs_dir / ".queue.lock")) == b""  # the lock of any queue change
     assert after == before and no_temp_files(runs_dir)
+
+
+# --- issue 19: damaged and hostile .gz files of a dataset (defects 16, 17) ----------------------
+
+
+def _gz_idx(folder: Path, n: int = 10, extra: int = 0, corrupt: bool = False) -> Path:
+    """An MNIST-shaped pair of .gz IDX files in ``folder`` (a fresh one) holding ``n`` images,
+    the images' stream followed by ``extra`` zero bytes (a bomb: its header stays valid), or
+    with damaged deflate data."""
+    import gzip
+    import struct
+    import zlib
+
+    folder.mkdir(parents=True)
+    head = bytes([0, 0, 8, 3]) + struct.pack(">3I", n, 28, 28)
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)  # (31: a gzip stream)
+    parts = [packer.compress(head + bytes(n * 784))]
+    parts += [packer.compress(bytes(1 << 20)) for _ in range(extra >> 20)]
+    images = b"".join([*parts, packer.flush()])
+    if corrupt:
+        images = images[:20] + bytes(b ^ 0x55 for b in images[20:40]) + images[40:]
+    (folder / "train-images-idx3-ubyte.gz").write_bytes(images)
+    labels = bytes([0, 0, 8, 1]) + struct.pack(">I", n) + bytes(n)
+    (folder / "train-labels-idx1-ubyte.gz").write_bytes(gzip.compress(labels))
+    return folder
+
+
+def test_corrupt_deflate_data_is_one_line_in_data_import_and_data(tmp_path, monkeypatch, capsys):
+    from engine.data import datasets
+
+    monkeypatch.setenv("DIFFUI_DATA_DIR", str(tmp_path / "data"))
+    bad = _gz_idx(tmp_path / "bad", corrupt=True)
+    assert main(["data", "import", str(bad), "--as", "mnist"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(
+        f"error: {bad / 'train-images-idx3-ubyte.gz'}: cannot decompress (Error -3 while "
+    )
+    assert not (tmp_path / "data").exists()  # nothing imported
+    _gz_idx(tmp_path / "data" / "mnist", corrupt=True)  # damaged in diffui's data folder
+    datasets._load.cache_clear()
+    assert main(["data"]) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.split()[:2] == ["mnist", "train"])
+    assert "train-images-idx3-ubyte.gz: cannot decompress (Error -3 while" in row
+    datasets._load.cache_clear()
+
+
+def test_a_gzip_bomb_is_refused_after_its_declared_size(tmp_path):
+    import tracemalloc
+
+    from engine.data.datasets import read_idx
+
+    bomb = _gz_idx(tmp_path / "bomb", n=10, extra=64 << 20) / "train-images-idx3-ubyte.gz"
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError) as e:
+            read_idx(bomb)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert str(e.value) == (
+        f"{bomb}: header says shape (10, 28, 28) (7840 bytes) but the file holds more bytes of data"
+    )
+    assert peak < 1 << 20  # read up to 7,841 bytes: not the 64 MiB it expands to

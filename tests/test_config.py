@@ -692,13 +692,12 @@ def test_studies_are_read_resolved_against_their_runs_and_overridden_by_profiles
         ),
         (
             ("values = [1, 5]", "values = [1.5]"),
-            "studies[1] (g-interp).values: expected a non-empty list of distinct integers >= 1 "
-            "(N latents averaged), got [1.5]",
+            "studies[1] (g-interp).values: expected integers from 1 to 1000 "
+            "(N latents averaged), got 1.5",
         ),
         (
             ("values = [0, 0.01]", "values = [-1]"),
-            "studies[0] (m-noise).values: expected a non-empty list of distinct numbers >= 0 (λ), "
-            "got [-1]",
+            "studies[0] (m-noise).values: expected numbers from 0 to below 1,000,000 (λ), got -1",
         ),
         (("n = 200", "n = 1"), "studies[0] (m-noise).n: expected an integer in [2, 100000], got 1"),
         (

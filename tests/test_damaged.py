@@ -525,3 +525,72 @@ def test_report_never_reads_a_file_outside_the_run_folder(tmp_path, monkeypatch)
     writer.write_report([run], tmp_path / "rep", warn=told.append)
     assert loaded == [] and arrays.sample_grids(run) == []
     assert told == reader.problems
+
+
+# --- issue 19, defect 8: the report draws the rest around odd files ----------------------------
+
+
+def test_report_draws_the_rest_around_odd_events_and_arrays(tmp_path):
+    f = study(tmp_path / "exp.toml", name="t", epochs=1)
+    f.write_text(
+        f.read_text() + '[[studies]]\nname = "s"\nrun = "t"\nkind = "noise"\nvalues = [0, 0.5]\n'
+    )
+    spec = load_experiments(f)
+    run, st = prepare_runs([*spec.runs, *spec.studies], tmp_path / "runs")
+    arrays = {
+        "samples/epoch-0001.npy": (4, 2, 28, 28),  # a sample array of 4 axes
+        "figures/a.npy": (2, 3, 28, 28),  # rows and columns: more than the event names
+        "figures/b.npy": (3, 28, 28),  # a figure array of the wrong rank
+        "figures/c.npy": (1, 4, 28, 28),  # columns that do not fit the first file's
+    }
+    for rel, shape in arrays.items():
+        (run.path / rel).parent.mkdir(exist_ok=True)
+        np.save(run.path / rel, np.full(shape, 0.5, np.float32))
+    events = [
+        Start(time=1.0, epoch=0, epochs=1),
+        Epoch(time=2.0, epoch=1, epochs=1, train_loss=0.5, val_loss=0.4, seconds=1.0),
+        Samples(time=3.0, epoch=1, png="samples/x.png", npy="samples/epoch-0001.npy", n=4,
+                sampler="DDIM-4"),
+        Figure(time=4.0, name="diffusion", files=["figures/a.npy"], rows=["forward"],
+               columns=["t=0"]),
+        Figure(time=4.0, name="restoration", files=["figures/b.npy"], rows=["x"]),
+        Figure(time=4.0, name="direct-vs-iterative", files=["figures/a.npy", "figures/c.npy"]),
+        End(time=5.0, status="finished", started=0.5),
+    ]  # fmt: skip
+    run.events_path.write_text("".join(json.dumps(e.to_dict()) + "\n" for e in events))
+    np.save(st.path / "value-0.npy", np.full((24, 28, 28), 0.5, np.float32))
+    value = {"type": "value", "time": 6.0, "value": 0, "n": 24, "sampler": "DDIM-4",
+             "png": "value-0.png", "npy": "value-0.npy", "fid": 9.5, "floor": 1.5}  # fmt: skip
+    st.events_path.write_text(json.dumps(value) + "\n")  # without its optional measures
+
+    told: list[str] = []
+    out = tmp_path / "rep"
+    md = writer.write_report([run, st], out, warn=told.append).read_text()
+    figures = run.path / "figures"
+    assert told == [
+        f"t: {run.samples_dir / 'epoch-0001.npy'}: damaged (expected images N x 28 x 28, got "
+        "float32 4x2x28x28)",
+        f"t: {figures / 'b.npy'}: damaged (expected images rows x columns x 28 x 28, got "
+        "float32 3x28x28)",
+        f"t-direct-vs-iterative.png: not drawn: {figures / 'c.npy'}: damaged (4 columns of "
+        "images, figures/a.npy has 3)",
+    ]
+    for drawn in ("t-loss.png", "t-grids.png", "t-diffusion.png", "_study-s.png"):
+        assert (out / drawn).is_file() and f"({drawn})" in md, drawn
+    assert not (out / "t-restoration.png").exists() and "(t-restoration.png)" not in md
+    assert "| 0 | 9.5 | 1.5 | - | - | - | - | - |" in md  # the study's row, measures unknown
+
+
+def test_a_study_of_a_damaged_run_says_it_is_damaged_and_what_to_do(tmp_path, capsys):
+    f = study(tmp_path / "exp.toml", name="t", epochs=1)
+    f.write_text(
+        f.read_text() + '[[studies]]\nname = "s"\nrun = "t"\nkind = "noise"\nvalues = [0]\n'
+    )
+    run = prepare_runs(load_experiments(f).runs, tmp_path / "runs")[0]
+    run.config_path.write_text("name = [\n")
+    assert main(["study", "s", str(f), "--runs-dir", str(tmp_path / "runs")]) == 1
+    assert capsys.readouterr().err == (
+        "error: study s samples from run t, which is damaged (config.toml: damaged (not TOML: "
+        "Invalid value (at end of document))): mend or remove that file of the run, then "
+        "finish the run\n"
+    )  # (not "finish it first (diffui --batch ...)": a batch cannot finish a damaged run)

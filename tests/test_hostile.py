@@ -6,10 +6,12 @@ file and key, and the queue service outlives it."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,8 +28,10 @@ from engine.queue.executors.local import LocalExecutor
 from engine.queue.handle import Handle
 from engine.queue.service import Service
 from engine.queue.state import QueueFile
+from engine.rundir.progress import summary
 from engine.rundir.run import Run, pid_running, prepare_runs
 from engine.spec.experiments import load_experiments
+from tui.history import RunHistory
 
 
 @pytest.fixture
@@ -318,6 +322,7 @@ def test_queue_status_shows_the_rest_when_a_queued_runs_folder_was_deleted(runs_
         ("service.lock", 0, "service not running"),
         ("t/worker.json", 0, "│ t │ damaged"),
         ("t/exit.json", 0, "│ t │ damaged"),
+        ("t/events.jsonl", 0, "t/events.jsonl: not a file (a FIFO, a device or a folder)"),
     ],
 )
 def test_a_fifo_in_place_of_a_file_is_said_and_never_waited_on(runs_dir, fifo, code, said):
@@ -337,3 +342,139 @@ def test_a_fifo_in_place_of_a_file_is_said_and_never_waited_on(runs_dir, fifo, c
     assert "Traceback" not in r.stderr
     if fifo.startswith("t/"):
         assert Run(runs_dir / "t").status().detail == f"{fifo[2:]}: damaged (not a file)"
+
+
+def _diffui(*argv: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    root = Path(__file__).resolve().parents[1]
+    cmd = [sys.executable, "-m", "cli.main", *argv]
+    return subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=timeout)
+
+
+def test_events_jsonl_as_a_fifo_blocks_no_reader(runs_dir, tmp_path):
+    for name in ("t", "u"):  # (finished: batch mode only shows them)
+        finished_with(runs_dir / name, GOOD)
+    (runs_dir / "t" / "events.jsonl").unlink()
+    os.mkfifo(runs_dir / "t" / "events.jsonl")
+    said = f"{runs_dir / 't' / 'events.jsonl'}: not a file (a FIFO, a device or a folder)"
+    report = _diffui("report", "--runs-dir", str(runs_dir), "--out", str(tmp_path / "rep"))
+    assert report.returncode == 0 and f"warning: {said}" in report.stderr
+    assert (tmp_path / "rep" / "u-loss.png").is_file()
+    batch = _diffui("--batch", str(tmp_path / "exp.toml"), "--runs-dir", str(runs_dir))
+    assert batch.returncode == 1 and said in batch.stdout.replace("\n", "")  # t is damaged
+    assert "events.jsonl: damaged (not a file)" in " ".join(batch.stdout.split())
+    assert "Traceback" not in report.stderr + batch.stdout + batch.stderr
+    history = RunHistory(Run(runs_dir / "t"))  # the UI's reader, on its poll thread
+    thread = threading.Thread(target=history.update, daemon=True)
+    thread.start()
+    thread.join(timeout=30)
+    assert not thread.is_alive() and history.events == []
+
+
+# --- defect 7: non-finite and huge numbers in events.jsonl --------------------------------------
+
+GOOD = [
+    '{"type": "start", "time": 1000.0, "epoch": 0, "epochs": 1}',
+    '{"type": "epoch", "time": 1010.0, "epoch": 1, "epochs": 1, "train_loss": 0.5, '
+    '"val_loss": 0.25, "seconds": 10.0}',
+    '{"type": "end", "time": 1020.0, "status": "finished", "started": 999.0}',
+]
+
+
+def finished_with(folder: Path, lines: list[str]) -> None:
+    """Give a run folder a finished attempt whose events.jsonl holds ``lines``."""
+    atomic_write_json(folder / "worker.json", {"pid": 0, "host": "elsewhere", "started": 1.0})
+    atomic_write_json(folder / "exit.json", {"status": "finished", "started": 1.0, "pid": 0})
+    (folder / "events.jsonl").write_text("".join(line + "\n" for line in lines))
+
+
+@pytest.mark.parametrize(
+    "line, said",
+    [
+        (GOOD[0].replace("1000.0", "Infinity"), "start event: time = Infinity is not a number"),
+        (GOOD[0].replace("1000.0", "NaN"), "start event: time = NaN is not a number of seconds"),
+        ('{"type": "progress", "time": 1005, "step": 1' + "0" * 400 + ', "steps": 8}',
+         "progress event: step = a huge integer is not an integer from 0 to"),
+        (GOOD[1].replace('"epoch": 1,', '"epoch": 1' + "0" * 400 + ","),
+         "epoch event: epoch = a huge integer is not an integer from 0 to"),
+        (GOOD[1].replace("10.0}", "1e308}"), "epoch event: seconds = 1e+308 is not a number of"),
+        (GOOD[1].replace("0.25", "NaN"), "epoch event: val_loss = NaN is not a finite number"),
+    ],
+    ids=["time-inf", "time-nan", "step-huge", "epoch-huge", "seconds-1e308", "val_loss-nan"],
+)  # fmt: skip
+def test_non_finite_or_huge_numbers_in_events_are_one_line_and_the_rest_is_read(
+    runs_dir, tmp_path, capsys, line, said
+):
+    lines = [*GOOD[:2], line, GOOD[2]] if line.startswith('{"type": "progress"') else GOOD[:]
+    bad = next((i for i, g in enumerate(GOOD) if g[:30] == line[:30] and g != line), 2)
+    lines[bad] = line
+    for name in ("t", "u"):  # (finished: batch mode only shows them)
+        finished_with(runs_dir / name, lines if name == "t" else GOOD)
+    where = f"{runs_dir / 't' / 'events.jsonl'}: line {bad + 1}: {said}"
+    out = tmp_path / "rep"
+    for argv in (
+        ["queue", "status", "--runs-dir", str(runs_dir)],
+        ["report", "--runs-dir", str(runs_dir), "--out", str(out)],
+        ["--batch", str(tmp_path / "exp.toml"), "--runs-dir", str(runs_dir)],
+    ):
+        assert main(argv) == 0, argv
+        captured = capsys.readouterr()
+        assert where in " ".join((captured.out + captured.err).split()), argv
+    assert "0.2500" in (out / "report.md").read_text()  # u's validation loss, and t's if kept
+    history = RunHistory(Run(runs_dir / "t"))  # what the UI's charts draw
+    history.update()
+    numbers = [v for e in history.events for v in vars(e).values() if isinstance(v, (int, float))]
+    assert all(math.isfinite(v) and abs(v) < 1e15 for v in numbers)
+
+
+def test_an_end_before_its_start_counts_no_negative_time(runs_dir, capsys):
+    end = GOOD[2].replace("1020.0", "500.0").replace("999.0", "400.0")
+    finished_with(runs_dir / "t", [*GOOD[:2], end])
+    assert main(["queue", "status", "--runs-dir", str(runs_dir)]) == 0
+    row = next(r for r in capsys.readouterr().out.splitlines() if "│ t " in r)
+    assert row.split("│")[6].strip() == "0:00"  # the elapsed column: not -499065:55:21
+    assert summary(Run(runs_dir / "t")).elapsed() == 0.0
+
+
+# --- defect 9: a sample grid's PNG that declares 20000 x 20000 pixels ---------------------------
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG of a header alone (IHDR and IEND), declaring ``width`` x ``height`` pixels."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = zlib.crc32(kind + body)
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("grid", ["bomb", "fifo", "5000 wide"])
+def test_the_ui_skips_a_grid_png_it_should_not_decode(runs_dir, grid):
+    from PIL import Image
+
+    run = Run(runs_dir / "t")
+    samples = {"type": "samples", "time": 1.0, "n": 4, "sampler": "DDIM-4"}
+    (run.path / "samples").mkdir()
+    lines = []
+    for epoch in (1, 2):
+        png = f"samples/epoch-{epoch}.png"
+        lines.append(json.dumps({**samples, "epoch": epoch, "png": png, "npy": png + ".npy"}))
+    Image.new("L", (62, 62)).save(run.path / "samples" / "epoch-1.png")
+    bad = run.path / "samples" / "epoch-2.png"
+    if grid == "bomb":
+        bad.write_bytes(_png_header(20000, 20000))
+        assert len(bad.read_bytes()) < 80
+    elif grid == "fifo":
+        os.mkfifo(bad)
+    else:
+        Image.new("L", (5000, 10)).save(bad)
+    run.events_path.write_text("\n".join(lines) + "\n")
+    history = RunHistory(run)
+    thread = threading.Thread(target=history.update, daemon=True)  # (a FIFO must not block it)
+    thread.start()
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+    assert [g.epoch for g in history.grids] == [1]  # the good grid shows, the other is left out

@@ -201,6 +201,7 @@ def test_gmm_on_a_gaussian_run_is_one_line(gauss_run):
         ("noise", float("nan"), {}, "noise: λ must be a number >= 0"),
         ("interpolation", 0, {}, "interpolation: N (latents averaged) must be an integer >= 1"),
         ("interpolation", 2.5, {}, "interpolation: N (latents averaged) must be an integer >= 1"),
+        ("interpolation", 1001, {}, "interpolation: N (latents averaged) must be at most 1000"),
         ("gmm", 0, {}, "gmm: components must be an integer >= 1"),
         (
             "gmm",

@@ -4,6 +4,7 @@ them in :class:`tui.messages.RunEvents`."""
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from engine.errors import UserError
 from engine.rundir.events import EventReader, Samples, Value, latest_by_epoch
 from engine.rundir.events import Progress as StepProgress
 from engine.rundir.progress import study_values
-from engine.rundir.run import Run
+from engine.rundir.run import Run, read_file
 from engine.spec.specs import spec_to_toml
 
 
@@ -78,12 +79,28 @@ class RunHistory:
             image = self._images.get(png)
             if image is None:
                 try:
-                    with PILImage.open(png) as f:
-                        image = f.convert("RGB")
-                except OSError:
+                    image = load_grid(png)
+                except (OSError, ValueError):  # (DecompressionBombError is neither)
                     continue  # not written yet (or removed): try again on the next grid event
                 self._images[png] = image
             grids.append(Grid(epoch, png, e.sampler, image, getattr(e, "value", None)))
         if grids != self.grids or not self.grids_version:
             self.grids = grids
             self.grids_version += 1
+
+
+MAX_GRID_SIDE = 4096  # pixels: a worker's grid of 1024 samples is 962 wide
+
+
+def load_grid(png: Path) -> PILImage.Image:
+    """A sample grid's PNG decoded, checked first: a regular file of at most 64 MiB whose
+    header declares at most MAX_GRID_SIDE pixels a side (a ValueError otherwise, never a
+    decompression bomb decoded nor a FIFO waited on)."""
+    data = read_file(png, limit=64 << 20)
+    try:
+        with PILImage.open(io.BytesIO(data)) as f:
+            if max(f.size) > MAX_GRID_SIDE:
+                raise ValueError(f"{png}: {f.size[0]} x {f.size[1]} pixels, no sample grid")
+            return f.convert("RGB")
+    except (PILImage.DecompressionBombError, SyntaxError) as e:  # (PIL's own, for some files)
+        raise ValueError(f"{png}: {e}") from None

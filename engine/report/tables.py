@@ -20,6 +20,7 @@ from engine.rundir.run import DamagedRun, Run
 from engine.spec.components import DEGRADATIONS
 from engine.spec.sections import STUDY_VALUE
 from engine.spec.specs import RunSpec
+from engine.text import fmt
 
 
 @dataclass
@@ -185,12 +186,12 @@ def study_table(study: Run) -> Table:
         [
             f"{e.value:g}",
             fid_text(e),
-            f"{e.floor:.1f}",
-            f"{e.entropy or 0:.2f}",
-            f"{e.distinct_share or 0:.0%}",
-            f"{e.pairwise_distance or 0:.2f}",
-            f"{e.nearest_train_distance or 0:.4f}",
-            f"{e.near_copy_share or 0:.0%}",
+            fmt(e.floor, ".1f"),
+            fmt(e.entropy, ".2f"),
+            fmt(e.distinct_share, ".0%"),
+            fmt(e.pairwise_distance, ".2f"),
+            fmt(e.nearest_train_distance, ".4f"),
+            fmt(e.near_copy_share, ".0%"),
         ]
         for e in values_in_order(study)
     ]

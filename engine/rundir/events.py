@@ -22,13 +22,17 @@ Rules a reader can rely on:
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 import typing
 from collections.abc import Iterable
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path, PurePosixPath
+from stat import S_ISREG
 from typing import Any, ClassVar, TypeVar
+
+from engine.text import json_kind
 
 # --- the event types ------------------------------------------------------------------------------
 
@@ -232,6 +236,7 @@ def _expected(tp) -> tuple[type, ...]:
 
 
 _HINTS = {c: typing.get_type_hints(c) for c in (*TYPES.values(), Other)}
+_FLOATS = {k for h in _HINTS.values() for k, tp in h.items() if float in _expected(tp)}
 
 
 def from_dict(d: Any) -> Event:
@@ -239,11 +244,11 @@ def from_dict(d: Any) -> Event:
     if not isinstance(d, dict):
         raise BadEvent(f"expected a JSON object, got {type(d).__name__}")
     name = d.get("type")
-    cls = TYPES.get(name) if isinstance(name, str) else None
+    if not isinstance(name, str):
+        raise BadEvent('no "type" field')
+    cls = TYPES.get(name)
     if cls is None:
-        if not isinstance(name, str):
-            raise BadEvent('no "type" field')
-        return Other(time=_num(d.get("time", 0.0)), data=d)
+        return Other(time=_time(d.get("time")), data=d)
     hints = _HINTS[cls]
     kw: dict[str, Any] = {}
     for f in fields(cls):
@@ -255,9 +260,9 @@ def from_dict(d: Any) -> Event:
         ok = _expected(hints[f.name])
         if isinstance(v, bool) and bool not in ok or not isinstance(v, ok):
             raise BadEvent(
-                f"{name} event: {f.name} = {json.dumps(v)[:40]} is not "
-                f"{' or '.join(t.__name__ for t in ok)}"
+                f"{name} event: {f.name} = {_show(v)} is not {' or '.join(t.__name__ for t in ok)}"
             )
+        _check_value(name, f.name, v)
         if f.name in PATH_FIELDS:
             for path in v if isinstance(v, list) else [v]:
                 if not inside_folder(path):
@@ -281,7 +286,64 @@ def inside_folder(path: Any) -> bool:
     return not p.is_absolute() and ".." not in p.parts and not path.startswith("~")
 
 
-def _num(v: Any) -> float:
+# Numbers of an event are finite and bounded, so that no sum, difference or format of them
+# overflows: counts (the int fields) are integers in [0, MAX_COUNT]; times and durations
+# (TIMES) numbers in [0, MAX_SECONDS]; the other numbers (losses, FID, a study's value) at most
+# MAX_NUMBER in size. Lists hold MAX_ITEMS items at most: numbers (histogram, t) or strings.
+MAX_COUNT = 10**12
+MAX_SECONDS = 1e11  # seconds since the epoch: the year 5138
+MAX_NUMBER = 1e12
+MAX_ITEMS = 10_000
+TIMES = {"time", "seconds", "started", "sample_seconds", "score_seconds"}
+_LIST_ITEMS: dict[str, tuple[type, ...]] = {"histogram": (int, float), "t": (int, float)}
+
+
+def _check_value(name: str, key: str, v: Any) -> None:
+    """:class:`BadEvent` when the value ``v`` of field ``key`` of a ``name`` event is out of
+    bounds (a number) or holds what it should not (a list)."""
+    if isinstance(v, list):
+        items = _LIST_ITEMS.get(key, (str,))  # (rows, columns, files: strings)
+        if len(v) > MAX_ITEMS:
+            raise BadEvent(f"{name} event: {key} has {len(v)} items, at most {MAX_ITEMS}")
+        for x in v:
+            if isinstance(x, bool) or not isinstance(x, items):
+                raise BadEvent(
+                    f"{name} event: {key} holds {_show(x)}, expected "
+                    + ("strings" if str in items else "numbers")
+                )
+            if str not in items:
+                _check_value(name, key, x)
+        return
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return
+    low: float
+    high: float
+    if key in TIMES:
+        low, high, what = 0, MAX_SECONDS, f"a number of seconds from 0 to {MAX_SECONDS:g}"
+    elif isinstance(v, int) and key not in _FLOATS:
+        low, high, what = 0, MAX_COUNT, f"an integer from 0 to {MAX_COUNT:,}"
+    else:
+        low, high, what = -MAX_NUMBER, MAX_NUMBER, f"a finite number of size <= {MAX_NUMBER:g}"
+    if not (low <= v <= high and (isinstance(v, int) or math.isfinite(v))):  # (NaN fails)
+        raise BadEvent(f"{name} event: {key} = {_show(v)} is not {what}")
+
+
+def _show(v: Any) -> str:
+    """A value of an event as its line has it, cut short (a huge integer unprinted)."""
+    if isinstance(v, int) and not isinstance(v, bool) and abs(v) > 10**40:
+        return "a huge integer"
+    try:
+        return json.dumps(v)[:40]
+    except (ValueError, RecursionError):
+        return json_kind(v)
+
+
+def _time(v: Any) -> float:
+    """The time of an event of a type this version does not know; 0 when it is no time."""
+    try:
+        _check_value("", "time", v)
+    except BadEvent:
+        return 0.0
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else 0.0
 
 
@@ -316,36 +378,84 @@ class EventLog:
 # --- reading --------------------------------------------------------------------------------------
 
 
+MAX_LINE = 1 << 20  # bytes: a longer line is no event (skipped, and said)
+_CHUNK = 1 << 22  # bytes read at a time
+MAX_PROBLEMS = 20  # bad lines said one by one; the others counted in one more line
+
+
 class EventReader:
     """Reads a run's events incrementally from a byte offset (a follower calls :meth:`read`
-    again for what was appended since). Bad lines are skipped and named in :attr:`problems`."""
+    again for what was appended since). Bad lines are skipped and named in :attr:`problems`;
+    a path that is no regular file (a FIFO, a folder) or cannot be read is one problem, never
+    a wait. Memory stays within a few MiB whatever the file holds."""
 
     def __init__(self, path: Path, offset: int = 0):
         self.path = Path(path)
         self.offset = offset
         self.line = 0  # complete lines read so far (for messages)
-        self.problems: list[str] = []
+        self._problems: list[str] = []
+        self._more = 0  # bad lines beyond MAX_PROBLEMS
+        self._long = False  # inside a line longer than MAX_LINE (skipped up to its newline)
+
+    @property
+    def problems(self) -> list[str]:
+        """What could not be read, one line each naming the file (and the line)."""
+        more = [f"{self.path}: {self._more} more bad lines"] if self._more else []
+        return self._problems + more
+
+    def _problem(self, text: str, once: bool = False) -> None:
+        line = f"{self.path}: {text}"
+        if once and line in self._problems:
+            return
+        if len(self._problems) < MAX_PROBLEMS:
+            self._problems.append(line)
+        else:
+            self._more += 1
 
     def read(self) -> list[Event]:
         try:
-            with open(self.path, "rb") as f:
-                f.seek(self.offset)
-                data = f.read()
+            fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)  # (a FIFO opens, unread)
         except FileNotFoundError:
             return []
-        end = data.rfind(b"\n") + 1  # a torn last line waits for its newline
-        self.offset += end
-        out = []
-        for raw in data[:end].split(b"\n")[:-1]:
-            self.line += 1
-            if not raw.strip():
-                continue
+        except OSError as e:
+            self._problem(f"cannot read ({e.strerror or e})", once=True)
+            return []
+        out: list[Event] = []
+        with open(fd, "rb") as f:
+            if not S_ISREG(os.fstat(fd).st_mode):
+                self._problem("not a file (a FIFO, a device or a folder)", once=True)
+                return []
             try:
-                out.append(from_dict(json.loads(raw)))
-            except (ValueError, BadEvent) as e:
-                reason = str(e) if isinstance(e, BadEvent) else "not JSON"
-                self.problems.append(f"{self.path}: line {self.line}: {reason}")
+                while self._read_chunk(f, out):
+                    pass
+            except OSError as e:
+                self._problem(f"cannot read ({e.strerror or e})", once=True)
         return out
+
+    def _read_chunk(self, f, out: list[Event]) -> bool:
+        """Read the complete lines of the next chunk into ``out``; False at the end."""
+        f.seek(self.offset)
+        data = f.read(_CHUNK)
+        end = data.rfind(b"\n") + 1  # a torn last line waits for its newline
+        if not end:
+            if len(data) < _CHUNK:
+                return False
+            self._long, self.offset = True, self.offset + len(data)  # no line is this long
+            return True
+        self.offset += end
+        lines = data[:end].split(b"\n")[:-1]
+        long_first, self._long = self._long, False  # the end of a line too long to read
+        for i, raw in enumerate(lines):
+            self.line += 1
+            if len(raw) > MAX_LINE or (i == 0 and long_first):
+                self._problem(f"line {self.line}: longer than {MAX_LINE} bytes")
+            elif raw.strip():
+                try:
+                    out.append(from_dict(json.loads(raw)))
+                except (ValueError, RecursionError) as e:  # (BadEvent is a ValueError)
+                    reason = str(e) if isinstance(e, BadEvent) else "not JSON"
+                    self._problem(f"line {self.line}: {reason}")
+        return len(data) == _CHUNK
 
 
 def read_events(path: Path) -> list[Event]:

@@ -52,9 +52,12 @@ class RunProgress:
     _open: bool = False  # an attempt has started and not ended
 
     def fold(self, e: Event) -> None:
+        """Take in the next event. Events come checked (finite, bounded numbers: see
+        :mod:`engine.rundir.events`) but in any order a file may hold: no time span is
+        counted below 0."""
         if isinstance(e, Start):
             if self._open and self.started is not None:  # an attempt that died without an end
-                self.wall_seconds += (self.last_time or self.started) - self.started
+                self.wall_seconds += self._since_start(self.last_time)
             self.started = self.epoch_started = e.time
             self.epoch, self.epochs = e.epoch, e.epochs
             self.data_source = e.data_source
@@ -88,13 +91,17 @@ class RunProgress:
                 # an attempt that ended before its start event (it failed while preparing):
                 # the attempt still open before it died without an end
                 if self._open and self.started is not None:
-                    self.wall_seconds += (self.last_time or self.started) - self.started
+                    self.wall_seconds += self._since_start(self.last_time)
                 self.wall_seconds += max(0.0, e.time - e.started)
             elif self._open and self.started is not None:
-                self.wall_seconds += e.time - self.started
+                self.wall_seconds += self._since_start(e.time)
             self._open, self.task = False, ""
         if not isinstance(e, Other) or e.time:
             self.last_time = e.time
+
+    def _since_start(self, t: float | None) -> float:
+        """Seconds from this attempt's start to ``t`` (0 when ``t`` comes before it)."""
+        return max(0.0, (t or 0.0) - (self.started or 0.0))
 
     def elapsed(self, now: float | None = None) -> float:
         """Seconds spent in worker attempts, the current one counted up to ``now`` while it runs

@@ -20,6 +20,7 @@ written a checkpoint) — never as running.
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import socket
@@ -121,11 +122,11 @@ class Run:
     def spec(self) -> RunSpec | StudySpec:
         """The settings of config.toml; :class:`DamagedRun` when it is not what diffui wrote."""
         try:
-            text = read_file(self.config_path).decode("utf-8")
+            text = read_file(self.config_path, RECORD_LIMIT).decode("utf-8")
         except UnicodeDecodeError:
             raise DamagedRun(self.config_path, "damaged (not UTF-8 text)") from None
-        except NotAFile:
-            raise DamagedRun(self.config_path, "damaged (not a file)") from None
+        except NotAFile as e:
+            raise DamagedRun(self.config_path, f"damaged ({e.why})") from None
         try:
             return spec_from_toml(text)
         except ValueError as e:  # tomllib.TOMLDecodeError, or a value of the wrong kind
@@ -158,6 +159,16 @@ class Run:
                 found = f"{e.path.name}: {e.why}"
             self._damage = (key, found)
         return self._damage[1]
+
+    def _events_damage(self) -> str:
+        """What is wrong with the path of events.jsonl ("" when it is a file, or none): a FIFO
+        or a folder there is no log a worker can append to."""
+        try:
+            if S_ISREG(self.events_path.stat().st_mode):
+                return ""
+        except OSError:
+            return ""  # none (a reader says what else is wrong, if anything)
+        return f"{self.events_path.name}: damaged (not a file)"
 
     def events(self) -> list[Event]:
         return read_events(self.events_path)
@@ -194,7 +205,7 @@ class Run:
 
     # -- derived status --
     def status(self) -> RunStatus:
-        damage = self.damage()
+        damage = self.damage() or self._events_damage()
         if damage:
             return RunStatus("damaged", damage)
         worker, damage = _read_record(self.worker_path, WORKER_RECORD)
@@ -249,16 +260,28 @@ class Run:
 
 
 class NotAFile(OSError):
-    """A path where diffui keeps a file holds something else (a FIFO, a device, a folder)."""
+    """A path where diffui keeps a file holds something else (a FIFO, a device, a folder), or
+    a file far larger than any diffui writes there; ``why`` says which, in words."""
+
+    def __init__(self, path: Path, why: str = "not a file"):
+        super().__init__(f"{path}: {why}")
+        self.why = why
 
 
-def read_file(path: Path) -> bytes:
+RECORD_LIMIT = 1 << 20  # bytes: config.toml, worker.json, exit.json are a few hundred
+
+
+def read_file(path: Path, limit: int | None = None) -> bytes:
     """The bytes of the file ``path`` (FileNotFoundError when there is none); :class:`NotAFile`
-    when it is no regular file, instead of waiting forever on a FIFO or reading a device."""
+    when it is no regular file, instead of waiting forever on a FIFO or reading a device, or
+    when it holds more than ``limit`` bytes (only ``limit`` + 1 are read)."""
     with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as f:
         if not S_ISREG(os.fstat(f.fileno()).st_mode):
-            raise NotAFile(f"{path}: not a file")
-        return f.read()
+            raise NotAFile(path)
+        data = f.read() if limit is None else f.read(limit + 1)
+    if limit is not None and len(data) > limit:
+        raise NotAFile(path, f"larger than {limit:,} bytes")
+    return data
 
 
 def pid_running(pid: object, run_path: Path) -> bool:
@@ -329,17 +352,17 @@ def _read_record(path: Path, fields: dict[str, tuple[type, ...]]) -> tuple[dict 
     """(the JSON object of ``path`` or None when there is none, what is wrong with it in one
     line naming the file, or "")."""
     try:
-        text = read_file(path).decode("utf-8")
+        text = read_file(path, RECORD_LIMIT).decode("utf-8")
     except FileNotFoundError:
         return None, ""
     except UnicodeDecodeError:
         return None, f"{path.name}: damaged (not UTF-8 text)"
-    except NotAFile:
-        return None, f"{path.name}: damaged (not a file)"
+    except NotAFile as e:
+        return None, f"{path.name}: damaged ({e.why})"
     try:
         obj = json.loads(text)
-    except ValueError as e:
-        return None, f"{path.name}: damaged (not JSON: {one_line(e)})"
+    except (ValueError, RecursionError) as e:
+        return None, f"{path.name}: damaged (not JSON: {one_line(e)[:100]})"
     if not isinstance(obj, dict):
         return None, f"{path.name}: damaged (expected a JSON object, got {json_kind(obj)})"
     for name, types in fields.items():
@@ -349,6 +372,8 @@ def _read_record(path: Path, fields: dict[str, tuple[type, ...]]) -> tuple[dict 
                 f"{path.name}: damaged ({name} = {json.dumps(v)[:30]}, expected "
                 f"{json_kind(types[0]())})"
             )
+        if isinstance(v, float) and not math.isfinite(v):  # NaN, Infinity: no time
+            return None, f"{path.name}: damaged ({name} = {v}, expected a finite number)"
     if fields is WORKER_RECORD and obj["pid"] < 0:  # (0: an attempt without a process)
         return (
             None,

@@ -202,6 +202,8 @@ class HostSpec(Section):
 
 STUDY_KINDS = ("noise", "interpolation", "gmm")
 STUDY_VALUE = {"noise": "λ", "interpolation": "N", "gmm": "components"}  # what a value is
+MAX_NOISE = 1e6  # λ below this
+MAX_AVERAGED = 1000  # N latents averaged at most: each is n more latents drawn (time grows with N)
 COVARIANCES = ("full", "diag", "tied", "spherical")  # scikit-learn's GaussianMixture
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from engine.spec.checks import Checker, check_keys, check_name, check_table
 from engine.spec.components import DEGRADATIONS
 from engine.spec.profiles import Profile, check_listed
-from engine.spec.sections import STUDY_KINDS, HostSpec, StudyKeys
+from engine.spec.sections import MAX_AVERAGED, MAX_NOISE, STUDY_KINDS, HostSpec, StudyKeys
 from engine.spec.specs import RunSpec, StudySpec
 
 STUDY_KEYS = {"name", "run", "kind", "values", "host"}  # and those of StudyKeys
@@ -111,33 +111,37 @@ def _kind(ck: Checker, where: str, kind: Any, degradation: str) -> str:
 
 
 def _values(ck: Checker, where: str, kind: str, values: Any) -> list[Any]:
-    """Distinct values of the study's kind: λ >= 0 (noise), or integers >= 1 (N latents
-    averaged, mixture components)."""
-    integer_values = kind != "noise"
-    ok = (
-        isinstance(values, list)
-        and values
-        and all(
-            not isinstance(v, bool)
-            and (
-                isinstance(v, int) and v >= 1
-                if integer_values
-                else isinstance(v, (int, float)) and 0 <= v < 1e6 and math.isfinite(v)
+    """Distinct values of the study's kind: 0 <= λ < MAX_NOISE (noise), integers from 1 to
+    MAX_AVERAGED (N latents averaged), integers >= 1 (mixture components). Values that read
+    alike to 6 significant digits (``{v:g}``, how files and tables name them) are refused."""
+    expected = {
+        "noise": f"numbers from 0 to below {MAX_NOISE:,.0f} (λ)",
+        "interpolation": f"integers from 1 to {MAX_AVERAGED} (N latents averaged)",
+        "gmm": "integers >= 1 (mixture components)",
+    }[kind]
+    if not isinstance(values, list) or not values:
+        ck.fail(f"{where}.values", f"a non-empty list of distinct {expected}", values)
+    bad = [v for v in values if not _value_ok(kind, v)]
+    if bad:  # (the value that is out, not only the list)
+        ck.fail(f"{where}.values", expected, bad[0])
+    if len(set(values)) != len(values):
+        ck.fail(f"{where}.values", f"distinct {expected}", values)
+    named: dict[str, Any] = {}
+    for v in values:
+        if f"{v:g}" in named:
+            ck.fail(
+                f"{where}.values",
+                f"values that differ in their first 6 digits (files and tables name a value "
+                f"by them: {named[f'{v:g}']!r} and {v!r} are both {v:g})",
+                show_got=False,
             )
-            for v in values
-        )
-    )
-    if not ok or len(set(values)) != len(values):
-        ck.fail(
-            f"{where}.values",
-            "a non-empty list of distinct "
-            + (
-                "integers >= 1 (N latents averaged)"
-                if kind == "interpolation"
-                else "integers >= 1 (mixture components)"
-                if kind == "gmm"
-                else "numbers >= 0 (λ)"
-            ),
-            values,
-        )
+        named[f"{v:g}"] = v
     return list(values)
+
+
+def _value_ok(kind: str, v: Any) -> bool:
+    if isinstance(v, bool):
+        return False
+    if kind == "noise":
+        return isinstance(v, (int, float)) and math.isfinite(v) and 0 <= v < MAX_NOISE
+    return isinstance(v, int) and v >= 1 and (kind != "interpolation" or v <= MAX_AVERAGED)
