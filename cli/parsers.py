@@ -204,6 +204,27 @@ def report_parser() -> argparse.ArgumentParser:
     return p
 
 
+def claims_parser() -> argparse.ArgumentParser:
+    p = OneLineParser(
+        prog="diffui claims",
+        description="The claims ledger: each claim of the study, what the runs measured, and "
+        "whether it holds.",
+    )
+    p.add_argument(
+        "--runs-dir",
+        type=Path,
+        default=Path("runs"),
+        help="the folder holding the run folders (default ./runs)",
+    )
+    p.add_argument(
+        "--schedules",
+        type=Path,
+        help="the folder of diffui schedules' tables (default RUNS/schedules)",
+    )
+    p.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    return p
+
+
 def data_parser() -> argparse.ArgumentParser:
     from engine.data.datasets import DATASETS  # (imports torch: only for diffui data)
 

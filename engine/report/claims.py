@@ -40,6 +40,7 @@ from engine.report.findings import (
     names,
     pick,
 )
+from engine.report.tables import Table
 from engine.rundir.estimates import compare
 from engine.rundir.run import DamagedRun
 
@@ -477,8 +478,19 @@ def _cells(r: Row) -> list[str]:
     return [f"{r.id} {r.claim}", r.study, r.measured, r.runs, r.verdict, r.reason]
 
 
+def ledger_table(rows: list[Row]) -> Table:
+    """The ledger as the report's table (its first section)."""
+    return Table(list(COLUMNS), [_cells(r) for r in rows])
+
+
+def verdict_counts(rows: list[Row]) -> str:
+    """``2 holds, 1 does not hold, 10 undecided``."""
+    counts = {v: sum(r.verdict == v for r in rows) for v in (HOLDS, FAILS, UNDECIDED)}
+    return ", ".join(f"{n} {v}" for v, n in counts.items())
+
+
 def ledger_markdown(rows: list[Row]) -> str:
-    """The ledger as a Markdown table (the report's first section)."""
+    """The ledger as a Markdown table (``diffui claims --markdown``)."""
     esc = lambda s: s.replace("|", "\\|")  # noqa: E731
     out = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     out += ["| " + " | ".join(esc(c) for c in _cells(r)) + " |" for r in rows]
@@ -492,6 +504,5 @@ def ledger_lines(rows: list[Row]) -> list[str]:
         out.append(f"{r.id:<4} {r.verdict:<14} {r.claim}")
         out.append(f"     study: {r.study}; diffui: {r.measured}")
         out.append(f"     runs: {r.runs}; why: {r.reason}")
-    counts = {v: sum(r.verdict == v for r in rows) for v in (HOLDS, FAILS, UNDECIDED)}
-    out.append(", ".join(f"{n} {v}" for v, n in counts.items()))
+    out.append(verdict_counts(rows))
     return out

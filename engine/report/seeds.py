@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from engine.report.tables import Table
 from engine.rundir.estimates import Estimate, Spread, spread
 from engine.rundir.events import Epoch, Eval
 from engine.rundir.run import DamagedRun, Run
@@ -77,19 +78,29 @@ def _group(members: list[tuple[Run, RunSpec]]) -> SeedGroup:
     )
 
 
+SEED_COLUMNS = ("runs", "setting", "seeds", "final FID (mean ± sd across seeds)", "final val loss")
+
+
+def seed_rows(groups: list[SeedGroup]) -> Table:
+    """The groups as a table: runs, seeds, final FID and validation loss as mean ± sd across
+    seeds."""
+    rows = [
+        [
+            ", ".join(g.runs),
+            g.setting,
+            ", ".join(map(str, g.seeds)),
+            g.fid.text(".2f") if g.fid else "-",
+            g.val_loss.text(".4f") if g.val_loss else "-",
+        ]
+        for g in groups
+    ]
+    return Table(list(SEED_COLUMNS), rows)
+
+
 def seed_table(groups: list[SeedGroup]) -> str:
-    """The groups as a Markdown table: runs, seeds, final FID and validation loss as mean ± sd
-    across seeds ("" when there are no groups)."""
+    """The groups as a Markdown table ("" when there are no groups)."""
     if not groups:
         return ""
-    rows = [
-        "| runs | setting | seeds | final FID (mean ± sd across seeds) | final val loss |",
-        "|---|---|---|---|---|",
-    ]
-    for g in groups:
-        rows.append(
-            f"| {', '.join(g.runs)} | {g.setting} | {', '.join(map(str, g.seeds))} | "
-            f"{g.fid.text('.2f') if g.fid else '-'} | "
-            f"{g.val_loss.text('.4f') if g.val_loss else '-'} |"
-        )
-    return "\n".join(rows)
+    t = seed_rows(groups)
+    lines = ["| " + " | ".join(t.header) + " |", "|" + "---|" * len(t.header)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in t.rows])

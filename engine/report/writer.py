@@ -25,6 +25,7 @@ from engine.report.arrays import (
     sample_grids,
     values_in_order,
 )
+from engine.report.claims import ledger, ledger_table, verdict_counts
 from engine.report.document import (
     FigureRef,
     Heading,
@@ -41,6 +42,7 @@ from engine.report.figures import (
     process_figure,
     study_figure,
 )
+from engine.report.seeds import seed_groups, seed_rows
 from engine.report.style import save_figure
 from engine.report.tables import run_spec, settings_table, study_table, summary_table
 from engine.rundir.events import Eval
@@ -137,11 +139,12 @@ def write_report(
     out: Path,
     progress: Callable[[int, int], None] | None = None,
     warn: Callable[[str], None] | None = None,
-    sections: Sequence[Section] = (),
+    sections: Sequence[Section] | None = None,
 ) -> Path:
     """Figures for every run (PNG and PDF), overlaid curves when there are several, a section
     with the table and figure of every sampling study among ``runs``, all in ``report.md`` and
-    ``report.pdf``; ``sections`` (the claims ledger) come first in both. ``progress(done,
+    ``report.pdf``; ``sections`` come first in both (by default the claims ledger and the runs
+    that differ only by seed: :func:`study_sections`). ``progress(done,
     total)`` is called before the first figure and after each one. What cannot be read (a
     damaged file of a run) is left out of the figures, said in the report and told to
     ``warn(line)``, one line each; the rest is drawn. Returns report.md's path."""
@@ -153,6 +156,8 @@ def write_report(
     for line in told:
         if warn:
             warn(line)
+    if sections is None:
+        sections = study_sections([*runs, *studies])
     items = document(runs, studies, found, sections)
     pdf = PdfReport(TITLE)
     _render(items, out, pdf, told, progress, warn)
@@ -160,6 +165,34 @@ def write_report(
     path = out / "report.md"
     atomic_write_text(path, to_markdown(items))
     return path
+
+
+def study_sections(runs: list[Run]) -> list[Section]:
+    """The claims ledger over ``runs`` (runs and studies; the schedules' tables from ``diffui
+    schedules --out RUNS/schedules``), then the runs that differ only by their seed, if any."""
+    if not runs:
+        return []
+    plain = [r.path.parent for r in runs if not _is_study(r)]
+    runs_dir = plain[0] if plain else runs[0].path.parent.parent
+    rows = ledger(runs_dir, runs=runs)
+    claims = Section(
+        "The study's claims",
+        [
+            f"Each claim of the study held against these runs: {verdict_counts(rows)}. "
+            "How each claim is measured and judged: docs/claims.md (diffui claims prints "
+            "this table).",
+        ],
+        [ledger_table(rows)],
+    )
+    groups = seed_groups([r for r in runs if not _is_study(r)])
+    if not groups:
+        return [claims]
+    seeds = Section(
+        "Runs that differ only by their seed",
+        ["Final numbers as mean ± sd across seeds."],
+        [seed_rows(groups)],
+    )
+    return [claims, seeds]
 
 
 def document(
