@@ -450,3 +450,88 @@ def test_a_file_rewritten_within_a_second_at_the_same_size_is_seen_as_changed(tm
     first, second = asyncio.run(listing_twice())
     assert first["checkpoint.pt"].size == second["checkpoint.pt"].size == 7
     assert first["checkpoint.pt"] != second["checkpoint.pt"]
+
+
+# --- issue 19, defect 3: remote file names are not trusted ---------------------------------------
+
+HOSTILE = "x\t1\t1\n"  # a folder name that split a tab-and-newline listing into an absolute path
+
+
+def test_a_remote_listing_keeps_hostile_names_and_links_out(tmp_path, sshd):
+    import asyncio
+
+    from engine.queue.executors.remote import Remote
+
+    spec = load_experiments(remote_file(tmp_path, sshd)).hosts["gpu1"]
+    folder = tmp_path / "remote" / "runs" / "r"
+    (folder / HOSTILE / "tmp").mkdir(parents=True)
+    (folder / HOSTILE / "tmp" / "victim").write_text("x")
+    (folder / "samples").mkdir()
+    (folder / "samples" / "epoch-0001.png").write_bytes(b"png")
+    (folder / "a b").write_text("space")
+    (folder / ".checkpoint.pt.up").write_text("ours, hidden")
+    (folder / "out").symlink_to(tmp_path)
+
+    async def listing():
+        remote = await Remote("gpu1", spec).open()
+        try:
+            return await remote.listing(str(folder))
+        finally:
+            remote.close()
+
+    files = asyncio.run(listing())
+    assert sorted(files) == ["samples/epoch-0001.png"]
+    assert sorted(files.hostile) == ["a b", f"{HOSTILE}/tmp/victim"]
+    assert files.links == {"out"}
+
+
+def test_a_hostile_remote_name_is_skipped_in_one_line_and_the_run_goes_on(tmp_path, sshd):
+    victim = Path("/tmp") / f"diffui-victim-{os.getpid()}-{tmp_path.name}"  # "/" + "tmp/NAME"
+    victim.write_text("keep me")
+    try:
+        f = remote_file(tmp_path, sshd, epochs=1)
+        remote = tmp_path / "remote" / "runs" / "r"
+        (remote / HOSTILE / "tmp").mkdir(parents=True)
+        (remote / HOSTILE / "tmp" / victim.name).write_text("remote")  # there before the job
+        q, (run,) = queue_runs(f, tmp_path / "runs")
+        q.submit(["r"])
+        settle(q, ["r"])
+        assert run.status().state == "finished"
+        assert victim.read_text() == "keep me"  # neither removed nor replaced
+        assert (remote / HOSTILE / "tmp" / victim.name).read_text() == "remote"
+        assert not (run.path / HOSTILE).exists()
+        log = [line for line in lines(q.runs_dir / "service.log") if "skipped" in line]
+        assert len(log) == 1 and f"skipped {HOSTILE + '/tmp/' + victim.name!r}" in log[0], log
+    finally:
+        victim.unlink(missing_ok=True)
+
+
+def test_a_pulled_file_never_lands_outside_the_local_run_folder(tmp_path, sshd):
+    import asyncio
+
+    from engine.queue.executors.remote import Remote
+    from engine.queue.executors.ssh import RemoteJob
+
+    spec = load_experiments(remote_file(tmp_path, sshd)).hosts["gpu1"]
+    remote = tmp_path / "remote" / "runs" / "r"
+    (remote / "samples").mkdir(parents=True)
+    (remote / "samples" / "epoch-0001.png").write_bytes(b"png")
+    (remote / "results.csv").write_text("value\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    local = tmp_path / "runs" / "r"
+    local.mkdir(parents=True)
+    (local / "samples").symlink_to(out)  # a folder of the run that leads elsewhere
+    ex = SSHExecutor("gpu1", spec, tmp_path / "runs")
+    j = RemoteJob(Job(local), "r")
+
+    async def pull():
+        conn = await Remote("gpu1", spec).open()
+        try:
+            await ex.pull(conn, j)
+        finally:
+            conn.close()
+
+    asyncio.run(pull())
+    assert (local / "results.csv").read_text() == "value\n"
+    assert list(out.iterdir()) == []

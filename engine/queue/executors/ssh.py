@@ -42,7 +42,15 @@ import asyncssh
 
 from engine.files import atomic_write_bytes, atomic_write_json
 from engine.queue.executors.base import Executor, Job, StartError
-from engine.queue.executors.remote import Remote, RemoteFile, failure_line, same_file
+from engine.queue.executors.remote import (
+    Remote,
+    RemoteFile,
+    failure_line,
+    inside,
+    safe_rel,
+    same_file,
+    through_link,
+)
 from engine.queue.handle import Handle, SlurmJob, positive_pid
 from engine.rundir.run import STUDIES_DIR, Run
 from engine.spec.names import SAFE_NAME
@@ -72,6 +80,7 @@ class RemoteJob:
     checked: float = 0.0  # when the remote worker was last seen alive
     note: str = ""  # what goes wrong meanwhile (a lost connection), for queue.json
     again: str = ""  # why its run goes back to the queue once the job is gone
+    skipped: set[str] = field(default_factory=set)  # unsafe names already reported
     task: asyncio.Task | None = None
     slurm: SlurmJob | None = None  # a cluster's job (SlurmOverSSH)
 
@@ -240,6 +249,16 @@ class SSHExecutor(Executor):
             )
         return "/".join(parts)
 
+    def skip(self, j: RemoteJob, folder: str, names: list[str]) -> None:
+        """Say in one line (once a job) each file left alone for its unsafe name or path."""
+        for rel in names:
+            if rel not in j.skipped:
+                j.skipped.add(rel)
+                say(
+                    f"{self.name}: {folder}: skipped {rel!r}: not a safe file name (expected "
+                    "letters, digits, '.', '_', '-' in each part, inside the run folder)"
+                )
+
     def track(self, j: RemoteJob) -> None:
         """Know of the job (it is alive until its state is gone)."""
         self._jobs[j.job.name] = j
@@ -275,7 +294,7 @@ class SSHExecutor(Executor):
         locally), an earlier attempt's records taken away; the remote folder."""
         runs = posixpath.join(remote.workdir, "runs")
         folder = posixpath.join(runs, j.rel)
-        await self._push(remote, j.job.run_dir, folder, everything=True)
+        await self._push(remote, j.job.run_dir, folder, everything=True, j=j)
         spec = Run(j.job.run_dir).spec()
         if isinstance(spec, StudySpec):
             await self._push(
@@ -283,6 +302,7 @@ class SSHExecutor(Executor):
                 self.runs_dir / spec.run,
                 posixpath.join(runs, spec.run),
                 only=("config.toml", "checkpoint.pt", "worker.json", "exit.json"),
+                j=j,
             )
         await remote.run(f"cd {shlex.quote(folder)} && rm -f exit.json worker.json")
         return folder
@@ -294,6 +314,7 @@ class SSHExecutor(Executor):
         folder = posixpath.join(remote.workdir, "runs", j.rel)
         local = j.job.run_dir
         files = await remote.listing(folder)
+        self.skip(j, folder, files.hostile)
         if "worker.json" in files and j.seen.get("worker.json") != _key(files["worker.json"]):
             rec = json.loads((await _read(remote, folder, "worker.json")) or b"{}")
             if rec:
@@ -306,8 +327,12 @@ class SSHExecutor(Executor):
         for rel, attrs in files.items():
             if rel in NOT_PULLED or j.seen.get(rel) == _key(attrs):
                 continue
-            if rel in j.seen or not same_file(local / rel, attrs):  # (new to us: maybe here)
-                await remote.get(posixpath.join(folder, rel), local / rel)
+            target = inside(local, rel)
+            if target is None:  # (a local folder of its path is a link that leaves the run)
+                self.skip(j, str(local), [rel])
+                continue
+            if rel in j.seen or not same_file(target, attrs):  # (new to us: maybe here)
+                await remote.get(posixpath.join(folder, rel), target)
             j.seen[rel] = _key(attrs)
         beat = files.get("heartbeat")
         if beat is not None and beat.mtime != j.beat:
@@ -392,22 +417,31 @@ class SSHExecutor(Executor):
         return True
 
     async def _push(
-        self, remote: Remote, local: Path, folder: str, everything: bool = False, only: tuple = ()
+        self,
+        remote: Remote,
+        local: Path,
+        folder: str,
+        everything: bool = False,
+        only: tuple = (),
+        j: RemoteJob | None = None,
     ) -> None:
         """Make the remote folder a copy of the local one (or of its files ``only``, e.g. a
         study's run: its settings, model and the records that say it finished): files that
         differ are copied; with ``everything``, remote files the local folder lacks (an earlier
         attempt's) are removed, but for the worker's own records."""
         there = await remote.listing(folder)
-        here = {
-            p.relative_to(local).as_posix(): p
-            for p in sorted(local.rglob("*"))
-            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(local).parts)
-        }
+        here, unsafe = _local_files(local)
+        if j is not None:
+            self.skip(j, folder, there.hostile)
+            self.skip(j, str(local), unsafe)
         for rel, path in here.items():
             if rel not in only if only else rel in NOT_PUSHED:
                 continue
             if rel in there and same_file(path, there[rel]):
+                continue
+            if through_link(rel, there.links):  # (it would land where the link points)
+                if j is not None:
+                    self.skip(j, folder, [rel])
                 continue
             await remote.put(path, posixpath.join(folder, rel))
         if everything:
@@ -422,7 +456,8 @@ class SSHExecutor(Executor):
         local heartbeat is made stale so that the local status says so at once."""
         folder, local = posixpath.join(remote.workdir, "runs", j.rel), j.job.run_dir
         if "worker.json" not in files:  # it never got going
-            log = (await _read(remote, folder, "worker.log")).decode(errors="replace")
+            data = b"" if "worker.log" not in files else await _read(remote, folder, "worker.log")
+            log = data.decode(errors="replace")
             last = log.strip().splitlines()[-1:] or ["no output"]
             Run(local).record_failure(
                 self.name, f"{self.name}: the worker exited at once: " + " ".join(last[0].split())
@@ -435,6 +470,30 @@ class SSHExecutor(Executor):
         hb = local / "heartbeat"
         if hb.exists():
             os.utime(hb, (0, 0))
+
+
+def say(line: str) -> None:
+    """A line of the service's log (its stdout: service.log); lost when that cannot be written."""
+    try:
+        print(time.strftime("%Y-%m-%d %H:%M:%S ") + line, flush=True)
+    except (OSError, ValueError):
+        pass
+
+
+def _local_files(local: Path) -> tuple[dict[str, Path], list[str]]:
+    """The local run folder's files by relative name (hidden ones and links left out), and the
+    names that are not safe (left out too)."""
+    files: dict[str, Path] = {}
+    hostile: list[str] = []
+    for p in sorted(local.rglob("*")):
+        rel = p.relative_to(local).as_posix()
+        if any(part.startswith(".") for part in rel.split("/")) or p.is_symlink():
+            continue
+        if p.is_file() and safe_rel(rel):
+            files[rel] = p
+        elif p.is_file():
+            hostile.append(rel)
+    return files, hostile
 
 
 def _key(attrs: RemoteFile) -> tuple[int, float]:
