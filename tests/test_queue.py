@@ -154,6 +154,34 @@ def test_a_restarted_service_requeues_runs_whose_worker_died(runs_dir):
     assert st.queued == ["b", "c"] and st.active == {}
 
 
+def test_a_killed_study_is_resumable_and_requeued_by_the_next_service(tmp_path):
+    """Issue 19, defect 5: client, service and worker killed after a study's first value; the
+    study reads as resumable (it resumes at its next value), and the next service requeues it."""
+    import socket
+
+    from conftest import MORPH_STUDY
+
+    f = tiny_study(tmp_path / "exp.toml", name="m")
+    f.write_text(f.read_text() + MORPH_STUDY)
+    study = load_experiments(f)
+    runs_dir = tmp_path / "runs"
+    (folder,) = prepare_runs(study.studies, runs_dir)
+    dead = {"pid": 999_999_999, "host": socket.gethostname(), "started": 1.0}
+    atomic_write_json(folder.worker_path, dead)  # a worker that died after its first value
+    st = folder.status()
+    assert (st.state, st.detail) == (
+        "resumable",
+        f"worker 999999999 on {socket.gethostname()} died without an exit record",
+    )
+    with QueueFile(runs_dir).edit() as q:
+        q.paused = False
+        q.active = {folder.name: {"executor": "local", "slot": "local:0", "handle": dead}}
+    ex = RecordingExecutor()
+    ex.done.add("noise")  # (a job is named by its folder)
+    serve(runs_dir, ex).reconcile()
+    assert QueueFile(runs_dir).read().queued == ["studies/noise"]
+
+
 def test_refusals_are_one_line(runs_dir):
     q = Queue.open(runs_dir, start_service=False)
     q.enqueue("a")
