@@ -114,7 +114,24 @@ def _follow(queue: Queue, todo: list[str], console: Console, poll_every: float) 
                     _log_line(console, p, logged)
             if queue.settled(todo):
                 break
+            if _paused_elsewhere(queue, todo, console):
+                break
             time.sleep(poll_every)
+
+
+def _paused_elsewhere(queue: Queue, todo: list[str], console: Console) -> bool:
+    """Whether the queue was paused (``diffui queue stop`` or ``pause`` from another shell, the
+    UI) and none of ``todo`` runs any more: the rest would wait for ever. Said in one line."""
+    if not queue.paused or any(
+        n in queue.active() or queue.progress[n].state == "running" for n in todo
+    ):
+        return False
+    waiting = [n for n in todo if n in queue.queued()]
+    console.print(
+        f"[yellow]the queue was paused from elsewhere (diffui queue stop or pause): "
+        f"{', '.join(waiting) or 'nothing'} waiting in it; diffui queue start goes on[/yellow]"
+    )
+    return True
 
 
 @contextmanager
