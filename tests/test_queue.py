@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import tiny_study
@@ -366,3 +367,29 @@ def test_a_handle_of_a_damaged_queue_json_reads_as_unset_and_says_a_slurm_job_in
     assert Handle.from_dict(ssh).to_dict() == {"host": "gpu1", "run": "a", "state": "starting"}
     assert Handle(slurm=SlurmJob("12", reason="Priority")).describe() == "job 12 PENDING (Priority)"
     assert Handle(pid=1, host="h").describe() == ""
+
+
+def test_a_service_whose_log_cannot_be_written_goes_on(tmp_path):
+    """Issue 19, defect 14: service.log unwritable (here: a full disk) killed the service at its
+    first line; the queued run then waited for another client."""
+    f = tiny_study(tmp_path / "exp.toml", epochs=1, subset=64)
+    runs_dir = tmp_path / "runs"
+    (run,) = prepare_runs(load_experiments(f).runs, runs_dir)
+    q = Queue.open(runs_dir, start_service=False)
+    q.enqueue("tiny")
+    q.set_paused(False)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    with open("/dev/full", "w") as full:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", service.MODULE, str(runs_dir)],
+            stdout=full,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    try:
+        assert proc.wait(timeout=300) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert run.status().state == "finished"
+    assert not QueueFile(runs_dir).read().busy()

@@ -41,7 +41,7 @@ from typing import Any
 import asyncssh
 
 from engine.files import atomic_write_bytes, atomic_write_json
-from engine.queue.executors.base import Executor, Job, StartError
+from engine.queue.executors.base import Executor, Job, StartError, say
 from engine.queue.executors.remote import (
     Remote,
     RemoteFile,
@@ -470,14 +470,6 @@ class SSHExecutor(Executor):
         hb = local / "heartbeat"
         if hb.exists():
             os.utime(hb, (0, 0))
-
-
-def say(line: str) -> None:
-    """A line of the service's log (its stdout: service.log); lost when that cannot be written."""
-    try:
-        print(time.strftime("%Y-%m-%d %H:%M:%S ") + line, flush=True)
-    except (OSError, ValueError):
-        pass
 
 
 def _local_files(local: Path) -> tuple[dict[str, Path], list[str]]:
