@@ -216,6 +216,26 @@ def test_run_names_cannot_leave_the_remote_workdir(tmp_path):
     assert ex._loop is None and not list(tmp_path.rglob("worker.json"))  # nothing started
 
 
+def test_a_remote_run_that_is_starting_reads_as_running_on_its_host(tmp_path):
+    """Its worker.json, before the remote worker writes its own, is a valid record (pid 0: no
+    process here), not "damaged"."""
+    import socket
+
+    f = tiny_study(tmp_path / "exp.toml", epochs=1)
+    (run,) = prepare_runs(load_experiments(f).runs, tmp_path / "runs")
+    with socket.socket() as mute:  # a host that takes the connection and never answers
+        mute.bind(("127.0.0.1", 0))
+        mute.listen()
+        spec = HostSpec(address="127.0.0.1", port=mute.getsockname()[1])
+        ex = SSHExecutor("gpu1", spec, tmp_path / "runs")
+        try:
+            ex.start(Job(run.path), "gpu1:0")
+            st = run.status()
+            assert (st.state, st.host, st.pid) == ("running", "gpu1", 0), st
+        finally:
+            ex.close()
+
+
 def test_a_host_without_diffui_fails_the_run_with_what_to_do(tmp_path, sshd):
     bare = tmp_path / "bare"  # a python without diffui
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True)

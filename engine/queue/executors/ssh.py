@@ -122,7 +122,8 @@ class SSHExecutor(Executor):
         if slot.startswith(f"{self.name}:gpu"):
             gpu = int(slot.rsplit("gpu", 1)[1])
         run = Run(job.run_dir)  # reads as running on this host while it starts (heartbeat)
-        atomic_write_json(run.worker_path, {"pid": None, "host": self.name, "started": time.time()})
+        # pid 0: no process here (yet); the fresh heartbeat makes it read as running
+        atomic_write_json(run.worker_path, {"pid": 0, "host": self.name, "started": time.time()})
         run.beat()
         j = RemoteJob(job, rel, gpu)
         self.follow(j)
@@ -316,11 +317,13 @@ class SSHExecutor(Executor):
         files = await remote.listing(folder)
         self.skip(j, folder, files.hostile)
         if "worker.json" in files and j.seen.get("worker.json") != _key(files["worker.json"]):
-            rec = json.loads((await _read(remote, folder, "worker.json")) or b"{}")
-            if rec:
-                j.pid = positive_pid(rec.get("pid")) or j.pid  # (-1 would signal every process)
-                rec["remote_host"], rec["host"] = rec.get("host", ""), self.name
+            rec = _worker_record(await _read(remote, folder, "worker.json"))
+            if isinstance(rec, dict):
+                j.pid = positive_pid(rec["pid"]) or j.pid  # (-1 would signal every process)
+                rec["remote_host"], rec["host"] = rec["host"], self.name
                 atomic_write_json(local / "worker.json", rec)
+            elif rec:
+                say(f"{self.name}: {posixpath.join(folder, 'worker.json')}: {rec}; not copied")
             j.seen["worker.json"] = _key(files["worker.json"])
         if "events.jsonl" in files:
             await _pull_events(remote, folder, local / "events.jsonl", files["events.jsonl"].size)
@@ -486,6 +489,25 @@ def _local_files(local: Path) -> tuple[dict[str, Path], list[str]]:
         elif p.is_file():
             hostile.append(rel)
     return files, hostile
+
+
+def _worker_record(data: bytes) -> dict | str:
+    """A remote worker.json as the worker writes it (pid, host, start time), or what is wrong
+    with it ("" when it is empty: being written)."""
+    if not data:
+        return ""
+    try:
+        rec = json.loads(data.decode("utf-8"))
+    except ValueError:  # (UnicodeDecodeError too)
+        return "damaged (not JSON)"
+    ok = (
+        isinstance(rec, dict)
+        and type(rec.get("pid")) is int
+        and rec["pid"] >= 0
+        and isinstance(rec.get("host"), str)
+        and type(rec.get("started")) in (int, float)
+    )
+    return rec if ok else "damaged (expected a pid >= 0, a host and a start time)"
 
 
 def _key(attrs: RemoteFile) -> tuple[int, float]:
