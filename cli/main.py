@@ -8,7 +8,7 @@
     diffui schedules [FILE] --out DIR [--profile NAME] [--n N] [--seed S]
     diffui report [--runs-dir DIR] [RUN ...] --out DIR
     diffui data [list] | data fetch [mnist|fashion_mnist] | data import DIR [--as NAME]
-    diffui hosts check [NAME] [--file FILE] | hosts install NAME [--file FILE]
+    diffui hosts check [NAME] [--file FILE] | hosts install NAME [--torch-index URL] [--file FILE]
 
 FILE defaults to ./experiments.toml. Runs go to ``runs/`` beside FILE (``runs-<profile>/`` for
 a profile) unless --runs-dir says otherwise. Bad input prints one line and exits with 2;

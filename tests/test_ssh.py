@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from conftest import MORPH_STUDY, table_why, tiny_study, wait_for
-from sshd import free_port, sshd_fixture  # noqa: F401 (the fixture `sshd`)
+from sshd import free_port, serving, sshd_fixture  # noqa: F401 (the fixture `sshd`)
 
 from engine.evaluation.fid import load_classifier
 from engine.jobs.worker import execute
@@ -430,9 +430,13 @@ def test_hosts_install_puts_this_diffui_and_the_datasets_on_the_host(tmp_path, s
         f.read_text().replace(f'python = "{sshd.python}"', f'python = "{venv / "bin" / "python"}"')
     )
     assert main(["hosts", "check", "-f", str(f)]) == 1
-    assert "gpu1: diffui: ModuleNotFoundError: No module named 'engine'" in capsys.readouterr().out
+    assert (
+        "gpu1: diffui: ModuleNotFoundError: No module named 'engine': install it with: diffui "
+        "hosts install gpu1" in capsys.readouterr().out.splitlines()
+    )
     assert main(["hosts", "install", "gpu1", "-f", str(f)]) == 0
     out = capsys.readouterr().out
+    assert "gpu1: pip: Successfully installed diffui-" in out  # pip's lines, as they come
     assert f"gpu1: diffui {local_version()} installed" in out
     data = tmp_path / "remote" / "data"
     assert (data / "mnist" / "t10k-images-idx3-ubyte.gz").is_file()  # the session's test set
@@ -555,3 +559,37 @@ def test_a_pulled_file_never_lands_outside_the_local_run_folder(tmp_path, sshd):
     asyncio.run(pull())
     assert (local / "results.csv").read_text() == "value\n"
     assert list(out.iterdir()) == []
+
+
+# --- issue 19, defect 20: what a host lacks, said first -----------------------------------------
+
+
+def test_asyncssh_is_imported_without_its_deprecation_warnings():
+    r = subprocess.run(
+        [sys.executable, "-c", "import engine.queue.hosts, engine.queue.executors.slurm"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+    )
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+
+
+def test_a_host_without_sftp_is_said_by_hosts_check_and_fails_its_run_so(tmp_path, capsys):
+    from cli.main import main
+
+    old_home = os.environ["HOME"]
+    with serving(tmp_path / "nosftp", sftp=False) as server:
+        f = tiny_study(tmp_path / "exp.toml", epochs=1, extra=server.table(tmp_path / "w"))
+        f.write_text(f.read_text() + 'host = "gpu1"\n')
+        line = (
+            "gpu1: testhost offers no SFTP (Session request failed), which diffui copies run "
+            "folders with: add 'Subsystem sftp internal-sftp' to the host's sshd_config and "
+            "reload sshd"
+        )
+        assert main(["hosts", "check", "-f", str(f)]) == 1
+        assert line in capsys.readouterr().out.splitlines()
+        q, (run,) = queue_runs(f, tmp_path / "runs")
+        q.submit(["tiny"])
+        settle(q, ["tiny"], timeout=120)
+        assert (run.status().state, run.status().detail) == ("failed", line)
+    assert os.environ["HOME"] == old_home

@@ -9,6 +9,7 @@ import asyncio
 import os
 import posixpath
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,7 +131,14 @@ class Remote:
         self._conn = await connect(self.name, self.spec)
         try:
             self.home = (await self.run('printf %s "$HOME"')).strip()
-            self._sftp = await self._conn.start_sftp_client()
+            try:
+                self._sftp = await self._conn.start_sftp_client()
+            except asyncssh.ChannelOpenError as e:
+                raise HostError(
+                    f"{self.name}: {_where(self.spec)} offers no SFTP ({e.reason}), which diffui "
+                    "copies run folders with: add 'Subsystem sftp internal-sftp' to the host's "
+                    "sshd_config and reload sshd"
+                ) from None
         except BaseException:
             self.close()
             raise
@@ -180,6 +188,22 @@ class Remote:
             err = (r.stderr or r.stdout).strip().splitlines()
             raise HostError(f"{self.name}: {err[-1] if err else f'exit status {r.exit_status}'}")
         return r.stdout
+
+    async def run_streamed(self, command: str, line: Callable[[str], None]) -> None:
+        """Run ``command``, each line of its output (stdout and stderr) handed to ``line`` as it
+        comes (pip's progress); a :class:`HostError` with its last line when it fails."""
+        last = ""
+        async with self.conn.create_process(
+            command, stderr=asyncssh.STDOUT, errors="replace"
+        ) as proc:
+            async for text in proc.stdout:
+                text = " ".join(str(text).split())
+                if text:
+                    last = text
+                    line(text)
+            await proc.wait()
+        if proc.exit_status != 0:
+            raise HostError(f"{self.name}: {last or f'exit status {proc.exit_status}'}")
 
     async def run_full(self, command: str, input: str | None = None) -> Completed:
         """How ``command`` ended, whatever its exit status."""
