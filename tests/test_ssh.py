@@ -593,3 +593,29 @@ def test_a_host_without_sftp_is_said_by_hosts_check_and_fails_its_run_so(tmp_pat
         settle(q, ["tiny"], timeout=120)
         assert (run.status().state, run.status().detail) == ("failed", line)
     assert os.environ["HOME"] == old_home
+
+
+def test_a_remote_run_folder_that_is_a_link_is_refused(tmp_path, sshd):
+    import asyncio
+
+    from engine.queue.executors.remote import HostError, Remote
+
+    spec = load_experiments(remote_file(tmp_path, sshd)).hosts["gpu1"]
+    (tmp_path / "remote" / "runs").mkdir(parents=True)
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "remote" / "runs" / "r").symlink_to(tmp_path / "elsewhere")
+    local = tmp_path / "runs" / "r"
+    local.mkdir(parents=True)
+    (local / "config.toml").write_text("x")
+    ex = SSHExecutor("gpu1", spec, tmp_path / "runs")
+
+    async def push():
+        conn = await Remote("gpu1", spec).open()
+        try:
+            await ex._push(conn, local, str(tmp_path / "remote" / "runs" / "r"), everything=True)
+        finally:
+            conn.close()
+
+    with pytest.raises(HostError, match="is a symbolic link"):
+        asyncio.run(push())
+    assert list((tmp_path / "elsewhere").iterdir()) == []

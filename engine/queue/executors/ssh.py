@@ -43,6 +43,7 @@ import asyncssh
 from engine.files import atomic_write_bytes, atomic_write_json
 from engine.queue.executors.base import Executor, Job, StartError, say
 from engine.queue.executors.remote import (
+    HostError,
     Remote,
     RemoteFile,
     failure_line,
@@ -432,6 +433,11 @@ class SSHExecutor(Executor):
         study's run: its settings, model and the records that say it finished): files that
         differ are copied; with ``everything``, remote files the local folder lacks (an earlier
         attempt's) are removed, but for the worker's own records."""
+        if (await remote.run_full(f"test -L {shlex.quote(folder)}")).exit_status == 0:
+            raise HostError(
+                f"{self.name}: {folder} is a symbolic link: a run folder is copied into a real "
+                "folder only (remove the link)"
+            )
         there = await remote.listing(folder)
         here, unsafe = _local_files(local)
         if j is not None:
