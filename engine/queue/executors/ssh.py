@@ -63,6 +63,7 @@ LIVE_EVERY = 5.0  # seconds between two checks that the remote worker's process 
 BACKOFF_MAX = 30.0
 NOT_PUSHED = {"worker.log", "heartbeat", "worker.json", "exit.json"}  # the worker's records
 KEPT_REMOTELY = NOT_PUSHED  # left in the remote folder at a start though not local
+UNSAFE = "not a safe file name (expected letters, digits, '.', '_', '-' in each part)"
 NOT_PULLED = {"events.jsonl", "heartbeat", "config.toml", "worker.json", "exit.json"}
 
 
@@ -251,15 +252,12 @@ class SSHExecutor(Executor):
             )
         return "/".join(parts)
 
-    def skip(self, j: RemoteJob, folder: str, names: list[str]) -> None:
-        """Say in one line (once a job) each file left alone for its unsafe name or path."""
+    def skip(self, j: RemoteJob, folder: str, names: list[str], why: str = UNSAFE) -> None:
+        """Say in one line (once a job) each file left alone, and why."""
         for rel in names:
             if rel not in j.skipped:
                 j.skipped.add(rel)
-                say(
-                    f"{self.name}: {folder}: skipped {rel!r}: not a safe file name (expected "
-                    "letters, digits, '.', '_', '-' in each part, inside the run folder)"
-                )
+                say(f"{self.name}: {folder}: skipped {rel!r}: {why}")
 
     def track(self, j: RemoteJob) -> None:
         """Know of the job (it is alive until its state is gone)."""
@@ -332,8 +330,8 @@ class SSHExecutor(Executor):
             if rel in NOT_PULLED or j.seen.get(rel) == _key(attrs):
                 continue
             target = inside(local, rel)
-            if target is None:  # (a local folder of its path is a link that leaves the run)
-                self.skip(j, str(local), [rel])
+            if target is None:
+                self.skip(j, str(local), [rel], "a folder of its path leads out of the run")
                 continue
             if rel in j.seen or not same_file(target, attrs):  # (new to us: maybe here)
                 await remote.get(posixpath.join(folder, rel), target)
@@ -450,7 +448,7 @@ class SSHExecutor(Executor):
                 continue
             if through_link(rel, there.links):  # (it would land where the link points)
                 if j is not None:
-                    self.skip(j, folder, [rel])
+                    self.skip(j, folder, [rel], "a folder of its path is a symbolic link there")
                 continue
             await remote.put(path, posixpath.join(folder, rel))
         if everything:
