@@ -118,27 +118,51 @@ def _follow(queue: Queue, todo: list[str], console: Console, poll_every: float) 
                     _log_line(console, p, logged)
             if queue.settled(todo):
                 break
+            if _paused_elsewhere(queue, todo, console):
+                break
             time.sleep(poll_every)
+
+
+def _paused_elsewhere(queue: Queue, todo: list[str], console: Console) -> bool:
+    """Whether the queue was paused (``diffui queue stop`` or ``pause`` from another shell, the
+    UI) and none of ``todo`` runs any more: the rest would wait for ever. Said in one line."""
+    if not queue.paused or any(
+        n in queue.active() or queue.progress[n].state == "running" for n in todo
+    ):
+        return False
+    waiting = [n for n in todo if n in queue.queued()]
+    console.print(
+        f"[yellow]the queue was paused from elsewhere (diffui queue stop or pause): "
+        f"{', '.join(waiting) or 'nothing'} waiting in it; diffui queue start goes on[/yellow]"
+    )
+    return True
 
 
 @contextmanager
 def task_bars(console: Console):
     """A ``tasks(name)`` factory for long steps of the front end itself (the FID classifier,
     the report's figures): each task a rich bar (done / total, ETA) in a terminal, one line as it
-    starts otherwise."""
-    with Progress(
-        TextColumn("{task.description:<24}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("eta"),
-        TimeRemainingColumn(),
-        console=console,
-        disable=not console.is_terminal,
-    ) as bars:
+    starts otherwise. Ctrl-C meanwhile is a KeyboardInterrupt that is noted too, and raised again
+    at the task's next step should the first one be lost on its way (a Ctrl-C right as the FID
+    classifier started training once went unanswered for minutes)."""
+    with (
+        Progress(
+            TextColumn("{task.description:<24}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            console=console,
+            disable=not console.is_terminal,
+        ) as bars,
+        _ctrl_c_noted() as interrupted,
+    ):
         ids: dict[str, int] = {}
 
         def tasks(name: str):
             def update(done: int, total: int) -> None:
+                if interrupted:
+                    raise KeyboardInterrupt
                 if name not in ids:
                     ids[name] = bars.add_task(name, total=total)
                     if not console.is_terminal:
@@ -148,6 +172,26 @@ def task_bars(console: Console):
             return update
 
         yield tasks
+
+
+@contextmanager
+def _ctrl_c_noted() -> Iterator[list[bool]]:
+    """SIGINT as a KeyboardInterrupt, noted in the list it yields."""
+    noted: list[bool] = []
+
+    def on_signal(*_):
+        noted.append(True)
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGINT, on_signal)
+    except ValueError:  # (not the main thread: the UI's report worker)
+        yield noted
+        return
+    try:
+        yield noted
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _log_line(console: Console, p: RunProgress, logged: dict[str, tuple]) -> None:

@@ -9,7 +9,7 @@
     diffui report [--runs-dir DIR] [RUN ...] --out DIR
     diffui claims [--runs-dir DIR] [--schedules DIR] [--markdown]
     diffui data [list] | data fetch [mnist|fashion_mnist] | data import DIR [--as NAME]
-    diffui hosts check [NAME] [--file FILE] | hosts install NAME [--file FILE]
+    diffui hosts check [NAME] [--file FILE] | hosts install NAME [--torch-index URL] [--file FILE]
     diffui plan [FILE] [--profile NAME] [--host NAME] [--jobs N]
 
 FILE defaults to ./experiments.toml. Runs go to ``runs/`` beside FILE (``runs-<profile>/`` for
@@ -23,6 +23,8 @@ The arguments are :mod:`cli.parsers`; the commands about runs and their queue
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 
 from cli import commands, parsers, tools
@@ -48,7 +50,15 @@ SUBCOMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    """The command; ``argv`` None: the real command line (then an interrupted command exits at
+    once, see :func:`_exit_now`)."""
+    rc = _main(sys.argv[1:] if argv is None else argv)
+    if argv is None and rc == EXIT_INTERRUPTED:
+        _exit_now(rc)
+    return rc
+
+
+def _main(argv: list[str]) -> int:
     try:
         if argv[:1] and argv[0] in SUBCOMMANDS:
             parser, command = SUBCOMMANDS[argv[0]]
@@ -63,8 +73,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {escape_breaks(os_error_line(e))}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:  # Ctrl-C before any run started (batch mode stops its own runs)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # (a second one is not a traceback)
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def _exit_now(rc: int) -> None:
+    """Leave without the interpreter's clean-up: after a Ctrl-C in the middle of a torch
+    operation (the FID classifier's training) that clean-up was seen to hang for minutes on a
+    loaded machine (garbage-collecting beside torch's own threads). Every file diffui writes is
+    written atomically and the runs are stopped by then; only stdout and stderr need flushing."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(rc)
 
 
 if __name__ == "__main__":

@@ -269,6 +269,14 @@ def hosts_parser() -> argparse.ArgumentParser:
         "host's python, copy the datasets it lacks",
     )
     i.add_argument("name", help="the host")
+    i.add_argument(
+        "--torch-index",
+        default="",
+        metavar="URL",
+        help="pip install torch from this index first, to choose its build (e.g. "
+        "https://download.pytorch.org/whl/cu121 for CUDA 12.1, .../whl/cpu for none); "
+        "default: the host's package index",
+    )
     for action in (c, i):
         action.add_argument(
             "--file",

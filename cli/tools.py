@@ -138,7 +138,13 @@ def cmd_hosts(args: argparse.Namespace) -> int:
     """``diffui hosts check|install``: 0 when every host asked about can run diffui's jobs."""
     # (imports asyncssh: only for this command)
     from engine.queue.executors.remote import HostError
-    from engine.queue.hosts import build_wheel, check_hosts, install, local_version
+    from engine.queue.hosts import (
+        build_wheel,
+        check_hosts,
+        data_differences,
+        install,
+        local_version,
+    )
 
     hosts = _hosts_asked(args)
     if args.action == "install":
@@ -146,7 +152,7 @@ def cmd_hosts(args: argparse.Namespace) -> int:
             with tempfile.TemporaryDirectory() as tmp:
                 wheel = build_wheel(Path(tmp))
                 print(f"built {wheel.name}")
-                install(args.name, hosts[args.name], wheel)
+                install(args.name, hosts[args.name], wheel, torch_index=args.torch_index)
         except HostError as e:
             print(f"error: {e}", file=sys.stderr)
             return 1
@@ -155,7 +161,7 @@ def cmd_hosts(args: argparse.Namespace) -> int:
     rows = [
         ("host", "reachable", "python", "diffui", "torch / CUDA", "GPUs", "free disk", "datasets")
     ]
-    problems = []
+    problems, notes = [], []
     for info in check_hosts(hosts):
         if info.get("problem"):
             problems.append(
@@ -163,11 +169,17 @@ def cmd_hosts(args: argparse.Namespace) -> int:
                 if info["problem"].startswith(f"{info['host']}:")
                 else f"{info['host']}: {info['problem']}"
             )
+        elif info["reachable"] and (lacks := data_differences(info)):
+            notes.append(
+                f"note: {info['host']}: lacks {', '.join(lacks)}, which this machine has: runs "
+                f"there train on another data source than here (diffui hosts install "
+                f"{info['host']} copies them)"
+            )
         rows.append(_host_row(info, here))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
-    for line in problems:
+    for line in problems + notes:
         print(line)
     return 1 if problems else 0
 

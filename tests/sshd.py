@@ -89,7 +89,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(folder: Path, env: dict | None = None) -> Server:
+def start_server(folder: Path, env: dict | None = None, sftp: bool = True) -> Server:
     home = folder / "home"
     (home / ".ssh").mkdir(parents=True)
     _keygen(folder / "host_key")
@@ -111,9 +111,9 @@ UsePAM no
 PermitRootLogin prohibit-password
 MaxStartups 50
 MaxSessions 50
-Subsystem sftp internal-sftp
 LogLevel VERBOSE
 """
+        + ("Subsystem sftp internal-sftp\n" if sftp else "")
         + "".join(f"SetEnv {k}={v}\n" for k, v in (env or {}).items())
     )
     host_pub = " ".join((folder / "host_key.pub").read_text().split()[:2])
@@ -165,9 +165,10 @@ LogLevel VERBOSE
 
 
 @contextmanager
-def serving(folder: Path, env: dict | None = None):
-    """A server (its sessions get ``env``), with HOME pointing at its client side meanwhile."""
-    server = start_server(folder, env)
+def serving(folder: Path, env: dict | None = None, sftp: bool = True):
+    """A server (its sessions get ``env``; without an SFTP subsystem unless ``sftp``), with HOME
+    pointing at its client side meanwhile."""
+    server = start_server(folder, env, sftp)
     old = {k: os.environ.get(k) for k in ("HOME", "SSH_AUTH_SOCK")}
     os.environ["HOME"] = str(server.home)
     os.environ.pop("SSH_AUTH_SOCK", None)

@@ -508,3 +508,28 @@ def test_the_batch_summary_and_queue_status_read_at_80_columns(tmp_path, monkeyp
     table = capsys.readouterr().out.splitlines()[1:]
     assert max(len(line) for line in table) <= 80
     assert [line.split()[0] for line in table[1:]] == ["ddpm-cosine", "ddpm-linear"]
+
+
+def test_batch_ends_in_one_line_when_the_queue_is_stopped_from_another_shell(tmp_path, capsys):
+    """Issue 19, defect 13: `diffui queue stop` elsewhere used to leave batch mode waiting for
+    ever, silent."""
+    f = tiny_study(tmp_path / "exp.toml", epochs=1000)  # cannot end before the stop
+    runs_dir = tmp_path / "runs"
+    cmd = [sys.executable, "-m", "cli.main", "--batch", str(f), "--runs-dir", str(runs_dir)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    run = Run(runs_dir / "tiny")
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: any(isinstance(e, Epoch) for e in run.events()), timeout=120)
+        assert main(["queue", "stop", "--runs-dir", str(runs_dir)]) == 0
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = out.decode()
+    assert proc.returncode == 1, text
+    assert (
+        "the queue was paused from elsewhere (diffui queue stop or pause): tiny waiting in it; "
+        "diffui queue start goes on" in text
+    )
+    assert run.status().state == "resumable"

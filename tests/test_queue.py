@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import tiny_study
@@ -152,6 +153,34 @@ def test_a_restarted_service_requeues_runs_whose_worker_died(runs_dir):
     serve(runs_dir, ex).reconcile()
     st = QueueFile(runs_dir).read()
     assert st.queued == ["b", "c"] and st.active == {}
+
+
+def test_a_killed_study_is_resumable_and_requeued_by_the_next_service(tmp_path):
+    """Issue 19, defect 5: client, service and worker killed after a study's first value; the
+    study reads as resumable (it resumes at its next value), and the next service requeues it."""
+    import socket
+
+    from conftest import MORPH_STUDY
+
+    f = tiny_study(tmp_path / "exp.toml", name="m")
+    f.write_text(f.read_text() + MORPH_STUDY)
+    study = load_experiments(f)
+    runs_dir = tmp_path / "runs"
+    (folder,) = prepare_runs(study.studies, runs_dir)
+    dead = {"pid": 999_999_999, "host": socket.gethostname(), "started": 1.0}
+    atomic_write_json(folder.worker_path, dead)  # a worker that died after its first value
+    st = folder.status()
+    assert (st.state, st.detail) == (
+        "resumable",
+        f"worker 999999999 on {socket.gethostname()} died without an exit record",
+    )
+    with QueueFile(runs_dir).edit() as q:
+        q.paused = False
+        q.active = {folder.name: {"executor": "local", "slot": "local:0", "handle": dead}}
+    ex = RecordingExecutor()
+    ex.done.add("noise")  # (a job is named by its folder)
+    serve(runs_dir, ex).reconcile()
+    assert QueueFile(runs_dir).read().queued == ["studies/noise"]
 
 
 def test_refusals_are_one_line(runs_dir):
@@ -338,3 +367,29 @@ def test_a_handle_of_a_damaged_queue_json_reads_as_unset_and_says_a_slurm_job_in
     assert Handle.from_dict(ssh).to_dict() == {"host": "gpu1", "run": "a", "state": "starting"}
     assert Handle(slurm=SlurmJob("12", reason="Priority")).describe() == "job 12 PENDING (Priority)"
     assert Handle(pid=1, host="h").describe() == ""
+
+
+def test_a_service_whose_log_cannot_be_written_goes_on(tmp_path):
+    """Issue 19, defect 14: service.log unwritable (here: a full disk) killed the service at its
+    first line; the queued run then waited for another client."""
+    f = tiny_study(tmp_path / "exp.toml", epochs=1, subset=64)
+    runs_dir = tmp_path / "runs"
+    (run,) = prepare_runs(load_experiments(f).runs, runs_dir)
+    q = Queue.open(runs_dir, start_service=False)
+    q.enqueue("tiny")
+    q.set_paused(False)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    with open("/dev/full", "w") as full:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", service.MODULE, str(runs_dir)],
+            stdout=full,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    try:
+        assert proc.wait(timeout=300) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert run.status().state == "finished"
+    assert not QueueFile(runs_dir).read().busy()

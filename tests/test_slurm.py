@@ -517,3 +517,27 @@ def test_hosts_check_tells_what_the_login_node_has(slurm, login, tmp_path, capsy
     assert main(["hosts", "check", "-f", str(f)]) == 0
     row = capsys.readouterr().out.splitlines()[1].split()
     assert row[:2] == ["cluster", "yes"] and " ".join(row).count(version) == 1
+
+
+def test_a_jobs_end_reads_its_run_records_as_files_only(tmp_path):
+    """Issue 19: a worker.json made a FIFO (or not an object) blocked or crashed the service when
+    a Slurm job ended; it is no record of the worker's end: the run fails, saying where the log
+    is."""
+    from engine.queue.executors.slurm import job_ended
+    from engine.queue.handle import SlurmJob
+
+    f = tiny_study(tmp_path / "exp.toml", epochs=1)
+    (run,) = prepare_runs(load_experiments(f).runs, tmp_path / "runs")
+    for odd in ("fifo", "[]"):
+        run.worker_path.unlink(missing_ok=True)
+        if odd == "fifo":
+            os.mkfifo(run.worker_path)
+        else:
+            run.worker_path.write_text(odd)
+        run.exit_path.write_text("[]")
+        assert job_ended(run, "cluster", SlurmJob("7", state="FAILED"), "LOG") == ""
+        st = run.status()
+        assert (st.state, st.detail) == (
+            "failed",
+            "cluster: Slurm job 7 ended FAILED (its log: LOG)",
+        )

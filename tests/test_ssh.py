@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from conftest import MORPH_STUDY, table_why, tiny_study, wait_for
-from sshd import free_port, sshd_fixture  # noqa: F401 (the fixture `sshd`)
+from sshd import free_port, serving, sshd_fixture  # noqa: F401 (the fixture `sshd`)
 
 from engine.evaluation.fid import load_classifier
 from engine.jobs.worker import execute
@@ -216,6 +216,26 @@ def test_run_names_cannot_leave_the_remote_workdir(tmp_path):
     assert ex._loop is None and not list(tmp_path.rglob("worker.json"))  # nothing started
 
 
+def test_a_remote_run_that_is_starting_reads_as_running_on_its_host(tmp_path):
+    """Its worker.json, before the remote worker writes its own, is a valid record (pid 0: no
+    process here), not "damaged"."""
+    import socket
+
+    f = tiny_study(tmp_path / "exp.toml", epochs=1)
+    (run,) = prepare_runs(load_experiments(f).runs, tmp_path / "runs")
+    with socket.socket() as mute:  # a host that takes the connection and never answers
+        mute.bind(("127.0.0.1", 0))
+        mute.listen()
+        spec = HostSpec(address="127.0.0.1", port=mute.getsockname()[1])
+        ex = SSHExecutor("gpu1", spec, tmp_path / "runs")
+        try:
+            ex.start(Job(run.path), "gpu1:0")
+            st = run.status()
+            assert (st.state, st.host, st.pid) == ("running", "gpu1", 0), st
+        finally:
+            ex.close()
+
+
 def test_a_host_without_diffui_fails_the_run_with_what_to_do(tmp_path, sshd):
     bare = tmp_path / "bare"  # a python without diffui
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True)
@@ -410,9 +430,13 @@ def test_hosts_install_puts_this_diffui_and_the_datasets_on_the_host(tmp_path, s
         f.read_text().replace(f'python = "{sshd.python}"', f'python = "{venv / "bin" / "python"}"')
     )
     assert main(["hosts", "check", "-f", str(f)]) == 1
-    assert "gpu1: diffui: ModuleNotFoundError: No module named 'engine'" in capsys.readouterr().out
+    assert (
+        "gpu1: diffui: ModuleNotFoundError: No module named 'engine': install it with: diffui "
+        "hosts install gpu1" in capsys.readouterr().out.splitlines()
+    )
     assert main(["hosts", "install", "gpu1", "-f", str(f)]) == 0
     out = capsys.readouterr().out
+    assert "gpu1: pip: Successfully installed diffui-" in out  # pip's lines, as they come
     assert f"gpu1: diffui {local_version()} installed" in out
     data = tmp_path / "remote" / "data"
     assert (data / "mnist" / "t10k-images-idx3-ubyte.gz").is_file()  # the session's test set
@@ -450,3 +474,148 @@ def test_a_file_rewritten_within_a_second_at_the_same_size_is_seen_as_changed(tm
     first, second = asyncio.run(listing_twice())
     assert first["checkpoint.pt"].size == second["checkpoint.pt"].size == 7
     assert first["checkpoint.pt"] != second["checkpoint.pt"]
+
+
+# --- issue 19, defect 3: remote file names are not trusted ---------------------------------------
+
+HOSTILE = "x\t1\t1\n"  # a folder name that split a tab-and-newline listing into an absolute path
+
+
+def test_a_remote_listing_keeps_hostile_names_and_links_out(tmp_path, sshd):
+    import asyncio
+
+    from engine.queue.executors.remote import Remote
+
+    spec = load_experiments(remote_file(tmp_path, sshd)).hosts["gpu1"]
+    folder = tmp_path / "remote" / "runs" / "r"
+    (folder / HOSTILE / "tmp").mkdir(parents=True)
+    (folder / HOSTILE / "tmp" / "victim").write_text("x")
+    (folder / "samples").mkdir()
+    (folder / "samples" / "epoch-0001.png").write_bytes(b"png")
+    (folder / "a b").write_text("space")
+    (folder / ".checkpoint.pt.up").write_text("ours, hidden")
+    (folder / "out").symlink_to(tmp_path)
+
+    async def listing():
+        remote = await Remote("gpu1", spec).open()
+        try:
+            return await remote.listing(str(folder))
+        finally:
+            remote.close()
+
+    files = asyncio.run(listing())
+    assert sorted(files) == ["samples/epoch-0001.png"]
+    assert sorted(files.hostile) == ["a b", f"{HOSTILE}/tmp/victim"]
+    assert files.links == {"out"}
+
+
+def test_a_hostile_remote_name_is_skipped_in_one_line_and_the_run_goes_on(tmp_path, sshd):
+    victim = Path("/tmp") / f"diffui-victim-{os.getpid()}-{tmp_path.name}"  # "/" + "tmp/NAME"
+    victim.write_text("keep me")
+    try:
+        f = remote_file(tmp_path, sshd, epochs=1)
+        remote = tmp_path / "remote" / "runs" / "r"
+        (remote / HOSTILE / "tmp").mkdir(parents=True)
+        (remote / HOSTILE / "tmp" / victim.name).write_text("remote")  # there before the job
+        q, (run,) = queue_runs(f, tmp_path / "runs")
+        q.submit(["r"])
+        settle(q, ["r"])
+        assert run.status().state == "finished"
+        assert victim.read_text() == "keep me"  # neither removed nor replaced
+        assert (remote / HOSTILE / "tmp" / victim.name).read_text() == "remote"
+        assert not (run.path / HOSTILE).exists()
+        log = [line for line in lines(q.runs_dir / "service.log") if "skipped" in line]
+        assert len(log) == 1 and f"skipped {HOSTILE + '/tmp/' + victim.name!r}" in log[0], log
+    finally:
+        victim.unlink(missing_ok=True)
+
+
+def test_a_pulled_file_never_lands_outside_the_local_run_folder(tmp_path, sshd):
+    import asyncio
+
+    from engine.queue.executors.remote import Remote
+    from engine.queue.executors.ssh import RemoteJob
+
+    spec = load_experiments(remote_file(tmp_path, sshd)).hosts["gpu1"]
+    remote = tmp_path / "remote" / "runs" / "r"
+    (remote / "samples").mkdir(parents=True)
+    (remote / "samples" / "epoch-0001.png").write_bytes(b"png")
+    (remote / "results.csv").write_text("value\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    local = tmp_path / "runs" / "r"
+    local.mkdir(parents=True)
+    (local / "samples").symlink_to(out)  # a folder of the run that leads elsewhere
+    ex = SSHExecutor("gpu1", spec, tmp_path / "runs")
+    j = RemoteJob(Job(local), "r")
+
+    async def pull():
+        conn = await Remote("gpu1", spec).open()
+        try:
+            await ex.pull(conn, j)
+        finally:
+            conn.close()
+
+    asyncio.run(pull())
+    assert (local / "results.csv").read_text() == "value\n"
+    assert list(out.iterdir()) == []
+
+
+# --- issue 19, defect 20: what a host lacks, said first -----------------------------------------
+
+
+def test_asyncssh_is_imported_without_its_deprecation_warnings():
+    r = subprocess.run(
+        [sys.executable, "-c", "import engine.queue.hosts, engine.queue.executors.slurm"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+    )
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+
+
+def test_a_host_without_sftp_is_said_by_hosts_check_and_fails_its_run_so(tmp_path, capsys):
+    from cli.main import main
+
+    old_home = os.environ["HOME"]
+    with serving(tmp_path / "nosftp", sftp=False) as server:
+        f = tiny_study(tmp_path / "exp.toml", epochs=1, extra=server.table(tmp_path / "w"))
+        f.write_text(f.read_text() + 'host = "gpu1"\n')
+        line = (
+            "gpu1: testhost offers no SFTP (Session request failed), which diffui copies run "
+            "folders with: add 'Subsystem sftp internal-sftp' to the host's sshd_config and "
+            "reload sshd"
+        )
+        assert main(["hosts", "check", "-f", str(f)]) == 1
+        assert line in capsys.readouterr().out.splitlines()
+        q, (run,) = queue_runs(f, tmp_path / "runs")
+        q.submit(["tiny"])
+        settle(q, ["tiny"], timeout=120)
+        assert (run.status().state, run.status().detail) == ("failed", line)
+    assert os.environ["HOME"] == old_home
+
+
+def test_a_remote_run_folder_that_is_a_link_is_refused(tmp_path, sshd):
+    import asyncio
+
+    from engine.queue.executors.remote import HostError, Remote
+
+    spec = load_experiments(remote_file(tmp_path, sshd)).hosts["gpu1"]
+    (tmp_path / "remote" / "runs").mkdir(parents=True)
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "remote" / "runs" / "r").symlink_to(tmp_path / "elsewhere")
+    local = tmp_path / "runs" / "r"
+    local.mkdir(parents=True)
+    (local / "config.toml").write_text("x")
+    ex = SSHExecutor("gpu1", spec, tmp_path / "runs")
+
+    async def push():
+        conn = await Remote("gpu1", spec).open()
+        try:
+            await ex._push(conn, local, str(tmp_path / "remote" / "runs" / "r"), everything=True)
+        finally:
+            conn.close()
+
+    with pytest.raises(HostError, match="is a symbolic link"):
+        asyncio.run(push())
+    assert list((tmp_path / "elsewhere").iterdir()) == []

@@ -101,6 +101,10 @@ async def _check(name: str, spec: HostSpec) -> dict:
         return {"host": name, "reachable": False, "problem": str(e)}
     try:
         info = await probe(remote)
+        if info["problem"].startswith("diffui: "):
+            info["problem"] = (
+                f"{name}: {info['problem']}: install it with: diffui hosts install {name}"
+            )
         if spec.kind == "slurm":  # a cluster's login node: the GPUs are Slurm's
             r = await remote.run_full("sbatch --version")
             info["slurm"] = r.stdout.strip() or "sbatch missing"
@@ -128,6 +132,19 @@ def check_hosts(hosts: dict[str, HostSpec]) -> list[dict]:
         return await asyncio.gather(*(_check(n, s) for n, s in hosts.items()))
 
     return list(asyncio.run(main()))
+
+
+def data_differences(info: dict) -> list[str]:
+    """The datasets (name and split) this machine has and a host lacks (``info``: its probe):
+    runs there would train on another source (a fall-back) than here."""
+    from engine.data import datasets as data  # (imports torch: only when a host answered)
+
+    return [
+        f"{ds} {split}"
+        for ds in data.DATASETS
+        for split in data.SPLITS
+        if data.idx_files(ds, split) is not None and split not in info.get("data", {}).get(ds, [])
+    ]
 
 
 def build_wheel(out: Path) -> Path:
@@ -161,14 +178,22 @@ def build_wheel(out: Path) -> Path:
     return wheels[-1]
 
 
-def install(name: str, spec: HostSpec, wheel: Path, log: Callable[[str], None] = print) -> None:
+def install(
+    name: str,
+    spec: HostSpec,
+    wheel: Path,
+    log: Callable[[str], None] = print,
+    torch_index: str = "",
+) -> None:
     """``diffui hosts install``: the wheel into the host's python (its dependencies from the
-    host's package index when missing), then the datasets the host lacks into its workdir."""
+    host's package index when missing; torch first from ``torch_index`` when given, e.g.
+    ``https://download.pytorch.org/whl/cu121``), then the datasets the host lacks into its
+    workdir. pip's lines are shown as they come."""
 
     async def main() -> None:
         remote = await Remote(name, spec).open()
         try:
-            info = await _install_wheel(remote, wheel, log)
+            info = await _install_wheel(remote, wheel, log, torch_index)
             await _copy_datasets(remote, info, log)
         finally:
             remote.close()
@@ -179,17 +204,23 @@ def install(name: str, spec: HostSpec, wheel: Path, log: Callable[[str], None] =
         raise HostError(f"{name}: {' '.join(str(e).split())}") from None
 
 
-async def _install_wheel(remote: Remote, wheel: Path, log: Callable[[str], None]) -> dict:
-    """pip install the wheel there; the host's probe afterwards."""
+async def _install_wheel(
+    remote: Remote, wheel: Path, log: Callable[[str], None], torch_index: str
+) -> dict:
+    """pip install the wheel there (torch first from ``torch_index``); the host's probe
+    afterwards."""
     q, name = shlex.quote, remote.name
     where = posixpath.join(remote.workdir, "wheels", wheel.name)
     await remote.put(wheel, where)
     log(f"{name}: copied {wheel.name}; pip install into {remote.spec.python}")
-    py = q(remote.python)
-    await remote.run(
-        f"{py} -m pip install -q {q(where)} && "  # and what it needs
-        f"{py} -m pip install -q --force-reinstall --no-deps {q(where)}"
-    )
+    pip = f"{q(remote.python)} -m pip install --progress-bar off"
+    steps = [f"{pip} torch --index-url {q(torch_index)}"] if torch_index else []
+    steps += [
+        f"{pip} {q(where)}",  # and what it needs
+        f"{pip} --force-reinstall --no-deps {q(where)}",
+    ]
+    for command in steps:
+        await remote.run_streamed(command, lambda text: log(f"{name}: pip: {text}"))
     info = await probe(remote)
     if info["problem"]:
         raise HostError(f"{name}: installed, but {info['problem']}")
@@ -212,7 +243,11 @@ async def _copy_datasets(remote: Remote, info: dict, log: Callable[[str], None])
                 continue
             pair = data.idx_files(ds, split)
             if pair is None:
-                log(f"{name}: {ds} {split}: not here either; not copied")
+                log(
+                    f"{name}: {ds} {split}: not copied (the host lacks it and so does this "
+                    "machine: 'diffui data fetch' or 'diffui data import DIR' here, then install "
+                    "again)"
+                )
                 continue
             folder = posixpath.join(remote.workdir, "data", data.dataset_folder(ds).name)
             for f in pair:

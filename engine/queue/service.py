@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TextIO
 
 from engine.errors import UserError
-from engine.queue.executors.base import Executor, Job, StartError, start_error
+from engine.queue.executors.base import Executor, Job, StartError, say, start_error
 from engine.queue.executors.registry import executors, make
 from engine.queue.handle import Handle
 from engine.queue.process import spawn_detached
@@ -88,7 +88,7 @@ class Service:
         self.executors = executors_ or executors()
         self._tables: dict[str, dict] = {}  # the [hosts] table each host's executor was made from
         self.poll_every = poll_every
-        self.log = log or (lambda msg: print(time.strftime("%Y-%m-%d %H:%M:%S ") + msg, flush=True))
+        self.log = log or say  # (a log that cannot be written is no reason to stop)
         self._lock_file: TextIO | None = None
         self._quit = False
         self._problem = ""  # what is wrong with queue.json, as last logged

@@ -14,7 +14,7 @@
 
 Status is derived when read, never stored: a worker that was killed leaves no exit record, its
 pid is gone (or its heartbeat is stale), so it reads as resumable (or failed when it had not yet
-written a checkpoint) — never as running.
+written a checkpoint; a study resumes at its first value not finished) — never as running.
 """
 
 from __future__ import annotations
@@ -153,7 +153,7 @@ class Run:
         key = (st.st_mtime_ns, st.st_size, st.st_ino)
         if getattr(self, "_damage", (None, ""))[0] != key:
             try:
-                self.spec()
+                self._study = isinstance(self.spec(), StudySpec)
                 found = ""
             except DamagedRun as e:
                 found = f"{e.path.name}: {e.why}"
@@ -248,7 +248,12 @@ class Run:
         return True
 
     def _unfinished(self) -> str:
-        return "resumable" if self.checkpoint_path.exists() else "failed"
+        """The state of a run whose worker died without an exit record: resumable from its
+        checkpoint (failed without one); a study always resumes, at its first value not
+        finished (the model it samples is its run's)."""
+        if getattr(self, "_study", False) or self.checkpoint_path.exists():
+            return "resumable"
+        return "failed"
 
     def _alive(self, pid: int | None, host: str) -> bool:
         if host == socket.gethostname() and pid:

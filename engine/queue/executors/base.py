@@ -36,6 +36,7 @@ the UI, batch mode and the report read every run the same way.
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,3 +111,12 @@ class Executor(ABC):
 
 
 __all__ = ["Executor", "Job", "StartError", "start_error"]
+
+
+def say(line: str) -> None:
+    """A line of the queue service's log (its stdout: service.log), with the time. Lost when
+    the log cannot be written (a full disk, a file made unwritable): the service goes on."""
+    try:
+        print(time.strftime("%Y-%m-%d %H:%M:%S ") + line, flush=True)
+    except (OSError, ValueError):
+        pass

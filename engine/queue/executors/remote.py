@@ -9,11 +9,13 @@ import asyncio
 import os
 import posixpath
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import asyncssh
 
+from engine.spec.names import SAFE_NAME
 from engine.spec.sections import HostSpec
 from engine.text import one_line
 
@@ -129,7 +131,14 @@ class Remote:
         self._conn = await connect(self.name, self.spec)
         try:
             self.home = (await self.run('printf %s "$HOME"')).strip()
-            self._sftp = await self._conn.start_sftp_client()
+            try:
+                self._sftp = await self._conn.start_sftp_client()
+            except asyncssh.ChannelOpenError as e:
+                raise HostError(
+                    f"{self.name}: {_where(self.spec)} offers no SFTP ({e.reason}), which diffui "
+                    "copies run folders with: add 'Subsystem sftp internal-sftp' to the host's "
+                    "sshd_config and reload sshd"
+                ) from None
         except BaseException:
             self.close()
             raise
@@ -180,9 +189,25 @@ class Remote:
             raise HostError(f"{self.name}: {err[-1] if err else f'exit status {r.exit_status}'}")
         return r.stdout
 
+    async def run_streamed(self, command: str, line: Callable[[str], None]) -> None:
+        """Run ``command``, each line of its output (stdout and stderr) handed to ``line`` as it
+        comes (pip's progress); a :class:`HostError` with its last line when it fails."""
+        last = ""
+        async with self.conn.create_process(
+            command, stderr=asyncssh.STDOUT, errors="replace"
+        ) as proc:
+            async for text in proc.stdout:
+                text = " ".join(str(text).split())
+                if text:
+                    last = text
+                    line(text)
+            await proc.wait()
+        if proc.exit_status != 0:
+            raise HostError(f"{self.name}: {last or f'exit status {proc.exit_status}'}")
+
     async def run_full(self, command: str, input: str | None = None) -> Completed:
         """How ``command`` ended, whatever its exit status."""
-        r = await self.conn.run(command, check=False, input=input)
+        r = await self.conn.run(command, check=False, input=input, errors="replace")
         status = -1 if r.exit_status is None else r.exit_status  # (None: killed by a signal)
         return Completed(status, _text(r.stdout), _text(r.stderr))
 
@@ -200,21 +225,34 @@ class Remote:
             )
         self.checked = True
 
-    async def listing(self, folder: str, depth: int = 3) -> dict[str, RemoteFile]:
+    async def listing(self, folder: str, depth: int = 3) -> Listing:
         """Every file under ``folder`` (relative names, '/'-separated; hidden ones left out):
         {} when it is missing. Through find, not SFTP: SFTP's times are whole seconds, so a
-        checkpoint rewritten within a second at the same size would look unchanged."""
-        out: dict[str, RemoteFile] = {}
+        checkpoint rewritten within a second at the same size would look unchanged. Its names
+        come NUL-separated (a name may hold tabs and newlines); one whose parts are not safe
+        names is left out and kept in ``hostile``; symbolic links are left out and kept in
+        ``links`` (nothing is copied through one)."""
+        out = Listing()
         text = await self.run(
             f"find {shlex.quote(folder)} -mindepth 1 -maxdepth {int(depth)} "
-            "-type f -printf '%P\\t%s\\t%T@\\n' 2>/dev/null",
+            "\\( -type f -o -type l \\) -printf '%y\\0%P\\0%s\\0%T@\\0' 2>/dev/null",
             check=False,
         )
-        for line in text.splitlines():
-            rel, _, rest = line.partition("\t")
-            size, _, mtime = rest.partition("\t")
-            if rel and not any(part.startswith(".") for part in rel.split("/")):
-                out[rel] = RemoteFile(int(size), float(mtime))
+        fields = text.split("\0")
+        for i in range(0, len(fields) - 3, 4):
+            kind, rel, size, mtime = fields[i : i + 4]
+            parts = rel.split("/")
+            if not rel or any(part.startswith(".") for part in parts):
+                continue  # (our own temp files)
+            if not safe_rel(rel):
+                out.hostile.append(rel)
+            elif kind == "l":
+                out.links.add(rel)
+            elif kind == "f":
+                try:
+                    out[rel] = RemoteFile(int(size), float(mtime))
+                except ValueError:
+                    out.hostile.append(rel)
         return out
 
     async def put(self, local: Path, remote: str) -> None:
@@ -245,10 +283,44 @@ def _text(out: object) -> str:
     return out.decode(errors="replace") if isinstance(out, bytes) else str(out or "")
 
 
+def safe_rel(rel: str) -> bool:
+    """Whether ``rel`` is a relative path of safe names (no '', '.', '..', tab or newline): one
+    that stays inside the folder it is joined to, on either side."""
+    return all(SAFE_NAME.fullmatch(part) for part in rel.split("/"))
+
+
+def through_link(rel: str, links: set[str]) -> bool:
+    """Whether ``rel`` or a folder above it is one of the symbolic links ``links``."""
+    parts = rel.split("/")
+    return any("/".join(parts[:i]) in links for i in range(1, len(parts) + 1))
+
+
+def inside(root: Path, rel: str) -> Path | None:
+    """``root / rel`` when it stays inside ``root`` once the links of its folders are followed
+    (a local copy never lands elsewhere), else None."""
+    if not safe_rel(rel):
+        return None
+    target = root / rel
+    try:
+        target.parent.resolve().relative_to(root.resolve())
+    except ValueError:
+        return None
+    return target
+
+
 @dataclass(frozen=True)
 class RemoteFile:
     size: int
     mtime: float  # seconds, as finely as the host's filesystem keeps them
+
+
+class Listing(dict[str, "RemoteFile"]):
+    """A remote folder's files (:meth:`Remote.listing`), with the names it left out."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hostile: list[str] = []  # names that are not safe (never copied nor removed)
+        self.links: set[str] = set()  # symbolic links (nothing is copied through them)
 
 
 def same_file(local: Path, attrs: RemoteFile) -> bool:

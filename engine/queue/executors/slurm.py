@@ -49,7 +49,7 @@ from engine.queue.executors.remote import HostError, Remote, failure_line
 from engine.queue.executors.ssh import RemoteJob, SSHExecutor
 from engine.queue.handle import Handle, SlurmJob
 from engine.queue.process import python_command, python_env, pythonpath_line
-from engine.rundir.run import EXIT_CODES, Run
+from engine.rundir.run import EXIT_CODES, Run, read_file
 from engine.spec.registry import SBATCH_OPTION
 from engine.spec.sections import HostSpec
 
@@ -275,11 +275,12 @@ def job_ended(run: Run, host: str, slurm: SlurmJob, log: str) -> str:
     if slurm.state == "PREEMPTED":
         return f"{host}: Slurm job {slurm.job_id} was pre-empted"
     try:
-        worker = json.loads(run.worker_path.read_text(encoding="utf-8"))
-        ended = json.loads(run.exit_path.read_text(encoding="utf-8"))
-        if ended.get("started") == worker.get("started"):
-            return ""  # the worker recorded its own end
-    except (OSError, ValueError):
+        worker = json.loads(read_file(run.worker_path).decode("utf-8"))
+        ended = json.loads(read_file(run.exit_path).decode("utf-8"))
+        if isinstance(worker, dict) and isinstance(ended, dict):
+            if ended.get("started") == worker.get("started"):
+                return ""  # the worker recorded its own end
+    except (OSError, ValueError):  # (none, a FIFO, not UTF-8, not JSON: no record of its end)
         pass
     run.record_failure(
         host, f"{host}: Slurm job {slurm.job_id} ended {slurm.state} (its log: {log})"

@@ -41,8 +41,17 @@ from typing import Any
 import asyncssh
 
 from engine.files import atomic_write_bytes, atomic_write_json
-from engine.queue.executors.base import Executor, Job, StartError
-from engine.queue.executors.remote import Remote, RemoteFile, failure_line, same_file
+from engine.queue.executors.base import Executor, Job, StartError, say
+from engine.queue.executors.remote import (
+    HostError,
+    Remote,
+    RemoteFile,
+    failure_line,
+    inside,
+    safe_rel,
+    same_file,
+    through_link,
+)
 from engine.queue.handle import Handle, SlurmJob, positive_pid
 from engine.rundir.run import STUDIES_DIR, Run
 from engine.spec.names import SAFE_NAME
@@ -54,6 +63,7 @@ LIVE_EVERY = 5.0  # seconds between two checks that the remote worker's process 
 BACKOFF_MAX = 30.0
 NOT_PUSHED = {"worker.log", "heartbeat", "worker.json", "exit.json"}  # the worker's records
 KEPT_REMOTELY = NOT_PUSHED  # left in the remote folder at a start though not local
+UNSAFE = "not a safe file name (expected letters, digits, '.', '_', '-' in each part)"
 NOT_PULLED = {"events.jsonl", "heartbeat", "config.toml", "worker.json", "exit.json"}
 
 
@@ -72,6 +82,7 @@ class RemoteJob:
     checked: float = 0.0  # when the remote worker was last seen alive
     note: str = ""  # what goes wrong meanwhile (a lost connection), for queue.json
     again: str = ""  # why its run goes back to the queue once the job is gone
+    skipped: set[str] = field(default_factory=set)  # unsafe names already reported
     task: asyncio.Task | None = None
     slurm: SlurmJob | None = None  # a cluster's job (SlurmOverSSH)
 
@@ -113,7 +124,8 @@ class SSHExecutor(Executor):
         if slot.startswith(f"{self.name}:gpu"):
             gpu = int(slot.rsplit("gpu", 1)[1])
         run = Run(job.run_dir)  # reads as running on this host while it starts (heartbeat)
-        atomic_write_json(run.worker_path, {"pid": None, "host": self.name, "started": time.time()})
+        # pid 0: no process here (yet); the fresh heartbeat makes it read as running
+        atomic_write_json(run.worker_path, {"pid": 0, "host": self.name, "started": time.time()})
         run.beat()
         j = RemoteJob(job, rel, gpu)
         self.follow(j)
@@ -240,6 +252,13 @@ class SSHExecutor(Executor):
             )
         return "/".join(parts)
 
+    def skip(self, j: RemoteJob, folder: str, names: list[str], why: str = UNSAFE) -> None:
+        """Say in one line (once a job) each file left alone, and why."""
+        for rel in names:
+            if rel not in j.skipped:
+                j.skipped.add(rel)
+                say(f"{self.name}: {folder}: skipped {rel!r}: {why}")
+
     def track(self, j: RemoteJob) -> None:
         """Know of the job (it is alive until its state is gone)."""
         self._jobs[j.job.name] = j
@@ -275,7 +294,7 @@ class SSHExecutor(Executor):
         locally), an earlier attempt's records taken away; the remote folder."""
         runs = posixpath.join(remote.workdir, "runs")
         folder = posixpath.join(runs, j.rel)
-        await self._push(remote, j.job.run_dir, folder, everything=True)
+        await self._push(remote, j.job.run_dir, folder, everything=True, j=j)
         spec = Run(j.job.run_dir).spec()
         if isinstance(spec, StudySpec):
             await self._push(
@@ -283,6 +302,7 @@ class SSHExecutor(Executor):
                 self.runs_dir / spec.run,
                 posixpath.join(runs, spec.run),
                 only=("config.toml", "checkpoint.pt", "worker.json", "exit.json"),
+                j=j,
             )
         await remote.run(f"cd {shlex.quote(folder)} && rm -f exit.json worker.json")
         return folder
@@ -294,20 +314,27 @@ class SSHExecutor(Executor):
         folder = posixpath.join(remote.workdir, "runs", j.rel)
         local = j.job.run_dir
         files = await remote.listing(folder)
+        self.skip(j, folder, files.hostile)
         if "worker.json" in files and j.seen.get("worker.json") != _key(files["worker.json"]):
-            rec = json.loads((await _read(remote, folder, "worker.json")) or b"{}")
-            if rec:
-                j.pid = positive_pid(rec.get("pid")) or j.pid  # (-1 would signal every process)
-                rec["remote_host"], rec["host"] = rec.get("host", ""), self.name
+            rec = _worker_record(await _read(remote, folder, "worker.json"))
+            if isinstance(rec, dict):
+                j.pid = positive_pid(rec["pid"]) or j.pid  # (-1 would signal every process)
+                rec["remote_host"], rec["host"] = rec["host"], self.name
                 atomic_write_json(local / "worker.json", rec)
+            elif rec:
+                say(f"{self.name}: {posixpath.join(folder, 'worker.json')}: {rec}; not copied")
             j.seen["worker.json"] = _key(files["worker.json"])
         if "events.jsonl" in files:
             await _pull_events(remote, folder, local / "events.jsonl", files["events.jsonl"].size)
         for rel, attrs in files.items():
             if rel in NOT_PULLED or j.seen.get(rel) == _key(attrs):
                 continue
-            if rel in j.seen or not same_file(local / rel, attrs):  # (new to us: maybe here)
-                await remote.get(posixpath.join(folder, rel), local / rel)
+            target = inside(local, rel)
+            if target is None:
+                self.skip(j, str(local), [rel], "a folder of its path leads out of the run")
+                continue
+            if rel in j.seen or not same_file(target, attrs):  # (new to us: maybe here)
+                await remote.get(posixpath.join(folder, rel), target)
             j.seen[rel] = _key(attrs)
         beat = files.get("heartbeat")
         if beat is not None and beat.mtime != j.beat:
@@ -392,22 +419,36 @@ class SSHExecutor(Executor):
         return True
 
     async def _push(
-        self, remote: Remote, local: Path, folder: str, everything: bool = False, only: tuple = ()
+        self,
+        remote: Remote,
+        local: Path,
+        folder: str,
+        everything: bool = False,
+        only: tuple = (),
+        j: RemoteJob | None = None,
     ) -> None:
         """Make the remote folder a copy of the local one (or of its files ``only``, e.g. a
         study's run: its settings, model and the records that say it finished): files that
         differ are copied; with ``everything``, remote files the local folder lacks (an earlier
         attempt's) are removed, but for the worker's own records."""
+        if (await remote.run_full(f"test -L {shlex.quote(folder)}")).exit_status == 0:
+            raise HostError(
+                f"{self.name}: {folder} is a symbolic link: a run folder is copied into a real "
+                "folder only (remove the link)"
+            )
         there = await remote.listing(folder)
-        here = {
-            p.relative_to(local).as_posix(): p
-            for p in sorted(local.rglob("*"))
-            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(local).parts)
-        }
+        here, unsafe = _local_files(local)
+        if j is not None:
+            self.skip(j, folder, there.hostile)
+            self.skip(j, str(local), unsafe)
         for rel, path in here.items():
             if rel not in only if only else rel in NOT_PUSHED:
                 continue
             if rel in there and same_file(path, there[rel]):
+                continue
+            if through_link(rel, there.links):  # (it would land where the link points)
+                if j is not None:
+                    self.skip(j, folder, [rel], "a folder of its path is a symbolic link there")
                 continue
             await remote.put(path, posixpath.join(folder, rel))
         if everything:
@@ -422,7 +463,8 @@ class SSHExecutor(Executor):
         local heartbeat is made stale so that the local status says so at once."""
         folder, local = posixpath.join(remote.workdir, "runs", j.rel), j.job.run_dir
         if "worker.json" not in files:  # it never got going
-            log = (await _read(remote, folder, "worker.log")).decode(errors="replace")
+            data = b"" if "worker.log" not in files else await _read(remote, folder, "worker.log")
+            log = data.decode(errors="replace")
             last = log.strip().splitlines()[-1:] or ["no output"]
             Run(local).record_failure(
                 self.name, f"{self.name}: the worker exited at once: " + " ".join(last[0].split())
@@ -435,6 +477,41 @@ class SSHExecutor(Executor):
         hb = local / "heartbeat"
         if hb.exists():
             os.utime(hb, (0, 0))
+
+
+def _local_files(local: Path) -> tuple[dict[str, Path], list[str]]:
+    """The local run folder's files by relative name (hidden ones and links left out), and the
+    names that are not safe (left out too)."""
+    files: dict[str, Path] = {}
+    hostile: list[str] = []
+    for p in sorted(local.rglob("*")):
+        rel = p.relative_to(local).as_posix()
+        if any(part.startswith(".") for part in rel.split("/")) or p.is_symlink():
+            continue
+        if p.is_file() and safe_rel(rel):
+            files[rel] = p
+        elif p.is_file():
+            hostile.append(rel)
+    return files, hostile
+
+
+def _worker_record(data: bytes) -> dict | str:
+    """A remote worker.json as the worker writes it (pid, host, start time), or what is wrong
+    with it ("" when it is empty: being written)."""
+    if not data:
+        return ""
+    try:
+        rec = json.loads(data.decode("utf-8"))
+    except ValueError:  # (UnicodeDecodeError too)
+        return "damaged (not JSON)"
+    ok = (
+        isinstance(rec, dict)
+        and type(rec.get("pid")) is int
+        and rec["pid"] >= 0
+        and isinstance(rec.get("host"), str)
+        and type(rec.get("started")) in (int, float)
+    )
+    return rec if ok else "damaged (expected a pid >= 0, a host and a start time)"
 
 
 def _key(attrs: RemoteFile) -> tuple[int, float]:
