@@ -358,6 +358,23 @@ def test_quick_report_md_has_captions_settings_and_the_fallback_in_bold(quick_re
     assert "| data source | IDX files in /data/mnist (60,000 images) |" in cosine
 
 
+def test_quick_report_starts_with_the_claims_ledger(quick_report):
+    """By default the ledger is the report's first section (in both files); on the quick
+    profile's three runs every claim is undecided, each with its reason."""
+    md = (quick_report / "report.md").read_text()
+    headings = [line for line in md.splitlines() if line.startswith("## ")]
+    assert headings[:2] == ["## The study's claims", "## Final numbers"]
+    assert "0 holds, 0 does not hold, 13 undecided" in md
+    ledger = md.split("## The study's claims")[1].split("## Final numbers")[0]
+    rows = [line for line in ledger.splitlines() if line.startswith("| C")]
+    assert [r.split()[1] for r in rows] == [f"C{i}" for i in range(1, 14)]
+    assert "| undecided | runs trained on different data sources" in ledger  # C7: fallback
+    text = pdf_text(quick_report / "report.pdf")
+    assert (
+        text.index("The study's claims") < text.index("13 undecided") < text.index("Final numbers")
+    )
+
+
 def test_quick_report_pdf_holds_the_tables_and_every_figure(quick_report):
     text = pdf_text(quick_report / "report.pdf")
     assert text.index("diffui report") < text.index("Final numbers") < text.index("Runs compared")
@@ -450,7 +467,6 @@ def test_sections_come_first_and_fid_intervals_are_shown(gaussian, tmp_path):
     )
     # an FID with an interval (the events of issue 20) shows it; a bare one shows the value
     assert fid_text(SimpleNamespace(fid=61.23, fid_low=55.0, fid_high=68.14)) == "61.2 [55.0, 68.1]"
-    assert fid_text(SimpleNamespace(fid=61.23, fid_interval=[55.0, 68.14])) == "61.2 [55.0, 68.1]"
     assert fid_text(SimpleNamespace(fid=61.23)) == "61.2"
 
 

@@ -289,13 +289,17 @@ def inside_folder(path: Any) -> bool:
 # Numbers of an event are finite and bounded, so that no sum, difference or format of them
 # overflows: counts (the int fields) are integers in [0, MAX_COUNT]; times and durations
 # (TIMES) numbers in [0, MAX_SECONDS]; the other numbers (losses, FID, a study's value) at most
-# MAX_NUMBER in size. Lists hold MAX_ITEMS items at most: numbers (histogram, t) or strings.
+# MAX_NUMBER in size. Lists hold MAX_ITEMS items at most: numbers (histogram, t, classes) or strings.
 MAX_COUNT = 10**12
 MAX_SECONDS = 1e11  # seconds since the epoch: the year 5138
 MAX_NUMBER = 1e12
 MAX_ITEMS = 10_000
 TIMES = {"time", "seconds", "started", "sample_seconds", "score_seconds"}
-_LIST_ITEMS: dict[str, tuple[type, ...]] = {"histogram": (int, float), "t": (int, float)}
+_LIST_ITEMS: dict[str, tuple[type, ...]] = {
+    "histogram": (int, float),
+    "t": (int, float),
+    "classes": (int,),  # a study value's class per sample
+}
 
 
 def _check_value(name: str, key: str, v: Any) -> None:
