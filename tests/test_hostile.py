@@ -308,7 +308,8 @@ def test_queue_status_shows_the_rest_when_a_queued_runs_folder_was_deleted(runs_
     shutil.rmtree(runs_dir / "u")
     assert main(["queue", "status", "--runs-dir", str(runs_dir)]) == 0
     out = capsys.readouterr().out
-    assert "queued #1" in out and " t " in out and " u " not in out
+    rows = [line.split()[:3] for line in out.splitlines()]
+    assert ["t", "queued", "#1"] in rows and not any(r[:1] == ["u"] for r in rows)
     assert Queue.open(runs_dir, start_service=False).queued() == ["u", "t"]  # nothing changed
 
 
@@ -320,8 +321,8 @@ def test_queue_status_shows_the_rest_when_a_queued_runs_folder_was_deleted(runs_
     [
         ("queue.json", 2, "queue.json: not a file"),
         ("service.lock", 0, "service not running"),
-        ("t/worker.json", 0, "│ t │ damaged"),
-        ("t/exit.json", 0, "│ t │ damaged"),
+        ("t/worker.json", 0, "t damaged"),
+        ("t/exit.json", 0, "t damaged"),
         ("t/events.jsonl", 0, "t/events.jsonl: not a file (a FIFO, a device or a folder)"),
     ],
 )
@@ -430,8 +431,10 @@ def test_an_end_before_its_start_counts_no_negative_time(runs_dir, capsys):
     end = GOOD[2].replace("1020.0", "500.0").replace("999.0", "400.0")
     finished_with(runs_dir / "t", [*GOOD[:2], end])
     assert main(["queue", "status", "--runs-dir", str(runs_dir)]) == 0
-    row = next(r for r in capsys.readouterr().out.splitlines() if "│ t " in r)
-    assert row.split("│")[6].strip() == "0:00"  # the elapsed column: not -499065:55:21
+    out = capsys.readouterr().out.splitlines()
+    col = next(r for r in out if r.startswith("run ")).index("elapsed")
+    row = next(r for r in out if r.startswith("t "))
+    assert row[col:].split()[0] == "0:00"  # the elapsed column: not -499065:55:21
     assert summary(Run(runs_dir / "t")).elapsed() == 0.0
 
 
