@@ -696,7 +696,8 @@ def results(study: Run) -> dict[str, list[float]]:
 
     with open(study.path / "results.csv") as f:
         rows = list(csv.DictReader(f))
-    return {k: [float(r[k]) for r in rows] for k in rows[0] if k not in ("sampler", "histogram")}
+    numeric = [k for k in rows[0] if k not in ("sampler", "histogram", "fid_method")]
+    return {k: [float(r[k]) for r in rows] for k in numeric if all(r[k] for r in rows)}
 
 
 def assert_charts_hold_results(screen: StudyScreen, study: Run, values: list) -> None:
@@ -881,6 +882,9 @@ async def test_S_queues_a_study_of_a_finished_run_which_runs_to_its_end(tmp_path
             ("◀ N = 1 ▶ (1 of 2)", "value-1.png"),
             ("◀ N = 2 ▶ (2 of 2)", "value-2.png"),
         ]
-        fids = results(study)["fid"]
-        assert [r[1] for r in study_shown(screen)["rows"]] == [f"{f:.1f}" for f in fids]
+        fids = results(study)["fid"]  # each with its bootstrap interval
+        assert [r[1].split(" [")[0] for r in study_shown(screen)["rows"]] == [
+            f"{f:.1f}" for f in fids
+        ]
+        assert all(r[1].count(",") == 1 and r[1].endswith("]") for r in study_shown(screen)["rows"])
         assert_charts_hold_results(screen, study, [1, 2])
