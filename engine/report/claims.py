@@ -333,38 +333,49 @@ def _versus(found: Found, a: tuple[str, str], b: tuple[str, str]) -> tuple[list[
     return [f for f in (fa, fb) if f], ("evaluated run of " + " and ".join(lack) if lack else "")
 
 
-def c10(found: Found) -> Judged:
-    runs, lack = _versus(found, ("morph", "unet"), ("gaussian", "cnn"))
+NO_INTERVAL = (UNDECIDED, "a FID without interval (an older run)")
+
+
+def _fid_versus(
+    found: Found, a: tuple[str, str], b: tuple[str, str], verdicts: dict[str, tuple[str, str]]
+) -> Judged:
+    """The final FIDs of run ``a`` against run ``b`` (degradation, network), judged by how
+    their intervals stand (:func:`_fid_order`) through ``verdicts``."""
+    runs, lack = _versus(found, a, b)
     if lack:
         return missing(lack)
     why = gate(runs)
     if why:
         return Judged(_fids(runs), names(runs), UNDECIDED, why)
-    order = _fid_order(*runs)
-    verdicts = {
-        "lower": (HOLDS, f"morph + UNet's interval lower; {BACKBONE_NOTE}"),
-        "higher": (FAILS, f"DDPM + CNN clearly lower; {BACKBONE_NOTE}"),
-        "overlap": (UNDECIDED, "intervals overlap"),
-        "no interval": (UNDECIDED, "a FID without interval (an older run)"),
-    }
-    return Judged(_fids(runs), names(runs), *verdicts[order])
+    return Judged(_fids(runs), names(runs), *verdicts[_fid_order(*runs)])
+
+
+def c10(found: Found) -> Judged:
+    return _fid_versus(
+        found,
+        ("morph", "unet"),
+        ("gaussian", "cnn"),
+        {
+            "lower": (HOLDS, f"morph + UNet's interval lower; {BACKBONE_NOTE}"),
+            "higher": (FAILS, f"DDPM + CNN clearly lower; {BACKBONE_NOTE}"),
+            "overlap": (UNDECIDED, "intervals overlap"),
+            "no interval": NO_INTERVAL,
+        },
+    )
 
 
 def c11(found: Found) -> Judged:
-    runs, lack = _versus(found, ("gaussian", "unet"), ("morph", "unet"))
-    if lack:
-        return missing(lack)
-    why = gate(runs)
-    if why:
-        return Judged(_fids(runs), names(runs), UNDECIDED, why)
-    order = _fid_order(*runs)
-    verdicts = {
-        "lower": (HOLDS, "DDPM + UNet's interval lower"),
-        "overlap": (HOLDS, "intervals overlap: as good"),
-        "higher": (FAILS, "morph + UNet clearly lower"),
-        "no interval": (UNDECIDED, "a FID without interval (an older run)"),
-    }
-    return Judged(_fids(runs), names(runs), *verdicts[order])
+    return _fid_versus(
+        found,
+        ("gaussian", "unet"),
+        ("morph", "unet"),
+        {
+            "lower": (HOLDS, "DDPM + UNet's interval lower"),
+            "overlap": (HOLDS, "intervals overlap: as good"),
+            "higher": (FAILS, "morph + UNet clearly lower"),
+            "no interval": NO_INTERVAL,
+        },
+    )
 
 
 def _study(found: Found, kind: str) -> StudyFacts | None:
