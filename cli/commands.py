@@ -16,9 +16,12 @@ from cli.batch import EXIT_INTERRUPTED, compact_table, keep_names_whole, run_bat
 from cli.parsers import check_jobs, runs_dir_of
 from engine import usecases
 from engine.errors import UserError
+from engine.files import os_error_line
 from engine.queue.client import Queue, QueueError
+from engine.report.findings import SCHEDULES_DIR
 from engine.spec.checks import ConfigError
 from engine.spec.experiments import load_experiments, override_host, select
+from engine.text import escape_breaks
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
@@ -60,7 +63,30 @@ def cmd_batch(args: argparse.Namespace) -> int:
     if rc == EXIT_INTERRUPTED:
         return rc
     studies = usecases.studies_of(experiments, [s.name for s in specs])
-    return max(rc, run_studies(queue, studies, experiments.hosts, args.jobs))
+    rc = max(rc, run_studies(queue, studies, experiments.hosts, args.jobs))
+    schedules_for_claims(experiments.runs, runs_dir)
+    return rc
+
+
+def schedules_for_claims(runs: list, runs_dir: Path) -> None:
+    """Batch mode's last step: the schedules' KS tables and figures of the file's runs into
+    ``RUNS/schedules`` (what ``diffui schedules --out RUNS/schedules`` writes), so that the claims
+    ledger decides C1 and C2; left as they are when computed for the same settings. Said in one
+    line; a failure here is a warning (the runs are done)."""
+    from engine.data.datasets import DataUnavailable  # (these import torch)
+    from engine.evaluation.ks import schedule_study
+
+    if not runs:
+        return
+    out = runs_dir / SCHEDULES_DIR
+    try:
+        study = schedule_study(runs, out, reuse=True)
+    except (DataUnavailable, OSError) as e:
+        line = os_error_line(e) if isinstance(e, OSError) else str(e)
+        print(f"warning: schedules' KS test not written: {escape_breaks(line)}")
+        return
+    done = "written to" if study.written else "up to date in"
+    print(f"schedules: KS tables and figures {done} {os.path.relpath(out)} (claims C1, C2)")
 
 
 def _prepare_evaluation(todo: list, file: Path) -> None:

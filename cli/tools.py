@@ -24,40 +24,24 @@ from engine.text import escape_breaks
 
 def cmd_schedules(args: argparse.Namespace) -> int:
     from engine.data import datasets as data  # (these import torch)
-    from engine.diffusion.schedules import from_spec
-    from engine.evaluation.ks import write_schedule_figures
+    from engine.evaluation.ks import FILES, schedule_study
 
     int_arg("--n", args.n, 2, MAX_KS_SAMPLES)
     int_arg("--seed", args.seed, 0, 2**32 - 1)  # numpy's seeds
     folder_arg("--out", args.out)
     experiments = load_experiments(Path(args.file), args.profile)
-    schedules, names, caps = [], [], []
-    for run in experiments.runs:
-        sched = from_spec(run.schedule)
-        name = sched.kind
-        if any(s.kind == sched.kind and not (s.betas.equal(sched.betas)) for s in schedules):
-            name = f"{sched.kind}-{run.name}"
-        if name not in names:
-            schedules.append(sched)
-            names.append(name)
-            caps.append(getattr(run.schedule.params(), "max_beta", None))
     try:
-        ds = data.load_configured(experiments.runs[0].data)
+        study = schedule_study(experiments.runs, args.out, n=args.n, seed=args.seed)
     except data.DataUnavailable as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    first = write_schedule_figures(
-        schedules, data.to_model(ds.images), args.out, n=args.n, seed=args.seed, names=names
-    )
-    for name, t in first.items():
+    for name, t in study.first.items():
         when = f"t = {t}" if t is not None else "never"
         print(f"{name}: z_t indistinguishable from N(0, 1) (KS, p > 0.05) first at {when}")
-    for name, sched, cap in zip(names, schedules, caps):
-        if sched.kind == "cosine" and cap is not None:
-            capped = [t for t in range(1, sched.T + 1) if float(sched.betas[t]) >= cap]
-            where = f" (t = {capped[0]}..{capped[-1]})" if capped else ""
-            print(f"{name}: {len(capped)} of {sched.T} betas capped at max_beta = {cap:g}{where}")
-    print(f"wrote schedules.csv, ks.csv, ks_summary.csv, schedules.png, ks.png to {args.out}")
+    for name, (cap, T, capped) in study.capped.items():
+        where = f" (t = {capped[0]}..{capped[-1]})" if capped else ""
+        print(f"{name}: {len(capped)} of {T} betas capped at max_beta = {cap:g}{where}")
+    print(f"wrote {', '.join(FILES)} to {args.out}")
     return 0
 
 

@@ -9,13 +9,15 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-BASE = {"engine.text", "engine.errors", "engine.files"}  # every package may import these
+# every package may import these
+BASE = {"engine.text", "engine.errors", "engine.files", "engine.style"}
 # package -> the packages it may import (besides itself and BASE)
 ALLOWED = {
     "engine": set(),  # engine/__init__.py
     "engine.text": set(),
     "engine.errors": set(),
     "engine.files": set(),
+    "engine.style": set(),
     "engine.spec": set(),
     "engine.rundir": {"engine.spec"},
     "engine.data": {"engine.spec", "engine.rundir"},
@@ -48,6 +50,7 @@ TORCH_FREE = (
     "engine.text",
     "engine.errors",
     "engine.files",
+    "engine.style",
     "engine.spec",
     "engine.rundir",
     "engine.queue",

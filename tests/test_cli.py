@@ -27,9 +27,17 @@ from engine.rundir.run import Run
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_batch_runs_then_skips_finished(tmp_path, study_file, capsys):
+FOUR_SCHEDULES = "".join(
+    f'[[experiments]]\nname = "{k}"\nschedule = {{ kind = "{k}" }}\n'
+    for k in ("cosine", "constant", "inverse_linear")
+)
+
+
+def test_batch_runs_then_skips_finished_and_writes_the_schedules_for_the_claims(tmp_path, capsys):
+    f = tiny_study(tmp_path / "exp.toml")  # "tiny", linear; three more schedules not trained
+    f.write_text(f.read_text() + FOUR_SCHEDULES)
     runs_dir = tmp_path / "out"
-    assert main(["--batch", str(study_file), "--runs-dir", str(runs_dir)]) == 0
+    assert main(["--batch", str(f), "--only", "tiny", "--runs-dir", str(runs_dir)]) == 0
     out = capsys.readouterr().out
     assert "tiny" in out and "finished" in out
     note = (
@@ -40,10 +48,26 @@ def test_batch_runs_then_skips_finished(tmp_path, study_file, capsys):
     run = Run(runs_dir / "tiny")
     assert run.status().state == "finished"
     n_events = len(run.events())
+    # the schedules of the whole file, as `diffui schedules --out RUNS/schedules` writes them
+    assert out.splitlines()[-1].startswith("schedules: KS tables and figures written to")
+    sched = runs_dir / "schedules"
+    for name in ("schedules.csv", "ks.csv", "ks_summary.csv", "ks.png", "schedules.pdf"):
+        assert (sched / name).stat().st_size > 0, name
+    with open(sched / "ks_summary.csv") as fh:
+        kinds = [r["schedule"] for r in csv.DictReader(fh)]
+    assert kinds == ["linear", "cosine", "constant", "inverse_linear"]
+    assert main(["claims", "--runs-dir", str(runs_dir)]) == 0
+    claims = capsys.readouterr().out.splitlines()
+    for line in [claims[0], claims[3]]:  # C1, C2: decided (T = 40), whichever way
+        assert line.split()[0] in ("C1", "C2") and "undecided" not in line, claims[:6]
+    written = {p.name: p.stat().st_mtime_ns for p in sched.iterdir()}
 
-    assert main(["--batch", str(study_file), "--runs-dir", str(runs_dir)]) == 0
-    assert "tiny: finished already, skipped" in capsys.readouterr().out
+    assert main(["--batch", str(f), "--only", "tiny", "--runs-dir", str(runs_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "tiny: finished already, skipped" in out
+    assert "schedules: KS tables and figures up to date in" in out
     assert len(run.events()) == n_events  # nothing re-ran
+    assert {p.name: p.stat().st_mtime_ns for p in sched.iterdir()} == written
 
 
 def test_default_runs_dir_is_beside_the_file_per_profile(tmp_path):

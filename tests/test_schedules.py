@@ -151,11 +151,31 @@ def test_write_schedule_study(tmp_path):
     assert rows[0] == ["schedule", "first_t_indistinguishable", "alpha"] and len(rows) == 5
     assert [r[1] for r in rows[1:]] == ["" if first[n] is None else str(first[n]) for n in names]
 
-    for png in ("schedules.png", "ks.png"):
-        with Image.open(out / png) as im:
+    for figure in ("schedules", "ks"):  # the report's style: a PNG at 200 dpi, a vector PDF
+        with Image.open(out / f"{figure}.png") as im:
             im.verify()
-        with Image.open(out / png) as im:
-            assert im.width > 0 and im.height > 0
+        with Image.open(out / f"{figure}.png") as im:
+            assert im.width >= 1000 and round(im.info["dpi"][0]) >= 200
+        assert (out / f"{figure}.pdf").read_bytes().startswith(b"%PDF")
+
+
+def test_the_schedule_figures_have_titles_and_labelled_axes():
+    from engine.evaluation.ks import _ks_figure, _schedules_figure
+
+    schedules = [make_schedule(kind, 50) for kind in KINDS]
+    figs = [
+        _schedules_figure(list(KINDS), schedules),
+        _ks_figure(list(KINDS), [np.linspace(1e-20, 1, 50)] * 4, 300, 0.05),
+    ]
+    for fig in figs:
+        fig.canvas.draw()  # (tick labels are made when drawn)
+        assert fig.get_suptitle()
+        for ax in fig.axes:
+            assert ax.get_xlabel() == "diffusion step t" and ax.get_ylabel()
+            ticks = [t.get_text() for t in ax.get_yticklabels() if t.get_text()]
+            assert ticks and not any("times" in t or "^" in t for t in ticks), ticks  # plain
+    assert "n = 300" in figs[1].get_suptitle()
+    assert {t.get_text() for t in figs[1].legends[0].get_texts()} == {*KINDS, "p = 0.05"}
 
 
 def test_write_schedule_study_defaults_to_kind_names(tmp_path):
@@ -254,3 +274,27 @@ def test_dpmpp_is_diffusers_dpm_solver_multistep_step_by_step(kind, steps):
             x = sched.step(eps, t, x).prev_sample
             assert torch.allclose(ours[k], x / 2, atol=2e-5, rtol=0), k
     assert len(ours) == len(sched.timesteps)
+
+
+def test_the_schedule_study_is_kept_only_for_the_same_settings(tmp_path):
+    """Batch mode (reuse=True) leaves RUNS/schedules as it is when it holds every file for the
+    same schedules, n, seed and data (``diffui schedules`` always writes)."""
+    from pathlib import Path
+
+    from engine.evaluation.ks import schedule_study
+    from engine.spec.experiments import parse_experiments
+
+    text = '[defaults]\nschedule = { T = 20 }\nevaluation = { steps = 4 }\n[[experiments]]\nname = "a"\n'
+    text += '[[experiments]]\nname = "b"\nschedule = { kind = "cosine", max_beta = 0.1 }\n'
+    runs = parse_experiments(text, Path("e.toml")).runs
+    done = schedule_study(runs, tmp_path, n=50, reuse=True)
+    assert done.written and list(done.first) == ["linear", "cosine"]
+    cap, T, capped = done.capped["cosine"]
+    assert (cap, T) == (0.1, 20) and capped and capped[-1] == 20
+    again = schedule_study(runs, tmp_path, n=50, reuse=True)
+    assert not again.written and again.first == done.first
+    assert schedule_study(runs[:1], tmp_path, n=50, reuse=True).written  # other schedules
+    (tmp_path / "ks.pdf").unlink()
+    assert schedule_study(runs[:1], tmp_path, n=50, reuse=True).written  # a file missing
+    assert not schedule_study(runs[:1], tmp_path, n=50, reuse=True).written
+    assert schedule_study(runs[:1], tmp_path, n=60, reuse=True).written  # another n

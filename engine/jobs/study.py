@@ -28,10 +28,11 @@ from engine.jobs.checkpoints import load_model
 from engine.jobs.evaluation import final_sampler, save_samples
 from engine.jobs.setup import resolve_device, run_spec, training_data
 from engine.jobs.tasks import TaskProgress
-from engine.report.figures import save_figure, study_figure
+from engine.report.figures import study_figure
 from engine.rundir.events import EventLog, Start, Value
 from engine.rundir.progress import study_values
 from engine.rundir.run import Run, can_sample, source_run, source_state
+from engine.style import save_figure
 
 RESULTS = "results.csv"
 RESULT_COLUMNS = (

@@ -68,7 +68,7 @@ class Row:
     reason: str  # why, in words
 
 
-# --- C1, C2: the schedules (diffui schedules --out RUNS/schedules) ------------------------------
+# --- C1, C2: the schedules (RUNS/schedules: diffui --batch, or diffui schedules) ------------
 
 
 def _csv(path: Path) -> list[dict[str, str]] | None:
@@ -83,10 +83,14 @@ def _kind(name: str) -> str:
     return name.split("-")[0]
 
 
+def _how(found: Found) -> str:
+    return f"run `diffui --batch` or `diffui schedules --out {found.schedules}`"
+
+
 def c1(found: Found) -> Judged:
     rows = _csv(found.schedules / "ks_summary.csv")
     if rows is None:
-        return missing(f"KS results: run `diffui schedules --out {found.schedules}`")
+        return missing(f"KS results: {_how(found)}")
     first = {_kind(r["schedule"]): r["first_t_indistinguishable"] for r in rows}
     if any(k not in first for k in KINDS):
         return missing(f"KS result of every schedule in {found.schedules}")
@@ -103,7 +107,9 @@ def c2(found: Found) -> Judged:
     rows = _csv(found.schedules / "schedules.csv")
     betas = [float(r["beta"]) for r in rows or [] if _kind(r["schedule"]) == "cosine"]
     if not betas:
-        return missing(f"cosine schedule table: run `diffui schedules --out {found.schedules}`")
+        if rows is None:
+            return missing(f"cosine schedule table: {_how(found)}")
+        return missing(f"cosine schedule in {found.schedules} (the experiments file has none)")
     cap = max(betas)
     at_cap = [t for t, b in enumerate(betas, 1) if b >= cap - 1e-12]
     T, n = len(betas), len(at_cap)

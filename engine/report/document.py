@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
 
-from engine.report import style
+import engine.style as style
 from engine.report.tables import Table
 
 

@@ -1,5 +1,5 @@
 """The report's figures, each a matplotlib ``Figure`` drawn from run folders alone, in the one
-style of :mod:`engine.report.style` and titled with the run it shows (schedule, network,
+style of :mod:`engine.style` and titled with the run it shows (schedule, network,
 degradation).
 
 Per run: loss curves (train and validation), FID against epoch (with its floor, the sampler and
@@ -8,7 +8,7 @@ wrote when training ended (``engine.jobs.figures``): the forward and backward di
 images (Gaussian runs) or, for morph runs, the restoration of one digit from several t and
 direct against iterative restoration of ten digits. Across runs: loss curves overlaid among runs
 of one objective, FID of all. Per sampling study: each value's grid with its numbers.
-:func:`save_figure` writes one as PNG and PDF.
+:func:`engine.style.save_figure` writes one as PNG and PDF.
 
 No pyplot (no global state, no GUI backend) and no torch.
 """
@@ -21,7 +21,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from engine.report import style
+import engine.style as style
 from engine.report.arrays import (
     by_epoch,
     load_array,
@@ -29,7 +29,6 @@ from engine.report.arrays import (
     sample_grids,
     values_in_order,
 )
-from engine.report.style import save_figure  # noqa: F401 (the study job writes its figure)
 from engine.report.tables import about, about_runs, fid_text, interval, objective, run_spec
 from engine.rundir.events import Epoch, Eval
 from engine.rundir.events import Figure as FigureEvent

@@ -43,12 +43,12 @@ from engine.report.figures import (
     study_figure,
 )
 from engine.report.seeds import seed_groups, seed_rows
-from engine.report.style import save_figure
 from engine.report.tables import run_spec, settings_table, study_table, summary_table
 from engine.rundir.events import Eval
 from engine.rundir.progress import RunProgress, summary, why
 from engine.rundir.run import STUDIES_DIR, DamagedRun, Run
 from engine.spec.specs import StudySpec
+from engine.style import save_figure
 
 # The report's own figures (runs overlaid, studies) start with this, which no run name can (run
 # names start with a letter or digit), so that a run's "<run>-loss.png" never overwrites them.

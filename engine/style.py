@@ -1,9 +1,11 @@
-"""The one style of the report's figures: sizes, fonts, resolution, axes that read well in a
-paper (integer epoch ticks, plain tick labels on log axes), and the files each figure is written
-as: a PNG at :data:`DPI` and a vector PDF beside it.
+"""The one style of diffui's figures: sizes, fonts, resolution, axes that read well in a paper
+(integer epoch ticks, plain tick labels on log axes), and the files each figure is written as: a
+PNG at :data:`DPI` and a vector PDF beside it.
 
-Every figure of :mod:`engine.report.figures` starts with :func:`new_figure` and is written with
-:func:`save_figure`; no pyplot (no global state, no GUI backend).
+Every figure of the report (:mod:`engine.report.figures`) and of the schedules' KS study
+(:mod:`engine.evaluation.ks`) starts with :func:`new_figure` and is written with
+:func:`save_figure`; no pyplot (no global state, no GUI backend). Shared like ``text`` and
+``files``: every package may import it.
 """
 
 from __future__ import annotations
