@@ -261,6 +261,50 @@ def test_seed_groups_give_mean_and_sd_across_seeds(tmp_path):
     assert "22.00 ± 2.00 (3 seeds)" in seed_table([g])
 
 
+def seeded_study(tmp_path: Path, numbers: dict, seeds: dict) -> Path:
+    """The study of :data:`RUNS` with more seeds of some runs: ``seeds`` {new name: (run,
+    seed)}, each with its own ``numbers``."""
+    runs = dict(RUNS) | {name: RUNS[of] for name, (of, _) in seeds.items()}
+    text = experiments(runs, seeds={name: seed for name, (_, seed) in seeds.items()})
+    for spec in parse_experiments(text, Path("e.toml")).runs:
+        write_run(tmp_path / "runs", spec, **numbers[spec.name])
+    return tmp_path / "runs"
+
+
+def test_claims_compare_arms_of_several_seeds_by_mean_and_sd(tmp_path):
+    """Runs that differ only by training.seed are one arm: its mean ± sd across seeds is the
+    interval a verdict compares (each run's own FID interval, here 0..100, is not used)."""
+    seeds = {"bravo1": ("bravo", 1), "bravo2": ("bravo", 2)}
+    seeds |= {"alpha1": ("alpha", 1), "alpha2": ("alpha", 2)}
+    wide = lambda fid, loss: dict(loss=loss, fid=(fid, 0.0, 100.0))  # noqa: E731
+    numbers = {k: dict(v) for k, v in DECIDED.items()}
+    numbers |= {"bravo": wide(20.0, 0.039), "bravo1": wide(22.0, 0.041)}
+    numbers |= {"bravo2": wide(24.0, 0.043)}  # cosine: FID 22 ± 2, loss 0.041 ± 0.002
+    numbers |= {n: wide(f, 0.040) for n, f in (("alpha", 40.0), ("alpha1", 42.0), ("alpha2", 44.0))}
+    rows = {r.id: r for r in ledger(seeded_study(tmp_path, numbers, seeds))}
+    assert rows["C4"].verdict == "holds"  # cosine [20, 24] below linear [40, 44] and the rest
+    assert "bravo 22.0 ± 2.0 (3 seeds)" in rows["C4"].measured
+    assert "bravo + bravo1 + bravo2 (50 epochs, n = 3 seeds)" in rows["C4"].runs
+    assert "charlie (50 epochs, n 1000)" in rows["C4"].runs  # one run: as before
+    assert rows["C7"].verdict == "does not hold"  # cosine clearly lower
+    assert rows["C3"].verdict == "holds" and "cosine 0.0410 ± 0.0020" in rows["C3"].measured
+    assert rows["C3"].reason == "final validation loss, mean ± sd across seeds"
+
+    # linear's seeds spread over cosine's: 23, 26, 29 (26 ± 3 against 22 ± 2)
+    numbers |= {n: wide(f, 0.040) for n, f in (("alpha", 23.0), ("alpha1", 26.0), ("alpha2", 29.0))}
+    numbers["charlie"].update(loss=0.040)  # constant's loss within cosine's spread
+    rows = {r.id: r for r in ledger(seeded_study(tmp_path / "2", numbers, seeds))}
+    assert (rows["C4"].verdict, rows["C4"].reason) == (
+        "undecided",
+        "intervals overlap (mean ± sd across seeds): cosine and linear",
+    )
+    assert rows["C7"].verdict == "holds" and "across seeds" in rows["C7"].reason
+    assert (rows["C3"].verdict, rows["C3"].reason) == (
+        "undecided",
+        "intervals overlap (mean ± sd across seeds)",
+    )
+
+
 # --- the measures, on inputs with known answers -------------------------------------------------
 
 

@@ -284,7 +284,8 @@ def test_the_schedule_study_is_kept_only_for_the_same_settings(tmp_path):
     from engine.evaluation.ks import schedule_study
     from engine.spec.experiments import parse_experiments
 
-    text = '[defaults]\nschedule = { T = 20 }\nevaluation = { steps = 4 }\n[[experiments]]\nname = "a"\n'
+    text = "[defaults]\nschedule = { T = 20 }\nevaluation = { steps = 4 }\n"
+    text += '[[experiments]]\nname = "a"\n'
     text += '[[experiments]]\nname = "b"\nschedule = { kind = "cosine", max_beta = 0.1 }\n'
     runs = parse_experiments(text, Path("e.toml")).runs
     done = schedule_study(runs, tmp_path, n=50, reuse=True)

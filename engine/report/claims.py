@@ -32,13 +32,20 @@ from engine.report.findings import (
     UNDECIDED,
     Facts,
     Found,
+    Interval,
     Judged,
     StudyFacts,
+    across,
+    across_seeds,
+    arm_fid,
+    fid_text,
     find,
     gate,
     missing,
     names,
+    overlap,
     pick,
+    seeded,
 )
 from engine.report.tables import Table
 from engine.rundir.estimates import compare
@@ -135,28 +142,54 @@ def _four(found: Found) -> tuple[list[Facts], str]:
     return [], "DDPM run of " + ", ".join(k for k in KINDS if k not in have)
 
 
+def _loss(f: Facts) -> Interval | None:
+    return None if f.val_loss is None else (f.val_loss, f.val_loss, f.val_loss)
+
+
+def _above(high: list[Interval], low: list[Interval]) -> str:
+    """How the intervals ``high`` stand to ``low``: "above" when every one of ``high`` is above
+    every one of ``low``, "below" when one of ``high`` is below one of ``low`` and none overlap,
+    "overlap" otherwise."""
+    if min(h[1] for h in high) > max(lo[2] for lo in low):
+        return "above"
+    if all(h[2] < lo[1] or h[1] > lo[2] for h in high for lo in low):
+        return "below"
+    return "overlap"
+
+
 def c3(found: Found) -> Judged:
     runs, lack = _four(found)
     if lack:
         return missing(lack)
     why = gate(runs, noise=False)
-    loss = {f.spec.schedule.kind: f.val_loss for f in runs}
-    measured = ", ".join(f"{k} {loss[k]:.4f}" for k in KINDS if loss[k] is not None)
+    loss = {f.spec.schedule.kind: across(f, _loss) for f in runs}
+    measured = ", ".join(_number(k, v, ".4f", f) for (k, v), f in zip(loss.items(), runs) if v)
     if why or any(v is None for v in loss.values()):
         return Judged(measured or "-", names(runs), UNDECIDED, why or "a run has no loss")
-    done = {k: float(v) for k, v in loss.items() if v is not None}
-    low, high = min(done["linear"], done["cosine"]), max(done["constant"], done["inverse_linear"])
-    note = "final validation loss, one seed each (no spread across seeds)"
-    return Judged(measured, names(runs), HOLDS if low > high else FAILS, note)
+    done = {k: v for k, v in loss.items() if v is not None}
+    order = _above([done["linear"], done["cosine"]], [done["constant"], done["inverse_linear"]])
+    if not seeded(runs):
+        note = "final validation loss, one seed each (no spread across seeds)"
+        return Judged(measured, names(runs), HOLDS if order == "above" else FAILS, note)
+    verdict = {"above": HOLDS, "below": FAILS, "overlap": UNDECIDED}[order]
+    note = "final validation loss, mean ± sd across seeds"
+    return Judged(measured, names(runs), verdict, overlap(runs) if order == "overlap" else note)
+
+
+def _number(kind: str, v: Interval, spec: str, f: Facts, sd: bool = False) -> str:
+    """``cosine 0.0410``, or across seeds (or with ``sd``: a symmetric interval) ``cosine
+    0.0410 ± 0.0020``."""
+    spread = sd or len(f.arm) > 1
+    return f"{kind} {v[0]:{spec}}" + (f" ± {v[2] - v[0]:{spec}}" if spread else "")
 
 
 def _fid_order(a: Facts, b: Facts) -> str:
-    fa, fb = a.fid, b.fid
+    fa, fb = arm_fid(a), arm_fid(b)
     return compare(fa, fb) if fa and fb else "no interval"
 
 
 def _fids(runs: list[Facts]) -> str:
-    return "; ".join(f"{f.run.name} {f.fid.text()}" for f in runs if f.fid)
+    return "; ".join(t for f in runs if (t := fid_text(f)))
 
 
 def c4(found: Found) -> Judged:
@@ -177,7 +210,7 @@ def c4(found: Found) -> Judged:
         better = [k for k, o in order.items() if o == "higher"]
         return Judged(measured, names(runs), FAILS, f"{', '.join(better)} clearly below cosine")
     over = [k for k, o in order.items() if o == "overlap"]
-    return Judged(measured, names(runs), UNDECIDED, f"intervals overlap: cosine and {over[0]}")
+    return Judged(measured, names(runs), UNDECIDED, f"{overlap(runs)}: cosine and {over[0]}")
 
 
 def _grid_share(f: Facts, epoch: int):
@@ -192,8 +225,13 @@ def c5(found: Found) -> Judged:
     if lack:
         return missing(lack)
     why = gate(runs, epochs=10, noise=False)
-    shares = {f.spec.schedule.kind: _grid_share(f, 10) for f in runs}
-    measured = ", ".join(f"{k} {s[0]:.0%} [{s[1]:.0%}, {s[2]:.0%}]" for k, s in shares.items() if s)
+    shares = {f.spec.schedule.kind: across(f, lambda f: _grid_share(f, 10)) for f in runs}
+    measured = ", ".join(
+        f"{k} {s[0]:.0%} "
+        + (f"± {s[2] - s[0]:.0%}" if len(f.arm) > 1 else f"[{s[1]:.0%}, {s[2]:.0%}]")
+        for (k, s), f in zip(shares.items(), runs)
+        if s
+    )
     if why or any(s is None for s in shares.values()):
         reason = why or "no epoch-10 evaluation with recognised shares (evaluation.every)"
         return Judged(measured or "-", names(runs), UNDECIDED, reason)
@@ -204,7 +242,7 @@ def c5(found: Found) -> Judged:
         return Judged(measured, names(runs), HOLDS, note)
     if max(s[2] for s in early) < min(s[1] for s in late):  # type: ignore[index]
         return Judged(measured, names(runs), FAILS, note + ": the other way round")
-    return Judged(measured, names(runs), UNDECIDED, "intervals overlap")
+    return Judged(measured, names(runs), UNDECIDED, overlap(runs))
 
 
 def _background(f: Facts):
@@ -222,8 +260,10 @@ def c6(found: Found) -> Judged:
     if lack:
         return missing(lack)
     why = gate(runs)
-    score = {f.spec.schedule.kind: _background(f) for f in runs}
-    measured = ", ".join(f"{k} {s[0]:.4f} ± {s[2] - s[0]:.4f}" for k, s in score.items() if s)
+    score = {f.spec.schedule.kind: across(f, _background) for f in runs}
+    measured = ", ".join(
+        _number(k, s, ".4f", f, sd=True) for (k, s), f in zip(score.items(), runs) if s
+    )
     if why or any(s is None for s in score.values()):
         return Judged(measured or "-", names(runs), UNDECIDED, why or "a run has no final grid")
     noisy = [score["constant"], score["inverse_linear"]]
@@ -233,7 +273,7 @@ def c6(found: Found) -> Judged:
         return Judged(measured, names(runs), HOLDS, note)
     if max(s[2] for s in noisy) < min(s[1] for s in clean):  # type: ignore[index]
         return Judged(measured, names(runs), FAILS, note + ": the other way round")
-    return Judged(measured, names(runs), UNDECIDED, "intervals overlap")
+    return Judged(measured, names(runs), UNDECIDED, overlap(runs))
 
 
 def _pair(found: Found, deg: str, a: str, b: str, net: str | None = None):
@@ -250,7 +290,10 @@ def c7(found: Found) -> Judged:
         return Judged(_fids(runs) or "-", names(runs), UNDECIDED, why)
     order = _fid_order(cos, lin)
     verdicts = {
-        "overlap": (HOLDS, "the FIDs' intervals overlap: no clear improvement"),
+        "overlap": (
+            HOLDS,
+            f"the FIDs' intervals overlap{across_seeds(runs)}: no clear improvement",
+        ),
         "lower": (FAILS, "cosine clearly lower: more than marginal"),
         "higher": (FAILS, "cosine clearly higher: no improvement"),
         "no interval": (UNDECIDED, "a FID without interval (an older run)"),
@@ -264,21 +307,27 @@ def c8(found: Found) -> Judged:
         return missing("morph run of linear and of cosine")
     runs = [lin, cos]
     why = gate(runs)
-    measured = _fids(runs) + (
-        f"; loss linear {lin.val_loss:.4f}, cosine {cos.val_loss:.4f}"
-        if lin.val_loss is not None and cos.val_loss is not None
-        else ""
-    )
-    if why or lin.val_loss is None or cos.val_loss is None:
+    loss_lin, loss_cos = across(lin, _loss), across(cos, _loss)
+    losses = [
+        _number(k, v, ".4f", f)
+        for k, v, f in (("linear", loss_lin, lin), ("cosine", loss_cos, cos))
+        if v
+    ]
+    measured = _fids(runs) + (f"; loss {', '.join(losses)}" if len(losses) == 2 else "")
+    if why or loss_lin is None or loss_cos is None:
         return Judged(measured or "-", names(runs), UNDECIDED, why or "a run has no loss")
     order = _fid_order(cos, lin)
     if order == "no interval":
         return Judged(measured, names(runs), UNDECIDED, "a FID without interval (an older run)")
-    if cos.val_loss >= lin.val_loss:
+    if loss_cos[2] >= loss_lin[1]:  # not clearly lower
+        if seeded(runs) and loss_cos[1] <= loss_lin[2]:
+            return Judged(measured, names(runs), UNDECIDED, "losses' " + overlap(runs))
         return Judged(measured, names(runs), FAILS, "cosine's loss is not lower")
     if order != "overlap":
         return Judged(measured, names(runs), FAILS, f"cosine's FID clearly {order}")
-    return Judged(measured, names(runs), HOLDS, "lower loss, FID intervals overlap")
+    return Judged(
+        measured, names(runs), HOLDS, f"lower loss, FID intervals overlap{across_seeds(runs)}"
+    )
 
 
 def _rows(f: Facts) -> tuple[np.ndarray, np.ndarray] | None:
@@ -324,13 +373,14 @@ def c9(found: Found) -> Judged:
 
 
 def _best(found: Found, deg: str, net: str) -> Facts | None:
-    """The run of ``deg`` and ``net`` with the lowest final FID (any schedule)."""
-    runs = [
-        f
+    """The run (arm) of ``deg`` and ``net`` with the lowest final FID (any schedule)."""
+    fids = {
+        id(f): fid
         for f in found.runs
-        if f.spec.degradation == deg and f.spec.network.kind == net and f.fid is not None
-    ]
-    return min(runs, key=lambda f: f.fid.value, default=None)  # type: ignore[union-attr]
+        if f.spec.degradation == deg and f.spec.network.kind == net and (fid := arm_fid(f))
+    }
+    runs = [f for f in found.runs if id(f) in fids]
+    return min(runs, key=lambda f: fids[id(f)].value, default=None)
 
 
 def _versus(found: Found, a: tuple[str, str], b: tuple[str, str]) -> tuple[list[Facts], str]:
@@ -346,14 +396,19 @@ def _fid_versus(
     found: Found, a: tuple[str, str], b: tuple[str, str], verdicts: dict[str, tuple[str, str]]
 ) -> Judged:
     """The final FIDs of run ``a`` against run ``b`` (degradation, network), judged by how
-    their intervals stand (:func:`_fid_order`) through ``verdicts``."""
+    their intervals stand (:func:`_fid_order`) through ``verdicts`` (whose reason for
+    overlapping intervals is said of mean ± sd where an arm has several seeds)."""
     runs, lack = _versus(found, a, b)
     if lack:
         return missing(lack)
     why = gate(runs)
     if why:
         return Judged(_fids(runs), names(runs), UNDECIDED, why)
-    return Judged(_fids(runs), names(runs), *verdicts[_fid_order(*runs)])
+    order = _fid_order(*runs)
+    verdict, reason = verdicts[order]
+    if order == "overlap":
+        reason = reason.replace("intervals overlap", overlap(runs))
+    return Judged(_fids(runs), names(runs), verdict, reason)
 
 
 def c10(found: Found) -> Judged:

@@ -3,14 +3,21 @@ run's facts (what it is, from its config.toml; how long it trained, on which dat
 with their intervals, from its events), each sampling study's values, and the rules every claim
 shares: how a run is found by what it is (:func:`pick`), and why runs cannot decide a claim
 (:func:`gate`: different training data, fewer epochs than the study's, samples still noise).
+
+An *arm* of a claim is the run :func:`pick` finds with the runs that differ from it only by
+``training.seed`` (:func:`engine.report.seeds.seed_groups`' groups). One run: its own number
+with its interval (:func:`across` hands it back). Several seeds: the mean ± sd of the number
+across them, as the interval a verdict compares, and ``n = k seeds`` where the runs are named.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.rundir.estimates import Estimate
+from engine.report.seeds import setting_key
+from engine.rundir.estimates import Estimate, spread
 from engine.rundir.events import Epoch, Eval, Figure, Samples, Start, Value, latest_by_epoch
 from engine.rundir.run import DamagedRun, Run, iter_runs
 from engine.spec.specs import RunSpec, StudySpec
@@ -35,6 +42,13 @@ class Facts:
     samples: dict[int, Samples]
     figures: dict[str, Figure]
     val_loss: float | None
+    # its arm: the runs that differ from it only by their seed, itself too (set by find)
+    seeds: list[Facts] = field(default_factory=list, compare=False, repr=False)
+
+    @property
+    def arm(self) -> list[Facts]:
+        """The runs of this one's setting but their seed (itself alone when none)."""
+        return self.seeds or [self]
 
     @property
     def final(self) -> Eval | None:
@@ -91,6 +105,11 @@ def find(runs_dir: Path, schedules: Path | None = None, only: list[Run] | None =
     report is given them) as the claims see them."""
     every = list(iter_runs(runs_dir, studies=True)) if only is None else list(only)
     runs = [f for r in every if (f := _facts(r)) is not None]
+    arms: dict[str, list[Facts]] = {}
+    for f in runs:
+        arms.setdefault(setting_key(f.spec), []).append(f)
+    for f in runs:
+        f.seeds = arms[setting_key(f.spec)]
     by_name = {f.run.name: f for f in runs}
     studies = []
     for s in every:
@@ -119,17 +138,76 @@ def pick(
 
 
 def names(facts: list[Facts]) -> str:
-    """``ddpm-linear (50 epochs, n 1000), ...``: the runs a row rests on."""
+    """``ddpm-linear (50 epochs, n 1000), ...``: the runs a row rests on; an arm of several
+    seeds as ``a + b + c (50 epochs, n = 3 seeds)``."""
     parts = []
     for f in facts:
+        if len(f.arm) > 1:
+            trained = min(m.epochs for m in f.arm)
+            joined = " + ".join(m.run.name for m in f.arm)
+            parts.append(f"{joined} ({trained} epochs, n = {len(f.arm)} seeds)")
+            continue
         n = f", n {f.final.n}" if f.final else ""
         parts.append(f"{f.run.name} ({f.epochs} epochs{n})")
     return ", ".join(parts)
 
 
+Interval = tuple[float, float, float]  # value, low, high
+
+
+def across(f: Facts, one: Callable[[Facts], Interval | None]) -> Interval | None:
+    """A number of ``f``'s arm: ``one(f)`` for a single run; for several seeds the mean ± sd
+    across them of each seed's value (None when a seed has none)."""
+    if len(f.arm) == 1:
+        return one(f)
+    values = [one(m) for m in f.arm]
+    if any(v is None for v in values):
+        return None
+    s = spread([v[0] for v in values if v is not None])
+    assert s is not None and s.sd is not None
+    return s.mean, s.mean - s.sd, s.mean + s.sd
+
+
+def arm_fid(f: Facts) -> Estimate | None:
+    """The final FID of ``f``'s arm: its own (with its interval) or, across seeds, the mean with
+    mean ± sd as the interval."""
+    if len(f.arm) == 1:
+        return f.fid
+    v = across(f, lambda m: (m.fid.value, m.fid.value, m.fid.value) if m.fid else None)
+    return Estimate(v[0], v[1], v[2]) if v else None
+
+
+def fid_text(f: Facts) -> str:
+    """``ddpm-linear 41.2 [38.0, 44.9]``, or across seeds ``ddpm-linear 41.2 ± 1.3 (3 seeds)``."""
+    fid = arm_fid(f)
+    if fid is None:
+        return ""
+    if len(f.arm) == 1:
+        return f"{f.run.name} {fid.text()}"
+    assert fid.high is not None
+    return f"{f.run.name} {fid.value:.1f} ± {fid.high - fid.value:.1f} ({len(f.arm)} seeds)"
+
+
+def seeded(facts: list[Facts]) -> bool:
+    """Whether an arm of ``facts`` has several seeds (its interval is then mean ± sd)."""
+    return any(len(f.arm) > 1 for f in facts)
+
+
+def across_seeds(facts: list[Facts]) -> str:
+    """`` (mean ± sd across seeds)`` where an arm of ``facts`` has several seeds, else ""."""
+    return " (mean ± sd across seeds)" if seeded(facts) else ""
+
+
+def overlap(facts: list[Facts]) -> str:
+    """``intervals overlap``, said of mean ± sd where an arm has several seeds."""
+    return "intervals overlap" + across_seeds(facts)
+
+
 def gate(facts: list[Facts], epochs: int = STUDY_EPOCHS, noise: bool = True) -> str:
-    """Why these runs cannot decide a claim ("" when they can): different training data, fewer
-    epochs than the study's, no evaluation, samples that are still noise."""
+    """Why these runs (and every seed of their arms) cannot decide a claim ("" when they can):
+    different training data, fewer epochs than the study's, no evaluation, samples that are
+    still noise."""
+    facts = [m for f in facts for m in f.arm]
     sources = {f.data for f in facts if f.data}
     if len(sources) > 1:
         return (

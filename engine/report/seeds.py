@@ -31,7 +31,8 @@ class SeedGroup:
     val_loss: Spread | None  # of the final validation losses
 
 
-def _key(spec: RunSpec) -> str:
+def setting_key(spec: RunSpec) -> str:
+    """What a run is but its seed (and its name): equal for runs of one seed group."""
     d = spec.to_dict()
     for k in ("name", "experiment"):
         d.pop(k, None)
@@ -54,7 +55,7 @@ def seed_groups(runs: list[Run]) -> list[SeedGroup]:
         except DamagedRun:
             continue
         if isinstance(spec, RunSpec):
-            groups.setdefault(_key(spec), []).append((run, spec))
+            groups.setdefault(setting_key(spec), []).append((run, spec))
     return [_group(members) for members in groups.values() if len(members) > 1]
 
 
