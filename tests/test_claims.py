@@ -198,7 +198,16 @@ def test_the_schedule_claims_read_diffui_schedules_tables(tmp_path):
         "schedule,first_t_indistinguishable,alpha\n"
         + "".join(f"{k},{t},0.05\n" for k, t in first.items())
     )
-    assert ledger(tmp_path / "runs")[0].verdict == "does not hold"
+    row = ledger(tmp_path / "runs")[0]
+    assert (row.verdict, row.reason) == (
+        "does not hold",
+        "constant reaches N(0, 1) no earlier than cosine",
+    )
+    (folder / "ks_summary.csv").write_text(  # T too short: none reaches N(0, 1)
+        "schedule,first_t_indistinguishable,alpha\n" + "".join(f"{k},,0.05\n" for k in first)
+    )
+    row = ledger(tmp_path / "runs")[0]
+    assert row.verdict == "undecided" and row.reason.startswith("linear and cosine and constant")
 
 
 def write_study(runs_dir: Path, run: str, kind: str, values: dict) -> None:

@@ -104,10 +104,17 @@ def c1(found: Found) -> Judged:
     t = {k: int(first[k]) if first[k] else float("inf") for k in KINDS}
     measured = ", ".join(f"{k} t = {first[k] or 'never'}" for k in KINDS)
     where = f"{found.schedules / 'ks_summary.csv'}"
-    last = max(t, key=lambda k: t[k])
-    if last == "cosine" and all(t[k] < t["cosine"] for k in KINDS if k != "cosine"):
+    if all(t[k] < t["cosine"] for k in KINDS if k != "cosine"):
         return Judged(measured, where, HOLDS, "cosine's z_t stays distinguishable longest")
-    return Judged(measured, where, FAILS, f"{last} reaches N(0, 1) last, not cosine")
+    never = [k for k in KINDS if first[k] == ""]
+    if "cosine" in never:  # and another: which of them gets there last is not measured
+        reason = f"{' and '.join(never)} never reach N(0, 1) within T: their order is unknown"
+        return Judged(measured, where, UNDECIDED, reason)
+    last = [k for k in KINDS if t[k] >= t["cosine"] and k != "cosine"]
+    verb = "reaches" if len(last) == 1 else "reach"
+    return Judged(
+        measured, where, FAILS, f"{' and '.join(last)} {verb} N(0, 1) no earlier than cosine"
+    )
 
 
 def c2(found: Found) -> Judged:
