@@ -90,6 +90,11 @@ def _kind(name: str) -> str:
     return name.split("-")[0]
 
 
+def _and(words: list[str]) -> str:
+    """``a, b and c``."""
+    return " and ".join([", ".join(words[:-1]), words[-1]] if len(words) > 1 else words)
+
+
 def _how(found: Found) -> str:
     return f"run `diffui --batch` or `diffui schedules --out {found.schedules}`"
 
@@ -108,13 +113,11 @@ def c1(found: Found) -> Judged:
         return Judged(measured, where, HOLDS, "cosine's z_t stays distinguishable longest")
     never = [k for k in KINDS if first[k] == ""]
     if "cosine" in never:  # and another: which of them gets there last is not measured
-        reason = f"{' and '.join(never)} never reach N(0, 1) within T: their order is unknown"
+        reason = f"{_and(never)} never reach N(0, 1) within T: their order is unknown"
         return Judged(measured, where, UNDECIDED, reason)
     last = [k for k in KINDS if t[k] >= t["cosine"] and k != "cosine"]
     verb = "reaches" if len(last) == 1 else "reach"
-    return Judged(
-        measured, where, FAILS, f"{' and '.join(last)} {verb} N(0, 1) no earlier than cosine"
-    )
+    return Judged(measured, where, FAILS, f"{_and(last)} {verb} N(0, 1) no earlier than cosine")
 
 
 def c2(found: Found) -> Judged:

@@ -137,6 +137,10 @@ def pick(
     return max(match, key=lambda f: (f.epochs, f.state == "finished"), default=None)
 
 
+def _epochs(n: int) -> str:
+    return f"{n} epoch" + ("s" if n != 1 else "")
+
+
 def names(facts: list[Facts]) -> str:
     """``ddpm-linear (50 epochs, n 1000), ...``: the runs a row rests on; an arm of several
     seeds as ``a + b + c (50 epochs, n = 3 seeds)``."""
@@ -145,10 +149,10 @@ def names(facts: list[Facts]) -> str:
         if len(f.arm) > 1:
             trained = min(m.epochs for m in f.arm)
             joined = " + ".join(m.run.name for m in f.arm)
-            parts.append(f"{joined} ({trained} epochs, n = {len(f.arm)} seeds)")
+            parts.append(f"{joined} ({_epochs(trained)}, n = {len(f.arm)} seeds)")
             continue
         n = f", n {f.final.n}" if f.final else ""
-        parts.append(f"{f.run.name} ({f.epochs} epochs{n})")
+        parts.append(f"{f.run.name} ({_epochs(f.epochs)}{n})")
     return ", ".join(parts)
 
 
@@ -219,8 +223,8 @@ def gate(facts: list[Facts], epochs: int = STUDY_EPOCHS, noise: bool = True) -> 
     if short:
         trained = min(f.epochs for f in short)
         if epochs != STUDY_EPOCHS:  # a claim about one epoch of training
-            return f"{trained} epochs trained, the claim looks at epoch {epochs}"
-        return f"{trained} epochs, the study trains {epochs}"
+            return f"{_epochs(trained)} trained, the claim looks at epoch {epochs}"
+        return f"{_epochs(trained)}, the study trains {epochs}"
     for f in facts:
         if f.final is None:
             return f"{f.run.name} has no FID evaluation"
