@@ -73,15 +73,14 @@ def schedules_for_claims(runs: list, runs_dir: Path) -> None:
     ``RUNS/schedules`` (what ``diffui schedules --out RUNS/schedules`` writes), so that the claims
     ledger decides C1 and C2; left as they are when computed for the same settings. Said in one
     line; a failure here is a warning (the runs are done)."""
-    from engine.data.datasets import DataUnavailable  # (these import torch)
-    from engine.evaluation.ks import schedule_study
+    from engine.evaluation.ks import NoImages, schedule_study  # (imports torch)
 
     if not runs:
         return
     out = runs_dir / SCHEDULES_DIR
     try:
         study = schedule_study(runs, out, reuse=True)
-    except (DataUnavailable, OSError) as e:
+    except (NoImages, OSError) as e:
         line = os_error_line(e) if isinstance(e, OSError) else str(e)
         print(f"warning: schedules' KS test not written: {escape_breaks(line)}")
         return

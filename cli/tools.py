@@ -23,8 +23,7 @@ from engine.text import escape_breaks
 
 
 def cmd_schedules(args: argparse.Namespace) -> int:
-    from engine.data import datasets as data  # (these import torch)
-    from engine.evaluation.ks import FILES, schedule_study
+    from engine.evaluation.ks import FILES, NoImages, schedule_study  # (imports torch)
 
     int_arg("--n", args.n, 2, MAX_KS_SAMPLES)
     int_arg("--seed", args.seed, 0, 2**32 - 1)  # numpy's seeds
@@ -32,8 +31,8 @@ def cmd_schedules(args: argparse.Namespace) -> int:
     experiments = load_experiments(Path(args.file), args.profile)
     try:
         study = schedule_study(experiments.runs, args.out, n=args.n, seed=args.seed)
-    except data.DataUnavailable as e:
-        print(f"error: {e}", file=sys.stderr)
+    except NoImages as e:
+        print(f"error: {escape_breaks(str(e))}", file=sys.stderr)
         return 1
     for name, t in study.first.items():
         when = f"t = {t}" if t is not None else "never"

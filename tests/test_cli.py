@@ -161,6 +161,11 @@ def test_failed_run_exits_1(tmp_path, capsys):
     why = Run(tmp_path / "runs" / "tiny").status().detail  # the worker's error, one line
     assert why and table_why(out) == why.replace(" ", "")  # the table says why
     assert "study tiny-noise waits: its run tiny is failed" in out  # a study needs a finished run
+    # nor can the schedules' KS test read those images: one line, the batch's exit code as is
+    assert out.splitlines()[-1].startswith("warning: schedules' KS test not written: ")
+    assert out.splitlines()[-1].endswith(
+        "not an IDX file of unsigned bytes (magic number 67617262)"
+    )
     assert Run(tmp_path / "runs" / "tiny").status().state == "failed"
 
 

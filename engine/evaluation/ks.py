@@ -118,6 +118,10 @@ SETTINGS = "ks_settings.json"  # what the files of a folder were computed from
 LAYOUT = 2  # the files' layout (2: the figures in the report's style, PNG and PDF)
 
 
+class NoImages(Exception):
+    """The training images of the runs cannot be loaded; ``str()`` says why in one line."""
+
+
 @dataclass(frozen=True)
 class ScheduleStudy:
     """What :func:`schedule_study` found: per schedule name the first t with p > 0.05 (None:
@@ -153,15 +157,17 @@ def schedule_study(
     """The KS study of the distinct schedules of ``runs`` on the training images of the first
     run's data, into ``out_dir`` (:func:`write_schedule_figures`, and the settings it was
     computed from, :data:`SETTINGS`). With ``reuse``, a folder that holds every file for the
-    same settings (schedules, n, seed, data) is left as it is. Raises
-    :class:`engine.data.datasets.DataUnavailable`."""
+    same settings (schedules, n, seed, data) is left as it is. Raises :class:`NoImages`."""
     schedules, names, caps = distinct_schedules(runs)
     capped = {
         name: (cap, s.T, [t for t in range(1, s.T + 1) if float(s.betas[t]) >= cap])
         for name, s, cap in zip(names, schedules, caps)
         if s.kind == "cosine" and cap is not None
     }
-    ds = data.load_configured(runs[0].data)
+    try:
+        ds = data.load_configured(runs[0].data)
+    except (data.DataUnavailable, ValueError) as e:  # (ValueError: a damaged IDX file, named)
+        raise NoImages(str(e)) from None
     settings = {
         "layout": LAYOUT,
         "n": n,
