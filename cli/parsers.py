@@ -72,7 +72,7 @@ class OneLineParser(argparse.ArgumentParser):
 COMMANDS = (
     ("queue", "add|start|pause|stop|status: the queue of a runs folder, from a shell"),
     ("study", "NAME [FILE]: run one sampling study on a finished run, and follow it"),
-    ("schedules", "[FILE] --out DIR: the beta schedules and the KS test of z_t (CSV, PNG)"),
+    ("schedules", "[FILE] --out DIR: the beta schedules and the KS test of z_t (CSV, PNG, PDF)"),
     ("report", "[RUN ...] --out DIR: figures and report.md from run folders"),
     ("data", "[list|fetch|import DIR]: the datasets diffui trains on"),
     ("hosts", "check [NAME] | install NAME: the file's SSH hosts and clusters"),
@@ -130,7 +130,7 @@ def schedules_parser() -> argparse.ArgumentParser:
         description="Schedule values and the KS test of z_t against N(0, 1).",
     )
     p.add_argument("file", nargs="?", default="experiments.toml")
-    p.add_argument("--out", type=Path, required=True, help="folder for the CSV and PNG files")
+    p.add_argument("--out", type=Path, required=True, help="folder for the CSV, PNG and PDF files")
     p.add_argument("--profile")
     p.add_argument("--n", type=int, default=2000, help="samples per KS test (default 2000)")
     p.add_argument("--seed", type=int, default=0)
