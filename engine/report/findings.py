@@ -168,7 +168,8 @@ def across(f: Facts, one: Callable[[Facts], Interval | None]) -> Interval | None
     if any(v is None for v in values):
         return None
     s = spread([v[0] for v in values if v is not None])
-    assert s is not None and s.sd is not None
+    if s is None or s.sd is None:  # (values that are not finite are left out of a spread)
+        return None
     return s.mean, s.mean - s.sd, s.mean + s.sd
 
 
