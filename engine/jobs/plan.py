@@ -7,6 +7,7 @@ and network; the arithmetic that turns it into seconds, and the slots, are torch
 
 from __future__ import annotations
 
+import statistics
 import time
 
 import torch
@@ -33,20 +34,24 @@ from engine.spec.costs import (  # noqa: F401 (the plan's names, for its callers
 )
 from engine.spec.specs import RunSpec, StudySpec
 
-CALIBRATION_STEPS = 3  # timed training steps (after one untimed) and timed evaluations
+CALIBRATION_STEPS = 5  # timed training steps (after one untimed) and timed evaluations
 CPU_SAMPLE_BATCH = 128  # the large batch timed on a CPU (per image, larger ones cost the same)
 
 
 def _timed(fn, device: torch.device, repeats: int) -> float:
+    """Seconds of one call of ``fn``: the median of ``repeats`` timed calls after a warm-up (a
+    moment's load on a shared machine moves the median little, the mean much)."""
     fn()  # warm-up (allocations, oneDNN's choice of kernels)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    t0 = time.perf_counter()
+    times = []
     for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t0 = time.perf_counter()
         fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return (time.perf_counter() - t0) / repeats
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
 
 
 def calibrate(spec: RunSpec, device: torch.device, steps: int = CALIBRATION_STEPS) -> Calibration:
