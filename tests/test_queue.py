@@ -473,3 +473,23 @@ def test_a_run_never_calibrated_on_its_host_has_no_end_and_hides_the_starts_behi
     cache = calibrated(runs_dir, tmp_path / "calibration.json", ["a"], host="gpu1")
     got = expected_times(q.state, runs, q.progress, cache, now=1000.0)
     assert got["b"] == Expected(pytest.approx(TINY_SECONDS), pytest.approx(2 * TINY_SECONDS))
+
+
+def test_a_queued_study_expects_its_values_samples_from_its_runs_calibration(tmp_path):
+    from conftest import MORPH_STUDY
+
+    from engine.queue.expected import Expected, expected_times
+
+    f = tiny_study(tmp_path / "exp.toml", name="m")
+    f.write_text(f.read_text() + MORPH_STUDY)
+    ex = load_experiments(f)
+    runs_dir = tmp_path / "runs"
+    prepare_runs(ex.runs + ex.studies, runs_dir)
+    cache = calibrated(runs_dir, tmp_path / "calibration.json", ["m"])
+    q = Queue.open(runs_dir, start_service=False)
+    q.enqueue("studies/noise")
+    runs = {r.name: r for r in q.runs}
+    # 10 s to start, then 2 values x 24 samples x 4 iterative steps, one 0.5 s call each
+    assert expected_times(q.state, runs, q.progress, cache, now=1000.0) == {
+        "studies/noise": Expected(0.0, pytest.approx(10 + 2 * 4 * 0.5))
+    }
