@@ -18,6 +18,7 @@ from engine import usecases
 from engine.errors import UserError
 from engine.queue.client import Queue, QueueError
 from engine.spec.checks import ConfigError
+from engine.spec.costs import CalibrationCache
 from engine.spec.experiments import load_experiments, override_host, select
 
 
@@ -165,7 +166,10 @@ def _queue_status(queue: Queue) -> None:
         f"{queue.jobs} at once, service " + (f"running (pid {pid})" if pid else "not running")
     )
     console = Console()
-    rows = usecases.status_rows(queue, gethostname())
+    cache = CalibrationCache()
+    if cache.problem:
+        print(f"warning: {cache.problem}", file=sys.stderr)
+    rows = usecases.status_rows(queue, gethostname(), cache)
     cols = list(usecases.STATUS_COLUMNS)
     at = cols.index("expected")
     known = any(row[at] != "-" for row in rows)

@@ -440,6 +440,16 @@ def test_queue_status_shows_when_queued_runs_are_expected_to_start_and_end(
     starts = {line.split()[0]: line[col:].split()[0] for line in out[2:]}
     assert starts == {"a-run-with-a-long-name": "+0:00-+0:02", "b": "+0:02-+0:03"}
 
+    cache = tmp_path / "cache" / "calibration.json"
+    cache.write_text("[1]")  # damaged: said in one line, read as no calibrations, kept
+    assert main(["queue", "status", *rd]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == (
+        f"warning: {cache}: expected a JSON object of calibrations; read as none "
+        "(diffui plan measures them again and rewrites it)\n"
+    )
+    assert "expected" not in captured.out.splitlines()[1] and cache.read_text() == "[1]"
+
 
 def test_queue_commands_refuse_bad_input_in_one_line(tmp_path, capsys):
     (tmp_path / "runs").mkdir()

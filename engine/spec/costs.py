@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import math
-from contextlib import suppress
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -58,10 +57,27 @@ class CalibrationCache:
     def __init__(self, path: Path | None = None):
         self.path = path or cache_dir() / CALIBRATION_FILE
         self.entries: dict[str, dict] = {}
-        with suppress(OSError, ValueError):
-            loaded = json.loads(self.path.read_text())
-            if isinstance(loaded, dict):
-                self.entries = loaded
+        self.problem = ""  # what is wrong with the file, in one line ("" when nothing)
+        try:
+            if self.path.exists() and not self.path.is_file():  # (a FIFO is never waited on)
+                raise OSError(0, "not a file")
+            loaded = json.loads(self.path.read_bytes())
+        except FileNotFoundError:
+            return
+        except OSError as e:
+            self.problem = (
+                f"{self.path}: cannot be read ({e.strerror or e}); read as no calibrations"
+            )
+            return
+        except ValueError:
+            loaded = None
+        if isinstance(loaded, dict):
+            self.entries = loaded
+        else:
+            self.problem = (
+                f"{self.path}: expected a JSON object of calibrations; read as none "
+                "(diffui plan measures them again and rewrites it)"
+            )
 
     def get(self, key: str) -> Calibration | None:
         entry = self.entries.get(key)
