@@ -20,6 +20,7 @@ from engine.files import os_error_line
 from engine.queue.client import Queue, QueueError
 from engine.report.findings import SCHEDULES_DIR
 from engine.spec.checks import ConfigError
+from engine.spec.costs import CalibrationCache
 from engine.spec.experiments import load_experiments, override_host, select
 from engine.text import escape_breaks
 
@@ -190,14 +191,29 @@ def _queue_status(queue: Queue) -> None:
         f"{queue.jobs} at once, service " + (f"running (pid {pid})" if pid else "not running")
     )
     console = Console()
-    rows = usecases.status_rows(queue, gethostname())
+    cache = CalibrationCache()
+    if cache.problem:
+        print(f"warning: {cache.problem}", file=sys.stderr)
+    rows = usecases.status_rows(queue, gethostname(), cache)
+    cols = list(usecases.STATUS_COLUMNS)
+    at = cols.index("expected")
+    known = any(row[at] != "-" for row in rows)
+    if not known:  # nothing calibrated: the column is left out (one line says so)
+        cols.pop(at)
+        rows = [row[:at] + row[at + 1 :] for row in rows]
     table = compact_table(console.width)
-    for col in usecases.STATUS_COLUMNS:
+    for col in cols:
         table.add_column(col, overflow="fold", no_wrap=col != "where")
     keep_names_whole(table, [row[0] for row in rows])
     for row in rows:
         table.add_row(*row)
     console.print(table)
+    if not known and (
+        queue.queued()
+        or queue.active()
+        or any(p.state == "running" for p in queue.progress.values())
+    ):
+        print(usecases.NOT_CALIBRATED)
     for p in queue.progress.values():  # bad lines of events.jsonl, skipped
         for line in p.problems:
             print(f"warning: {line}", file=sys.stderr)

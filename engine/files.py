@@ -13,6 +13,8 @@ import stat
 from pathlib import Path
 from typing import Any
 
+import platformdirs
+
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write to a temp file beside ``path``, fsync, rename: readers see old or new, never half.
@@ -112,3 +114,11 @@ def keep_file(path: Path, keep: Path) -> None:
     except OSError:
         shutil.copyfile(path, tmp)
     os.replace(tmp, keep)
+
+
+def cache_dir() -> Path:
+    """diffui's cache folder (the FID classifier, the plan's calibrations):
+    ``$DIFFUI_CACHE_DIR``, or the user cache folder (platformdirs)."""
+    if os.environ.get("DIFFUI_CACHE_DIR"):
+        return Path(os.environ["DIFFUI_CACHE_DIR"])
+    return Path(platformdirs.user_cache_dir("diffui"))

@@ -19,10 +19,12 @@ from pathlib import Path
 from engine.errors import UserError
 from engine.queue import service
 from engine.queue.client import Queue, QueueError
+from engine.queue.expected import Expected, expected_times
 from engine.rundir.progress import status_text
 from engine.rundir.run import can_sample, check_runs, source_run, source_state
 from engine.spec.checks import ConfigError
 from engine.spec.components import DEGRADATIONS
+from engine.spec.costs import CalibrationCache
 from engine.spec.experiments import Experiments
 from engine.spec.specs import RunSpec, StudySpec
 from engine.text import fmt, format_seconds
@@ -207,15 +209,25 @@ def split_studies(
 
 # --- the queue's status --------------------------------------------------------------------------
 
-STATUS_COLUMNS = ("run", "status", "epoch", "val loss", "FID", "elapsed", "where")
+STATUS_COLUMNS = ("run", "status", "epoch", "val loss", "FID", "elapsed", "expected", "where")
+NOT_CALIBRATED = (
+    "expected start and end: not calibrated on these hosts (diffui plan calibrates this machine)"
+)
 
 
-def status_rows(queue: Queue, here: str) -> list[list[str]]:
+def status_rows(
+    queue: Queue, here: str, cache: CalibrationCache | None = None, now: float | None = None
+) -> list[list[str]]:
     """``diffui queue status``'s table (:data:`STATUS_COLUMNS`) as of the queue's last poll:
     the queued runs in queue order, then the others by name; ``here`` is this machine's host
-    name (its runs show no host)."""
+    name (its runs show no host). ``expected`` is a queued run's expected start and end, a
+    running run's end (:func:`engine.queue.expected.expected_times`, from the calibrations in
+    ``cache``), "-" where not known."""
+    now = time.time() if now is None else now
     # (a queued name whose run folder was removed meanwhile is no run: the service drops it)
     queued = [n for n in queue.queued() if n in queue.progress]
+    runs = {run.name: run for run in queue.runs}
+    times = expected_times(queue.state, runs, queue.progress, cache, now)
     rows = []
     for name in queued + sorted(n for n in queue.progress if n not in queued):
         p = queue.progress[name]
@@ -227,7 +239,28 @@ def status_rows(queue: Queue, here: str) -> list[list[str]]:
                 fmt(p.val_loss),
                 p.estimate.text(".2f") if p.estimate else fmt(p.fid, ".2f"),
                 format_seconds(p.elapsed()),
+                expected_text(times.get(name), name in queued, queue.paused, now),
                 queue.state.where_text(name, p.host, here) or "-",
             ]
         )
     return rows
+
+
+def expected_text(e: Expected | None, queued: bool, paused: bool, now: float) -> str:
+    """``17:42-17:55``: a queued run's expected start and end; ``ends 17:55``: a running run's
+    end; a paused queue's queued runs count from its start (``+0:12-+0:25``). "-" when not
+    known: the run is not calibrated on its host, or waits behind one that is not."""
+    if e is None or e.end is None or (queued and e.start is None):
+        return "-"
+
+    def at(s: float, relative: bool) -> str:
+        if relative:
+            minutes = round(s / 60)
+            return f"+{minutes // 60}:{minutes % 60:02d}"
+        t = time.localtime(now + s)
+        same_day = t[:3] == time.localtime(now)[:3]
+        return time.strftime("%H:%M" if same_day else "%a %H:%M", t)
+
+    if not queued or e.start is None:
+        return f"ends {at(e.end, False)}"
+    return f"{at(e.start, paused)}-{at(e.end, paused)}"

@@ -438,6 +438,50 @@ def test_queue_commands_add_start_stop_and_status(tmp_path, capsys):
     assert "queued #1" in capsys.readouterr().out
 
 
+def test_queue_status_shows_when_queued_runs_are_expected_to_start_and_end(
+    tmp_path, monkeypatch, capsys
+):
+    """From the calibrations cached per host and device (calibration.json): a paused queue's
+    runs count from its start, one after the other on its one slot, in an 80-column table; a
+    queue none of whose runs is calibrated says so in one line instead of a column of "-"."""
+    from engine.spec.costs import Calibration, CalibrationCache, calibration_key
+    from engine.spec.experiments import load_experiments
+
+    monkeypatch.setenv("DIFFUI_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("COLUMNS", "80")
+    f = tiny_study(tmp_path / "exp.toml", name="a-run-with-a-long-name")
+    f.write_text(f.read_text() + '\n[[experiments]]\nname = "b"\n')
+    rd = ["--runs-dir", str(tmp_path / "runs")]
+    assert main(["queue", "add", str(f), *rd]) == 0
+    capsys.readouterr()
+    assert main(["queue", "status", *rd]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "expected" not in out[1] and out[-1] == (
+        "expected start and end: not calibrated on these hosts (diffui plan calibrates this "
+        "machine)"
+    )
+
+    spec = load_experiments(f).runs[0]  # both runs: one network, batch and precision
+    cal = Calibration(train_s=0.1, eval_s=0.0, call_s=0.5)  # 99 s a run (tests/test_queue.py)
+    CalibrationCache().put(calibration_key("local", "cpu", spec), cal)
+    assert main(["queue", "status", *rd]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert max(len(line) for line in out[1:]) <= 80
+    col = out[1].index("expected")
+    starts = {line.split()[0]: line[col:].split()[0] for line in out[2:]}
+    assert starts == {"a-run-with-a-long-name": "+0:00-+0:02", "b": "+0:02-+0:03"}
+
+    cache = tmp_path / "cache" / "calibration.json"
+    cache.write_text("[1]")  # damaged: said in one line, read as no calibrations, kept
+    assert main(["queue", "status", *rd]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == (
+        f"warning: {cache}: expected a JSON object of calibrations; read as none "
+        "(diffui plan measures them again and rewrites it)\n"
+    )
+    assert "expected" not in captured.out.splitlines()[1] and cache.read_text() == "[1]"
+
+
 def test_queue_commands_refuse_bad_input_in_one_line(tmp_path, capsys):
     (tmp_path / "runs").mkdir()
     (tmp_path / "runs" / "queue.json").write_text("[1]")

@@ -393,3 +393,103 @@ def test_a_service_whose_log_cannot_be_written_goes_on(tmp_path):
             proc.kill()
     assert run.status().state == "finished"
     assert not QueueFile(runs_dir).read().busy()
+
+
+# --- expected start and end (issue 22) ------------------------------------------------------------
+
+# a tiny run (tests/conftest.py's TINY: 230 training and 26 validation images, 2 epochs, T = 40,
+# a 4-image grid with DDIM-4 after epoch 1 and DDPM-40 after epoch 2) at 0.1 s a training image
+# and 0.5 s a network call: 10 s to start, 2 x (23 + 0.5) s of epochs, (4 + 40) x 0.5 s of
+# grids, 40 x 0.5 s of the report's DDPM strip
+TINY_SECONDS = 10 + 2 * 23.5 + 22 + 20
+
+
+def calibrated(runs_dir: Path, cache_path: Path, names: list[str], host: str = "local"):
+    from engine.spec.costs import Calibration, CalibrationCache, calibration_key
+
+    cache = CalibrationCache(cache_path)
+    for name in names:
+        key = calibration_key(host, "cpu", Run(runs_dir / name).spec())
+        cache.put(key, Calibration(train_s=0.1, eval_s=0.0, call_s=0.5))
+    return CalibrationCache(cache_path)  # read back from calibration.json
+
+
+def test_queued_runs_expect_their_start_on_the_slot_that_frees_first(runs_dir, tmp_path):
+    from engine.queue.expected import Expected, expected_times
+    from engine.spec.costs import run_seconds
+
+    cache = calibrated(runs_dir, tmp_path / "calibration.json", ["a", "b", "c"])
+    assert run_seconds(Run(runs_dir / "a").spec(), cache.get(next(iter(cache.entries)))) == (
+        pytest.approx(TINY_SECONDS)
+    )
+    q = Queue.open(runs_dir, start_service=False)
+    for name in ("a", "b", "c"):
+        q.enqueue(name)
+    runs = {r.name: r for r in q.runs}
+    got = expected_times(q.state, runs, q.progress, cache, now=1000.0)
+    t = TINY_SECONDS
+    assert got == {
+        "a": Expected(0.0, t),
+        "b": Expected(pytest.approx(t), pytest.approx(2 * t)),
+        "c": Expected(pytest.approx(2 * t), pytest.approx(3 * t)),
+    }
+    q.set_jobs(2)  # two slots: b starts beside a, c when the first of them ends
+    got = expected_times(q.state, runs, q.progress, cache, now=1000.0)
+    assert [got[n].start for n in "abc"] == [0.0, 0.0, pytest.approx(t)]
+
+    # a runs (epoch 1 of 2 done 10 s ago): what is left of its estimate, less those 10 s
+    q.set_jobs(1)
+    q.cancel("a")
+    p = q.progress["a"]
+    p.state, p.epoch, p.epochs, p.epoch_started, p.epoch_seconds = "running", 1, 2, 990.0, [30.0]
+    left = 23.5 + 20 + 20 - 10  # epoch 2, its DDPM grid, the strip
+    got = expected_times(q.state, runs, q.progress, cache, now=1000.0)
+    assert got["a"] == Expected(0.0, pytest.approx(left))
+    assert got["b"] == Expected(pytest.approx(left), pytest.approx(left + t))
+    p.epoch_seconds = [90.0]  # its epochs go slower than estimated: their pace says more
+    assert expected_times(q.state, runs, q.progress, cache, now=1000.0)["a"].end == 90.0
+
+
+def test_a_run_never_calibrated_on_its_host_has_no_end_and_hides_the_starts_behind_it(
+    runs_dir, tmp_path
+):
+    from engine.queue.expected import Expected, expected_times
+
+    cache = calibrated(runs_dir, tmp_path / "calibration.json", ["c"])  # here only
+    q = Queue.open(runs_dir, start_service=False)
+    q.place({"a": ["gpu1"], "b": ["gpu1"]}, {})
+    with q._edit() as st:  # a host of one GPU, calibrated nowhere
+        st.hosts["gpu1"] = {"kind": "ssh", "address": "gpu1.example", "gpus": [0]}
+    for name in ("a", "b", "c"):
+        q.enqueue(name)
+    runs = {r.name: r for r in q.runs}
+    got = expected_times(q.state, runs, q.progress, cache, now=1000.0)
+    # a starts on gpu1 at once and has no end there, so b behind it has no start; c runs here
+    assert got == {
+        "a": Expected(0.0, None),
+        "b": Expected(None, None),
+        "c": Expected(0.0, pytest.approx(TINY_SECONDS)),
+    }
+    cache = calibrated(runs_dir, tmp_path / "calibration.json", ["a"], host="gpu1")
+    got = expected_times(q.state, runs, q.progress, cache, now=1000.0)
+    assert got["b"] == Expected(pytest.approx(TINY_SECONDS), pytest.approx(2 * TINY_SECONDS))
+
+
+def test_a_queued_study_expects_its_values_samples_from_its_runs_calibration(tmp_path):
+    from conftest import MORPH_STUDY
+
+    from engine.queue.expected import Expected, expected_times
+
+    f = tiny_study(tmp_path / "exp.toml", name="m")
+    f.write_text(f.read_text() + MORPH_STUDY)
+    ex = load_experiments(f)
+    runs_dir = tmp_path / "runs"
+    prepare_runs(ex.runs + ex.studies, runs_dir)
+    cache = calibrated(runs_dir, tmp_path / "calibration.json", ["m"])
+    q = Queue.open(runs_dir, start_service=False)
+    q.enqueue("studies/noise")
+    runs = {r.name: r for r in q.runs}
+    # 10 s to start, then 2 values x 24 samples x 4 iterative steps, one 0.5 s call each
+    assert expected_times(q.state, runs, q.progress, cache, now=1000.0) == {
+        "studies/noise": Expected(0.0, pytest.approx(10 + 2 * 4 * 0.5))
+    }

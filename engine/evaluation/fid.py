@@ -17,13 +17,11 @@ import fcntl
 import hashlib
 import json
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import platformdirs
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -31,7 +29,7 @@ from torch import nn
 from engine.data import datasets
 from engine.evaluation import uncertainty
 from engine.evaluation.uncertainty import Reference
-from engine.files import atomic_save, atomic_write_json
+from engine.files import atomic_save, atomic_write_json, cache_dir
 from engine.spec.sections import DataSection
 
 CLASSIFIER_VERSION = "lenet-v1"  # bump when the network or its training changes
@@ -42,13 +40,6 @@ BACKBONES = ("lenet", "inception")
 
 class MetricsError(Exception):
     """A metric cannot be computed here; ``str()`` is one line saying why and what to do."""
-
-
-def cache_dir() -> Path:
-    """``$DIFFUI_CACHE_DIR``, or the user cache folder (platformdirs)."""
-    if os.environ.get("DIFFUI_CACHE_DIR"):
-        return Path(os.environ["DIFFUI_CACHE_DIR"])
-    return Path(platformdirs.user_cache_dir("diffui"))
 
 
 # --- the classifier ----------------------------------------------------------------------------

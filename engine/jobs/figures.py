@@ -41,11 +41,11 @@ from engine.jobs.tasks import TaskProgress
 from engine.rundir.events import EventLog, Figure, read_events
 from engine.rundir.run import Run
 from engine.spec.components import DEGRADATIONS
+from engine.spec.costs import DIFFUSION_IMAGES  # digits in the forward and backward strips
 from engine.spec.sections import MORPH_LATENTS
 
 FIGURES_DIR = "figures"
 FIGURE_SEED = 0  # the generator of every figure's images and latents
-DIFFUSION_IMAGES = 4  # digits in the forward and the backward diffusion strips
 DIFFUSION_TIMES = 6  # columns of the strips, from t = 0 to t = T (every 200 steps at T = 1000)
 RESTORATION_TIMES = 8  # columns of the restoration figure, from t = 0 to t = T
 DIRECT_DIGITS = 10  # columns of the direct against iterative figure

@@ -1,0 +1,212 @@
+"""What a run or a study costs in wall time, from its spec and a calibration, without torch.
+
+A calibration (:class:`Calibration`, measured by :mod:`engine.jobs.plan` on a host's device) says
+what the run's network costs there: seconds per training image at the run's batch, seconds per
+image of a network evaluation in a large batch, and seconds per call of the network (what a small
+batch, such as the report's 4-image DDPM strip, costs beyond its images). Calibrations are kept
+per host, device and network in ``calibration.json`` of diffui's cache folder
+(:class:`CalibrationCache`). The estimate counts every training and validation image of every
+epoch and every network evaluation of the grids, FIDs, final samples and figures
+(:func:`run_seconds`); a study, its samples per value (:func:`study_seconds`).
+:func:`schedule` places jobs on the slots of their hosts. ``diffui plan`` and ``diffui queue
+status`` give the same numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from engine.files import atomic_write_text, cache_dir
+from engine.spec.specs import RunSpec, StudySpec
+
+SAMPLE_BATCH = 500  # samplers.sample's batch
+DIFFUSION_IMAGES = 4  # digits in the report's forward and backward diffusion strips
+OVERHEAD_S = 10.0  # a worker's start: importing torch, loading the data, writing the files
+CALIBRATION_FILE = "calibration.json"
+DEVICES = ("cuda", "cuda:0", "cpu")  # the devices a cached calibration is looked up for
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Seconds per image of one training step, per image of one network evaluation in a large
+    batch, and per call of the network (0 when not measured)."""
+
+    train_s: float
+    eval_s: float
+    call_s: float = 0.0
+
+    def evaluate(self, n: int, batch: int = SAMPLE_BATCH) -> float:
+        """Seconds of one network evaluation of ``n`` images in batches of ``batch``."""
+        return math.ceil(n / max(1, batch)) * self.call_s + n * self.eval_s
+
+
+def calibration_key(host: str, device: str, spec: RunSpec) -> str:
+    """What a calibration depends on: the host, its device, the network, batch and precision."""
+    net = json.dumps(spec.network.to_dict(), sort_keys=True)
+    return f"{host}|{device}|{net}|{spec.training.batch_size}|{spec.training.amp}"
+
+
+class CalibrationCache:
+    """Calibrations by :func:`calibration_key`, in ``calibration.json`` of diffui's cache folder
+    (a damaged file reads as empty and is rewritten; an entry without every number of a
+    :class:`Calibration`, finite and not negative, reads as not calibrated)."""
+
+    def __init__(self, path: Path | None = None):
+        self.path = path or cache_dir() / CALIBRATION_FILE
+        self.entries: dict[str, dict] = {}
+        self.problem = ""  # what is wrong with the file, in one line ("" when nothing)
+        try:
+            if self.path.exists() and not self.path.is_file():  # (a FIFO is never waited on)
+                raise OSError(0, "not a file")
+            loaded = json.loads(self.path.read_bytes())
+        except FileNotFoundError:
+            return
+        except OSError as e:
+            self.problem = (
+                f"{self.path}: cannot be read ({e.strerror or e}); read as no calibrations"
+            )
+            return
+        except ValueError:
+            loaded = None
+        if isinstance(loaded, dict):
+            self.entries = loaded
+        else:
+            self.problem = (
+                f"{self.path}: expected a JSON object of calibrations; read as none "
+                "(diffui plan measures them again and rewrites it)"
+            )
+
+    def get(self, key: str) -> Calibration | None:
+        entry = self.entries.get(key)
+        if not isinstance(entry, dict):
+            return None
+        values = []
+        for f in fields(Calibration):
+            v = entry.get(f.name)
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 <= v < math.inf:
+                return None
+            values.append(float(v))
+        return Calibration(*values)
+
+    def put(self, key: str, cal: Calibration) -> None:
+        self.entries[key] = asdict(cal)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.path, json.dumps(self.entries, indent=1, sort_keys=True))
+
+    def cached(self, host: str, spec: RunSpec) -> Calibration | None:
+        """The cached calibration of ``spec`` on ``host`` (its ``training.device``, or for
+        ``auto`` a GPU's before the CPU's); None when that host never calibrated it."""
+        device = spec.training.device
+        devices = (
+            DEVICES if device == "auto" else (device, "cuda:0") if device == "cuda" else (device,)
+        )
+        keys = (calibration_key(host, dev, spec) for dev in devices)
+        return next((c for c in map(self.get, keys) if c is not None), None)
+
+
+def evaluations(sampler: str, steps: int, T: int) -> int:
+    """Network evaluations per image of a sampler (DDIM and the others: ``steps`` evenly spaced
+    times from T to 0, as :func:`engine.diffusion.samplers.ddim_timesteps`)."""
+    if sampler == "ddpm":
+        return T
+    if sampler == "direct":
+        return 1
+    k = min(steps, T)
+    return len({round(T - i * T / k) for i in range(k + 1)}) - 1 if k > 0 else 0
+
+
+def image_counts(spec: RunSpec) -> tuple[int, int]:
+    """(training, validation) images of a run, from its keys (the data source may hold fewer
+    than ``train_subset``: the MNIST training set has 60,000)."""
+    total = spec.data.train_subset or 60_000
+    val = max(1, round(total * spec.data.val_fraction))
+    return total - val, val
+
+
+def sampling_seconds(spec: RunSpec, cal: Calibration, done: int = 0) -> float:
+    """Seconds a run spends sampling after its epoch ``done``: the grids and FIDs of the later
+    epochs (one batch of the larger of the two), the final samples, and the report's diffusion
+    strip (4 images, T network calls)."""
+    ev, T, epochs = spec.evaluation, spec.schedule.T, spec.training.epochs
+    final = ev.sampler if ev.final_sampler == "same" else ev.final_sampler
+    total = 0.0
+    for epoch in range(done + 1, epochs + 1):
+        last = epoch == epochs
+        grid = epoch in ev.grid_epochs or last
+        score = ev.every > 0 and (epoch % ev.every == 0 or last)
+        n = max(ev.n_grid if grid else 0, ev.n_eval if score else 0)
+        if n:
+            total += evaluations(final if last else ev.sampler, ev.steps, T) * cal.evaluate(n)
+    if spec.degradation == "gaussian" and done < epochs:
+        total += T * cal.evaluate(DIFFUSION_IMAGES)
+    return total
+
+
+def run_seconds(spec: RunSpec, cal: Calibration, done: int = 0, started: bool = False) -> float:
+    """The estimated wall time of a run from its calibration; of what is left after its epoch
+    ``done`` (a run resumed from its checkpoint), without the worker's start when ``started``."""
+    n_train, n_val = image_counts(spec)
+    epochs = max(0, spec.training.epochs - done)
+    epoch = n_train * cal.train_s + cal.evaluate(n_val, spec.training.batch_size)
+    start = 0.0 if started else OVERHEAD_S
+    return start + epochs * epoch + sampling_seconds(spec, cal, done)
+
+
+def study_seconds(study: StudySpec, run: RunSpec, cal: Calibration, done: int = 0) -> float:
+    """The estimated wall time of a study: ``n`` samples per value (after the first ``done``
+    values) with its sampler."""
+    ev = run.evaluation
+    sampler = study.keys.sampler or (ev.sampler if ev.final_sampler == "same" else ev.final_sampler)
+    k = evaluations(sampler, study.keys.steps or ev.steps, run.schedule.T)
+    values = max(0, len(study.values) - done)
+    return OVERHEAD_S + values * k * cal.evaluate(study.keys.n)
+
+
+@dataclass
+class Planned:
+    """One job of the plan: its name, host, estimated seconds (None: not calibrated), the job
+    it waits for, and its start and end on the host's slots once :func:`schedule` placed it."""
+
+    name: str
+    host: str
+    seconds: float | None
+    after: str = ""
+    start: float = 0.0
+    end: float = 0.0
+
+
+def schedule(jobs: list[Planned], slots: dict[str, int]) -> float:
+    """Place ``jobs`` in their order on their hosts' slots (each on the slot free first, not
+    before the job it waits for ends); returns the end of the last one: the critical path.
+    A job without an estimate takes no time."""
+    free = {host: [0.0] * max(1, n) for host, n in slots.items()}
+    ends: dict[str, float] = {}
+    for job in jobs:
+        lanes = free.setdefault(job.host, [0.0])
+        i = min(range(len(lanes)), key=lanes.__getitem__)
+        job.start = max(lanes[i], ends.get(job.after, 0.0))
+        job.end = job.start + (job.seconds or 0.0)
+        lanes[i] = ends[job.name] = job.end
+    return max((j.end for j in jobs), default=0.0)
+
+
+def host_slots(hosts: dict, local_jobs: int) -> dict[str, int]:
+    """Jobs at once on each host: ``local_jobs`` here, an SSH host's GPUs (or ``slots``), a
+    Slurm cluster's ``max_jobs``."""
+    slots = {"local": local_jobs}
+    for name, h in hosts.items():
+        slots[name] = h.max_jobs if h.kind == "slurm" else (len(h.gpus) or h.slots)
+    return slots
+
+
+def fmt_seconds(s: float | None) -> str:
+    """ "1 h 05 min", "12 min", "45 s"; "not calibrated" for None."""
+    if s is None or not math.isfinite(s):
+        return "not calibrated"
+    if s < 60:
+        return f"{s:.0f} s"
+    minutes = round(s / 60)
+    return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{minutes} min"
