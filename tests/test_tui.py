@@ -510,14 +510,19 @@ async def test_compare_marked_runs(fixed_app):
         await until(pilot, lambda: isinstance(app.screen, CompareScreen))
         table = app.screen.query_one("#compare-table", DataTable)
         await until(pilot, lambda: table.row_count == 2)
-        rows = {table.get_row_at(i)[0]: table.get_row_at(i) for i in range(2)}
-        assert rows["ddpm-linear"][3:7] == ["0.1125", "75.00", "12.50", "3.32"]
-        assert rows["ddpm-cosine"][3:7] == ["0.1325", "85.00", "12.50", "3.22"]
+        rows = {row[1]: row for row in map(table.get_row_at, range(2))}
+        assert rows["ddpm-linear"][4:8] == ["0.1125", "75.00", "12.50", "3.32"]
+        assert rows["ddpm-cosine"][4:8] == ["0.1325", "85.00", "12.50", "3.22"]
         labels = [s[0] for s in app.screen.query_one("#fid-chart").series]
-        assert labels == ["ddpm-linear FID", "ddpm-cosine FID"] or labels == [
-            "ddpm-cosine FID",
-            "ddpm-linear FID",
-        ]
+        assert labels == ["ddpm-cosine FID", "ddpm-linear FID"]
+        # the first column shows each run's glyph and colour on both charts, a legend that
+        # fits where the title line has no room for one
+        for chart in ("#fid-chart", "#loss-chart"):
+            drawn = app.screen.query_one(chart).drawn()
+            assert [(label.split()[0], look) for label, look, _, _ in drawn] == [
+                (name, (rows[name][0].style, {"▄": "hd"}.get(rows[name][0].plain, "•")))
+                for name in ("ddpm-cosine", "ddpm-linear")
+            ]
         await pilot.press("escape")
         await select_row(pilot, app, "ddpm-linear")
         await pilot.press("space")  # unmarked

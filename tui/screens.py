@@ -51,7 +51,7 @@ from engine.spec.specs import RunSpec, StudySpec, spec_from_toml
 from engine.text import fmt
 from tui.history import Grid
 from tui.messages import RunEvents, Snapshot
-from tui.widgets import Chart, GridView, KeyBar
+from tui.widgets import Chart, GridView, KeyBar, series_key
 
 CURVE_EVENTS = (Epoch, Eval)  # the events that change a chart
 
@@ -538,7 +538,8 @@ class CompareScreen(Screen):
 
     def on_mount(self) -> None:
         self.sub_title = "compare " + ", ".join(self.names)
-        self.query_one(DataTable).add_columns(*SUMMARY_COLUMNS)
+        # the first column is each run's glyph on the charts: the legend when it has no room
+        self.query_one(DataTable).add_columns("", *SUMMARY_COLUMNS)
         if self.app.last_snapshot is not None:
             self.on_snapshot(self.app.last_snapshot)
         self.app.poller.subscribe(self, runs=tuple(self.names))
@@ -562,11 +563,13 @@ class CompareScreen(Screen):
         many = len(self.names) > 1
         shown = [n for n in self.names if n in self.events]
         epochs = epoch_range(*(self.events[n] for n in shown))
+        # a series for every run, with points or not: run k has the k-th glyph on both charts
+        every = [(n, self.events.get(n, [])) for n in self.names]
         self.query_one("#loss-chart", Chart).show(
             [
                 s
-                for n in shown
-                for s in loss_series(self.events[n], f"{n} " if many else "", train=not many)
+                for n, events in every
+                for s in loss_series(events, f"{n} " if many else "", train=not many)
             ],
             logy=True,
             xrange=epochs,
@@ -574,8 +577,8 @@ class CompareScreen(Screen):
         self.query_one("#fid-chart", Chart).show(
             [
                 s
-                for n in shown
-                for s in fid_series(self.events[n], f"{n} " if many else "", floor=not many)
+                for n, events in every
+                for s in fid_series(events, f"{n} " if many else "", floor=not many)
             ],
             xrange=epochs,
         )
@@ -589,8 +592,9 @@ class CompareScreen(Screen):
             table = self.query_one(DataTable)
             self.rows, row = rows, table.cursor_row
             table.clear()
-            for cells in rows:
-                table.add_row(*cells, key=cells[0])
+            many = len(self.names) > 1
+            for k, cells in enumerate(rows):
+                table.add_row(series_key(k) if many else "", *cells, key=cells[0])
             table.move_cursor(row=row)
         self.ready = len(self.events) == len(self.names)
 

@@ -128,6 +128,13 @@ def legend_glyph(marker: str) -> str:
     return "▄" if marker == "hd" else marker
 
 
+def series_key(i: int) -> Text:
+    """The glyph, in its colour, of the ``i``-th series of a chart (a legend entry without its
+    label, e.g. for a table whose rows are the series)."""
+    marker = CHART_MARKERS[i % len(CHART_MARKERS)]
+    return Text(legend_glyph(marker), style=CHART_COLORS[i % len(CHART_COLORS)])
+
+
 PLOT_MIN = (16, 6)  # (width, height) below which a chart is one line of text, not a plot
 
 
