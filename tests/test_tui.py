@@ -47,6 +47,11 @@ def two_run_study(path: Path, epochs: int = 2, subset: int = 256) -> Path:
     return path
 
 
+# a CNN of 2 narrow blocks: a training step 2-3 times cheaper than the default network's, for
+# the tests whose runs train for many epochs (what they prove does not depend on the network)
+SMALL_NET = "[defaults.network]\nchannels = [8, 16]\n"
+
+
 def make_app(file: Path, runs_dir: Path, **kw) -> DiffuiApp:
     return DiffuiApp(file, runs_dir, image_class=HalfcellImage, poll_every=0.1, **kw)
 
@@ -240,7 +245,7 @@ async def test_the_queue_goes_on_after_the_ui_quits(tmp_path):
     starts the short one), and exits when nothing is left; a new UI shows where things are."""
     from engine.queue.service import running_pid
 
-    file = tiny_study(tmp_path / "exp.toml", name="long", epochs=1000, subset=256)
+    file = tiny_study(tmp_path / "exp.toml", name="long", epochs=1000, subset=256, extra=SMALL_NET)
     file.write_text(
         file.read_text() + '[[experiments]]\nname = "short"\ntraining = { epochs = 1 }\n'
     )
@@ -272,7 +277,7 @@ async def test_the_queue_goes_on_after_the_ui_quits(tmp_path):
 async def test_cancel_quit_reattach_and_resume(tmp_path):
     """A run keeps going when the UI quits; a new UI reattaches to it, cancels it (it stays
     resumable) and resumes it to the end from its checkpoint."""
-    file = tiny_study(tmp_path / "exp.toml", name="long", epochs=20, subset=256)
+    file = tiny_study(tmp_path / "exp.toml", name="long", epochs=20, subset=256, extra=SMALL_NET)
     runs_dir = tmp_path / "runs"
     run = Run(runs_dir / "long")
     app = make_app(file, runs_dir)
