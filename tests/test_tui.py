@@ -40,7 +40,7 @@ from tui.widgets import GridView, RunsTable
 
 
 def two_run_study(path: Path, epochs: int = 2, subset: int = 256) -> Path:
-    tiny_study(path, name="alpha", epochs=epochs, subset=subset)
+    tiny_study(path, name="alpha", epochs=epochs, subset=subset, extra=SMALL_NET)
     path.write_text(
         path.read_text() + '\n[[experiments]]\nname = "beta"\nschedule = { kind = "cosine" }\n'
     )
@@ -312,7 +312,7 @@ async def test_cancel_quit_reattach_and_resume(tmp_path):
 async def test_failed_run_shows_why_and_retries(tmp_path):
     """A worker that fails (here: an unreadable checkpoint) shows as failed with its error; once
     the cause is gone, retry runs it to the end."""
-    file = tiny_study(tmp_path / "exp.toml", name="flaky", epochs=1)
+    file = tiny_study(tmp_path / "exp.toml", name="flaky", epochs=1, extra=SMALL_NET)
     runs_dir = tmp_path / "runs"
     run = prepare_runs(load_experiments(file).runs, runs_dir)[0]
     run.checkpoint_path.write_bytes(b"not a checkpoint")
