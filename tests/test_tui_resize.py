@@ -347,9 +347,10 @@ def live_runs(runs_dir: Path) -> Path:
 
 async def test_the_walk_every_screen_every_size_every_key(tmp_path):
     """Each screen in turn: resized through WALK_SIZES while the live run writes events, then
-    back to KEYS_SIZE, where every key of its key bar is pressed (a screen a key opened or
-    closed is opened again; a zoomed view has the keys of the view, and only its own are
-    pressed again). The app goes on all along, and quits on q with nothing queued."""
+    back to KEYS_SIZE, where every key of its key bar is pressed (a screen a key opened is
+    closed, a screen a key closed is opened again; a zoomed view has the keys of the view, and
+    only its own are pressed again). The app goes on all along, and quits on q with nothing
+    queued."""
     runs_dir = tmp_path / "runs"
     events = live_runs(runs_dir)
     (tmp_path / "exp.toml").write_text(WALK_FILE)
@@ -374,7 +375,11 @@ async def test_the_walk_every_screen_every_size_every_key(tmp_path):
                 await pilot.press(key)
                 await pilot.pause()
                 assert app.is_running and app.return_code is None, (name, key)
-                if app.screen is not screen:  # a key that opened a screen or closed this one
+                if screen in app.screen_stack:  # a key that opened a screen over this one
+                    while app.screen is not screen:
+                        app.pop_screen()
+                    await pilot.pause()
+                else:  # a key that closed this one
                     screen = await open_screen(pilot, app, name)
         while len(app.screen_stack) > 1:
             app.pop_screen()
