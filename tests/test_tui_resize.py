@@ -1,17 +1,22 @@
 """The UI at any terminal size and on any numbers: resizing while a run view or the compare view
 is open (over runs whose curves hold zero, negative, NaN and infinite values or one point, with
 events still coming) never ends the app, and the chart code draws any series at any size. A walk
-opens every screen and dialog, resizes it through ten sizes from 20x8 to 300x100 while events
-come, and presses every key its key bar shows: the app goes on, and answers q."""
+opens every screen and dialog, resizes it below the least size, to it and up to 300x100 while
+events come, and presses every key its key bar shows: the app goes on, and answers q.
+
+Drawing is what these tests spend their time on (a second or more per size from 100x30 up, on
+a busy machine): each test runs one app through its screens and sizes, the large sizes are drawn
+once per screen (in the walk), and the sizes in between are left to the chart and grid code's
+hypothesis tests, which draw them all."""
 
 from __future__ import annotations
 
 import json
 import math
+import re
 import shutil
 from pathlib import Path
 
-import pytest
 from conftest import until
 from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
@@ -38,8 +43,10 @@ from tui.screens import (
 )
 from tui.widgets import Chart, KeyBar, RunsTable
 
-SIZES = [(120, 40), (100, 30), (60, 20), (140, 45), (20, 8), (300, 100), (80, 24), (21, 9)]
-SIZES += [(41, 13), (200, 60), (64, 18), (120, 40)]
+# (the views open at 120x40) the least size; below it in width, in both, in height; back. The
+# walk draws every screen at 300x100 too; each size costs a second of drawing, and the chart
+# code draws odd numbers at every size in test_a_chart_draws_any_series_at_any_size
+SIZES = [(64, 18), (60, 20), (20, 8), (80, 17), (100, 30)]
 # run name -> its val losses at epochs 1, 2, ... (train losses the same), and its FIDs
 ODD = {
     "zero": ([0.0, 0.0], [0.0]),
@@ -113,17 +120,28 @@ async def resize_through(pilot, app, screen_class, events: Path | None = None) -
     assert isinstance(app.screen, screen_class)
 
 
-@pytest.mark.parametrize("name", [*ODD, "ddpm-linear"])  # ddpm-linear: plain numbers
-async def test_a_run_view_survives_every_size_on_odd_numbers(tmp_path, name):
+async def test_every_run_view_survives_every_size_on_odd_numbers(tmp_path):
+    """One app opens the view of each odd run (and of ddpm-linear, plain numbers) in turn and
+    resizes it through SIZES while the run's events come."""
     make_odd_runs(tmp_path / "runs")
     app = make_app(tmp_path / "missing.toml", tmp_path / "runs")
     async with app.run_test(size=(120, 40)) as pilot:
         await until(pilot, lambda: app.query_one(RunsTable).row_count == 2 + len(ODD))
-        await select_row(pilot, app, name)
-        await pilot.press("o")
-        await until(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.ready)
-        await resize_through(pilot, app, RunScreen, tmp_path / "runs" / name / "events.jsonl")
-        await pilot.press("escape", "q")
+        for name in [*ODD, "ddpm-linear"]:
+            await select_row(pilot, app, name)
+            await pilot.press("o")
+            await until(
+                pilot,
+                lambda n=name: (
+                    isinstance(app.screen, RunScreen)
+                    and app.screen.run_name == n
+                    and app.screen.ready
+                ),
+            )
+            await resize_through(pilot, app, RunScreen, tmp_path / "runs" / name / "events.jsonl")
+            await pilot.press("escape")
+            await until(pilot, lambda: isinstance(app.screen, RunsScreen))
+        await pilot.press("q")
         await until(pilot, lambda: not app.is_running)
     assert app.return_code == 0
 
@@ -183,12 +201,32 @@ def test_epoch_ticks_are_whole_and_the_legend_is_above_the_curves():
         [("train", [1, 2, 3], [0.5, 0.3, 0.2]), ("val", [1, 2, 3], [0.6, 0.4, 0.3])], xrange=(1, 10)
     )
     lines = chart.draw(80, 20).plain.split("\n")
-    assert "▄ train" in lines[0] and "▄ val" in lines[0]
+    assert "▄ train" in lines[0] and "• val" in lines[0]
     axis = lines[-2]  # the tick labels under the plot (the axis label is under them)
     assert "1" in axis and "10" in axis and "." not in axis
     assert "train" not in "\n".join(lines[1:])
     narrow = chart.draw(18, 10).plain.split("\n")[0]
     assert narrow == "loss"  # no room for all of the legend: none of it
+
+
+def test_without_colour_each_line_has_its_own_glyph_and_the_legend_says_which():
+    """A 16-colour or monochrome terminal still tells the lines apart: each series is drawn
+    with its own glyph (the first in quadrant blocks), which the legend shows before its
+    label; the colours repeat after six series, the glyphs only after eight."""
+    chart = Chart("loss", "MSE")
+    chart.show([(name, [1, 2, 3], [y, y, y]) for name, y in (("a", 3), ("b", 2), ("c", 1))])
+    lines = chart.draw(60, 20).plain.split("\n")
+    assert lines[0] == "loss  ▄ a  • b  + c"
+    rows = [set(line[line.index("┤") + 1 : -1].strip()) if "┤" in line else set() for line in lines]
+    drawn = [r for r in rows if r - set("│")]
+    assert len(drawn) == 3  # one row per line, top to bottom: a, b, c
+    assert drawn[0] <= set("▄▀▖▗▘▝▚▞▙▛▜▟█▐▌") and drawn[1] == {"•"} and drawn[2] == {"+"}
+    chart.show([(f"s{i}", [1, 2], [i, i]) for i in range(8)])
+    legend = chart.draw(300, 40).split("\n")[0]
+    glyphs = [legend.plain[m.start() - 2] for m in re.finditer(r"s\d", legend.plain)]
+    assert len(set(glyphs)) == 8
+    looks = {(str(span.style), legend.plain[span.start : span.end]) for span in legend.spans}
+    assert len({look for look in looks if look[0] != "bold"}) == 8  # no two series alike
 
 
 async def test_a_line_says_the_terminal_is_too_small_until_it_grows(tmp_path):
@@ -231,10 +269,12 @@ async def test_the_study_view_survives_every_size(tmp_path):
     assert app.return_code == 0
 
 
-# --- the walk: every screen, ten sizes, every key of its key bar -----------------------------
+# --- the walk: every screen, every size, every key of its key bar ----------------------------
 
-WALK_SIZES = [(20, 8), (40, 12), (63, 17), (64, 18), (80, 24), (100, 30), (120, 40), (160, 50)]
-WALK_SIZES += [(200, 60), (300, 100)]
+# too small in both, in width, in height; the least size; the largest (where the key bar shows
+# every key); the keys are pressed back at KEYS_SIZE (drawing at 300x100 takes seconds a key)
+WALK_SIZES = [(20, 8), (63, 40), (120, 17), (64, 18), (300, 100)]
+KEYS_SIZE = (80, 24)
 WALK_FILE = (
     STUDY
     + STUDIES
@@ -279,13 +319,14 @@ async def open_screen(pilot, app, name: str):
     return app.screen
 
 
-def bar_keys(screen) -> list[str]:
-    """The keys the key bar of ``screen`` shows (all of them, at 300 columns), as pressed."""
+def bar_keys(screen, own: bool = False) -> list[str]:
+    """The keys the key bar of ``screen`` shows (all of them, at 300 columns), as pressed;
+    ``own``: only the screen's own, not the app's."""
     if not screen.query(KeyBar):
         return ["escape"]
     keys: dict[str, str] = {}  # action -> its first key
-    for key, (_node, binding, _on, _tip) in screen.active_bindings.items():
-        if binding.show and key not in NOT_PRESSED:
+    for key, (node, binding, _on, _tip) in screen.active_bindings.items():
+        if binding.show and key not in NOT_PRESSED and (node is screen or not own):
             keys.setdefault(binding.action, key)
     shown = screen.query_one(KeyBar).render().plain
     assert shown.rstrip().endswith("? help q quit"), shown
@@ -306,15 +347,17 @@ def live_runs(runs_dir: Path) -> Path:
 
 async def test_the_walk_every_screen_every_size_every_key(tmp_path):
     """Each screen in turn: resized through WALK_SIZES while the live run writes events, then
-    every key of its key bar pressed (a screen a key opened or closed is opened again). The
-    app goes on all along, and quits on q with nothing queued."""
+    back to KEYS_SIZE, where every key of its key bar is pressed (a screen a key opened is
+    closed, a screen a key closed is opened again; a zoomed view has the keys of the view, and
+    only its own are pressed again). The app goes on all along, and quits on q with nothing
+    queued."""
     runs_dir = tmp_path / "runs"
     events = live_runs(runs_dir)
     (tmp_path / "exp.toml").write_text(WALK_FILE)
     app = make_app(tmp_path / "exp.toml", runs_dir)
     app.poll_every = 0.5  # (the walk's own pace: fewer rounds of the poll thread)
     epoch = 5
-    async with app.run_test(size=(120, 40)) as pilot:
+    async with app.run_test(size=KEYS_SIZE) as pilot:
         await until(pilot, lambda: app.experiments is not None and app.table.row_count == 4)
         for name in WALK:
             screen = await open_screen(pilot, app, name)
@@ -325,11 +368,18 @@ async def test_the_walk_every_screen_every_size_every_key(tmp_path):
                 await pilot.pause()
                 assert app.is_running and app.return_code is None, (name, w, h)
             await until(pilot, lambda s=screen: app.screen is s)  # back from the too-small line
-            for key in bar_keys(screen):
+            keys = bar_keys(screen, own=name.startswith("zoomed"))
+            await pilot.resize_terminal(*KEYS_SIZE)
+            await until(pilot, lambda s=screen: app.screen is s and app.size == KEYS_SIZE)
+            for key in keys:
                 await pilot.press(key)
                 await pilot.pause()
                 assert app.is_running and app.return_code is None, (name, key)
-                if app.screen is not screen:  # a key that opened a screen or closed this one
+                if screen in app.screen_stack:  # a key that opened a screen over this one
+                    while app.screen is not screen:
+                        app.pop_screen()
+                    await pilot.pause()
+                else:  # a key that closed this one
                     screen = await open_screen(pilot, app, name)
         while len(app.screen_stack) > 1:
             app.pop_screen()

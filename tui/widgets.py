@@ -118,6 +118,23 @@ class RunsTable(DataTable):
 
 
 CHART_COLORS = ("blue", "red", "green", "magenta", "cyan", "yellow")  # plotext and Rich names
+# each series' glyph, so that a 16-colour or monochrome terminal tells the lines apart too:
+# plotext's quadrant blocks ("hd") for the first, then characters of every font
+CHART_MARKERS = ("hd", "•", "+", "x", "o", "*", "#", "%")
+
+
+def legend_glyph(marker: str) -> str:
+    """The glyph the legend shows for a series drawn with ``marker``."""
+    return "▄" if marker == "hd" else marker
+
+
+def series_key(i: int) -> Text:
+    """The glyph, in its colour, of the ``i``-th series of a chart (a legend entry without its
+    label, e.g. for a table whose rows are the series)."""
+    marker = CHART_MARKERS[i % len(CHART_MARKERS)]
+    return Text(legend_glyph(marker), style=CHART_COLORS[i % len(CHART_COLORS)])
+
+
 PLOT_MIN = (16, 6)  # (width, height) below which a chart is one line of text, not a plot
 
 
@@ -205,9 +222,10 @@ class Chart(PlotextPlot):
     def render(self) -> Text:
         return self.draw(self.size.width, self.size.height)
 
-    def drawn(self, most: int = 0) -> list[tuple[str, str, list, list]]:
-        """(label, colour, xs, ys) of each series with a point to draw (x: its step when
-        ``evenly``)."""
+    def drawn(self, most: int = 0) -> list[tuple[str, tuple[str, str], list, list]]:
+        """(label, (colour, marker), xs, ys) of each series with a point to draw (x: its step
+        when ``evenly``); the i-th series keeps its colour and marker whether or not the ones
+        before it have points."""
         steps: dict = {}
         if self.evenly:
             steps = {
@@ -220,7 +238,8 @@ class Chart(PlotextPlot):
             xs, ys = finite_points(xs, ys, self.logy, most)
             if xs:
                 label = "".join(c for c in " ".join(str(label).split()) if c.isprintable())
-                out.append((label, CHART_COLORS[i % len(CHART_COLORS)], xs, ys))
+                look = (CHART_COLORS[i % len(CHART_COLORS)], CHART_MARKERS[i % len(CHART_MARKERS)])
+                out.append((label, look, xs, ys))
         return out
 
     def title_line(self, drawn: list, width: int) -> Text:
@@ -229,7 +248,10 @@ class Chart(PlotextPlot):
         if self.logy:
             line.append(" (log)")
         legend = Text.assemble(
-            *(Text.assemble("  ", ("▄", color), f" {label}") for label, color, _, _ in drawn)
+            *(
+                Text.assemble("  ", (legend_glyph(marker), color), f" {label}")
+                for label, (color, marker), _, _ in drawn
+            )
         )
         if len(drawn) > 1 and line.cell_len + legend.cell_len <= width:  # all of it, or none
             line.append_text(legend)
@@ -249,9 +271,12 @@ class Chart(PlotextPlot):
         if self.is_mounted:
             plt.theme(self._get_plotext_theme_name(self.app.theme))
         self._axes(plt, drawn, width, height - 1)
-        for _, color, xs, ys in drawn:
-            # quadrant blocks: in more fonts than braille; the legend is the title line
-            plt.plot(xs, [math.log10(y) for y in ys] if self.logy else ys, color=color, marker="hd")
+        for _, (color, marker), xs, ys in drawn:
+            # quadrant blocks and plain characters: in more fonts than braille; the legend is
+            # the title line
+            plt.plot(
+                xs, [math.log10(y) for y in ys] if self.logy else ys, color=color, marker=marker
+            )
         plot = Text.from_ansi(plt.build()).split("\n")[: height - 1]  # plotext may draw more
         for row in plot:
             row.truncate(width)

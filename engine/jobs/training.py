@@ -12,6 +12,7 @@ figures :mod:`engine.jobs.figures`.
 from __future__ import annotations
 
 import math
+import socket
 import time
 from collections.abc import Callable
 
@@ -24,6 +25,7 @@ from engine.jobs.setup import (
     VALIDATION_SEED_OFFSET,
     Prepared,
     autocast,
+    device_name,
     epoch_generator,
     prepare,
     run_spec,
@@ -128,6 +130,8 @@ def run_training(run: Run, log: EventLog, should_stop: Callable[[], bool]) -> st
             epoch=start_epoch,
             epochs=tr.epochs,
             device=str(p.device),
+            device_name=device_name(p.device),
+            host=socket.gethostname(),
             data_source=p.source,
             train_size=len(p.train_x),
             val_size=len(p.val_x),

@@ -58,7 +58,9 @@ class Start(Event):
     type: ClassVar[str] = "start"
     epoch: int
     epochs: int
-    device: str = ""
+    device: str = ""  # torch's name: "cpu", "cuda:0"
+    device_name: str = ""  # its hardware: "NVIDIA H100 80GB HBM3", "AMD EPYC 7763, 2 threads"
+    host: str = ""  # the machine's host name
     data_source: str = ""  # where the training images came from, in words
     train_size: int = 0
     val_size: int = 0
