@@ -247,6 +247,31 @@ def test_the_latent_studies_claims(tmp_path):
     write_study(runs_dir, "golf", "interpolation", {1: (base, 0.95), 10: (biased, 0.2)})
     assert v["C13"] != (v := verdicts(runs_dir))["C13"]
     assert v["C13"][0] == "undecided" and "not digits (20%)" in v["C13"][1]
+    rows = {r.id: r for r in ledger(runs_dir)}
+    assert "λ 0.5: 0% changed, 10% digits" in rows["C12"].measured
+
+
+def test_the_latent_studies_of_an_undertrained_run_are_undecided(tmp_path):
+    """The quick profile's 3-epoch morph run: its studies measure, but decide nothing."""
+    runs_dir = make_study(tmp_path, {**DECIDED, "golf": {**DECIDED["golf"], "epochs": 3}})
+    base = np.arange(1000) % 10
+    flipped = (base + 1) % 10  # λ = 0.5: every digit changes
+    write_study(runs_dir, "golf", "noise", {0: (base, 0.95), 0.001: (base, 0.95),
+                                            0.01: (base, 0.9), 0.5: (flipped, 0.9)})  # fmt: skip
+    write_study(runs_dir, "golf", "interpolation", {1: (base, 0.95), 10: (base, 0.8)})
+    rows = {r.id: r for r in ledger(runs_dir)}
+    assert (rows["C12"].verdict, rows["C12"].reason) == (
+        "undecided",
+        "3 epochs, the study trains 50",
+    )
+    assert rows["C12"].measured == (
+        "λ 0: 95% digits; λ 0.001: 0% changed, 95% digits; "
+        "λ 0.01: 0% changed, 90% digits; λ 0.5: 100% changed, 90% digits"
+    )
+    assert (rows["C13"].verdict, rows["C13"].reason) == (
+        "undecided",
+        "3 epochs, the study trains 50",
+    )
 
 
 def test_diffui_claims_prints_the_ledger(tmp_path, capsys):

@@ -480,11 +480,15 @@ def c12(found: Found) -> Judged:
         return Judged("-", runs, UNDECIDED, "study scored before diffui measured classes")
     if base.recognised < 0.5:
         return Judged("-", runs, UNDECIDED, f"λ = 0 samples are noise ({base.recognised:.0%})")
-    changed = {x: m.changed_share(v[x].classes, base.classes) for x in (small, mid)}
+    changed = {x: m.changed_share(v[x].classes, base.classes) for x in (small, mid, large)}
     rec = {x: v[x].recognised or 0.0 for x in (0, small, mid, large)}
     measured = "; ".join(
-        f"λ {x:g}: {changed.get(x, 0):.0%} changed, {rec[x]:.0%} digits" for x in rec
+        f"λ {x:g}: " + (f"{changed[x]:.0%} changed, " if x else "") + f"{rec[x]:.0%} digits"
+        for x in rec
     )
+    why = gate([s.source], noise=False) if s.source else ""
+    if why:  # an undertrained run's latents say nothing of the study's model
+        return Judged(measured, runs, UNDECIDED, why)
     parts = [
         changed[small] <= 0.1,  # small λ ≈ λ = 0
         changed[mid] > changed[small] and rec[mid] >= rec[0] - 0.1,  # new digits, still digits
@@ -511,6 +515,9 @@ def c13(found: Found) -> Judged:
     measured = f"3s + 8s {d:+.0%} [{lo:+.0%}, {hi:+.0%}] at N = {n_max:g}" + (
         f"; {rec}" if rec else ""
     )
+    why = gate([s.source], noise=False) if s.source else ""
+    if why:
+        return Judged(measured, runs, UNDECIDED, why)
     if big.recognised is None:
         return Judged(measured, runs, UNDECIDED, "study scored before diffui measured digits")
     if big.recognised < 0.5:
