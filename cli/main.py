@@ -35,6 +35,7 @@ from engine.text import escape_breaks
 EXIT_USAGE = 2
 EXIT_FAILED = 1  # a run failed, a download failed, or the disk refused a write
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what `git log | head` gives: the reader closed the pipe
 
 # diffui WORD ...: the parser and the command of each word
 SUBCOMMANDS = {
@@ -69,6 +70,9 @@ def _main(argv: list[str]) -> int:
     except UserError as e:
         print(f"error: {escape_breaks(str(e))}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:  # `diffui claims | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return EXIT_BROKEN_PIPE
     except OSError as e:  # a full or read-only disk; atomic writes leave no half-written file
         print(f"error: {escape_breaks(os_error_line(e))}", file=sys.stderr)
         return EXIT_FAILED

@@ -608,3 +608,21 @@ def test_batch_ends_in_one_line_when_the_queue_is_stopped_from_another_shell(tmp
         "diffui queue start goes on" in text
     )
     assert run.status().state == "resumable"
+
+
+def test_a_reader_that_closes_the_pipe_ends_diffui_quietly(tmp_path):
+    """`diffui data list | head -1`: the reader left, so diffui stops writing and says nothing
+    (exit 141, as git does), never "error: cannot use a file: Broken pipe"."""
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the first line
+    try:
+        p = subprocess.run(
+            [sys.executable, "-m", "cli.main", "data", "list"],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.close(write)
+    assert (p.returncode, p.stderr) == (141, "")
