@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from engine.queue.state import NOT_STARTED, QueueState
 from engine.rundir.progress import RunProgress
 from engine.rundir.run import Run, RunError, source_run
+from engine.spec import costs
 from engine.spec.costs import OVERHEAD_S, CalibrationCache, run_seconds, study_seconds
 from engine.spec.sections import LOCAL, HostSpec
 from engine.spec.specs import RunSpec, StudySpec
@@ -45,12 +46,11 @@ class _Lane:
 def host_slots(st: QueueState) -> dict[str, int]:
     """Runs at once on each host of the queue: ``jobs`` here, an SSH host's GPUs (or ``slots``),
     a cluster's ``max_jobs`` (a host whose table cannot be read gets none, as in the service)."""
-    slots = {LOCAL: st.jobs}
+    hosts = {}
     for name, table in st.hosts.items():
         with suppress(TypeError, ValueError):
-            h = HostSpec(**table)
-            slots[name] = h.max_jobs if h.kind == "slurm" else (len(h.gpus) or h.slots)
-    return slots
+            hosts[name] = HostSpec(**table)
+    return costs.host_slots(hosts, st.jobs)
 
 
 class _Costs:

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from engine.files import atomic_write_text, cache_dir
+from engine.spec.sections import LOCAL
 from engine.spec.specs import RunSpec, StudySpec
 
 SAMPLE_BATCH = 500  # samplers.sample's batch
@@ -196,7 +197,7 @@ def schedule(jobs: list[Planned], slots: dict[str, int]) -> float:
 def host_slots(hosts: dict, local_jobs: int) -> dict[str, int]:
     """Jobs at once on each host: ``local_jobs`` here, an SSH host's GPUs (or ``slots``), a
     Slurm cluster's ``max_jobs``."""
-    slots = {"local": local_jobs}
+    slots = {LOCAL: local_jobs}
     for name, h in hosts.items():
         slots[name] = h.max_jobs if h.kind == "slurm" else (len(h.gpus) or h.slots)
     return slots
