@@ -365,8 +365,8 @@ def test_the_morph_claims_take_every_seed_of_their_run(tmp_path):
         "studies/noise-golf + studies/noise-golf1 (n = 2 seeds, 1000 samples each)"
     )
     assert rows["C12"].measured == (  # each seed's share changed, averaged
-        "λ 0: 95% digits; λ 0.001: 5% changed, 95% digits; λ 0.01: 15% changed, 90% digits; "
-        "λ 0.5: 0% changed, 10% digits (mean of 2 seeds)"
+        "mean of 2 seeds: λ 0: 95% digits; λ 0.001: 5% changed, 95% digits; "
+        "λ 0.01: 15% changed, 90% digits; λ 0.5: 0% changed, 10% digits"
     )
     assert rows["C12"].verdict == "holds"
     assert rows["C13"].runs == (

@@ -523,10 +523,10 @@ def c12(found: Found) -> Judged:
         x: _mean([m.changed_share(a.values[x].classes, a.values[0].classes) for a in s.arm])
         for x in (small, mid, large)
     }
-    measured = "; ".join(
+    measured = (f"mean of {len(s.arm)} seeds: " if seeded([s]) else "") + "; ".join(
         f"λ {x:g}: " + (f"{changed[x]:.0%} changed, " if x else "") + f"{rec[x]:.0%} digits"
         for x in rec
-    ) + (f" (mean of {len(s.arm)} seeds)" if seeded([s]) else "")
+    )
     why = _study_gate(s)
     if why:
         return Judged(measured, runs, UNDECIDED, why)
