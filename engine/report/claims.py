@@ -386,8 +386,9 @@ def c9(found: Found) -> Judged:
             f"sharpness direct {d[0]:.4f} ± {d[2] - d[0]:.4f}, "
             f"iterative {i[0]:.4f} ± {i[2] - i[0]:.4f}"
         )
-    digits = len(_rows(f)[0])  # type: ignore[index]
-    runs = names([f]) if seeded([f]) else f"{f.run.name} ({f.epochs} epochs, {digits} digits)"
+    runs = names([f])
+    if not seeded([f]):
+        runs = f"{f.run.name} ({f.epochs} epochs, {len(_rows(f)[0])} digits)"  # type: ignore[index]
     why = gate([f], noise=False)
     if why or d is None or i is None:
         return Judged(measured, runs, UNDECIDED, why or "a seed has no direct-vs-iterative arrays")
