@@ -78,8 +78,8 @@ def write_run(runs_dir: Path, spec, **numbers) -> Run:
     np.save(run.path / "samples/epoch-0050.npy", grid)
     ev.append(dict(type="samples", time=t + epochs, epoch=epochs, png="samples/epoch-0050.png",
                    npy="samples/epoch-0050.npy", n=16, sampler="DDPM-1000"))  # fmt: skip
-    if spec.degradation == "morph":
-        blur = np.stack([digit() * 0.5 + 0.2 for _ in range(10)])
+    if spec.degradation == "morph":  # the direct restorations at ``direct``'s contrast
+        blur = np.stack([digit() * n.get("direct", 0.5) + 0.2 for _ in range(10)])
         sharp = np.stack([digit() for _ in range(10)])
         table = np.stack([sharp, blur, blur, sharp, sharp])
         (run.path / "figures").mkdir()
@@ -212,10 +212,12 @@ def test_the_schedule_claims_read_diffui_schedules_tables(tmp_path):
     )
 
 
-def write_study(runs_dir: Path, run: str, kind: str, values: dict) -> None:
-    """A finished study of ``kind`` on ``run`` with ``values``: {value: (classes, recognised)}."""
-    text = experiments({run: RUNS[run]}) + (
-        f'[[studies]]\nname = "s-{kind}"\nrun = "{run}"\nkind = "{kind}"\nvalues = {list(values)}\n'
+def write_study(runs_dir: Path, run: str, kind: str, values: dict, name: str = "") -> None:
+    """A finished study of ``kind`` on ``run`` (or another seed of it: ``golf1``) with
+    ``values``: {value: (classes, recognised)}."""
+    text = experiments({run: RUNS[run.rstrip("0123456789")]}) + (
+        f'[[studies]]\nname = "{name or f"s-{kind}"}"\nrun = "{run}"\nkind = "{kind}"\n'
+        f"values = {list(values)}\n"
     )
     spec = parse_experiments(text, Path("e.toml")).studies[0]
     study = study_run(runs_dir, spec.name)
@@ -338,6 +340,69 @@ def test_claims_compare_arms_of_several_seeds_by_mean_and_sd(tmp_path):
     assert (rows["C3"].verdict, rows["C3"].reason) == (
         "undecided",
         "intervals overlap (mean ± sd across seeds)",
+    )
+
+
+def test_the_morph_claims_take_every_seed_of_their_run(tmp_path):
+    """C9 (sharpness), C12 and C13 (the latent studies) on a morph run with more seeds: each
+    seed's measure, then their mean (± sd), n = k seeds (a single run: as before)."""
+    seeds = {"golf1": ("golf", 1), "golf2": ("golf", 2)}
+    numbers = {k: dict(v) for k, v in DECIDED.items()} | {n: dict(DECIDED["golf"]) for n in seeds}
+    numbers["golf1"]["direct"], numbers["golf2"]["direct"] = 0.6, 0.4
+    runs_dir = seeded_study(tmp_path, numbers, seeds)
+    base = np.arange(1000) % 10
+    flip = lambda k: np.where(np.arange(1000) < k, (base + 1) % 10, base)  # noqa: E731
+    three = lambda k: np.where(np.arange(1000) < k, 3, base)  # noqa: E731
+    for run, (small, mid, threes) in {"golf": (0, 200, 500), "golf1": (100, 100, 300)}.items():
+        noise = {0: (base, 0.95), 0.001: (flip(small), 0.95), 0.01: (flip(mid), 0.9)}
+        write_study(runs_dir, run, "noise", noise | {0.5: (base, 0.1)}, f"noise-{run}")
+        interp = {1: (base, 0.95), 10: (three(threes), 0.8)}
+        write_study(runs_dir, run, "interpolation", interp, f"interp-{run}")
+    rows = {r.id: r for r in ledger(runs_dir)}
+    assert rows["C9"].verdict == "holds" and rows["C9"].reason.endswith("across seeds)")
+    assert rows["C9"].runs == "golf + golf1 + golf2 (50 epochs, n = 3 seeds)"
+    assert rows["C12"].runs == (
+        "studies/noise-golf + studies/noise-golf1 (n = 2 seeds, 1000 samples each)"
+    )
+    assert rows["C12"].measured == (  # each seed's share changed, averaged
+        "mean of 2 seeds: λ 0: 95% digits; λ 0.001: 5% changed, 95% digits; "
+        "λ 0.01: 15% changed, 90% digits; λ 0.5: 0% changed, 10% digits"
+    )
+    assert rows["C12"].verdict == "holds"
+    assert rows["C13"].runs == (
+        "studies/interp-golf + studies/interp-golf1 (N = 1 and 10, n = 2 seeds, 1000 samples each)"
+    )
+    # 3s + 8s: 20% at N = 1; 60% and 44% at N = 10: excess 40% and 24%, 32 ± 11 (sd)
+    assert rows["C13"].measured.startswith("3s + 8s +32% ± 11% at N = 10")
+    assert rows["C13"].verdict == "holds" and "(mean ± sd across seeds)" in rows["C13"].reason
+
+    # seeds that disagree: a direct restoration sharper than the iterative, fewer 3s
+    numbers["golf1"]["direct"] = 1.5
+    runs_dir = seeded_study(tmp_path / "2", numbers, seeds)
+    for run, (small, threes) in {"golf": (0, 500), "golf1": (300, 0)}.items():
+        noise = {0: (base, 0.95), 0.001: (flip(small), 0.95), 0.01: (flip(400), 0.9)}
+        write_study(runs_dir, run, "noise", noise | {0.5: (base, 0.1)}, f"noise-{run}")
+        interp = {1: (base, 0.95), 10: (three(threes), 0.8)}
+        write_study(runs_dir, run, "interpolation", interp, f"interp-{run}")
+    rows = {r.id: r for r in ledger(runs_dir)}
+    assert (rows["C9"].verdict, rows["C9"].reason) == (
+        "undecided",
+        "intervals overlap (mean ± sd across seeds)",
+    )
+    assert (rows["C12"].verdict, rows["C12"].reason) == ("does not hold", "small λ changes digits")
+    assert (rows["C13"].verdict, rows["C13"].reason) == (
+        "undecided",
+        "interval of the excess includes 0 (mean ± sd across seeds)",
+    )
+    # a seed's run trained 3 epochs: its study decides nothing
+    numbers["golf1"]["epochs"] = 3
+    runs_dir = seeded_study(tmp_path / "3", numbers, seeds)
+    for run in ("golf", "golf1"):
+        write_study(runs_dir, run, "interpolation", {1: (base, 0.95), 10: (three(500), 0.8)}, run)
+    rows = {r.id: r for r in ledger(runs_dir)}
+    assert (rows["C13"].verdict, rows["C13"].reason) == (
+        "undecided",
+        "3 epochs, the study trains 50",
     )
 
 

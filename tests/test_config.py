@@ -695,6 +695,11 @@ def test_studies_are_read_resolved_against_their_runs_and_overridden_by_profiles
             "studies[1] (g-interp).values: expected integers from 1 to 1000 "
             "(N latents averaged), got 1.5",
         ),
+        (  # a mixture of more components than a fit can take in time and memory
+            ('kind = "noise"\nvalues = [0, 0.01]', 'kind = "gmm"\nvalues = [10, 101]'),
+            "studies[0] (m-noise).values: expected integers from 1 to 100 "
+            "(mixture components), got 101",
+        ),
         (
             ("values = [0, 0.01]", "values = [-1]"),
             "studies[0] (m-noise).values: expected numbers from 0 to below 1,000,000 (λ), got -1",

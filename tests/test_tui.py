@@ -35,6 +35,7 @@ from tui.screens import (
     RunScreen,
     StudyPickScreen,
     StudyScreen,
+    problems_note,
 )
 from tui.widgets import GridView, RunsTable
 
@@ -479,6 +480,10 @@ async def test_the_runs_view_counts_fallback_runs_and_the_run_view_says_where_it
         runs_dir / "ddpm-linear", host=here, device="cuda:0", device_name="NVIDIA H100 80GB HBM3"
     )
     set_start(runs_dir / "ddpm-cosine", data_source="IDX files in /data", host="gpu-node-7")
+    events = runs_dir / "ddpm-cosine" / "events.jsonl"
+    bad = len(events.read_text().splitlines()) + 1
+    with open(events, "a") as f:  # two bad lines, skipped: the run view warns of them
+        f.write('not json\n{"type": "epoch"}\n')
     shutil.copytree(runs_dir / "ddpm-linear", runs_dir / "ddpm-linear-2")
     app = make_app(tmp_path / "missing.toml", runs_dir)
     async with app.run_test(size=(120, 40)) as pilot:
@@ -502,6 +507,11 @@ async def test_the_runs_view_counts_fallback_runs_and_the_run_view_says_where_it
         await pilot.press("o")
         await until(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.ready)
         assert line().startswith("on gpu-node-7 (local) · cpu · data: IDX files in /data")
+        await until(pilot, lambda: "warning" in line())
+        assert line().splitlines()[1] == f"warning: {events}: line {bad}: not JSON (and 1 more)"
+    # 20 bad lines said one by one, then a count of the others
+    many = ["e: line 1: not JSON"] * 20 + ["e: 5 more bad lines"]
+    assert problems_note(many) == "warning: e: line 1: not JSON (and 24 more)"
 
 
 async def test_compare_marked_runs(fixed_app):

@@ -133,6 +133,17 @@ def epoch_range(*event_lists: list) -> tuple[int, int] | None:
     return (1, max(1, *last)) if last else None
 
 
+def problems_note(problems: list[str]) -> str:
+    """The run view's warning of the bad lines of a run's events.jsonl that were skipped (as
+    batch mode and queue status warn of each): the first, and how many more ("" when none)."""
+    if not problems:
+        return ""
+    counted = problems[-1].rsplit(": ", 1)[-1].split(" ", 1)  # ("5", "more bad lines")
+    beyond = int(counted[0]) - 1 if counted[-1] == "more bad lines" else 0
+    more = len(problems) - 1 + beyond
+    return f"warning: {problems[0]}" + (f" (and {more} more)" if more else "")
+
+
 class FollowScreen(Screen):
     """A screen about one run folder (a run or a study), following it through the poll thread:
     it composes empty and fills from :class:`RunEvents`, the whole history in the first message
@@ -152,6 +163,7 @@ class FollowScreen(Screen):
         self.state = ""
         self.image_class = image_class
         self.history = history
+        self.problems: list[str] = []  # bad lines of its events.jsonl, skipped
 
     def on_mount(self) -> None:
         self.sub_title = self.run_name
@@ -171,7 +183,7 @@ class FollowScreen(Screen):
         self.app.poller.unsubscribe(self)
 
     def where_changed(self) -> None:
-        """The run's place changed (the screen's line may say it)."""
+        """The run's place, or its bad lines, changed (the screen's line may say it)."""
 
     def selected_run(self) -> str:
         return self.run_name
@@ -182,6 +194,9 @@ class FollowScreen(Screen):
             self.where = where
             self.where_changed()
         p = message.progress.get(self.run_name)
+        if p is not None and p.problems != self.problems:
+            self.problems = p.problems
+            self.where_changed()
         state = p and (f"{p.state}: {why(p)}" if why(p) else p.state)
         if p is not None and state != self.state:
             self.state = state
@@ -275,7 +290,9 @@ class RunScreen(FollowScreen):
 
     def _run_line(self) -> None:
         start = next((e for e in reversed(self.events) if isinstance(e, Start)), None)
-        self.query_one("#run-line", Static).update(run_line(start, self.where))
+        note = problems_note(self.problems)
+        line = run_line(start, self.where) + (f"\n{note}" if note else "")
+        self.query_one("#run-line", Static).update(line)
 
     def _label(self) -> None:
         self.query_one("#grid-label", Label).update(self.query_one("#grid", GridView).label())

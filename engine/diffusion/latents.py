@@ -42,6 +42,7 @@ from engine.diffusion.degradations import Degradation, Morph
 from engine.spec.sections import (
     COVARIANCES,  # GaussianMixture's covariance_type
     MAX_AVERAGED,
+    MAX_COMPONENTS,
 )
 from engine.spec.sections import STUDY_KINDS as KINDS
 
@@ -83,6 +84,8 @@ def check(kind: str, value, degradation: str, *, covariance: str = "full", pca: 
             f"interpolation: N (latents averaged) must be at most {MAX_AVERAGED}, got {value!r}"
         )
     if kind == "gmm":
+        if value > MAX_COMPONENTS:
+            raise ValueError(f"gmm: components must be at most {MAX_COMPONENTS}, got {value!r}")
         if degradation != "morph":
             raise ValueError(
                 f"gmm latents need a morph run (a Gaussian mixture fitted to its "

@@ -157,28 +157,31 @@ def schedule_study(
     """The KS study of the distinct schedules of ``runs`` on the training images of the first
     run's data, into ``out_dir`` (:func:`write_schedule_figures`, and the settings it was
     computed from, :data:`SETTINGS`). With ``reuse``, a folder that holds every file for the
-    same settings (schedules, n, seed, data) is left as it is. Raises :class:`NoImages`."""
+    same settings (schedules, n, seed, data) is left as it is, told before any image is loaded
+    where the data's files tell which images a load gives (:func:`data.source_fingerprint`).
+    Raises :class:`NoImages`."""
     schedules, names, caps = distinct_schedules(runs)
     capped = {
         name: (cap, s.T, [t for t in range(1, s.T + 1) if float(s.betas[t]) >= cap])
         for name, s, cap in zip(names, schedules, caps)
         if s.kind == "cosine" and cap is not None
     }
+    hashes = {
+        m: hashlib.sha256(s.betas.numpy().tobytes()).hexdigest() for m, s in zip(names, schedules)
+    }
+    settings = {"layout": LAYOUT, "n": n, "seed": seed, "schedules": hashes}
+    dataset, out = runs[0].data.dataset, Path(out_dir)
+    known = data.source_fingerprint(runs[0].data)
+    if reuse and known is not None:  # (the images are loaded only when they are needed)
+        first = _stored_first(out, {**settings, "data": [dataset, known]})
+        if first is not None:
+            return ScheduleStudy(first, capped, written=False)
     try:
         ds = data.load_configured(runs[0].data)
     except (data.DataUnavailable, ValueError) as e:  # (ValueError: a damaged IDX file, named)
         raise NoImages(str(e)) from None
-    settings = {
-        "layout": LAYOUT,
-        "n": n,
-        "seed": seed,
-        "schedules": {
-            m: hashlib.sha256(s.betas.numpy().tobytes()).hexdigest()
-            for m, s in zip(names, schedules)
-        },
-        "data": [runs[0].data.dataset, ds.source, len(ds.images)],  # (a list, as JSON reads it)
-    }
-    out = Path(out_dir)
+    known = data.source_fingerprint(runs[0].data)  # (a load may have fetched the files)
+    settings["data"] = [dataset, known] if known else [dataset, ds.source, len(ds.images)]
     first = _stored_first(out, settings) if reuse else None
     if first is not None:
         return ScheduleStudy(first, capped, written=False)

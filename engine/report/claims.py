@@ -36,6 +36,7 @@ from engine.report.findings import (
     Judged,
     StudyFacts,
     across,
+    across_arm,
     across_seeds,
     arm_fid,
     fid_text,
@@ -359,27 +360,44 @@ def _rows(f: Facts) -> tuple[np.ndarray, np.ndarray] | None:
     return table[labels.index("direct")], table[it[0]]
 
 
+def _sharpness(f: Facts) -> tuple[Interval | None, Interval | None]:
+    """The mean sharpness of the direct and of the iterative restorations of ``f``'s arm (one
+    run: with its interval; several seeds: mean ± sd across them)."""
+    rows = {id(s): _rows(s) for s in f.arm}
+
+    def of(row: int) -> Callable[[Facts], Interval | None]:
+        return lambda s: (
+            None if (r := rows[id(s)]) is None else m.mean_interval(m.sharpness(r[row]))
+        )
+
+    return across(f, of(0)), across(f, of(1))
+
+
 def c9(found: Found) -> Judged:
     morph = [f for f in found.runs if f.spec.degradation == "morph" and _rows(f) is not None]
     if not morph:
         return missing("morph run with its direct-vs-iterative arrays")
-    f = max(morph, key=lambda f: f.epochs)
-    direct, iterative = _rows(f)  # type: ignore[misc]
-    d, i = m.mean_interval(m.sharpness(direct)), m.mean_interval(m.sharpness(iterative))
-    measured = (
-        f"sharpness direct {d[0]:.4f} ± {d[2] - d[0]:.4f}, iterative {i[0]:.4f} ± {i[2] - i[0]:.4f}"
-    )
-    runs = f"{f.run.name} ({f.epochs} epochs, {len(direct)} digits)"
-    why = gate([f], noise=False)
-    if why:
-        return Judged(measured, runs, UNDECIDED, why)
-    if i[1] > d[2]:
-        return Judged(
-            measured, runs, HOLDS, "higher gradient energy (mean squared neighbour difference)"
+    # the morph arm trained longest (every seed of it), of most seeds
+    f = max(morph, key=lambda f: (min(s.epochs for s in f.arm), len(f.arm)))
+    d, i = _sharpness(f)
+    measured = "-"
+    if d and i:
+        measured = (
+            f"sharpness direct {d[0]:.4f} ± {d[2] - d[0]:.4f}, "
+            f"iterative {i[0]:.4f} ± {i[2] - i[0]:.4f}"
         )
+    runs = names([f])
+    if not seeded([f]):
+        runs = f"{f.run.name} ({f.epochs} epochs, {len(_rows(f)[0])} digits)"  # type: ignore[index]
+    why = gate([f], noise=False)
+    if why or d is None or i is None:
+        return Judged(measured, runs, UNDECIDED, why or "a seed has no direct-vs-iterative arrays")
+    if i[1] > d[2]:
+        reason = "higher gradient energy (mean squared neighbour difference)"
+        return Judged(measured, runs, HOLDS, reason + across_seeds([f]))
     if i[2] < d[1]:
-        return Judged(measured, runs, FAILS, "direct restorations are sharper")
-    return Judged(measured, runs, UNDECIDED, "intervals overlap")
+        return Judged(measured, runs, FAILS, "direct restorations are sharper" + across_seeds([f]))
+    return Judged(measured, runs, UNDECIDED, overlap([f]))
 
 
 def _best(found: Found, deg: str, net: str) -> Facts | None:
@@ -450,13 +468,24 @@ def c11(found: Found) -> Judged:
 
 
 def _study(found: Found, kind: str) -> StudyFacts | None:
-    """The study of ``kind`` on a morph run (the one with most values done)."""
+    """The study of ``kind`` on a morph run, with the same study of the other seeds of that
+    run (its arm): the arm with most values done by every study of it, of most seeds."""
     studies = [
         s
         for s in found.studies
         if s.spec.kind == kind and s.source is not None and s.source.spec.degradation == "morph"
     ]
-    return max(studies, key=lambda s: len(s.values), default=None)
+    return max(studies, key=lambda s: (len(s.done), len(s.arm)), default=None)
+
+
+def _study_runs(s: StudyFacts, what: str = "") -> str:
+    """``s-noise (n 1000)``, or for an arm of several seeds ``s-noise + s-noise-1 (n = 2
+    seeds, 1000 samples each)``; ``what``: more said in the brackets."""
+    if len(s.arm) == 1:
+        return f"{s.study.name} ({what}n {s.values[s.done[0]].n})" if s.done else s.study.name
+    joined = " + ".join(a.study.name for a in s.arm)
+    n = f", {s.values[s.done[0]].n} samples each" if s.done else ""
+    return f"{joined} ({what}n = {len(s.arm)} seeds{n})"
 
 
 def _near(values, target: float, lo: float, hi: float) -> float | None:
@@ -464,30 +493,43 @@ def _near(values, target: float, lo: float, hi: float) -> float | None:
     return min(inside, key=lambda v: abs(v - target), default=None)
 
 
+def _mean(values: list[float]) -> float:
+    return float(np.mean(values))
+
+
+def _study_gate(s: StudyFacts) -> str:
+    """Why the runs of a study's arm cannot decide a claim (an undertrained run's latents say
+    nothing of the study's model)."""
+    return gate([a.source for a in s.arm if a.source], noise=False, arms=False)
+
+
 def c12(found: Found) -> Judged:
     s = _study(found, "noise")
     if s is None:
         return missing("noise study on a morph run")
-    v = s.values
+    v = s.done
     small, mid = _near(v, 0.001, 1e-9, 0.002), _near(v, 0.01, 0.005, 0.02)
     large = max((x for x in v if x >= 0.25), default=None)
-    runs = f"{s.study.name} (n {v[0].n})" if 0 in v else s.study.name
+    runs = _study_runs(s)
     if 0 not in v or None in (small, mid, large):
         return Judged("-", runs, UNDECIDED, "values missing: needs λ = 0, ~0.001, ~0.01, >= 0.25")
     assert small is not None and mid is not None and large is not None
-    base = v[0]
-    if base.recognised is None or not base.classes:
+    bases = [a.values[0] for a in s.arm]
+    if any(b.recognised is None or not b.classes for b in bases):
         return Judged("-", runs, UNDECIDED, "study scored before diffui measured classes")
-    if base.recognised < 0.5:
-        return Judged("-", runs, UNDECIDED, f"λ = 0 samples are noise ({base.recognised:.0%})")
-    changed = {x: m.changed_share(v[x].classes, base.classes) for x in (small, mid, large)}
-    rec = {x: v[x].recognised or 0.0 for x in (0, small, mid, large)}
-    measured = "; ".join(
+    rec = {x: _mean([a.values[x].recognised or 0.0 for a in s.arm]) for x in (0, small, mid, large)}
+    if rec[0] < 0.5:
+        return Judged("-", runs, UNDECIDED, f"λ = 0 samples are noise ({rec[0]:.0%})")
+    changed = {  # (several seeds: the mean of each seed's share)
+        x: _mean([m.changed_share(a.values[x].classes, a.values[0].classes) for a in s.arm])
+        for x in (small, mid, large)
+    }
+    measured = (f"mean of {len(s.arm)} seeds: " if seeded([s]) else "") + "; ".join(
         f"λ {x:g}: " + (f"{changed[x]:.0%} changed, " if x else "") + f"{rec[x]:.0%} digits"
         for x in rec
     )
-    why = gate([s.source], noise=False) if s.source else ""
-    if why:  # an undertrained run's latents say nothing of the study's model
+    why = _study_gate(s)
+    if why:
         return Judged(measured, runs, UNDECIDED, why)
     parts = [
         changed[small] <= 0.1,  # small λ ≈ λ = 0
@@ -504,30 +546,37 @@ def c13(found: Found) -> Judged:
     s = _study(found, "interpolation")
     if s is None:
         return missing("interpolation study on a morph run")
-    v = s.values
+    v = s.done
     if 1 not in v or len(v) < 2:
-        return Judged("-", s.study.name, UNDECIDED, "values missing: needs N = 1 and a larger N")
+        return Judged("-", _study_runs(s), UNDECIDED, "values missing: needs N = 1 and a larger N")
     n_max = max(v)
-    one, big = v[1], v[n_max]
-    runs = f"{s.study.name} (N = 1 and {n_max:g}, n {big.n})"
-    d, lo, hi = m.excess(big.histogram, one.histogram)
-    rec = f"{one.recognised:.0%} → {big.recognised:.0%} digits" if big.recognised else ""
-    measured = f"3s + 8s {d:+.0%} [{lo:+.0%}, {hi:+.0%}] at N = {n_max:g}" + (
-        f"; {rec}" if rec else ""
-    )
-    why = gate([s.source], noise=False) if s.source else ""
+    runs = _study_runs(s, f"N = 1 and {n_max:g}, ")
+    # the excess of 3s and 8s at N = n_max over N = 1, with its interval (several seeds: the
+    # mean ± sd of each seed's excess)
+    excess = across_arm(s.arm, lambda a: m.excess(a.values[n_max].histogram, a.values[1].histogram))
+    if excess is None:
+        return Judged("-", runs, UNDECIDED, "a seed's excess is not a number")
+    d, lo, hi = excess
+    recs = [a.values[n_max].recognised for a in s.arm]
+    big = _mean([r for r in recs if r is not None]) if None not in recs else None
+    one = _mean([a.values[1].recognised or 0.0 for a in s.arm])
+    rec = f"{one:.0%} → {big:.0%} digits" if big else ""
+    spread = f"± {hi - d:.0%}" if len(s.arm) > 1 else f"[{lo:+.0%}, {hi:+.0%}]"
+    measured = f"3s + 8s {d:+.0%} {spread} at N = {n_max:g}" + (f"; {rec}" if rec else "")
+    why = _study_gate(s)
     if why:
         return Judged(measured, runs, UNDECIDED, why)
-    if big.recognised is None:
+    if big is None:
         return Judged(measured, runs, UNDECIDED, "study scored before diffui measured digits")
-    if big.recognised < 0.5:
-        reason = f"N = {n_max:g} samples are not digits ({big.recognised:.0%}): classes say nothing"
+    if big < 0.5:
+        reason = f"N = {n_max:g} samples are not digits ({big:.0%}): classes say nothing"
         return Judged(measured, runs, UNDECIDED, reason)
+    seeds = across_seeds([s])
     if lo > 0:
-        return Judged(measured, runs, HOLDS, "more 3s and 8s than at N = 1")
+        return Judged(measured, runs, HOLDS, "more 3s and 8s than at N = 1" + seeds)
     if hi < 0:
-        return Judged(measured, runs, FAILS, "fewer 3s and 8s than at N = 1")
-    return Judged(measured, runs, UNDECIDED, "interval of the excess includes 0")
+        return Judged(measured, runs, FAILS, "fewer 3s and 8s than at N = 1" + seeds)
+    return Judged(measured, runs, UNDECIDED, "interval of the excess includes 0" + seeds)
 
 
 CLAIMS = [

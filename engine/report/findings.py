@@ -8,13 +8,16 @@ An *arm* of a claim is the run :func:`pick` finds with the runs that differ from
 ``training.seed`` (:func:`engine.report.seeds.seed_groups`' groups). One run: its own number
 with its interval (:func:`across` hands it back). Several seeds: the mean ± sd of the number
 across them, as the interval a verdict compares, and ``n = k seeds`` where the runs are named.
+A study's arm (:attr:`StudyFacts.arm`) is the same study of each run of its run's arm.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from engine.report.seeds import setting_key
 from engine.rundir.estimates import Estimate, spread
@@ -61,10 +64,25 @@ class Facts:
 
 @dataclass
 class StudyFacts:
+    """What the ledger reads of one sampling study's folder."""
+
     study: Run
     spec: StudySpec
     source: Facts | None
     values: dict[float, Value] = field(default_factory=dict)
+    # its arm: the same study (but its name and seed) of each run of its source's arm, itself
+    # too, one per run (set by find)
+    seeds: list[StudyFacts] = field(default_factory=list, compare=False, repr=False)
+
+    @property
+    def arm(self) -> list[StudyFacts]:
+        """This study and the same study of the other seeds of its run (itself alone when none)."""
+        return self.seeds or [self]
+
+    @property
+    def done(self) -> list[float]:
+        """The values every study of the arm has finished, in order."""
+        return sorted(set.intersection(*(set(m.values) for m in self.arm)))
 
 
 @dataclass
@@ -120,7 +138,29 @@ def find(runs_dir: Path, schedules: Path | None = None, only: list[Run] | None =
         if isinstance(spec, StudySpec):
             values = {e.value: e for e in s.events() if isinstance(e, Value)}
             studies.append(StudyFacts(s, spec, by_name.get(spec.run), values))
+    _study_arms(studies)
     return Found(runs, studies, schedules or Path(runs_dir) / SCHEDULES_DIR)
+
+
+def _study_arms(studies: list[StudyFacts]) -> None:
+    """Sets each study's arm: the studies of one setting (all but their names, runs and
+    ``seed``) whose runs are one arm, one per run (the one with most values done)."""
+    arms: dict[str, dict[str, StudyFacts]] = {}
+    for s in studies:
+        if s.source is None:
+            continue
+        d = s.spec.to_dict()
+        for k in ("name", "run"):
+            d.pop(k)
+        d["study"] = {k: v for k, v in d["study"].items() if k != "seed"}
+        key = setting_key(s.source.spec) + json.dumps(d, sort_keys=True, default=str)
+        per_run = arms.setdefault(key, {})
+        kept = per_run.get(s.source.run.name)
+        if kept is None or len(s.values) > len(kept.values):
+            per_run[s.source.run.name] = s
+    for per_run in arms.values():
+        for s in per_run.values():
+            s.seeds = list(per_run.values())
 
 
 def pick(
@@ -157,14 +197,20 @@ def names(facts: list[Facts]) -> str:
 
 
 Interval = tuple[float, float, float]  # value, low, high
+T = TypeVar("T")
 
 
 def across(f: Facts, one: Callable[[Facts], Interval | None]) -> Interval | None:
     """A number of ``f``'s arm: ``one(f)`` for a single run; for several seeds the mean ± sd
     across them of each seed's value (None when a seed has none)."""
-    if len(f.arm) == 1:
-        return one(f)
-    values = [one(m) for m in f.arm]
+    return across_arm(f.arm, one)
+
+
+def across_arm(arm: list[T], one: Callable[[T], Interval | None]) -> Interval | None:
+    """:func:`across` of any arm (runs of several seeds, or their studies)."""
+    if len(arm) == 1:
+        return one(arm[0])
+    values = [one(m) for m in arm]
     if any(v is None for v in values):
         return None
     s = spread([v[0] for v in values if v is not None])
@@ -193,26 +239,28 @@ def fid_text(f: Facts) -> str:
     return f"{f.run.name} {fid.value:.1f} ± {fid.high - fid.value:.1f} ({len(f.arm)} seeds)"
 
 
-def seeded(facts: list[Facts]) -> bool:
+def seeded(facts: Sequence[Facts | StudyFacts]) -> bool:
     """Whether an arm of ``facts`` has several seeds (its interval is then mean ± sd)."""
     return any(len(f.arm) > 1 for f in facts)
 
 
-def across_seeds(facts: list[Facts]) -> str:
+def across_seeds(facts: Sequence[Facts | StudyFacts]) -> str:
     """`` (mean ± sd across seeds)`` where an arm of ``facts`` has several seeds, else ""."""
     return " (mean ± sd across seeds)" if seeded(facts) else ""
 
 
-def overlap(facts: list[Facts]) -> str:
+def overlap(facts: Sequence[Facts | StudyFacts]) -> str:
     """``intervals overlap``, said of mean ± sd where an arm has several seeds."""
     return "intervals overlap" + across_seeds(facts)
 
 
-def gate(facts: list[Facts], epochs: int = STUDY_EPOCHS, noise: bool = True) -> str:
-    """Why these runs (and every seed of their arms) cannot decide a claim ("" when they can):
-    different training data, fewer epochs than the study's, no evaluation, samples that are
-    still noise."""
-    facts = [m for f in facts for m in f.arm]
+def gate(
+    facts: list[Facts], epochs: int = STUDY_EPOCHS, noise: bool = True, arms: bool = True
+) -> str:
+    """Why these runs (and, with ``arms``, every seed of their arms) cannot decide a claim (""
+    when they can): different training data, fewer epochs than the study's, no evaluation,
+    samples that are still noise."""
+    facts = [m for f in facts for m in (f.arm if arms else [f])]
     sources = {f.data for f in facts if f.data}
     if len(sources) > 1:
         return (

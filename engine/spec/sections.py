@@ -204,6 +204,9 @@ STUDY_KINDS = ("noise", "interpolation", "gmm")
 STUDY_VALUE = {"noise": "λ", "interpolation": "N", "gmm": "components"}  # what a value is
 MAX_NOISE = 1e6  # λ below this
 MAX_AVERAGED = 1000  # N latents averaged at most: each is n more latents drawn (time grows with N)
+# mixture components at most: a full covariance is 784 x 784 floats (4.9 MB) per component, and
+# the fit's time grows with them (10 full: 26 s on 2 cores, see latents.GMM_FIT_SIZE)
+MAX_COMPONENTS = 100
 COVARIANCES = ("full", "diag", "tied", "spherical")  # scikit-learn's GaussianMixture
 
 

@@ -9,7 +9,14 @@ from typing import Any
 from engine.spec.checks import Checker, check_keys, check_name, check_table
 from engine.spec.components import DEGRADATIONS
 from engine.spec.profiles import Profile, check_listed
-from engine.spec.sections import MAX_AVERAGED, MAX_NOISE, STUDY_KINDS, HostSpec, StudyKeys
+from engine.spec.sections import (
+    MAX_AVERAGED,
+    MAX_COMPONENTS,
+    MAX_NOISE,
+    STUDY_KINDS,
+    HostSpec,
+    StudyKeys,
+)
 from engine.spec.specs import RunSpec, StudySpec
 
 STUDY_KEYS = {"name", "run", "kind", "values", "host"}  # and those of StudyKeys
@@ -112,12 +119,12 @@ def _kind(ck: Checker, where: str, kind: Any, degradation: str) -> str:
 
 def _values(ck: Checker, where: str, kind: str, values: Any) -> list[Any]:
     """Distinct values of the study's kind: 0 <= λ < MAX_NOISE (noise), integers from 1 to
-    MAX_AVERAGED (N latents averaged), integers >= 1 (mixture components). Values that read
-    alike to 6 significant digits (``{v:g}``, how files and tables name them) are refused."""
+    MAX_AVERAGED (N latents averaged), integers from 1 to MAX_COMPONENTS (mixture components).
+    Values that read alike to 6 significant digits (``{v:g}``, how files and tables name them) are refused."""
     expected = {
         "noise": f"numbers from 0 to below {MAX_NOISE:,.0f} (λ)",
         "interpolation": f"integers from 1 to {MAX_AVERAGED} (N latents averaged)",
-        "gmm": "integers >= 1 (mixture components)",
+        "gmm": f"integers from 1 to {MAX_COMPONENTS} (mixture components)",
     }[kind]
     if not isinstance(values, list) or not values:
         ck.fail(f"{where}.values", f"a non-empty list of distinct {expected}", values)
@@ -144,4 +151,5 @@ def _value_ok(kind: str, v: Any) -> bool:
         return False
     if kind == "noise":
         return isinstance(v, (int, float)) and math.isfinite(v) and 0 <= v < MAX_NOISE
-    return isinstance(v, int) and v >= 1 and (kind != "interpolation" or v <= MAX_AVERAGED)
+    most = MAX_AVERAGED if kind == "interpolation" else MAX_COMPONENTS
+    return isinstance(v, int) and 1 <= v <= most
