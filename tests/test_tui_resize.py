@@ -27,6 +27,7 @@ from textual.widgets import Static
 from tui_runs import STUDIES, STUDY, STUDY_NAME, T0, make_runs, make_study
 
 from engine.queue.client import Queue
+from tui.chart import Chart
 from tui.pixels import ANSI_GREYS, HalfBlocks, Shades
 from tui.runs_screen import RunsScreen
 from tui.screens import (
@@ -41,7 +42,7 @@ from tui.screens import (
     StudyScreen,
     TooSmallScreen,
 )
-from tui.widgets import Chart, KeyBar, RunsTable
+from tui.widgets import KeyBar, RunsTable
 
 # (the views open at 120x40) the least size; below it in width, in both, in height; back. The
 # walk draws every screen at 300x100 too; each size costs a second of drawing, and the chart

@@ -26,7 +26,6 @@ from textual.widgets import (
     Input,
     Label,
     OptionList,
-    RichLog,
     Select,
     SelectionList,
     Static,
@@ -45,13 +44,12 @@ from engine.rundir.progress import (
     why,
 )
 from engine.spec.checks import ConfigError
-from engine.spec.edit import get_setting, key_help, set_setting, targets
 from engine.spec.sections import STUDY_VALUE
 from engine.spec.specs import RunSpec, StudySpec, spec_from_toml
 from engine.text import fmt
 from tui.history import Grid
 from tui.messages import RunEvents, Snapshot
-from tui.widgets import Chart, GridView, KeyBar, series_key
+from tui.widgets import GridView, KeyBar
 
 CURVE_EVENTS = (Epoch, Eval)  # the events that change a chart
 
@@ -230,6 +228,10 @@ class RunScreen(FollowScreen):
     ]
 
     def compose(self) -> ComposeResult:
+        from textual.widgets import RichLog  # (rich.pretty, attr: not for the runs view)
+
+        from tui.chart import Chart  # (plotext: imported with the first chart)
+
         yield Header()
         yield Static("", id="run-line", markup=False)  # where it ran, on which data
         with Horizontal(id="top"):
@@ -246,6 +248,10 @@ class RunScreen(FollowScreen):
         yield KeyBar()
 
     def on_run_events(self, message: RunEvents) -> None:
+        from textual.widgets import RichLog
+
+        from tui.chart import Chart
+
         if message.name != self.run_name:
             return
         if message.settings is not None:
@@ -371,6 +377,8 @@ class StudyScreen(FollowScreen):
         self.queued: list[str] = []
 
     def compose(self) -> ComposeResult:
+        from tui.chart import Chart  # (plotext: imported with the first chart)
+
         yield Header()
         yield Static("", id="study-line", markup=False)
         with Horizontal(id="study-charts"):
@@ -411,6 +419,8 @@ class StudyScreen(FollowScreen):
             self._show_line()
 
     def on_run_events(self, message: RunEvents) -> None:
+        from tui.chart import Chart
+
         if message.name != self.run_name:
             return
         if message.settings is not None:
@@ -428,6 +438,8 @@ class StudyScreen(FollowScreen):
         self.ready = self.spec is not None
 
     def _read_spec(self, settings: str) -> None:
+        from tui.chart import Chart
+
         try:
             spec = spec_from_toml(settings)
         except (ValueError, KeyError, TypeError):
@@ -529,6 +541,8 @@ class CompareScreen(Screen):
         self.rows: list[list[str]] = []
 
     def compose(self) -> ComposeResult:
+        from tui.chart import Chart  # (plotext: imported with the first chart)
+
         yield Header()
         with Horizontal(id="compare-charts"):
             yield Chart("validation loss", "MSE", id="loss-chart")
@@ -555,6 +569,8 @@ class CompareScreen(Screen):
         return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
 
     def on_run_events(self, message: RunEvents) -> None:
+        from tui.chart import Chart
+
         first = message.name not in self.events
         events = self.events.setdefault(message.name, [])
         events += message.events
@@ -585,6 +601,8 @@ class CompareScreen(Screen):
         self.ready = len(shown) == len(self.names) and bool(self.rows)
 
     def on_snapshot(self, message: Snapshot) -> None:
+        from tui.chart import series_key
+
         if message.problem:
             return
         rows = [summary_row(message.progress.get(n) or RunProgress(n)) for n in self.names]
@@ -885,6 +903,8 @@ class EditScreen(ModalScreen[str]):
     ]
 
     def __init__(self, path: Path, profile: str | None, text: str, target: str = "defaults"):
+        from engine.spec.edit import targets  # (tomlkit: only for this dialog)
+
         super().__init__()
         self.path, self.profile, self.text = path, profile, text
         self.targets = targets(text)
@@ -911,6 +931,8 @@ class EditScreen(ModalScreen[str]):
         self._show_current()
 
     def _show_current(self) -> None:
+        from engine.spec.edit import get_setting, key_help
+
         key = self.query_one("#key", Input).value.strip()
         err = self.query_one("#edit-error", Label)
         try:
@@ -934,6 +956,8 @@ class EditScreen(ModalScreen[str]):
 
     @work(thread=True, exclusive=True, group="edit")
     def _save(self, target: str, key: str, value: str) -> None:
+        from engine.spec.edit import set_setting
+
         try:
             set_setting(self.path, target, key, value, self.profile)
         except ConfigError as e:
