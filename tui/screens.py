@@ -228,9 +228,8 @@ class RunScreen(FollowScreen):
     ]
 
     def compose(self) -> ComposeResult:
-        from textual.widgets import RichLog  # (rich.pretty, attr: not for the runs view)
-
         from tui.chart import Chart  # (plotext: imported with the first chart)
+        from tui.event_log import EventLog  # (RichLog: rich.pretty, attr)
 
         yield Header()
         yield Static("", id="run-line", markup=False)  # where it ran, on which data
@@ -244,24 +243,23 @@ class RunScreen(FollowScreen):
         with Horizontal(id="bottom"):
             with VerticalScroll(id="settings"):
                 yield Static("", id="settings-text", markup=False)
-            yield RichLog(id="events", max_lines=500, wrap=True)
+            yield EventLog(id="events")
         yield KeyBar()
 
     def on_run_events(self, message: RunEvents) -> None:
-        from textual.widgets import RichLog
-
         from tui.chart import Chart
+        from tui.event_log import EventLog
 
         if message.name != self.run_name:
             return
         if message.settings is not None:
             self.query_one("#settings-text", Static).update(message.settings)
         self.events = self.events + message.events
-        log = self.query_one("#events", RichLog)
+        log = self.query_one("#events", EventLog)
         for e in message.events:
             line = describe_event(e)
             if line:
-                log.write(time.strftime("%H:%M:%S ", time.localtime(e.time)) + line)
+                log.add(time.strftime("%H:%M:%S ", time.localtime(e.time)) + line)
         if not self.ready or any(isinstance(e, CURVE_EVENTS) for e in message.events):
             epochs = epoch_range(self.events)
             loss = self.query_one("#loss-chart", Chart)
