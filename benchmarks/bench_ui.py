@@ -7,9 +7,13 @@ it starts.
 
 ``--startup`` times "start to first frame": ``diffui`` started in a pseudo-terminal (100x30)
 over two finished runs, from the exec to the first frame of the runs view written to the
-terminal (its key bar's ``quit``), the median of ``--times`` starts; with ``--images halfcell``
-and with the default ``--images auto`` (the pseudo-terminal does not answer textual-image's
-queries: each waits its 0.1 s timeout, which a real terminal answers at once).
+terminal (its key bar's ``quit``), and to the first frame that shows the runs' rows, the median
+of ``--times`` starts; with ``--images halfcell`` and with the default ``--images auto`` (the
+pseudo-terminal answers no query: ``auto`` waits its one timeout, which a real terminal's answer
+ends at once). Python writes and reads its bytecode cache (in a temporary folder, after one
+start not counted), as an installed diffui does; the last row compiles every module at each
+start, as under ``PYTHONDONTWRITEBYTECODE=1``. Two floors come first: Python importing nothing,
+and Textual's smallest app (a header, a table and a footer).
 
 Each round trip is timed from the key press to the moment the run view has drawn the run's
 history, and back to the runs view. The first opening of a run view composes it (the app keeps it
@@ -149,9 +153,27 @@ async def bench(presses: int, subset: int) -> list[tuple[str, list[float]]]:
     return rows
 
 
-def first_frame(folder: Path, images: str, timeout: float = 60.0) -> float:
-    """Seconds from starting ``diffui`` in a pseudo-terminal to the first frame of its runs
-    view; then it is sent ``q``."""
+MINIMAL_APP = """
+from textual.app import App
+from textual.widgets import DataTable, Footer, Header
+
+class Minimal(App):
+    BINDINGS = [("q", "quit", "quit")]
+
+    def compose(self):
+        yield Header()
+        yield DataTable()
+        yield Footer()
+
+Minimal().run()
+"""
+
+
+def first_frame(
+    folder: Path, cmd: list[str], env: dict, timeout: float = 60.0
+) -> tuple[float, float | None]:
+    """Seconds from starting ``cmd`` in a pseudo-terminal to its first frame (one with ``quit``)
+    and to the first that shows a run's name (None if none does); then it is sent ``q``."""
     import fcntl
     import os
     import pty
@@ -162,45 +184,72 @@ def first_frame(folder: Path, images: str, timeout: float = 60.0) -> float:
 
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
-    env = {**os.environ, "TERM": "xterm-256color", "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "cli.main", "experiments.toml", "--images", images]
     t0 = time.perf_counter()
     proc = subprocess.Popen(
         cmd, cwd=folder, stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True
     )
     os.close(slave)
-    seen, elapsed = b"", None
+    seen, first, rows = b"", None, None
     try:
-        while elapsed is None and time.perf_counter() - t0 < timeout:
+        while rows is None and time.perf_counter() - t0 < timeout:
             if select.select([master], [], [], 0.01)[0]:
                 seen += os.read(master, 65536)
-                if b"quit" in seen:
-                    elapsed = time.perf_counter() - t0
+                if first is None and b"quit" in seen:
+                    first = time.perf_counter() - t0
+                    if "cli.main" not in cmd:
+                        break  # no runs to show
+                if first is not None and b"ddpm-linear" in seen:
+                    rows = time.perf_counter() - t0
         os.write(master, b"q")
         proc.wait(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
         os.close(master)
-    if elapsed is None:
+    if first is None:
         raise SystemExit(f"no frame in {timeout} s: {seen[-300:]!r}")
-    return elapsed
+    return first, rows
 
 
 def startup(times: int) -> None:
     """``--startup``: the median of ``times`` starts to the first frame."""
+    import os
+
     sys.path.insert(0, str(ROOT / "tests"))
     from tui_runs import STUDY, make_runs
 
     folder = Path(tempfile.mkdtemp(prefix="diffui-bench-start-"))
     make_runs(folder / "runs")
     (folder / "experiments.toml").write_text(STUDY)
-    table = Table(title=f"start to first frame (diffui in a 100x30 pseudo-terminal), {times} times")
-    for col in ("--images", "median s", "min s", "max s"):
+    (folder / "minimal.py").write_text(MINIMAL_APP)
+    compiled = {**os.environ, "TERM": "xterm-256color", "PYTHONPATH": str(ROOT)}
+    compiled["PYTHONDONTWRITEBYTECODE"] = "1"
+    cached = {k: v for k, v in compiled.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    cached["PYTHONPYCACHEPREFIX"] = str(folder / "pycache")
+    diffui = [sys.executable, "-m", "cli.main", "experiments.toml", "--images"]
+    cases = [
+        ("python -c pass", [sys.executable, "-c", "print('quit')"], cached),
+        ("Textual's smallest app", [sys.executable, "minimal.py"], cached),
+        ("diffui --images halfcell", [*diffui, "halfcell"], cached),
+        ("diffui --images auto", [*diffui, "auto"], cached),
+        ("diffui --images halfcell, no bytecode cache", [*diffui, "halfcell"], compiled),
+    ]
+    for _, cmd, env in cases[1:4]:  # fill the bytecode cache
+        first_frame(folder, cmd, env)
+    table = Table(title=f"start to first frame (a 100x30 pseudo-terminal), median of {times}")
+    for col in ("what starts", "first frame s", "min s", "max s", "with the rows s"):
         table.add_column(col)
-    for images in ("halfcell", "auto"):
-        ts = sorted(first_frame(folder, images) for _ in range(times))
-        table.add_row(images, f"{statistics.median(ts):.2f}", f"{ts[0]:.2f}", f"{ts[-1]:.2f}")
+    for name, cmd, env in cases:
+        ts = [first_frame(folder, cmd, env) for _ in range(times)]
+        firsts = sorted(t for t, _ in ts)
+        rows = [r for _, r in ts if r is not None]
+        table.add_row(
+            name,
+            f"{statistics.median(firsts):.2f}",
+            f"{firsts[0]:.2f}",
+            f"{firsts[-1]:.2f}",
+            f"{statistics.median(rows):.2f}" if rows else "",
+        )
     Console().print(table)
 
 

@@ -1,5 +1,5 @@
-"""The commands of ``diffui`` about runs and their queue: the UI, ``diffui --batch``, ``diffui
-study`` and ``diffui queue``. What they do to the runs folder is :mod:`engine.usecases`; here is
+"""The commands of ``diffui`` about runs and their queue: ``diffui --batch``, ``diffui study``
+and ``diffui queue`` (the UI is :mod:`cli.ui`). What they do to the runs folder is :mod:`engine.usecases`; here is
 how they ask (the command line) and what they print."""
 
 from __future__ import annotations
@@ -23,29 +23,6 @@ from engine.spec.checks import ConfigError
 from engine.spec.costs import CalibrationCache
 from engine.spec.experiments import load_experiments, override_host, select
 from engine.text import escape_breaks
-
-
-def cmd_ui(args: argparse.Namespace) -> int:
-    """The terminal UI. A broken experiments file is shown inside it, not refused here."""
-    if args.colors:  # read when Textual is imported
-        os.environ["TEXTUAL_COLOR_SYSTEM"] = {"16": "standard"}.get(args.colors, args.colors)
-    from tui.widgets import image_widget_class  # (imports Textual: only for the UI)
-
-    # may query the terminal: before the app runs
-    image_class = image_widget_class(args.images, args.colors or "256")
-    from tui.app import DiffuiApp
-
-    file = Path(args.file)
-    app = DiffuiApp(
-        file,
-        runs_dir_of(args, file),
-        profile=args.profile,
-        image_class=image_class,
-        jobs=args.jobs,
-        only=args.only,
-    )
-    app.run()
-    return app.return_code or 0
 
 
 def cmd_batch(args: argparse.Namespace) -> int:

@@ -23,11 +23,12 @@ The arguments are :mod:`cli.parsers`; the commands about runs and their queue
 
 from __future__ import annotations
 
+import importlib
 import os
 import signal
 import sys
 
-from cli import commands, parsers, tools
+from cli import parsers
 from engine.errors import UserError
 from engine.files import os_error_line
 from engine.text import escape_breaks
@@ -37,17 +38,24 @@ EXIT_FAILED = 1  # a run failed, a download failed, or the disk refused a write
 EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what `git log | head` gives: the reader closed the pipe
 
-# diffui WORD ...: the parser and the command of each word
+# diffui WORD ...: the parser and the command of each word ("module.function": the commands'
+# modules are imported only for their word, so that the UI starts without them)
 SUBCOMMANDS = {
-    "data": (parsers.data_parser, tools.cmd_data),
-    "schedules": (parsers.schedules_parser, tools.cmd_schedules),
-    "report": (parsers.report_parser, tools.cmd_report),
-    "claims": (parsers.claims_parser, tools.cmd_claims),
-    "queue": (parsers.queue_parser, commands.cmd_queue),
-    "hosts": (parsers.hosts_parser, tools.cmd_hosts),
-    "study": (parsers.study_parser, commands.cmd_study),
-    "plan": (parsers.plan_parser, tools.cmd_plan),
+    "data": (parsers.data_parser, "tools.cmd_data"),
+    "schedules": (parsers.schedules_parser, "tools.cmd_schedules"),
+    "report": (parsers.report_parser, "tools.cmd_report"),
+    "claims": (parsers.claims_parser, "tools.cmd_claims"),
+    "queue": (parsers.queue_parser, "commands.cmd_queue"),
+    "hosts": (parsers.hosts_parser, "tools.cmd_hosts"),
+    "study": (parsers.study_parser, "commands.cmd_study"),
+    "plan": (parsers.plan_parser, "tools.cmd_plan"),
 }
+
+
+def command_of(name: str):
+    """The function ``module.function`` of :mod:`cli`, its module imported now."""
+    module, _, function = name.partition(".")
+    return getattr(importlib.import_module(f"cli.{module}"), function)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,10 +71,14 @@ def _main(argv: list[str]) -> int:
     try:
         if argv[:1] and argv[0] in SUBCOMMANDS:
             parser, command = SUBCOMMANDS[argv[0]]
-            return command(parser().parse_args(argv[1:]))
+            return command_of(command)(parser().parse_args(argv[1:]))
         args = parsers.main_parser().parse_args(argv)
         parsers.check_jobs(args)
-        return commands.cmd_batch(args) if args.batch else commands.cmd_ui(args)
+        if args.batch:
+            return command_of("commands.cmd_batch")(args)
+        from cli.ui import cmd_ui  # (Textual and the UI's modules: not the commands')
+
+        return cmd_ui(args)
     except UserError as e:
         print(f"error: {escape_breaks(str(e))}", file=sys.stderr)
         return EXIT_USAGE

@@ -4,9 +4,10 @@ run folders.
     python docs/screenshots.py RUNS_DIR [--file experiments.toml] [--profile quick] [--out docs/ui]
 
 Writes runs.svg (the runs view, 100x30), help.svg (its help screen, ``?``, 100x30), run.svg
-(the view of --run, 100x30),
-compare.svg (every run compared, 120x36) and, when RUNS_DIR has its folder, study.svg (the
-view of the sampling study --study, 100x30).
+(the view of --run, 100x30), compare.svg (every run compared, 120x36) and, when RUNS_DIR has its
+folder, study.svg (the view of the sampling study --study, 100x30). Grids are drawn in half
+blocks, as ``diffui --images halfcell`` draws them. Look at each one before committing it (e.g.
+``rsvg-convert docs/ui/run.svg -o /tmp/run.png``).
 """
 
 from __future__ import annotations
@@ -18,14 +19,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from textual_image.widget import HalfcellImage  # noqa: E402
-
 from tui.app import DiffuiApp  # noqa: E402
+from tui.pixels import HalfBlocks  # noqa: E402
 from tui.screens import CompareScreen, HelpScreen, RunScreen, StudyScreen  # noqa: E402
 
 
 async def shoot(args, size, keys, ready, name, row=None) -> None:
-    app = DiffuiApp(args.file, args.runs_dir, profile=args.profile, image_class=HalfcellImage)
+    app = DiffuiApp(args.file, args.runs_dir, profile=args.profile, image_class=HalfBlocks)
     async with app.run_test(size=size) as pilot:
         while app.table.row_count == 0 or (row and row not in app.snapshot):
             await pilot.pause(0.1)

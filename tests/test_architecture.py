@@ -182,3 +182,34 @@ def test_no_function_is_longer_than_60_lines():
                     if n > 60:
                         long.append(f"{p.relative_to(ROOT)}:{node.lineno} {node.name} ({n} lines)")
     assert long == []
+
+
+def test_the_uis_first_frame_imports_only_what_the_runs_view_needs():
+    """``diffui`` with no command word imports the UI without the other commands' modules, the
+    queue service, the report, the charts' plotext, the edit dialog's tomlkit, PIL or numpy:
+    they come when a screen or an action needs them (the start-up time of issue 21)."""
+    later = [
+        "cli.commands",
+        "cli.tools",
+        "engine.usecases",
+        "engine.queue.service",
+        "engine.report",
+        "tui.claims_screen",
+        "tui.chart",
+        "plotext",
+        "tomlkit",
+        "textual_image",
+        "PIL",
+        "numpy",
+        "torch",
+    ]
+    code = (
+        "import sys\n"
+        "import cli.main, cli.ui, tui.app, tui.widgets\n"
+        "tui.widgets.image_widget_class('halfcell')\n"
+        f"print(sorted(m for m in sys.modules if m.split('.')[0] in {later!r} or m in {later!r}"
+        " or m.startswith('engine.report')))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip() == "[]"

@@ -119,6 +119,60 @@ def test_ui_draws_grids_with_half_blocks_unless_told_or_the_terminal_says_otherw
     assert image_widget_class("sixel") is SixelImage and image_widget_class("tgp") is TGPImage
 
 
+def picked_in_a_terminal(answers: dict[str, str]) -> tuple[str, bytes]:
+    """``image_widget_class("auto")`` in a pseudo-terminal that answers each query it recognises
+    (a part of what diffui writes -> the answer): the class picked (and whether textual-image
+    was imported) and everything diffui wrote to the terminal."""
+    import pty
+    import select
+    import time
+
+    master, slave = pty.openpty()
+    code = (
+        "import sys; from tui.widgets import image_widget_class; k = image_widget_class('auto')\n"
+        "w = sys.modules.get('textual_image.widget')\n"
+        "print('class', {getattr(w, 'SixelImage', 0): 'sixel', getattr(w, 'TGPImage', 0): 'tgp'}"
+        ".get(k, k.__name__), 'textual_image' in sys.modules)"
+    )
+    t0 = time.monotonic()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], cwd=ROOT, stdin=slave, stdout=slave, stderr=slave
+    )
+    os.close(slave)
+    seen, answered = b"", set()
+    while b"\n" not in seen.partition(b"class ")[2] and time.monotonic() - t0 < 60:
+        if select.select([master], [], [], 0.05)[0]:
+            try:
+                seen += os.read(master, 4096)
+            except OSError:  # the child has gone
+                break
+        for query, answer in answers.items():
+            if query.encode() in seen and query not in answered:
+                answered.add(query)
+                os.write(master, answer.encode())
+    proc.wait(timeout=30)
+    os.close(master)
+    picked = seen.partition(b"class ")[2].split(b"\n")[0].decode().strip()
+    return picked, seen
+
+
+def test_ui_asks_the_terminal_once_and_draws_with_what_it_answers():
+    da1, kitty = "\x1b[c", "\x1b_G"
+    sixel_terminal = {da1: "\x1b[?62;4;22c"}
+    kitty_terminal = {kitty: "\x1b_Gi=31;OK\x1b\\", "\x1b[16t": "\x1b[6;20;10t", da1: "\x1b[?62c"}
+    assert picked_in_a_terminal(sixel_terminal)[0] == "sixel True"
+    picked, seen = picked_in_a_terminal(kitty_terminal)
+    assert picked == "tgp True"
+    assert seen.count(b"\x1b[c") == 1  # one question each, textual-image asks nothing again
+    assert seen.count(kitty.encode()) == 1
+    # a terminal without graphics: half blocks, and textual-image is not even imported; one that
+    # answers nothing: half blocks too, after one short wait, and no warning printed
+    assert picked_in_a_terminal({da1: "\x1b[?62;22c"})[0] == "HalfBlocks False"
+    picked, seen = picked_in_a_terminal({})
+    assert picked == "HalfBlocks False"
+    assert b"arning" not in seen and b"Traceback" not in seen
+
+
 def test_help_lists_every_command_with_a_line_each(capsys):
     from cli.main import SUBCOMMANDS
 

@@ -27,6 +27,7 @@ from textual.widgets import Static
 from tui_runs import STUDIES, STUDY, STUDY_NAME, T0, make_runs, make_study
 
 from engine.queue.client import Queue
+from tui.chart import Chart
 from tui.pixels import ANSI_GREYS, HalfBlocks, Shades
 from tui.runs_screen import RunsScreen
 from tui.screens import (
@@ -41,7 +42,7 @@ from tui.screens import (
     StudyScreen,
     TooSmallScreen,
 )
-from tui.widgets import Chart, KeyBar, RunsTable
+from tui.widgets import KeyBar, RunsTable
 
 # (the views open at 120x40) the least size; below it in width, in both, in height; back. The
 # walk draws every screen at 300x100 too; each size costs a second of drawing, and the chart
@@ -434,3 +435,27 @@ async def test_a_grid_follows_its_widget_size_in_the_app(tmp_path):
         await pilot.resize_terminal(80, 24)
         await until(pilot, lambda: tuple(image.size) != big)
         assert image.size.width < big[0] and image.size.height <= image.size.width
+
+
+async def test_the_event_log_wraps_at_its_width_and_again_when_it_changes(tmp_path):
+    """No event line is cut at the log's right edge, at the first width or after a resize."""
+    make_runs(tmp_path / "runs")
+    app = make_app(tmp_path / "missing.toml", tmp_path / "runs")
+
+    def lines_fit(log) -> bool:
+        text = " ".join(" ".join(s.text.split()) for s in log.lines)
+        wanted = " ".join(" ".join(t.split()) for t in log.texts)
+        width = log.scrollable_content_region.width
+        return text == wanted and all(s.cell_length <= width for s in log.lines)
+
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: app.query_one(RunsTable).row_count == 2)
+        await pilot.press("o")
+        await until(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.ready)
+        log = app.screen.query_one("#events")
+        await until(pilot, lambda: log.texts and lines_fit(log))
+        assert log.max_scroll_x == 0  # no line wider than the log: nothing to scroll to
+        wide = log.size.width
+        await pilot.resize_terminal(80, 24)  # narrower than its longest lines (73 cells)
+        await until(pilot, lambda: log.size.width < wide and lines_fit(log))
+        assert log.max_scroll_x == 0

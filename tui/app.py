@@ -25,7 +25,6 @@ from textual.css.query import NoMatches
 from textual.screen import ModalScreen
 from textual.worker import get_current_worker
 
-from engine import usecases
 from engine.errors import UserError
 from engine.files import atomic_write_json, os_error_line
 from engine.queue.client import Queue, QueueError
@@ -33,7 +32,6 @@ from engine.rundir.run import can_sample, is_study, study_run
 from engine.spec.checks import ConfigError
 from engine.spec.experiments import Experiments, select
 from engine.spec.specs import RunSpec
-from tui.claims_screen import ClaimsScreen
 from tui.messages import FileLoaded, Snapshot
 from tui.model import Poller, read_experiments
 from tui.runs_screen import RUNS_ACTIONS, RunsScreen
@@ -439,6 +437,8 @@ class DiffuiApp(App):
                 f"{name} is a study: select the run it samples from and press S", severity="warning"
             )
             return
+        from engine import usecases
+
         studies = usecases.studies_of(self.experiments, [name])
         p = self.snapshot.get(name)
         state = "not queued" if p is None or p.state == "pending" else p.state
@@ -472,6 +472,8 @@ class DiffuiApp(App):
     def _queue_runs(self, specs: list, what: str | None = None) -> None:
         """Make the run folders and queue them (on the action thread: checking a morph run's
         inputs reads FashionMNIST from disk); ``what`` names them in the answer."""
+        from engine import usecases  # (the queue service: imported when first asked for)
+
         try:
             done = usecases.queue_runs(self.queue, specs, self.experiments.hosts)
         except (UserError, QueueError) as e:
@@ -509,12 +511,18 @@ class DiffuiApp(App):
         self.push_screen(JobsScreen(jobs), set_jobs)
 
     def action_cancel(self) -> None:
+        from engine import usecases
+
         self.with_run(usecases.cancel)
 
     def action_resume(self) -> None:
+        from engine import usecases
+
         self.with_run(partial(self._queue_again, usecases.resume))
 
     def action_retry(self) -> None:
+        from engine import usecases
+
         self.with_run(partial(self._queue_again, usecases.retry))
 
     @staticmethod
@@ -556,6 +564,8 @@ class DiffuiApp(App):
             self.tell(f"wrote {path}", timeout=10)
 
     def action_claims(self) -> None:
+        from tui.claims_screen import ClaimsScreen  # (the report's claims: numpy)
+
         self.push_screen(ClaimsScreen(self.runs_dir))
 
     def action_edit(self) -> None:

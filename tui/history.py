@@ -7,8 +7,7 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from PIL import Image as PILImage
+from typing import TYPE_CHECKING
 
 from engine.errors import UserError
 from engine.rundir.events import EventReader, Samples, Value, latest_by_epoch
@@ -16,6 +15,9 @@ from engine.rundir.events import Progress as StepProgress
 from engine.rundir.progress import study_values
 from engine.rundir.run import Run, read_file
 from engine.spec.specs import spec_to_toml
+
+if TYPE_CHECKING:  # (PIL: imported when the first grid is read)
+    from PIL import Image as PILImage
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,8 @@ def load_grid(png: Path) -> PILImage.Image:
     """A sample grid's PNG decoded, checked first: a regular file of at most 64 MiB whose
     header declares at most MAX_GRID_SIDE pixels a side (a ValueError otherwise, never a
     decompression bomb decoded nor a FIFO waited on)."""
+    from PIL import Image as PILImage
+
     data = read_file(png, limit=64 << 20)
     try:
         with PILImage.open(io.BytesIO(data)) as f:

@@ -6,11 +6,15 @@ graphics protocols' widgets, from textual-image, are imported only when asked fo
 
 from __future__ import annotations
 
-from PIL import Image as PILImage
+from typing import TYPE_CHECKING
+
 from rich.segment import Segment
 from rich.style import Style
 from textual.strip import Strip
 from textual.widget import Widget
+
+if TYPE_CHECKING:  # (PIL: imported when the first grid is read)
+    from PIL import Image as PILImage
 
 # (glyph, share of the foreground colour): the glyphs that mix two colours in a cell
 SHADE_GLYPHS = ((" ", 0.0), ("░", 0.25), ("▒", 0.5), ("▓", 0.75))

@@ -26,7 +26,6 @@ from textual.widgets import (
     Input,
     Label,
     OptionList,
-    RichLog,
     Select,
     SelectionList,
     Static,
@@ -45,13 +44,12 @@ from engine.rundir.progress import (
     why,
 )
 from engine.spec.checks import ConfigError
-from engine.spec.edit import get_setting, key_help, set_setting, targets
 from engine.spec.sections import STUDY_VALUE
 from engine.spec.specs import RunSpec, StudySpec, spec_from_toml
 from engine.text import fmt
 from tui.history import Grid
 from tui.messages import RunEvents, Snapshot
-from tui.widgets import Chart, GridView, KeyBar, series_key
+from tui.widgets import GridView, KeyBar
 
 CURVE_EVENTS = (Epoch, Eval)  # the events that change a chart
 
@@ -245,6 +243,9 @@ class RunScreen(FollowScreen):
     ]
 
     def compose(self) -> ComposeResult:
+        from tui.chart import Chart  # (plotext: imported with the first chart)
+        from tui.event_log import EventLog  # (RichLog: rich.pretty, attr)
+
         yield Header()
         yield Static("", id="run-line", markup=False)  # where it ran, on which data
         with Horizontal(id="top"):
@@ -257,20 +258,23 @@ class RunScreen(FollowScreen):
         with Horizontal(id="bottom"):
             with VerticalScroll(id="settings"):
                 yield Static("", id="settings-text", markup=False)
-            yield RichLog(id="events", max_lines=500, wrap=True)
+            yield EventLog(id="events")
         yield KeyBar()
 
     def on_run_events(self, message: RunEvents) -> None:
+        from tui.chart import Chart
+        from tui.event_log import EventLog
+
         if message.name != self.run_name:
             return
         if message.settings is not None:
             self.query_one("#settings-text", Static).update(message.settings)
         self.events = self.events + message.events
-        log = self.query_one("#events", RichLog)
+        log = self.query_one("#events", EventLog)
         for e in message.events:
             line = describe_event(e)
             if line:
-                log.write(time.strftime("%H:%M:%S ", time.localtime(e.time)) + line)
+                log.add(time.strftime("%H:%M:%S ", time.localtime(e.time)) + line)
         if not self.ready or any(isinstance(e, CURVE_EVENTS) for e in message.events):
             epochs = epoch_range(self.events)
             loss = self.query_one("#loss-chart", Chart)
@@ -388,6 +392,8 @@ class StudyScreen(FollowScreen):
         self.queued: list[str] = []
 
     def compose(self) -> ComposeResult:
+        from tui.chart import Chart  # (plotext: imported with the first chart)
+
         yield Header()
         yield Static("", id="study-line", markup=False)
         with Horizontal(id="study-charts"):
@@ -428,6 +434,8 @@ class StudyScreen(FollowScreen):
             self._show_line()
 
     def on_run_events(self, message: RunEvents) -> None:
+        from tui.chart import Chart
+
         if message.name != self.run_name:
             return
         if message.settings is not None:
@@ -445,6 +453,8 @@ class StudyScreen(FollowScreen):
         self.ready = self.spec is not None
 
     def _read_spec(self, settings: str) -> None:
+        from tui.chart import Chart
+
         try:
             spec = spec_from_toml(settings)
         except (ValueError, KeyError, TypeError):
@@ -546,6 +556,8 @@ class CompareScreen(Screen):
         self.rows: list[list[str]] = []
 
     def compose(self) -> ComposeResult:
+        from tui.chart import Chart  # (plotext: imported with the first chart)
+
         yield Header()
         with Horizontal(id="compare-charts"):
             yield Chart("validation loss", "MSE", id="loss-chart")
@@ -572,6 +584,8 @@ class CompareScreen(Screen):
         return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
 
     def on_run_events(self, message: RunEvents) -> None:
+        from tui.chart import Chart
+
         first = message.name not in self.events
         events = self.events.setdefault(message.name, [])
         events += message.events
@@ -602,6 +616,8 @@ class CompareScreen(Screen):
         self.ready = len(shown) == len(self.names) and bool(self.rows)
 
     def on_snapshot(self, message: Snapshot) -> None:
+        from tui.chart import series_key
+
         if message.problem:
             return
         rows = [summary_row(message.progress.get(n) or RunProgress(n)) for n in self.names]
@@ -902,6 +918,8 @@ class EditScreen(ModalScreen[str]):
     ]
 
     def __init__(self, path: Path, profile: str | None, text: str, target: str = "defaults"):
+        from engine.spec.edit import targets  # (tomlkit: only for this dialog)
+
         super().__init__()
         self.path, self.profile, self.text = path, profile, text
         self.targets = targets(text)
@@ -928,6 +946,8 @@ class EditScreen(ModalScreen[str]):
         self._show_current()
 
     def _show_current(self) -> None:
+        from engine.spec.edit import get_setting, key_help
+
         key = self.query_one("#key", Input).value.strip()
         err = self.query_one("#edit-error", Label)
         try:
@@ -951,6 +971,8 @@ class EditScreen(ModalScreen[str]):
 
     @work(thread=True, exclusive=True, group="edit")
     def _save(self, target: str, key: str, value: str) -> None:
+        from engine.spec.edit import set_setting
+
         try:
             set_setting(self.path, target, key, value, self.profile)
         except ConfigError as e:

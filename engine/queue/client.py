@@ -12,7 +12,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from engine.errors import UserError
-from engine.queue import service
 from engine.queue.state import NOT_STARTED, QueueFile, QueueState
 from engine.rundir.progress import RunProgress, follow
 from engine.rundir.run import Run, iter_runs, prepare_runs
@@ -246,6 +245,8 @@ class Queue:
     def _ensure_service(self) -> None:
         if not self.start_service or not self.state.busy():
             return
+        from engine.queue import service  # (its executors: not imported for a first frame)
+
         if service.running_pid(self.runs_dir) is None and time.time() - self._spawned > 5:
             service.spawn(self.runs_dir)
             self._spawned = time.time()
