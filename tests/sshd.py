@@ -127,6 +127,7 @@ LogLevel VERBOSE
         "PYTHONPATH": str(ROOT),
         "DIFFUI_FETCH": "0",
         "DIFFUI_CACHE_DIR": os.environ.get("DIFFUI_CACHE_DIR", str(folder / "cache")),
+        "DIFFUI_CLASSIFIER_EPOCHS": os.environ.get("DIFFUI_CLASSIFIER_EPOCHS", ""),
     }
     python.write_text(
         "#!/bin/sh\n"

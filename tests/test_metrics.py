@@ -40,6 +40,22 @@ def test_classifier_cache_is_reused(fid, monkeypatch):
         assert torch.equal(a, b)
 
 
+def test_the_classifier_epochs_come_from_the_environment(monkeypatch):
+    """$DIFFUI_CLASSIFIER_EPOCHS (fewer epochs for a cheaper classifier in the tests); a bad
+    value is one line, not a classifier trained for 0 epochs."""
+    monkeypatch.setenv("DIFFUI_CLASSIFIER_EPOCHS", "7")
+    assert metrics.classifier_epochs() == 7
+    monkeypatch.setenv("DIFFUI_CLASSIFIER_EPOCHS", "")
+    assert metrics.classifier_epochs() == metrics.EPOCHS == 30
+    for bad in ("0", "x", "-3"):
+        monkeypatch.setenv("DIFFUI_CLASSIFIER_EPOCHS", bad)
+        with pytest.raises(metrics.MetricsError) as e:
+            metrics.load_classifier()
+        assert str(e.value) == (
+            f"$DIFFUI_CLASSIFIER_EPOCHS: expected a positive integer, got {bad!r}"
+        )
+
+
 def test_fid_of_the_reference_against_itself_is_near_zero_and_noise_is_large(fid):
     assert fid.score(fid.reference) == pytest.approx(0.0, abs=1e-2)
     noise = torch.rand((1000, 28, 28), generator=torch.Generator().manual_seed(0))

@@ -30,7 +30,7 @@ from engine.evaluation.fid import load_classifier
 from engine.jobs.worker import execute
 from engine.queue.client import Queue
 from engine.queue.service import running_pid
-from engine.rundir.events import Checkpoint, End, Epoch, Start, Value, latest_by_epoch
+from engine.rundir.events import Checkpoint, End, Epoch, Progress, Start, Value, latest_by_epoch
 from engine.rundir.run import Run, prepare_runs
 from engine.spec.experiments import load_experiments
 from tui.widgets import RunsTable
@@ -480,6 +480,8 @@ def test_a_study_goes_over_ssh_to_the_cluster_with_the_run_it_samples(slurm, log
     remote = tmp_path / "login-node" / "runs"
     assert (remote / "m" / "checkpoint.pt").read_bytes() == run.checkpoint_path.read_bytes()
     assert [e.value for e in folder.events() if isinstance(e, Value)] == [0, 0.5]
+    # the host's worker used the classifier trained here (the same $DIFFUI_CLASSIFIER_EPOCHS)
+    assert not any(isinstance(e, Progress) and e.task == "FID classifier" for e in folder.events())
     assert (folder.path / "events.jsonl").read_bytes() == (
         remote / "studies" / "noise" / "events.jsonl"
     ).read_bytes()

@@ -27,7 +27,7 @@ from engine.queue.executors.base import Job, StartError
 from engine.queue.executors.ssh import SSHExecutor
 from engine.queue.hosts import local_version
 from engine.queue.state import QueueFile
-from engine.rundir.events import Checkpoint, End, Epoch, Start, Value
+from engine.rundir.events import Checkpoint, End, Epoch, Progress, Start, Value
 from engine.rundir.run import Run, prepare_runs
 from engine.spec.experiments import load_experiments
 from engine.spec.sections import HostSpec
@@ -155,6 +155,8 @@ def test_a_study_runs_on_the_host_from_the_run_it_samples(tmp_path, sshd):
     assert (remote / "m" / "checkpoint.pt").read_bytes() == run.checkpoint_path.read_bytes()
     assert lines(folder.events_path) == lines(remote / "studies" / "noise" / "events.jsonl")
     assert [e.value for e in folder.events() if isinstance(e, Value)] == [0, 0.5]
+    # the host's worker used the classifier trained here (the same $DIFFUI_CLASSIFIER_EPOCHS)
+    assert not any(isinstance(e, Progress) and e.task == "FID classifier" for e in folder.events())
     rows = (folder.path / "results.csv").read_text().splitlines()
     assert [r.split(",")[0] for r in rows[1:]] == ["0", "0.5"]
     assert (folder.path / "value-0.5.npy").is_file()

@@ -17,6 +17,7 @@ import fcntl
 import hashlib
 import json
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ from engine.spec.sections import DataSection
 
 CLASSIFIER_VERSION = "lenet-v1"  # bump when the network or its training changes
 MIN_ACCURACY = 0.98
+EPOCHS = 30  # the classifier's training; $DIFFUI_CLASSIFIER_EPOCHS overrides it
 RECOGNISED_QUANTILE = 0.99  # of the reference digits' distances to their class centroid
 BACKBONES = ("lenet", "inception")
 
@@ -122,7 +124,7 @@ def accuracy(clf: Classifier, images: torch.Tensor, labels: torch.Tensor) -> flo
 
 
 def train_classifier(
-    train: datasets.Dataset, epochs: int = 30, seed: int = 0, batch: int = 128, progress=None
+    train: datasets.Dataset, epochs: int = EPOCHS, seed: int = 0, batch: int = 128, progress=None
 ) -> Classifier:
     """``progress(done, total)`` hears of every optimizer step."""
     g = torch.Generator().manual_seed(seed)
@@ -165,13 +167,27 @@ def _data_key(ds: datasets.Dataset) -> str:
     return h.hexdigest()[:16]
 
 
+def classifier_epochs() -> int:
+    """The classifier's training epochs: :data:`EPOCHS`, or ``$DIFFUI_CLASSIFIER_EPOCHS`` (the
+    same network, data and training, fewer or more epochs: for trying a cheaper classifier in
+    the tests). The epochs are part of the cache key, so every process that scores, workers on
+    SSH hosts and in Slurm jobs included, must see the same value (tests/sshd.py passes it)."""
+    value = os.environ.get("DIFFUI_CLASSIFIER_EPOCHS", "").strip()
+    if not value:
+        return EPOCHS
+    if not value.isdigit() or int(value) < 1:
+        raise MetricsError(f"$DIFFUI_CLASSIFIER_EPOCHS: expected a positive integer, got {value!r}")
+    return int(value)
+
+
 def load_classifier(
-    epochs: int = 30, data_cfg: DataSection | None = None, log=None, tasks=None
+    epochs: int | None = None, data_cfg: DataSection | None = None, log=None, tasks=None
 ) -> tuple[Classifier, ClassifierInfo]:
-    """The cached MNIST classifier, trained on first use. Keyed by code version, training
-    settings and the training data itself, so a different data source trains a new one.
-    ``tasks(name)`` gives the ``progress(done, total)`` callback of a long task (see
-    :class:`engine.rundir.events.TaskProgress`)."""
+    """The cached MNIST classifier, trained on first use (``epochs``: :func:`classifier_epochs`
+    when None). Keyed by code version, training settings and the training data itself, so a
+    different data source trains a new one. ``tasks(name)`` gives the ``progress(done, total)``
+    callback of a long task (see :class:`engine.rundir.events.TaskProgress`)."""
+    epochs = classifier_epochs() if epochs is None else epochs
     train = datasets.load_configured(data_cfg, "train", name="mnist")
     key = hashlib.sha256(f"{CLASSIFIER_VERSION}|{epochs}|{_data_key(train)}".encode()).hexdigest()[
         :16
