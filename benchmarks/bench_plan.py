@@ -31,7 +31,12 @@ from engine.jobs.setup import resolve_device  # noqa: E402
 from engine.rundir.events import Epoch, Eval, Progress, Samples  # noqa: E402
 from engine.rundir.progress import summary  # noqa: E402
 from engine.rundir.run import Run, iter_runs  # noqa: E402
-from engine.spec.costs import OVERHEAD_S, run_seconds, sampling_seconds  # noqa: E402
+from engine.spec.costs import (  # noqa: E402
+    OVERHEAD_S,
+    fid_seconds,
+    run_seconds,
+    sampling_seconds,
+)
 
 ONE_OFF = ("FID reference statistics", "FID classifier")  # cached after a machine's first run
 
@@ -73,7 +78,7 @@ def main() -> int:
     )
     table = Table(title="plan estimate against measured wall time (s)")
     cols = ("run", "estimate", "measured", "ratio", "est. epochs", "epochs", "est. sampling")
-    for col in (*cols, "sampling", "scoring", "one-off", "epoch max/min"):
+    for col in (*cols, "sampling", "est. scoring", "scoring", "one-off", "epoch max/min"):
         table.add_column(col, justify="left" if col == "run" else "right")
     ratios, total_est, total_measured, left_out = {}, 0.0, 0.0, []
     fresh: set[str] = set()
@@ -88,19 +93,22 @@ def main() -> int:
             cache.entries.pop(key, None)
             fresh.add(key)
         cal = cache.local(spec)
-        est, measured = run_seconds(spec, cal), p.elapsed()
+        cache.count_images(spec)
+        est = run_seconds(spec, cal, available=cache.images("local", spec))
+        measured = p.elapsed()
         epochs, scoring, one_off = measured_parts(run)
-        sampling = sampling_seconds(spec, cal)
+        sampling = sampling_seconds(spec, cal) - fid_seconds(spec)
         spread = max(p.epoch_seconds) / min(p.epoch_seconds) if p.epoch_seconds else 0.0
         table.add_row(
             run.name,
             f"{est:.0f}",
             f"{measured:.0f}",
             f"{est / measured:.2f}",
-            f"{est - sampling - OVERHEAD_S:.0f}",
+            f"{est - sampling - fid_seconds(spec) - OVERHEAD_S:.0f}",
             f"{epochs:.0f}",
             f"{sampling:.0f}",
             f"{measured - epochs - scoring - one_off - OVERHEAD_S:.0f}",
+            f"{fid_seconds(spec):.0f}",
             f"{scoring:.0f}",
             f"{one_off:.0f}",
             f"{spread:.2f}",

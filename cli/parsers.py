@@ -299,4 +299,10 @@ def plan_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", help="a named profile of the file, e.g. quick")
     p.add_argument("--host", help="everything on this host ('local' or a [hosts] table)")
     p.add_argument("--jobs", type=int, default=1, help="runs at once here (default 1)")
+    p.add_argument(
+        "--recalibrate",
+        action="store_true",
+        help="measure this machine's calibrations of the file's runs again (e.g. the cached "
+        "ones were measured on a busy machine)",
+    )
     return p

@@ -273,8 +273,6 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     """``diffui plan``: each job's estimated wall time on each allowed host, the total and the
     critical path (:mod:`engine.jobs.plan`; calibrating a network here takes seconds)."""
-    from rich.table import Table
-
     from engine.jobs import plan
     from engine.rundir.run import RunError
     from engine.spec.experiments import override_host
@@ -284,29 +282,60 @@ def cmd_plan(args: argparse.Namespace) -> int:
     experiments = load_experiments(file, args.profile)
     override_host(experiments, [*experiments.runs, *experiments.studies], args.host)
     try:
+        cache = plan.CalibrationCache()
+        for run in experiments.runs if args.recalibrate else []:
+            cache.forget(run)
         jobs, per_host, critical = plan.plan_jobs(
             experiments.runs,
             experiments.studies,
-            plan.CalibrationCache(),
+            cache,
             plan.host_slots(experiments.hosts, args.jobs),
         )
     except (RunError, RuntimeError) as e:  # a precision or device this machine cannot do
         raise UserError(f"{file}: {e}") from None
-    hosts = sorted({h for est in per_host.values() for h in est}, key=lambda h: h != "local")
-    table = Table(title=f"{file}" + (f", profile {args.profile}" if args.profile else ""))
-    for col in ("job", *hosts, "starts", "ends"):
-        table.add_column(col, justify="left" if col == "job" else "right")
-    for job in jobs:
-        cells = [
-            plan.fmt_seconds(per_host[job.name][h]) if h in per_host[job.name] else ""
-            for h in hosts
-        ]
-        table.add_row(job.name, *cells, plan.fmt_seconds(job.start), plan.fmt_seconds(job.end))
-    Console().print(table)
+    title = f"{file}" + (f", profile {args.profile}" if args.profile else "")
+    Console().print(plan_table(title, jobs, per_host, [*experiments.runs, *experiments.studies]))
     total = sum(j.seconds or 0.0 for j in jobs)
     missing = [j.name for j in jobs if j.seconds is None]
+    for source in sorted(set(cache.fallbacks.values())):
+        names = ", ".join(n for n, s in cache.fallbacks.items() if s == source)
+        print(
+            f"note: {names} counted on the training images of {source} here (what it would "
+            "train on now; the full MNIST's 60,000 after 'diffui data fetch')"
+        )
+    for name, (load, cores) in cache.busy_runs.items():
+        print(
+            f"note: {name} was calibrated at load {load:.1f} on {cores} cores: its estimate is "
+            "that load's ('diffui plan --recalibrate' measures it again)"
+        )
     print(
-        f"total {plan.fmt_seconds(total)} of work; critical path {plan.fmt_seconds(critical)}"
+        f"total {plan.duration_text(total)} of work; "
+        f"critical path {plan.duration_text(critical)}"
         + (f"; not calibrated: {', '.join(missing)}" if missing else "")
     )
     return 0
+
+
+def plan_table(title: str, jobs: list, per_host: dict, specs: list):
+    """``diffui plan``'s table: each job's estimate on each host, what of it is FID scoring,
+    and its start and end on the slots."""
+    from rich.table import Table
+
+    from engine.jobs import plan
+    from engine.spec.specs import RunSpec
+
+    hosts = sorted({h for est in per_host.values() for h in est}, key=lambda h: h != "local")
+    by_name = {s.name: s for s in specs}
+    table = Table(title=title)
+    for col in ("job", *hosts, "of it FID", "starts", "ends"):
+        table.add_column(col, justify="left" if col == "job" else "right")
+    for job in jobs:
+        cells = [
+            plan.duration_text(per_host[job.name][h]) if h in per_host[job.name] else ""
+            for h in hosts
+        ]
+        spec = by_name[job.name]
+        fid = plan.fid_seconds(spec) if isinstance(spec, RunSpec) else plan.study_fid_seconds(spec)
+        starts, ends = (plan.duration_text(t) for t in (job.start, job.end))
+        table.add_row(job.name, *cells, plan.duration_text(fid), starts, ends)
+    return table

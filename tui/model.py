@@ -14,8 +14,10 @@ import time
 from pathlib import Path
 
 from engine.queue.client import Queue
+from engine.queue.expected import Expected, expected_times
 from engine.rundir.run import Run
 from engine.spec.checks import ConfigError
+from engine.spec.costs import CalibrationCache
 from engine.spec.experiments import Experiments, load_experiments, parse_experiments
 from tui.history import Grid, RunHistory
 from tui.messages import RunEvents, Snapshot
@@ -28,6 +30,7 @@ class Poller:
     to call from any thread."""
 
     RESCAN_EVERY = 2.0  # seconds between looks for run folders another diffui made
+    EXPECT_EVERY = 2.0  # seconds between two reckonings of the queued runs' expected times
 
     def __init__(self, queue: Queue, runs_dir: Path):
         self.queue = queue
@@ -38,6 +41,7 @@ class Poller:
         self._histories: dict[str, RunHistory] = {}
         self._lock = threading.Lock()
         self._scanned = 0.0
+        self._expected: tuple[float, dict[str, Expected]] = (0.0, {})  # (as of, expected times)
         self.here = socket.gethostname()  # "local" in the where column
 
     def subscribe(
@@ -90,10 +94,11 @@ class Poller:
                     n: self.queue.state.where_text(n, p.host, self.here)
                     for n, p in progress.items()
                 }
+                now, expected = self._expected_times()
         except OSError as e:  # a run folder we cannot read: say so, keep following the rest
             problem = f"error: following the runs: {e}"
             progress, queued, jobs, paused = {}, [], self.queue.jobs, self.queue.paused
-            queue_error, where = "", {}
+            queue_error, where, now, expected = "", {}, time.time(), {}
         planned = list(self.planned)
         with self._lock:
             subs = list(self._subs.items())
@@ -101,8 +106,33 @@ class Poller:
             if snapshots:
                 self._post(
                     target,
-                    Snapshot(progress, queued, jobs, paused, planned, problem, queue_error, where),
+                    Snapshot(
+                        progress,
+                        queued,
+                        jobs,
+                        paused,
+                        planned,
+                        problem,
+                        queue_error,
+                        where,
+                        expected,
+                        now,
+                    ),
                 )
+
+    def _expected_times(self) -> tuple[float, dict[str, Expected]]:
+        """The queued and running runs' expected times (under the queue's lock), reckoned
+        again every :data:`EXPECT_EVERY` seconds from the calibrations cached on disk (never
+        calibrating: that is ``diffui plan``'s), with the time they are as of."""
+        now = time.time()
+        if now - self._expected[0] >= self.EXPECT_EVERY:
+            runs = {run.name: run for run in self.queue.runs}
+            cache = CalibrationCache()
+            self._expected = (
+                now,
+                expected_times(self.queue.state, runs, self.queue.progress, cache, now),
+            )
+        return self._expected
 
     def _feed(self, subs) -> None:
         """Read the new events of every run (so that a screen opening on one has its history at

@@ -14,6 +14,7 @@ from textual.widgets import Header, Static
 from engine.data.notes import fallback_note
 from engine.rundir.progress import why
 from engine.rundir.run import is_study
+from engine.text import format_seconds
 from tui.messages import Snapshot
 from tui.screens import CompareScreen
 from tui.widgets import KeyBar, RunsTable
@@ -51,6 +52,19 @@ RUNS_ACTIONS = [
         "queue a sampling study of the experiments file on the selected finished run",
     ),
 ]
+
+
+def done_text(m: Snapshot) -> str:
+    """The queue line's expected end of the queue: when its last queued or running run is
+    expected to end (a paused queue's: how long once started), from the cached calibrations;
+    "" when some end is not known (a run never calibrated on its host: ``diffui plan``)."""
+    names = [n for n in m.queued if n in m.progress]
+    names += [n for n, p in m.progress.items() if p.state == "running" and n not in names]
+    ends = [m.expected[n].end if n in m.expected else None for n in names]
+    if not ends or any(e is None for e in ends):
+        return ""
+    last = format_seconds(max(e or 0.0 for e in ends))
+    return f" · all done in about {last}" + (" once started" if m.paused else "")
 
 
 class RunsScreen(Screen):
@@ -106,6 +120,7 @@ class RunsScreen(Screen):
         self.query_one("#queue-line", Static).update(
             f"queue {state} · {message.jobs} at once · {running} running · "
             f"{len(message.queued)} queued"
+            + done_text(message)
             + (
                 f" · {hidden} other run folder{'s' * (hidden != 1)} hidden (--only)"
                 if hidden
@@ -119,7 +134,8 @@ class RunsScreen(Screen):
         if m is not None:
             shown = self.app.shown
             progress = {n: p for n, p in m.progress.items() if shown(n)}
-            self.table.show(progress, [n for n in m.queued if shown(n)], m.where, m.planned)
+            queued = [n for n in m.queued if shown(n)]
+            self.table.show(progress, queued, m.where, m.planned, m.now or None, m.expected)
             self._show_why()
             self._show_data_note(progress)
 

@@ -31,6 +31,7 @@ from textual.widgets import (
     Static,
 )
 from textual.widgets.option_list import Option, OptionDoesNotExist
+from textual.worker import Worker, WorkerState
 
 from engine.data.notes import fallback_note
 from engine.rundir.estimates import Estimate
@@ -44,9 +45,10 @@ from engine.rundir.progress import (
     why,
 )
 from engine.spec.checks import ConfigError
+from engine.spec.costs import CalibrationCache
 from engine.spec.sections import STUDY_VALUE
 from engine.spec.specs import RunSpec, StudySpec, spec_from_toml
-from engine.text import fmt
+from engine.text import fmt, format_seconds
 from tui.history import Grid
 from tui.messages import RunEvents, Snapshot
 from tui.widgets import GridView, KeyBar
@@ -745,22 +747,45 @@ def train_images(spec: RunSpec) -> int:
     return n - round(n * spec.data.val_fraction)
 
 
-def pick_cost(picked: list[RunSpec], total: int) -> str:
-    """The pick dialog's line: how many runs are ticked and what they cost (epochs x images)."""
+def pick_cost(
+    picked: list[RunSpec], total: int, estimates: dict[str, float | None] | None = None
+) -> str:
+    """The pick dialog's line: how many runs are ticked and what they cost: ``diffui plan``'s
+    estimate of their wall time (the sum, from ``estimates``: seconds by run, None for a run
+    never calibrated on its host; not read yet when None) and epochs x images."""
     if not picked:
         return f"nothing ticked of {total} runs: space ticks one, a ticks all"
     epochs = sum(s.training.epochs for s in picked)
     images = sum(s.training.epochs * train_images(s) for s in picked)
     return (
-        f"{len(picked)} of {total} runs ticked · {epochs:,} epochs in all · "
+        f"{len(picked)} of {total} runs ticked · "
+        + wall_time_text([s.name for s in picked], estimates)
+        + f"{epochs:,} epochs in all · "
         f"{count_text(images)} training images through the network (epochs x images)"
     )
 
 
+def wall_time_text(names: list[str], estimates: dict[str, float | None] | None) -> str:
+    """ "about 1:05:00 of work · ", what of it is known, or that nothing is calibrated."""
+    if estimates is None:
+        return ""
+    known = [estimates[n] for n in names if estimates.get(n) is not None]
+    missing = [n for n in names if estimates.get(n) is None]
+    if not known:
+        return "time not estimated (not calibrated: diffui plan) · "
+    text = f"about {format_seconds(sum(s or 0.0 for s in known))} of work"
+    if missing:
+        left = ", ".join(missing[:2]) + (
+            f" and {len(missing) - 2} more" if len(missing) > 2 else ""
+        )
+        text += f" for {len(known)} of them ({left} not calibrated: diffui plan)"
+    return text + " · "
+
+
 def count_text(n: float) -> str:
     """1,234 / 12.3k / 4.5M."""
-    for size, unit in ((1e9, "G"), (1e6, "M"), (1e4, "k")):
-        if n >= size:
+    for size, unit, least in ((1e9, "G", 1e9), (1e6, "M", 1e6), (1e3, "k", 1e4)):
+        if n >= least:
             return f"{n / size:.1f}{unit}"
     return f"{n:,.0f}"
 
@@ -768,7 +793,9 @@ def count_text(n: float) -> str:
 class PickScreen(ModalScreen[list[str]]):
     """Pick runs of the experiments file to queue (a sweep lists each of its runs). Nothing is
     ticked at first (with ``diffui --only``: the runs it names); a line under the list says how
-    many runs are ticked and what they cost before enter queues them."""
+    many runs are ticked and what they cost before enter queues them: ``diffui plan``'s
+    estimate of their wall time on their first host, from the calibrations cached on disk (read
+    off the event loop; the dialog never calibrates), and epochs x images."""
 
     BINDINGS = [
         Binding("enter", "submit", "queue", priority=True, tooltip="queue the ticked runs"),
@@ -781,6 +808,22 @@ class PickScreen(ModalScreen[list[str]]):
     def __init__(self, specs: list[RunSpec], states: dict[str, str], ticked=()):
         super().__init__()
         self.specs, self.states, self.ticked = specs, states, set(ticked)
+        self.estimates: dict[str, float | None] | None = None  # seconds by run, once read
+
+    def on_mount(self) -> None:
+        self.read_estimates()
+
+    @work(thread=True, exclusive=True, group="estimates")
+    def read_estimates(self) -> dict[str, float | None]:
+        """Each run's estimate on its first host from the cached calibrations (a file read,
+        on a worker thread; its result comes back in :meth:`on_worker_state_changed`)."""
+        cache = CalibrationCache()
+        return {s.name: cache.run_estimate(s.host[0], s) for s in self.specs}
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker.group == "estimates" and event.state == WorkerState.SUCCESS:
+            self.estimates = event.worker.result
+            self.query_one("#pick-cost", Label).update(self.cost())
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
@@ -800,7 +843,8 @@ class PickScreen(ModalScreen[list[str]]):
         ticked = set(self.ticked)
         if self.is_mounted:
             ticked = set(self.query_one(TickList).selected)
-        return pick_cost([s for s in self.specs if s.name in ticked], len(self.specs))
+        picked = [s for s in self.specs if s.name in ticked]
+        return pick_cost(picked, len(self.specs), self.estimates)
 
     def on_selection_list_selected_changed(self, event: SelectionList.SelectedChanged) -> None:
         self.query_one("#pick-cost", Label).update(self.cost())

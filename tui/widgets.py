@@ -77,16 +77,23 @@ class RunsTable(DataTable):
         where: dict[str, str],
         planned: list[str] = (),
         now: float | None = None,
+        expected: dict | None = None,
     ) -> None:
         """Redraw from a progress snapshot: the queued runs in queue order, then the runs of
         the experiments file (``planned``) in its order, then other run folders by name. A run
-        of the file with no folder yet shows as not queued. Cells change in place; when runs
-        come, go or change order, the rows are rebuilt with the cursor kept on the same run."""
+        of the file with no folder yet shows as not queued. A queued run's eta is its expected
+        end (``expected``: :func:`engine.queue.expected.expected_times` as of ``now``). Cells
+        change in place; when runs come, go or change order, the rows are rebuilt with the
+        cursor kept on the same run."""
         now = now or time.time()
         order = list(dict.fromkeys([*queued, *planned, *sorted(progress)]))
         rows = {
             name: self._cells(
-                progress.get(name) or RunProgress(name), queued, where.get(name, ""), now
+                progress.get(name) or RunProgress(name),
+                queued,
+                where.get(name, ""),
+                now,
+                (expected or {}).get(name),
             )
             for name in order
         }
@@ -103,9 +110,13 @@ class RunsTable(DataTable):
         if keep in order:
             self.move_cursor(row=order.index(keep))
 
-    def _cells(self, p: RunProgress, queued: list[str], where: str, now: float) -> list[str]:
+    def _cells(
+        self, p: RunProgress, queued: list[str], where: str, now: float, expected=None
+    ) -> list[str]:
         q = queued.index(p.name) if p.name in queued else None
         eta = p.task_eta(now) if p.task else p.eta()
+        if q is not None and p.state != "running" and expected is not None and expected.end:
+            eta = expected.end  # (seconds from the snapshot's now)
         return [
             ("● " if p.name in self.marked else "") + p.name,
             status_text(p, q),

