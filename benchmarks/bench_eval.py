@@ -1,7 +1,9 @@
 """One evaluation pass of a trained run: N samples with DDIM-S, DPM-Solver++ at 10, 20 and 50
 steps and DDPM-T (a morph run: direct, and iterative-S with either latent setting), timed, and
-the FID (with its floor and class entropy) each gives. A Gaussian run ends with lines
-``ratio dpm++-K: X`` (DDPM-T seconds / DPM-Solver++-K seconds) and ``fid dpm++-K: F (ddpm: G)``.
+the FID with its bootstrap interval, KID, the floor and the class entropy each gives. A Gaussian
+run ends with lines ``ratio dpm++-K: X`` (DDPM-T seconds / DPM-Solver++-K seconds),
+``fid dpm++-K: F [lo, hi] (ddpm: G [lo, hi])`` and ``recommend: dpm++-K``, the fewest steps
+whose FID interval overlaps DDPM-T's (``recommend: none`` when no interval does).
 
     python benchmarks/bench_eval.py RUN_DIR [--n 1000] [--steps 50] [--dpm-steps 10,20,50]
                                     [--device auto|cpu|cuda]
@@ -24,7 +26,7 @@ from rich.table import Table  # noqa: E402
 
 from engine.data import datasets as data  # noqa: E402
 from engine.diffusion import samplers  # noqa: E402
-from engine.evaluation.fid import FID, entropy_bits  # noqa: E402
+from engine.evaluation.fid import FID, score_samples  # noqa: E402
 from engine.jobs.checkpoints import load_model  # noqa: E402
 from engine.jobs.setup import resolve_device  # noqa: E402
 from engine.rundir.run import Run  # noqa: E402
@@ -48,13 +50,14 @@ def main() -> int:
     device = resolve_device(args.device)
     model, deg = load_model(run, str(device))
     fid = FID("lenet", run.spec().data)
-    console = Console()
+    console = Console(width=max(Console().width, 120))  # the table whole in a log file too
     console.print(
         f"run {run.name} ({run.spec().network.kind}, {deg.T} steps) | device {device}"
         f" | torch {torch.__version__} | threads {torch.get_num_threads()} | N = {args.n}"
     )
     table = Table(title=f"evaluation pass, N = {args.n}")
-    for col in ("sampler", "sampling s", "scoring s", "FID", "floor", "class entropy (bits)"):
+    level = "FID [95% interval]"
+    for col in ("sampler", "sampling s", "scoring s", level, "KID ± sd", "floor", "entropy (bits)"):
         table.add_column(col, justify="right")
     if run.spec().degradation == "morph":
         cases = [("direct", "")] + [("iterative", latent) for latent in MORPH_LATENTS]
@@ -74,21 +77,37 @@ def main() -> int:
             torch.cuda.synchronize()
         t1 = time.perf_counter()
         x = data.from_model(imgs.float().cpu())[:, 0]
-        score, floor = fid.score(x), fid.floor(len(x))
-        ent = entropy_bits(fid.class_histogram(x))
+        s = score_samples(fid, x)
         t2 = time.perf_counter()
-        seconds[case], fids[case] = t1 - t0, score
+        seconds[case], fids[case] = t1 - t0, s
         name = samplers.describe(sampler, steps, deg.T) + (f" ({latent} latent)" if latent else "")
         table.add_row(
-            name, f"{t1 - t0:.1f}", f"{t2 - t1:.1f}", f"{score:.2f}", f"{floor:.2f}", f"{ent:.2f}"
+            name,
+            f"{t1 - t0:.1f}",
+            f"{t2 - t1:.1f}",
+            _fid(s),
+            f"{s.kid:.3g} ± {s.kid_std:.2g}",
+            f"{s.floor:.2f}",
+            f"{s.entropy:.2f}",
         )
     console.print(table)
-    for case in seconds:
-        if case.startswith("dpm++") and "ddpm" in seconds:
+    dpm = [case for case in seconds if case.startswith("dpm++")]
+    if dpm and "ddpm" in seconds:
+        ref = fids["ddpm"]
+        for case in dpm:
             k = case.partition(":")[2]
             print(f"ratio dpm++-{k}: {seconds['ddpm'] / seconds[case]:.1f}")
-            print(f"fid dpm++-{k}: {fids[case]:.2f} (ddpm: {fids['ddpm']:.2f})")
+            print(f"fid dpm++-{k}: {_fid(fids[case])} (ddpm: {_fid(ref)})")
+        equal = [
+            c for c in dpm if fids[c].fid_low <= ref.fid_high and ref.fid_low <= fids[c].fid_high
+        ]
+        best = min(equal, key=lambda c: int(c.partition(":")[2]), default=None)
+        print(f"recommend: {best.replace(':', '-') if best else 'none'}")
     return 0
+
+
+def _fid(s) -> str:
+    return f"{s.fid:.2f} [{s.fid_low:.2f}, {s.fid_high:.2f}]"
 
 
 if __name__ == "__main__":
