@@ -303,10 +303,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
             f"note: {names} counted on the training images of {source} here (what it would "
             "train on now; the full MNIST's 60,000 after 'diffui data fetch')"
         )
-    for name, (load, cores) in cache.busy_runs.items():
+    for name, doubt in cache.doubts.items():
         print(
-            f"note: {name} was calibrated at load {load:.1f} on {cores} cores: its estimate is "
-            "that load's ('diffui plan --recalibrate' measures it again)"
+            f"note: {name} was {doubt}: its estimate may be slower than this machine idle "
+            "('diffui plan --recalibrate' on an idle machine measures it again)"
         )
     print(
         f"total {plan.duration_text(total)} of work; "

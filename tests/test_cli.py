@@ -647,9 +647,17 @@ def test_plan_calibrates_a_network_once_per_host_and_device(tmp_path, monkeypatc
 
     again.put(key, cal, load=6.0, cores=2, threads=1)  # measured on a busy machine
     assert main(["plan", str(f)]) == 0
-    assert "note: tiny was calibrated at load 6.0 on 2 cores: its estimate is that load's " in (
+    assert "note: tiny was calibrated at load 6.0 on 2 cores: its estimate may be slower " in (
         capsys.readouterr().out
     )
+    again.put(key, cal)  # by an older diffui, which did not record the load
+    assert main(["plan", str(f)]) == 0
+    assert "note: tiny was calibrated without a record of the machine's load: " in (
+        capsys.readouterr().out
+    )
+    again.put(key, cal, load=0.4, cores=2, threads=2)  # an idle machine: nothing to say
+    assert main(["plan", str(f)]) == 0
+    assert "note: tiny was" not in capsys.readouterr().out
     fresh = plan.Calibration(train_s=1.0, eval_s=1.0)
     monkeypatch.setattr(plan, "calibrate", lambda *a: fresh)
     assert main(["plan", str(f), "--recalibrate"]) == 0

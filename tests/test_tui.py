@@ -239,7 +239,7 @@ async def test_the_pick_dialog_and_the_runs_view_show_the_plans_times(tmp_path, 
     linear, cosine = load_experiments(tmp_path / "exp.toml").runs
     cache = CalibrationCache()
     cal = Calibration(train_s=0.01, eval_s=0.001, call_s=0.1)
-    cache.put(calibration_key("local", "cpu", linear), cal)
+    cache.put(calibration_key("local", "cpu", linear), cal, load=0.5, cores=2, threads=2)
     t = cache.run_estimate("local", linear)
     assert t == pytest.approx(103.336)  # 10 s to start, 4 epochs, grids and FIDs, strip, scoring
     app = make_app(tmp_path / "exp.toml", tmp_path / "runs")
@@ -254,12 +254,15 @@ async def test_the_pick_dialog_and_the_runs_view_show_the_plans_times(tmp_path, 
             "(epochs x images)"
         )
         await pilot.press("escape")
-        cache.put(calibration_key("local", "cpu", cosine), cal)
+        cache.put(calibration_key("local", "cpu", cosine), cal, load=3.0, cores=2, threads=1)
         t2 = t + cache.run_estimate("local", cosine)
         await pilot.press("a")
         await estimates_read(pilot, app)
         await pilot.press("a")
-        total = f"2 of 2 runs ticked · about {format_seconds(t2)} of work · 8 epochs"
+        total = (
+            f"2 of 2 runs ticked · about {format_seconds(t2)} of work (ddpm-cosine calibrated "
+            "under load or by an older diffui: diffui plan --recalibrate) · 8 epochs"
+        )
         assert pick_lines(app)[2].startswith(total)
         await pilot.press("enter")  # queued in a paused queue
         line = app.screen.query_one("#queue-line")

@@ -748,38 +748,54 @@ def train_images(spec: RunSpec) -> int:
 
 
 def pick_cost(
-    picked: list[RunSpec], total: int, estimates: dict[str, float | None] | None = None
+    picked: list[RunSpec],
+    total: int,
+    estimates: dict[str, float | None] | None = None,
+    doubts: dict[str, str] | None = None,
 ) -> str:
     """The pick dialog's line: how many runs are ticked and what they cost: ``diffui plan``'s
     estimate of their wall time (the sum, from ``estimates``: seconds by run, None for a run
-    never calibrated on its host; not read yet when None) and epochs x images."""
+    never calibrated on its host; not read yet when None; ``doubts``: the runs whose
+    calibration may be slow, :meth:`engine.spec.costs.CalibrationCache.doubt`) and epochs x
+    images."""
     if not picked:
         return f"nothing ticked of {total} runs: space ticks one, a ticks all"
     epochs = sum(s.training.epochs for s in picked)
     images = sum(s.training.epochs * train_images(s) for s in picked)
     return (
         f"{len(picked)} of {total} runs ticked · "
-        + wall_time_text([s.name for s in picked], estimates)
+        + wall_time_text([s.name for s in picked], estimates, doubts or {})
         + f"{epochs:,} epochs in all · "
         f"{count_text(images)} training images through the network (epochs x images)"
     )
 
 
-def wall_time_text(names: list[str], estimates: dict[str, float | None] | None) -> str:
-    """ "about 1:05:00 of work · ", what of it is known, or that nothing is calibrated."""
+def wall_time_text(
+    names: list[str], estimates: dict[str, float | None] | None, doubts: dict[str, str]
+) -> str:
+    """ "about 1:05:00 of work · ", what of it is known, or that nothing is calibrated, and
+    how many of the known were calibrated on a busy machine or without a record of its load."""
     if estimates is None:
         return ""
-    known = [estimates[n] for n in names if estimates.get(n) is not None]
+    known = [n for n in names if estimates.get(n) is not None]
     missing = [n for n in names if estimates.get(n) is None]
     if not known:
         return "time not estimated (not calibrated: diffui plan) · "
-    text = f"about {format_seconds(sum(s or 0.0 for s in known))} of work"
+    text = f"about {format_seconds(sum(estimates[n] or 0.0 for n in known))} of work"
     if missing:
-        left = ", ".join(missing[:2]) + (
-            f" and {len(missing) - 2} more" if len(missing) > 2 else ""
+        text += f" for {len(known)} of them ({_some(missing)} not calibrated: diffui plan)"
+    doubted = [n for n in known if n in doubts]
+    if doubted:
+        text += (
+            f" ({_some(doubted)} calibrated under load or by an older diffui: "
+            "diffui plan --recalibrate)"
         )
-        text += f" for {len(known)} of them ({left} not calibrated: diffui plan)"
     return text + " · "
+
+
+def _some(names: list[str]) -> str:
+    """ "a, b and 3 more"."""
+    return ", ".join(names[:2]) + (f" and {len(names) - 2} more" if len(names) > 2 else "")
 
 
 def count_text(n: float) -> str:
@@ -809,20 +825,25 @@ class PickScreen(ModalScreen[list[str]]):
         super().__init__()
         self.specs, self.states, self.ticked = specs, states, set(ticked)
         self.estimates: dict[str, float | None] | None = None  # seconds by run, once read
+        self.doubts: dict[str, str] = {}  # run -> why its calibration may be slow
 
     def on_mount(self) -> None:
         self.read_estimates()
 
     @work(thread=True, exclusive=True, group="estimates")
-    def read_estimates(self) -> dict[str, float | None]:
-        """Each run's estimate on its first host from the cached calibrations (a file read,
-        on a worker thread; its result comes back in :meth:`on_worker_state_changed`)."""
+    def read_estimates(self) -> tuple[dict[str, float | None], dict[str, str]]:
+        """Each run's estimate on its first host from the cached calibrations, and the doubts
+        about them (a file read, on a worker thread; the result comes back in
+        :meth:`on_worker_state_changed`)."""
         cache = CalibrationCache()
-        return {s.name: cache.run_estimate(s.host[0], s) for s in self.specs}
+        estimates = {s.name: cache.run_estimate(s.host[0], s) for s in self.specs}
+        keys = {s.name: cache.cached_key(s.host[0], s) for s in self.specs}
+        doubts = {n: d for n, k in keys.items() if k and (d := cache.doubt(k))}
+        return estimates, doubts
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.worker.group == "estimates" and event.state == WorkerState.SUCCESS:
-            self.estimates = event.worker.result
+            self.estimates, self.doubts = event.worker.result
             self.query_one("#pick-cost", Label).update(self.cost())
 
     def compose(self) -> ComposeResult:
@@ -844,7 +865,7 @@ class PickScreen(ModalScreen[list[str]]):
         if self.is_mounted:
             ticked = set(self.query_one(TickList).selected)
         picked = [s for s in self.specs if s.name in ticked]
-        return pick_cost(picked, len(self.specs), self.estimates)
+        return pick_cost(picked, len(self.specs), self.estimates, self.doubts)
 
     def on_selection_list_selected_changed(self, event: SelectionList.SelectedChanged) -> None:
         self.query_one("#pick-cost", Label).update(self.cost())

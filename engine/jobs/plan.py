@@ -102,7 +102,7 @@ class CalibrationCache(costs.CalibrationCache):
     def __init__(self, path=None):
         super().__init__(path)
         self.fallbacks: dict[str, str] = {}
-        self.busy_runs: dict[str, tuple[float, int]] = {}  # run -> (load, cores) calibrated at
+        self.doubts: dict[str, str] = {}  # run -> why its calibration may be slow (doubt())
 
     def local(self, spec: RunSpec, host: str = "local") -> Calibration:
         """This machine's calibration of ``spec`` (measured now when not cached, on as many
@@ -120,9 +120,9 @@ class CalibrationCache(costs.CalibrationCache):
             finally:
                 torch.set_num_threads(before)
             self.put(key, cal, load=round(load, 1), cores=cores, threads=threads)
-        busy = self.busy(key)
-        if busy is not None:
-            self.busy_runs[spec.name] = busy
+        doubt = self.doubt(key)
+        if doubt is not None:
+            self.doubts[spec.name] = doubt
         return cal
 
     def forget(self, spec: RunSpec, host: str = "local") -> None:

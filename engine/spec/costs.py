@@ -124,16 +124,18 @@ class CalibrationCache:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.path, json.dumps(self.entries, indent=1, sort_keys=True))
 
-    def busy(self, key: str) -> tuple[float, int] | None:
-        """(load average, cores) when the calibration ``key`` was measured on a busy machine
-        (a load of more than half its cores): its times are those of that load."""
-        entry = self.entries.get(key)
-        if not isinstance(entry, dict):
+    def doubt(self, key: str) -> str | None:
+        """Why the calibration ``key`` may be slower than this machine idle, in words: it was
+        measured on a busy machine (a load of more than half its cores: its times are that
+        load's), or by a diffui that did not record the load; None when neither (or when it is
+        not cached)."""
+        if self.get(key) is None:
             return None
+        entry = self.entries[key]
         load, cores = entry.get("load"), entry.get("cores")
         if not isinstance(load, (int, float)) or not isinstance(cores, int) or cores < 1:
-            return None
-        return (float(load), cores) if load > cores / 2 else None
+            return "calibrated without a record of the machine's load"
+        return f"calibrated at load {load:.1f} on {cores} cores" if load > cores / 2 else None
 
     def images(self, host: str, spec: RunSpec) -> int | None:
         """How many training images the data source of ``spec`` on ``host`` holds, as
@@ -159,12 +161,17 @@ class CalibrationCache:
     def cached(self, host: str, spec: RunSpec) -> Calibration | None:
         """The cached calibration of ``spec`` on ``host`` (its ``training.device``, or for
         ``auto`` a GPU's before the CPU's); None when that host never calibrated it."""
+        key = self.cached_key(host, spec)
+        return None if key is None else self.get(key)
+
+    def cached_key(self, host: str, spec: RunSpec) -> str | None:
+        """The key of :meth:`cached`'s calibration; None when there is none."""
         device = spec.training.device
         devices = (
             DEVICES if device == "auto" else (device, "cuda:0") if device == "cuda" else (device,)
         )
         keys = (calibration_key(host, dev, spec) for dev in devices)
-        return next((c for c in map(self.get, keys) if c is not None), None)
+        return next((k for k in keys if self.get(k) is not None), None)
 
 
 def evaluations(sampler: str, steps: int, T: int) -> int:
