@@ -21,6 +21,7 @@ from tui_runs import STUDY, STUDY_NAME, make_runs, make_study, study_values
 from engine.files import atomic_write_json
 from engine.queue.client import Queue
 from engine.rundir.events import End, Epoch, Start, latest_by_epoch
+from engine.rundir.progress import summary
 from engine.rundir.run import Run, pid_running, prepare_runs
 from engine.spec.checks import ConfigError
 from engine.spec.experiments import load_experiments
@@ -564,9 +565,12 @@ async def test_the_runs_view_counts_fallback_runs_and_the_run_view_says_where_it
         assert line().startswith("on gpu-node-7 (local) · cpu · data: IDX files in /data")
         await until(pilot, lambda: "warning" in line())
         assert line().splitlines()[1] == f"warning: {events}: line {bad}: not JSON (and 1 more)"
-    # 20 bad lines said one by one, then a count of the others
-    many = ["e: line 1: not JSON"] * 20 + ["e: 5 more bad lines"]
-    assert problems_note(many) == "warning: e: line 1: not JSON (and 24 more)"
+    # 20 bad lines are named one by one and the others counted: the note counts them all
+    with open(events, "a") as f:
+        f.write("not json\n" * 25)
+    p = summary(Run(runs_dir / "ddpm-cosine"))
+    assert len(p.problems) == 21 and p.problem_count == 27
+    assert problems_note(p) == f"warning: {events}: line {bad}: not JSON (and 26 more)"
 
 
 async def test_compare_marked_runs(fixed_app):
@@ -911,6 +915,12 @@ async def test_study_view_follows_a_study_value_by_value(tmp_path, monkeypatch):
         assert results(study)["pairwise_distance"] == [
             study_values(k)["pairwise_distance"] for k in range(3)
         ]
+        events = study.events_path
+        bad = len(events.read_text().splitlines()) + 1
+        with open(events, "a") as f:  # a bad line, skipped: the study's line warns of it
+            f.write("not json\n")
+        await until(pilot, lambda: "warning" in str(line.render()))
+        assert str(line.render()).splitlines()[-1] == f"warning: {events}: line {bad}: not JSON"
         await pilot.press("escape")
         assert not isinstance(app.screen, StudyScreen)
 

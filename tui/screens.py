@@ -133,15 +133,13 @@ def epoch_range(*event_lists: list) -> tuple[int, int] | None:
     return (1, max(1, *last)) if last else None
 
 
-def problems_note(problems: list[str]) -> str:
+def problems_note(p: RunProgress | None) -> str:
     """The run view's warning of the bad lines of a run's events.jsonl that were skipped (as
     batch mode and queue status warn of each): the first, and how many more ("" when none)."""
-    if not problems:
+    if p is None or not p.problems:
         return ""
-    counted = problems[-1].rsplit(": ", 1)[-1].split(" ", 1)  # ("5", "more bad lines")
-    beyond = int(counted[0]) - 1 if counted[-1] == "more bad lines" else 0
-    more = len(problems) - 1 + beyond
-    return f"warning: {problems[0]}" + (f" (and {more} more)" if more else "")
+    more = p.problem_count - 1
+    return f"warning: {p.problems[0]}" + (f" (and {more} more)" if more else "")
 
 
 class FollowScreen(Screen):
@@ -163,7 +161,7 @@ class FollowScreen(Screen):
         self.state = ""
         self.image_class = image_class
         self.history = history
-        self.problems: list[str] = []  # bad lines of its events.jsonl, skipped
+        self.problem_note = ""  # the warning of bad lines of its events.jsonl, skipped
 
     def on_mount(self) -> None:
         self.sub_title = self.run_name
@@ -194,8 +192,8 @@ class FollowScreen(Screen):
             self.where = where
             self.where_changed()
         p = message.progress.get(self.run_name)
-        if p is not None and p.problems != self.problems:
-            self.problems = p.problems
+        if p is not None and problems_note(p) != self.problem_note:
+            self.problem_note = problems_note(p)
             self.where_changed()
         state = p and (f"{p.state}: {why(p)}" if why(p) else p.state)
         if p is not None and state != self.state:
@@ -296,7 +294,7 @@ class RunScreen(FollowScreen):
 
     def _run_line(self) -> None:
         start = next((e for e in reversed(self.events) if isinstance(e, Start)), None)
-        note = problems_note(self.problems)
+        note = self.problem_note
         line = run_line(start, self.where) + (f"\n{note}" if note else "")
         self.query_one("#run-line", Static).update(line)
 
@@ -495,6 +493,9 @@ class StudyScreen(FollowScreen):
             rows.append([("▶ " if v == current else "") + f"{v:g}", *cells])
         return rows
 
+    def where_changed(self) -> None:
+        self._show_line()
+
     def _show_line(self) -> None:
         """The study's line, the table of numbers and the grid of the value shown."""
         if self.spec is None:
@@ -517,7 +518,8 @@ class StudyScreen(FollowScreen):
         )
 
     def line(self) -> str:
-        """The study's line: kind, run, n, sampler, and where it is."""
+        """The study's line: kind, run, n, sampler, and where it is (and under it the warning
+        of bad lines in its events.jsonl)."""
         spec, p = self.spec, self.progress
         what = STUDY_VALUE.get(spec.kind, "value")
         sampler = (
@@ -542,7 +544,7 @@ class StudyScreen(FollowScreen):
         elif p is not None:
             q = self.queued.index(self.run_name) if self.run_name in self.queued else None
             parts.append(status_text(p, q) + (f": {p.detail}" if p.detail else ""))
-        return " · ".join(parts)
+        return " · ".join(parts) + (f"\n{self.problem_note}" if self.problem_note else "")
 
 
 class CompareScreen(Screen):

@@ -409,6 +409,11 @@ class EventReader:
         more = [f"{self.path}: {self._more} more bad lines"] if self._more else []
         return self._problems + more
 
+    @property
+    def problem_count(self) -> int:
+        """How many problems there were, those beyond :data:`MAX_PROBLEMS` too."""
+        return len(self._problems) + self._more
+
     def _problem(self, text: str, once: bool = False) -> None:
         line = f"{self.path}: {text}"
         if once and line in self._problems:

@@ -48,6 +48,7 @@ class RunProgress:
     wall_seconds: float = 0.0  # time in attempts that have ended
     last_time: float | None = None  # time of the latest event
     problems: list[str] = field(default_factory=list)  # bad lines of events.jsonl
+    problem_count: int = 0  # how many: the count, not only those named
     reader: EventReader | None = field(default=None, repr=False, compare=False)
     _open: bool = False  # an attempt has started and not ended
 
@@ -202,7 +203,7 @@ def follow(run, prog: RunProgress) -> RunProgress:
     reader = prog.reader
     for e in reader.read():
         prog.fold(e)
-    prog.problems = reader.problems
+    prog.problems, prog.problem_count = reader.problems, reader.problem_count
     st = run.status()
     prog.state, prog.detail, prog.host = st.state, st.detail, st.host
     return prog
