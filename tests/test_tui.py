@@ -273,6 +273,32 @@ async def test_the_pick_dialog_and_the_runs_view_show_the_plans_times(tmp_path, 
         assert cell(app, "ddpm-cosine", "ETA") == format_seconds(t2)
 
 
+async def test_a_narrow_runs_table_hides_its_least_needed_columns(tmp_path):
+    """At 80 columns, with a study's long name, the table hides train, where and elapsed (in
+    that order) rather than cut the columns on its right; they come back when the terminal
+    widens, with the cursor on the same run."""
+    runs_dir = tmp_path / "runs"
+    make_runs(runs_dir)
+    shutil.copytree(runs_dir / "ddpm-linear", runs_dir / "studies" / "morph-cosine-interpolation")
+    app = make_app(tmp_path / "missing.toml", runs_dir)
+    every = ["run", "status", "epoch", "train", "val", "FID", "elapsed", "ETA", "where"]
+    columns = lambda: [str(c.label) for c in app.query_one(RunsTable).columns.values()]  # noqa: E731
+    async with app.run_test(size=(140, 30)) as pilot:
+        await until(pilot, lambda: app.query_one(RunsTable).row_count == 3)
+        assert columns() == every
+        await select_row(pilot, app, "ddpm-cosine")
+        await pilot.resize_terminal(80, 24)
+        await until(pilot, lambda: "train" not in columns())
+        assert columns() == ["run", "status", "epoch", "val", "FID", "ETA"]
+        table = app.query_one(RunsTable)
+        assert sum(c.get_render_width(table) for c in table.columns.values()) <= 78
+        assert table.selected() == "ddpm-cosine" and cell(app, "ddpm-cosine", "FID") != ""
+        await pilot.resize_terminal(140, 30)
+        await until(pilot, lambda: columns() == every)
+        assert table.selected() == "ddpm-cosine"
+        assert cell(app, "ddpm-cosine", "elapsed") not in ("", "-")
+
+
 async def test_only_restricts_the_ui_to_the_runs_it_names(tmp_path):
     """diffui --only NAME: the runs view shows that run alone (a line counts the folders left
     out) and the pick dialog offers it, ticked."""

@@ -48,17 +48,55 @@ def image_widget_class(
 
 class RunsTable(DataTable):
     """Every run of the experiments file and of the runs folder: its state, progress and latest
-    numbers. Space marks runs for the compare view."""
+    numbers (the columns that fit: the least needed are hidden first when the table is
+    narrow). Space marks runs for the compare view."""
 
     COLUMNS = ("run", "status", "epoch", "train", "val", "FID", "elapsed", "ETA", "where")
+    # hidden in this order while the table is narrower than its cells (the rest always shown)
+    HIDE_FIRST = ("train", "where", "elapsed", "epoch")
 
     def __init__(self, **kw):
         super().__init__(cursor_type="row", zebra_stripes=True, **kw)
         self.marked: set[str] = set()
+        self.shown: tuple[str, ...] = self.COLUMNS
+        self.cells: dict[str, list[str]] = {}  # every column's cell of each row, shown or not
 
     def on_mount(self) -> None:
-        for col in self.COLUMNS:
+        for col in self.shown:
             self.add_column(col, key=col)
+
+    def on_resize(self) -> None:
+        self._fit(self.cells)
+
+    def _fit(self, rows: dict[str, list[str]]) -> bool:
+        """Show the columns that fit the table's width (:data:`HIDE_FIRST`); True when the
+        columns changed (and the table was emptied to be filled again)."""
+        room = self.size.width - 2  # (a vertical scrollbar)
+        widths = {
+            col: max([len(col), *(len(cells[i]) for cells in rows.values())])
+            + 2 * self.cell_padding
+            for i, col in enumerate(self.COLUMNS)
+        }
+        shown = list(self.COLUMNS)
+        for col in self.HIDE_FIRST:
+            if room <= 0 or sum(widths[c] for c in shown) <= room:
+                break
+            shown.remove(col)
+        if tuple(shown) == self.shown:
+            return False
+        self.shown = tuple(shown)
+        keep = self.selected()
+        self.clear(columns=True)
+        for col in self.shown:
+            self.add_column(col, key=col)
+        for name, cells in rows.items():
+            self.add_row(*self._visible(cells), key=name)
+        if keep in rows:
+            self.move_cursor(row=list(rows).index(keep))
+        return True
+
+    def _visible(self, cells: list[str]) -> list[str]:
+        return [v for col, v in zip(self.COLUMNS, cells) if col in self.shown]
 
     def selected(self) -> str | None:
         if not self.row_count:
@@ -97,16 +135,19 @@ class RunsTable(DataTable):
             )
             for name in order
         }
+        self.cells = rows
+        if self._fit(rows):
+            return
         if [k.value for k in self.rows] == order:
             for name, cells in rows.items():
                 for col, value in zip(self.COLUMNS, cells):
-                    if self.get_cell(name, col) != value:  # wider when it must ("finished")
-                        self.update_cell(name, col, value, update_width=True)
+                    if col in self.shown and self.get_cell(name, col) != value:
+                        self.update_cell(name, col, value, update_width=True)  # ("finished")
             return
         keep = self.selected()
         self.clear()
         for name, cells in rows.items():
-            self.add_row(*cells, key=name)
+            self.add_row(*self._visible(cells), key=name)
         if keep in order:
             self.move_cursor(row=order.index(keep))
 
