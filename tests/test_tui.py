@@ -36,6 +36,7 @@ from tui.screens import (
     RunScreen,
     StudyPickScreen,
     StudyScreen,
+    fid_and_floor,
     problems_note,
 )
 from tui.widgets import GridView, RunsTable
@@ -611,8 +612,17 @@ async def test_compare_marked_runs(fixed_app):
         table = app.screen.query_one("#compare-table", DataTable)
         await until(pilot, lambda: table.row_count == 2)
         rows = {row[1]: row for row in map(table.get_row_at, range(2))}
-        assert rows["ddpm-linear"][4:8] == ["0.1125", "75.00", "12.50", "3.32"]
-        assert rows["ddpm-cosine"][4:8] == ["0.1325", "85.00", "12.50", "3.22"]
+        labels = [str(c.label) for c in table.columns.values()]
+        # at 100 columns the class entropy is hidden (the first to go), the others shown
+        assert labels[3:8] == ["epochs", "final val loss", "FID", "floor", "sampler"]
+        assert rows["ddpm-linear"][4:8] == ["0.1125", "75.00", "12.50", "DDPM-40"]
+        assert rows["ddpm-cosine"][4:8] == ["0.1325", "85.00", "12.50", "DDPM-40"]
+        await pilot.resize_terminal(140, 30)
+        await until(
+            pilot, lambda: "class entropy" in [str(c.label) for c in table.columns.values()]
+        )
+        assert [table.get_row(n)[7] for n in ("ddpm-linear", "ddpm-cosine")] == ["3.32", "3.22"]
+        await pilot.resize_terminal(100, 30)
         labels = [s[0] for s in app.screen.query_one("#fid-chart").series]
         assert labels == ["ddpm-cosine FID", "ddpm-linear FID"]
         # the first column shows each run's glyph and colour on both charts, a legend that
@@ -870,6 +880,20 @@ def assert_charts_hold_results(screen: StudyScreen, study: Run, values: list) ->
         assert xs == values and ys == pytest.approx(csv[column], abs=1e-4), (chart, column)
 
 
+def test_the_study_fid_chart_drops_a_floor_that_would_flatten_the_fids():
+    """The quick profile's noise study: FIDs 1478 to 1616 over a floor of 138 would draw a flat
+    line at the top; the floor goes into the label. FIDs spread over a third of the height keep
+    their floor line."""
+    xs = [0, 0.001, 0.01, 0.1, 0.25, 0.5]
+    fid = ("FID", xs, [1477.8, 1478.3, 1483.2, 1489.3, 1533.3, 1616.1])
+    floor = ("floor", xs, [138.4] * 6)
+    assert fid_and_floor(fid, floor) == ([fid], "floor 138.4 below the chart")
+    spread = ("FID", xs[:3], [200.0, 300.0, 400.0])
+    low = ("floor", xs[:3], [12.5] * 3)
+    assert fid_and_floor(spread, low) == ([spread, low], "")
+    assert fid_and_floor(("FID", [], []), floor) == ([("FID", [], []), floor], "")
+
+
 def study_shown(screen: StudyScreen) -> dict:
     """What the study view shows: the table's rows (value, then its numbers), the value whose
     grid is shown with that grid's PNG name, and the charts' series."""
@@ -922,7 +946,10 @@ async def test_study_view_follows_a_study_value_by_value(tmp_path, monkeypatch):
             ["0.5", "to do"],
         ]
         assert (shown["label"], shown["grid"]) == ("◀ λ = 0 ▶ (1 of 3)", "value-0.png")
-        assert shown["charts"]["fid-chart"] == [("FID", [0], [200.0]), ("floor", [0], [12.5])]
+        # one value: a floor line would squash the FID to a dot at the top; its label says it
+        assert shown["charts"]["fid-chart"] == [("FID", [0], [200.0])]
+        chart = screen.query_one("#fid-chart")
+        assert str(chart.title_line(chart.drawn(), 60)) == "FID · floor 12.5 below the chart"
         await pilot.press("right")
         assert study_shown(screen)["label"] == "◀ λ = 0.1 ▶ (2 of 3) · no grid yet"
 

@@ -95,6 +95,7 @@ class Chart(PlotextPlot):
         self.series: list[tuple[str, list, list]] = []
         self.logy = self.evenly = False
         self.xrange: tuple[float, float] | None = None
+        self.note = ""  # said after the title ("floor 138 below the chart")
 
     def show(
         self,
@@ -102,11 +103,12 @@ class Chart(PlotextPlot):
         logy: bool = False,
         evenly: bool = False,
         xrange: tuple[float, float] | None = None,
+        note: str = "",
     ) -> None:
         """Draw ``series``; with ``evenly`` the x values are set at even steps, labelled with
         their values (a study's λ = 0, 0.001, 0.01, 0.1 apart). ``logy``: a log y axis when
-        every value is positive."""
-        self.series, self.evenly, self.xrange = series, evenly, xrange
+        every value is positive. ``note``: words after the title."""
+        self.series, self.evenly, self.xrange, self.note = series, evenly, xrange, note
         ys = [y for _, xs, ys in series for x, y in zip(xs, ys) if _finite(x) and _finite(y)]
         self.logy = logy and bool(ys) and all(float(y) > 0 for y in ys)
         self.refresh()
@@ -139,6 +141,8 @@ class Chart(PlotextPlot):
         line = Text(self.title if drawn else f"{self.title}: nothing yet", style="bold")
         if self.logy:
             line.append(" (log)")
+        if self.note and drawn:
+            line.append(f" · {self.note}", style="not bold")
         legend = Text.assemble(
             *(
                 Text.assemble("  ", (legend_glyph(marker), color), f" {label}")

@@ -21,7 +21,6 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.strip import Strip
 from textual.widgets import (
-    DataTable,
     Header,
     Input,
     Label,
@@ -51,7 +50,7 @@ from engine.spec.specs import RunSpec, StudySpec, spec_from_toml
 from engine.text import fmt, format_seconds
 from tui.history import Grid
 from tui.messages import RunEvents, Snapshot
-from tui.widgets import GridView, KeyBar
+from tui.widgets import FitTable, GridView, KeyBar
 
 CURVE_EVENTS = (Epoch, Eval)  # the events that change a chart
 
@@ -335,8 +334,9 @@ def value_cells(e: Value) -> list[str]:
     ]
 
 
-def study_series(spec: StudySpec, values: dict[float, Value]) -> dict[str, list]:
-    """The study view's charts: chart id -> series against the value, in the study's order."""
+def study_series(spec: StudySpec, values: dict[float, Value]) -> dict[str, tuple[list, str]]:
+    """The study view's charts: chart id -> (series against the value, in the study's order;
+    the chart's note)."""
     done = [values[v] for v in spec.values if v in values]
     xs = [e.value for e in done]
 
@@ -345,10 +345,23 @@ def study_series(spec: StudySpec, values: dict[float, Value]) -> dict[str, list]
         return label, [x for x, _ in pairs], [y for _, y in pairs]
 
     return {
-        "fid-chart": [series("FID", "fid"), series("floor", "floor")],
-        "diversity-chart": [series("pairwise distance", "pairwise_distance")],
-        "novelty-chart": [series("nearest training digit", "nearest_train_distance")],
+        "fid-chart": fid_and_floor(series("FID", "fid"), series("floor", "floor")),
+        "diversity-chart": ([series("pairwise distance", "pairwise_distance")], ""),
+        "novelty-chart": ([series("nearest training digit", "nearest_train_distance")], ""),
     }
+
+
+def fid_and_floor(fid: tuple, floor: tuple) -> tuple[list[tuple], str]:
+    """The FID chart's series and note: the FID and its floor, or, when the floor lies so far
+    below the FIDs that their differences would shrink to less than a third of the chart's
+    height, the FID alone and a note that names the floor."""
+    ys, floors = fid[2], floor[2]
+    if not ys or not floors:
+        return [fid, floor], ""
+    spread, height = max(ys) - min(ys), max(ys) - min(min(ys), min(floors))
+    if height <= 0 or spread / height >= 1 / 3:
+        return [fid, floor], ""
+    return [fid], f"floor {fmt(max(floors), '.4g')} below the chart"
 
 
 class StudyScreen(FollowScreen):
@@ -445,8 +458,8 @@ class StudyScreen(FollowScreen):
         if new_values:
             self.values = study_values(self.events)
         if self.spec is not None and (new_values or not self.ready):
-            for chart_id, series in study_series(self.spec, self.values).items():
-                self.query_one(f"#{chart_id}", Chart).show(series, evenly=True)
+            for chart_id, (series, note) in study_series(self.spec, self.values).items():
+                self.query_one(f"#{chart_id}", Chart).show(series, evenly=True, note=note)
         if message.grids is not None:
             self.grids = {g.value: g for g in message.grids if g.value is not None}
         self._show_line()
@@ -502,10 +515,14 @@ class StudyScreen(FollowScreen):
             return
         self.query_one("#study-line", Static).update(self.line())
         table = Table(box=None, padding=(0, 1), header_style="bold", expand=False)
-        for col in (STUDY_VALUE.get(self.spec.kind, "value"), *STUDY_COLUMNS):
-            table.add_column(col, no_wrap=True, overflow="ellipsis", justify="right")
+        rows = self.table_rows()
+        for i, col in enumerate((STUDY_VALUE.get(self.spec.kind, "value"), *STUDY_COLUMNS)):
+            least = max((len(r[0]) for r in rows), default=1) if i == 0 else None  # values whole
+            table.add_column(
+                col, no_wrap=True, overflow="ellipsis", justify="right", min_width=least
+            )
         shown = self.shown_value
-        for v, cells in zip(self.spec.values, self.table_rows()):
+        for v, cells in zip(self.spec.values, rows):
             table.add_row(*cells, style="reverse" if v == shown else "")
         self.query_one("#study-table", Static).update(table)
         grid = self.grids.get(shown)
@@ -566,13 +583,16 @@ class CompareScreen(Screen):
         with Horizontal(id="compare-charts"):
             yield Chart("validation loss", "MSE", id="loss-chart")
             yield Chart("FID", "FID", id="fid-chart")
-        yield DataTable(id="compare-table", cursor_type="row")
+        yield FitTable(  # (the first column: each run's glyph on the charts)
+            ("", *SUMMARY_COLUMNS),
+            ("class entropy", "floor", "epochs", "status", "wall time"),
+            id="compare-table",
+            cursor_type="row",
+        )
         yield KeyBar()
 
     def on_mount(self) -> None:
         self.sub_title = "compare " + ", ".join(self.names)
-        # the first column is each run's glyph on the charts: the legend when it has no room
-        self.query_one(DataTable).add_columns("", *SUMMARY_COLUMNS)
         if self.app.last_snapshot is not None:
             self.on_snapshot(self.app.last_snapshot)
         self.app.poller.subscribe(self, runs=tuple(self.names))
@@ -582,10 +602,7 @@ class CompareScreen(Screen):
         self.app.poller.unsubscribe(self)
 
     def selected_run(self) -> str | None:
-        table = self.query_one(DataTable)
-        if not table.row_count:
-            return None
-        return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        return self.query_one(FitTable).selected()
 
     def on_run_events(self, message: RunEvents) -> None:
         from tui.chart import Chart
@@ -626,13 +643,10 @@ class CompareScreen(Screen):
             return
         rows = [summary_row(message.progress.get(n) or RunProgress(n)) for n in self.names]
         if rows != self.rows:
-            table = self.query_one(DataTable)
-            self.rows, row = rows, table.cursor_row
-            table.clear()
-            many = len(self.names) > 1
-            for k, cells in enumerate(rows):
-                table.add_row(series_key(k) if many else "", *cells, key=cells[0])
-            table.move_cursor(row=row)
+            self.rows, many = rows, len(self.names) > 1
+            self.query_one(FitTable).fill(  # the glyphs: the legend when the charts have no room
+                {cells[0]: [series_key(k) if many else "", *cells] for k, cells in enumerate(rows)}
+            )
         self.ready = len(self.events) == len(self.names)
 
 

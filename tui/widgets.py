@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 
+from rich.cells import cell_len
 from rich.style import Style
 from rich.text import Text
 from textual.css.query import NoMatches
@@ -46,62 +47,88 @@ def image_widget_class(
     return {"sixel": timg.SixelImage, "tgp": timg.TGPImage}[mode]
 
 
-class RunsTable(DataTable):
-    """Every run of the experiments file and of the runs folder: its state, progress and latest
-    numbers (the columns that fit: the least needed are hidden first when the table is
-    narrow). Space marks runs for the compare view."""
+class FitTable(DataTable):
+    """A table of named rows that shows the columns that fit its width: those of
+    ``hide_first`` are hidden, in that order, while its cells are wider than the table (the
+    others are always shown), and come back when it widens. :meth:`fill` sets every row."""
 
-    COLUMNS = ("run", "status", "epoch", "train", "val", "FID", "elapsed", "ETA", "where")
-    # hidden in this order while the table is narrower than its cells (the rest always shown)
-    HIDE_FIRST = ("train", "where", "elapsed", "epoch")
-
-    def __init__(self, **kw):
-        super().__init__(cursor_type="row", zebra_stripes=True, **kw)
-        self.marked: set[str] = set()
-        self.shown: tuple[str, ...] = self.COLUMNS
-        self.cells: dict[str, list[str]] = {}  # every column's cell of each row, shown or not
+    def __init__(self, columns: tuple[str, ...], hide_first: tuple[str, ...] = (), **kw):
+        super().__init__(**kw)
+        self.all_columns, self.hide_first = columns, hide_first
+        self.shown: tuple[str, ...] = columns
+        self.cells: dict[str, list] = {}  # every column's cell of each row, shown or not
 
     def on_mount(self) -> None:
-        for col in self.shown:
-            self.add_column(col, key=col)
+        self._add_columns()
 
     def on_resize(self) -> None:
-        self._fit(self.cells)
+        self.fill(self.cells)
 
-    def _fit(self, rows: dict[str, list[str]]) -> bool:
-        """Show the columns that fit the table's width (:data:`HIDE_FIRST`); True when the
-        columns changed (and the table was emptied to be filled again)."""
+    def _add_columns(self) -> None:
+        for col in self.shown:
+            self.add_column(col, key=col or "_")
+
+    def fitting(self, rows: dict[str, list]) -> tuple[str, ...]:
+        """The columns that fit the table's width with the cells of ``rows``."""
         room = self.size.width - 2  # (a vertical scrollbar)
         widths = {
-            col: max([len(col), *(len(cells[i]) for cells in rows.values())])
+            col: max([len(col), *(_width(cells[i]) for cells in rows.values())])
             + 2 * self.cell_padding
-            for i, col in enumerate(self.COLUMNS)
+            for i, col in enumerate(self.all_columns)
         }
-        shown = list(self.COLUMNS)
-        for col in self.HIDE_FIRST:
+        shown = list(self.all_columns)
+        for col in self.hide_first:
             if room <= 0 or sum(widths[c] for c in shown) <= room:
                 break
             shown.remove(col)
-        if tuple(shown) == self.shown:
-            return False
-        self.shown = tuple(shown)
+        return tuple(shown)
+
+    def fill(self, rows: dict[str, list]) -> None:
+        """Show ``rows`` (cells of every column, by row key) in their order. Cells change in
+        place; when rows come, go or change order, or other columns fit, the table is built
+        again with the cursor kept on the same row."""
+        self.cells = rows
+        shown = self.fitting(rows)
+        if shown == self.shown and [k.value for k in self.rows] == list(rows):
+            for name, cells in rows.items():
+                for col, value in zip(self.all_columns, cells):
+                    key = col or "_"
+                    if col in shown and self.get_cell(name, key) != value:
+                        self.update_cell(name, key, value, update_width=True)  # ("finished")
+            return
         keep = self.selected()
-        self.clear(columns=True)
-        for col in self.shown:
-            self.add_column(col, key=col)
+        if shown != self.shown:
+            self.shown = shown
+            self.clear(columns=True)
+            self._add_columns()
+        else:
+            self.clear()
         for name, cells in rows.items():
-            self.add_row(*self._visible(cells), key=name)
+            self.add_row(*(v for c, v in zip(self.all_columns, cells) if c in shown), key=name)
         if keep in rows:
             self.move_cursor(row=list(rows).index(keep))
-        return True
-
-    def _visible(self, cells: list[str]) -> list[str]:
-        return [v for col, v in zip(self.COLUMNS, cells) if col in self.shown]
 
     def selected(self) -> str | None:
         if not self.row_count:
             return None
         return self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
+
+
+def _width(cell) -> int:
+    return cell.cell_len if isinstance(cell, Text) else cell_len(str(cell))
+
+
+class RunsTable(FitTable):
+    """Every run of the experiments file and of the runs folder: its state, progress and latest
+    numbers (the columns that fit: train, where and elapsed are hidden first when the table is
+    narrow). Space marks runs for the compare view."""
+
+    COLUMNS = ("run", "status", "epoch", "train", "val", "FID", "elapsed", "ETA", "where")
+
+    def __init__(self, **kw):
+        hide_first = ("train", "where", "elapsed", "epoch")
+        super().__init__(self.COLUMNS, hide_first, cursor_type="row", zebra_stripes=True, **kw)
+        self.marked: set[str] = set()
 
     def toggle_mark(self) -> None:
         name = self.selected()
@@ -135,21 +162,7 @@ class RunsTable(DataTable):
             )
             for name in order
         }
-        self.cells = rows
-        if self._fit(rows):
-            return
-        if [k.value for k in self.rows] == order:
-            for name, cells in rows.items():
-                for col, value in zip(self.COLUMNS, cells):
-                    if col in self.shown and self.get_cell(name, col) != value:
-                        self.update_cell(name, col, value, update_width=True)  # ("finished")
-            return
-        keep = self.selected()
-        self.clear()
-        for name, cells in rows.items():
-            self.add_row(*self._visible(cells), key=name)
-        if keep in order:
-            self.move_cursor(row=order.index(keep))
+        self.fill(rows)
 
     def _cells(
         self, p: RunProgress, queued: list[str], where: str, now: float, expected=None
