@@ -507,3 +507,34 @@ def test_a_worker_takes_the_cores_its_share_and_the_load_leave_it():
     assert worker_threads(jobs=2, cpus=16, load=8.4, running=1) == 8  # its own first worker
     assert worker_threads(jobs=1, cpus=16, load=12.0, running=0) == 4
     assert worker_threads(jobs=4, cpus=2, load=0.0, running=0) == 1
+
+
+def test_busy_cores_counts_a_busy_loop_now_and_falls_back_to_the_load_average(monkeypatch):
+    """The busy cores are measured now (over half a second of /proc/stat), not the 1-minute
+    load average, which still counts a worker that ended a minute ago: a process spinning
+    beside the test counts as about a core (more when other work runs too), never more than
+    the machine's cores; without /proc/stat, the load average."""
+    import builtins
+    import subprocess
+    import sys
+
+    from engine.spec import costs
+
+    spin = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        busy = costs.busy_cores(0.5)
+    finally:
+        spin.kill()
+        spin.wait()
+    assert 0.8 <= busy <= (os.cpu_count() or 1) + 1e-9
+
+    real_open = builtins.open
+
+    def no_proc_stat(path, *a, **kw):
+        if str(path) == "/proc/stat":
+            raise PermissionError(13, "Permission denied")
+        return real_open(path, *a, **kw)
+
+    monkeypatch.setattr(builtins, "open", no_proc_stat)
+    monkeypatch.setattr(os, "getloadavg", lambda: (3.5, 2.0, 1.0))
+    assert costs.busy_cores(0.01) == 3.5

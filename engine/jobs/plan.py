@@ -112,7 +112,7 @@ class CalibrationCache(costs.CalibrationCache):
         key = calibration_key(host, str(device), spec)
         cal = self.get(key)
         if cal is None:
-            load, cores, before = os.getloadavg()[0], os.cpu_count() or 1, torch.get_num_threads()
+            load, cores, before = costs.busy_cores(), os.cpu_count() or 1, torch.get_num_threads()
             threads = worker_threads(1, cores, load, 0) if device.type == "cpu" else before
             torch.set_num_threads(threads)
             try:

@@ -32,7 +32,7 @@ from engine.queue.handle import Handle
 from engine.queue.process import spawn_detached
 from engine.queue.state import QueueFile, QueueState, next_jobs
 from engine.rundir.run import Run, iter_runs, read_file, runs_module
-from engine.spec.costs import worker_threads
+from engine.spec.costs import busy_cores, worker_threads
 from engine.spec.sections import LOCAL
 
 MODULE = "engine.queue.service"  # how the service is started (python -m), and known by pid
@@ -234,7 +234,11 @@ class Service:
             else:
                 starts.setdefault(host, []).append((name, slot))
         running = sum(a.get("executor", LOCAL) == LOCAL for a in st.active.values())
-        threads = worker_threads(st.jobs, os.cpu_count() or 1, os.getloadavg()[0], running)
+        threads = (  # (measured only when a local worker starts: it takes half a second)
+            worker_threads(st.jobs, os.cpu_count() or 1, busy_cores(), running)
+            if LOCAL in starts
+            else None
+        )
         for host, items in starts.items():
             self._start(st, host, found[host], items, threads if host == LOCAL else None, now)
 

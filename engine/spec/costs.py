@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -116,7 +118,7 @@ class CalibrationCache:
         return Calibration(*values)
 
     def put(self, key: str, cal: Calibration, **measured_at: float) -> None:
-        """Keep ``cal`` (and what it was measured at: the load average, cores, threads)."""
+        """Keep ``cal`` (and what it was measured at: the busy cores (``load``), cores, threads)."""
         self.entries[key] = {**asdict(cal), **measured_at}
         self.write()
 
@@ -293,11 +295,33 @@ def host_slots(hosts: dict, local_jobs: int) -> dict[str, int]:
     return slots
 
 
+def busy_cores(window: float = 0.5) -> float:
+    """How many cores the machine's processes keep busy now: the share of the CPU time in
+    ``/proc/stat`` that was not idle over ``window`` seconds, times the cores (the 1-minute load
+    average where ``/proc/stat`` cannot be read). Unlike the load average, it does not lag: a
+    worker that ended a minute ago, or the start-up of the process asking, does not count."""
+
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            ticks = [int(v) for v in f.readline().split()[1:9]]  # user .. steal
+        return sum(ticks), ticks[3] + ticks[4]  # idle and iowait
+
+    try:
+        total, idle = sample()
+        time.sleep(window)
+        total2, idle2 = sample()
+    except (OSError, ValueError, IndexError):
+        return os.getloadavg()[0]
+    if total2 <= total:
+        return os.getloadavg()[0]
+    return (1 - (idle2 - idle) / (total2 - total)) * (os.cpu_count() or 1)
+
+
 def worker_threads(jobs: int, cpus: int, load: float, running: int) -> int:
     """Torch's threads in a worker started here: the ``cpus`` cores shared among the ``jobs``
     runs at once, and no more than the cores that the rest of the machine leaves free (the
-    1-minute ``load`` average less what this queue's ``running`` workers add to it); at least
-    1. A worker with more threads than free cores waits on its own threads: on 2 cores at load 7
+    busy cores, ``load``: :func:`busy_cores`, less what this queue's ``running`` workers add to
+    it); at least 1. A worker with more threads than free cores waits on its own threads: on 2 cores at load 7
     to 13, a training step of the digits UNet took 15 to 25 s on one thread, 29 to 70 s on
     two (benchmarks: docs/benchmarks.md, torch threads under load)."""
     share = max(1, cpus // max(1, jobs))
