@@ -70,7 +70,9 @@ class FitTable(DataTable):
 
     def fitting(self, rows: dict[str, list]) -> tuple[str, ...]:
         """The columns that fit the table's width with the cells of ``rows``."""
-        room = self.size.width - 2  # (a vertical scrollbar)
+        room = self.size.width  # less a vertical scrollbar's, when the rows overflow
+        if len(rows) + self.header_height > self.size.height:
+            room -= self.styles.scrollbar_size_vertical
         widths = {
             col: max([len(col), *(_width(cells[i]) for cells in rows.values())])
             + 2 * self.cell_padding
