@@ -6,6 +6,7 @@ run ends with lines ``ratio dpm++-K: X`` (DDPM-T seconds / DPM-Solver++-K second
 whose FID interval overlaps DDPM-T's (``recommend: none`` when no interval does).
 
     python benchmarks/bench_eval.py RUN_DIR [--n 1000] [--steps 50] [--dpm-steps 10,20,50]
+                                    [--ddpm-from-run]
                                     [--device auto|cpu|cuda]
 
 RUN_DIR is a finished (or resumable) run folder with a checkpoint, e.g. runs-quick/ddpm-linear.
@@ -29,6 +30,7 @@ from engine.diffusion import samplers  # noqa: E402
 from engine.evaluation.fid import FID, score_samples  # noqa: E402
 from engine.jobs.checkpoints import load_model  # noqa: E402
 from engine.jobs.setup import resolve_device  # noqa: E402
+from engine.rundir.events import Eval, read_events  # noqa: E402
 from engine.rundir.run import Run  # noqa: E402
 from engine.spec.sections import MORPH_LATENTS  # noqa: E402
 
@@ -40,6 +42,12 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--dpm-steps", default="10,20,50", help="DPM-Solver++ steps ('' for none)")
     ap.add_argument("--device", default="auto")
+    ap.add_argument(
+        "--ddpm-from-run",
+        action="store_true",
+        help="take DDPM-T's row from the run's own final evaluation of N samples (its eval "
+        "event: FID, interval, KID and sampling time) instead of sampling it again",
+    )
     args = ap.parse_args()
     run = Run(args.run)
     if not run.checkpoint_path.exists():
@@ -66,6 +74,26 @@ def main() -> int:
         cases = [("ddim", ""), *((f"dpm++:{k}", "") for k in dpm), ("ddpm", "")]
     seconds, fids = {}, {}
     for case, latent in cases:
+        if case == "ddpm" and args.ddpm_from_run:
+            e = final_eval(run, samplers.describe("ddpm", args.steps, deg.T), args.n)
+            if e is None:
+                print(
+                    f"error: {run.path}: no DDPM-{deg.T} evaluation of {args.n} samples in "
+                    "events.jsonl (run it to its end, or leave out --ddpm-from-run)",
+                    file=sys.stderr,
+                )
+                return 2
+            seconds[case], fids[case] = e.sample_seconds, e
+            table.add_row(
+                f"{e.sampler} (the run's own, epoch {e.epoch})",
+                f"{e.sample_seconds:.1f}",
+                f"{e.score_seconds:.1f}",
+                _fid(e),
+                f"{e.kid:.3g} ± {e.kid_std:.2g}" if e.kid is not None else "-",
+                f"{e.floor:.2f}",
+                f"{e.entropy:.2f}" if e.entropy is not None else "-",
+            )
+            continue
         sampler, _, k = case.partition(":")
         steps = int(k) if k else args.steps
         g = torch.Generator(device=device).manual_seed(0)
@@ -104,6 +132,16 @@ def main() -> int:
         best = min(equal, key=lambda c: int(c.partition(":")[2]), default=None)
         print(f"recommend: {best.replace(':', '-') if best else 'none'}")
     return 0
+
+
+def final_eval(run: Run, sampler: str, n: int) -> Eval | None:
+    """The run's last evaluation of ``n`` samples with ``sampler`` (with its interval)."""
+    evals = [
+        e
+        for e in read_events(run.events_path)
+        if isinstance(e, Eval) and e.sampler == sampler and e.n == n and e.fid_low is not None
+    ]
+    return evals[-1] if evals else None
 
 
 def _fid(s) -> str:
