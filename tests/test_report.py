@@ -519,3 +519,21 @@ def test_fid_intervals_are_drawn_as_error_bars(tmp_path, monkeypatch):
     (bars,) = ax.containers
     segments = bars.lines[2][0].get_segments()
     assert [tuple(s[:, 1]) for s in segments] == [(80.0, 100.0), (40.0, 50.0)]
+    # the digits run at n = 100: the basic bootstrap's interval lies wholly below the FID
+    evals = {
+        16: with_ci(
+            epoch=16,
+            sampler="DDPM-1000",
+            n=100,
+            fid=807.76,
+            floor=206.95,
+            fid_low=636.77,
+            fid_high=807.08,
+        )
+    }
+    (ax,) = figures.fid_figure([run]).axes
+    (bars,) = ax.containers
+    (segment,) = bars.lines[2][0].get_segments()
+    assert tuple(segment[:, 1]) == pytest.approx((636.77, 807.08))
+    points = [tuple(line.get_ydata()) for line in ax.lines if line.get_marker() == "o"]
+    assert (807.76,) in points  # the FID itself, above its interval

@@ -126,14 +126,15 @@ def fid_figure(runs: list[Run]) -> Figure:
 
 
 def _fid_points(ax: Axes, group: list[Eval], color: str, marker: str) -> None:
-    """The FIDs of one sampler and n, with error bars where they have intervals."""
+    """The FIDs of one sampler and n, with their intervals as bars where they have them (the
+    interval as it is: at a small n the basic bootstrap's, which corrects FID's upward bias,
+    can lie wholly below the FID itself)."""
     x, y = [e.epoch for e in group], [e.fid for e in group]
     cis = [interval(e) for e in group]
     if all(ci is not None for ci in cis):
-        err = np.array([[e.fid - ci[0], ci[1] - e.fid] for e, ci in zip(group, cis) if ci]).T
-        ax.errorbar(x, y, yerr=err, fmt=marker, color=color, capsize=3, linewidth=1)
-    else:
-        ax.plot(x, y, marker, color=color)
+        lo, hi = np.array([ci for ci in cis if ci]).T
+        ax.errorbar(x, (lo + hi) / 2, yerr=(hi - lo) / 2, fmt="none", ecolor=color, capsize=3)
+    ax.plot(x, y, marker, color=color)
 
 
 def _floor_lines(ax: Axes, evals: list[Eval]) -> None:
