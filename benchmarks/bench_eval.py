@@ -84,15 +84,8 @@ def main() -> int:
                 )
                 return 2
             seconds[case], fids[case] = e.sample_seconds, e
-            table.add_row(
-                f"{e.sampler} (the run's own, epoch {e.epoch})",
-                f"{e.sample_seconds:.1f}",
-                f"{e.score_seconds:.1f}",
-                _fid(e),
-                f"{e.kid:.3g} ± {e.kid_std:.2g}" if e.kid is not None else "-",
-                f"{e.floor:.2f}",
-                f"{e.entropy:.2f}" if e.entropy is not None else "-",
-            )
+            name = f"{e.sampler} (the run's own, epoch {e.epoch})"
+            table.add_row(*_row(name, e.sample_seconds, e.score_seconds, e))
             continue
         sampler, _, k = case.partition(":")
         steps = int(k) if k else args.steps
@@ -109,15 +102,7 @@ def main() -> int:
         t2 = time.perf_counter()
         seconds[case], fids[case] = t1 - t0, s
         name = samplers.describe(sampler, steps, deg.T) + (f" ({latent} latent)" if latent else "")
-        table.add_row(
-            name,
-            f"{t1 - t0:.1f}",
-            f"{t2 - t1:.1f}",
-            _fid(s),
-            f"{s.kid:.3g} ± {s.kid_std:.2g}",
-            f"{s.floor:.2f}",
-            f"{s.entropy:.2f}",
-        )
+        table.add_row(*_row(name, t1 - t0, t2 - t1, s))
     console.print(table)
     dpm = [case for case in seconds if case.startswith("dpm++")]
     if dpm and "ddpm" in seconds:
@@ -142,6 +127,13 @@ def final_eval(run: Run, sampler: str, n: int) -> Eval | None:
         if isinstance(e, Eval) and e.sampler == sampler and e.n == n and e.fid_low is not None
     ]
     return evals[-1] if evals else None
+
+
+def _row(name: str, sampling: float, scoring: float, s) -> list[str]:
+    """A table row of ``s`` (the :class:`Scores` of a pass, or a run's :class:`Eval`)."""
+    kid = f"{s.kid:.3g} ± {s.kid_std:.2g}" if s.kid is not None else "-"
+    entropy = f"{s.entropy:.2f}" if s.entropy is not None else "-"
+    return [name, f"{sampling:.1f}", f"{scoring:.1f}", _fid(s), kid, f"{s.floor:.2f}", entropy]
 
 
 def _fid(s) -> str:

@@ -191,8 +191,9 @@ class FollowScreen(Screen):
             self.where = where
             self.where_changed()
         p = message.progress.get(self.run_name)
-        if p is not None and problems_note(p) != self.problem_note:
-            self.problem_note = problems_note(p)
+        note = problems_note(p)
+        if p is not None and note != self.problem_note:
+            self.problem_note = note
             self.where_changed()
         state = p and (f"{p.state}: {why(p)}" if why(p) else p.state)
         if p is not None and state != self.state:

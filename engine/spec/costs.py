@@ -321,9 +321,9 @@ def worker_threads(jobs: int, cpus: int, load: float, running: int) -> int:
     """Torch's threads in a worker started here: the ``cpus`` cores shared among the ``jobs``
     runs at once, and no more than the cores that the rest of the machine leaves free (the
     busy cores, ``load``: :func:`busy_cores`, less what this queue's ``running`` workers add to
-    it); at least 1. A worker with more threads than free cores waits on its own threads: on 2 cores at load 7
-    to 13, a training step of the digits UNet took 15 to 25 s on one thread, 29 to 70 s on
-    two (benchmarks: docs/benchmarks.md, torch threads under load)."""
+    it); at least 1. A worker with more threads than free cores waits on its own threads: on 2
+    cores at load 7 to 13, a training step of the digits UNet took 15 to 25 s on one thread, 29
+    to 70 s on two (benchmarks: docs/benchmarks.md, torch threads under load)."""
     share = max(1, cpus // max(1, jobs))
     others = max(0.0, load - running * share)
     return max(1, min(share, round(cpus - others)))
